@@ -1,0 +1,182 @@
+"""Settings: one dataclass, built once from the environment and passed down.
+
+Nothing else in `scribe/` reads `os.environ`; the app and the CLI call
+`Settings.from_env()` (optionally with overrides) and hand the result on.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field, fields, replace
+from pathlib import Path
+from typing import Any, Mapping
+
+from scribe.errors import SettingsError
+
+BACKENDS = ("local", "gemini", "stub")
+CHUNK_POLICIES = ("fixed", "pause")
+LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR")
+DEFAULT_WHISPER_MODEL = "tiny.en"
+DEFAULT_GEMINI_MODEL = "gemini-2.5-flash"
+
+
+@dataclass(frozen=True)
+class Settings:
+    """Every knob Scribe has, with its default and the variable that sets it."""
+
+    data_dir: Path = Path("data")
+    """SCRIBE_DATA_DIR: folder for the database and chunk audio."""
+    db_path: Path | None = None
+    """SCRIBE_DB: DuckDB file; default `<data_dir>/scribe.duckdb`."""
+    backend: str = "local"
+    """SCRIBE_BACKEND: `local` (faster-whisper), `gemini`, or `stub` (tests, bench)."""
+    whisper_model: str = DEFAULT_WHISPER_MODEL
+    """SCRIBE_WHISPER_MODEL: folder path or faster-whisper model name; `tiny.en` is bundled."""
+    whisper_compute_type: str = "int8"
+    """SCRIBE_WHISPER_COMPUTE_TYPE: CTranslate2 compute type on CPU."""
+    whisper_threads: int = 0
+    """SCRIBE_WHISPER_THREADS: CPU threads per model call (0 = CTranslate2 default)."""
+    chunk_seconds: float = 15.0
+    """SCRIBE_CHUNK_SECONDS: target chunk length in seconds."""
+    chunk_policy: str = "pause"
+    """SCRIBE_CHUNK_POLICY: `pause` (cut in a pause near the target) or `fixed`."""
+    max_concurrency: int = 1
+    """SCRIBE_MAX_CONCURRENCY: transcription worker threads (the local model is CPU-bound)."""
+    max_attempts: int = 5
+    """SCRIBE_MAX_ATTEMPTS: tries per chunk before it is marked failed."""
+    retry_base_seconds: float = 1.0
+    """SCRIBE_RETRY_BASE_SECONDS: first backoff delay; doubles per attempt, with jitter."""
+    retry_max_seconds: float = 60.0
+    """SCRIBE_RETRY_MAX_SECONDS: cap on one backoff delay."""
+    log_level: str = "INFO"
+    """SCRIBE_LOG_LEVEL: DEBUG, INFO, WARNING or ERROR."""
+    gemini_api_key: str | None = field(default=None, repr=False)
+    """GEMINI_API_KEY: enables the Gemini backend. Never logged, never stored."""
+    gemini_model: str = DEFAULT_GEMINI_MODEL
+    """SCRIBE_GEMINI_MODEL: audio-capable Gemini model."""
+    gemini_base_url: str | None = None
+    """SCRIBE_GEMINI_BASE_URL: endpoint override (tests, proxies)."""
+    gemini_timeout: float = 60.0
+    """SCRIBE_GEMINI_TIMEOUT: seconds per Gemini request."""
+    gemini_rpm: int = 10
+    """SCRIBE_GEMINI_RPM: requests per minute to Gemini (free tier allows ~10)."""
+    max_upload_mb: int = 200
+    """SCRIBE_MAX_UPLOAD_MB: largest accepted upload."""
+    max_live_sessions: int = 40
+    """SCRIBE_MAX_LIVE_SESSIONS: live WebRTC sessions one process accepts."""
+    backlog_warn_seconds: float = 300.0
+    """SCRIBE_BACKLOG_WARN_SECONDS: audio waiting in the queue before the UI warns."""
+    ice_servers: tuple[str, ...] = ()
+    """SCRIBE_ICE_SERVERS: comma-separated STUN/TURN URLs; empty works on one machine/LAN."""
+    final_pass: bool = True
+    """SCRIBE_FINAL_PASS: re-transcribe the whole recording after a session stops (local)."""
+    metrics_port: int = 0
+    """SCRIBE_METRICS_PORT: serve Prometheus metrics on 127.0.0.1:PORT (0 = off)."""
+
+    @property
+    def db(self) -> Path:
+        return self.db_path or self.data_dir / "scribe.duckdb"
+
+    @property
+    def audio_dir(self) -> Path:
+        return self.data_dir / "audio"
+
+    @classmethod
+    def from_env(cls, environ: Mapping[str, str] | None = None, **overrides: Any) -> "Settings":
+        """Build settings from `environ` (default `os.environ`), then apply overrides."""
+        env = os.environ if environ is None else environ
+        values: dict[str, Any] = {}
+        for name, (var, parse) in _ENV_VARS.items():
+            raw = env.get(var)
+            if raw is not None and raw.strip() != "":
+                values[name] = _parse(var, raw.strip(), parse)
+        values.update({k: v for k, v in overrides.items() if v is not None})
+        settings = cls(**values)
+        settings.validate()
+        return settings
+
+    def with_changes(self, **changes: Any) -> "Settings":
+        """A validated copy with some fields changed."""
+        updated = replace(self, **{k: v for k, v in changes.items() if v is not None})
+        updated.validate()
+        return updated
+
+    def validate(self) -> None:
+        """Raise SettingsError naming the variable of the first bad value."""
+        checks = [
+            (self.backend in BACKENDS, "SCRIBE_BACKEND", f"must be one of {', '.join(BACKENDS)}"),
+            (self.chunk_policy in CHUNK_POLICIES, "SCRIBE_CHUNK_POLICY",
+             f"must be one of {', '.join(CHUNK_POLICIES)}"),
+            (1.0 <= self.chunk_seconds <= 600.0, "SCRIBE_CHUNK_SECONDS", "must be between 1 and 600"),
+            (1 <= self.max_concurrency <= 256, "SCRIBE_MAX_CONCURRENCY", "must be between 1 and 256"),
+            (1 <= self.max_attempts <= 50, "SCRIBE_MAX_ATTEMPTS", "must be between 1 and 50"),
+            (self.retry_base_seconds >= 0, "SCRIBE_RETRY_BASE_SECONDS", "must not be negative"),
+            (self.retry_max_seconds >= self.retry_base_seconds, "SCRIBE_RETRY_MAX_SECONDS",
+             "must be at least SCRIBE_RETRY_BASE_SECONDS"),
+            (self.log_level in LOG_LEVELS, "SCRIBE_LOG_LEVEL", f"must be one of {', '.join(LOG_LEVELS)}"),
+            (self.gemini_timeout > 0, "SCRIBE_GEMINI_TIMEOUT", "must be positive"),
+            (self.gemini_rpm >= 1, "SCRIBE_GEMINI_RPM", "must be at least 1"),
+            (self.max_upload_mb >= 1, "SCRIBE_MAX_UPLOAD_MB", "must be at least 1"),
+            (self.max_live_sessions >= 1, "SCRIBE_MAX_LIVE_SESSIONS", "must be at least 1"),
+            (0 <= self.metrics_port <= 65535, "SCRIBE_METRICS_PORT", "must be a port number"),
+            (bool(self.whisper_model.strip()), "SCRIBE_WHISPER_MODEL", "must not be empty"),
+        ]
+        for ok, var, message in checks:
+            if not ok:
+                raise SettingsError(f"{var} {message}")
+        if self.backend == "gemini" and not self.gemini_api_key:
+            raise SettingsError("SCRIBE_BACKEND=gemini needs GEMINI_API_KEY to be set")
+
+
+def _parse(var: str, raw: str, parse: Any) -> Any:
+    try:
+        return parse(raw)
+    except (TypeError, ValueError) as exc:
+        raise SettingsError(f"{var}={raw!r} is not valid: {exc}") from None
+
+
+def _bool(raw: str) -> bool:
+    lowered = raw.lower()
+    if lowered in ("1", "true", "yes", "on"):
+        return True
+    if lowered in ("0", "false", "no", "off"):
+        return False
+    raise ValueError("expected true or false")
+
+
+def _choice_upper(raw: str) -> str:
+    return raw.upper()
+
+
+def _urls(raw: str) -> tuple[str, ...]:
+    return tuple(part.strip() for part in raw.split(",") if part.strip())
+
+
+_ENV_VARS: dict[str, tuple[str, Any]] = {
+    "data_dir": ("SCRIBE_DATA_DIR", Path),
+    "db_path": ("SCRIBE_DB", Path),
+    "backend": ("SCRIBE_BACKEND", str.lower),
+    "whisper_model": ("SCRIBE_WHISPER_MODEL", str),
+    "whisper_compute_type": ("SCRIBE_WHISPER_COMPUTE_TYPE", str),
+    "whisper_threads": ("SCRIBE_WHISPER_THREADS", int),
+    "chunk_seconds": ("SCRIBE_CHUNK_SECONDS", float),
+    "chunk_policy": ("SCRIBE_CHUNK_POLICY", str.lower),
+    "max_concurrency": ("SCRIBE_MAX_CONCURRENCY", int),
+    "max_attempts": ("SCRIBE_MAX_ATTEMPTS", int),
+    "retry_base_seconds": ("SCRIBE_RETRY_BASE_SECONDS", float),
+    "retry_max_seconds": ("SCRIBE_RETRY_MAX_SECONDS", float),
+    "log_level": ("SCRIBE_LOG_LEVEL", _choice_upper),
+    "gemini_api_key": ("GEMINI_API_KEY", str),
+    "gemini_model": ("SCRIBE_GEMINI_MODEL", str),
+    "gemini_base_url": ("SCRIBE_GEMINI_BASE_URL", str),
+    "gemini_timeout": ("SCRIBE_GEMINI_TIMEOUT", float),
+    "gemini_rpm": ("SCRIBE_GEMINI_RPM", int),
+    "max_upload_mb": ("SCRIBE_MAX_UPLOAD_MB", int),
+    "max_live_sessions": ("SCRIBE_MAX_LIVE_SESSIONS", int),
+    "backlog_warn_seconds": ("SCRIBE_BACKLOG_WARN_SECONDS", float),
+    "ice_servers": ("SCRIBE_ICE_SERVERS", _urls),
+    "final_pass": ("SCRIBE_FINAL_PASS", _bool),
+    "metrics_port": ("SCRIBE_METRICS_PORT", int),
+}
+
+assert set(_ENV_VARS) <= {f.name for f in fields(Settings)}

@@ -1,0 +1,111 @@
+"""Transcripts out: txt, md, srt, vtt, json. Pure functions over stored rows."""
+
+from __future__ import annotations
+
+import json
+from typing import Callable, Sequence
+
+from scribe.storage import SegmentRow, SessionRow
+
+FORMATS = ("txt", "md", "srt", "vtt", "json")
+
+
+def clock(ms: int, *, sep: str = ".", hours: bool = True) -> str:
+    """`HH:MM:SS.mmm` (or `,` for SRT)."""
+    ms = max(0, int(ms))
+    h, rem = divmod(ms, 3_600_000)
+    m, rem = divmod(rem, 60_000)
+    s, millis = divmod(rem, 1000)
+    return f"{h:02d}:{m:02d}:{s:02d}{sep}{millis:03d}" if hours else f"{m:02d}:{s:02d}"
+
+
+def mmss(ms: int) -> str:
+    """`mm:ss`, or `h:mm:ss` past an hour."""
+    total = max(0, int(ms)) // 1000
+    h, rem = divmod(total, 3600)
+    m, s = divmod(rem, 60)
+    return f"{h}:{m:02d}:{s:02d}" if h else f"{m:02d}:{s:02d}"
+
+
+def plain_text(segments: Sequence[SegmentRow]) -> str:
+    return " ".join(s.text.strip() for s in segments if s.text.strip())
+
+
+def _label(seg: SegmentRow) -> str:
+    return f"{seg.speaker}: " if seg.speaker else ""
+
+
+def to_txt(session: SessionRow, segments: Sequence[SegmentRow]) -> str:
+    lines = [f"[{mmss(s.start_ms)}] {_label(s)}{s.text}" for s in segments]
+    return "\n".join(lines) + ("\n" if lines else "")
+
+
+def to_md(session: SessionRow, segments: Sequence[SegmentRow]) -> str:
+    head = [f"# {_md_escape(session.title)}", "",
+            f"*{session.source} session `{session.id}`, {mmss(session.duration_ms)}, "
+            f"{session.backend} / {session.model}*", ""]
+    body = [f"- **[{mmss(s.start_ms)}]** {_md_escape(_label(s) + s.text)}" for s in segments]
+    return "\n".join(head + body) + "\n"
+
+
+def _md_escape(text: str) -> str:
+    """Markdown metacharacters escaped, so a transcript stays text."""
+    out = []
+    for ch in text:
+        out.append("\\" + ch if ch in "\\`*_{}[]()<>#+-.!|~" else ch)
+    return "".join(out)
+
+
+def to_srt(session: SessionRow, segments: Sequence[SegmentRow]) -> str:
+    blocks = []
+    for n, s in enumerate(_timed(segments), start=1):
+        blocks.append(f"{n}\n{clock(s.start_ms, sep=',')} --> {clock(s.end_ms, sep=',')}\n"
+                      f"{_label(s)}{_one_line(s.text)}\n")
+    return "\n".join(blocks)
+
+
+def to_vtt(session: SessionRow, segments: Sequence[SegmentRow]) -> str:
+    cues = [f"{clock(s.start_ms)} --> {clock(s.end_ms)}\n{_vtt_text(s)}\n" for s in _timed(segments)]
+    return "WEBVTT\n\n" + "\n".join(cues)
+
+
+def _vtt_text(seg: SegmentRow) -> str:
+    text = _one_line(seg.text).replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
+    return f"<v {seg.speaker}>{text}" if seg.speaker else text
+
+
+def _one_line(text: str) -> str:
+    # A blank line ends a cue in SRT and VTT; "-->" would start a new timing line.
+    return " ".join(text.split()).replace("-->", "->")
+
+
+def _timed(segments: Sequence[SegmentRow]) -> list[SegmentRow]:
+    """Cues in time order with end > start, as subtitle players expect."""
+    ordered = sorted((s for s in segments if s.text.strip()), key=lambda s: (s.start_ms, s.seq, s.idx))
+    out = []
+    for s in ordered:
+        end = max(s.end_ms, s.start_ms + 1)
+        out.append(SegmentRow(**{**s.__dict__, "end_ms": end}))
+    return out
+
+
+def to_json(session: SessionRow, segments: Sequence[SegmentRow]) -> str:
+    payload = {
+        "session_id": session.id,
+        "title": session.title,
+        "segments": [{"seq": s.seq, "start": s.start_ms / 1000, "end": s.end_ms / 1000,
+                      "text": s.text, "speaker": s.speaker} for s in segments],
+        "text": plain_text(segments),
+    }
+    return json.dumps(payload, ensure_ascii=False, indent=2) + "\n"
+
+
+RENDERERS: dict[str, Callable[[SessionRow, Sequence[SegmentRow]], str]] = {
+    "txt": to_txt, "md": to_md, "srt": to_srt, "vtt": to_vtt, "json": to_json,
+}
+
+
+def render(fmt: str, session: SessionRow, segments: Sequence[SegmentRow]) -> str:
+    if fmt not in RENDERERS:
+        raise ValueError(f"unknown format {fmt!r}: use one of {', '.join(FORMATS)}")
+    return RENDERERS[fmt](session, segments)

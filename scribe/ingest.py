@@ -1,0 +1,99 @@
+"""Files into sessions: decode, chunk and submit through the same path as live audio."""
+
+from __future__ import annotations
+
+import shutil
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable
+
+from scribe.audio import SAMPLE_RATE, iter_decode, probe_duration
+from scribe.chunking import Chunker, ChunkPolicy, policy_label
+from scribe.errors import AudioDecodeError, UploadTooLargeError
+from scribe.pipeline import Pipeline
+from scribe.storage import SessionRow, Storage
+
+Progress = Callable[[float, str], None]
+"""Called with (fraction 0..1, message) from the thread doing the work."""
+
+
+@dataclass
+class IngestResult:
+    session: SessionRow
+    chunks: int
+    audio_seconds: float
+
+
+def check_upload_size(n_bytes: int, max_mb: int) -> None:
+    if n_bytes > max_mb * 1024 * 1024:
+        raise UploadTooLargeError(
+            f"file is {n_bytes / 1024 / 1024:.0f} MB; the limit is {max_mb} MB (SCRIBE_MAX_UPLOAD_MB)")
+    if n_bytes == 0:
+        raise AudioDecodeError("file is empty")
+
+
+def ingest_file(path: str | Path, *, storage: Storage, pipeline: Pipeline, policy: ChunkPolicy,
+                title: str | None = None, source: str = "cli",
+                progress: Progress | None = None) -> IngestResult:
+    """Create a session from a file and submit all its chunks; returns once they are durable.
+
+    On a decode error the half-made session (rows and audio) is removed again,
+    so a bad file leaves the database as it was, and the error propagates.
+    """
+    path = Path(path)
+    iterator = iter_decode(path)  # opens and validates the container before anything is stored
+    first_block = next(iterator)
+    session = storage.create_session(
+        title=title or path.stem, source=source, backend=pipeline.transcriber.name,
+        model=pipeline.transcriber.model, chunk_seconds=getattr(policy, "seconds", 0.0),
+        chunk_policy=policy_label(policy))
+    try:
+        chunks, samples = _feed(session.id, policy, pipeline, first_block, iterator,
+                                probe_duration(path), progress)
+    except AudioDecodeError:
+        _discard(session.id, storage, pipeline)
+        raise
+    storage.end_session(session.id, "stopped")
+    return IngestResult(storage.get_session(session.id), chunks, samples / SAMPLE_RATE)
+
+
+def _feed(session_id, policy, pipeline, first_block, rest, total_s, progress) -> tuple[int, int]:
+    chunker = Chunker(session_id, policy)
+    submitted = 0
+    for block in _chain(first_block, rest):
+        for chunk in chunker.push(block):
+            pipeline.submit(chunk)
+            submitted += 1
+        if progress and total_s:
+            done = chunker.position / SAMPLE_RATE
+            progress(min(1.0, done / total_s), f"read {done:.0f} s of {total_s:.0f} s")
+    for chunk in chunker.finish():
+        pipeline.submit(chunk)
+        submitted += 1
+    return submitted, chunker.samples_in
+
+
+def _chain(first, rest):
+    yield first
+    yield from rest
+
+
+def _discard(session_id: str, storage: Storage, pipeline: Pipeline) -> None:
+    storage.delete_session(session_id)
+    shutil.rmtree(pipeline.audio_dir / session_id, ignore_errors=True)
+
+
+def wait_for_session(storage: Storage, session_id: str, *, timeout: float = 3600.0,
+                     progress: Progress | None = None, poll: float = 0.2) -> dict[str, int]:
+    """Block until no chunk of the session is pending or processing; return status counts."""
+    deadline = time.monotonic() + timeout
+    while True:
+        counts = storage.chunk_counts(session_id)
+        total = sum(counts.values())
+        settled = counts["done"] + counts["failed"]
+        if progress and total:
+            progress(settled / total, f"transcribed {settled}/{total} chunks")
+        if settled == total or time.monotonic() > deadline:
+            return counts
+        time.sleep(poll)

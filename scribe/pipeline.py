@@ -1,0 +1,360 @@
+"""The transcription queue: durable jobs, worker threads, retries, recovery.
+
+A chunk becomes a job in two steps, in this order: its audio is written to
+`<audio_dir>/<session>/<seq>.flac` (fsynced, renamed into place), then its row
+is inserted `pending`. The row *is* the job, so a crash after both steps loses
+nothing (`start()` re-queues it) and a crash between them leaves only a file
+that a resubmission overwrites. Submitting the same (session, seq) twice is a
+no-op.
+
+Threads:
+- `scribe-writer`: takes chunks from `submit_nowait` (the live capture path) and
+  makes them durable, so the WebRTC thread never waits on disk or DuckDB.
+  Its queue is unbounded on purpose: dropping audio is never an option, and a
+  growing backlog is logged and shown (`stats().intake`).
+- `scribe-worker-N` (N = max_concurrency): claim a pending chunk, transcribe it
+  (retrying retryable errors with exponential backoff and jitter via tenacity,
+  honouring a server-given delay), save its segments and mark it done in one
+  transaction. A worker's exception marks the chunk failed, never kills the
+  worker. A `None` sentinel per thread stops them.
+"""
+
+from __future__ import annotations
+
+import logging
+import queue
+import threading
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable
+
+import numpy as np
+from tenacity import RetryCallState, Retrying, retry_if_exception, stop_after_attempt, wait_random_exponential
+
+from scribe.audio import SAMPLE_RATE, read_flac, write_flac_atomic
+from scribe.chunking import Chunk
+from scribe.errors import ScribeError, TranscriptionError
+from scribe.storage import ChunkRow, Storage, segments_from_backend
+from scribe.transcribers.base import Segment, Transcriber, Usage
+
+log = logging.getLogger("scribe.pipeline")
+
+Key = tuple[str, int]
+EventListener = Callable[[str, dict], None]
+
+
+@dataclass
+class PipelineStats:
+    """Counters a page or the bench can read at any time without touching the DB."""
+
+    queued: int
+    in_flight: int
+    intake: int
+    processed: int
+    failed: int
+    retried: int
+    audio_seconds_done: float
+    audio_seconds_waiting: float
+
+
+class Pipeline:
+    """Owns the job queue and its threads. Construct, `start()`, `submit()`, `stop()`."""
+
+    def __init__(
+        self,
+        storage: Storage,
+        transcriber: Transcriber,
+        *,
+        audio_dir: Path,
+        max_concurrency: int = 1,
+        max_attempts: int = 5,
+        retry_base_seconds: float = 1.0,
+        retry_max_seconds: float = 60.0,
+        clock: Callable[[], float] = time.time,
+        sleep: Callable[[float], None] = time.sleep,
+        before_call: Callable[[], None] | None = None,
+    ) -> None:
+        self.storage = storage
+        self.transcriber = transcriber
+        self.audio_dir = Path(audio_dir)
+        self.max_concurrency = max_concurrency
+        self.max_attempts = max_attempts
+        self.retry_base_seconds = retry_base_seconds
+        self.retry_max_seconds = retry_max_seconds
+        self._clock = clock
+        self._sleep = sleep
+        self._before_call = before_call
+        self._jobs: queue.Queue[Key | None] = queue.Queue()
+        self._intake: queue.Queue[Chunk | None] = queue.Queue()
+        self._queued: set[Key] = set()
+        self._waiting_audio: dict[Key, float] = {}
+        self._lock = threading.Lock()
+        self._idle = threading.Condition(self._lock)
+        self._in_flight = 0
+        self._counters = {"processed": 0, "failed": 0, "retried": 0}
+        self._audio_done = 0.0
+        self._threads: list[threading.Thread] = []
+        self._listeners: list[EventListener] = []
+        self._intake_error: BaseException | None = None
+
+    # -- lifecycle ----------------------------------------------------------
+    def start(self) -> "Pipeline":
+        """Re-queue unfinished work left by a previous process, then start threads."""
+        if self._threads:
+            return self
+        self.recover()
+        self._spawn("scribe-writer", self._writer_loop)
+        for n in range(self.max_concurrency):
+            self._spawn(f"scribe-worker-{n}", self._worker_loop)
+        return self
+
+    def _spawn(self, name: str, target: Callable[[], None]) -> None:
+        thread = threading.Thread(target=target, name=name, daemon=True)
+        thread.start()
+        self._threads.append(thread)
+
+    def stop(self, timeout: float = 10.0) -> None:
+        """Finish the intake, stop the workers after their current chunk."""
+        self._intake.put(None)
+        for _ in range(self.max_concurrency):
+            self._jobs.put(None)
+        deadline = time.monotonic() + timeout
+        for thread in self._threads:
+            thread.join(max(0.0, deadline - time.monotonic()))
+        self._threads = []
+
+    def add_listener(self, listener: EventListener) -> None:
+        """Called (on the worker's thread) for `chunk_done`, `chunk_failed`, `chunk_retry`,
+        `chunk_enqueued` and `session_drained` events; must not block."""
+        self._listeners.append(listener)
+
+    def _emit(self, event: str, **fields) -> None:
+        for listener in self._listeners:
+            try:
+                listener(event, fields)
+            except Exception:  # a broken listener must not break the queue
+                log.exception("listener failed on %s", event)
+
+    # -- submitting ---------------------------------------------------------
+    def submit(self, chunk: Chunk) -> bool:
+        """Make a chunk durable and queue it. Returns False if it was already submitted.
+
+        Blocks on disk and DuckDB: call from a worker-ish thread (CLI, upload,
+        the writer thread), never from the WebRTC event loop.
+        """
+        path = self.audio_path(chunk.session_id, chunk.seq)
+        if self.storage.chunk_exists(chunk.session_id, chunk.seq):
+            log.info("session=%s seq=%d already submitted; ignored", chunk.session_id, chunk.seq)
+            return False
+        write_flac_atomic(chunk.pcm, path)
+        row = ChunkRow(session_id=chunk.session_id, seq=chunk.seq, start_ms=chunk.start_ms,
+                       end_ms=chunk.end_ms, start_sample=chunk.start_sample,
+                       end_sample=chunk.end_sample, audio_path=str(path), status="pending",
+                       captured_at=chunk.captured_at, enqueued_at=self._clock())
+        if not self.storage.insert_chunk(row):
+            return False
+        log.debug("session=%s seq=%d enqueued (%.2f s)", chunk.session_id, chunk.seq, chunk.duration_s)
+        self._enqueue((chunk.session_id, chunk.seq), chunk.duration_s)
+        self._emit("chunk_enqueued", session_id=chunk.session_id, seq=chunk.seq,
+                   duration_s=chunk.duration_s)
+        return True
+
+    def submit_nowait(self, chunk: Chunk) -> None:
+        """Hand a chunk to the writer thread; returns at once (live capture path)."""
+        if self._intake_error is not None:
+            raise ScribeError(f"the chunk writer stopped: {self._intake_error}")
+        self._intake.put(chunk)
+        backlog = self._intake.qsize()
+        if backlog and backlog % 10 == 0:
+            log.warning("chunk writer backlog is %d chunks (disk or database slow)", backlog)
+
+    def flush_intake(self, timeout: float = 30.0) -> bool:
+        """Wait until every chunk given to `submit_nowait` is durable."""
+        deadline = time.monotonic() + timeout
+        while self._intake.unfinished_tasks and time.monotonic() < deadline:
+            time.sleep(0.01)
+        return self._intake.unfinished_tasks == 0
+
+    def _writer_loop(self) -> None:
+        while (chunk := self._intake.get()) is not None:
+            try:
+                self.submit(chunk)
+            except BaseException as exc:  # surfaced to the next submit_nowait caller
+                log.exception("session=%s seq=%d could not be stored", chunk.session_id, chunk.seq)
+                self._intake_error = exc
+            finally:
+                self._intake.task_done()
+        self._intake.task_done()
+
+    def _enqueue(self, key: Key, duration_s: float) -> None:
+        with self._lock:
+            if key in self._queued:
+                return
+            self._queued.add(key)
+            self._waiting_audio[key] = duration_s
+        self._jobs.put(key)
+
+    # -- recovery and retries -----------------------------------------------
+    def recover(self) -> int:
+        """Queue every pending or interrupted chunk whose audio is on disk."""
+        count = 0
+        for row in self.storage.reset_unfinished():
+            if not Path(row.audio_path).is_file():
+                self.storage.fail_chunk(row.session_id, row.seq, "audio file missing after restart",
+                                        finished_at=self._clock())
+                log.error("session=%s seq=%d audio missing; marked failed", row.session_id, row.seq)
+                continue
+            self._enqueue((row.session_id, row.seq), (row.end_sample - row.start_sample) / SAMPLE_RATE)
+            count += 1
+        if count:
+            log.info("recovered %d unfinished chunks", count)
+        return count
+
+    def retry_failed(self, session_id: str, seqs: list[int] | None = None) -> int:
+        """Re-queue a session's failed chunks (or the chosen ones, even if done)."""
+        requeued = self.storage.requeue_failed(session_id, seqs)
+        for seq in requeued:
+            row = self.storage.get_chunk(session_id, seq)
+            self._enqueue((session_id, seq), (row.end_sample - row.start_sample) / SAMPLE_RATE)
+        log.info("session=%s re-queued %d chunks", session_id, len(requeued))
+        return len(requeued)
+
+    # -- waiting and counters -----------------------------------------------
+    def stats(self) -> PipelineStats:
+        with self._lock:
+            return PipelineStats(
+                queued=len(self._queued) - self._in_flight, in_flight=self._in_flight,
+                intake=self._intake.qsize(), processed=self._counters["processed"],
+                failed=self._counters["failed"], retried=self._counters["retried"],
+                audio_seconds_done=self._audio_done,
+                audio_seconds_waiting=sum(self._waiting_audio.values()))
+
+    def is_idle(self) -> bool:
+        with self._lock:
+            return not self._queued and self._intake.unfinished_tasks == 0
+
+    def wait_idle(self, timeout: float = 60.0) -> bool:
+        """Block until nothing is queued or in flight (True) or the timeout passes."""
+        deadline = time.monotonic() + timeout
+        if not self.flush_intake(timeout):
+            return False
+        with self._idle:
+            while self._queued:
+                remaining = deadline - time.monotonic()
+                if remaining <= 0:
+                    return False
+                self._idle.wait(min(remaining, 0.5))
+        return True
+
+    # -- workers ------------------------------------------------------------
+    def _worker_loop(self) -> None:
+        while (key := self._jobs.get()) is not None:
+            with self._lock:
+                self._in_flight += 1
+            try:
+                self._process(*key)
+            except Exception:  # never let one chunk kill the worker
+                log.exception("session=%s seq=%d worker error", *key)
+                self._fail(key, "internal error (see log)")
+            finally:
+                self._settle(key)
+
+    def _settle(self, key: Key) -> None:
+        with self._idle:
+            self._in_flight -= 1
+            self._queued.discard(key)
+            self._waiting_audio.pop(key, None)
+            self._idle.notify_all()
+        if self.storage.mark_done_if_drained(key[0]):
+            self._emit("session_drained", session_id=key[0])
+
+    def _process(self, session_id: str, seq: int) -> None:
+        row = self.storage.claim_chunk(session_id, seq, backend=self.transcriber.name,
+                                       model=self.transcriber.model, now=self._clock())
+        if row is None:
+            return  # already done, failed or claimed: a duplicate delivery
+        audio = read_flac(Path(row.audio_path))
+        try:
+            segments, usage = self._transcribe_with_retries(row, audio)
+        except TranscriptionError as exc:
+            self._fail((session_id, seq), str(exc))
+            return
+        rows = segments_from_backend(session_id, seq, row.start_ms, segments, chunk_end_ms=row.end_ms)
+        self.storage.save_segments(session_id, seq, rows, finished_at=self._clock(), usage=usage)
+        self._record_done(row, len(rows))
+
+    def _record_done(self, row: ChunkRow, n_segments: int) -> None:
+        duration = (row.end_sample - row.start_sample) / SAMPLE_RATE
+        with self._lock:
+            self._counters["processed"] += 1
+            self._audio_done += duration
+        elapsed = self._clock() - (row.started_at or self._clock())
+        log.info("session=%s seq=%d done: %d segments, %.2f s for %.2f s of audio",
+                 row.session_id, row.seq, n_segments, elapsed, duration)
+        self._emit("chunk_done", session_id=row.session_id, seq=row.seq, backend=self.transcriber.name,
+                   processing_s=elapsed, duration_s=duration)
+
+    def _fail(self, key: Key, error: str) -> None:
+        self.storage.fail_chunk(key[0], key[1], error, finished_at=self._clock())
+        with self._lock:
+            self._counters["failed"] += 1
+        log.error("session=%s seq=%d failed: %s", key[0], key[1], error)
+        self._emit("chunk_failed", session_id=key[0], seq=key[1], backend=self.transcriber.name,
+                   error=error)
+
+    def _transcribe_with_retries(self, row: ChunkRow, audio: np.ndarray) -> tuple[list[Segment], Usage]:
+        retrying = Retrying(
+            stop=stop_after_attempt(self.max_attempts),
+            wait=self._backoff,
+            retry=retry_if_exception(_is_retryable),
+            before_sleep=lambda state: self._note_retry(row, state),
+            sleep=self._sleep,
+            reraise=True,
+        )
+        try:
+            for attempt in retrying:
+                with attempt:
+                    return self._call_backend(audio, row)
+        except TranscriptionError:
+            raise
+        except Exception as exc:  # an unexpected backend error, after its retries
+            raise TranscriptionError(f"{type(exc).__name__}: {exc}", retryable=False) from exc
+        raise AssertionError("unreachable")
+
+    def _call_backend(self, audio: np.ndarray, row: ChunkRow) -> tuple[list[Segment], Usage]:
+        if self._before_call is not None:
+            self._before_call()
+        segments = list(self.transcriber.transcribe(audio))
+        usage = getattr(self.transcriber, "last_usage", None)
+        return segments, usage if isinstance(usage, Usage) else Usage()
+
+    def _backoff(self, state: RetryCallState) -> float:
+        """Exponential backoff with full jitter, never shorter than the server asked."""
+        jittered = wait_random_exponential(multiplier=self.retry_base_seconds,
+                                           max=self.retry_max_seconds)(state)
+        exc = state.outcome.exception() if state.outcome else None
+        server_delay = getattr(exc, "retry_after", None) or 0.0
+        return max(jittered, min(server_delay, self.retry_max_seconds))
+
+    def _note_retry(self, row: ChunkRow, state: RetryCallState) -> None:
+        exc = state.outcome.exception() if state.outcome else None
+        message = f"{type(exc).__name__}: {exc}" if exc else "unknown error"
+        self.storage.record_retry(row.session_id, row.seq, message)
+        with self._lock:
+            self._counters["retried"] += 1
+        log.warning("session=%s seq=%d attempt %d failed, retrying in %.1f s: %s", row.session_id,
+                    row.seq, state.attempt_number, state.next_action.sleep if state.next_action else 0,
+                    message)
+        self._emit("chunk_retry", session_id=row.session_id, seq=row.seq,
+                   backend=self.transcriber.name, error=message)
+
+    def audio_path(self, session_id: str, seq: int) -> Path:
+        return self.audio_dir / session_id / f"{seq:06d}.flac"
+
+
+def _is_retryable(exc: BaseException) -> bool:
+    if isinstance(exc, TranscriptionError):
+        return exc.retryable
+    # Anything unexpected (a crash inside a backend) gets the same bounded retries.
+    return isinstance(exc, Exception)

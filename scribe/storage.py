@@ -1,0 +1,428 @@
+"""DuckDB storage: the schema, its migrations, and every query the app runs.
+
+One `Storage` owns the process's single DuckDB connection (DuckDB allows one
+writing process per file). Each thread reads through its own cursor; writes are
+serialised by a lock and run inside `transaction()`, so a chunk's segments and
+its status change commit together or not at all.
+
+Times are epoch seconds (DOUBLE) for arithmetic on the chunk timeline;
+positions in a session are milliseconds (`*_ms`) and exact samples (`*_sample`).
+"""
+
+from __future__ import annotations
+
+import json
+import threading
+import time
+import uuid
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable, Iterator, Sequence
+
+import duckdb
+
+from scribe.errors import NotFoundError, ScribeError
+from scribe.transcribers.base import Segment, Usage
+
+SESSION_STATUSES = ("recording", "interrupted", "stopped", "done")
+CHUNK_STATUSES = ("pending", "processing", "done", "failed")
+LIVE, FINAL = "live", "final"
+
+
+@dataclass
+class SessionRow:
+    id: str
+    title: str
+    source: str
+    status: str
+    backend: str
+    model: str
+    chunk_seconds: float
+    chunk_policy: str
+    created_at: float
+    ended_at: float | None = None
+    duration_ms: int = 0
+
+
+@dataclass
+class ChunkRow:
+    session_id: str
+    seq: int
+    start_ms: int
+    end_ms: int
+    start_sample: int
+    end_sample: int
+    audio_path: str
+    status: str
+    attempts: int = 0
+    error: str | None = None
+    captured_at: float | None = None
+    enqueued_at: float | None = None
+    started_at: float | None = None
+    finished_at: float | None = None
+    backend: str | None = None
+    model: str | None = None
+    input_tokens: int = 0
+    output_tokens: int = 0
+
+
+@dataclass
+class SegmentRow:
+    session_id: str
+    seq: int
+    idx: int
+    start_ms: int
+    end_ms: int
+    text: str
+    speaker: str | None = None
+    confidence: float | None = None
+    no_speech_prob: float | None = None
+    flags: list[str] = field(default_factory=list)
+    transcript: str = LIVE
+
+
+def _m1_initial(cur: duckdb.DuckDBPyConnection) -> None:
+    cur.execute("""
+        CREATE TABLE sessions (
+            id VARCHAR PRIMARY KEY, title VARCHAR NOT NULL, source VARCHAR NOT NULL,
+            status VARCHAR NOT NULL, backend VARCHAR NOT NULL, model VARCHAR NOT NULL,
+            chunk_seconds DOUBLE NOT NULL, chunk_policy VARCHAR NOT NULL,
+            created_at DOUBLE NOT NULL, ended_at DOUBLE, duration_ms BIGINT NOT NULL DEFAULT 0)""")
+    cur.execute("""
+        CREATE TABLE chunks (
+            session_id VARCHAR NOT NULL, seq INTEGER NOT NULL,
+            start_ms BIGINT NOT NULL, end_ms BIGINT NOT NULL,
+            start_sample BIGINT NOT NULL, end_sample BIGINT NOT NULL,
+            audio_path VARCHAR NOT NULL, status VARCHAR NOT NULL,
+            attempts INTEGER NOT NULL DEFAULT 0, error VARCHAR,
+            captured_at DOUBLE, enqueued_at DOUBLE, started_at DOUBLE, finished_at DOUBLE,
+            backend VARCHAR, model VARCHAR,
+            input_tokens BIGINT NOT NULL DEFAULT 0, output_tokens BIGINT NOT NULL DEFAULT 0,
+            PRIMARY KEY (session_id, seq))""")
+    cur.execute("""
+        CREATE TABLE segments (
+            session_id VARCHAR NOT NULL, transcript VARCHAR NOT NULL DEFAULT 'live',
+            seq INTEGER NOT NULL, idx INTEGER NOT NULL,
+            start_ms BIGINT NOT NULL, end_ms BIGINT NOT NULL, text VARCHAR NOT NULL,
+            speaker VARCHAR, confidence DOUBLE, no_speech_prob DOUBLE, flags VARCHAR,
+            PRIMARY KEY (session_id, transcript, seq, idx))""")
+    cur.execute("""
+        CREATE TABLE summaries (
+            session_id VARCHAR NOT NULL, version INTEGER NOT NULL, created_at DOUBLE NOT NULL,
+            backend VARCHAR NOT NULL, model VARCHAR, text VARCHAR NOT NULL,
+            key_points VARCHAR, action_items VARCHAR, details VARCHAR,
+            PRIMARY KEY (session_id, version))""")
+    cur.execute("CREATE INDEX sessions_by_created ON sessions (created_at)")
+    cur.execute("CREATE INDEX chunks_by_status ON chunks (status)")
+    cur.execute("CREATE INDEX segments_by_session ON segments (session_id)")
+
+
+MIGRATIONS: list[tuple[str, Callable[[duckdb.DuckDBPyConnection], None]]] = [
+    ("initial schema", _m1_initial),
+]
+"""Ordered; the position (1-based) is the version recorded in `schema_version`."""
+
+
+class Storage:
+    """The one owner of the DuckDB file. Safe to share between threads."""
+
+    def __init__(self, path: str | Path = ":memory:") -> None:
+        self.path = str(path)
+        if self.path != ":memory:":
+            Path(self.path).parent.mkdir(parents=True, exist_ok=True)
+        try:
+            self._con = duckdb.connect(self.path)
+        except duckdb.Error as exc:
+            raise ScribeError(f"cannot open database {self.path}: {exc}") from None
+        self._write_lock = threading.RLock()
+        self._local = threading.local()
+        self.migrate()
+
+    def close(self) -> None:
+        self._con.close()
+
+    def cursor(self) -> duckdb.DuckDBPyConnection:
+        """This thread's cursor (DuckDB connections are not shared across threads)."""
+        cur = getattr(self._local, "cursor", None)
+        if cur is None:
+            cur = self._local.cursor = self._con.cursor()
+        return cur
+
+    @contextmanager
+    def transaction(self) -> Iterator[duckdb.DuckDBPyConnection]:
+        """Serialised write transaction: commits on success, rolls back on error."""
+        with self._write_lock:
+            cur = self.cursor()
+            cur.execute("BEGIN TRANSACTION")
+            try:
+                yield cur
+            except BaseException:
+                cur.execute("ROLLBACK")
+                raise
+            cur.execute("COMMIT")
+
+    def _rows(self, sql: str, params: Sequence[Any] = ()) -> list[dict[str, Any]]:
+        cur = self.cursor().execute(sql, params)
+        names = [d[0] for d in cur.description]
+        return [dict(zip(names, row)) for row in cur.fetchall()]
+
+    def _scalar(self, sql: str, params: Sequence[Any] = ()) -> Any:
+        row = self.cursor().execute(sql, params).fetchone()
+        return row[0] if row else None
+
+    # -- migrations ---------------------------------------------------------
+    def migrate(self) -> int:
+        """Apply pending migrations in order; return the schema version."""
+        with self.transaction() as cur:
+            cur.execute("""CREATE TABLE IF NOT EXISTS schema_version (
+                version INTEGER PRIMARY KEY, name VARCHAR, applied_at DOUBLE)""")
+            current = cur.execute("SELECT coalesce(max(version), 0) FROM schema_version").fetchone()[0]
+            for version, (name, migration) in enumerate(MIGRATIONS, start=1):
+                if version > current:
+                    migration(cur)
+                    cur.execute("INSERT INTO schema_version VALUES (?, ?, ?)", [version, name, time.time()])
+        return len(MIGRATIONS)
+
+    def schema_version(self) -> int:
+        return int(self._scalar("SELECT max(version) FROM schema_version"))
+
+    # -- sessions -----------------------------------------------------------
+    def create_session(self, *, title: str, source: str, backend: str, model: str,
+                       chunk_seconds: float, chunk_policy: str, session_id: str | None = None,
+                       status: str = "recording", now: float | None = None) -> SessionRow:
+        row = SessionRow(id=session_id or new_session_id(), title=title.strip() or "Untitled",
+                         source=source, status=status, backend=backend, model=model,
+                         chunk_seconds=chunk_seconds, chunk_policy=chunk_policy,
+                         created_at=now if now is not None else time.time())
+        with self.transaction() as cur:
+            cur.execute("""INSERT INTO sessions (id, title, source, status, backend, model,
+                chunk_seconds, chunk_policy, created_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)""",
+                        [row.id, row.title, row.source, row.status, row.backend, row.model,
+                         row.chunk_seconds, row.chunk_policy, row.created_at])
+        return row
+
+    def get_session(self, session_id: str) -> SessionRow:
+        rows = self._rows("SELECT * FROM sessions WHERE id = ?", [session_id])
+        if not rows:
+            raise NotFoundError(f"no session {session_id!r}")
+        return SessionRow(**rows[0])
+
+    def find_session(self, session_id: str) -> SessionRow | None:
+        try:
+            return self.get_session(session_id)
+        except NotFoundError:
+            return None
+
+    def list_sessions(self, *, limit: int = 50, offset: int = 0, statuses: Sequence[str] = (),
+                      since: float | None = None, until: float | None = None) -> list[SessionRow]:
+        """Newest first; `id` breaks ties so paging is stable."""
+        where, params = _session_filters(statuses, since, until)
+        rows = self._rows(f"SELECT * FROM sessions {where} ORDER BY created_at DESC, id DESC "
+                          "LIMIT ? OFFSET ?", [*params, limit, offset])
+        return [SessionRow(**r) for r in rows]
+
+    def count_sessions(self, *, statuses: Sequence[str] = (), since: float | None = None,
+                       until: float | None = None) -> int:
+        where, params = _session_filters(statuses, since, until)
+        return int(self._scalar(f"SELECT count(*) FROM sessions {where}", params))
+
+    def update_session(self, session_id: str, **fields: Any) -> None:
+        allowed = {"title", "status", "ended_at", "duration_ms", "backend", "model"}
+        unknown = set(fields) - allowed
+        if unknown:
+            raise ValueError(f"cannot update session fields {sorted(unknown)}")
+        if fields.get("status") not in (None, *SESSION_STATUSES):
+            raise ValueError(f"bad session status {fields['status']!r}")
+        assignments = ", ".join(f"{name} = ?" for name in fields)
+        with self.transaction() as cur:
+            cur.execute(f"UPDATE sessions SET {assignments} WHERE id = ?", [*fields.values(), session_id])
+
+    def end_session(self, session_id: str, status: str, *, now: float | None = None) -> None:
+        """Mark a session stopped or interrupted and record its duration from its chunks."""
+        duration = self._scalar("SELECT coalesce(max(end_ms), 0) FROM chunks WHERE session_id = ?",
+                                [session_id])
+        self.update_session(session_id, status=status, ended_at=now or time.time(),
+                            duration_ms=int(duration))
+
+    def mark_done_if_drained(self, session_id: str) -> bool:
+        """A stopped session whose chunks are all settled becomes done."""
+        with self.transaction() as cur:
+            open_chunks = cur.execute("""SELECT count(*) FROM chunks WHERE session_id = ?
+                AND status IN ('pending', 'processing')""", [session_id]).fetchone()[0]
+            if open_chunks:
+                return False
+            cur.execute("UPDATE sessions SET status = 'done' WHERE id = ? AND status = 'stopped'",
+                        [session_id])
+            return True
+
+    def resume_point(self, session_id: str) -> tuple[int, int]:
+        """(next seq, next start sample) for continuing a session."""
+        row = self.cursor().execute("""SELECT coalesce(max(seq) + 1, 0), coalesce(max(end_sample), 0)
+            FROM chunks WHERE session_id = ?""", [session_id]).fetchone()
+        return int(row[0]), int(row[1])
+
+    def delete_session(self, session_id: str) -> None:
+        self.get_session(session_id)
+        with self.transaction() as cur:
+            for table, key in (("segments", "session_id"), ("chunks", "session_id"),
+                               ("summaries", "session_id"), ("sessions", "id")):
+                cur.execute(f"DELETE FROM {table} WHERE {key} = ?", [session_id])
+
+    # -- chunks -------------------------------------------------------------
+    def insert_chunk(self, row: ChunkRow) -> bool:
+        """Insert a pending chunk; False (and nothing changed) if it already exists."""
+        with self.transaction() as cur:
+            exists = cur.execute("SELECT 1 FROM chunks WHERE session_id = ? AND seq = ?",
+                                 [row.session_id, row.seq]).fetchone()
+            if exists:
+                return False
+            cur.execute("""INSERT INTO chunks (session_id, seq, start_ms, end_ms, start_sample,
+                end_sample, audio_path, status, captured_at, enqueued_at)
+                VALUES (?, ?, ?, ?, ?, ?, ?, 'pending', ?, ?)""",
+                        [row.session_id, row.seq, row.start_ms, row.end_ms, row.start_sample,
+                         row.end_sample, row.audio_path, row.captured_at, row.enqueued_at])
+            return True
+
+    def chunk_exists(self, session_id: str, seq: int) -> bool:
+        return self._scalar("SELECT count(*) FROM chunks WHERE session_id = ? AND seq = ?",
+                            [session_id, seq]) > 0
+
+    def get_chunk(self, session_id: str, seq: int) -> ChunkRow:
+        rows = self._rows("SELECT * FROM chunks WHERE session_id = ? AND seq = ?", [session_id, seq])
+        if not rows:
+            raise NotFoundError(f"no chunk {seq} in session {session_id!r}")
+        return ChunkRow(**rows[0])
+
+    def list_chunks(self, session_id: str) -> list[ChunkRow]:
+        rows = self._rows("SELECT * FROM chunks WHERE session_id = ? ORDER BY seq", [session_id])
+        return [ChunkRow(**r) for r in rows]
+
+    def claim_chunk(self, session_id: str, seq: int, *, backend: str, model: str,
+                    now: float) -> ChunkRow | None:
+        """Move a pending chunk to processing and count the attempt; None if not pending."""
+        with self.transaction() as cur:
+            updated = cur.execute("""UPDATE chunks SET status = 'processing', started_at = ?,
+                attempts = attempts + 1, backend = ?, model = ?
+                WHERE session_id = ? AND seq = ? AND status = 'pending' RETURNING seq""",
+                                  [now, backend, model, session_id, seq]).fetchall()
+        return self.get_chunk(session_id, seq) if updated else None
+
+    def record_retry(self, session_id: str, seq: int, error: str) -> None:
+        """A retryable failure: keep the chunk processing, count the attempt, keep the error."""
+        with self.transaction() as cur:
+            cur.execute("""UPDATE chunks SET attempts = attempts + 1, error = ?
+                WHERE session_id = ? AND seq = ?""", [error, session_id, seq])
+
+    def save_segments(self, session_id: str, seq: int, segments: Sequence[SegmentRow], *,
+                      finished_at: float, usage: Usage | None = None) -> None:
+        """Replace the chunk's live segments and mark it done, in one transaction."""
+        usage = usage or Usage()
+        with self.transaction() as cur:
+            cur.execute("DELETE FROM segments WHERE session_id = ? AND seq = ? AND transcript = 'live'",
+                        [session_id, seq])
+            _insert_segments(cur, segments)
+            cur.execute("""UPDATE chunks SET status = 'done', finished_at = ?, error = NULL,
+                input_tokens = ?, output_tokens = ? WHERE session_id = ? AND seq = ?""",
+                        [finished_at, usage.input_tokens, usage.output_tokens, session_id, seq])
+
+    def fail_chunk(self, session_id: str, seq: int, error: str, *, finished_at: float) -> None:
+        with self.transaction() as cur:
+            cur.execute("""UPDATE chunks SET status = 'failed', error = ?, finished_at = ?
+                WHERE session_id = ? AND seq = ?""", [error, finished_at, session_id, seq])
+
+    def requeue_failed(self, session_id: str, seqs: Sequence[int] | None = None) -> list[int]:
+        """Failed (or chosen) chunks back to pending; returns their seqs."""
+        condition = "status = 'failed'" if seqs is None else \
+            f"seq IN ({', '.join('?' * len(seqs))}) AND status IN ('failed', 'done')"
+        params = [session_id] if seqs is None else [session_id, *seqs]
+        if seqs is not None and not seqs:
+            return []
+        with self.transaction() as cur:
+            rows = cur.execute(f"""UPDATE chunks SET status = 'pending', error = NULL
+                WHERE session_id = ? AND {condition} RETURNING seq""", params).fetchall()
+            cur.execute("UPDATE sessions SET status = 'stopped' WHERE id = ? AND status = 'done'",
+                        [session_id])
+        return sorted(r[0] for r in rows)
+
+    def reset_unfinished(self) -> list[ChunkRow]:
+        """After a restart: processing chunks back to pending; return every pending chunk."""
+        with self.transaction() as cur:
+            cur.execute("UPDATE chunks SET status = 'pending' WHERE status = 'processing'")
+        rows = self._rows("SELECT * FROM chunks WHERE status = 'pending' ORDER BY enqueued_at, seq")
+        return [ChunkRow(**r) for r in rows]
+
+    def chunk_counts(self, session_id: str) -> dict[str, int]:
+        rows = self.cursor().execute("""SELECT status, count(*) FROM chunks WHERE session_id = ?
+            GROUP BY status""", [session_id]).fetchall()
+        counts = {status: 0 for status in CHUNK_STATUSES}
+        counts.update({status: int(n) for status, n in rows})
+        return counts
+
+    # -- segments -----------------------------------------------------------
+    def list_segments(self, session_id: str, transcript: str = LIVE) -> list[SegmentRow]:
+        rows = self._rows("""SELECT * FROM segments WHERE session_id = ? AND transcript = ?
+            ORDER BY seq, idx""", [session_id, transcript])
+        return [_segment_row(r) for r in rows]
+
+    def replace_transcript(self, session_id: str, transcript: str, segments: Sequence[SegmentRow]) -> None:
+        """Swap a whole non-live transcript (e.g. the final pass) in one transaction."""
+        if transcript == LIVE:
+            raise ValueError("the live transcript is written chunk by chunk")
+        with self.transaction() as cur:
+            cur.execute("DELETE FROM segments WHERE session_id = ? AND transcript = ?",
+                        [session_id, transcript])
+            _insert_segments(cur, segments)
+
+
+def _insert_segments(cur: duckdb.DuckDBPyConnection, segments: Sequence[SegmentRow]) -> None:
+    if not segments:
+        return
+    cur.executemany("""INSERT INTO segments (session_id, transcript, seq, idx, start_ms, end_ms,
+        text, speaker, confidence, no_speech_prob, flags) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)""",
+                    [[s.session_id, s.transcript, s.seq, s.idx, s.start_ms, s.end_ms, s.text,
+                      s.speaker, s.confidence, s.no_speech_prob, json.dumps(s.flags) if s.flags else None]
+                     for s in segments])
+
+
+def _segment_row(row: dict[str, Any]) -> SegmentRow:
+    row = dict(row)
+    row["flags"] = json.loads(row["flags"]) if row.get("flags") else []
+    return SegmentRow(**row)
+
+
+def _session_filters(statuses: Sequence[str], since: float | None,
+                     until: float | None) -> tuple[str, list[Any]]:
+    clauses, params = [], []
+    if statuses:
+        clauses.append(f"status IN ({', '.join('?' * len(statuses))})")
+        params.extend(statuses)
+    if since is not None:
+        clauses.append("created_at >= ?")
+        params.append(since)
+    if until is not None:
+        clauses.append("created_at < ?")
+        params.append(until)
+    return ("WHERE " + " AND ".join(clauses)) if clauses else "", params
+
+
+def new_session_id() -> str:
+    """Sortable by creation time, unique: `YYYYmmdd-HHMMSS-xxxxxx`."""
+    return time.strftime("%Y%m%d-%H%M%S", time.gmtime()) + "-" + uuid.uuid4().hex[:6]
+
+
+def segments_from_backend(session_id: str, seq: int, chunk_start_ms: int,
+                          segments: Sequence[Segment], *, chunk_end_ms: int | None = None,
+                          transcript: str = LIVE) -> list[SegmentRow]:
+    """Backend segments (times relative to the chunk) as rows in absolute session time."""
+    rows = []
+    for idx, seg in enumerate(segments):
+        start = chunk_start_ms + int(round(seg.start * 1000))
+        end = max(start, chunk_start_ms + int(round(seg.end * 1000)))
+        if chunk_end_ms is not None:
+            start, end = min(start, chunk_end_ms), min(end, chunk_end_ms)
+        rows.append(SegmentRow(session_id=session_id, seq=seq, idx=idx, start_ms=start, end_ms=end,
+                               text=seg.text, speaker=seg.speaker, confidence=seg.confidence,
+                               no_speech_prob=seg.no_speech_prob, flags=list(seg.flags),
+                               transcript=transcript))
+    return rows

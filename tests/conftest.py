@@ -1,0 +1,52 @@
+"""Shared fixtures: real, cheap resources (tmp DuckDB, generated audio, tiny stubs)."""
+
+from __future__ import annotations
+
+import os
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+sys.path.insert(0, str(Path(__file__).parent))
+
+from scribe.config import Settings  # noqa: E402
+from scribe.storage import Storage  # noqa: E402
+
+
+@pytest.fixture
+def settings(tmp_path: Path) -> Settings:
+    """Settings on a fresh data folder, independent of the caller's environment."""
+    return Settings.from_env({}, data_dir=tmp_path / "data")
+
+
+@pytest.fixture
+def storage(settings: Settings):
+    store = Storage(settings.db)
+    yield store
+    store.close()
+
+
+@pytest.fixture
+def tone():
+    """A function making a sine tone (stands in for speech where words do not matter)."""
+
+    def make(seconds: float, freq: float = 220.0, amplitude: float = 0.3, rate: int = 16_000) -> np.ndarray:
+        t = np.arange(int(seconds * rate)) / rate
+        return (amplitude * np.sin(2 * np.pi * freq * t)).astype(np.float32)
+
+    return make
+
+
+@pytest.fixture(scope="session")
+def meeting(tmp_path_factory) -> tuple[Path, str]:
+    """A ~70 s three-voice espeak-ng meeting as a WAV file, and its reference text."""
+    import speech
+
+    if not speech.have_espeak():
+        pytest.skip("espeak-ng is not installed (scripts/setup.sh --system installs it)")
+    audio, reference = speech.meeting_audio()
+    path = tmp_path_factory.mktemp("speech") / "meeting.wav"
+    return speech.write_wav(audio, path), reference

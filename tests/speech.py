@@ -1,0 +1,75 @@
+"""Test speech: espeak-ng renders text we keep as the reference.
+
+Used by tests and benchmarks; the reference text is the ground truth for WER.
+"""
+
+from __future__ import annotations
+
+import shutil
+import subprocess
+import tempfile
+from pathlib import Path
+
+import numpy as np
+import soundfile as sf
+
+from scribe.audio import SAMPLE_RATE, decode_file
+
+VOICES = ("en-us", "en-gb", "en-us+f3")
+"""Three distinct voices for a synthetic meeting."""
+
+MEETING_TURNS = [
+    "Good morning everyone, thanks for joining the weekly planning meeting.",
+    "Let's start with the budget review for the third quarter.",
+    "Sales grew by twelve percent, but marketing costs went up as well.",
+    "We should move part of the advertising money into the customer support team.",
+    "I agree, support tickets doubled after the last product release.",
+    "Maria will prepare a hiring plan for two new support engineers by Friday.",
+    "Next topic is the office move, which is planned for the end of March.",
+    "The new building has more meeting rooms and a much better kitchen.",
+    "Please pack your desks before the weekend of the twenty eighth.",
+    "Tom, can you book the moving company and confirm the date with facilities?",
+    "Yes, I will call them tomorrow morning and send everyone the schedule.",
+    "Finally, the customer conference is in six weeks and we still need speakers.",
+    "I can give a talk about the new reporting features.",
+    "Great, let's decide the final agenda at next week's meeting.",
+    "Thanks everyone, that is all for today.",
+]
+
+
+def have_espeak() -> bool:
+    return shutil.which("espeak-ng") is not None
+
+
+def synthesize(text: str, *, voice: str = "en-us", speed: int = 165) -> np.ndarray:
+    """One utterance as 16 kHz mono float32."""
+    with tempfile.TemporaryDirectory() as tmp:
+        wav = Path(tmp) / "speech.wav"
+        subprocess.run(["espeak-ng", "-v", voice, "-s", str(speed), "-w", str(wav), text],
+                       check=True, capture_output=True)
+        return decode_file(wav)
+
+
+def meeting_audio(turns: list[str] | None = None, *, gap_s: float = 0.7, repeat: int = 1,
+                  noise_dbfs: float | None = None, seed: int = 0) -> tuple[np.ndarray, str]:
+    """A multi-voice meeting (voices rotate per turn) and its reference text."""
+    turns = (turns or MEETING_TURNS) * repeat
+    gap = np.zeros(int(gap_s * SAMPLE_RATE), dtype=np.float32)
+    pieces = []
+    for n, text in enumerate(turns):
+        pieces += [synthesize(text, voice=VOICES[n % len(VOICES)]), gap]
+    audio = np.concatenate(pieces)
+    if noise_dbfs is not None:
+        audio = add_noise(audio, noise_dbfs, seed=seed)
+    return audio, " ".join(turns)
+
+
+def add_noise(audio: np.ndarray, dbfs: float, *, seed: int = 0) -> np.ndarray:
+    rng = np.random.default_rng(seed)
+    noise = rng.standard_normal(audio.size).astype(np.float32) * (10 ** (dbfs / 20))
+    return np.clip(audio + noise, -1.0, 1.0).astype(np.float32)
+
+
+def write_wav(audio: np.ndarray, path: Path, rate: int = SAMPLE_RATE) -> Path:
+    sf.write(str(path), audio, rate, subtype="PCM_16")
+    return path

@@ -1,8 +1,22 @@
-"""Scribe: the Streamlit entry point (placeholder until the live Record page lands)."""
+"""Scribe: the Streamlit entry point. Navigation over pages/; the Runtime lives in pages/_shared.py."""
+
+from pathlib import Path
 
 import streamlit as st
 
-st.set_page_config(page_title="Scribe", page_icon=":memo:", layout="wide")
-st.title("Scribe")
-st.info("Transcribe a recording with `python -m scribe transcribe FILE`. "
-        "The live Record page is on its way.")
+PAGES = [
+    ("pages/record.py", "Record", ":material/mic:"),
+    ("pages/sessions.py", "Sessions", ":material/history:"),
+    ("pages/summary.py", "Summary", ":material/summarize:"),
+    ("pages/analytics.py", "Analytics", ":material/monitoring:"),
+    ("pages/lab.py", "Chunking lab", ":material/science:"),
+]
+
+st.set_page_config(page_title="Scribe", page_icon=":material/edit_note:", layout="wide")
+here = Path(__file__).parent
+available = [st.Page(path, title=title, icon=icon) for path, title, icon in PAGES if (here / path).exists()]
+if not available:
+    st.title("Scribe")
+    st.info("No pages yet. Transcribe a recording with `python -m scribe transcribe FILE`.")
+    st.stop()
+st.navigation(available).run()

@@ -63,6 +63,9 @@ def iter_decode(path: str | Path) -> Iterator[np.ndarray]:
     with container:
         if not container.streams.audio:
             raise AudioDecodeError(f"{path.name}: has no audio stream")
+        if container.format.name == "wav" and _wav_is_truncated(path):
+            raise AudioDecodeError(f"{path.name}: truncated WAV (the header promises more audio "
+                                   "than the file holds)")
         yield from _decode_stream(container, path.name)
 
 
@@ -84,6 +87,28 @@ def _decode_stream(container: av.container.InputContainer, name: str) -> Iterato
         yield tail
     if total == 0:
         raise AudioDecodeError(f"{name}: contains no audio samples")
+
+
+def _wav_is_truncated(path: Path) -> bool:
+    """True if the RIFF `data` chunk claims more bytes than the file has.
+
+    FFmpeg silently decodes the part that is there, so a cut-off upload would
+    otherwise pass for a shorter recording. Streaming writers that leave the
+    size as 0 or 0xFFFFFFFF are not judged.
+    """
+    size = path.stat().st_size
+    with open(path, "rb") as handle:
+        if handle.read(12)[8:12] != b"WAVE":
+            return False
+        while header := handle.read(8):
+            if len(header) < 8:
+                return False
+            chunk_id, chunk_size = header[:4], int.from_bytes(header[4:], "little")
+            if chunk_id == b"data":
+                unknown = chunk_size in (0, 0xFFFFFFFF)
+                return not unknown and handle.tell() + chunk_size > size
+            handle.seek(chunk_size + (chunk_size & 1), 1)
+    return False
 
 
 def decode_file(path: str | Path) -> np.ndarray:

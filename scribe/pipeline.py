@@ -261,13 +261,16 @@ class Pipeline:
                 self._settle(key)
 
     def _settle(self, key: Key) -> None:
-        with self._idle:
-            self._in_flight -= 1
-            self._queued.discard(key)
-            self._waiting_audio.pop(key, None)
-            self._idle.notify_all()
-        if self.storage.mark_done_if_drained(key[0]):
-            self._emit("session_drained", session_id=key[0])
+        # Session bookkeeping first, so `wait_idle()` returning means it is visible.
+        try:
+            if self.storage.mark_done_if_drained(key[0]):
+                self._emit("session_drained", session_id=key[0])
+        finally:
+            with self._idle:
+                self._in_flight -= 1
+                self._queued.discard(key)
+                self._waiting_audio.pop(key, None)
+                self._idle.notify_all()
 
     def _process(self, session_id: str, seq: int) -> None:
         row = self.storage.claim_chunk(session_id, seq, backend=self.transcriber.name,

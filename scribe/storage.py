@@ -246,15 +246,15 @@ class Storage:
                             duration_ms=int(duration))
 
     def mark_done_if_drained(self, session_id: str) -> bool:
-        """A stopped session whose chunks are all settled becomes done."""
+        """A stopped session whose chunks are all settled becomes done; True if it just did."""
         with self.transaction() as cur:
             open_chunks = cur.execute("""SELECT count(*) FROM chunks WHERE session_id = ?
                 AND status IN ('pending', 'processing')""", [session_id]).fetchone()[0]
             if open_chunks:
                 return False
-            cur.execute("UPDATE sessions SET status = 'done' WHERE id = ? AND status = 'stopped'",
-                        [session_id])
-            return True
+            changed = cur.execute("""UPDATE sessions SET status = 'done'
+                WHERE id = ? AND status = 'stopped' RETURNING id""", [session_id]).fetchall()
+            return bool(changed)
 
     def resume_point(self, session_id: str) -> tuple[int, int]:
         """(next seq, next start sample) for continuing a session."""

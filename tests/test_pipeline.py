@@ -1,0 +1,258 @@
+"""The queue's promises, checked with tiny stub backends and a real tmp DuckDB."""
+
+import threading
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from scribe.chunking import Chunk
+from scribe.errors import TranscriptionError
+from scribe.pipeline import Pipeline
+from scribe.storage import Storage
+from scribe.transcribers.base import Segment
+
+SR = 16_000
+
+
+class EchoTranscriber:
+    """Says which chunk it heard: the chunk's first sample encodes its seq."""
+
+    name, model = "echo", "echo-1"
+
+    def __init__(self) -> None:
+        self.calls = 0
+        self._lock = threading.Lock()
+
+    def transcribe(self, audio, *, prompt=None):
+        with self._lock:
+            self.calls += 1
+        return [Segment(0.0, 0.5, f"chunk {round(float(audio[0]) * 1000)}"),
+                Segment(0.5, 1.0, "and more")]
+
+
+class FlakyTranscriber(EchoTranscriber):
+    """Fails `failures` times per chunk before answering."""
+
+    def __init__(self, failures: int, retryable: bool = True, exc: type = TranscriptionError) -> None:
+        super().__init__()
+        self.failures, self.retryable, self.exc = failures, retryable, exc
+        self.seen: dict[int, int] = {}
+
+    def transcribe(self, audio, *, prompt=None):
+        key = round(float(audio[0]) * 1000)
+        self.seen[key] = self.seen.get(key, 0) + 1
+        if self.seen[key] <= self.failures:
+            if self.exc is TranscriptionError:
+                raise TranscriptionError("HTTP 503 from backend", retryable=self.retryable)
+            raise self.exc("backend crashed")
+        return super().transcribe(audio)
+
+
+def chunk(session: str, seq: int, seconds: float = 1.0) -> Chunk:
+    pcm = np.full(int(seconds * SR), 0.2, dtype=np.float32)
+    pcm[0] = seq / 1000  # lets the echo backend tell chunks apart
+    start = seq * len(pcm)
+    return Chunk(session, seq, start, start + len(pcm), pcm, captured_at=1000.0 + seq)
+
+
+def make_pipeline(storage: Storage, tmp_path: Path, transcriber, **kw) -> Pipeline:
+    options = dict(audio_dir=tmp_path / "audio", max_concurrency=2, max_attempts=3,
+                   retry_base_seconds=0.0, retry_max_seconds=0.0)
+    options.update(kw)
+    return Pipeline(storage, transcriber, **options)
+
+
+def new_session(storage: Storage, status: str = "recording") -> str:
+    return storage.create_session(title="t", source="cli", backend="echo", model="echo-1",
+                                  chunk_seconds=1, chunk_policy="fixed:1", status=status).id
+
+
+def segment_keys(storage: Storage, session: str) -> list[tuple[int, int]]:
+    return [(s.seq, s.idx) for s in storage.list_segments(session)]
+
+
+def test_submitted_chunks_are_transcribed_in_order_of_seq(storage, tmp_path):
+    pipe = make_pipeline(storage, tmp_path, EchoTranscriber()).start()
+    sid = new_session(storage)
+    for seq in range(5):
+        assert pipe.submit(chunk(sid, seq))
+    assert pipe.wait_idle(10)
+    texts = [s.text for s in storage.list_segments(sid) if s.idx == 0]
+    assert texts == [f"chunk {n}" for n in range(5)]
+    rows = storage.list_chunks(sid)
+    assert all(r.status == "done" and r.attempts == 1 for r in rows)
+    assert all(r.captured_at <= r.enqueued_at <= r.started_at <= r.finished_at for r in rows)
+    assert all(r.backend == "echo" and r.model == "echo-1" for r in rows)
+    pipe.stop()
+
+
+def test_resubmitting_a_chunk_is_a_no_op(storage, tmp_path):
+    echo = EchoTranscriber()
+    pipe = make_pipeline(storage, tmp_path, echo).start()
+    sid = new_session(storage)
+    assert pipe.submit(chunk(sid, 0))
+    pipe.wait_idle(10)
+    audio_before = (tmp_path / "audio" / sid / "000000.flac").read_bytes()
+    assert not pipe.submit(chunk(sid, 0, seconds=2.0))
+    pipe.wait_idle(10)
+    assert echo.calls == 1
+    assert segment_keys(storage, sid) == [(0, 0), (0, 1)]
+    assert (tmp_path / "audio" / sid / "000000.flac").read_bytes() == audio_before
+    pipe.stop()
+
+
+def test_retry_then_success_records_attempts(storage, tmp_path):
+    pipe = make_pipeline(storage, tmp_path, FlakyTranscriber(failures=2)).start()
+    sid = new_session(storage)
+    pipe.submit(chunk(sid, 0))
+    pipe.wait_idle(10)
+    row = storage.get_chunk(sid, 0)
+    assert (row.status, row.attempts, row.error) == ("done", 3, None)
+    assert segment_keys(storage, sid) == [(0, 0), (0, 1)]
+    assert pipe.stats().retried == 2
+    pipe.stop()
+
+
+def test_retry_then_failed_keeps_the_error(storage, tmp_path):
+    pipe = make_pipeline(storage, tmp_path, FlakyTranscriber(failures=99)).start()
+    sid = new_session(storage)
+    pipe.submit(chunk(sid, 0))
+    pipe.wait_idle(10)
+    row = storage.get_chunk(sid, 0)
+    assert row.status == "failed" and row.attempts == 3
+    assert "503" in row.error
+    assert storage.list_segments(sid) == []
+    pipe.stop()
+
+
+def test_permanent_error_fails_without_retrying(storage, tmp_path):
+    pipe = make_pipeline(storage, tmp_path, FlakyTranscriber(failures=99, retryable=False)).start()
+    sid = new_session(storage)
+    pipe.submit(chunk(sid, 0))
+    pipe.wait_idle(10)
+    assert (storage.get_chunk(sid, 0).status, storage.get_chunk(sid, 0).attempts) == ("failed", 1)
+    pipe.stop()
+
+
+def test_a_crashing_backend_never_kills_the_workers(storage, tmp_path):
+    pipe = make_pipeline(storage, tmp_path, FlakyTranscriber(failures=99, exc=RuntimeError),
+                         max_concurrency=1).start()
+    sid = new_session(storage)
+    for seq in range(3):
+        pipe.submit(chunk(sid, seq))
+    assert pipe.wait_idle(10)
+    assert [r.status for r in storage.list_chunks(sid)] == ["failed"] * 3
+    assert all("RuntimeError" in r.error for r in storage.list_chunks(sid))
+    assert all(t.is_alive() for t in pipe._threads)
+    pipe.stop()
+
+
+def test_retry_failed_finishes_the_chunks_without_duplicates(storage, tmp_path):
+    flaky = FlakyTranscriber(failures=3)  # fails all 3 attempts of the first round
+    pipe = make_pipeline(storage, tmp_path, flaky).start()
+    sid = new_session(storage)
+    for seq in range(3):
+        pipe.submit(chunk(sid, seq))
+    pipe.wait_idle(10)
+    assert storage.chunk_counts(sid)["failed"] == 3
+    assert pipe.retry_failed(sid) == 3
+    pipe.wait_idle(10)
+    assert storage.chunk_counts(sid)["done"] == 3
+    assert segment_keys(storage, sid) == [(s, i) for s in range(3) for i in range(2)]
+    pipe.stop()
+
+
+def test_retried_chunk_never_duplicates_segments(storage, tmp_path):
+    pipe = make_pipeline(storage, tmp_path, EchoTranscriber()).start()
+    sid = new_session(storage)
+    pipe.submit(chunk(sid, 0))
+    pipe.wait_idle(10)
+    for _ in range(3):  # re-transcribe a done chunk several times
+        pipe.retry_failed(sid, [0])
+        pipe.wait_idle(10)
+    assert segment_keys(storage, sid) == [(0, 0), (0, 1)]
+    pipe.stop()
+
+
+def test_recovery_after_a_crash_finishes_left_over_chunks(settings, tmp_path):
+    db = settings.db
+    first = Storage(db)
+    sid = new_session(first, status="stopped")
+    crashed = make_pipeline(first, tmp_path, EchoTranscriber())  # never started: as if it died
+    for seq in range(4):
+        crashed.submit(chunk(sid, seq))
+    # One chunk was mid-transcription when the process died.
+    first.claim_chunk(sid, 1, backend="echo", model="echo-1", now=2000.0)
+    first.close()
+
+    second = Storage(db)
+    echo = EchoTranscriber()
+    pipe = make_pipeline(second, tmp_path, echo).start()
+    assert pipe.wait_idle(10)
+    assert [r.status for r in second.list_chunks(sid)] == ["done"] * 4
+    assert segment_keys(second, sid) == [(s, i) for s in range(4) for i in range(2)]
+    assert echo.calls == 4
+    assert second.get_session(sid).status == "done"
+    pipe.stop()
+    second.close()
+
+
+def test_recovery_fails_chunks_whose_audio_is_gone(settings, tmp_path):
+    first = Storage(settings.db)
+    sid = new_session(first)
+    make_pipeline(first, tmp_path, EchoTranscriber()).submit(chunk(sid, 0))
+    (tmp_path / "audio" / sid / "000000.flac").unlink()
+    pipe = make_pipeline(first, tmp_path, EchoTranscriber()).start()
+    pipe.wait_idle(5)
+    row = first.get_chunk(sid, 0)
+    assert row.status == "failed" and "missing" in row.error
+    pipe.stop()
+
+
+def test_stopped_session_becomes_done_when_its_queue_drains(storage, tmp_path):
+    pipe = make_pipeline(storage, tmp_path, EchoTranscriber()).start()
+    sid = new_session(storage)
+    drained = []
+    pipe.add_listener(lambda event, fields: drained.append(fields) if event == "session_drained" else None)
+    pipe.submit(chunk(sid, 0))
+    pipe.wait_idle(10)
+    assert storage.get_session(sid).status == "recording"  # still recording: not done
+    storage.end_session(sid, "stopped")
+    pipe.submit(chunk(sid, 1))
+    pipe.wait_idle(10)
+    assert storage.get_session(sid).status == "done"
+    assert storage.get_session(sid).duration_ms == 1000
+    pipe.stop()
+
+
+def test_submit_nowait_makes_chunks_durable_on_the_writer_thread(storage, tmp_path):
+    pipe = make_pipeline(storage, tmp_path, EchoTranscriber()).start()
+    sid = new_session(storage)
+    for seq in range(10):
+        pipe.submit_nowait(chunk(sid, seq))
+    assert pipe.wait_idle(10)
+    assert storage.chunk_counts(sid)["done"] == 10
+    pipe.stop()
+
+
+@pytest.mark.parametrize("delay", [0.0, 5.0])
+def test_backoff_honours_a_server_given_delay(storage, tmp_path, delay):
+    sleeps: list[float] = []
+
+    class Limited(EchoTranscriber):
+        tries = 0
+
+        def transcribe(self, audio, *, prompt=None):
+            Limited.tries += 1
+            if Limited.tries == 1:
+                raise TranscriptionError("429 slow down", retryable=True, retry_after=delay)
+            return super().transcribe(audio)
+
+    pipe = make_pipeline(storage, tmp_path, Limited(), retry_base_seconds=0.01, retry_max_seconds=30,
+                         sleep=sleeps.append).start()
+    sid = new_session(storage)
+    pipe.submit(chunk(sid, 0))
+    pipe.wait_idle(10)
+    assert len(sleeps) == 1 and sleeps[0] >= delay and sleeps[0] <= max(delay, 0.01)
+    pipe.stop()

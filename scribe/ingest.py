@@ -54,7 +54,7 @@ def ingest_file(path: str | Path, *, storage: Storage, pipeline: Pipeline, polic
     except AudioDecodeError:
         _discard(session.id, storage, pipeline)
         raise
-    storage.end_session(session.id, "stopped")
+    pipeline.finish_session(session.id, "stopped")
     return IngestResult(storage.get_session(session.id), chunks, samples / SAMPLE_RATE)
 
 

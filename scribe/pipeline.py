@@ -195,6 +195,17 @@ class Pipeline:
             self._waiting_audio[key] = duration_s
         self._jobs.put(key)
 
+    def finish_session(self, session_id: str, status: str = "stopped") -> None:
+        """End a session (stopped or interrupted) once its last chunk is submitted.
+
+        A stopped session whose chunks are already all transcribed becomes done
+        here; otherwise the worker that settles its last chunk does it.
+        """
+        self.flush_intake()
+        self.storage.end_session(session_id, status, now=self._clock())
+        if self.storage.mark_done_if_drained(session_id):
+            self._emit("session_drained", session_id=session_id)
+
     # -- recovery and retries -----------------------------------------------
     def recover(self) -> int:
         """Queue every pending or interrupted chunk whose audio is on disk."""

@@ -218,11 +218,33 @@ def test_stopped_session_becomes_done_when_its_queue_drains(storage, tmp_path):
     pipe.submit(chunk(sid, 0))
     pipe.wait_idle(10)
     assert storage.get_session(sid).status == "recording"  # still recording: not done
-    storage.end_session(sid, "stopped")
     pipe.submit(chunk(sid, 1))
+    pipe.finish_session(sid, "stopped")
     pipe.wait_idle(10)
     assert storage.get_session(sid).status == "done"
-    assert storage.get_session(sid).duration_ms == 1000
+    assert storage.get_session(sid).duration_ms == 2000
+    assert drained == [{"session_id": sid}]
+    pipe.stop()
+
+
+def test_session_already_transcribed_is_done_as_soon_as_it_stops(storage, tmp_path):
+    pipe = make_pipeline(storage, tmp_path, EchoTranscriber()).start()
+    sid = new_session(storage)
+    pipe.submit(chunk(sid, 0))
+    pipe.wait_idle(10)
+    pipe.finish_session(sid, "stopped")
+    assert storage.get_session(sid).status == "done"
+    pipe.stop()
+
+
+def test_interrupted_session_stays_interrupted_after_draining(storage, tmp_path):
+    pipe = make_pipeline(storage, tmp_path, EchoTranscriber()).start()
+    sid = new_session(storage)
+    pipe.submit(chunk(sid, 0))
+    pipe.finish_session(sid, "interrupted")
+    pipe.wait_idle(10)
+    assert storage.get_session(sid).status == "interrupted"
+    assert storage.chunk_counts(sid)["done"] == 1
     pipe.stop()
 
 

@@ -1,0 +1,45 @@
+from pathlib import Path
+
+import pytest
+
+from scribe.config import Settings
+from scribe.errors import SettingsError
+
+
+def test_defaults_need_no_environment():
+    s = Settings.from_env({})
+    assert (s.backend, s.chunk_seconds, s.chunk_policy, s.whisper_model) == ("local", 15.0, "pause", "tiny.en")
+    assert s.db == Path("data") / "scribe.duckdb"
+    assert s.audio_dir == Path("data") / "audio"
+
+
+def test_environment_overrides_defaults():
+    s = Settings.from_env({"SCRIBE_DATA_DIR": "/tmp/x", "SCRIBE_CHUNK_SECONDS": "8",
+                           "SCRIBE_CHUNK_POLICY": "FIXED", "SCRIBE_MAX_CONCURRENCY": "3",
+                           "SCRIBE_ICE_SERVERS": "stun:a.example:3478, turn:b.example",
+                           "SCRIBE_FINAL_PASS": "off", "SCRIBE_LOG_LEVEL": "debug"})
+    assert s.db == Path("/tmp/x/scribe.duckdb")
+    assert (s.chunk_seconds, s.chunk_policy, s.max_concurrency) == (8.0, "fixed", 3)
+    assert s.ice_servers == ("stun:a.example:3478", "turn:b.example")
+    assert s.final_pass is False and s.log_level == "DEBUG"
+
+
+def test_explicit_db_wins_over_data_dir():
+    assert Settings.from_env({"SCRIBE_DB": "/tmp/a.duckdb"}).db == Path("/tmp/a.duckdb")
+
+
+@pytest.mark.parametrize("var,value", [
+    ("SCRIBE_CHUNK_SECONDS", "fast"), ("SCRIBE_CHUNK_SECONDS", "0"), ("SCRIBE_BACKEND", "whisperx"),
+    ("SCRIBE_CHUNK_POLICY", "random"), ("SCRIBE_MAX_CONCURRENCY", "-1"), ("SCRIBE_FINAL_PASS", "maybe"),
+    ("SCRIBE_GEMINI_RPM", "0"), ("SCRIBE_LOG_LEVEL", "LOUD"),
+])
+def test_bad_values_name_the_variable(var, value):
+    with pytest.raises(SettingsError, match=var):
+        Settings.from_env({var: value})
+
+
+def test_gemini_backend_needs_a_key_and_never_shows_it():
+    with pytest.raises(SettingsError, match="GEMINI_API_KEY"):
+        Settings.from_env({"SCRIBE_BACKEND": "gemini"})
+    s = Settings.from_env({"SCRIBE_BACKEND": "gemini", "GEMINI_API_KEY": "sk-secret-123"})
+    assert "sk-secret-123" not in repr(s)

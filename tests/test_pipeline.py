@@ -278,3 +278,15 @@ def test_backoff_honours_a_server_given_delay(storage, tmp_path, delay):
     pipe.wait_idle(10)
     assert len(sleeps) == 1 and sleeps[0] >= delay and sleeps[0] <= max(delay, 0.01)
     pipe.stop()
+
+
+def test_every_pipeline_log_line_names_session_and_seq(storage, tmp_path, caplog):
+    caplog.set_level("DEBUG", logger="scribe.pipeline")
+    pipe = make_pipeline(storage, tmp_path, FlakyTranscriber(failures=1)).start()
+    sid = new_session(storage)
+    pipe.submit(chunk(sid, 0))
+    pipe.wait_idle(10)
+    pipe.stop()
+    lines = [r.getMessage() for r in caplog.records if r.name == "scribe.pipeline"]
+    per_chunk = [line for line in lines if "recovered" not in line]
+    assert per_chunk and all(f"session={sid}" in line and "seq=0" in line for line in per_chunk)

@@ -1,0 +1,57 @@
+from scribe.storage import MIGRATIONS, ChunkRow, SegmentRow, Storage
+from scribe.errors import NotFoundError
+
+import pytest
+
+
+def _session(store: Storage, title: str, now: float) -> str:
+    return store.create_session(title=title, source="upload", backend="local", model="tiny.en",
+                                chunk_seconds=15, chunk_policy="pause:15", now=now).id
+
+
+def test_migrations_run_once_and_are_recorded(settings):
+    first = Storage(settings.db)
+    assert first.schema_version() == len(MIGRATIONS)
+    first.close()
+    again = Storage(settings.db)  # reopening applies nothing twice
+    assert again.schema_version() == len(MIGRATIONS)
+    assert again.cursor().execute("SELECT count(*) FROM schema_version").fetchone()[0] == len(MIGRATIONS)
+    again.close()
+
+
+def test_session_list_is_newest_first_and_pages_stably(storage):
+    ids = [_session(storage, f"s{n}", now=1000.0 + n // 2) for n in range(9)]  # ties on purpose
+    pages = [storage.list_sessions(limit=4, offset=o) for o in (0, 4, 8)]
+    seen = [s.id for page in pages for s in page]
+    assert sorted(seen) == sorted(ids) and len(seen) == len(set(seen))
+    assert [s.created_at for s in pages[0]] == sorted([s.created_at for s in pages[0]], reverse=True)
+    assert storage.count_sessions() == 9
+
+
+def test_delete_session_removes_only_its_rows(storage):
+    keep, drop = _session(storage, "keep", 1.0), _session(storage, "drop", 2.0)
+    for sid in (keep, drop):
+        storage.insert_chunk(ChunkRow(sid, 0, 0, 1000, 0, 16000, f"/x/{sid}", "pending"))
+        storage.save_segments(sid, 0, [SegmentRow(sid, 0, 0, 0, 900, "hello")], finished_at=3.0)
+    storage.delete_session(drop)
+    assert storage.find_session(drop) is None and storage.list_segments(drop) == []
+    assert [s.text for s in storage.list_segments(keep)] == ["hello"]
+    with pytest.raises(NotFoundError):
+        storage.delete_session(drop)
+
+
+def test_failed_transaction_leaves_nothing_behind(storage):
+    sid = _session(storage, "t", 1.0)
+    with pytest.raises(RuntimeError):
+        with storage.transaction() as cur:
+            cur.execute("UPDATE sessions SET title = 'changed' WHERE id = ?", [sid])
+            raise RuntimeError("boom")
+    assert storage.get_session(sid).title == "t"
+
+
+def test_resume_point_continues_after_the_last_chunk(storage):
+    sid = _session(storage, "t", 1.0)
+    assert storage.resume_point(sid) == (0, 0)
+    storage.insert_chunk(ChunkRow(sid, 0, 0, 1000, 0, 16000, "/a", "pending"))
+    storage.insert_chunk(ChunkRow(sid, 1, 1000, 1500, 16000, 24007, "/b", "pending"))
+    assert storage.resume_point(sid) == (2, 24007)

@@ -216,6 +216,17 @@ def read_flac(path: Path) -> np.ndarray:
     return pcm.reshape(-1)
 
 
+def read_flac_bytes(data: bytes) -> np.ndarray:
+    """Decode FLAC/WAV bytes made by `encode_bytes` back to 16 kHz mono float32."""
+    try:
+        pcm, rate = sf.read(io.BytesIO(data), dtype="float32", always_2d=False)
+    except (sf.LibsndfileError, RuntimeError) as exc:
+        raise AudioDecodeError(f"cannot read audio bytes ({exc})") from None
+    if rate != SAMPLE_RATE:
+        raise AudioDecodeError(f"expected {SAMPLE_RATE} Hz audio, found {rate} Hz")
+    return pcm.reshape(-1)
+
+
 def encode_bytes(pcm: np.ndarray, fmt: str = "WAV") -> bytes:
     """16-bit WAV or FLAC bytes of a 16 kHz mono array (for APIs and downloads)."""
     buffer = io.BytesIO()

@@ -43,6 +43,7 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", required=True)
     _add_transcribe(sub)
     _add_sessions(sub)
+    _add_worker(sub)
     return parser
 
 
@@ -174,4 +175,40 @@ def cmd_sessions(args: argparse.Namespace) -> int:
         print(f"{r.id}  {when}  {r.duration_ms / 1000:7.1f}s  {r.status:<11} {r.backend:<6} "
               f"{c['done']}/{sum(c.values())} chunks{'  ' + str(c['failed']) + ' failed' if c['failed'] else ''}"
               f"  {r.title}")
+    return 0
+
+
+# -- worker -------------------------------------------------------------------
+def _add_worker(sub) -> None:
+    p = sub.add_parser("worker", help="run a Dramatiq transcription worker (scale-out)")
+    p.add_argument("--redis", help="Redis URL (default: SCRIBE_REDIS_URL)")
+    p.add_argument("--backend", choices=["local", "gemini", "stub"])
+    p.add_argument("--model", help="Whisper model name or folder (local), or Gemini model")
+    p.add_argument("--threads", type=int, default=1, help="jobs run at once in this worker")
+    p.add_argument("--rpm", type=int, help="global requests-per-minute cap shared by all workers "
+                   "(default: SCRIBE_GEMINI_RPM for gemini, none otherwise)")
+    p.set_defaults(func=cmd_worker)
+
+
+def cmd_worker(args: argparse.Namespace) -> int:
+    import signal
+    import threading
+
+    from scribe.distributed import TranscriptionWorker, safe_url, wait_for_redis
+    from scribe.transcribers import make_transcriber
+
+    settings = _settings(args)
+    url = args.redis or settings.redis_url
+    if not url:
+        raise ScribeError("no Redis URL: pass --redis redis://HOST:6379/0 or set SCRIBE_REDIS_URL")
+    configure_logging(settings.log_level)
+    wait_for_redis(url)
+    rpm = args.rpm or (settings.gemini_rpm if settings.backend == "gemini" else None)
+    worker = TranscriptionWorker(url, make_transcriber(settings), rpm=rpm, threads=max(1, args.threads))
+    stop = threading.Event()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(sig, lambda *_: stop.set())
+    print(f"worker ready: {settings.backend} backend, {args.threads} thread(s), Redis {safe_url(url)}",
+          file=sys.stderr, flush=True)
+    worker.run_until(stop)
     return 0

@@ -72,6 +72,12 @@ class Settings:
     """SCRIBE_FINAL_PASS: re-transcribe the whole recording after a session stops (local)."""
     metrics_port: int = 0
     """SCRIBE_METRICS_PORT: serve Prometheus metrics on 127.0.0.1:PORT (0 = off)."""
+    redis_url: str | None = field(default=None, repr=False)
+    """SCRIBE_REDIS_URL: send transcription to Dramatiq workers through this Redis."""
+    remote_timeout: float = 120.0
+    """SCRIBE_REMOTE_TIMEOUT: seconds to wait for a worker's answer before resending."""
+    stub_latency: tuple[float, float] = (0.0, 0.0)
+    """SCRIBE_STUB_LATENCY: `LO-HI` seconds per call of the stub backend (tests, load tests)."""
 
     @property
     def db(self) -> Path:
@@ -120,6 +126,9 @@ class Settings:
             (self.max_live_sessions >= 1, "SCRIBE_MAX_LIVE_SESSIONS", "must be at least 1"),
             (0 <= self.metrics_port <= 65535, "SCRIBE_METRICS_PORT", "must be a port number"),
             (bool(self.whisper_model.strip()), "SCRIBE_WHISPER_MODEL", "must not be empty"),
+            (self.remote_timeout > 0, "SCRIBE_REMOTE_TIMEOUT", "must be positive"),
+            (self.redis_url is None or self.redis_url.startswith(("redis://", "rediss://", "unix://")),
+             "SCRIBE_REDIS_URL", "must start with redis://, rediss:// or unix://"),
         ]
         for ok, var, message in checks:
             if not ok:
@@ -146,6 +155,14 @@ def _bool(raw: str) -> bool:
 
 def _choice_upper(raw: str) -> str:
     return raw.upper()
+
+
+def _latency_range(raw: str) -> tuple[float, float]:
+    lo, _, hi = raw.partition("-")
+    low, high = float(lo), float(hi or lo)
+    if not 0 <= low <= high:
+        raise ValueError("expected LO-HI seconds with 0 <= LO <= HI")
+    return low, high
 
 
 def _urls(raw: str) -> tuple[str, ...]:
@@ -177,6 +194,9 @@ _ENV_VARS: dict[str, tuple[str, Any]] = {
     "ice_servers": ("SCRIBE_ICE_SERVERS", _urls),
     "final_pass": ("SCRIBE_FINAL_PASS", _bool),
     "metrics_port": ("SCRIBE_METRICS_PORT", int),
+    "redis_url": ("SCRIBE_REDIS_URL", str),
+    "remote_timeout": ("SCRIBE_REMOTE_TIMEOUT", float),
+    "stub_latency": ("SCRIBE_STUB_LATENCY", _latency_range),
 }
 
 assert set(_ENV_VARS) <= {f.name for f in fields(Settings)}

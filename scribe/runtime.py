@@ -29,7 +29,7 @@ class Runtime:
               storage: Storage | None = None, start: bool = True) -> "Runtime":
         """Open the DB, load the backend, start the queue (recovering unfinished chunks)."""
         storage = storage or Storage(settings.db)
-        backend = transcriber or make_transcriber(settings)
+        backend = transcriber or _backend_for(settings)
         pipeline = Pipeline(
             storage, backend, audio_dir=settings.audio_dir,
             max_concurrency=settings.max_concurrency, max_attempts=settings.max_attempts,
@@ -43,7 +43,22 @@ class Runtime:
 
     def close(self, timeout: float = 10.0) -> None:
         self.pipeline.stop(timeout)
+        closer = getattr(self.pipeline.transcriber, "close", None)
+        if callable(closer):
+            closer()
         self.storage.close()
+
+
+def _backend_for(settings: Settings) -> Transcriber:
+    """The local backend, or with SCRIBE_REDIS_URL a proxy to Dramatiq workers running it."""
+    if not settings.redis_url:
+        return make_transcriber(settings)
+    from scribe.distributed import RemoteTranscriber, wait_for_redis
+
+    wait_for_redis(settings.redis_url)
+    model = settings.gemini_model if settings.backend == "gemini" else settings.whisper_model
+    return RemoteTranscriber(settings.redis_url, backend=settings.backend, model=model,
+                             timeout=settings.remote_timeout)
 
 
 def configure_logging(level: str = "INFO") -> None:

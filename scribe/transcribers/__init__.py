@@ -27,7 +27,7 @@ def make_transcriber(settings: Settings, backend: str | None = None) -> Transcri
     if name == "stub":
         from scribe.transcribers.stub import StubTranscriber
 
-        return StubTranscriber()
+        return StubTranscriber(settings.stub_latency)
     if name == "gemini":
         from scribe.transcribers.gemini import GeminiTranscriber
 

@@ -1,0 +1,171 @@
+"""Scale-out through a real redis-server and Dramatiq workers (in-process and as subprocesses)."""
+
+import os
+import signal
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from redis_server import redis_server
+from scribe.chunking import Chunk
+from scribe.distributed import RemoteTranscriber, TranscriptionWorker, safe_url
+from scribe.errors import TranscriptionError
+from scribe.pipeline import Pipeline
+from scribe.transcribers.base import Segment
+
+ROOT = Path(__file__).parent.parent
+SR = 16_000
+
+
+@pytest.fixture
+def redis_url(tmp_path):
+    with redis_server(tmp_path) as url:
+        yield url
+
+
+class Recorder:
+    """A backend that notes when it was called and says which chunk it heard."""
+
+    name, model = "rec", "rec-1"
+
+    def __init__(self, delay: float = 0.0, fail_first: int = 0) -> None:
+        self.calls: list[float] = []
+        self.delay, self.fail_first = delay, fail_first
+        self._lock = threading.Lock()
+
+    def transcribe(self, audio, *, prompt=None):
+        with self._lock:
+            self.calls.append(time.time())
+            n = len(self.calls)
+        time.sleep(self.delay)
+        if n <= self.fail_first:
+            raise TranscriptionError("503 busy", retryable=True)
+        return [Segment(0.0, 1.0, f"chunk {round(float(audio[0]) * 1000)}")]
+
+
+def chunk(session: str, seq: int) -> Chunk:
+    pcm = np.full(SR, 0.1, dtype=np.float32)
+    pcm[0] = seq / 1000
+    return Chunk(session, seq, seq * SR, (seq + 1) * SR, pcm, captured_at=time.time())
+
+
+def remote_pipeline(storage, tmp_path, url, timeout=20.0, concurrency=8):
+    remote = RemoteTranscriber(url, backend="rec", model="rec-1", timeout=timeout)
+    pipe = Pipeline(storage, remote, audio_dir=tmp_path / "audio", max_concurrency=concurrency,
+                    max_attempts=6, retry_base_seconds=0.05, retry_max_seconds=0.5)
+    return remote, pipe.start()
+
+
+def new_session(storage):
+    return storage.create_session(title="t", source="cli", backend="rec", model="rec-1",
+                                  chunk_seconds=1, chunk_policy="fixed:1").id
+
+
+def test_chunks_are_transcribed_by_remote_workers(storage, tmp_path, redis_url):
+    backend = Recorder(fail_first=2)
+    workers = [TranscriptionWorker(redis_url, backend, threads=2).start() for _ in range(2)]
+    remote, pipe = remote_pipeline(storage, tmp_path, redis_url)
+    sid = new_session(storage)
+    try:
+        for seq in range(12):
+            pipe.submit(chunk(sid, seq))
+        assert pipe.wait_idle(60)
+        texts = [s.text for s in storage.list_segments(sid)]
+        assert texts == [f"chunk {n}" for n in range(12)]
+        assert storage.chunk_counts(sid)["done"] == 12
+        assert sum(r.attempts for r in storage.list_chunks(sid)) == 14  # two transient failures retried
+    finally:
+        pipe.stop()
+        remote.close()
+        for w in workers:
+            w.stop()
+
+
+def test_global_rate_limit_holds_across_workers(storage, tmp_path, redis_url):
+    backend = Recorder()
+    # 4 requests per 2-second window, shared through Redis by two workers.
+    workers = [TranscriptionWorker(redis_url, backend, rpm=120, rate_window_s=2, threads=2).start()
+               for _ in range(2)]
+    remote, pipe = remote_pipeline(storage, tmp_path, redis_url, timeout=30)
+    sid = new_session(storage)
+    try:
+        for seq in range(10):
+            pipe.submit(chunk(sid, seq))
+        assert pipe.wait_idle(90)
+        assert storage.chunk_counts(sid)["done"] == 10
+        calls = sorted(backend.calls)
+        # The limiter counts whole-second buckets; allow for bucket edges.
+        for start in calls:
+            in_window = [t for t in calls if start <= t < start + 1.0]
+            assert len(in_window) <= 4
+    finally:
+        pipe.stop()
+        remote.close()
+        for w in workers:
+            w.stop()
+
+
+def test_no_worker_means_a_retryable_timeout(redis_url):
+    remote = RemoteTranscriber(redis_url, backend="rec", model="rec-1", timeout=0.5)
+    try:
+        with pytest.raises(TranscriptionError) as err:
+            remote.transcribe(np.zeros(1600, np.float32))
+        assert err.value.retryable
+    finally:
+        remote.close()
+
+
+def _start_worker_process(url: str, latency: str) -> subprocess.Popen:
+    env = {**os.environ, "SCRIBE_BACKEND": "stub", "SCRIBE_STUB_LATENCY": latency, "HF_HUB_OFFLINE": "1"}
+    return subprocess.Popen([sys.executable, "-m", "scribe", "worker", "--redis", url, "--threads", "2"],
+                            cwd=ROOT, env=env, stderr=subprocess.PIPE, text=True)
+
+
+def _wait_ready(proc: subprocess.Popen) -> None:
+    line = proc.stderr.readline()
+    assert "worker ready" in line, line
+
+
+def test_a_killed_worker_loses_nothing_and_duplicates_nothing(storage, tmp_path, redis_url):
+    first = _start_worker_process(redis_url, "0.3-0.6")
+    _wait_ready(first)
+    remote, pipe = remote_pipeline(storage, tmp_path, redis_url, timeout=4.0, concurrency=4)
+    sid = new_session(storage)
+    second = None
+    try:
+        for seq in range(10):
+            pipe.submit(chunk(sid, seq))
+        deadline = time.monotonic() + 30
+        while storage.chunk_counts(sid)["done"] < 2 and time.monotonic() < deadline:
+            time.sleep(0.05)
+        first.send_signal(signal.SIGKILL)  # dies mid-job, holding messages
+        first.wait(10)
+        second = _start_worker_process(redis_url, "0.05-0.1")
+        _wait_ready(second)
+        assert pipe.wait_idle(90)
+        assert storage.chunk_counts(sid) == {"pending": 0, "processing": 0, "done": 10, "failed": 0}
+        keys = [(s.seq, s.idx) for s in storage.list_segments(sid)]
+        assert keys == [(n, 0) for n in range(10)]
+    finally:
+        pipe.stop()
+        remote.close()
+        for proc in (first, second):
+            if proc and proc.poll() is None:
+                proc.terminate()
+                proc.wait(10)
+
+
+def test_worker_without_redis_is_one_clear_line():
+    env = {**os.environ, "SCRIBE_REDIS_URL": ""}
+    out = subprocess.run([sys.executable, "-m", "scribe", "worker"], cwd=ROOT, env=env,
+                         capture_output=True, text=True, timeout=60)
+    assert out.returncode != 0 and "no Redis URL" in out.stderr
+
+
+def test_redis_password_never_shown():
+    assert safe_url("redis://:hunter2@cache.internal:6380/1") == "redis://cache.internal:6380/1"

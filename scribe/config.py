@@ -72,6 +72,10 @@ class Settings:
     """SCRIBE_FINAL_PASS: re-transcribe the whole recording after a session stops (local)."""
     metrics_port: int = 0
     """SCRIBE_METRICS_PORT: serve Prometheus metrics on 127.0.0.1:PORT (0 = off)."""
+    skip_silence: bool = True
+    """SCRIBE_SKIP_SILENCE: store chunks without speech (Silero VAD) empty, never calling a backend."""
+    gemini_api_version: str = "v1beta"
+    """SCRIBE_GEMINI_API_VERSION: `v1beta` (default; JSON schemas on every model) or `v1`."""
 
     @property
     def db(self) -> Path:
@@ -120,6 +124,8 @@ class Settings:
             (self.max_live_sessions >= 1, "SCRIBE_MAX_LIVE_SESSIONS", "must be at least 1"),
             (0 <= self.metrics_port <= 65535, "SCRIBE_METRICS_PORT", "must be a port number"),
             (bool(self.whisper_model.strip()), "SCRIBE_WHISPER_MODEL", "must not be empty"),
+            (self.gemini_api_version in ("v1", "v1beta", "v1alpha"), "SCRIBE_GEMINI_API_VERSION",
+             "must be v1, v1beta or v1alpha"),
         ]
         for ok, var, message in checks:
             if not ok:
@@ -177,6 +183,8 @@ _ENV_VARS: dict[str, tuple[str, Any]] = {
     "ice_servers": ("SCRIBE_ICE_SERVERS", _urls),
     "final_pass": ("SCRIBE_FINAL_PASS", _bool),
     "metrics_port": ("SCRIBE_METRICS_PORT", int),
+    "skip_silence": ("SCRIBE_SKIP_SILENCE", _bool),
+    "gemini_api_version": ("SCRIBE_GEMINI_API_VERSION", str.lower),
 }
 
 assert set(_ENV_VARS) <= {f.name for f in fields(Settings)}

@@ -254,6 +254,7 @@ class FakeGemini:
 def _handler_for(fake: FakeGemini) -> type[BaseHTTPRequestHandler]:
     class Handler(BaseHTTPRequestHandler):
         protocol_version = "HTTP/1.1"
+        disable_nagle_algorithm = True  # headers and body go out as separate writes
 
         def do_POST(self) -> None:  # noqa: N802 (http.server naming)
             match = PATH_RE.match(self.path.split("?", 1)[0])

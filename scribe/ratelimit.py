@@ -16,13 +16,22 @@ log = logging.getLogger("scribe.ratelimit")
 
 
 class RateLimit:
-    """At most `limit` calls in any `per_seconds` window (a sliding-window log)."""
+    """At most `limit` calls in any `per_seconds` window, as the *server* counts them.
 
-    def __init__(self, limit: int, *, per_seconds: float = 60.0, name: str = "gemini") -> None:
-        if limit < 1 or per_seconds <= 0:
-            raise ValueError("a rate limit needs limit >= 1 and a positive window")
+    The limiter counts a call when a worker takes a slot; the request reaches the
+    server a little later (audio encoding, connection set-up, a busy CPU). If the
+    first call of a window arrives late and the next window's first arrives on
+    time, the server sees more than `limit` in one window. So the slots are
+    spaced over `per_seconds + margin_seconds` (a sliding-window log): arrival
+    delays up to the margin cannot push the server's count over `limit`.
+    """
+
+    def __init__(self, limit: int, *, per_seconds: float = 60.0, margin_seconds: float = 1.0,
+                 name: str = "gemini") -> None:
+        if limit < 1 or per_seconds <= 0 or margin_seconds < 0:
+            raise ValueError("a rate limit needs limit >= 1, a positive window and a margin >= 0")
         self.limit, self.per_seconds, self.name = limit, per_seconds, name
-        self._limiter = Limiter(Rate(limit, int(per_seconds * 1000)))
+        self._limiter = Limiter(Rate(limit, int((per_seconds + margin_seconds) * 1000)))
         self._lock = threading.Lock()
         self.calls = 0
         self.waited_seconds = 0.0

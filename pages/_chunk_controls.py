@@ -1,6 +1,7 @@
 """Chunk controls for one session: progress, cost, failures, retry, re-transcribe with another backend.
 
-Used by the Sessions and Record pages: `render_chunk_controls(runtime(), session_id)`.
+Used by the Sessions and Record pages: `render_chunk_controls(runtime(), session_id)`;
+the Record page also calls `render_backlog_warning(runtime())` inside its polling fragment.
 Widgets only; the work is in `scribe.retranscribe`, and the queue does it in the background.
 Messages about the Gemini key never contain the key (stored errors are redacted at the source).
 """
@@ -29,6 +30,12 @@ def render_chunk_controls(rt: Runtime, session_id: str) -> None:
     _failures(rt, session_id)
     with st.expander("Re-transcribe with another backend"):
         _retranscribe(rt, session_id, chunks)
+
+
+def render_backlog_warning(rt: Runtime) -> None:
+    """A warning when transcription is SCRIBE_BACKLOG_WARN_SECONDS or more behind (nothing is dropped)."""
+    if (message := rt.backlog().message()) is not None:
+        st.warning(message, icon=":material/hourglass_top:")
 
 
 def _overview(rt: Runtime, session_id: str, chunks: list[ChunkRow]) -> None:

@@ -154,3 +154,30 @@ def test_session_cost_sums_tokens_times_price(settings, fake_gemini):
     assert cost.dollars == pytest.approx((184 * 1.00 + 50 * 2.50) / 1e6)
     assert "184 tokens in" in cost.label()
     rt.close()
+
+
+def _backlog_page(rt):
+    import sys
+    from pathlib import Path
+
+    sys.path.insert(0, str(Path.cwd()))
+    from pages._chunk_controls import render_backlog_warning
+
+    render_backlog_warning(rt)
+
+
+def test_backlog_warning_appears_past_the_threshold(settings):
+    rt = Runtime.build(settings.with_changes(backend="stub", backlog_warn_seconds=2.0), start=False)
+    session_id = rt.storage.create_session(title="t", source="mic", backend="stub", model="m",
+                                           chunk_seconds=1.0, chunk_policy="fixed:1").id
+    at = AppTest.from_function(_backlog_page, args=(rt,), default_timeout=30).run()
+    assert not at.warning
+    for chunk in _tone_chunks(session_id, 3):
+        rt.pipeline.submit_nowait(chunk)  # the queue is not running: 3 s of audio waits
+    at.run()
+    assert "3 s of audio waiting" in at.warning[0].value
+    rt.pipeline.start()
+    assert rt.pipeline.wait_idle(timeout=30)
+    at.run()
+    assert not at.warning
+    rt.close()

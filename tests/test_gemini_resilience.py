@@ -51,7 +51,7 @@ def _flaky(fake: fg.FakeGemini):
     cycling through 429 (with retryDelay), 500, 503, a hang past the timeout, malformed
     JSON and empty candidates."""
     order: dict[str, int] = {}
-    failures_ = [fg.rate_limited(0.2), fg.server_error(500), fg.hang(3.0), fg.malformed(),
+    failures_ = [fg.rate_limited(0.2), fg.server_error(500), fg.hang(6.0), fg.malformed(),
                  fg.server_error(503), fg.empty_candidates()]
 
     def respond(request: fg.RecordedRequest) -> fg.Answer | None:
@@ -64,7 +64,8 @@ def _flaky(fake: fg.FakeGemini):
 
 
 def test_flaky_api_every_chunk_done_exactly_once_within_the_rate_limit(settings, storage, fake_gemini):
-    client = gc.client_for(fg.DEFAULT_KEY, base_url=fake_gemini.base_url, timeout_s=1.0)
+    # 2.5 s: far above a normal answer even on a loaded machine, so only scripted hangs time out
+    client = gc.client_for(fg.DEFAULT_KEY, base_url=fake_gemini.base_url, timeout_s=2.5)
     transcriber = GeminiTranscriber(client, "gemini-2.5-flash")
     transcriber.transcribe(np.zeros(1600, np.float32))  # warm the connection, then forget it
     fake_gemini.requests.clear()
@@ -109,16 +110,14 @@ def test_rejected_key_fails_fast_and_retry_after_fixing_the_key_works(settings, 
     fake_gemini.revoked_keys.add(revoked)
     runtime = _gemini_runtime(settings, fake_gemini, revoked)
     session_id = _session(runtime.storage)
-    started = time.monotonic()
     for chunk in _chunks(session_id, 3):
         runtime.pipeline.submit(chunk)
     assert runtime.pipeline.wait_idle(timeout=30)
-    elapsed = time.monotonic() - started
 
     report = failures(runtime, session_id)
     assert [c.attempts for c in report.failed] == [1, 1, 1] and report.key_rejected
     assert all(c.error.startswith(gc.KEY_REJECTED) and "403" in c.error for c in report.failed)
-    assert len(fake_gemini.requests) == 3 and elapsed < 2.0  # no backoff (base 2 s) was slept
+    assert len(fake_gemini.requests) == 3 and runtime.pipeline.stats().retried == 0  # one call each
     runtime.close()
 
     fixed = _gemini_runtime(settings, fake_gemini, fg.DEFAULT_KEY)

@@ -108,6 +108,7 @@ def _run_transcribe(runtime: Runtime, path: Path, policy, args: argparse.Namespa
     segments = runtime.storage.list_segments(session.id)
     _write_output(render(args.format, session, segments), args.output)
     _print_timing(runtime.storage, session.id, result.audio_seconds, wall, counts)
+    _print_failures(runtime.storage, session.id)
     return 0 if counts["failed"] == 0 else 1
 
 
@@ -212,3 +213,11 @@ def cmd_worker(args: argparse.Namespace) -> int:
           file=sys.stderr, flush=True)
     worker.run_until(stop)
     return 0
+# -- failures (issue 4) -------------------------------------------------------
+def _print_failures(storage: Storage, session_id: str, limit: int = 3) -> None:
+    """Say why chunks failed: each distinct error once (errors never contain the API key)."""
+    errors: dict[str, list[int]] = {}
+    for chunk in storage.failed_chunks(session_id):
+        errors.setdefault(chunk.error or "unknown error", []).append(chunk.seq)
+    for error, seqs in list(errors.items())[:limit]:
+        print(f"{len(seqs)} chunk(s) failed (first seq {seqs[0]}): {error}", file=sys.stderr)

@@ -78,6 +78,10 @@ class Settings:
     """SCRIBE_REMOTE_TIMEOUT: seconds to wait for a worker's answer before resending."""
     stub_latency: tuple[float, float] = (0.0, 0.0)
     """SCRIBE_STUB_LATENCY: `LO-HI` seconds per call of the stub backend (tests, load tests)."""
+    skip_silence: bool = True
+    """SCRIBE_SKIP_SILENCE: store chunks without speech (Silero VAD) empty, never calling a backend."""
+    gemini_api_version: str = "v1beta"
+    """SCRIBE_GEMINI_API_VERSION: `v1beta` (default; JSON schemas on every model) or `v1`."""
 
     @property
     def db(self) -> Path:
@@ -129,6 +133,8 @@ class Settings:
             (self.remote_timeout > 0, "SCRIBE_REMOTE_TIMEOUT", "must be positive"),
             (self.redis_url is None or self.redis_url.startswith(("redis://", "rediss://", "unix://")),
              "SCRIBE_REDIS_URL", "must start with redis://, rediss:// or unix://"),
+            (self.gemini_api_version in ("v1", "v1beta", "v1alpha"), "SCRIBE_GEMINI_API_VERSION",
+             "must be v1, v1beta or v1alpha"),
         ]
         for ok, var, message in checks:
             if not ok:
@@ -197,6 +203,8 @@ _ENV_VARS: dict[str, tuple[str, Any]] = {
     "redis_url": ("SCRIBE_REDIS_URL", str),
     "remote_timeout": ("SCRIBE_REMOTE_TIMEOUT", float),
     "stub_latency": ("SCRIBE_STUB_LATENCY", _latency_range),
+    "skip_silence": ("SCRIBE_SKIP_SILENCE", _bool),
+    "gemini_api_version": ("SCRIBE_GEMINI_API_VERSION", str.lower),
 }
 
 assert set(_ENV_VARS) <= {f.name for f in fields(Settings)}

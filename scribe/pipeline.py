@@ -17,6 +17,13 @@ Threads:
   honouring a server-given delay), save its segments and mark it done in one
   transaction. A worker's exception marks the chunk failed, never kills the
   worker. A `None` sentinel per thread stops them.
+
+Before a backend is called, `speech_check` (Silero VAD, `scribe.vad`) may find
+the chunk silent: it is then stored done with no segments and the backend is
+never called. `before_call` runs before every backend call, retries included
+(the Gemini requests-per-minute limit, `scribe.ratelimit`). A chunk can be
+re-queued with another backend (`requeue(..., backend=Backend(...))`): the
+pipeline keeps its default transcriber and runs just that job with the other.
 """
 
 from __future__ import annotations
@@ -56,6 +63,34 @@ class PipelineStats:
     retried: int
     audio_seconds_done: float
     audio_seconds_waiting: float
+    intake_audio_seconds: float = 0.0
+    """Audio handed to `submit_nowait` but not yet durable (the writer's backlog)."""
+    skipped_silent: int = 0
+    """Chunks stored empty because the speech check found no speech."""
+
+    @property
+    def backlog_seconds(self) -> float:
+        """All audio not yet transcribed: queued, in flight, and still in the writer's queue."""
+        return self.audio_seconds_waiting + self.intake_audio_seconds
+
+
+@dataclass(frozen=True)
+class Backend:
+    """A transcriber and the hook run before each of its calls (e.g. a rate limiter)."""
+
+    transcriber: Transcriber
+    before_call: Callable[[], None] | None = None
+
+
+@dataclass(frozen=True)
+class _JobOptions:
+    """How one queued chunk runs when it differs from the pipeline's default."""
+
+    backend: Backend | None = None
+    check_speech: bool = True
+
+
+_DEFAULT_JOB = _JobOptions()
 
 
 class Pipeline:
@@ -74,6 +109,7 @@ class Pipeline:
         clock: Callable[[], float] = time.time,
         sleep: Callable[[float], None] = time.sleep,
         before_call: Callable[[], None] | None = None,
+        speech_check: Callable[[np.ndarray], bool] | None = None,
     ) -> None:
         self.storage = storage
         self.transcriber = transcriber
@@ -97,6 +133,10 @@ class Pipeline:
         self._threads: list[threading.Thread] = []
         self._listeners: list[EventListener] = []
         self._intake_error: BaseException | None = None
+        self._speech_check = speech_check
+        self._job_options: dict[Key, _JobOptions] = {}
+        self._intake_audio = 0.0
+        self._skipped_silent = 0
 
     # -- lifecycle ----------------------------------------------------------
     def start(self) -> "Pipeline":
@@ -164,6 +204,8 @@ class Pipeline:
         """Hand a chunk to the writer thread; returns at once (live capture path)."""
         if self._intake_error is not None:
             raise ScribeError(f"the chunk writer stopped: {self._intake_error}")
+        with self._lock:
+            self._intake_audio += chunk.duration_s
         self._intake.put(chunk)
         backlog = self._intake.qsize()
         if backlog and backlog % 10 == 0:
@@ -184,6 +226,8 @@ class Pipeline:
                 log.exception("session=%s seq=%d could not be stored", chunk.session_id, chunk.seq)
                 self._intake_error = exc
             finally:
+                with self._lock:
+                    self._intake_audio = max(0.0, self._intake_audio - chunk.duration_s)
                 self._intake.task_done()
         self._intake.task_done()
 
@@ -224,12 +268,7 @@ class Pipeline:
 
     def retry_failed(self, session_id: str, seqs: list[int] | None = None) -> int:
         """Re-queue a session's failed chunks (or the chosen ones, even if done)."""
-        requeued = self.storage.requeue_failed(session_id, seqs)
-        for seq in requeued:
-            row = self.storage.get_chunk(session_id, seq)
-            self._enqueue((session_id, seq), (row.end_sample - row.start_sample) / SAMPLE_RATE)
-        log.info("session=%s re-queued %d chunks", session_id, len(requeued))
-        return len(requeued)
+        return self.requeue(session_id, seqs)
 
     # -- waiting and counters -----------------------------------------------
     def stats(self) -> PipelineStats:
@@ -239,7 +278,8 @@ class Pipeline:
                 intake=self._intake.qsize(), processed=self._counters["processed"],
                 failed=self._counters["failed"], retried=self._counters["retried"],
                 audio_seconds_done=self._audio_done,
-                audio_seconds_waiting=sum(self._waiting_audio.values()))
+                audio_seconds_waiting=sum(self._waiting_audio.values()),
+                intake_audio_seconds=self._intake_audio, skipped_silent=self._skipped_silent)
 
     def is_idle(self) -> bool:
         with self._lock:
@@ -284,21 +324,41 @@ class Pipeline:
                 self._idle.notify_all()
 
     def _process(self, session_id: str, seq: int) -> None:
-        row = self.storage.claim_chunk(session_id, seq, backend=self.transcriber.name,
-                                       model=self.transcriber.model, now=self._clock())
+        with self._lock:
+            job = self._job_options.pop((session_id, seq), _DEFAULT_JOB)
+        backend = job.backend or Backend(self.transcriber, self._before_call)
+        row = self.storage.claim_chunk(session_id, seq, backend=backend.transcriber.name,
+                                       model=backend.transcriber.model, now=self._clock())
         if row is None:
             return  # already done, failed or claimed: a duplicate delivery
         audio = read_flac(Path(row.audio_path))
+        if job.check_speech and self._is_silent(audio):
+            self.storage.save_silent_chunk(session_id, seq, finished_at=self._clock())
+            with self._lock:
+                self._skipped_silent += 1
+            self._record_done(row, 0, backend.transcriber)
+            return
         try:
-            segments, usage = self._transcribe_with_retries(row, audio)
+            segments, usage = self._transcribe_with_retries(row, audio, backend)
         except TranscriptionError as exc:
-            self._fail((session_id, seq), str(exc))
+            self._fail((session_id, seq), str(exc), backend.transcriber)
             return
         rows = segments_from_backend(session_id, seq, row.start_ms, segments, chunk_end_ms=row.end_ms)
         self.storage.save_segments(session_id, seq, rows, finished_at=self._clock(), usage=usage)
-        self._record_done(row, len(rows))
+        self._record_done(row, len(rows), backend.transcriber)
 
-    def _record_done(self, row: ChunkRow, n_segments: int) -> None:
+    def _is_silent(self, audio: np.ndarray) -> bool:
+        """True only when the speech check ran and found no speech; a broken check sends the audio."""
+        if self._speech_check is None:
+            return False
+        try:
+            return not self._speech_check(audio)
+        except Exception:
+            log.exception("speech check failed; transcribing the chunk anyway")
+            return False
+
+    def _record_done(self, row: ChunkRow, n_segments: int, transcriber: Transcriber | None = None) -> None:
+        transcriber = transcriber or self.transcriber
         duration = (row.end_sample - row.start_sample) / SAMPLE_RATE
         with self._lock:
             self._counters["processed"] += 1
@@ -306,41 +366,46 @@ class Pipeline:
         elapsed = self._clock() - (row.started_at or self._clock())
         log.info("session=%s seq=%d done: %d segments, %.2f s for %.2f s of audio",
                  row.session_id, row.seq, n_segments, elapsed, duration)
-        self._emit("chunk_done", session_id=row.session_id, seq=row.seq, backend=self.transcriber.name,
+        self._emit("chunk_done", session_id=row.session_id, seq=row.seq, backend=transcriber.name,
                    processing_s=elapsed, duration_s=duration)
 
-    def _fail(self, key: Key, error: str) -> None:
+    def _fail(self, key: Key, error: str, transcriber: Transcriber | None = None) -> None:
+        transcriber = transcriber or self.transcriber
         self.storage.fail_chunk(key[0], key[1], error, finished_at=self._clock())
         with self._lock:
             self._counters["failed"] += 1
         log.error("session=%s seq=%d failed: %s", key[0], key[1], error)
-        self._emit("chunk_failed", session_id=key[0], seq=key[1], backend=self.transcriber.name,
+        self._emit("chunk_failed", session_id=key[0], seq=key[1], backend=transcriber.name,
                    error=error)
 
-    def _transcribe_with_retries(self, row: ChunkRow, audio: np.ndarray) -> tuple[list[Segment], Usage]:
+    def _transcribe_with_retries(self, row: ChunkRow, audio: np.ndarray,
+                                 backend: Backend | None = None) -> tuple[list[Segment], Usage]:
+        backend = backend or Backend(self.transcriber, self._before_call)
         retrying = Retrying(
             stop=stop_after_attempt(self.max_attempts),
             wait=self._backoff,
             retry=retry_if_exception(_is_retryable),
-            before_sleep=lambda state: self._note_retry(row, state),
+            before_sleep=lambda state: self._note_retry(row, state, backend.transcriber),
             sleep=self._sleep,
             reraise=True,
         )
         try:
             for attempt in retrying:
                 with attempt:
-                    return self._call_backend(audio, row)
+                    return self._call_backend(audio, row, backend)
         except TranscriptionError:
             raise
         except Exception as exc:  # an unexpected backend error, after its retries
             raise TranscriptionError(f"{type(exc).__name__}: {exc}", retryable=False) from exc
         raise AssertionError("unreachable")
 
-    def _call_backend(self, audio: np.ndarray, row: ChunkRow) -> tuple[list[Segment], Usage]:
-        if self._before_call is not None:
-            self._before_call()
-        segments = list(self.transcriber.transcribe(audio))
-        usage = getattr(self.transcriber, "last_usage", None)
+    def _call_backend(self, audio: np.ndarray, row: ChunkRow,
+                      backend: Backend | None = None) -> tuple[list[Segment], Usage]:
+        backend = backend or Backend(self.transcriber, self._before_call)
+        if backend.before_call is not None:
+            backend.before_call()
+        segments = list(backend.transcriber.transcribe(audio))
+        usage = getattr(backend.transcriber, "last_usage", None)
         return segments, usage if isinstance(usage, Usage) else Usage()
 
     def _backoff(self, state: RetryCallState) -> float:
@@ -351,7 +416,8 @@ class Pipeline:
         server_delay = getattr(exc, "retry_after", None) or 0.0
         return max(jittered, min(server_delay, self.retry_max_seconds))
 
-    def _note_retry(self, row: ChunkRow, state: RetryCallState) -> None:
+    def _note_retry(self, row: ChunkRow, state: RetryCallState, transcriber: Transcriber | None = None) -> None:
+        transcriber = transcriber or self.transcriber
         exc = state.outcome.exception() if state.outcome else None
         message = f"{type(exc).__name__}: {exc}" if exc else "unknown error"
         self.storage.record_retry(row.session_id, row.seq, message)
@@ -361,10 +427,33 @@ class Pipeline:
                     row.seq, state.attempt_number, state.next_action.sleep if state.next_action else 0,
                     message)
         self._emit("chunk_retry", session_id=row.session_id, seq=row.seq,
-                   backend=self.transcriber.name, error=message)
+                   backend=transcriber.name, error=message)
 
     def audio_path(self, session_id: str, seq: int) -> Path:
         return self.audio_dir / session_id / f"{seq:06d}.flac"
+
+    # -- running chunks again, possibly with another backend ---------------------
+    def requeue(self, session_id: str, seqs: list[int] | None = None, *, backend: Backend | None = None,
+                check_speech: bool = True) -> int:
+        """Re-queue failed chunks (`seqs=None`) or the chosen failed/done ones.
+
+        With `backend`, those jobs run on that transcriber (and its before_call)
+        instead of the pipeline's; `check_speech=False` sends them even if the
+        speech check would call them silent (a person asked for this chunk).
+        Chunks still pending or processing are left alone. Returns how many were queued.
+        """
+        requeued = self.storage.requeue_failed(session_id, seqs)
+        self.storage.clear_skip_reason(session_id, requeued)
+        options = _JobOptions(backend=backend, check_speech=check_speech)
+        for seq in requeued:
+            if options != _DEFAULT_JOB:
+                with self._lock:
+                    self._job_options[(session_id, seq)] = options
+            row = self.storage.get_chunk(session_id, seq)
+            self._enqueue((session_id, seq), (row.end_sample - row.start_sample) / SAMPLE_RATE)
+        name = backend.transcriber.name if backend else self.transcriber.name
+        log.info("session=%s re-queued %d chunks for %s", session_id, len(requeued), name)
+        return len(requeued)
 
 
 def _is_retryable(exc: BaseException) -> bool:

@@ -6,10 +6,13 @@ The app builds one with `st.cache_resource`; the CLI builds one per command.
 from __future__ import annotations
 
 import logging
-from dataclasses import dataclass
+import threading
+from dataclasses import dataclass, field
 
+from scribe.backpressure import Backlog, assess_backlog
 from scribe.config import Settings
-from scribe.pipeline import Pipeline
+from scribe.pipeline import Backend, Pipeline
+from scribe.ratelimit import RateLimit
 from scribe.storage import Storage
 from scribe.transcribers import Transcriber, make_transcriber
 
@@ -19,6 +22,9 @@ class Runtime:
     settings: Settings
     storage: Storage
     pipeline: Pipeline
+    backends: dict[str, Backend] = field(default_factory=dict)
+    """Backends built so far, by name, each with its rate limit; the pipeline's own included."""
+    _backends_lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
 
     @property
     def transcriber(self) -> Transcriber:
@@ -29,17 +35,40 @@ class Runtime:
               storage: Storage | None = None, start: bool = True) -> "Runtime":
         """Open the DB, load the backend, start the queue (recovering unfinished chunks)."""
         storage = storage or Storage(settings.db)
-        backend = transcriber or _backend_for(settings)
+        backend = _with_limit(settings, transcriber or _backend_for(settings))
         pipeline = Pipeline(
-            storage, backend, audio_dir=settings.audio_dir,
+            storage, backend.transcriber, audio_dir=settings.audio_dir,
             max_concurrency=settings.max_concurrency, max_attempts=settings.max_attempts,
             retry_base_seconds=settings.retry_base_seconds,
             retry_max_seconds=settings.retry_max_seconds,
+            before_call=backend.before_call,
+            speech_check=_speech_check() if settings.skip_silence else None,
         )
-        runtime = cls(settings=settings, storage=storage, pipeline=pipeline)
+        runtime = cls(settings=settings, storage=storage, pipeline=pipeline,
+                      backends={backend.transcriber.name: backend})
         if start:
             pipeline.start()
         return runtime
+
+    def backend(self, name: str) -> Backend:
+        """The named backend (built on first use, then kept), sharing the process's rate limit.
+
+        Raises BackendUnavailableError (e.g. Gemini without GEMINI_API_KEY) or ModelNotFoundError.
+        """
+        with self._backends_lock:
+            if name not in self.backends:
+                self.backends[name] = _with_limit(self.settings, make_transcriber(self.settings, name))
+            return self.backends[name]
+
+    def backlog(self) -> Backlog:
+        """How far transcription is behind, judged against SCRIBE_BACKLOG_WARN_SECONDS."""
+        limit = self.pipeline_rate_limit()
+        return assess_backlog(self.pipeline.stats(), warn_seconds=self.settings.backlog_warn_seconds,
+                              requests_per_minute=limit.per_minute if limit else None)
+
+    def pipeline_rate_limit(self) -> RateLimit | None:
+        hook = self.backends.get(self.transcriber.name, Backend(self.transcriber)).before_call
+        return hook if isinstance(hook, RateLimit) else None
 
     def close(self, timeout: float = 10.0) -> None:
         self.pipeline.stop(timeout)
@@ -59,6 +88,19 @@ def _backend_for(settings: Settings) -> Transcriber:
     model = settings.gemini_model if settings.backend == "gemini" else settings.whisper_model
     return RemoteTranscriber(settings.redis_url, backend=settings.backend, model=model,
                              timeout=settings.remote_timeout)
+
+
+def _with_limit(settings: Settings, transcriber: Transcriber) -> Backend:
+    """Metered backends get the requests-per-minute limit (SCRIBE_GEMINI_RPM) as their hook."""
+    if transcriber.name == "gemini":
+        return Backend(transcriber, RateLimit(settings.gemini_rpm, per_seconds=60.0, name="gemini"))
+    return Backend(transcriber)
+
+
+def _speech_check():
+    from scribe.vad import has_speech
+
+    return has_speech
 
 
 def configure_logging(level: str = "INFO") -> None:

@@ -65,6 +65,8 @@ class ChunkRow:
     model: str | None = None
     input_tokens: int = 0
     output_tokens: int = 0
+    skip_reason: str | None = None
+    """Why the backend was not called (`silence`: the speech check found no speech)."""
 
 
 @dataclass
@@ -118,8 +120,14 @@ def _m1_initial(cur: duckdb.DuckDBPyConnection) -> None:
     cur.execute("CREATE INDEX segments_by_session ON segments (session_id)")
 
 
+def _m_chunk_skip_reason(cur: duckdb.DuckDBPyConnection) -> None:
+    """issue 4: chunks stored empty without calling the backend say why."""
+    cur.execute("ALTER TABLE chunks ADD COLUMN skip_reason VARCHAR")
+
+
 MIGRATIONS: list[tuple[str, Callable[[duckdb.DuckDBPyConnection], None]]] = [
     ("initial schema", _m1_initial),
+    ("chunks.skip_reason", _m_chunk_skip_reason),
 ]
 """Ordered; the position (1-based) is the version recorded in `schema_version`."""
 
@@ -373,6 +381,42 @@ class Storage:
             cur.execute("DELETE FROM segments WHERE session_id = ? AND transcript = ?",
                         [session_id, transcript])
             _insert_segments(cur, segments)
+
+    # -- issue 4: silent chunks, failures, re-transcription, token usage ----------
+    def save_silent_chunk(self, session_id: str, seq: int, *, finished_at: float) -> None:
+        """The speech check found no speech: done, no segments, no tokens, backend not called."""
+        with self.transaction() as cur:
+            cur.execute("DELETE FROM segments WHERE session_id = ? AND seq = ? AND transcript = 'live'",
+                        [session_id, seq])
+            cur.execute("""UPDATE chunks SET status = 'done', finished_at = ?, error = NULL,
+                input_tokens = 0, output_tokens = 0, skip_reason = 'silence'
+                WHERE session_id = ? AND seq = ?""", [finished_at, session_id, seq])
+
+    def clear_skip_reason(self, session_id: str, seqs: Sequence[int]) -> None:
+        """Chunks about to run again lose their old skip mark."""
+        if not seqs:
+            return
+        with self.transaction() as cur:
+            cur.execute(f"""UPDATE chunks SET skip_reason = NULL WHERE session_id = ?
+                AND seq IN ({', '.join('?' * len(seqs))})""", [session_id, *seqs])
+
+    def failed_chunks(self, session_id: str) -> list[ChunkRow]:
+        rows = self._rows("""SELECT * FROM chunks WHERE session_id = ? AND status = 'failed'
+            ORDER BY seq""", [session_id])
+        return [ChunkRow(**r) for r in rows]
+
+    def session_usage(self, session_id: str) -> list[dict[str, Any]]:
+        """Tokens per (backend, model) for a session's settled chunks, for the cost estimate.
+
+        Each row: backend, model, chunks, audio_seconds, input_tokens, output_tokens,
+        silent_chunks. Chunks store the tokens of their latest successful call.
+        """
+        return self._rows("""SELECT coalesce(backend, '?') AS backend, coalesce(model, '?') AS model,
+                count(*) AS chunks, sum(end_sample - start_sample) / 16000.0 AS audio_seconds,
+                sum(input_tokens) AS input_tokens, sum(output_tokens) AS output_tokens,
+                count(*) FILTER (WHERE skip_reason IS NOT NULL) AS silent_chunks
+            FROM chunks WHERE session_id = ? AND status IN ('done', 'failed')
+            GROUP BY ALL ORDER BY backend, model""", [session_id])
 
 
 def _insert_segments(cur: duckdb.DuckDBPyConnection, segments: Sequence[SegmentRow]) -> None:

@@ -1,0 +1,49 @@
+"""Is transcription falling behind? One verdict from the pipeline's counters, for the Record page.
+
+Nothing is ever dropped: the writer queue is unbounded and every chunk is on
+disk before it is queued. When the backend is slower than speech (a rate limit,
+a slow CPU, an outage with retries), the backlog grows and the page says so.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from scribe.pipeline import PipelineStats
+
+
+@dataclass(frozen=True)
+class Backlog:
+    audio_seconds: float
+    """Audio not yet transcribed (queued, in flight, or still being written)."""
+    chunks: int
+    """Chunks queued or in flight, plus those still in the writer's queue."""
+    warn: bool
+    """True once `audio_seconds` passes the warning threshold (SCRIBE_BACKLOG_WARN_SECONDS)."""
+    catch_up_seconds: float | None = None
+    """Least time to clear the queue under the backend's rate limit, if it has one."""
+
+    def message(self) -> str | None:
+        """A sentence for the page when `warn` is set, else None."""
+        if not self.warn:
+            return None
+        text = (f"Transcription is behind: {_clock(self.audio_seconds)} of audio waiting "
+                f"({self.chunks} chunks). Recording continues and no audio is dropped; "
+                "the transcript will catch up.")
+        if self.catch_up_seconds:
+            text += f" Under the rate limit that takes at least {_clock(self.catch_up_seconds)}."
+        return text
+
+
+def assess_backlog(stats: PipelineStats, *, warn_seconds: float,
+                   requests_per_minute: float | None = None) -> Backlog:
+    """Judge the pipeline's backlog; `requests_per_minute` is the backend's limit, if any."""
+    chunks = stats.queued + stats.in_flight + stats.intake
+    catch_up = chunks / requests_per_minute * 60.0 if requests_per_minute and chunks else None
+    return Backlog(audio_seconds=stats.backlog_seconds, chunks=chunks,
+                   warn=stats.backlog_seconds > warn_seconds, catch_up_seconds=catch_up)
+
+
+def _clock(seconds: float) -> str:
+    minutes, secs = divmod(int(round(seconds)), 60)
+    return f"{minutes} min {secs:02d} s" if minutes else f"{secs} s"

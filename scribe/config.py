@@ -83,6 +83,13 @@ class Settings:
     gemini_api_version: str = "v1beta"
     """SCRIBE_GEMINI_API_VERSION: `v1beta` (default; JSON schemas on every model) or `v1`."""
 
+    def __post_init__(self) -> None:
+        # Overrides may come in as strings (CLI flags, tests); paths are always Paths.
+        for name in ("data_dir", "db_path"):
+            value = getattr(self, name)
+            if value is not None and not isinstance(value, Path):
+                object.__setattr__(self, name, Path(value))
+
     @property
     def db(self) -> Path:
         return self.db_path or self.data_dir / "scribe.duckdb"

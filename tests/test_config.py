@@ -43,3 +43,8 @@ def test_gemini_backend_needs_a_key_and_never_shows_it():
         Settings.from_env({"SCRIBE_BACKEND": "gemini"})
     s = Settings.from_env({"SCRIBE_BACKEND": "gemini", "GEMINI_API_KEY": "sk-secret-123"})
     assert "sk-secret-123" not in repr(s)
+
+
+def test_string_paths_become_paths():
+    s = Settings.from_env({}, data_dir="/tmp/scribe-x", db_path="/tmp/scribe-x/a.duckdb")
+    assert s.audio_dir == Path("/tmp/scribe-x/audio") and s.db == Path("/tmp/scribe-x/a.duckdb")

@@ -169,6 +169,19 @@ class Pipeline:
         if backlog and backlog % 10 == 0:
             log.warning("chunk writer backlog is %d chunks (disk or database slow)", backlog)
 
+    def call_after_intake(self, step: Callable[[], None]) -> None:
+        """Run `step` on the writer thread once every chunk handed to `submit_nowait`
+        before it is durable (e.g. end a live session only after its last chunk is
+        stored, so it never becomes done with a chunk still on its way). Returns at once."""
+        self._intake.put(step)  # type: ignore[arg-type]
+
+    @staticmethod
+    def _run_step(step: Callable[[], None]) -> None:
+        try:
+            step()
+        except Exception:  # a failed bookkeeping step must not stop chunk intake
+            log.exception("writer step %r failed", step)
+
     def flush_intake(self, timeout: float = 30.0) -> bool:
         """Wait until every chunk given to `submit_nowait` is durable."""
         deadline = time.monotonic() + timeout
@@ -179,7 +192,10 @@ class Pipeline:
     def _writer_loop(self) -> None:
         while (chunk := self._intake.get()) is not None:
             try:
-                self.submit(chunk)
+                if callable(chunk):  # a step queued by call_after_intake
+                    self._run_step(chunk)
+                else:
+                    self.submit(chunk)
             except BaseException as exc:  # surfaced to the next submit_nowait caller
                 log.exception("session=%s seq=%d could not be stored", chunk.session_id, chunk.seq)
                 self._intake_error = exc

@@ -118,6 +118,9 @@ class LiveCapture(AudioProcessorBase):
         self.received_seconds = 0.0
         self._recent: deque[np.ndarray] = deque(maxlen=LEVEL_FRAMES)
         self.chunks_submitted = 0
+        self._next_pts: int | None = None
+        self.gaps = 0
+        self.gap_seconds = 0.0
         self.stop_requested = False
         self.end_status: str | None = None
 
@@ -142,10 +145,19 @@ class LiveCapture(AudioProcessorBase):
     def _push(self, frame: av.AudioFrame) -> None:
         self.frames += 1
         self.received_seconds += frame.samples / frame.sample_rate
+        self._note_gap(frame)
         pcm = self._resampler.push(frame)
         if pcm.size:
             self._recent.append(pcm)
         self._submit(self._chunker.push(pcm))
+
+    def _note_gap(self, frame: av.AudioFrame) -> None:
+        """Count audio the sender produced but we never got (a jump in the RTP timestamps)."""
+        if frame.pts is not None and self._next_pts is not None and frame.pts > self._next_pts:
+            self.gap_seconds += (frame.pts - self._next_pts) / frame.sample_rate
+            self.gaps += 1
+        if frame.pts is not None:
+            self._next_pts = frame.pts + frame.samples
 
     def _submit(self, chunks: list[Chunk]) -> None:
         for chunk in chunks:
@@ -157,6 +169,7 @@ class LiveCapture(AudioProcessorBase):
         log.warning("session=%s frames resumed after the capture ended; recording again",
                     self.session_id)
         self.end_status = None
+        self._resampler = FrameResampler()  # the old one was flushed, which closes it
         if self._registry:
             self._registry.readmit(self)
         self.pipeline.call_after_intake(
@@ -178,8 +191,9 @@ class LiveCapture(AudioProcessorBase):
             status = self.end_status
         self.pipeline.call_after_intake(lambda: _close_session(self.storage, self.session_id, status))
         log.info("session=%s %s (%s): received %.2f s of audio over %.2f s wall in %d frames, "
-                 "%d chunks", self.session_id, status, reason, self.received_seconds,
-                 self._wall_seconds(), self.frames, self.chunks_submitted)
+                 "%d chunks; %d gaps, %.2f s missing", self.session_id, status, reason,
+                 self.received_seconds, self._wall_seconds(), self.frames, self.chunks_submitted,
+                 self.gaps, self.gap_seconds)
         if self._registry:
             self._registry.release(self)
 

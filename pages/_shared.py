@@ -52,36 +52,45 @@ def chosen_settings() -> Settings:
 
 
 def sidebar() -> Settings:
-    """The shared sidebar: backend, model, chunk seconds and policy, data folder."""
+    """The shared sidebar: backend, model, chunk seconds and policy, data folder.
+
+    Widget defaults come from the environment once (via session_state), so a
+    choice survives reruns and page switches."""
     base = settings()
-    current = chosen_settings()
+    defaults = {"sb_backend": base.backend, "sb_model_local": base.whisper_model,
+                "sb_model_gemini": base.gemini_model, "sb_model_stub": "",
+                "sb_chunk_seconds": float(base.chunk_seconds), "sb_chunk_policy": base.chunk_policy,
+                "sb_data_dir": str(base.data_dir)}
+    for key, value in defaults.items():
+        st.session_state.setdefault(key, value)
     with st.sidebar:
         st.subheader("Settings")
-        backend = st.selectbox("Backend", BACKENDS, index=BACKENDS.index(current.backend),
-                               key="sb_backend",
+        backend = st.selectbox("Backend", BACKENDS, key="sb_backend",
                                help="local: Whisper on this machine; gemini needs GEMINI_API_KEY")
-        model_default = current.gemini_model if backend == "gemini" else current.whisper_model
-        model = st.text_input("Model", value=model_default, key=f"sb_model_{backend}",
-                              disabled=backend == "stub")
+        model = st.text_input("Model", key=f"sb_model_{backend}", disabled=backend == "stub")
         seconds = st.number_input("Chunk seconds", min_value=1.0, max_value=600.0, step=1.0,
-                                  value=float(current.chunk_seconds), key="sb_chunk_seconds")
+                                  key="sb_chunk_seconds")
         policy = st.selectbox("Chunk policy", CHUNK_POLICIES, key="sb_chunk_policy",
-                              index=CHUNK_POLICIES.index(current.chunk_policy),
                               help="pause: cut in a pause near the target; fixed: exact length")
-        data_dir = st.text_input("Data folder", value=str(current.data_dir), key="sb_data_dir")
-    model_field = "gemini_model" if backend == "gemini" else "whisper_model"
-    changes = {"backend": backend, "chunk_seconds": float(seconds), "chunk_policy": policy,
+        data_dir = st.text_input("Data folder", key="sb_data_dir")
+    st.session_state[CHOSEN] = _apply(base, backend, model, float(seconds), policy, data_dir)
+    return st.session_state[CHOSEN]
+
+
+def _apply(base: Settings, backend: str, model: str, seconds: float, policy: str,
+           data_dir: str) -> Settings:
+    """The sidebar's values on top of the environment; a bad one is shown, not applied."""
+    changes = {"backend": backend, "chunk_seconds": seconds, "chunk_policy": policy,
                "data_dir": Path(data_dir.strip() or base.data_dir)}
     if backend != "stub" and model.strip():
-        changes[model_field] = model.strip()
+        changes["gemini_model" if backend == "gemini" else "whisper_model"] = model.strip()
     try:
         chosen = base.with_changes(**changes)
-        if chosen.data_dir != base.data_dir:
-            chosen = replace(chosen, db_path=None)  # a chosen folder holds its own database
     except ScribeError as exc:
         st.sidebar.error(f"Bad setting: {exc}")
-        chosen = current
-    st.session_state[CHOSEN] = chosen
+        return chosen_settings()
+    if chosen.data_dir != base.data_dir:
+        chosen = replace(chosen, db_path=None)  # a chosen folder holds its own database
     return chosen
 
 

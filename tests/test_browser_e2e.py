@@ -78,12 +78,12 @@ def _write_wav_48k(pcm16k: np.ndarray, path: Path) -> None:
 class App:
     """`streamlit run app.py` on 127.0.0.1:<free port>, stopped by pid."""
 
-    def __init__(self, data_dir: Path, log_path: Path) -> None:
+    def __init__(self, data_dir: Path, log_path: Path, **extra_env: str) -> None:
         self.data_dir = data_dir
         self.log_path = log_path
         self.port = _free_port()
         env = {**os.environ, "SCRIBE_DATA_DIR": str(data_dir), "SCRIBE_CHUNK_SECONDS": str(CHUNK_SECONDS),
-               "SCRIBE_BACKEND": "local", "HF_HUB_OFFLINE": "1", "SCRIBE_LOG_LEVEL": "INFO"}
+               "SCRIBE_BACKEND": "local", "HF_HUB_OFFLINE": "1", "SCRIBE_LOG_LEVEL": "INFO", **extra_env}
         self._log = open(log_path, "w")
         self.proc = subprocess.Popen(
             [sys.executable, "-m", "streamlit", "run", "app.py", "--server.headless", "true",
@@ -144,7 +144,7 @@ def _free_port() -> int:
 
 @pytest.fixture
 def app(tmp_path):
-    server = App(tmp_path / "data", tmp_path / "app.log")
+    server = App(tmp_path / "data", tmp_path / "app.log", SCRIBE_MAX_UPLOAD_MB="1")
     yield server
     server.stop()
 
@@ -180,6 +180,12 @@ def _wait_status(page, status: str, timeout: float) -> None:
         timeout=timeout * 1000)
 
 
+def _wait_idle(page, timeout: float = 30) -> None:
+    """No script run in progress (a click during a rerun can be lost)."""
+    page.wait_for_timeout(300)
+    page.get_by_test_id("stStatusWidget").wait_for(state="hidden", timeout=timeout * 1000)
+
+
 def _page_transcript(page) -> str:
     text = page.inner_text("body")
     return " ".join(m.group(1) for m in re.finditer(r"^\[\d+:\d\d\] (.*)$", text, re.MULTILINE))
@@ -212,8 +218,10 @@ def test_live_recording_transcribes_what_the_microphone_heard(app, browser, mic,
     received, wall = float(received), float(wall)
     print(f"capture: received {received} s, wall {wall} s, {frames} frames, {gaps} gaps ({missing} s), "
           f"test wall {test_wall:.2f} s")
-    # Every 20 ms frame the browser sent arrived: received audio keeps pace with wall time.
-    assert abs(received - wall) / wall < 0.03, (received, wall)
+    # Every frame the browser sent arrived (no jump in RTP timestamps), and audio kept
+    # pace with wall time (a starved machine's fake microphone can fall behind: see notes).
+    assert int(gaps) == 0, f"{gaps} gaps, {missing} s of audio lost"
+    assert abs(received - wall) / wall < 0.05, (received, wall)
     assert test_wall - 4 < received <= test_wall + 0.5, (received, test_wall)
 
     _wait_status(page, "done", 120)
@@ -271,3 +279,34 @@ def test_closed_page_keeps_its_audio_and_the_session_resumes(app, browser, mic):
     first_part = float(received)
     assert any(abs(c[3] / 16_000 - first_part) < 0.1 for c in chunks), "resume did not continue the session time"
     assert spoken >= 3
+
+
+def test_upload_goes_through_the_pipeline_and_bad_files_are_refused(app, browser, tmp_path):
+    good = speech.write_wav(speech.synthesize(speech.MEETING_TURNS[1]), tmp_path / "budget.wav")
+    bad = tmp_path / "notes.wav"
+    bad.write_text("this is not audio\n" * 100)
+    big = speech.write_wav(np.zeros(40 * 16_000, np.float32), tmp_path / "long.wav")  # 1.2 MB > 1 MB
+    page = _open(browser, app)
+    page.get_by_role("tab", name="Upload a file").click()
+    upload = page.locator("input[type=file]")
+
+    def choose(path: Path) -> None:
+        upload.set_input_files(str(path))
+        page.get_by_test_id("stFileUploader").get_by_text(path.name).wait_for(timeout=30_000)
+        _wait_idle(page)
+
+    for path, message in ((bad, "Cannot transcribe notes.wav: notes.wav: not a readable audio file"),
+                          (big, "Cannot use long.wav: file is 1 MB; the limit is 1 MB")):
+        choose(path)
+        page.get_by_role("button", name="Transcribe file").click()
+        page.get_by_text(message).wait_for(timeout=30_000)
+
+    choose(good)
+    page.get_by_role("button", name="Transcribe file").click()
+    _wait_status(page, "done", 90)
+    assert word_error_rate(speech.MEETING_TURNS[1], _page_transcript(page)) < 0.3
+    page.close()
+    app.stop()
+    with app.db() as db:
+        sessions = db.execute("SELECT title, source, status FROM sessions").fetchall()
+    assert sessions == [("budget", "upload", "done")]  # the refused files left nothing behind

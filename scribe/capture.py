@@ -206,6 +206,8 @@ class LiveCapture(AudioProcessorBase):
             if correct:
                 self.end_status = "stopped"
         if correct:
+            log.info("session=%s stopped (the page's Stop arrived after the track ended)",
+                     self.session_id)
             self.pipeline.call_after_intake(
                 lambda: _close_session(self.storage, self.session_id, "stopped"))
 
@@ -372,15 +374,19 @@ def clock_label(ms: int) -> str:
 
 
 def chunk_table(chunks: list[ChunkRow], now: float | None = None) -> list[dict[str, Any]]:
-    """One row per chunk for the page: time range, status, end-to-end latency."""
+    """One row per chunk for the page: time range, status, end-to-end latency (so far,
+    for a chunk still waiting), and attempts and error only when some chunk needed them."""
     now = time.time() if now is None else now
+    troubled = any(c.error or c.attempts > 1 for c in chunks)
     rows = []
     for c in chunks:
         finished = c.finished_at if c.status in ("done", "failed") else None
         latency = (finished or now) - c.captured_at if c.captured_at else None
-        rows.append({"chunk": c.seq, "time": f"{clock_label(c.start_ms)}-{clock_label(c.end_ms)}",
-                     "status": c.status, "latency s": None if latency is None else round(latency, 1),
-                     "attempts": c.attempts, "error": c.error or ""})
+        row = {"chunk": c.seq, "time": f"{clock_label(c.start_ms)}-{clock_label(c.end_ms)}",
+               "status": c.status, "latency s": None if latency is None else round(latency, 1)}
+        if troubled:
+            row.update({"attempts": c.attempts, "error": c.error or ""})
+        rows.append(row)
     return rows
 
 

@@ -279,8 +279,11 @@ def test_chunk_table_shows_range_status_and_latency():
                                  finished_at=12.5),
                         ChunkRow("s", 1, 5_000, 65_500, 80_000, 1, "b", "pending", captured_at=20.0)],
                        now=23.0)
-    assert [(r["time"], r["status"], r["latency s"]) for r in rows] == [
-        ("0:00-0:05", "done", 2.5), ("0:05-1:05", "pending", 3.0)]
+    assert rows == [{"chunk": 0, "time": "0:00-0:05", "status": "done", "latency s": 2.5},
+                    {"chunk": 1, "time": "0:05-1:05", "status": "pending", "latency s": 3.0}]
+    failed = ChunkRow("s", 2, 0, 1, 0, 1, "c", "failed", attempts=5, error="HTTP 500", captured_at=1.0,
+                      finished_at=2.0)
+    assert chunk_table([failed])[0]["error"] == "HTTP 500"
 
 
 def test_level_meter_maps_dbfs_to_a_fraction():

@@ -12,7 +12,8 @@ from scribe import capture
 from scribe.chunking import make_policy
 from scribe.errors import ScribeError
 from scribe.ingest import check_upload_size, ingest_file
-from scribe.storage import SessionRow
+from scribe.pipeline import PipelineStats
+from scribe.storage import ChunkRow, SessionRow
 
 STREAMER_KEY = "recorder"
 CURRENT = "record_session"  # the session shown below the recorder
@@ -126,7 +127,8 @@ def _live_panel() -> None:
         st.dataframe(capture.chunk_table(chunks), hide_index=True, width="stretch")
 
 
-def _metrics(session, stats, chunks, queue) -> None:
+def _metrics(session: SessionRow, stats: capture.LiveStats | None, chunks: list[ChunkRow],
+             queue: PipelineStats) -> None:
     done = sum(c.status == "done" for c in chunks)
     failed = sum(c.status == "failed" for c in chunks)
     elapsed_ms = int(stats.session_seconds * 1000) if stats else session.duration_ms

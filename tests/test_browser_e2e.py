@@ -226,7 +226,7 @@ def test_live_recording_transcribes_what_the_microphone_heard(app, browser, mic,
     # pace with wall time (a starved machine's fake microphone can fall behind: see notes).
     assert int(gaps) == 0, f"{gaps} gaps, {missing} s of audio lost"
     assert abs(received - wall) / wall < 0.05, (received, wall)
-    assert test_wall - 4 < received <= test_wall + 0.5, (received, test_wall)
+    assert test_wall - 6 < received <= test_wall + 0.5, (received, test_wall)  # minus connection setup
 
     _wait_status(page, "done", 120)
     page.wait_for_timeout(1500)  # the chunk table's grid redraws a moment after the metrics

@@ -4,6 +4,8 @@ from pathlib import Path
 
 import streamlit as st
 
+from pages._shared import sidebar
+
 PAGES = [
     ("pages/record.py", "Record", ":material/mic:"),
     ("pages/sessions.py", "Sessions", ":material/history:"),
@@ -19,4 +21,6 @@ if not available:
     st.title("Scribe")
     st.info("No pages yet. Transcribe a recording with `python -m scribe transcribe FILE`.")
     st.stop()
-st.navigation(available).run()
+page = st.navigation(available)
+sidebar()  # after navigation, so the page links stay on top of the sidebar
+page.run()

@@ -1,17 +1,27 @@
-"""What every page shares: the process-wide Runtime and the settings it was built from.
+"""What every page shares: the process-wide Runtime, the settings, the sidebar.
 
 Pages call `runtime()`; it is built once per distinct Settings (st.cache_resource),
 so every browser session in this process shares one DuckDB connection and one
-transcription queue.
+transcription queue. `sidebar()` (called by app.py on every page) lets a user
+pick backend, model, chunking and data folder; `chosen_settings()` returns the
+result (the environment's settings when no sidebar ran, e.g. in AppTest).
 """
 
 from __future__ import annotations
 
+from dataclasses import replace
+from pathlib import Path
+
 import streamlit as st
 
-from scribe.config import Settings
+from scribe.capture import LiveRegistry
+from scribe.config import BACKENDS, CHUNK_POLICIES, Settings
 from scribe.errors import ScribeError
 from scribe.runtime import Runtime, configure_logging
+from scribe.storage import Storage
+
+CHOSEN = "scribe_settings"
+"""st.session_state key holding the Settings picked in the sidebar."""
 
 
 def _secret_api_key() -> str | None:
@@ -35,17 +45,88 @@ def settings() -> Settings:
         raise
 
 
+def chosen_settings() -> Settings:
+    """The sidebar's choice for this browser session, else the environment's settings."""
+    chosen = st.session_state.get(CHOSEN)
+    return chosen if isinstance(chosen, Settings) else settings()
+
+
+def sidebar() -> Settings:
+    """The shared sidebar: backend, model, chunk seconds and policy, data folder.
+
+    Widget defaults come from the environment once (via session_state), so a
+    choice survives reruns and page switches."""
+    base = settings()
+    defaults = {"sb_backend": base.backend, "sb_model_local": base.whisper_model,
+                "sb_model_gemini": base.gemini_model, "sb_model_stub": "",
+                "sb_chunk_seconds": float(base.chunk_seconds), "sb_chunk_policy": base.chunk_policy,
+                "sb_data_dir": str(base.data_dir)}
+    for key, value in defaults.items():
+        st.session_state.setdefault(key, value)
+    with st.sidebar:
+        st.subheader("Settings")
+        backend = st.selectbox("Backend", BACKENDS, key="sb_backend",
+                               help="local: Whisper on this machine; gemini needs GEMINI_API_KEY")
+        model = st.text_input("Model", key=f"sb_model_{backend}", disabled=backend == "stub")
+        seconds = st.number_input("Chunk seconds", min_value=1.0, max_value=600.0, step=1.0,
+                                  key="sb_chunk_seconds")
+        policy = st.selectbox("Chunk policy", CHUNK_POLICIES, key="sb_chunk_policy",
+                              help="pause: cut in a pause near the target; fixed: exact length")
+        data_dir = st.text_input("Data folder", key="sb_data_dir")
+    st.session_state[CHOSEN] = _apply(base, backend, model, float(seconds), policy, data_dir)
+    return st.session_state[CHOSEN]
+
+
+def _apply(base: Settings, backend: str, model: str, seconds: float, policy: str,
+           data_dir: str) -> Settings:
+    """The sidebar's values on top of the environment; a bad one is shown, not applied."""
+    changes = {"backend": backend, "chunk_seconds": seconds, "chunk_policy": policy,
+               "data_dir": Path(data_dir.strip() or base.data_dir)}
+    if backend != "stub" and model.strip():
+        changes["gemini_model" if backend == "gemini" else "whisper_model"] = model.strip()
+    try:
+        chosen = base.with_changes(**changes)
+    except ScribeError as exc:
+        st.sidebar.error(f"Bad setting: {exc}")
+        return chosen_settings()
+    if chosen.data_dir != base.data_dir:
+        chosen = replace(chosen, db_path=None)  # a chosen folder holds its own database
+    return chosen
+
+
+@st.cache_resource(show_spinner=False)
+def _storage(db: str) -> Storage:
+    """One Storage per database file per process. Opening it is 'app start' for that
+    file: sessions left `recording` by a dead process become `interrupted`."""
+    storage = Storage(db)
+    storage.interrupt_orphaned_recordings()
+    return storage
+
+
 @st.cache_resource(show_spinner="Loading the transcription model...")
 def _build_runtime(config: Settings) -> Runtime:
     configure_logging(config.log_level)
-    return Runtime.build(config)
+    return Runtime.build(config, storage=_storage(str(config.db)))
+
+
+def _runtime_key(config: Settings) -> Settings:
+    """Chunking is per session, not per runtime: don't rebuild (and reload a model) for it."""
+    base = settings()
+    return config.with_changes(chunk_seconds=base.chunk_seconds, chunk_policy=base.chunk_policy)
 
 
 def runtime() -> Runtime:
-    """The shared Runtime; stops the page with a clear message if it cannot start."""
+    """The shared Runtime for the chosen settings; stops the page with a clear message
+    if it cannot start."""
     try:
-        return _build_runtime(settings())
-    except ScribeError as exc:
+        return _build_runtime(_runtime_key(chosen_settings()))
+    except (ScribeError, ImportError) as exc:
         st.error(f"Scribe cannot start: {exc}")
         st.stop()
         raise
+
+
+@st.cache_resource(show_spinner=False)
+def live_registry(max_sessions: int) -> LiveRegistry:
+    """The process's live WebRTC captures (one registry per process)."""
+    return LiveRegistry(max_sessions)

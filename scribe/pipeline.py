@@ -211,6 +211,19 @@ class Pipeline:
         if backlog and backlog % 10 == 0:
             log.warning("chunk writer backlog is %d chunks (disk or database slow)", backlog)
 
+    def call_after_intake(self, step: Callable[[], None]) -> None:
+        """Run `step` on the writer thread once every chunk handed to `submit_nowait`
+        before it is durable (e.g. end a live session only after its last chunk is
+        stored, so it never becomes done with a chunk still on its way). Returns at once."""
+        self._intake.put(step)  # type: ignore[arg-type]
+
+    @staticmethod
+    def _run_step(step: Callable[[], None]) -> None:
+        try:
+            step()
+        except Exception:  # a failed bookkeeping step must not stop chunk intake
+            log.exception("writer step %r failed", step)
+
     def flush_intake(self, timeout: float = 30.0) -> bool:
         """Wait until every chunk given to `submit_nowait` is durable."""
         deadline = time.monotonic() + timeout
@@ -219,17 +232,25 @@ class Pipeline:
         return self._intake.unfinished_tasks == 0
 
     def _writer_loop(self) -> None:
-        while (chunk := self._intake.get()) is not None:
+        while (item := self._intake.get()) is not None:
             try:
-                self.submit(chunk)
-            except BaseException as exc:  # surfaced to the next submit_nowait caller
-                log.exception("session=%s seq=%d could not be stored", chunk.session_id, chunk.seq)
-                self._intake_error = exc
+                if callable(item):  # a step queued by call_after_intake
+                    self._run_step(item)
+                else:
+                    self._write(item)
             finally:
-                with self._lock:
-                    self._intake_audio = max(0.0, self._intake_audio - chunk.duration_s)
                 self._intake.task_done()
         self._intake.task_done()
+
+    def _write(self, chunk: Chunk) -> None:
+        try:
+            self.submit(chunk)
+        except BaseException as exc:  # surfaced to the next submit_nowait caller
+            log.exception("session=%s seq=%d could not be stored", chunk.session_id, chunk.seq)
+            self._intake_error = exc
+        finally:
+            with self._lock:
+                self._intake_audio = max(0.0, self._intake_audio - chunk.duration_s)
 
     def _enqueue(self, key: Key, duration_s: float) -> None:
         with self._lock:
@@ -242,10 +263,20 @@ class Pipeline:
     def finish_session(self, session_id: str, status: str = "stopped") -> None:
         """End a session (stopped or interrupted) once its last chunk is submitted.
 
-        A stopped session whose chunks are already all transcribed becomes done
-        here; otherwise the worker that settles its last chunk does it.
+        Waits for the writer thread, so call it from a thread that may block
+        (CLI, upload). A stopped session whose chunks are already all
+        transcribed becomes done here; otherwise the worker that settles its
+        last chunk does it.
         """
         self.flush_intake()
+        self._end_session(session_id, status)
+
+    def finish_session_after_intake(self, session_id: str, status: str = "stopped") -> None:
+        """Non-blocking `finish_session` for the live path: runs on the writer thread
+        after every chunk handed over before it is durable."""
+        self.call_after_intake(lambda: self._end_session(session_id, status))
+
+    def _end_session(self, session_id: str, status: str) -> None:
         self.storage.end_session(session_id, status, now=self._clock())
         if self.storage.mark_done_if_drained(session_id):
             self._emit("session_drained", session_id=session_id)

@@ -418,6 +418,22 @@ class Storage:
             FROM chunks WHERE session_id = ? AND status IN ('done', 'failed')
             GROUP BY ALL ORDER BY backend, model""", [session_id])
 
+    # -- live sessions (issue 3: browser recording) ---------------------------
+    def interrupt_orphaned_recordings(self, *, now: float | None = None) -> list[str]:
+        """At app start: sessions still `recording` lost their process; mark them
+        `interrupted` (their stored chunks are transcribed as usual). Returns their ids."""
+        ids = [r[0] for r in self.cursor().execute(
+            "SELECT id FROM sessions WHERE status = 'recording' ORDER BY created_at").fetchall()]
+        for session_id in ids:
+            self.end_session(session_id, "interrupted", now=now)
+        return ids
+
+    def resumable_sessions(self, *, source: str = "mic", limit: int = 20) -> list[SessionRow]:
+        """Recent sessions of `source` that can be continued (not currently recording)."""
+        rows = self._rows("""SELECT * FROM sessions WHERE source = ? AND status <> 'recording'
+            ORDER BY created_at DESC, id DESC LIMIT ?""", [source, limit])
+        return [SessionRow(**r) for r in rows]
+
 
 def _insert_segments(cur: duckdb.DuckDBPyConnection, segments: Sequence[SegmentRow]) -> None:
     if not segments:

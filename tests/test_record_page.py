@@ -1,0 +1,158 @@
+"""The Record page under AppTest, with `webrtc_streamer` replaced (it needs a live server)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from types import SimpleNamespace
+
+import pytest
+import streamlit as st
+from streamlit.testing.v1 import AppTest
+
+import scribe.capture
+from scribe.pipeline import Pipeline, PipelineStats
+from scribe.storage import SegmentRow, Storage
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+class FakeStreamer:
+    """Stands in for `webrtc_streamer`: records its arguments; with `start=True` it
+    behaves as if the browser's offer arrived (calls the processor factory)."""
+
+    def __init__(self, start: bool = False) -> None:
+        self.calls: list[dict] = []
+        self.start = start
+        self.processor = None
+
+    def __call__(self, **kwargs):
+        self.calls.append(kwargs)
+        if self.start and self.processor is None:
+            self.processor = kwargs["audio_processor_factory"]()
+        playing = self.processor is not None
+        return SimpleNamespace(state=SimpleNamespace(playing=playing, signalling=False),
+                               audio_processor=self.processor)
+
+
+@pytest.fixture
+def env(tmp_path, monkeypatch):
+    monkeypatch.setenv("SCRIBE_DATA_DIR", str(tmp_path / "data"))
+    monkeypatch.setenv("SCRIBE_BACKEND", "stub")
+    monkeypatch.setenv("SCRIBE_CHUNK_SECONDS", "5")
+    monkeypatch.delenv("SCRIBE_DB", raising=False)
+    st.cache_resource.clear()
+    yield tmp_path / "data"
+    st.cache_resource.clear()
+
+
+def streamer(monkeypatch, **kwargs) -> FakeStreamer:
+    fake = FakeStreamer(**kwargs)
+    monkeypatch.setattr(scribe.capture, "webrtc_streamer", fake)
+    return fake
+
+
+def run_page(path: str = "pages/record.py") -> AppTest:
+    at = AppTest.from_file(str(ROOT / path), default_timeout=60)
+    at.run()
+    assert not at.exception, at.exception
+    return at
+
+
+def test_recorder_is_send_only_audio_only_with_raw_microphone(env, monkeypatch):
+    fake = streamer(monkeypatch)
+    at = run_page()
+    assert at.title[0].value == "Record"
+    (call,) = fake.calls
+    assert call["mode"].name == "SENDONLY"
+    assert call["media_stream_constraints"] == {
+        "audio": {"echoCancellation": False, "noiseSuppression": False, "autoGainControl": False},
+        "video": False}
+    assert call["rtc_configuration"] == {"iceServers": []}
+    assert call["async_processing"] is True and callable(call["audio_processor_factory"])
+    assert "Press **Start**" in at.info[0].value
+
+
+def test_started_recording_shows_its_session_and_plain_text_transcript(env, monkeypatch):
+    fake = streamer(monkeypatch)
+    at = run_page()
+    fake.start = True  # the user typed a title, then pressed Start
+    at.text_input(key="record_title").set_value("Board **meeting**").run()
+    capture = fake.processor
+    assert capture is not None and not at.exception
+    storage: Storage = capture.storage
+    assert storage.get_session(capture.session_id).title == "Board **meeting**"
+    hostile = "**bold** <b>html</b> [link](http://x)"
+    storage.save_segments(capture.session_id, 0, [SegmentRow(capture.session_id, 0, 0, 0, 900, hostile)],
+                          finished_at=0.0)
+    at.run()
+    metrics = {m.label: m.value for m in at.metric}
+    assert metrics["Status"] == "recording"
+    assert [t.value for t in at.text] == [f"[0:00] {hostile}"]  # st.text: never Markdown or HTML
+    assert not any(hostile in md.value for md in at.markdown)
+    assert at.subheader[0].value == "Board **meeting**"
+    capture.request_stop()
+    capture.on_ended()
+
+
+def test_full_server_refuses_a_new_recording_clearly(env, monkeypatch):
+    monkeypatch.setenv("SCRIBE_MAX_LIVE_SESSIONS", "1")
+    first = streamer(monkeypatch, start=True)
+    run_page()
+    second = streamer(monkeypatch)
+    at = run_page()  # a second browser: a fresh AppTest session
+    assert second.calls == []
+    assert "SCRIBE_MAX_LIVE_SESSIONS" in at.error[0].value
+    first.processor.on_ended()
+
+
+def test_backlog_above_the_setting_warns(env, monkeypatch):
+    fake = streamer(monkeypatch, start=True)
+    monkeypatch.setenv("SCRIBE_BACKLOG_WARN_SECONDS", "60")
+    monkeypatch.setattr(Pipeline, "stats", lambda self: PipelineStats(
+        queued=30, in_flight=1, intake=0, processed=0, failed=0, retried=0, audio_seconds_done=0.0,
+        audio_seconds_waiting=450.0))
+    at = run_page()
+    assert "7.5 min of audio waiting" in at.warning[0].value
+    assert {m.label: m.value for m in at.metric}["Queue depth"] == "31"
+    fake.processor.on_ended()
+
+
+def _sidebar_script():
+    import streamlit as st
+
+    from pages._shared import chosen_settings, sidebar
+
+    sidebar()
+    chosen = chosen_settings()
+    st.write(f"{chosen.backend} {chosen.chunk_policy}:{chosen.chunk_seconds:g} {chosen.db}")
+
+
+def sidebar_app() -> AppTest:
+    at = AppTest.from_function(_sidebar_script, default_timeout=60)
+    at.run()
+    assert not at.exception, at.exception
+    return at
+
+
+def test_app_renders_the_sidebar_and_the_record_page(env, monkeypatch):
+    streamer(monkeypatch)
+    at = run_page("app.py")
+    assert at.sidebar.selectbox(key="sb_backend").value == "stub"
+    assert at.title[0].value == "Record"
+
+
+def test_sidebar_choices_become_the_chosen_settings(env, tmp_path):
+    at = sidebar_app()
+    assert at.markdown[0].value == f"stub pause:5 {env / 'scribe.duckdb'}"
+    at.sidebar.number_input(key="sb_chunk_seconds").set_value(7.0)
+    at.sidebar.selectbox(key="sb_chunk_policy").set_value("fixed")
+    at.sidebar.text_input(key="sb_data_dir").set_value(str(tmp_path / "other"))
+    at.run()
+    assert at.markdown[0].value == f"stub fixed:7 {tmp_path / 'other' / 'scribe.duckdb'}"
+
+
+def test_bad_sidebar_value_is_reported_not_applied(env):
+    at = sidebar_app()
+    at.sidebar.selectbox(key="sb_backend").set_value("gemini").run()  # no GEMINI_API_KEY
+    assert "GEMINI_API_KEY" in at.sidebar.error[0].value
+    assert at.markdown[0].value.startswith("stub ")

@@ -1,0 +1,274 @@
+"""Meeting summaries: a local extractive one (no network, no key) and a Gemini one.
+
+Local: the transcript is cut into sentences that keep the time and segment they
+start in; YAKE (statistical keyword extraction, stopword lists bundled in the
+package, nothing downloaded) picks keywords; sentences are ranked by the
+keywords they carry and the top ones, in meeting order, form the overview and
+key points. Decisions and action items are found by the phrasing people use
+for them ("we agreed", "Alice will ... by Friday", "can you ...") and keep the
+time they were said, the owner and a due phrase where one is stated.
+
+Every function here runs on the caller's thread; `progress(fraction, message)`
+is called on that same thread.
+"""
+
+from __future__ import annotations
+
+import re
+import time
+from dataclasses import asdict, dataclass, field
+from typing import Any, Callable, Iterable, Sequence
+
+from scribe.storage import SegmentRow, Storage, SummaryRow
+
+Progress = Callable[[float, str], None]
+
+LOCAL_MODEL = "yake-extractive-1"
+MAX_ACTIONS = 15
+MAX_DECISIONS = 10
+_SENTENCE_END = re.compile(r"(?<=[.!?])\s+(?=[\"'(\[]?[A-Z0-9])")
+_WORD = re.compile(r"[A-Za-z][A-Za-z'-]*")
+_DECISION = re.compile(
+    r"\b(we|i|they|everyone|the team)\s+(have\s+|all\s+)?(decided|agreed|settled on|chose|concluded)\b"
+    r"|\b(decision is|decided to|agreed to|agreed that|approved|signed off|let's go with|we'll go with"
+    r"|going with|final answer)\b", re.I)
+_UNDECIDED = re.compile(r"\b(not (yet )?(decided|agreed)|haven't (decided|agreed)|undecided|no decision)\b", re.I)
+_OWNER_NAME = r"([A-Z][a-z]+)"
+_COMMIT_NAMED = re.compile(_OWNER_NAME + r"\s+(will|'ll|is going to|needs to|has to|should|agreed to|can)\s+\w+")
+_COMMIT_SELF = re.compile(r"\b(I will|I'll|I am going to|I'm going to|let me|I can take|I'll take|I need to)\b", re.I)
+_COMMIT_WE = re.compile(r"\b(we will|we'll|we need to|we have to|we should|we must)\s+\w+", re.I)
+_REQUEST = re.compile(r"\b(can|could|would) you\b|\bplease\b", re.I)
+_ACTION_WORDS = re.compile(r"\b(action item|to-?do|follow[- ]up|take care of|owner|deadline)\b", re.I)
+_VOCATIVE = re.compile(r"^" + _OWNER_NAME + r",|,\s*" + _OWNER_NAME + r"\s*[?.!]?$")
+_DUE = re.compile(
+    r"\b(by|before|until|on|due)\s+((next|this)\s+)?(monday|tuesday|wednesday|thursday|friday|saturday|sunday"
+    r"|tomorrow|tonight|end of (the )?(day|week|month|quarter|sprint)|eod|eow|next week|the \d+(st|nd|rd|th)"
+    r"|[a-z]+ \d{1,2}(st|nd|rd|th)?)\b|\b(tomorrow|tonight|next week|this week|today)\b", re.I)
+_FILLERS = {"yeah", "yes", "okay", "ok", "right", "hmm", "um", "uh", "like", "well", "sure", "honestly",
+            "actually", "basically", "really", "just", "thanks", "thank", "gonna", "kind", "sort", "stuff",
+            "thing", "things", "lot", "bit"}
+_NOT_NAMES = {
+    "The", "This", "That", "These", "Those", "It", "We", "You", "They", "He", "She", "I", "There", "Here",
+    "What", "Who", "Which", "When", "Where", "Why", "How", "So", "And", "But", "Or", "If", "Then", "Also",
+    "Maybe", "Everyone", "Someone", "Nobody", "Somebody", "Everybody", "Team", "Yes", "No", "Okay", "Ok",
+    "Well", "Now", "Next", "Our", "My", "Your", "Their", "Its", "One", "Each", "Either", "Neither", "Let",
+    "Monday", "Tuesday", "Wednesday", "Thursday", "Friday", "Saturday", "Sunday", "Today", "Tomorrow",
+    "January", "February", "March", "April", "May", "June", "July", "August", "September", "October",
+    "November", "December", "Nothing", "Everything", "Something", "All", "Both", "Any", "Some",
+}
+
+
+@dataclass
+class TimedItem:
+    """One statement of the summary, tied to where the transcript says it."""
+
+    text: str
+    start_ms: int
+    seq: int
+    idx: int
+    speaker: str | None = None
+    owner: str | None = None
+    due: str | None = None
+
+
+@dataclass
+class Summary:
+    backend: str
+    model: str
+    title: str
+    overview: str
+    key_points: list[TimedItem] = field(default_factory=list)
+    keywords: list[str] = field(default_factory=list)
+    decisions: list[TimedItem] = field(default_factory=list)
+    action_items: list[TimedItem] = field(default_factory=list)
+    transcript: str = "live"
+    words: int = 0
+    elapsed_s: float = 0.0
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+@dataclass
+class Sentence:
+    text: str
+    start_ms: int
+    seq: int
+    idx: int
+    speaker: str | None
+
+    def item(self, **extra: Any) -> TimedItem:
+        return TimedItem(self.text, self.start_ms, self.seq, self.idx, self.speaker, **extra)
+
+
+def _noop(_fraction: float, _message: str) -> None:
+    pass
+
+
+# -- sentences ----------------------------------------------------------------
+def sentences(segments: Sequence[SegmentRow]) -> list[Sentence]:
+    """Sentences across segment boundaries, each with the time of the segment it starts in.
+
+    Whisper cuts segments mid-sentence, so text is carried over until an end
+    mark; a change of speaker always ends a sentence.
+    """
+    out: list[Sentence] = []
+    pending: Sentence | None = None
+    for seg in segments:
+        if pending and seg.speaker != pending.speaker:
+            out.append(pending)
+            pending = None
+        for piece in _SENTENCE_END.split(seg.text.strip()):
+            if not piece:
+                continue
+            if pending is None:
+                pending = Sentence(piece, seg.start_ms, seg.seq, seg.idx, seg.speaker)
+            else:
+                pending.text = f"{pending.text} {piece}"
+            if piece.rstrip().endswith((".", "!", "?")):
+                out.append(pending)
+                pending = None
+    if pending:
+        out.append(pending)
+    return [s for s in out if _WORD.search(s.text)]
+
+
+# -- keywords and ranking -------------------------------------------------------
+def keywords(text: str, top: int = 10) -> list[str]:
+    """Key phrases by YAKE (lowest score first), without phrases contained in better ones."""
+    import yake
+
+    extractor = yake.KeywordExtractor(lan="en", n=2, top=top * 2, dedupLim=0.7)
+    chosen: list[str] = []
+    for phrase, _score in extractor.extract_keywords(text):
+        lowered = phrase.lower()
+        if set(lowered.split()) & _FILLERS:
+            continue  # spoken fillers are frequent but say nothing about the meeting
+        if any(lowered in c.lower() or c.lower() in lowered for c in chosen):
+            continue
+        chosen.append(phrase)
+        if len(chosen) == top:
+            break
+    return chosen
+
+
+def rank_sentences(candidates: Sequence[Sentence], phrases: Sequence[str], count: int) -> list[Sentence]:
+    """The `count` best sentences in meeting order: keyword weight over sqrt(length), no near-duplicates."""
+    weights = {p.lower(): 1.0 / (rank + 1) for rank, p in enumerate(phrases)}
+    scored = []
+    for position, sentence in enumerate(candidates):
+        words = sentence.text.split()
+        if not 6 <= len(words) <= 60:
+            continue  # fragments and run-ons make poor summary lines
+        lowered = sentence.text.lower()
+        score = sum(w for p, w in weights.items() if p in lowered) / len(words) ** 0.5
+        if score > 0:
+            scored.append((score, position, sentence))
+    chosen: list[tuple[int, Sentence]] = []
+    for _score, position, sentence in sorted(scored, key=lambda t: (-t[0], t[1])):
+        if all(_overlap(sentence.text, other.text) < 0.6 for _p, other in chosen):
+            chosen.append((position, sentence))
+        if len(chosen) == count:
+            break
+    return [s for _p, s in sorted(chosen, key=lambda t: t[0])]
+
+
+def _overlap(a: str, b: str) -> float:
+    wa, wb = set(a.lower().split()), set(b.lower().split())
+    return len(wa & wb) / max(1, min(len(wa), len(wb)))
+
+
+def suggest_title(phrases: Sequence[str]) -> str:
+    """'Budget review and launch date' from the two best key phrases, multi-word ones preferred."""
+    if not phrases:
+        return "Untitled meeting"
+    multi = [p for p in phrases[:8] if " " in p]
+    parts = [p.lower() for p in (multi if len(multi) >= 2 else list(phrases))[:2]]
+    title = " and ".join(parts)
+    return title[0].upper() + title[1:]
+
+
+# -- decisions and action items -------------------------------------------------
+def find_decisions(candidates: Iterable[Sentence]) -> list[TimedItem]:
+    found = [s.item() for s in candidates
+             if _DECISION.search(s.text) and not _UNDECIDED.search(s.text) and not s.text.rstrip().endswith("?")]
+    return found[:MAX_DECISIONS]
+
+
+def find_action_items(candidates: Iterable[Sentence]) -> list[TimedItem]:
+    """Commitments and requests, strongest first when there are too many, returned in time order."""
+    scored = []
+    for position, sentence in enumerate(candidates):
+        strength, owner = _action_strength(sentence)
+        if strength and len(sentence.text.split()) >= 4:
+            due = _DUE.search(sentence.text)
+            scored.append((strength + (1 if due else 0), position,
+                           sentence.item(owner=owner, due=due.group(0) if due else None)))
+    best = sorted(scored, key=lambda t: (-t[0], t[1]))[:MAX_ACTIONS]
+    return [item for _s, _p, item in sorted(best, key=lambda t: t[1])]
+
+
+def _action_strength(sentence: Sentence) -> tuple[int, str | None]:
+    """(0 = not an action, 1 weak .. 3 explicit), and who owns it if the words say."""
+    text = sentence.text
+    named = [m.group(1) for m in _COMMIT_NAMED.finditer(text) if m.group(1) not in _NOT_NAMES]
+    if named:
+        return 3, named[0]
+    if _COMMIT_SELF.search(text):
+        return 3, sentence.speaker
+    if _REQUEST.search(text):
+        vocative = _VOCATIVE.search(text.strip())
+        name = next((g for g in (vocative.groups() if vocative else ()) if g and g not in _NOT_NAMES), None)
+        return 2, name
+    if _ACTION_WORDS.search(text):
+        return 2, None
+    if _COMMIT_WE.search(text) and not text.rstrip().endswith("?"):
+        return 1, "team"
+    return 0, None
+
+
+# -- the local summary ----------------------------------------------------------
+def summarize_local(segments: Sequence[SegmentRow], *, transcript: str = "live",
+                    progress: Progress = _noop) -> Summary:
+    """An extractive summary from the transcript alone: no network, no key, no downloads."""
+    started = time.perf_counter()
+    progress(0.05, "splitting sentences")
+    found = sentences(segments)
+    text = " ".join(s.text for s in found)
+    words = len(text.split())
+    progress(0.25, "finding keywords")
+    phrases = keywords(text) if words else []
+    progress(0.6, "ranking sentences")
+    count = min(8, max(3, len(found) // 25))
+    points = rank_sentences(found, phrases, count)
+    progress(0.8, "finding decisions and action items")
+    summary = Summary(
+        backend="local", model=LOCAL_MODEL, title=suggest_title(phrases),
+        overview=" ".join(s.text for s in points[:3]),
+        key_points=[s.item() for s in points], keywords=list(phrases),
+        decisions=find_decisions(found), action_items=find_action_items(found),
+        transcript=transcript, words=words)
+    summary.elapsed_s = round(time.perf_counter() - started, 4)
+    progress(1.0, "done")
+    return summary
+
+
+# -- storage ------------------------------------------------------------------
+def save_summary(storage: Storage, session_id: str, summary: Summary) -> SummaryRow:
+    """Store as the session's next version; earlier versions stay."""
+    details = {k: v for k, v in summary.to_dict().items()
+               if k not in ("backend", "model", "overview", "key_points", "action_items")}
+    return storage.add_summary(session_id, backend=summary.backend, model=summary.model, text=summary.overview,
+                               key_points=[asdict(i) for i in summary.key_points],
+                               action_items=[asdict(i) for i in summary.action_items], details=details)
+
+
+def from_row(row: SummaryRow) -> Summary:
+    """A stored summary version back as a Summary."""
+    d = row.details
+    return Summary(
+        backend=row.backend, model=row.model or "", title=d.get("title", ""), overview=row.text,
+        key_points=[TimedItem(**i) for i in row.key_points], keywords=list(d.get("keywords", [])),
+        decisions=[TimedItem(**i) for i in d.get("decisions", [])],
+        action_items=[TimedItem(**i) for i in row.action_items], transcript=d.get("transcript", "live"),
+        words=int(d.get("words", 0)), elapsed_s=float(d.get("elapsed_s", 0.0)))

@@ -11,6 +11,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Sequence
 
+from scribe.audio import encode_bytes, read_flac
 from scribe.errors import ScribeError
 from scribe.storage import FINAL, LIVE, SegmentRow, SessionRow, Storage
 
@@ -131,3 +132,20 @@ def delete_session(storage: Storage, audio_dir: Path, session_id: str, *, force:
         report.audio_dir = folder
         shutil.rmtree(folder)
     return report
+
+
+def chunk_audio_wav(storage: Storage, session_id: str, seq: int) -> bytes:
+    """One chunk's stored audio as WAV bytes (plays in every browser); AudioDecodeError if gone."""
+    row = storage.get_chunk(session_id, seq)
+    return encode_bytes(read_flac(Path(row.audio_path)), "WAV")
+
+
+def segment_at(segments: Sequence[SegmentRow], at_ms: int) -> int | None:
+    """Index of the segment playing at `at_ms` (or the last one starting before it)."""
+    best = None
+    for position, seg in enumerate(segments):
+        if seg.start_ms <= at_ms:
+            best = position
+            if at_ms < seg.end_ms:
+                return position
+    return best if best is not None else (0 if segments else None)

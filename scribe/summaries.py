@@ -19,6 +19,8 @@ import time
 from dataclasses import asdict, dataclass, field
 from typing import Any, Callable, Iterable, Sequence
 
+from scribe.config import Settings
+from scribe.errors import BackendUnavailableError, ScribeError
 from scribe.storage import SegmentRow, Storage, SummaryRow
 
 Progress = Callable[[float, str], None]
@@ -272,3 +274,34 @@ def from_row(row: SummaryRow) -> Summary:
         decisions=[TimedItem(**i) for i in d.get("decisions", [])],
         action_items=[TimedItem(**i) for i in row.action_items], transcript=d.get("transcript", "live"),
         words=int(d.get("words", 0)), elapsed_s=float(d.get("elapsed_s", 0.0)))
+
+
+# -- one entry point for pages and the CLI --------------------------------------
+SUMMARY_BACKENDS = ("local", "gemini")
+
+
+def summarize_session(storage: Storage, settings: Settings, session_id: str, *, backend: str = "local",
+                      transcript: str | None = None, progress: Progress = _noop) -> tuple[Summary, SummaryRow]:
+    """Summarize the transcript a reader sees (final if present) and store it as the next version."""
+    from scribe.history import choose_transcript
+
+    if backend not in SUMMARY_BACKENDS:
+        raise ScribeError(f"unknown summary backend {backend!r}: use local or gemini")
+    storage.get_session(session_id)
+    shown, available = choose_transcript(storage, session_id, transcript)
+    if transcript and transcript not in available:
+        raise ScribeError(f"session {session_id} has no {transcript} transcript")
+    segments = storage.list_segments(session_id, shown)
+    if not any(s.text.strip() for s in segments):
+        raise ScribeError(f"session {session_id} has no transcript text to summarize yet")
+    if backend == "gemini":
+        summary = summarize_gemini(settings, segments, transcript=shown, progress=progress)
+    else:
+        summary = summarize_local(segments, transcript=shown, progress=progress)
+    return summary, save_summary(storage, session_id, summary)
+
+
+def summarize_gemini(settings: Settings, segments: Sequence[SegmentRow], *, transcript: str = "live",
+                     progress: Progress = _noop) -> Summary:
+    """Abstractive summary through Gemini (wired to scribe.gemini_client once it lands)."""
+    raise BackendUnavailableError("Gemini summaries are not available in this build yet")

@@ -1,0 +1,115 @@
+"""Summaries: the local extractive one on a one-hour transcript, versions, and Gemini via a fake server."""
+
+from __future__ import annotations
+
+import pytest
+
+from scribe.errors import ScribeError
+from scribe.storage import SegmentRow
+from scribe.summaries import (Summary, find_action_items, find_decisions, from_row, save_summary, sentences,
+                              summarize_local, summarize_session)
+from seed_sessions import seed_session
+from transcript_gen import ACTIONS, DECISIONS, meeting_segments
+
+
+@pytest.fixture(scope="module")
+def hour():
+    segments, planted = meeting_segments(10_000)
+    return segments, planted, summarize_local(segments)
+
+
+def test_one_hour_transcript_is_about_ten_thousand_words(hour):
+    segments, _planted, summary = hour
+    assert 9_900 <= summary.words <= 10_100
+    assert segments[-1].end_ms > 3_300_000
+
+
+def test_action_items_point_to_the_segments_that_said_them(hour):
+    segments, planted, summary = hour
+    starts = {(s.seq, s.idx): s.start_ms for s in segments}
+    for item in summary.action_items + summary.decisions + summary.key_points:
+        assert starts[(item.seq, item.idx)] == item.start_ms
+    found = {i.text: i for i in summary.action_items}
+    for line, owner in ACTIONS:
+        assert found[line].start_ms == planted[line].start_ms
+        assert found[line].owner == (owner or planted[line].speaker)
+    assert found[ACTIONS[0][0]].due == "by Friday"
+
+
+def test_decisions_are_found_at_their_times(hour):
+    _segments, planted, summary = hour
+    assert {d.text: d.start_ms for d in summary.decisions} == {d: planted[d].start_ms for d in DECISIONS}
+
+
+def test_overview_title_and_keywords_come_from_the_transcript(hour):
+    segments, _planted, summary = hour
+    text = " ".join(s.text for s in segments).lower()
+    assert 3 <= len(summary.key_points) <= 8 and summary.overview
+    assert all(point.text in summary.overview for point in summary.key_points[:3])
+    assert summary.keywords and all(k.lower() in text for k in summary.keywords)
+    assert summary.title and summary.title != "Untitled meeting"
+
+
+def test_sentences_cross_segment_boundaries_and_keep_the_start_time():
+    rows = [SegmentRow("s", 0, 0, 0, 900, "We agreed to", speaker="A"),
+            SegmentRow("s", 1, 0, 1000, 1900, "ship on Monday. Alice will", speaker="A"),
+            SegmentRow("s", 1, 1, 2000, 2900, "test it.", speaker="A"),
+            SegmentRow("s", 2, 0, 3000, 3900, "Sounds good", speaker="B")]
+    got = [(s.text, s.start_ms) for s in sentences(rows)]
+    assert got == [("We agreed to ship on Monday.", 0), ("Alice will test it.", 1000), ("Sounds good", 3000)]
+
+
+@pytest.mark.parametrize("line,owner", [
+    ("Dana will update the roadmap by next Friday.", "Dana"),
+    ("Could you send the slides, Erik?", "Erik"),
+    ("I'll write the release notes tonight.", "Sam"),
+    ("Action item: review the contract.", None),
+    ("We need to hire two more engineers.", "team"),
+])
+def test_action_phrasings_and_owners(line, owner):
+    rows = sentences([SegmentRow("s", 0, 0, 0, 10, line, speaker="Sam")])
+    assert [i.owner for i in find_action_items(rows)] == [owner]
+
+
+@pytest.mark.parametrize("line", ["The weather was nice.", "Will it rain tomorrow?", "Monday will be busy."])
+def test_chatter_is_not_an_action_item(line):
+    assert find_action_items(sentences([SegmentRow("s", 0, 0, 0, 10, line)])) == []
+
+
+@pytest.mark.parametrize("line,is_decision", [
+    ("We decided to drop the beta.", True), ("The plan was approved by legal.", True),
+    ("We haven't decided yet.", False), ("Have we agreed on a date?", False)])
+def test_decision_phrasings(line, is_decision):
+    assert bool(find_decisions(sentences([SegmentRow("s", 0, 0, 0, 10, line)]))) is is_decision
+
+
+def test_versions_keep_history_and_round_trip(storage, settings):
+    s = seed_session(storage, settings.audio_dir, [("A", "We agreed to ship on Monday and Alice will test it."),
+                                                   ("B", "Bob will write the announcement by Friday.")],
+                     title="t", created_at=1)
+    seen = []
+    first, row1 = summarize_session(storage, settings, s.id, progress=lambda f, m: seen.append(f))
+    _second, row2 = summarize_session(storage, settings, s.id)
+    assert (row1.version, row2.version) == (1, 2)
+    assert [r.version for r in storage.list_summaries(s.id)] == [2, 1]
+    assert seen == sorted(seen) and seen[-1] == 1.0
+    restored = from_row(storage.list_summaries(s.id)[-1])
+    assert restored.to_dict() == first.to_dict()
+    assert [a.owner for a in restored.action_items] == ["Alice", "Bob"]
+
+
+def test_a_session_without_text_cannot_be_summarized(storage, settings):
+    s = storage.create_session(title="empty", source="cli", backend="stub", model="m", chunk_seconds=5,
+                               chunk_policy="fixed")
+    with pytest.raises(ScribeError, match="no transcript text"):
+        summarize_session(storage, settings, s.id)
+    with pytest.raises(ScribeError, match="unknown summary backend"):
+        summarize_session(storage, settings, s.id, backend="gpt")
+    assert storage.list_summaries(s.id) == []
+
+
+def test_empty_summary_saves_and_loads(storage, settings):
+    s = storage.create_session(title="e", source="cli", backend="stub", model="m", chunk_seconds=5,
+                               chunk_policy="fixed")
+    row = save_summary(storage, s.id, Summary(backend="local", model="m", title="T", overview=""))
+    assert from_row(row).title == "T" and from_row(storage.list_summaries(s.id)[0]).title == "T"

@@ -53,8 +53,11 @@ def run_controls(session_id: str, has_versions: bool) -> None:
     if no_key:
         left.info("Gemini summaries need GEMINI_API_KEY (environment or .streamlit/secrets.toml).")
     label = "Regenerate (keeps earlier versions)" if has_versions else "Summarize"
-    if right.button(label, type="primary", disabled=no_key or not available, icon=":material/summarize:"):
+    if right.button(label, type="primary", disabled=no_key or not available, icon=":material/summarize:",
+                    key=f"summarize-{session_id}"):
         run(session_id, backend)
+    if flash := st.session_state.pop("flash", None):
+        right.success(flash)
 
 
 def run(session_id: str, backend: str) -> None:
@@ -70,6 +73,8 @@ def run(session_id: str, backend: str) -> None:
             return
         status.update(label=f"Saved as version {row.version}", state="complete", expanded=False)
     st.session_state[f"version-{session_id}"] = row.version
+    st.session_state.flash = f"Saved as version {row.version}."
+    st.rerun()  # redraw the controls and versions from the stored state
 
 
 def items_table(name: str, items: list[TimedItem], session_id: str, with_owner: bool = False) -> None:

@@ -405,16 +405,23 @@ class Storage:
             return [], 0
         conditions = [r"g.text ILIKE ? ESCAPE '\'" for _ in like]
         conditions += ["regexp_matches(g.text, ?, 'i')" for _ in regex]
-        base = f"""FROM segments g JOIN sessions s ON s.id = g.session_id
-            WHERE (g.transcript = 'final' OR NOT EXISTS (SELECT 1 FROM segments f
-                   WHERE f.session_id = g.session_id AND f.transcript = 'final'))
-              AND {' AND '.join(conditions)}"""
+        # Match first (cheap ILIKE before the regex), then keep the transcript a reader sees;
+        # the window count gives the total in the same scan.
+        base = f"""WITH hits AS (SELECT g.* FROM segments g WHERE {' AND '.join(conditions)})
+            SELECT h.session_id, s.title, s.created_at, h.transcript, h.seq, h.idx, h.start_ms, h.end_ms,
+                   h.text, h.speaker, count(*) OVER () AS total
+            FROM hits h JOIN sessions s ON s.id = h.session_id
+            WHERE h.transcript = 'final' OR h.session_id NOT IN
+                  (SELECT session_id FROM segments WHERE transcript = 'final')"""
         params = [*like, *regex]
-        total = int(self._scalar(f"SELECT count(*) {base}", params))
-        rows = self._rows(f"""SELECT g.session_id, s.title, s.created_at, g.transcript, g.seq, g.idx,
-            g.start_ms, g.end_ms, g.text, g.speaker {base}
-            ORDER BY s.created_at DESC, g.session_id DESC, g.start_ms, g.seq, g.idx
+        rows = self._rows(f"""{base} ORDER BY s.created_at DESC, h.session_id DESC, h.start_ms, h.seq, h.idx
             LIMIT ? OFFSET ?""", [*params, limit, offset])
+        if rows:
+            total = int(rows[0]["total"])
+        else:  # past the last page (or nothing at all): count without paging
+            total = int(self._scalar(f"SELECT count(*) FROM ({base})", params)) if offset else 0
+        for row in rows:
+            del row["total"]
         return rows, total
 
     def add_summary(self, session_id: str, *, backend: str, model: str | None, text: str,

@@ -74,6 +74,8 @@ def test_paging_is_stable_and_complete(storage, settings):
     keys = [(h.session_id, h.seq, h.idx) for p in pages for h in p.hits]
     assert keys == [(h.session_id, h.seq, h.idx) for h in full.hits]
     assert len(set(keys)) == 24 and pages[0].pages == 5
+    past = search(storage, "budget", limit=5, offset=30)
+    assert (past.hits, past.total) == ([], 24)
     again = search(storage, "budget", limit=5, offset=10)
     assert [(h.session_id, h.seq) for h in again.hits] == [(h.session_id, h.seq) for h in pages[2].hits]
 

@@ -152,12 +152,14 @@ def transcript_section(session_id: str, jump_ms: int | None):
                          key=f"transcript-{session_id}",
                          format_func=lambda n: {"final": "final (whole-recording pass)", "live": "live"}[n])
     segments = storage.list_segments(session_id, shown)
-    st.caption(f"Showing the **{shown}** transcript" + (f" ({len(available)} stored)." if available else "."))
+    others = [name for name in available if name != shown]
+    st.caption(f"Showing the **{shown}** transcript" + (f"; the {others[0]} one is also stored." if others else "."))
     if not segments:
         st.info("No transcript yet: chunks may still be queued or may have failed.")
         return shown, segments, None
     doubtful = [history.doubts(s) for s in segments]
-    only_doubtful = st.toggle(f"Only doubtful segments ({sum(1 for d in doubtful if d)})")
+    n_doubtful = sum(1 for d in doubtful if d)
+    only_doubtful = n_doubtful > 0 and st.toggle(f"Only doubtful segments ({n_doubtful})")
     rows = [i for i, d in enumerate(doubtful) if d or not only_doubtful]
     target = history.segment_at(segments, jump_ms) if jump_ms is not None else None
     if target is not None:

@@ -20,7 +20,7 @@ from dataclasses import asdict, dataclass, field
 from typing import Any, Callable, Iterable, Sequence
 
 from scribe.config import Settings
-from scribe.errors import BackendUnavailableError, ScribeError
+from scribe.errors import ScribeError
 from scribe.storage import SegmentRow, Storage, SummaryRow
 
 Progress = Callable[[float, str], None]
@@ -86,6 +86,8 @@ class Summary:
     transcript: str = "live"
     words: int = 0
     elapsed_s: float = 0.0
+    usage: dict[str, Any] = field(default_factory=dict)
+    """Tokens and estimated cost for a Gemini summary; empty for a local one."""
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -273,7 +275,7 @@ def from_row(row: SummaryRow) -> Summary:
         key_points=[TimedItem(**i) for i in row.key_points], keywords=list(d.get("keywords", [])),
         decisions=[TimedItem(**i) for i in d.get("decisions", [])],
         action_items=[TimedItem(**i) for i in row.action_items], transcript=d.get("transcript", "live"),
-        words=int(d.get("words", 0)), elapsed_s=float(d.get("elapsed_s", 0.0)))
+        words=int(d.get("words", 0)), elapsed_s=float(d.get("elapsed_s", 0.0)), usage=dict(d.get("usage", {})))
 
 
 # -- one entry point for pages and the CLI --------------------------------------
@@ -301,7 +303,139 @@ def summarize_session(storage: Storage, settings: Settings, session_id: str, *, 
     return summary, save_summary(storage, session_id, summary)
 
 
+
+# -- the Gemini summary ---------------------------------------------------------
+GEMINI_MAX_CHARS = 600_000
+"""About 150k tokens of transcript, far below the models' context but bounding one request's cost."""
+_ITEM = {"type": "OBJECT", "properties": {
+    "text": {"type": "STRING"},
+    "time": {"type": "STRING", "description": "the [mm:ss] or [h:mm:ss] of the line where it is said"}},
+    "required": ["text", "time"], "propertyOrdering": ["time", "text"]}
+GEMINI_SCHEMA: dict[str, Any] = {
+    "type": "OBJECT",
+    "properties": {
+        "title": {"type": "STRING", "description": "a short title for the meeting"},
+        "overview": {"type": "STRING", "description": "three to five sentences"},
+        "keywords": {"type": "ARRAY", "items": {"type": "STRING"}},
+        "key_points": {"type": "ARRAY", "items": _ITEM},
+        "decisions": {"type": "ARRAY", "items": _ITEM},
+        "action_items": {"type": "ARRAY", "items": {"type": "OBJECT", "properties": {
+            **_ITEM["properties"],
+            "owner": {"type": "STRING", "nullable": True, "description": "who will do it, if said"},
+            "due": {"type": "STRING", "nullable": True, "description": "when, if said"}},
+            "required": ["text", "time"], "propertyOrdering": ["time", "text", "owner", "due"]}},
+    },
+    "required": ["title", "overview", "key_points", "decisions", "action_items"],
+    "propertyOrdering": ["title", "overview", "keywords", "key_points", "decisions", "action_items"],
+}
+GEMINI_INSTRUCTION = (
+    "You summarize meeting transcripts. Each transcript line starts with its time as [mm:ss] "
+    "(or [h:mm:ss]) and may name the speaker. Use only what the transcript says. For every key point, "
+    "decision and action item, copy the time of the line where it is said. An action item is a task "
+    "someone agreed or was asked to do; give its owner and due date only when the transcript states them. "
+    "Write in the language of the transcript.")
+_CLOCK = re.compile(r"^\[?\s*(?:(\d+):)?(\d{1,2}):(\d{2})(?:\.\d+)?\s*\]?$")
+
+
+def transcript_lines(segments: Sequence[SegmentRow]) -> str:
+    """`[mm:ss] Speaker: text` per segment: the form Gemini reads and cites times from."""
+    from scribe.export import mmss
+
+    return "\n".join(f"[{mmss(s.start_ms)}] {s.speaker + ': ' if s.speaker else ''}{' '.join(s.text.split())}"
+                     for s in segments if s.text.strip())
+
+
 def summarize_gemini(settings: Settings, segments: Sequence[SegmentRow], *, transcript: str = "live",
-                     progress: Progress = _noop) -> Summary:
-    """Abstractive summary through Gemini (wired to scribe.gemini_client once it lands)."""
-    raise BackendUnavailableError("Gemini summaries are not available in this build yet")
+                     progress: Progress = _noop, client: Any = None) -> Summary:
+    """An abstractive summary from Gemini as structured JSON, each item tied back to a real segment.
+
+    Runs on the caller's thread and blocks for one request (up to SCRIBE_GEMINI_TIMEOUT).
+    Errors come back as ScribeError with the reason (key rejected, quota, timeout, bad answer).
+    """
+    from scribe import gemini_client
+
+    started = time.perf_counter()
+    text = transcript_lines(segments)
+    if len(text) > GEMINI_MAX_CHARS:
+        raise ScribeError(f"the transcript is too long for one Gemini summary ({len(text):,} characters)")
+    progress(0.1, "connecting to Gemini")
+    client = client or gemini_client.client_from_settings(settings)
+    progress(0.2, f"waiting for {settings.gemini_model}")
+    try:
+        reply = gemini_client.generate_json(
+            client, model=settings.gemini_model, contents=[f"Meeting transcript:\n\n{text}"],
+            schema=GEMINI_SCHEMA, system_instruction=GEMINI_INSTRUCTION, temperature=0.2,
+            api_key=settings.gemini_api_key)
+    except ScribeError as exc:
+        raise ScribeError(f"Gemini summary failed: {exc}") from None
+    progress(0.9, "linking items to the transcript")
+    summary = summary_from_reply(reply.data, segments, model=settings.gemini_model, transcript=transcript)
+    summary.usage = {"input_tokens": reply.usage.input_tokens, "output_tokens": reply.usage.output_tokens,
+                     "cost_usd": gemini_client.estimate_cost(settings.gemini_model, reply.usage.input_tokens,
+                                                             reply.usage.output_tokens)}
+    summary.elapsed_s = round(time.perf_counter() - started, 4)
+    progress(1.0, "done")
+    return summary
+
+
+def summary_from_reply(data: Any, segments: Sequence[SegmentRow], *, model: str,
+                       transcript: str = "live") -> Summary:
+    """Check Gemini's JSON and turn it into a Summary whose items carry real segment times."""
+    if not isinstance(data, dict) or not isinstance(data.get("overview"), str):
+        raise ScribeError("Gemini's summary did not have the expected shape (no overview)")
+    ordered = [s for s in segments if s.text.strip()]
+
+    def items(name: str, with_owner: bool = False) -> list[TimedItem]:
+        raw = data.get(name) or []
+        if not isinstance(raw, list):
+            raise ScribeError(f"Gemini's summary has a malformed {name!r} list")
+        return [_timed_item(r, ordered, with_owner) for r in raw if isinstance(r, dict) and str(r.get("text", "")).strip()]
+
+    keywords = [str(k) for k in data.get("keywords") or [] if str(k).strip()]
+    words = sum(len(s.text.split()) for s in ordered)
+    return Summary(backend="gemini", model=model, title=str(data.get("title") or "").strip() or "Untitled meeting",
+                   overview=data["overview"].strip(), key_points=items("key_points"), keywords=keywords,
+                   decisions=items("decisions"), action_items=items("action_items", with_owner=True),
+                   transcript=transcript, words=words)
+
+
+def _timed_item(raw: dict, segments: Sequence[SegmentRow], with_owner: bool) -> TimedItem:
+    """Snap the cited time to the segment said then; without a usable time, the segment sharing most words."""
+    text = " ".join(str(raw["text"]).split())
+    at_ms = parse_clock(str(raw.get("time") or ""))
+    segment = _segment_for(segments, at_ms, text)
+    extra = {"owner": _clean(raw.get("owner")), "due": _clean(raw.get("due"))} if with_owner else {}
+    if segment is None:
+        return TimedItem(text, 0, 0, 0, **extra)
+    return TimedItem(text, segment.start_ms, segment.seq, segment.idx, segment.speaker, **extra)
+
+
+def _segment_for(segments: Sequence[SegmentRow], at_ms: int | None, text: str) -> SegmentRow | None:
+    if not segments:
+        return None
+    if at_ms is not None and at_ms <= segments[-1].end_ms:
+        # [mm:ss] drops the milliseconds: a line shown as [00:10] may start at 10.4 s.
+        same_second = [s for s in segments if s.start_ms // 1000 == at_ms // 1000]
+        if same_second:
+            return max(same_second, key=lambda s: _overlap(text, s.text))
+        before = [s for s in segments if s.start_ms <= at_ms]
+        return before[-1] if before else segments[0]
+    return max(segments, key=lambda s: _overlap(text, s.text))
+
+
+def _clean(value: Any) -> str | None:
+    text = " ".join(str(value).split()) if value is not None else ""
+    return text if text and text.lower() not in ("null", "none", "unknown", "n/a") else None
+
+
+def parse_clock(value: str) -> int | None:
+    """`12:34`, `[1:02:03]` or `75` (seconds) to milliseconds; None when it is none of these."""
+    value = value.strip()
+    if match := _CLOCK.match(value):
+        hours, minutes, seconds = (int(g) if g else 0 for g in match.groups())
+        return ((hours * 60 + minutes) * 60 + seconds) * 1000
+    try:
+        seconds = float(value)
+    except ValueError:
+        return None
+    return int(seconds * 1000) if seconds >= 0 else None

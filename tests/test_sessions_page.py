@@ -75,6 +75,8 @@ def test_jump_selects_the_segment_and_marks_doubtful_ones(demo, monkeypatch):
     assert at.selectbox[0].value == 2  # the chunk holding 00:10 is ready to play
     assert len(at.get("audio")) == 1
     assert len(at.get("download_button")) == 5
+    at.toggle[0].set_value(True).run()
+    assert list(frames(at)[0]["doubt"]) == ["repetition"]
 
 
 def test_rename_from_the_detail_view(demo, monkeypatch):

@@ -6,8 +6,9 @@ import pytest
 
 from scribe.errors import ScribeError
 from scribe.storage import SegmentRow
-from scribe.summaries import (Summary, find_action_items, find_decisions, from_row, save_summary, sentences,
-                              summarize_local, summarize_session)
+from scribe.summaries import (Summary, find_action_items, find_decisions, from_row, parse_clock, save_summary,
+                              sentences, summarize_local, summarize_session, summary_from_reply,
+                              transcript_lines)
 from seed_sessions import seed_session
 from transcript_gen import ACTIONS, DECISIONS, meeting_segments
 
@@ -113,3 +114,48 @@ def test_empty_summary_saves_and_loads(storage, settings):
                                chunk_policy="fixed")
     row = save_summary(storage, s.id, Summary(backend="local", model="m", title="T", overview=""))
     assert from_row(row).title == "T" and from_row(storage.list_summaries(s.id)[0]).title == "T"
+
+
+# -- Gemini ----------------------------------------------------------------------
+def plan_segments() -> list[SegmentRow]:
+    lines = [("Alice", "Welcome, let's start with the budget review."),
+             ("Bob", "We agreed to move the launch date to March."),
+             ("Carol", "Bob will send the budget spreadsheet by Friday.")]
+    return [SegmentRow("s", i, 0, i * 5_000 + 400, i * 5_000 + 4_000, text, speaker=who)
+            for i, (who, text) in enumerate(lines)]
+
+
+GEMINI_ANSWER = {
+    "title": "Budget and launch", "overview": "The team reviewed the budget and moved the launch.",
+    "keywords": ["budget", "launch"],
+    "key_points": [{"time": "00:00", "text": "Budget review started."}],
+    "decisions": [{"time": "[00:05]", "text": "Launch moves to March."}],
+    "action_items": [{"time": "00:10", "text": "Send the budget spreadsheet.", "owner": "Bob", "due": "Friday"},
+                     {"time": "later", "text": "Bob will send the budget spreadsheet", "owner": None, "due": "null"}],
+}
+
+
+def test_gemini_reply_items_snap_to_the_segments_they_cite():
+    summary = summary_from_reply(GEMINI_ANSWER, plan_segments(), model="m")
+    assert [(i.seq, i.start_ms) for i in summary.key_points] == [(0, 400)]
+    assert [(i.seq, i.start_ms) for i in summary.decisions] == [(1, 5_400)]  # [00:05] shows a 5.4 s start
+    first, second = summary.action_items
+    assert (first.seq, first.start_ms, first.owner, first.due, first.speaker) == (2, 10_400, "Bob", "Friday", "Carol")
+    assert (second.seq, second.owner, second.due) == (2, None, None)  # no usable time: the matching words win
+    assert (summary.title, summary.keywords, summary.backend) == ("Budget and launch", ["budget", "launch"], "gemini")
+
+
+@pytest.mark.parametrize("bad", [None, [], {"title": "x"}, {"overview": "o", "key_points": "not a list"}])
+def test_a_malformed_gemini_reply_is_a_clear_error(bad):
+    with pytest.raises(ScribeError, match="Gemini's summary"):
+        summary_from_reply(bad, plan_segments(), model="m")
+
+
+def test_clock_parsing():
+    assert [parse_clock(v) for v in ("12:34", "[1:02:03]", "75", "00:05.5", "soon", "-3")] == \
+        [754_000, 3_723_000, 75_000, 5_000, None, None]
+
+
+def test_transcript_lines_carry_time_and_speaker():
+    assert transcript_lines(plan_segments()).splitlines()[2] == \
+        "[00:10] Carol: Bob will send the budget spreadsheet by Friday."

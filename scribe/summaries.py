@@ -37,8 +37,11 @@ _DECISION = re.compile(
 _UNDECIDED = re.compile(r"\b(not (yet )?(decided|agreed)|haven't (decided|agreed)|undecided|no decision)\b", re.I)
 _OWNER_NAME = r"([A-Z][a-z]+)"
 _COMMIT_NAMED = re.compile(_OWNER_NAME + r"\s+(will|'ll|is going to|needs to|has to|should|agreed to|can)\s+\w+")
-_COMMIT_SELF = re.compile(r"\b(I will|I'll|I am going to|I'm going to|let me|I can take|I'll take|I need to)\b", re.I)
-_COMMIT_WE = re.compile(r"\b(we will|we'll|we need to|we have to|we should|we must)\s+\w+", re.I)
+_COMMIT_SELF = re.compile(r"\b(I will|I'll|I am going to|I'm going to|let me|I need to"
+                          r"|I can (take|give|do|handle|send|prepare|write|share|look into|follow up|set up))\b",
+                          re.I)
+_COMMIT_WE = re.compile(r"\b(we will|we'll|we need to|we have to|we should|we must)\s+\w+"
+                        r"|\blet's\s+(?!start|begin|go\b|see\b|move on|continue|get started|wrap)\w+", re.I)
 _REQUEST = re.compile(r"\b(can|could|would) you\b|\bplease\b", re.I)
 _ACTION_WORDS = re.compile(r"\b(action item|to-?do|follow[- ]up|take care of|owner|deadline)\b", re.I)
 _VOCATIVE = re.compile(r"^" + _OWNER_NAME + r",|,\s*" + _OWNER_NAME + r"\s*[?.!]?$")
@@ -47,6 +50,7 @@ _DUE = re.compile(
     r"|tomorrow|tonight|end of (the )?(day|week|month|quarter|sprint)|eod|eow|next week|the \d+(st|nd|rd|th)"
     r"|[a-z]+ \d{1,2}(st|nd|rd|th)?)\b|\b(tomorrow|tonight|next week|this week|today)\b", re.I)
 _FILLERS = {"yeah", "yes", "okay", "ok", "right", "hmm", "um", "uh", "like", "well", "sure", "honestly",
+            "hello", "hi", "good", "morning", "afternoon", "evening", "everyone", "joining", "today", "great",
             "actually", "basically", "really", "just", "thanks", "thank", "gonna", "kind", "sort", "stuff",
             "thing", "things", "lot", "bit"}
 _NOT_NAMES = {
@@ -186,8 +190,11 @@ def suggest_title(phrases: Sequence[str]) -> str:
     """'Budget review and launch date' from the two best key phrases, multi-word ones preferred."""
     if not phrases:
         return "Untitled meeting"
-    multi = [p for p in phrases[:8] if " " in p]
-    parts = [p.lower() for p in (multi if len(multi) >= 2 else list(phrases))[:2]]
+    multi = [p.lower() for p in phrases[:8] if " " in p]
+    pool = multi if len(multi) >= 2 else [p.lower() for p in phrases]
+    parts = [pool[0]]
+    # The second phrase must add words ("weekly planning and planning meeting" says one thing twice).
+    parts += [p for p in pool[1:] if not set(p.split()) & set(parts[0].split())][:1]
     title = " and ".join(parts)
     return title[0].upper() + title[1:]
 

@@ -159,3 +159,14 @@ def test_clock_parsing():
 def test_transcript_lines_carry_time_and_speaker():
     assert transcript_lines(plan_segments()).splitlines()[2] == \
         "[00:10] Carol: Bob will send the budget spreadsheet by Friday."
+
+
+def test_the_spoken_test_meeting_yields_its_owners_and_title():
+    from speech import MEETING_TURNS
+
+    rows = [SegmentRow("s", i, 0, i * 5_000, i * 5_000 + 4_000, text, speaker="ABC"[i % 3])
+            for i, text in enumerate(MEETING_TURNS)]
+    summary = summarize_local(rows)
+    owners = {i.owner: (i.start_ms, i.due) for i in summary.action_items}
+    assert owners["Maria"] == (25_000, "by Friday") and owners["Tom"] == (45_000, None)
+    assert summary.title == "Weekly planning and budget review"

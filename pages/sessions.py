@@ -58,6 +58,9 @@ def search_section() -> bool:
     query = st.text_input("Search every transcript", placeholder='words or "an exact phrase"', key="q")
     if not query.strip():
         return False
+    if st.session_state.get("last_query") != query:  # a new query starts on its first page
+        st.session_state.last_query = query
+        st.session_state.search_page = 1
     page_no = int(st.session_state.get("search_page", 1))
     try:
         result = search(storage, query, limit=SEARCH_PAGE, offset=(page_no - 1) * SEARCH_PAGE)
@@ -96,7 +99,9 @@ def list_view() -> None:
                 "`python -m scribe transcribe FILE`." if not (statuses or since) else "No session matches.")
         return
     pages = max(1, -(-total // per_page))
-    page_no = min(int(st.session_state.get("list_page", 1)), pages)
+    if int(st.session_state.get("list_page", 1)) > pages:  # filters shrank the list
+        st.session_state.list_page = 1
+    page_no = int(st.session_state.get("list_page", 1))
     listings, total = history.list_page(storage, page=page_no, per_page=per_page, statuses=statuses,
                                         since=since, until=until)
     st.caption(f"{total} session(s), newest first. Select one to open it.")

@@ -106,3 +106,30 @@ def test_unknown_session_is_a_clear_message(demo, monkeypatch):
     data_dir, _ids = demo
     at = app("sessions", data_dir, monkeypatch, session="nope")
     assert any("no session nope" in w.value for w in at.warning)
+
+
+def test_paging_resets_when_filters_or_query_shrink_the_results(tmp_path, monkeypatch):
+    from scribe.config import Settings
+    from scribe.storage import Storage
+    from seed_sessions import seed_session
+
+    settings = Settings.from_env({}, data_dir=tmp_path / "data")
+    storage = Storage(settings.db)
+    for n in range(30):
+        seed_session(storage, settings.audio_dir, [(None, f"budget item {n}")], title=f"S{n:02d}", created_at=n,
+                     status="interrupted" if n < 2 else "done")
+    storage.close()
+    try:
+        at = app("sessions", settings.data_dir, monkeypatch)
+        assert len(frames(at)[0]) == 25
+        at.number_input(key="list_page").set_value(2).run()
+        assert list(frames(at)[0]["title"]) == [f"S{n:02d}" for n in range(4, -1, -1)]
+        at.multiselect[0].set_value(["interrupted"]).run()
+        assert not at.exception and list(frames(at)[0]["title"]) == ["S01", "S00"]
+        at.text_input(key="q").set_value("budget").run()
+        at.number_input(key="search_page").set_value(2).run()
+        assert len(frames(at)[0]) == 10
+        at.text_input(key="q").set_value('"item 7"').run()
+        assert not at.exception and list(frames(at)[0]["session"]) == ["S07"]
+    finally:
+        close_runtime(settings.data_dir)

@@ -136,7 +136,7 @@ def detail_view(session_id: str, jump_ms: int | None) -> None:
     st.title(export.md_escape(session.title), anchor=False)
     counts = storage.chunk_counts(session.id)
     st.caption(f"{when(session.created_at)} · {export.mmss(session.duration_ms)} · {session.status} · "
-               f"{session.source} · {session.backend} / {session.model} · "
+               f"{session.source} · {session.backend} / {export.md_escape(session.model)} · "
                f"{counts['done']}/{sum(counts.values())} chunks done · id {session.id}")
     shown, segments, play_at = transcript_section(session.id, jump_ms)
     st.divider()
@@ -162,6 +162,11 @@ def transcript_section(session_id: str, jump_ms: int | None):
     if not segments:
         st.info("No transcript yet: chunks may still be queued or may have failed.")
         return shown, segments, None
+    return shown, segments, transcript_table(session_id, shown, segments, jump_ms)
+
+
+def transcript_table(session_id: str, shown: str, segments, jump_ms: int | None) -> int | None:
+    """The transcript as a literal table with doubts; returns the time of the selected (or jumped-to) line."""
     doubtful = [history.doubts(s) for s in segments]
     n_doubtful = sum(1 for d in doubtful if d)
     only_doubtful = n_doubtful > 0 and st.toggle(f"Only doubtful segments ({n_doubtful})")
@@ -179,7 +184,7 @@ def transcript_section(session_id: str, jump_ms: int | None):
                                                                              "speech over silence, loops")})
     picked = selected_row(event)
     chosen = rows[picked] if picked is not None else target
-    return shown, segments, (segments[chosen].start_ms if chosen is not None else None)
+    return segments[chosen].start_ms if chosen is not None else None
 
 
 def audio_section(session_id: str, play_at: int | None) -> None:

@@ -8,6 +8,13 @@ key points. Decisions and action items are found by the phrasing people use
 for them ("we agreed", "Alice will ... by Friday", "can you ...") and keep the
 time they were said, the owner and a due phrase where one is stated.
 
+Gemini: the transcript goes out as `[mm:ss] Speaker: text` lines with a JSON
+response schema (title, overview, keywords, key points, decisions, action items
+with owner, due and time) through `scribe.gemini_client`; each cited time is
+snapped back to the segment said then, so every item links to a real moment.
+
+Both are stored as versions of the session's summary (`save_summary`).
+
 Every function here runs on the caller's thread; `progress(fraction, message)`
 is called on that same thread.
 """
@@ -48,7 +55,8 @@ _VOCATIVE = re.compile(r"^" + _OWNER_NAME + r",|,\s*" + _OWNER_NAME + r"\s*[?.!]
 _DUE = re.compile(
     r"\b(by|before|until|on|due)\s+((next|this)\s+)?(monday|tuesday|wednesday|thursday|friday|saturday|sunday"
     r"|tomorrow|tonight|end of (the )?(day|week|month|quarter|sprint)|eod|eow|next week|the \d+(st|nd|rd|th)"
-    r"|[a-z]+ \d{1,2}(st|nd|rd|th)?)\b|\b(tomorrow|tonight|next week|this week|today)\b", re.I)
+    r"|(jan|feb|mar|apr|may|jun|jul|aug|sep|sept|oct|nov|dec)[a-z]* \d{1,2}(st|nd|rd|th)?)\b"
+    r"|\b(tomorrow|tonight|next week|this week|today)\b", re.I)
 _FILLERS = {"yeah", "yes", "okay", "ok", "right", "hmm", "um", "uh", "like", "well", "sure", "honestly",
             "hello", "hi", "good", "morning", "afternoon", "evening", "everyone", "joining", "today", "great",
             "actually", "basically", "really", "just", "thanks", "thank", "gonna", "kind", "sort", "stuff",

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import time
+
 import pytest
 
 from pagekit import TRICKY, app, close_runtime, frames, markup_values, seed_demo
@@ -31,6 +33,16 @@ def test_status_filter_narrows_the_list(demo, monkeypatch):
     at = app("sessions", data_dir, monkeypatch)
     at.multiselect[0].set_value(["stopped"]).run()
     assert list(frames(at)[0]["title"]) == ["Support **draft**"]
+
+
+def test_date_filter_narrows_the_list(demo, monkeypatch):
+    import datetime as dt
+
+    data_dir, _ids = demo
+    at = app("sessions", data_dir, monkeypatch)
+    three_days_ago = dt.date.fromtimestamp(time.time() - 86_400 * 3)
+    at.date_input[0].set_value((three_days_ago - dt.timedelta(days=1), three_days_ago)).run()
+    assert list(frames(at)[0]["title"]) == ["Migration"]
 
 
 def test_search_finds_a_phrase_in_one_session(demo, monkeypatch):

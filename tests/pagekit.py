@@ -39,23 +39,25 @@ def seed_demo(data_dir: Path) -> dict[str, str]:
     return {"plan": plan.id, "tricky": tricky.id, "final": final.id, "recording": empty.id}
 
 
-def app(page: str, data_dir: Path, monkeypatch, **query: str) -> AppTest:
+def app(page: str, data_dir: Path, monkeypatch, env: dict[str, str] | None = None, **query: str) -> AppTest:
     """An AppTest for pages/<page>.py on `data_dir` with the stub backend, already run once."""
     monkeypatch.setenv("SCRIBE_DATA_DIR", str(data_dir))
     monkeypatch.setenv("SCRIBE_BACKEND", "stub")
     for var in ("SCRIBE_DB", "GEMINI_API_KEY", "SCRIBE_GEMINI_BASE_URL"):
         monkeypatch.delenv(var, raising=False)
+    for var, value in (env or {}).items():
+        monkeypatch.setenv(var, value)
     at = AppTest.from_file(str(ROOT / "pages" / f"{page}.py"), default_timeout=30)
     for key, value in query.items():
         at.query_params[key] = value
     return at.run()
 
 
-def close_runtime(data_dir: Path) -> None:
+def close_runtime(data_dir: Path, env: dict[str, str] | None = None) -> None:
     """Close the Runtime the pages built on `data_dir` (st.cache_resource keeps one per Settings)."""
     from pages import _shared
 
-    settings = Settings.from_env({"SCRIBE_DATA_DIR": str(data_dir), "SCRIBE_BACKEND": "stub"})
+    settings = Settings.from_env({"SCRIBE_DATA_DIR": str(data_dir), "SCRIBE_BACKEND": "stub", **(env or {})})
     _shared._build_runtime(settings).close()  # the cached instance: same Settings, same key
     _shared._build_runtime.clear()
 

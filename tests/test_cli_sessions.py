@@ -9,6 +9,7 @@ import sys
 import pytest
 import srt
 
+from fake_gemini import DEFAULT_KEY, fake_gemini, fake_gemini_factory, forbidden, json_reply  # noqa: F401
 from pagekit import ROOT, TRICKY, seed_demo
 from scribe.cli import main
 
@@ -86,3 +87,18 @@ def test_module_entry_point_runs(demo):
                           text=True, timeout=60, env={"SCRIBE_DATA_DIR": str(data_dir), "PATH": "/usr/bin:/bin"})
     assert done.returncode == 0, done.stderr
     assert ids["plan"] in done.stdout
+
+
+def test_summarize_with_gemini_through_the_fake_server(demo, capsys, monkeypatch, fake_gemini):
+    _data_dir, ids = demo
+    monkeypatch.setenv("GEMINI_API_KEY", DEFAULT_KEY)
+    monkeypatch.setenv("SCRIBE_GEMINI_BASE_URL", fake_gemini.base_url)
+    fake_gemini.script(json_reply({"title": "T", "overview": "O.", "key_points": [], "decisions": [],
+                                   "action_items": [{"time": "0:10", "text": "Send it.", "owner": "Bob"}]}),
+                       forbidden())
+    assert main(["summarize", ids["plan"], "--backend", "gemini", "--json"]) == 0
+    out = json.loads(capsys.readouterr().out)
+    assert (out["backend"], out["action_items"][0]["start_ms"]) == ("gemini", 10_200)
+    assert main(["summarize", ids["plan"], "--backend", "gemini"]) == 2
+    err = capsys.readouterr().err
+    assert "Gemini rejected the API key" in err and DEFAULT_KEY not in err

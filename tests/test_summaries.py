@@ -2,8 +2,12 @@
 
 from __future__ import annotations
 
+import json
+
 import pytest
 
+from fake_gemini import DEFAULT_KEY, fake_gemini, fake_gemini_factory  # noqa: F401 (fixtures)
+from fake_gemini import forbidden, json_reply, malformed, server_error
 from scribe.errors import ScribeError
 from scribe.storage import SegmentRow
 from scribe.summaries import (Summary, find_action_items, find_decisions, from_row, parse_clock, save_summary,
@@ -170,3 +174,56 @@ def test_the_spoken_test_meeting_yields_its_owners_and_title():
     owners = {i.owner: (i.start_ms, i.due) for i in summary.action_items}
     assert owners["Maria"] == (25_000, "by Friday") and owners["Tom"] == (45_000, None)
     assert summary.title == "Weekly planning and budget review"
+
+
+# -- Gemini through the fake REST server (tests/fake_gemini.py, the real google-genai SDK) ----
+def gemini_settings(settings, fake):
+    return settings.with_changes(gemini_api_key=DEFAULT_KEY, gemini_base_url=fake.base_url, gemini_timeout=10)
+
+
+def seeded_plan(storage, settings):
+    return seed_session(storage, settings.audio_dir, [
+        ("Alice", "Welcome, let's start with the budget review."),
+        ("Bob", "We agreed to move the launch date to March."),
+        ("Carol", "Bob will send the budget spreadsheet by Friday.")], title="plan", created_at=1)
+
+
+def test_gemini_summary_through_the_fake_server(storage, settings, fake_gemini):
+    session = seeded_plan(storage, settings)
+    fake_gemini.script(json_reply(GEMINI_ANSWER, prompt_tokens=1_000, output_tokens=200))
+    seen = []
+    summary, row = summarize_session(storage, gemini_settings(settings, fake_gemini), session.id,
+                                     backend="gemini", progress=lambda f, m: seen.append(f))
+    assert (row.version, row.backend, row.model) == (1, "gemini", settings.gemini_model)
+    starts = {s.seq: s.start_ms for s in storage.list_segments(session.id)}
+    assert [(i.seq, i.start_ms, i.owner) for i in summary.action_items][0] == (2, starts[2], "Bob")
+    assert [(i.seq, i.start_ms) for i in summary.decisions] == [(1, starts[1])]
+    assert summary.usage["input_tokens"] == 1_000 and summary.usage["cost_usd"] > 0
+    assert from_row(storage.list_summaries(session.id)[0]).to_dict() == summary.to_dict()
+    request = fake_gemini.requests[0]
+    assert "[00:10] Carol: Bob will send the budget spreadsheet by Friday." in request.prompt
+    config = request.body["generationConfig"]
+    assert config["responseMimeType"] == "application/json" and "action_items" in json.dumps(config)
+    assert seen == sorted(seen) and seen[-1] == 1.0
+
+
+@pytest.mark.parametrize("answer,message", [
+    (forbidden(), "Gemini rejected the API key"),
+    (json_reply({"title": "no overview"}), "expected shape"),
+    (malformed(), "malformed"),
+    (server_error(503), "503"),
+])
+def test_gemini_failures_are_clear_and_store_nothing(storage, settings, fake_gemini, answer, message):
+    session = seeded_plan(storage, settings)
+    fake_gemini.script(answer)
+    with pytest.raises(ScribeError, match=message) as caught:
+        summarize_session(storage, gemini_settings(settings, fake_gemini), session.id, backend="gemini")
+    assert str(caught.value).startswith("Gemini summary failed") or "expected shape" in str(caught.value)
+    assert DEFAULT_KEY not in str(caught.value)
+    assert storage.list_summaries(session.id) == []
+
+
+def test_gemini_without_a_key_says_which_setting_is_missing(storage, settings):
+    session = seeded_plan(storage, settings)
+    with pytest.raises(ScribeError, match="GEMINI_API_KEY"):
+        summarize_session(storage, settings, session.id, backend="gemini")

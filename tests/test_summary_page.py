@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import pytest
 
+from fake_gemini import DEFAULT_KEY, fake_gemini, fake_gemini_factory, json_reply  # noqa: F401 (fixtures)
 from pagekit import app, close_runtime, frames, markup_values, seed_demo
 
 
@@ -62,3 +63,24 @@ def test_a_session_without_transcript_cannot_be_summarized(demo, monkeypatch):
     at = app("summary", data_dir, monkeypatch, session=ids["recording"])
     assert summarize_button(at).disabled
     assert any("no transcript yet" in c.value for c in at.caption)
+
+
+def test_gemini_summary_from_the_page_through_the_fake_server(tmp_path, monkeypatch, fake_gemini):
+    data_dir = tmp_path / "data"
+    ids = seed_demo(data_dir)
+    env = {"GEMINI_API_KEY": DEFAULT_KEY, "SCRIBE_GEMINI_BASE_URL": fake_gemini.base_url}
+    fake_gemini.script(json_reply({
+        "title": "Planning", "overview": "Budget and launch were discussed.", "keywords": ["budget"],
+        "key_points": [], "decisions": [{"time": "00:05", "text": "Launch moves to March."}],
+        "action_items": [{"time": "00:10", "text": "Send the spreadsheet.", "owner": "Bob", "due": "Friday"}]}))
+    try:
+        at = app("summary", data_dir, monkeypatch, env=env, session=ids["plan"])
+        at.radio[0].set_value("gemini").run()
+        summarize_button(at).click().run()
+        assert not at.exception
+        assert at.selectbox(key=f"version-{ids['plan']}").options[0].startswith("v1 · gemini")
+        actions = frames(at)[-1]
+        assert list(actions["at"]) == ["00:10"] and list(actions["owner"]) == ["Bob"]
+        assert len(fake_gemini.requests) == 1
+    finally:
+        close_runtime(data_dir, env)

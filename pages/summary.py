@@ -114,8 +114,11 @@ def show_version(session_id: str) -> None:
     if summary.keywords:
         st.caption("Keywords")
         st.text(", ".join(summary.keywords))
-    st.caption(f"From the {summary.transcript} transcript, {summary.words} words, "
-               f"made in {summary.elapsed_s:.2f} s. Select a line to open the session at that moment.")
+    cost = summary.usage.get("cost_usd")
+    usage = (f" {summary.usage['input_tokens']:,} tokens in, {summary.usage['output_tokens']:,} out"
+             + (f" (about USD {cost:.4f} on a paid key)." if cost is not None else ".")) if summary.usage else ""
+    st.caption(f"From the {summary.transcript} transcript, {summary.words} words, made in "
+               f"{summary.elapsed_s:.2f} s.{usage} Select a line to open the session at that moment.")
     for title, items, owner in (("Key points", summary.key_points, False), ("Decisions", summary.decisions, False),
                                 ("Action items", summary.action_items, True)):
         st.subheader(title, anchor=False)

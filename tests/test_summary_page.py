@@ -82,5 +82,6 @@ def test_gemini_summary_from_the_page_through_the_fake_server(tmp_path, monkeypa
         actions = frames(at)[-1]
         assert list(actions["at"]) == ["00:10"] and list(actions["owner"]) == ["Bob"]
         assert len(fake_gemini.requests) == 1
+        assert any("100 tokens in, 20 out" in c.value for c in at.caption)
     finally:
         close_runtime(data_dir, env)

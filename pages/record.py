@@ -7,6 +7,7 @@ from pathlib import Path
 
 import streamlit as st
 
+from pages._chunk_controls import render_backlog_warning, render_chunk_controls
 from pages._shared import chosen_settings, live_registry, runtime
 from scribe import capture
 from scribe.chunking import make_policy
@@ -109,10 +110,7 @@ def _live_panel() -> None:
     queue = rt.pipeline.stats()
     st.subheader(session.title)
     _metrics(session, stats, chunks, queue)
-    if queue.audio_seconds_waiting > config.backlog_warn_seconds:
-        st.warning(f"Transcription is behind: {queue.audio_seconds_waiting / 60:.1f} min of audio "
-                   f"waiting (warning above {config.backlog_warn_seconds / 60:.0f} min). "
-                   "The text will catch up; nothing is lost.")
+    render_backlog_warning(rt)
     if stats is not None:
         level = stats.level_dbfs
         st.progress(capture.level_fraction(level), text=f"Input level {level:.0f} dBFS")
@@ -125,6 +123,9 @@ def _live_panel() -> None:
     with table:
         st.markdown("**Chunks**")
         st.dataframe(capture.chunk_table(chunks), hide_index=True, width="stretch")
+    if any(c.status == "failed" for c in chunks):
+        with st.expander("Failed chunks: retry or re-transcribe", expanded=True):
+            render_chunk_controls(rt, session.id)
 
 
 def _metrics(session: SessionRow, stats: capture.LiveStats | None, chunks: list[ChunkRow],

@@ -44,6 +44,10 @@ def build_parser() -> argparse.ArgumentParser:
     _add_transcribe(sub)
     _add_sessions(sub)
     _add_worker(sub)
+    _add_export(sub)
+    _add_search(sub)
+    _add_summarize(sub)
+    _add_delete(sub)
     return parser
 
 
@@ -213,6 +217,8 @@ def cmd_worker(args: argparse.Namespace) -> int:
           file=sys.stderr, flush=True)
     worker.run_until(stop)
     return 0
+
+
 # -- failures (issue 4) -------------------------------------------------------
 def _print_failures(storage: Storage, session_id: str, limit: int = 3) -> None:
     """Say why chunks failed: each distinct error once (errors never contain the API key)."""
@@ -221,3 +227,137 @@ def _print_failures(storage: Storage, session_id: str, limit: int = 3) -> None:
         errors.setdefault(chunk.error or "unknown error", []).append(chunk.seq)
     for error, seqs in list(errors.items())[:limit]:
         print(f"{len(seqs)} chunk(s) failed (first seq {seqs[0]}): {error}", file=sys.stderr)
+# -- export, search, summarize, delete (issue 5) -------------------------------
+def _open_storage(args: argparse.Namespace) -> tuple[Settings, Storage]:
+    settings = _settings(args)
+    return settings, Storage(settings.db)
+
+
+def _add_export(sub) -> None:
+    p = sub.add_parser("export", help="write a stored transcript as txt, md, srt, vtt or json")
+    p.add_argument("session_id")
+    p.add_argument("--format", choices=FORMATS, default="txt")
+    p.add_argument("--output", help="write here instead of stdout")
+    p.add_argument("--transcript", choices=["live", "final"],
+                   help="which transcript (default: final when there is one, else live)")
+    _add_db_flag(p)
+    p.set_defaults(func=cmd_export)
+
+
+def cmd_export(args: argparse.Namespace) -> int:
+    from scribe.history import choose_transcript
+
+    _settings_, storage = _open_storage(args)
+    try:
+        session = storage.get_session(args.session_id)
+        shown, available = choose_transcript(storage, session.id, args.transcript)
+        if args.transcript and args.transcript not in available:
+            raise ScribeError(f"session {session.id} has no {args.transcript} transcript")
+        text = render(args.format, session, storage.list_segments(session.id, shown))
+    finally:
+        storage.close()
+    _write_output(text, args.output)
+    return 0
+
+
+def _add_search(sub) -> None:
+    p = sub.add_parser("search", help='search every transcript (words, "quoted phrases")')
+    p.add_argument("query")
+    p.add_argument("--json", action="store_true", help="print JSON")
+    p.add_argument("--limit", type=int, default=20)
+    p.add_argument("--page", type=int, default=1)
+    _add_db_flag(p)
+    p.set_defaults(func=cmd_search)
+
+
+def cmd_search(args: argparse.Namespace) -> int:
+    from scribe.export import mmss
+    from scribe.search import search
+
+    if args.limit < 1 or args.page < 1:
+        raise ScribeError("--limit and --page must be at least 1")
+    _settings_, storage = _open_storage(args)
+    try:
+        page = search(storage, args.query, limit=args.limit, offset=(args.page - 1) * args.limit)
+    finally:
+        storage.close()
+    if args.json:
+        print(json.dumps({"query": page.query, "total": page.total, "page": args.page,
+                          "hits": [{**h.__dict__, "start": h.start_ms / 1000, "end": h.end_ms / 1000}
+                                   for h in page.hits]}, indent=2, ensure_ascii=False))
+        return 0
+    for h in page.hits:
+        who = f"{h.speaker}: " if h.speaker else ""
+        print(f"{h.session_id}  [{mmss(h.start_ms)}]  {who}{h.text}")
+    print(f"{page.total} match(es); page {args.page} of {page.pages}", file=sys.stderr)
+    return 0 if page.total else 1
+
+
+def _add_summarize(sub) -> None:
+    p = sub.add_parser("summarize", help="summarize a session and store it as a new version")
+    p.add_argument("session_id")
+    p.add_argument("--backend", choices=["local", "gemini"], default="local")
+    p.add_argument("--transcript", choices=["live", "final"])
+    p.add_argument("--json", action="store_true", help="print JSON")
+    _add_db_flag(p)
+    p.set_defaults(func=cmd_summarize)
+
+
+def cmd_summarize(args: argparse.Namespace) -> int:
+    from scribe.summaries import summarize_session
+
+    # --backend picks the summarizer, not the transcription backend.
+    settings, storage = _open_storage(argparse.Namespace(**{**vars(args), "backend": None}))
+    try:
+        summary, row = summarize_session(storage, settings, args.session_id, backend=args.backend,
+                                         transcript=args.transcript, progress=_stderr_progress("summarizing"))
+    finally:
+        storage.close()
+    print(file=sys.stderr)
+    if args.json:
+        print(json.dumps({"session_id": row.session_id, "version": row.version, **summary.to_dict()},
+                         indent=2, ensure_ascii=False))
+    else:
+        sys.stdout.write(_summary_text(summary, row.version))
+    return 0
+
+
+def _summary_text(summary, version: int) -> str:
+    from scribe.export import mmss
+
+    def items(title: str, rows) -> list[str]:
+        lines = [f"\n{title}:"] if rows else []
+        for i in rows:
+            extra = "".join(f" ({k}: {v})" for k, v in (("owner", i.owner), ("due", i.due)) if v)
+            lines.append(f"  [{mmss(i.start_ms)}] {i.text}{extra}")
+        return lines
+
+    head = [f"{summary.title}  (version {version}, {summary.backend} {summary.model})", "",
+            summary.overview]
+    if summary.keywords:
+        head.append("\nKeywords: " + ", ".join(summary.keywords))
+    body = items("Key points", summary.key_points) + items("Decisions", summary.decisions) + \
+        items("Action items", summary.action_items)
+    return "\n".join(head + body) + "\n"
+
+
+def _add_delete(sub) -> None:
+    p = sub.add_parser("delete", help="delete a session: its rows and its audio folder, nothing else")
+    p.add_argument("session_id")
+    p.add_argument("--force", action="store_true",
+                   help="delete even while it is recording or has chunks in the queue")
+    _add_db_flag(p)
+    p.set_defaults(func=cmd_delete)
+
+
+def cmd_delete(args: argparse.Namespace) -> int:
+    from scribe.history import delete_session
+
+    settings, storage = _open_storage(args)
+    try:
+        report = delete_session(storage, settings.audio_dir, args.session_id, force=args.force)
+    finally:
+        storage.close()
+    print(f"deleted session {report.session_id}: {report.segments} segments, {report.chunks} chunks, "
+          f"{report.summaries} summaries, {report.audio_files} audio files")
+    return 0

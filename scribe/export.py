@@ -41,15 +41,15 @@ def to_txt(session: SessionRow, segments: Sequence[SegmentRow]) -> str:
 
 
 def to_md(session: SessionRow, segments: Sequence[SegmentRow]) -> str:
-    head = [f"# {_md_escape(session.title)}", "",
+    head = [f"# {md_escape(session.title)}", "",
             f"*{session.source} session `{session.id}`, {mmss(session.duration_ms)}, "
             f"{session.backend} / {session.model}*", ""]
-    body = [f"- **[{mmss(s.start_ms)}]** {_md_escape(_label(s) + s.text)}" for s in segments]
+    body = [f"- **[{mmss(s.start_ms)}]** {md_escape(_label(s) + s.text)}" for s in segments]
     return "\n".join(head + body) + "\n"
 
 
-def _md_escape(text: str) -> str:
-    """Markdown metacharacters escaped, so a transcript stays text."""
+def md_escape(text: str) -> str:
+    """Markdown metacharacters escaped, so a transcript (or a title) stays text."""
     out = []
     for ch in text:
         out.append("\\" + ch if ch in "\\`*_{}[]()<>#+-.!|~" else ch)
@@ -109,3 +109,15 @@ def render(fmt: str, session: SessionRow, segments: Sequence[SegmentRow]) -> str
     if fmt not in RENDERERS:
         raise ValueError(f"unknown format {fmt!r}: use one of {', '.join(FORMATS)}")
     return RENDERERS[fmt](session, segments)
+
+
+MIME_TYPES = {"txt": "text/plain", "md": "text/markdown", "srt": "application/x-subrip",
+              "vtt": "text/vtt", "json": "application/json"}
+
+
+def download_name(session: SessionRow, fmt: str, transcript: str | None = None) -> str:
+    """A safe file name: `<title-slug>-<session id>[-final].<fmt>`."""
+    slug = "".join(ch if ch.isalnum() else "-" for ch in session.title.lower())
+    slug = "-".join(part for part in slug.split("-") if part)[:40] or "session"
+    suffix = f"-{transcript}" if transcript and transcript != "live" else ""
+    return f"{slug}-{session.id}{suffix}.{fmt}"

@@ -434,6 +434,97 @@ class Storage:
             ORDER BY created_at DESC, id DESC LIMIT ?""", [source, limit])
         return [SessionRow(**r) for r in rows]
 
+    # -- history, search and summaries (issue 5) ------------------------------
+    def chunk_counts_many(self, session_ids: Sequence[str]) -> dict[str, dict[str, int]]:
+        """Chunk counts by status for a page of sessions, in one query (not one per row)."""
+        counts = {sid: {status: 0 for status in CHUNK_STATUSES} for sid in session_ids}
+        if not session_ids:
+            return counts
+        rows = self.cursor().execute(f"""SELECT session_id, status, count(*) FROM chunks
+            WHERE session_id IN ({', '.join('?' * len(session_ids))})
+            GROUP BY session_id, status""", list(session_ids)).fetchall()
+        for sid, status, n in rows:
+            counts[sid][status] = int(n)
+        return counts
+
+    def transcript_counts(self, session_id: str) -> dict[str, int]:
+        """Segments per stored transcript ('live', 'final') of one session."""
+        rows = self.cursor().execute("""SELECT transcript, count(*) FROM segments
+            WHERE session_id = ? GROUP BY transcript""", [session_id]).fetchall()
+        return {name: int(n) for name, n in rows}
+
+    def search_segments(self, *, like: Sequence[str], regex: Sequence[str], limit: int = 50,
+                        offset: int = 0) -> tuple[list[dict[str, Any]], int]:
+        """Segments matching every ILIKE pattern (escape char backslash) and every regex, any case.
+
+        Each session is searched in the transcript a reader sees: 'final' where it
+        exists, else 'live'. Newest session first, then time in the session; the
+        full key makes paging stable. Returns (one page of hits, total hits).
+        """
+        if not like and not regex:
+            return [], 0
+        conditions = [r"g.text ILIKE ? ESCAPE '\'" for _ in like]
+        conditions += ["regexp_matches(g.text, ?, 'i')" for _ in regex]
+        # Match first (cheap ILIKE before the regex), then keep the transcript a reader sees;
+        # the window count gives the total in the same scan.
+        base = f"""WITH hits AS (SELECT g.* FROM segments g WHERE {' AND '.join(conditions)})
+            SELECT h.session_id, s.title, s.created_at, h.transcript, h.seq, h.idx, h.start_ms, h.end_ms,
+                   h.text, h.speaker, count(*) OVER () AS total
+            FROM hits h JOIN sessions s ON s.id = h.session_id
+            WHERE h.transcript = 'final' OR h.session_id NOT IN
+                  (SELECT session_id FROM segments WHERE transcript = 'final')"""
+        params = [*like, *regex]
+        rows = self._rows(f"""{base} ORDER BY s.created_at DESC, h.session_id DESC, h.start_ms, h.seq, h.idx
+            LIMIT ? OFFSET ?""", [*params, limit, offset])
+        if rows:
+            total = int(rows[0]["total"])
+        else:  # past the last page (or nothing at all): count without paging
+            total = int(self._scalar(f"SELECT count(*) FROM ({base})", params)) if offset else 0
+        for row in rows:
+            del row["total"]
+        return rows, total
+
+    def add_summary(self, session_id: str, *, backend: str, model: str | None, text: str,
+                    key_points: Sequence[Any], action_items: Sequence[Any], details: dict[str, Any],
+                    now: float | None = None) -> SummaryRow:
+        """Store a new summary version (1, 2, ...); earlier versions are kept."""
+        self.get_session(session_id)
+        created = now if now is not None else time.time()
+        with self.transaction() as cur:
+            version = cur.execute("SELECT coalesce(max(version), 0) + 1 FROM summaries WHERE session_id = ?",
+                                  [session_id]).fetchone()[0]
+            cur.execute("""INSERT INTO summaries (session_id, version, created_at, backend, model, text,
+                key_points, action_items, details) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)""",
+                        [session_id, version, created, backend, model, text, json.dumps(list(key_points)),
+                         json.dumps(list(action_items)), json.dumps(details)])
+        return SummaryRow(session_id, int(version), created, backend, model, text, list(key_points),
+                          list(action_items), dict(details))
+
+    def list_summaries(self, session_id: str) -> list[SummaryRow]:
+        """Every stored summary version of a session, newest first."""
+        rows = self._rows("SELECT * FROM summaries WHERE session_id = ? ORDER BY version DESC", [session_id])
+        return [_summary_row(r) for r in rows]
+
+
+@dataclass
+class SummaryRow:
+    session_id: str
+    version: int
+    created_at: float
+    backend: str
+    model: str | None
+    text: str
+    key_points: list[Any] = field(default_factory=list)
+    action_items: list[Any] = field(default_factory=list)
+    details: dict[str, Any] = field(default_factory=dict)
+
+
+def _summary_row(row: dict[str, Any]) -> SummaryRow:
+    row = dict(row)
+    for name, empty in (("key_points", []), ("action_items", []), ("details", {})):
+        row[name] = json.loads(row[name]) if row.get(name) else empty
+    return SummaryRow(**row)
+
 
 def _insert_segments(cur: duckdb.DuckDBPyConnection, segments: Sequence[SegmentRow]) -> None:
     if not segments:

@@ -112,7 +112,7 @@ def test_backlog_above_the_setting_warns(env, monkeypatch):
         queued=30, in_flight=1, intake=0, processed=0, failed=0, retried=0, audio_seconds_done=0.0,
         audio_seconds_waiting=450.0))
     at = run_page()
-    assert "7.5 min of audio waiting" in at.warning[0].value
+    assert "7 min 30 s of audio waiting" in at.warning[0].value
     assert {m.label: m.value for m in at.metric}["Queue depth"] == "31"
     fake.processor.on_ended()
 

@@ -1,0 +1,275 @@
+"""Sessions: every session (paged, filtered), search across transcripts, and one session's detail.
+
+`?session=<id>&t=<ms>` opens a session at a moment (search hits and summary items link here).
+Transcript text only ever goes into literal elements (dataframes, st.text, st.code), never Markdown.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import time
+
+import pandas as pd
+import streamlit as st
+
+from pages._chunk_controls import render_chunk_controls
+from pages._shared import runtime
+from scribe import export, history
+from scribe.errors import ScribeError
+from scribe.search import SearchQueryError, search
+from scribe.storage import SESSION_STATUSES
+
+PER_PAGE_CHOICES = (25, 50, 100)
+SEARCH_PAGE = 20
+
+rt = runtime()
+storage = rt.storage
+if "table_nonce" not in st.session_state:
+    st.session_state.table_nonce = 0  # a new key resets a table's row selection
+
+
+def when(epoch: float) -> str:
+    return time.strftime("%Y-%m-%d %H:%M", time.localtime(epoch))
+
+
+def open_session(session_id: str, at_ms: int | None = None) -> None:
+    st.session_state.table_nonce += 1
+    st.query_params.from_dict({"session": session_id, **({"t": str(at_ms)} if at_ms is not None else {})})
+    st.rerun()
+
+
+def selected_row(event) -> int | None:
+    rows = event.selection.rows if event is not None else []
+    return rows[0] if rows else None
+
+
+# -- list view ------------------------------------------------------------------
+def date_bounds(picked) -> tuple[float | None, float | None]:
+    """A date_input range as [since, until) epoch seconds in the server's local time."""
+    days = list(picked) if isinstance(picked, (tuple, list)) else [picked] if picked else []
+    if not days:
+        return None, None
+    start = dt.datetime.combine(days[0], dt.time.min).timestamp()
+    end = dt.datetime.combine(days[-1] + dt.timedelta(days=1), dt.time.min).timestamp()
+    return start, end
+
+
+def search_section() -> bool:
+    """Search box and results; True when a search is showing."""
+    query = st.text_input("Search every transcript", placeholder='words or "an exact phrase"', key="q")
+    if not query.strip():
+        return False
+    if st.session_state.get("last_query") != query:  # a new query starts on its first page
+        st.session_state.last_query = query
+        st.session_state.search_page = 1
+    page_no = int(st.session_state.get("search_page", 1))
+    try:
+        result = search(storage, query, limit=SEARCH_PAGE, offset=(page_no - 1) * SEARCH_PAGE)
+    except SearchQueryError as exc:
+        st.warning(str(exc))
+        return True
+    if not result.total:
+        st.info("No transcript contains that.")
+        return True
+    st.caption(f"{result.total} matching segment(s). Select one to open the session at that moment.")
+    frame = pd.DataFrame([{"session": h.title, "date": when(h.created_at), "at": export.mmss(h.start_ms),
+                           "speaker": h.speaker or "", "text": h.text} for h in result.hits])
+    event = st.dataframe(frame, hide_index=True, on_select="rerun", selection_mode="single-row",
+                         key=f"hits-{st.session_state.table_nonce}-{page_no}",
+                         column_config={"text": st.column_config.TextColumn(width="large")})
+    if (row := selected_row(event)) is not None:
+        hit = result.hits[row]
+        open_session(hit.session_id, hit.start_ms)
+    if result.pages > 1:
+        st.number_input(f"Results page (of {result.pages})", 1, result.pages, key="search_page")
+    return True
+
+
+def list_view() -> None:
+    st.title("Sessions")
+    if search_section():
+        return
+    left, middle, right = st.columns([2, 2, 1])
+    statuses = left.multiselect("Status", SESSION_STATUSES, placeholder="any status")
+    picked = middle.date_input("Created between", value=(), format="YYYY-MM-DD")
+    per_page = right.selectbox("Per page", PER_PAGE_CHOICES)
+    since, until = date_bounds(picked)
+    total = storage.count_sessions(statuses=statuses, since=since, until=until)
+    if not total:
+        st.info("No sessions yet. Record one on the Record page, or run "
+                "`python -m scribe transcribe FILE`." if not (statuses or since) else "No session matches.")
+        return
+    pages = max(1, -(-total // per_page))
+    if int(st.session_state.get("list_page", 1)) > pages:  # filters shrank the list
+        st.session_state.list_page = 1
+    page_no = int(st.session_state.get("list_page", 1))
+    listings, total = history.list_page(storage, page=page_no, per_page=per_page, statuses=statuses,
+                                        since=since, until=until)
+    st.caption(f"{total} session(s), newest first. Select one to open it.")
+    event = st.dataframe(sessions_frame(listings), hide_index=True, on_select="rerun",
+                         selection_mode="single-row", key=f"sessions-{st.session_state.table_nonce}")
+    if (row := selected_row(event)) is not None:
+        open_session(listings[row].session.id)
+    if pages > 1:
+        st.number_input(f"Page (of {pages})", 1, pages, key="list_page")
+
+
+def sessions_frame(listings: list[history.SessionListing]) -> pd.DataFrame:
+    return pd.DataFrame([{
+        "title": item.session.title, "date": when(item.session.created_at),
+        "duration": export.mmss(item.session.duration_ms), "status": item.session.status,
+        "backend": item.session.backend,
+        "chunks": f"{item.chunks['done']}/{item.total_chunks}",
+        "failed": item.chunks["failed"],
+    } for item in listings])
+
+
+# -- detail view ----------------------------------------------------------------
+def detail_view(session_id: str, jump_ms: int | None) -> None:
+    if st.button("All sessions", icon=":material/arrow_back:"):
+        st.session_state.table_nonce += 1
+        st.query_params.clear()
+        st.rerun()
+    session = storage.find_session(session_id)
+    if session is None:
+        st.warning(f"There is no session {export.md_escape(session_id)} (it may have been deleted).")
+        return
+    st.title(export.md_escape(session.title), anchor=False)
+    counts = storage.chunk_counts(session.id)
+    st.caption(f"{when(session.created_at)} · {export.mmss(session.duration_ms)} · {session.status} · "
+               f"{session.source} · {session.backend} / {export.md_escape(session.model)} · "
+               f"{counts['done']}/{sum(counts.values())} chunks done · id {session.id}")
+    shown, segments, play_at = transcript_section(session.id, jump_ms)
+    st.divider()
+    audio_col, export_col = st.columns(2)
+    with audio_col:
+        audio_section(session.id, play_at)
+    with export_col:
+        export_section(session, shown, segments)
+    chunk_section(session, counts)
+    manage_section(session)
+
+
+def transcript_section(session_id: str, jump_ms: int | None):
+    preferred = st.session_state.get(f"transcript-{session_id}")
+    shown, available = history.choose_transcript(storage, session_id, preferred)
+    if len(available) > 1:
+        shown = st.radio("Transcript", available, index=available.index(shown), horizontal=True,
+                         key=f"transcript-{session_id}",
+                         format_func=lambda n: {"final": "final (whole-recording pass)", "live": "live"}[n])
+    segments = storage.list_segments(session_id, shown)
+    others = [name for name in available if name != shown]
+    st.caption(f"Showing the **{shown}** transcript" + (f"; the {others[0]} one is also stored." if others else "."))
+    if not segments:
+        st.info("No transcript yet: chunks may still be queued or may have failed.")
+        return shown, segments, None
+    return shown, segments, transcript_table(session_id, shown, segments, jump_ms)
+
+
+def transcript_table(session_id: str, shown: str, segments, jump_ms: int | None) -> int | None:
+    """The transcript as a literal table with doubts; returns the time of the selected (or jumped-to) line."""
+    doubtful = [history.doubts(s) for s in segments]
+    n_doubtful = sum(1 for d in doubtful if d)
+    only_doubtful = n_doubtful > 0 and st.toggle(f"Only doubtful segments ({n_doubtful})")
+    rows = [i for i, d in enumerate(doubtful) if d or not only_doubtful]
+    target = history.segment_at(segments, jump_ms) if jump_ms is not None else None
+    if target is not None:
+        st.info(f"Opened at [{export.mmss(segments[target].start_ms)}]; that segment is selected.")
+    frame = pd.DataFrame([{"at": export.mmss(segments[i].start_ms), "speaker": segments[i].speaker or "",
+                           "text": segments[i].text, "doubt": ", ".join(doubtful[i])} for i in rows])
+    default = {"selection": {"rows": [rows.index(target)], "columns": []}} if target in rows else None
+    event = st.dataframe(frame, hide_index=True, on_select="rerun", selection_mode="single-row",
+                         selection_default=default, key=f"transcript-{session_id}-{shown}-{only_doubtful}",
+                         column_config={"text": st.column_config.TextColumn(width="large"),
+                                        "doubt": st.column_config.TextColumn(help="flags, low confidence, "
+                                                                             "speech over silence, loops")})
+    picked = selected_row(event)
+    chosen = rows[picked] if picked is not None else target
+    return segments[chosen].start_ms if chosen is not None else None
+
+
+def audio_section(session_id: str, play_at: int | None) -> None:
+    st.subheader("Listen", anchor=False)
+    chunks = storage.list_chunks(session_id)
+    if not chunks:
+        st.caption("No audio chunks stored.")
+        return
+    by_time = next((i for i, c in enumerate(chunks) if play_at is not None and c.start_ms <= play_at < c.end_ms),
+                   0)
+    choice = st.selectbox("Chunk", range(len(chunks)), index=by_time, key=f"chunk-{session_id}-{by_time}",
+                          format_func=lambda i: f"#{chunks[i].seq}  {export.mmss(chunks[i].start_ms)}–"
+                                                f"{export.mmss(chunks[i].end_ms)}  ({chunks[i].status})")
+    chunk = chunks[choice]
+    try:
+        audio = history.chunk_audio_wav(storage, session_id, chunk.seq)
+    except ScribeError as exc:
+        st.warning(f"Cannot play chunk {chunk.seq}: {exc}")
+        return
+    offset = max(0, (play_at - chunk.start_ms) // 1000) if play_at is not None and choice == by_time else 0
+    st.audio(audio, format="audio/wav", start_time=int(offset))
+    st.caption("Select a transcript line to play the chunk it is in from that moment.")
+
+
+def export_section(session, shown: str, segments) -> None:
+    st.subheader("Export", anchor=False)
+    st.caption(f"The {shown} transcript, {len(segments)} segments.")
+    columns = st.columns(len(export.FORMATS))
+    for column, fmt in zip(columns, export.FORMATS):
+        column.download_button(fmt.upper(), export.render(fmt, session, segments),
+                               file_name=export.download_name(session, fmt, shown),
+                               mime=export.MIME_TYPES[fmt], key=f"dl-{fmt}", disabled=not segments)
+
+
+def chunk_section(session, counts: dict[str, int]) -> None:
+    """Progress, cost, failed chunks with their errors, retry and re-transcription."""
+    with st.expander("Chunks", expanded=bool(counts["failed"])):
+        render_chunk_controls(rt, session.id)
+
+
+def manage_section(session) -> None:
+    with st.expander("Rename, summarize or delete"):
+        with st.form(f"rename-{session.id}", border=False):
+            title = st.text_input("Title", value=session.title, max_chars=history.MAX_TITLE_CHARS)
+            if st.form_submit_button("Rename"):
+                try:
+                    history.rename_session(storage, session.id, title)
+                    st.rerun()
+                except ScribeError as exc:
+                    st.error(str(exc))
+        if st.button("Summarize this session", icon=":material/summarize:"):
+            st.switch_page("pages/summary.py", query_params={"session": session.id})
+        st.divider()
+        delete_controls(session)
+
+
+def delete_controls(session) -> None:
+    blocker = history.delete_blocker(storage, session.id)
+    if blocker:
+        st.caption(f"Delete is unavailable: {blocker}.")
+        return
+    sure = st.checkbox("Delete this session's transcript, summaries and audio files for good",
+                       key=f"sure-{session.id}")
+    if st.button("Delete session", type="primary", disabled=not sure, key=f"delete-{session.id}"):
+        try:
+            report = history.delete_session(storage, rt.settings.audio_dir, session.id)
+        except ScribeError as exc:
+            st.error(str(exc))
+            return
+        st.session_state.table_nonce += 1
+        st.query_params.clear()
+        st.toast(f"Deleted {report.session_id}: {report.segments} segments, {report.audio_files} audio files.")
+        st.rerun()
+
+
+def jump_param() -> int | None:
+    raw = st.query_params.get("t")
+    try:
+        return max(0, int(raw)) if raw is not None else None
+    except ValueError:
+        return None
+
+
+if session_param := st.query_params.get("session"):
+    detail_view(session_param, jump_param())
+else:
+    list_view()

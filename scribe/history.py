@@ -1,0 +1,151 @@
+"""Session history: paged listings, the transcript a reader sees, doubts, rename, delete.
+
+Pure library code over `Storage`; the Sessions page and the CLI call it.
+"""
+
+from __future__ import annotations
+
+import math
+import shutil
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Sequence
+
+from scribe.audio import encode_bytes, read_flac
+from scribe.errors import ScribeError
+from scribe.storage import FINAL, LIVE, SegmentRow, SessionRow, Storage
+
+LOW_CONFIDENCE = math.exp(-1.0)
+"""Whisper's own `log_prob_threshold` (-1.0) as a probability: below it a segment is doubtful."""
+HIGH_NO_SPEECH = 0.6
+"""Whisper's `no_speech_threshold`: above it the segment is likely invented over silence."""
+MAX_TITLE_CHARS = 200
+
+
+class DeleteRefusedError(ScribeError):
+    """The session is still being recorded or transcribed."""
+
+
+@dataclass
+class SessionListing:
+    session: SessionRow
+    chunks: dict[str, int]
+
+    @property
+    def total_chunks(self) -> int:
+        return sum(self.chunks.values())
+
+
+@dataclass
+class DeleteReport:
+    session_id: str
+    segments: int
+    chunks: int
+    summaries: int
+    audio_files: int
+    audio_dir: Path | None
+
+
+def list_page(storage: Storage, *, page: int = 1, per_page: int = 25, statuses: Sequence[str] = (),
+              since: float | None = None, until: float | None = None) -> tuple[list[SessionListing], int]:
+    """One page of sessions (newest first) with their chunk counts, and the total: two queries plus one."""
+    total = storage.count_sessions(statuses=statuses, since=since, until=until)
+    rows = storage.list_sessions(limit=per_page, offset=max(0, page - 1) * per_page, statuses=statuses,
+                                 since=since, until=until)
+    counts = storage.chunk_counts_many([r.id for r in rows])
+    return [SessionListing(r, counts[r.id]) for r in rows], total
+
+
+def choose_transcript(storage: Storage, session_id: str, preferred: str | None = None) -> tuple[str, list[str]]:
+    """(transcript to show, transcripts stored). Final wins when present unless `preferred` says otherwise."""
+    counts = storage.transcript_counts(session_id)
+    available = [name for name in (FINAL, LIVE) if counts.get(name)]
+    if preferred in available:
+        return preferred, available  # type: ignore[return-value]
+    return (available[0] if available else LIVE), available
+
+
+def doubts(segment: SegmentRow) -> list[str]:
+    """Why a segment may be wrong: backend flags, low confidence, likely speech over silence, loops."""
+    reasons = list(segment.flags)
+    if segment.confidence is not None and segment.confidence < LOW_CONFIDENCE and "low_confidence" not in reasons:
+        reasons.append("low_confidence")
+    if segment.no_speech_prob is not None and segment.no_speech_prob > HIGH_NO_SPEECH:
+        reasons.append("no_speech")
+    words = segment.text.lower().split()
+    # A decoder stuck in a loop repeats a few words many times ("thank you thank you ...").
+    if len(words) >= 8 and len(set(words)) / len(words) < 0.3:
+        reasons.append("repetition")
+    return reasons
+
+
+def rename_session(storage: Storage, session_id: str, title: str) -> SessionRow:
+    """Set a new title (trimmed, not empty, at most MAX_TITLE_CHARS)."""
+    clean = " ".join(title.split())
+    if not clean:
+        raise ScribeError("a session title cannot be empty")
+    if len(clean) > MAX_TITLE_CHARS:
+        raise ScribeError(f"a session title is at most {MAX_TITLE_CHARS} characters")
+    storage.get_session(session_id)
+    storage.update_session(session_id, title=clean)
+    return storage.get_session(session_id)
+
+
+def delete_blocker(storage: Storage, session_id: str) -> str | None:
+    """Why deleting now would race the recorder or the queue, or None when it is safe."""
+    session = storage.get_session(session_id)
+    if session.status == "recording":
+        return "the session is still recording; stop it first"
+    counts = storage.chunk_counts(session_id)
+    busy = counts["pending"] + counts["processing"]
+    if busy:
+        return f"{busy} chunk(s) are still queued or being transcribed; wait for them to finish"
+    return None
+
+
+def session_audio_dir(audio_dir: Path, session_id: str) -> Path:
+    """`<audio_dir>/<session_id>`, refusing ids that would point anywhere else."""
+    root = Path(audio_dir).resolve()
+    folder = (root / session_id).resolve()
+    if folder.parent != root or not session_id or session_id in (".", ".."):
+        raise ScribeError(f"session id {session_id!r} is not a plain folder name")
+    return folder
+
+
+def delete_session(storage: Storage, audio_dir: Path, session_id: str, *, force: bool = False) -> DeleteReport:
+    """Delete a session's rows (segments, chunks, summaries, session) and its audio folder only.
+
+    Rows go first, in one transaction: if removing files then fails, what is left
+    is unreferenced audio, never rows pointing at missing files.
+    """
+    folder = session_audio_dir(audio_dir, session_id)
+    if not force and (reason := delete_blocker(storage, session_id)):
+        raise DeleteRefusedError(f"not deleting {session_id}: {reason}")
+    report = DeleteReport(session_id=session_id,
+                          segments=sum(storage.transcript_counts(session_id).values()),
+                          chunks=sum(storage.chunk_counts(session_id).values()),
+                          summaries=len(storage.list_summaries(session_id)),
+                          audio_files=0, audio_dir=None)
+    storage.delete_session(session_id)
+    if folder.is_dir():
+        report.audio_files = sum(1 for p in folder.rglob("*") if p.is_file())
+        report.audio_dir = folder
+        shutil.rmtree(folder)
+    return report
+
+
+def chunk_audio_wav(storage: Storage, session_id: str, seq: int) -> bytes:
+    """One chunk's stored audio as WAV bytes (plays in every browser); AudioDecodeError if gone."""
+    row = storage.get_chunk(session_id, seq)
+    return encode_bytes(read_flac(Path(row.audio_path)), "WAV")
+
+
+def segment_at(segments: Sequence[SegmentRow], at_ms: int) -> int | None:
+    """Index of the segment playing at `at_ms` (or the last one starting before it)."""
+    best = None
+    for position, seg in enumerate(segments):
+        if seg.start_ms <= at_ms:
+            best = position
+            if at_ms < seg.end_ms:
+                return position
+    return best if best is not None else (0 if segments else None)

@@ -1,0 +1,118 @@
+"""Search across every stored transcript.
+
+A query is words and "quoted phrases"; a segment matches when it holds all of
+them, in any case. A bare word matches at the start of a word (`budget` finds
+"budgets" but not "overbudget"); a quoted phrase matches whole words in that
+order, with any whitespace between them.
+
+DuckDB's full-text extension would need `INSTALL fts`, a download at run time,
+which this offline app cannot do; so each term becomes a cheap `ILIKE`
+pre-filter (with `%` and `_` escaped) plus an RE2 regex for word boundaries,
+both run inside DuckDB (`Storage.search_segments`).
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+
+from scribe.errors import ScribeError
+from scribe.storage import Storage
+
+MAX_QUERY_CHARS = 200
+MAX_TERMS = 12
+_TOKEN = re.compile(r'"([^"]*)"?|(\S+)')
+_RE2_SPECIAL = set(r"\.^$|?*+()[]{}")
+_EDGE_PUNCTUATION = ".,;:!?()[]{}'"
+
+
+class SearchQueryError(ScribeError):
+    """The query is empty or too long."""
+
+
+@dataclass(frozen=True)
+class Term:
+    text: str
+    phrase: bool
+
+
+@dataclass
+class SearchHit:
+    session_id: str
+    title: str
+    created_at: float
+    transcript: str
+    seq: int
+    idx: int
+    start_ms: int
+    end_ms: int
+    text: str
+    speaker: str | None
+
+
+@dataclass
+class SearchPage:
+    query: str
+    terms: list[Term]
+    hits: list[SearchHit]
+    total: int
+    limit: int
+    offset: int
+
+    @property
+    def pages(self) -> int:
+        return max(1, -(-self.total // self.limit))
+
+
+def parse_query(query: str) -> list[Term]:
+    """Words and "quoted phrases"; an unclosed quote runs to the end of the query."""
+    if len(query) > MAX_QUERY_CHARS:
+        raise SearchQueryError(f"search query is longer than {MAX_QUERY_CHARS} characters")
+    normalised = query.replace("\u201c", '"').replace("\u201d", '"')
+    terms = []
+    for match in _TOKEN.finditer(normalised):
+        phrase, word = match.group(1), match.group(2)
+        if phrase is not None:
+            text = " ".join(phrase.split())
+            if text:
+                terms.append(Term(text, phrase=True))
+        elif word.strip(_EDGE_PUNCTUATION):
+            terms.append(Term(word.strip(_EDGE_PUNCTUATION), phrase=False))
+    if not terms:
+        raise SearchQueryError("search query is empty")
+    if len(terms) > MAX_TERMS:
+        raise SearchQueryError(f"search query has more than {MAX_TERMS} terms")
+    return terms
+
+
+def like_pattern(word: str) -> str:
+    """`%word%` for ILIKE with backslash as the escape character."""
+    escaped = word.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
+    return f"%{escaped}%"
+
+
+def regex_pattern(term: Term) -> str:
+    """RE2 pattern: a word boundary before, and after too for a phrase; any whitespace inside."""
+    words = term.text.split()
+    body = r"\s+".join("".join("\\" + ch if ch in _RE2_SPECIAL else ch for ch in w) for w in words)
+    # RE2's \b is ASCII-only, so only assert a boundary next to an ASCII word character.
+    start = r"\b" if _ascii_word(words[0][0]) else ""
+    end = r"\b" if term.phrase and _ascii_word(words[-1][-1]) else ""
+    return start + body + end
+
+
+def _ascii_word(ch: str) -> bool:
+    return ch.isascii() and (ch.isalnum() or ch == "_")
+
+
+def search(storage: Storage, query: str, *, limit: int = 20, offset: int = 0) -> SearchPage:
+    """One page of hits for `query`, newest session first, then by time in the session."""
+    if limit < 1 or offset < 0:
+        raise SearchQueryError("limit must be positive and offset not negative")
+    terms = parse_query(query)
+    words = sorted({w for t in terms for w in t.text.split()})
+    rows, total = storage.search_segments(like=[like_pattern(w) for w in words],
+                                          regex=[regex_pattern(t) for t in terms],
+                                          limit=limit, offset=offset)
+    return SearchPage(query=query, terms=terms, hits=[SearchHit(**r) for r in rows], total=total,
+                      limit=limit, offset=offset)

@@ -7,9 +7,9 @@ session resumed later continues without gaps or overlaps.
 
 Policies decide where to cut:
 - `fixed:N`  exactly every N seconds;
-- `pause:N`  aim for N seconds, cut in the quietest 200 ms inside a window
-             around N once it is a real pause, and never later than the hard
-             maximum (cutting inside a word costs WER; see BENCHMARKS.md);
+- `pause:N`  aim for N seconds, cut in the middle of a real pause (>= 300 ms
+             below an adaptive level) nearest N, and never later than the hard
+             maximum 1.4*N (cutting inside a word costs WER; see BENCHMARKS.md);
 - `whole`    never cut; one chunk at `finish()` (whole-file reference).
 """
 
@@ -78,19 +78,27 @@ class FixedPolicy:
 
 @dataclass(frozen=True)
 class PausePolicy:
-    """Cut in a pause near the target length.
+    """Cut in a real pause near the target length, never past the hard maximum.
 
-    Once the buffer reaches the target, look at [min_ratio*N, buffered] for the
-    quietest `window_ms` stretch; cut there if it is a pause (well below the
-    speech level or near digital silence). At `max_ratio*N` cut at the quietest
-    stretch found, pause or not, so a chunk is never longer than the maximum.
+    A pause is a run of at least `min_pause_ms` of frames below an adaptive
+    level (40 % of the way from the buffer's noise floor to its speech level,
+    in dB, and never below `silence_dbfs`), so it works in a quiet room and
+    over steady background noise alike. Once the buffer reaches the target,
+    cut in the middle of the pause nearest the target among those after
+    `min_ratio*N`; with none yet, cut at the first one that appears; at
+    `max_ratio*N` cut in the longest quiet run (or the quietest `window_ms`),
+    pause or not. Measured on multi-voice speech (docs/notes/issue6.md):
+    cutting at the first quiet 200 ms stretch gave 10 s chunks and 3 WER
+    points over whole-file; cutting at long pauses near the target keeps
+    whole sentences and fewer chunk edges.
     """
 
     seconds: float
     min_ratio: float = 0.6
     max_ratio: float = 1.4
+    min_pause_ms: int = 300
     window_ms: int = 200
-    pause_below_speech_db: float = 20.0
+    floor_to_speech: float = 0.4
     silence_dbfs: float = -50.0
     name: str = "pause"
 
@@ -99,34 +107,68 @@ class PausePolicy:
         return max(1, round(self.seconds * 100))
 
     @property
+    def min_frames(self) -> int:
+        return max(1, round(self.seconds * self.min_ratio * 100))
+
+    @property
     def max_frames(self) -> int:
         return max(self.target_frames, round(self.seconds * self.max_ratio * 100))
 
     def find_cut(self, energy: np.ndarray) -> int | None:
         if energy.size < self.target_frames:
             return None
-        hard_stop = energy.size >= self.max_frames
         span = energy[: self.max_frames]
-        cut, window_db = self._quietest(span)
-        if hard_stop or window_db <= self._pause_threshold_db(span):
-            return cut
-        return None
+        runs = _runs(_db_array(span) < self.pause_threshold_db(span))
+        pauses = [r for r in runs if r[1] - r[0] >= self.min_pause_ms // 10]
+        cuts = [c for c in (self._cut_in(r, span.size) for r in pauses) if c is not None]
+        if cuts:
+            # The pause nearest the target: earlier costs context, later costs latency.
+            return min(cuts, key=lambda c: abs(c - self.target_frames))
+        if energy.size < self.max_frames:
+            return None
+        return self._forced_cut(span, runs)
 
-    def _quietest(self, energy: np.ndarray) -> tuple[int, float]:
+    def pause_threshold_db(self, energy: np.ndarray) -> float:
+        """Frames quieter than this count as pause."""
+        db = _db_array(energy)
+        floor, speech = float(np.percentile(db, 10)), float(np.percentile(db, 95))
+        return max(self.silence_dbfs, floor + self.floor_to_speech * (speech - floor))
+
+    def _cut_in(self, run: tuple[int, int], buffered: int) -> int | None:
+        """Middle of a finished pause (both sides keep some silence), if late enough;
+        in a pause still going on (silence, noise only), the target."""
+        start, end = run
+        middle = (start + end) // 2 if end < buffered else max(start, self.target_frames)
+        cut = min(max(middle, self.min_frames), end)
+        return cut if start <= cut <= end and cut >= self.min_frames else None
+
+    def _forced_cut(self, span: np.ndarray, runs: list[tuple[int, int]]) -> int:
+        late = [(s, e) for s, e in runs if e > self.min_frames]
+        if late:
+            start, end = max(late, key=lambda r: r[1] - max(r[0], self.min_frames))
+            return max((max(start, self.min_frames) + end) // 2, 1)
+        return self._quietest(span)
+
+    def _quietest(self, energy: np.ndarray) -> int:
         width = max(1, self.window_ms // 10)
-        lo = max(1, int(round(self.seconds * self.min_ratio * 100)))
+        lo = self.min_frames
         if energy.size - lo < width:
-            return energy.size, _db(float(energy[-width:].mean()))
+            return energy.size
         csum = np.concatenate(([0.0], np.cumsum(energy, dtype=np.float64)))
         starts = np.arange(lo, energy.size - width + 1)
         means = (csum[starts + width] - csum[starts]) / width
-        best = int(np.argmin(means))
-        # Cut in the middle of the quiet stretch, so both sides keep some pause.
-        return int(starts[best] + width // 2), _db(float(means[best]))
+        return int(starts[int(np.argmin(means))] + width // 2)
 
-    def _pause_threshold_db(self, energy: np.ndarray) -> float:
-        speech_db = _db(float(np.percentile(energy, 90)))
-        return max(self.silence_dbfs, speech_db - self.pause_below_speech_db)
+
+def _db_array(power: np.ndarray) -> np.ndarray:
+    return 10.0 * np.log10(power + 1e-12)
+
+
+def _runs(mask: np.ndarray) -> list[tuple[int, int]]:
+    """(start, end) frame ranges where `mask` is true, end exclusive."""
+    padded = np.concatenate(([False], mask, [False])).astype(np.int8)
+    edges = np.flatnonzero(np.diff(padded))
+    return [(int(s), int(e)) for s, e in zip(edges[::2], edges[1::2])]
 
 
 @dataclass(frozen=True)

@@ -9,6 +9,7 @@ import logging
 from dataclasses import dataclass
 
 from scribe.config import Settings
+from scribe.final_pass import FinalPass, final_pass_enabled
 from scribe.pipeline import Pipeline
 from scribe.storage import Storage
 from scribe.transcribers import Transcriber, make_transcriber
@@ -19,6 +20,8 @@ class Runtime:
     settings: Settings
     storage: Storage
     pipeline: Pipeline
+    final_pass: FinalPass | None = None
+    """Whole-recording re-transcription after a session stops (None when off)."""
 
     @property
     def transcriber(self) -> Transcriber:
@@ -37,11 +40,15 @@ class Runtime:
             retry_max_seconds=settings.retry_max_seconds,
         )
         runtime = cls(settings=settings, storage=storage, pipeline=pipeline)
+        if final_pass_enabled(settings):
+            runtime.final_pass = FinalPass(storage, backend).attach(pipeline)
         if start:
             pipeline.start()
         return runtime
 
     def close(self, timeout: float = 10.0) -> None:
+        if self.final_pass is not None:
+            self.final_pass.stop(min(timeout, 1.0))  # never hold exit for a long pass: the live transcript stands
         self.pipeline.stop(timeout)
         self.storage.close()
 

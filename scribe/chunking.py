@@ -10,6 +10,7 @@ Policies decide where to cut:
 - `pause:N`  aim for N seconds, cut in the middle of a real pause (>= 300 ms
              below an adaptive level) nearest N, and never later than the hard
              maximum 1.4*N (cutting inside a word costs WER; see BENCHMARKS.md);
+- `quiet:N`  the previous pause policy (quietest 200 ms after 0.6*N), for the lab;
 - `whole`    never cut; one chunk at `finish()` (whole-file reference).
 """
 
@@ -135,12 +136,22 @@ class PausePolicy:
         return max(self.silence_dbfs, floor + self.floor_to_speech * (speech - floor))
 
     def _cut_in(self, run: tuple[int, int], buffered: int) -> int | None:
-        """Middle of a finished pause (both sides keep some silence), if late enough;
-        in a pause still going on (silence, noise only), the target."""
+        """Where to cut in a pause, or None if it is too early or not yet usable.
+
+        A finished pause is cut in its middle (both chunks keep some silence).
+        One still going on is usable once it lasts a second (silence, noise,
+        a long turn change): cut near the target, keeping the last 250 ms of it
+        for the next chunk, so that chunk never starts right at a speech onset.
+        """
         start, end = run
-        middle = (start + end) // 2 if end < buffered else max(start, self.target_frames)
-        cut = min(max(middle, self.min_frames), end)
-        return cut if start <= cut <= end and cut >= self.min_frames else None
+        if end < buffered:
+            cut = (start + end) // 2
+        elif end - start >= 100:
+            cut = max(start + 50, min(end - 25, self.target_frames))
+        else:
+            return None
+        cut = max(cut, self.min_frames)
+        return cut if cut <= end else None
 
     def _forced_cut(self, span: np.ndarray, runs: list[tuple[int, int]]) -> int:
         late = [(s, e) for s, e in runs if e > self.min_frames]
@@ -172,6 +183,52 @@ def _runs(mask: np.ndarray) -> list[tuple[int, int]]:
 
 
 @dataclass(frozen=True)
+class QuietestPolicy:
+    """The previous `pause` policy, kept for comparison in the lab (`quiet:N`).
+
+    Once the buffer reaches the target, cut in the quietest `window_ms`
+    stretch after `min_ratio*N` if it is 20 dB under the speech level (or
+    digital silence); at `max_ratio*N` cut there anyway. It tends to cut at the
+    first silent 200 ms after 0.6*N, a sentence-internal pause as often as not.
+    """
+
+    seconds: float
+    min_ratio: float = 0.6
+    max_ratio: float = 1.4
+    window_ms: int = 200
+    pause_below_speech_db: float = 20.0
+    silence_dbfs: float = -50.0
+    name: str = "quiet"
+
+    @property
+    def target_frames(self) -> int:
+        return max(1, round(self.seconds * 100))
+
+    @property
+    def max_frames(self) -> int:
+        return max(self.target_frames, round(self.seconds * self.max_ratio * 100))
+
+    def find_cut(self, energy: np.ndarray) -> int | None:
+        if energy.size < self.target_frames:
+            return None
+        span = energy[: self.max_frames]
+        width = max(1, self.window_ms // 10)
+        lo = max(1, int(round(self.seconds * self.min_ratio * 100)))
+        if span.size - lo < width:
+            cut, window_db = span.size, _db(float(span[-width:].mean()))
+        else:
+            csum = np.concatenate(([0.0], np.cumsum(span, dtype=np.float64)))
+            starts = np.arange(lo, span.size - width + 1)
+            means = (csum[starts + width] - csum[starts]) / width
+            best = int(np.argmin(means))
+            cut, window_db = int(starts[best] + width // 2), _db(float(means[best]))
+        threshold = max(self.silence_dbfs, _db(float(np.percentile(span, 90))) - self.pause_below_speech_db)
+        if energy.size >= self.max_frames or window_db <= threshold:
+            return cut
+        return None
+
+
+@dataclass(frozen=True)
 class WholePolicy:
     """Never cut: the whole recording becomes one chunk at `finish()`."""
 
@@ -195,7 +252,9 @@ def make_policy(name: str, seconds: float) -> ChunkPolicy:
         return PausePolicy(seconds)
     if name == "whole":
         return WholePolicy()
-    raise SettingsError(f"unknown chunk policy {name!r}: use fixed, pause or whole")
+    if name == "quiet":
+        return QuietestPolicy(seconds)
+    raise SettingsError(f"unknown chunk policy {name!r}: use fixed, pause, quiet or whole")
 
 
 def parse_policy(spec: str, default_seconds: float = 15.0) -> ChunkPolicy:

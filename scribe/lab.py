@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import json
 import tempfile
+import time
 import uuid
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -260,3 +261,30 @@ def transcript_wers(storage: Storage, session_id: str, reference: str) -> dict[s
 def runs_json(runs: Sequence[PolicyRun]) -> str:
     """The `eval --json` document."""
     return json.dumps({"runs": [r.as_json() for r in runs]}, indent=2)
+
+
+# -- for the lab page -------------------------------------------------------------
+def save_upload(data: bytes, name: str, folder: Path | None = None) -> Path:
+    """An uploaded recording as a file the decoder can open (kept until the process ends)."""
+    folder = Path(folder or tempfile.mkdtemp(prefix="scribe-lab-upload-"))
+    path = folder / (Path(name).name or "upload")
+    path.write_bytes(data)
+    return path
+
+
+def runs_table(runs: Sequence[PolicyRun]) -> list[dict]:
+    """Rows for a results table, with units in the column names."""
+    return [{"policy": r.policy, "WER %": round(r.wer * 100, 1), "chunks": r.chunks,
+             "mean chunk (s)": r.mean_chunk_s, "listener latency (s)": r.latency_s,
+             "words lost at cuts": r.words_lost, "words duplicated at cuts": r.words_duplicated,
+             "backend calls": r.calls, "est. cost (USD)": r.cost_usd} for r in runs]
+
+
+def stored_runs_table(storage: Storage, limit: int = 200) -> list[dict]:
+    """Previous runs from DuckDB, newest first, for the history table."""
+    return [{"when": time.strftime("%Y-%m-%d %H:%M", time.localtime(r["created_at"])),
+             "recording": r["audio_label"], "policy": r["policy"], "backend": r["backend"],
+             "WER %": round(r["wer"] * 100, 1), "chunks": r["chunks"],
+             "listener latency (s)": r["latency_s"], "words lost": r["words_lost"],
+             "words dup": r["words_duplicated"], "experiment": r["experiment"]}
+            for r in storage.list_lab_runs(limit=limit)]

@@ -51,10 +51,11 @@ def main() -> None:
     p.add_argument("--repeat", type=int, default=2)
     p.add_argument("--noise", type=float, action="append", help="noise dBFS (repeatable); default -32")
     p.add_argument("--policy", action="append", dest="policies")
+    p.add_argument("--skip-clean", action="store_true", help="only the noisy conditions")
     p.add_argument("--markdown", action="store_true")
     args = p.parse_args()
     transcriber = make_transcriber(Settings.from_env({}, backend="local"))
-    conditions = [None, *(args.noise or [-32.0])]
+    conditions = ([] if args.skip_clean else [None]) + (args.noise or [-32.0])
     rows = []
     for noise in conditions:
         path, reference = meeting(args.repeat, noise)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import tempfile
 from pathlib import Path
 
 import pandas as pd
@@ -76,8 +77,6 @@ else:
         live, final = st.columns(2)
         live.metric("Live transcript WER", "-" if wers["live"] is None else f"{wers['live'] * 100:.1f} %")
         final.metric("Final-pass WER", "not run yet" if wers["final"] is None else f"{wers['final'] * 100:.1f} %")
-    import tempfile
-
     if st.session_state.get("lab_session_audio", (None, None))[0] != chosen.id:
         st.session_state.lab_session_audio = (
             chosen.id, lab.export_session_audio(rt.storage, chosen.id, Path(tempfile.mkdtemp())))
@@ -105,11 +104,14 @@ if runs:
     st.subheader(f"Results: {st.session_state.lab_label}")
     table = pd.DataFrame(lab.runs_table(runs))
     st.dataframe(table, hide_index=True, use_container_width=True)
-    fig = px.scatter(table, x="listener latency (s)", y="WER %", text="policy", size="chunks",
-                     size_max=18, title="Word error rate vs listener latency (lower left is better)")
-    fig.update_traces(textposition="top center")
-    fig.update_layout(xaxis_title="listener latency: chunk length + processing (s)",
-                      yaxis_title="word error rate (%)", yaxis_rangemode="tozero", xaxis_type="log")
+    fig = px.scatter(table, x="listener latency (s)", y="WER %", text="policy",
+                     hover_data=["chunks", "mean chunk (s)", "words lost at cuts"],
+                     title="Word error rate vs listener latency (lower left is better)")
+    fig.update_traces(textposition="top center", marker={"size": 14})
+    # Log scale: 'whole' waits for the entire recording and would squash the rest.
+    fig.update_xaxes(type="log", title="listener latency: chunk length + processing (s, log scale)",
+                     tickvals=[1, 2, 5, 10, 15, 20, 30, 60, 120, 300, 600, 1800, 3600])
+    fig.update_yaxes(title="word error rate (%)", range=[0, table["WER %"].max() * 1.25 + 1])
     st.plotly_chart(fig, use_container_width=True)
     with st.expander("Transcripts"):
         for run in runs:

@@ -82,13 +82,13 @@ class PausePolicy:
     """Cut in a real pause near the target length, never past the hard maximum.
 
     A pause is a run of at least `min_pause_ms` of frames below an adaptive
-    level (40 % of the way from the buffer's noise floor to its speech level,
+    level (25 % of the way from the buffer's noise floor to its speech level,
     in dB, and never below `silence_dbfs`), so it works in a quiet room and
     over steady background noise alike. Once the buffer reaches the target,
-    cut in the middle of the pause nearest the target among those after
-    `min_ratio*N`; with none yet, cut at the first one that appears; at
-    `max_ratio*N` cut in the longest quiet run (or the quietest `window_ms`),
-    pause or not. Measured on multi-voice speech (docs/notes/issue6.md):
+    cut in a good pause (>= `good_pause_ms`, a turn change or sentence end)
+    after `min_ratio*N`, the one nearest the target; with none yet, wait for
+    one; at `max_ratio*N` cut in the longest pause seen (or the longest quiet
+    run, or the quietest `window_ms`), pause or not. Measured on multi-voice speech (docs/notes/issue6.md):
     cutting at the first quiet 200 ms stretch gave 10 s chunks and 3 WER
     points over whole-file; cutting at long pauses near the target keeps
     whole sentences and fewer chunk edges.
@@ -98,9 +98,14 @@ class PausePolicy:
     min_ratio: float = 0.6
     max_ratio: float = 1.4
     min_pause_ms: int = 300
+    good_pause_ms: int = 600
     window_ms: int = 200
-    floor_to_speech: float = 0.4
+    floor_to_speech: float = 0.25
     silence_dbfs: float = -50.0
+    resume_margin_ms: int = 100
+    """Cut this long before speech resumes (or in the middle of a shorter pause): the
+    pause stays with the chunk it ends, because Whisper drops a chunk's last
+    sentence far more often when the audio stops right after it (measured)."""
     name: str = "pause"
 
     @property
@@ -120,14 +125,18 @@ class PausePolicy:
             return None
         span = energy[: self.max_frames]
         runs = _runs(_db_array(span) < self.pause_threshold_db(span))
-        pauses = [r for r in runs if r[1] - r[0] >= self.min_pause_ms // 10]
-        cuts = [c for c in (self._cut_in(r, span.size) for r in pauses) if c is not None]
-        if cuts:
-            # The pause nearest the target: earlier costs context, later costs latency.
-            return min(cuts, key=lambda c: abs(c - self.target_frames))
-        if energy.size < self.max_frames:
-            return None
-        return self._forced_cut(span, runs)
+        pauses = [(r, c) for r in runs if r[1] - r[0] >= self.min_pause_ms // 10
+                  if (c := self._cut_in(r, span.size)) is not None]
+        hard_stop = energy.size >= self.max_frames
+        if pauses:
+            # Longer pauses first (a turn change beats a comma plus quiet consonants),
+            # all pauses of `good_pause_ms` or more alike; then the one nearest the target.
+            (start, end), cut = max(pauses, key=lambda p: (min(p[0][1] - p[0][0], self.good_pause_ms // 10),
+                                                            -abs(p[1] - self.target_frames)))
+            if hard_stop or end - start >= self.good_pause_ms // 10:
+                return cut
+            return None  # only short pauses so far: wait for a better one until the maximum
+        return self._forced_cut(span, runs) if hard_stop else None
 
     def pause_threshold_db(self, energy: np.ndarray) -> float:
         """Frames quieter than this count as pause."""
@@ -138,14 +147,15 @@ class PausePolicy:
     def _cut_in(self, run: tuple[int, int], buffered: int) -> int | None:
         """Where to cut in a pause, or None if it is too early or not yet usable.
 
-        A finished pause is cut in its middle (both chunks keep some silence).
+        A finished pause is cut `resume_margin_ms` before speech resumes, or in its
+        middle if it is short, so the chunk it closes ends in silence.
         One still going on is usable once it lasts a second (silence, noise,
         a long turn change): cut near the target, keeping the last 250 ms of it
         for the next chunk, so that chunk never starts right at a speech onset.
         """
         start, end = run
         if end < buffered:
-            cut = (start + end) // 2
+            cut = max((start + end) // 2, end - self.resume_margin_ms // 10)
         elif end - start >= 100:
             cut = max(start + 50, min(end - 25, self.target_frames))
         else:

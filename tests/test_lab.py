@@ -3,9 +3,12 @@
 from __future__ import annotations
 
 import json
+import math
 
 import numpy as np
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from scribe import lab
 from scribe.audio import decode_file
@@ -80,7 +83,7 @@ def test_eval_cli_json_shape_is_stable_and_runs_are_stored(short_meeting, tmp_pa
         assert tuple(run) == lab.JSON_KEYS
         assert 0.0 <= run["wer"] < 0.5 and run["calls"] == run["chunks"]
     assert doc["runs"][0]["chunks"] == 1 and doc["runs"][0]["boundary_errors"] == 0
-    assert doc["runs"][1]["chunks"] == 3
+    assert doc["runs"][1]["chunks"] == math.ceil(decode_file(path).size / RATE / 5)
     stored = Storage(db)
     try:
         assert sorted(r["policy"] for r in stored.list_lab_runs()) == ["fixed:5", "whole"]
@@ -165,3 +168,19 @@ def test_pause_policy_cuts_silence_at_the_target():
     cuts = _cuts(np.zeros(31 * RATE, np.float32), "pause:10")
     lengths = [b - a for a, b in zip([0.0, *cuts], cuts)]
     assert all(9.5 <= n <= 10.0 for n in lengths[:-1])
+
+
+@settings(max_examples=40, deadline=None)
+@given(seconds=st.floats(1.0, 8.0), blocks=st.lists(st.tuples(st.integers(1, 9000), st.sampled_from([0.0, 1e-3, 0.3])),
+                                                   min_size=1, max_size=60))
+def test_pause_policy_covers_every_sample_once_within_the_maximum(seconds, blocks):
+    policy = PausePolicy(seconds)
+    chunker = Chunker("s", policy)
+    rng = np.random.default_rng(0)
+    chunks = []
+    for size, level in blocks:
+        chunks += chunker.push((rng.standard_normal(size) * level).astype(np.float32))
+    chunks += chunker.finish()
+    assert sum(c.pcm.size for c in chunks) == sum(size for size, _ in blocks)
+    assert all(a.end_sample == b.start_sample for a, b in zip(chunks, chunks[1:]))
+    assert all(c.end_sample - c.start_sample <= policy.max_frames * 160 for c in chunks)

@@ -55,6 +55,7 @@ def ingest_file(path: str | Path, *, storage: Storage, pipeline: Pipeline, polic
         _discard(session.id, storage, pipeline)
         raise
     storage.end_session(session.id, "stopped")
+    pipeline.check_drained(session.id)  # the last chunk may have finished before the stop
     return IngestResult(storage.get_session(session.id), chunks, samples / SAMPLE_RATE)
 
 

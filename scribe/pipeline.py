@@ -266,6 +266,17 @@ class Pipeline:
             finally:
                 self._settle(key)
 
+    def check_drained(self, session_id: str) -> bool:
+        """Mark a stopped session done and emit `session_drained` if no chunk is open.
+
+        For callers that stop a session after its last chunk may already have
+        finished (file ingest): without this the session would stay `stopped`.
+        """
+        if self.storage.mark_done_if_drained(session_id):
+            self._emit("session_drained", session_id=session_id)
+            return True
+        return False
+
     def _settle(self, key: Key) -> None:
         with self._idle:
             self._in_flight -= 1

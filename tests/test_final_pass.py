@@ -122,3 +122,28 @@ def test_final_pass_on_the_local_model_keeps_the_words(storage, settings, meetin
     assert final_text == " ".join(r.text for r in rows) and final_text
     first_turns = " ".join(reference.split()[: len(whole.split())])
     assert abs(word_error_rate(first_turns, final_text) - word_error_rate(first_turns, whole)) < 0.02
+
+
+def test_an_ingested_file_gets_its_final_pass_even_when_chunks_finish_first(storage, settings, tone, tmp_path):
+    import speech
+    from scribe.ingest import ingest_file
+
+    wav = speech.write_wav(tone(5.0), tmp_path / "tone.wav")
+    end_session = storage.end_session
+
+    def slow_end_session(*args, **kwargs):  # every chunk is done before the session stops
+        assert pipeline.wait_idle(30)
+        end_session(*args, **kwargs)
+
+    storage.end_session = slow_end_session
+    pipeline = Pipeline(storage, StubTranscriber(), audio_dir=settings.audio_dir)
+    final = FinalPass(storage, StubTranscriber(), poll_seconds=0.05).attach(pipeline)
+    pipeline.start()
+    try:
+        result = ingest_file(wav, storage=storage, pipeline=pipeline, policy=FixedPolicy(2.0))
+        assert _eventually(lambda: result.session.id in final.completed)
+    finally:
+        final.stop()
+        pipeline.stop()
+    assert storage.get_session(result.session.id).status == "done"
+    assert [s.text for s in storage.list_segments(result.session.id, FINAL)] == ["stub audio of 5.00 seconds"]

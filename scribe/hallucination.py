@@ -5,7 +5,8 @@ Whisper-style models write plausible text on audio with no speech in it:
 each backend segment together with the audio it claims to cover and
 
 - drops it when it is clearly invented: a stock phrase or a no-speech
-  segment over quiet audio, or text that is nothing but one phrase looped;
+  segment over quiet audio, a loop the model itself doubts, or punctuation
+  without a single word;
 - otherwise keeps it and adds flags the pages show (`no_speech`,
   `repetition`, `stock_phrase`, `low_confidence`).
 
@@ -52,6 +53,9 @@ class GuardOptions:
     """An n-gram (n = 1..4) repeated this many times in a row is a decoding loop."""
     compression_ratio: float = 2.4
     """Whisper's gzip ratio threshold: text this compressible is repetitive."""
+    sure_no_speech: float = 0.9
+    """A no_speech_prob this high means no speech whatever the confidence (tiny.en
+    writes "." at 0.45 confidence and 0.96 no-speech probability on faint noise)."""
 
 
 def guard_segments(segments: Sequence[Segment], audio: np.ndarray | None = None,
@@ -76,8 +80,11 @@ def segment_flags(seg: Segment, audio: np.ndarray | None, options: GuardOptions 
     words = _words(seg.text)
     flags = []
     confident = seg.confidence is None or seg.confidence >= options.low_confidence
-    if seg.no_speech_prob is not None and seg.no_speech_prob > options.no_speech_prob and not confident:
+    nsp = seg.no_speech_prob
+    if nsp is not None and nsp > options.no_speech_prob and (not confident or nsp >= options.sure_no_speech):
         flags.append("no_speech")
+    if not words:
+        flags.append("no_words")
     if seg.confidence is not None and seg.confidence < options.low_confidence:
         flags.append("low_confidence")
     if is_repetitive(words, options):
@@ -91,7 +98,7 @@ def segment_flags(seg: Segment, audio: np.ndarray | None, options: GuardOptions 
 
 def _is_invented(flags: list[str]) -> bool:
     quiet = "quiet" in flags
-    return (quiet and ("stock_phrase" in flags or "no_speech" in flags)) or \
+    return "no_words" in flags or (quiet and ("stock_phrase" in flags or "no_speech" in flags)) or \
         ("repetition" in flags and ("no_speech" in flags or quiet))
 
 

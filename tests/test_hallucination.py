@@ -93,3 +93,12 @@ def local_model():
                          ids=["silence", "noise-50dBFS", "noise-40dBFS"])
 def test_real_model_emits_nothing_on_silence_and_low_noise(local_model, audio):
     assert guard_segments(local_model.transcribe(audio), audio) == []
+
+
+def test_guard_removes_what_the_model_invents_without_its_vad():
+    """Without Silero VAD, tiny.en writes "You" on silence and dots on faint noise; the guard drops them."""
+    from scribe.transcribers.local import LocalWhisperTranscriber
+
+    raw_model = LocalWhisperTranscriber(vad_filter=False)
+    for audio in (np.zeros(10 * RATE, np.float32), _noise(10.0, -50)):
+        assert guard_segments(raw_model.transcribe(audio), audio) == []

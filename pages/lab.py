@@ -60,7 +60,9 @@ elif source == UPLOAD:
         except ScribeError as exc:
             st.error(str(exc))
             st.stop()
-        audio_path = lab.save_upload(upload.getvalue(), upload.name)
+        if st.session_state.get("lab_upload", (None, None))[0] != upload.file_id:
+            st.session_state.lab_upload = (upload.file_id, lab.save_upload(upload.getvalue(), upload.name))
+        audio_path = st.session_state.lab_upload[1]
 else:
     sessions = [s for s in rt.storage.list_sessions(limit=200) if s.status in ("stopped", "done")]
     if not sessions:

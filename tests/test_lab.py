@@ -184,3 +184,21 @@ def test_pause_policy_covers_every_sample_once_within_the_maximum(seconds, block
     assert sum(c.pcm.size for c in chunks) == sum(size for size, _ in blocks)
     assert all(a.end_sample == b.start_sample for a, b in zip(chunks, chunks[1:]))
     assert all(c.end_sample - c.start_sample <= policy.max_frames * 160 for c in chunks)
+
+
+def test_lab_page_runs_the_demo_and_shows_results_and_history(tmp_path, monkeypatch):
+    from streamlit.testing.v1 import AppTest
+
+    monkeypatch.setenv("SCRIBE_DATA_DIR", str(tmp_path / "data"))
+    monkeypatch.setenv("SCRIBE_BACKEND", "stub")
+    monkeypatch.setenv("SCRIBE_FINAL_PASS", "false")
+    page = AppTest.from_file("../pages/lab.py", default_timeout=120).run()
+    assert not page.exception
+    assert page.title[0].value == "Chunking lab"
+    page.button[0].click().run()
+    assert not page.exception
+    results, history = page.dataframe[0].value, page.dataframe[1].value
+    assert list(results["policy"]) == ["whole", "fixed:15", "pause:15"]
+    assert list(results["chunks"])[:2] == [1, 5]
+    assert len(history) == 3
+    assert len(page.get("plotly_chart")) == 1

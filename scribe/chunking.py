@@ -88,10 +88,11 @@ class PausePolicy:
     cut in a good pause (>= `good_pause_ms`, a turn change or sentence end)
     after `min_ratio*N`, the one nearest the target; with none yet, wait for
     one; at `max_ratio*N` cut in the longest pause seen (or the longest quiet
-    run, or the quietest `window_ms`), pause or not. Measured on multi-voice speech (docs/notes/issue6.md):
-    cutting at the first quiet 200 ms stretch gave 10 s chunks and 3 WER
-    points over whole-file; cutting at long pauses near the target keeps
-    whole sentences and fewer chunk edges.
+    run, or the quietest `window_ms`), pause or not.
+
+    Measured with tiny.en on three-voice speech (docs/notes/issue6.md): clean,
+    6.0 % WER vs 8.2 % for the previous policy (`quiet`) and 7.2 % whole-file;
+    in white noise about 1 point behind `quiet` on average over 7 seeds.
     """
 
     seconds: float

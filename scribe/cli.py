@@ -184,7 +184,8 @@ def _add_eval(sub) -> None:
     p.add_argument("audio", help="audio file, or 'demo' for the built-in demo recording")
     p.add_argument("--reference", help="reference transcript (text file); not needed for 'demo'")
     p.add_argument("--policy", action="append", dest="policies", metavar="POLICY",
-                   help="fixed:N, pause:N or whole; repeat for several (default: whole, fixed:15, pause:15)")
+                   help="fixed:N, pause:N, quiet:N (previous pause policy) or whole; repeat for several "
+                        "(default: whole, fixed:15, pause:15)")
     p.add_argument("--backend", choices=["local", "gemini", "stub"])
     p.add_argument("--model", help="Whisper model name or folder (local), or Gemini model")
     p.add_argument("--json", action="store_true", help='print {"runs": [...]} as JSON')

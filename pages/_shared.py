@@ -38,7 +38,7 @@ def settings() -> Settings:
 @st.cache_resource(show_spinner="Loading the transcription model...")
 def _build_runtime(config: Settings) -> Runtime:
     configure_logging(config.log_level)
-    return Runtime.build(config)
+    return Runtime.build(config, final_pass=True)
 
 
 def runtime() -> Runtime:

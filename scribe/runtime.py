@@ -29,7 +29,8 @@ class Runtime:
 
     @classmethod
     def build(cls, settings: Settings, *, transcriber: Transcriber | None = None,
-              storage: Storage | None = None, start: bool = True) -> "Runtime":
+              storage: Storage | None = None, start: bool = True,
+              final_pass: bool = False) -> "Runtime":
         """Open the DB, load the backend, start the queue (recovering unfinished chunks)."""
         storage = storage or Storage(settings.db)
         backend = transcriber or make_transcriber(settings)
@@ -40,7 +41,9 @@ class Runtime:
             retry_max_seconds=settings.retry_max_seconds,
         )
         runtime = cls(settings=settings, storage=storage, pipeline=pipeline)
-        if final_pass_enabled(settings):
+        # Only long-lived processes (the app) ask for it: a one-shot command would exit
+        # in the middle of a pass, and native code in a dying daemon thread can crash.
+        if final_pass and final_pass_enabled(settings):
             runtime.final_pass = FinalPass(storage, backend).attach(pipeline)
         if start:
             pipeline.start()
@@ -48,7 +51,7 @@ class Runtime:
 
     def close(self, timeout: float = 10.0) -> None:
         if self.final_pass is not None:
-            self.final_pass.stop(min(timeout, 1.0))  # never hold exit for a long pass: the live transcript stands
+            self.final_pass.stop(timeout)
         self.pipeline.stop(timeout)
         self.storage.close()
 

@@ -147,3 +147,17 @@ def test_an_ingested_file_gets_its_final_pass_even_when_chunks_finish_first(stor
         pipeline.stop()
     assert storage.get_session(result.session.id).status == "done"
     assert [s.text for s in storage.list_segments(result.session.id, FINAL)] == ["stub audio of 5.00 seconds"]
+
+
+def test_only_long_lived_runtimes_get_a_final_pass(settings):
+    from scribe.runtime import Runtime
+
+    one_shot = Runtime.build(settings, transcriber=StubTranscriber(), start=False)
+    app = Runtime.build(settings.with_changes(db_path=settings.data_dir / "app.duckdb"),
+                        transcriber=StubTranscriber(), start=False, final_pass=True)
+    try:
+        assert one_shot.final_pass is None
+        assert app.final_pass is not None
+    finally:
+        one_shot.close()
+        app.close()

@@ -48,6 +48,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_search(sub)
     _add_summarize(sub)
     _add_delete(sub)
+    _add_eval(sub)
     return parser
 
 
@@ -361,3 +362,64 @@ def cmd_delete(args: argparse.Namespace) -> int:
     print(f"deleted session {report.session_id}: {report.segments} segments, {report.chunks} chunks, "
           f"{report.summaries} summaries, {report.audio_files} audio files")
     return 0
+# -- eval (chunking lab) --------------------------------------------------------
+def _add_eval(sub) -> None:
+    p = sub.add_parser("eval", help="score chunking policies on a recording against a reference")
+    p.add_argument("audio", help="audio file, or 'demo' for the built-in demo recording")
+    p.add_argument("--reference", help="reference transcript (text file); not needed for 'demo'")
+    p.add_argument("--policy", action="append", dest="policies", metavar="POLICY",
+                   help="fixed:N, pause:N, quiet:N (previous pause policy) or whole; repeat for several "
+                        "(default: whole, fixed:15, pause:15)")
+    p.add_argument("--backend", choices=["local", "gemini", "stub"])
+    p.add_argument("--model", help="Whisper model name or folder (local), or Gemini model")
+    p.add_argument("--json", action="store_true", help='print {"runs": [...]} as JSON')
+    p.add_argument("--no-save", action="store_true", help="do not store the runs in DuckDB")
+    _add_db_flag(p)
+    p.set_defaults(func=cmd_eval)
+
+
+def cmd_eval(args: argparse.Namespace) -> int:
+    from scribe import lab
+    from scribe.transcribers import make_transcriber
+
+    audio, reference = _eval_inputs(args)
+    settings = _settings(argparse.Namespace(**{**vars(args), "policy": None}))
+    configure_logging(settings.log_level if settings.log_level != "INFO" else "WARNING")
+    policies = args.policies or list(lab.DEFAULT_POLICIES)
+    for spec in policies:
+        parse_policy(spec)  # a typo fails before the model loads
+    transcriber = make_transcriber(settings)
+    results = None if args.no_save else Storage(settings.db)
+    try:
+        runs = lab.run_eval(audio, reference, policies, transcriber=transcriber, results=results,
+                            label=Path(audio).name, progress=_stderr_progress("evaluating"))
+    finally:
+        if results is not None:
+            results.close()
+    print(file=sys.stderr)
+    print(lab.runs_json(runs) if args.json else _runs_table(runs))
+    return 0
+
+
+def _eval_inputs(args: argparse.Namespace) -> tuple[Path, str]:
+    from scribe import lab
+
+    if args.audio == "demo" and not Path("demo").exists():
+        audio, reference = lab.demo_recording()
+        return audio, lab.read_reference(args.reference) if args.reference else reference
+    audio = Path(args.audio)
+    if not audio.is_file():
+        raise ScribeError(f"{audio}: no such file")
+    if not args.reference:
+        raise ScribeError("--reference REF.txt is required (the words actually spoken)")
+    return audio, lab.read_reference(args.reference)
+
+
+def _runs_table(runs) -> str:
+    lines = [f"{'policy':<12} {'WER %':>6} {'chunks':>6} {'mean s':>7} {'latency s':>9} "
+             f"{'lost':>5} {'dup':>4} {'calls':>5} {'cost $':>8}"]
+    for r in runs:
+        lines.append(f"{r.policy:<12} {r.wer * 100:6.1f} {r.chunks:6d} {r.mean_chunk_s:7.1f} "
+                     f"{r.latency_s:9.1f} {r.words_lost:5d} {r.words_duplicated:4d} {r.calls:5d} "
+                     f"{r.cost_usd:8.4f}")
+    return "\n".join(lines)

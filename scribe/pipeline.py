@@ -42,6 +42,7 @@ from tenacity import RetryCallState, Retrying, retry_if_exception, stop_after_at
 from scribe.audio import SAMPLE_RATE, read_flac, write_flac_atomic
 from scribe.chunking import Chunk
 from scribe.errors import ScribeError, TranscriptionError
+from scribe.hallucination import guard_segments
 from scribe.storage import ChunkRow, Storage, segments_from_backend
 from scribe.transcribers.base import Segment, Transcriber, Usage
 
@@ -49,6 +50,8 @@ log = logging.getLogger("scribe.pipeline")
 
 Key = tuple[str, int]
 EventListener = Callable[[str, dict], None]
+SegmentFilter = Callable[[list[Segment], np.ndarray], list[Segment]]
+"""Runs on the worker thread after each backend call: (segments, chunk audio) -> kept segments."""
 
 
 @dataclass
@@ -110,6 +113,7 @@ class Pipeline:
         sleep: Callable[[float], None] = time.sleep,
         before_call: Callable[[], None] | None = None,
         speech_check: Callable[[np.ndarray], bool] | None = None,
+        segment_filter: SegmentFilter | None = guard_segments,
     ) -> None:
         self.storage = storage
         self.transcriber = transcriber
@@ -121,6 +125,8 @@ class Pipeline:
         self._clock = clock
         self._sleep = sleep
         self._before_call = before_call
+        # The hallucination guard by default, for every backend; None keeps raw output.
+        self._segment_filter = segment_filter
         self._jobs: queue.Queue[Key | None] = queue.Queue()
         self._intake: queue.Queue[Chunk | None] = queue.Queue()
         self._queued: set[Key] = set()
@@ -436,6 +442,8 @@ class Pipeline:
         if backend.before_call is not None:
             backend.before_call()
         segments = list(backend.transcriber.transcribe(audio))
+        if self._segment_filter is not None:
+            segments = self._segment_filter(segments, audio)
         usage = getattr(backend.transcriber, "last_usage", None)
         return segments, usage if isinstance(usage, Usage) else Usage()
 

@@ -11,6 +11,7 @@ from dataclasses import dataclass, field
 
 from scribe.backpressure import Backlog, assess_backlog
 from scribe.config import Settings
+from scribe.final_pass import FinalPass, final_pass_enabled
 from scribe.pipeline import Backend, Pipeline
 from scribe.ratelimit import RateLimit
 from scribe.storage import Storage
@@ -25,6 +26,8 @@ class Runtime:
     backends: dict[str, Backend] = field(default_factory=dict)
     """Backends built so far, by name, each with its rate limit; the pipeline's own included."""
     _backends_lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
+    final_pass: FinalPass | None = None
+    """Whole-recording re-transcription after a session stops (None when off)."""
 
     @property
     def transcriber(self) -> Transcriber:
@@ -32,7 +35,8 @@ class Runtime:
 
     @classmethod
     def build(cls, settings: Settings, *, transcriber: Transcriber | None = None,
-              storage: Storage | None = None, start: bool = True) -> "Runtime":
+              storage: Storage | None = None, start: bool = True,
+              final_pass: bool = False) -> "Runtime":
         """Open the DB, load the backend, start the queue (recovering unfinished chunks)."""
         storage = storage or Storage(settings.db)
         backend = _with_limit(settings, transcriber or _backend_for(settings))
@@ -46,6 +50,10 @@ class Runtime:
         )
         runtime = cls(settings=settings, storage=storage, pipeline=pipeline,
                       backends={backend.transcriber.name: backend})
+        # Only long-lived processes (the app) ask for it: a one-shot command would exit
+        # in the middle of a pass, and native code in a dying daemon thread can crash.
+        if final_pass and final_pass_enabled(settings):
+            runtime.final_pass = FinalPass(storage, backend.transcriber).attach(pipeline)
         if start:
             pipeline.start()
         return runtime
@@ -71,6 +79,8 @@ class Runtime:
         return hook if isinstance(hook, RateLimit) else None
 
     def close(self, timeout: float = 10.0) -> None:
+        if self.final_pass is not None:
+            self.final_pass.stop(timeout)
         self.pipeline.stop(timeout)
         closer = getattr(self.pipeline.transcriber, "close", None)
         if callable(closer):

@@ -125,9 +125,24 @@ def _m_chunk_skip_reason(cur: duckdb.DuckDBPyConnection) -> None:
     cur.execute("ALTER TABLE chunks ADD COLUMN skip_reason VARCHAR")
 
 
+def _m_lab_runs(cur: duckdb.DuckDBPyConnection) -> None:
+    """Chunking-lab results (issue 6): one row per policy run, grouped by experiment."""
+    cur.execute("""
+        CREATE TABLE lab_runs (
+            id VARCHAR PRIMARY KEY, experiment VARCHAR NOT NULL, created_at DOUBLE NOT NULL,
+            audio_label VARCHAR NOT NULL, audio_seconds DOUBLE NOT NULL, policy VARCHAR NOT NULL,
+            backend VARCHAR NOT NULL, model VARCHAR NOT NULL, wer DOUBLE NOT NULL,
+            chunks INTEGER NOT NULL, mean_chunk_s DOUBLE NOT NULL, latency_s DOUBLE NOT NULL,
+            processing_s DOUBLE NOT NULL, calls INTEGER NOT NULL, cost_usd DOUBLE NOT NULL,
+            words_lost INTEGER NOT NULL, words_duplicated INTEGER NOT NULL,
+            reference_words INTEGER NOT NULL, hypothesis VARCHAR NOT NULL)""")
+    cur.execute("CREATE INDEX lab_runs_by_created ON lab_runs (created_at)")
+
+
 MIGRATIONS: list[tuple[str, Callable[[duckdb.DuckDBPyConnection], None]]] = [
     ("initial schema", _m1_initial),
     ("chunks.skip_reason", _m_chunk_skip_reason),
+    ("lab runs", _m_lab_runs),
 ]
 """Ordered; the position (1-based) is the version recorded in `schema_version`."""
 
@@ -504,6 +519,32 @@ class Storage:
         """Every stored summary version of a session, newest first."""
         rows = self._rows("SELECT * FROM summaries WHERE session_id = ? ORDER BY version DESC", [session_id])
         return [_summary_row(r) for r in rows]
+
+    # -- chunking lab (issue 6) --------------------------------------------
+    LAB_RUN_FIELDS = ("id", "experiment", "created_at", "audio_label", "audio_seconds", "policy",
+                      "backend", "model", "wer", "chunks", "mean_chunk_s", "latency_s",
+                      "processing_s", "calls", "cost_usd", "words_lost", "words_duplicated",
+                      "reference_words", "hypothesis")
+
+    def save_lab_run(self, run: dict[str, Any]) -> None:
+        """Store one policy run (keys: LAB_RUN_FIELDS; `id` and `created_at` filled if missing)."""
+        row = {"id": uuid.uuid4().hex, "created_at": time.time(), **run}
+        values = [row[name] for name in self.LAB_RUN_FIELDS]
+        with self.transaction() as cur:
+            cur.execute(f"INSERT INTO lab_runs ({', '.join(self.LAB_RUN_FIELDS)}) "
+                        f"VALUES ({', '.join('?' * len(values))})", values)
+
+    def list_lab_runs(self, *, limit: int = 200, experiment: str | None = None) -> list[dict[str, Any]]:
+        """Newest first (runs of one experiment in the order they ran)."""
+        where, params = ("WHERE experiment = ?", [experiment]) if experiment else ("", [])
+        return self._rows(f"SELECT * FROM lab_runs {where} ORDER BY created_at DESC, id LIMIT ?",
+                          [*params, limit])
+
+    def session_text(self, session_id: str, transcript: str = LIVE) -> str:
+        """One transcript of a session as plain text, in order (for WER)."""
+        rows = self.cursor().execute("""SELECT text FROM segments WHERE session_id = ?
+            AND transcript = ? ORDER BY seq, idx""", [session_id, transcript]).fetchall()
+        return " ".join(r[0] for r in rows)
 
 
 @dataclass

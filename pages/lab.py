@@ -1,0 +1,128 @@
+"""Chunking lab: how chunk policies trade transcript quality against latency."""
+
+from __future__ import annotations
+
+import tempfile
+from pathlib import Path
+
+import pandas as pd
+import plotly.express as px
+import streamlit as st
+
+from pages._shared import runtime
+from scribe import lab
+from scribe.errors import ScribeError
+from scribe.ingest import check_upload_size
+from scribe.transcribers import make_transcriber
+
+DEMO, UPLOAD, SESSION = "Built-in demo", "Upload audio + reference", "A stored session"
+
+rt = runtime()
+
+# -- sidebar: what to run -------------------------------------------------------
+with st.sidebar:
+    st.header("Lab settings")
+    source = st.radio("Recording", [DEMO, UPLOAD, SESSION])
+    policies = st.multiselect("Policies", ["whole", "fixed:15", "quiet:15", "pause:15", "fixed:5", "pause:5",
+                                           "pause:10", "pause:20", "fixed:30"],
+                              default=["whole", "fixed:15", "pause:15"],
+                              help="fixed:N cuts every N s; pause:N cuts in a pause near N s (the default); "
+                                   "quiet:N is the previous pause policy; whole is one pass over everything.")
+    extra = st.text_input("More policies", placeholder="e.g. pause:12, fixed:8")
+    backends = ["local"] + (["gemini"] if rt.settings.gemini_api_key else [])
+    backend = st.selectbox("Backend", backends, help="Gemini appears when GEMINI_API_KEY is set.")
+
+st.title("Chunking lab")
+st.caption("Short chunks show text sooner, but every cut can split a word and costs the model context. "
+           "Run policies over one recording through the real pipeline and compare word error rate "
+           "(WER) with the latency a listener would see.")
+
+if "lab_runs" not in st.session_state:
+    st.session_state.lab_runs = []
+    st.session_state.lab_label = ""
+
+# -- the recording and its reference ----------------------------------------------
+audio_path: Path | None = None
+reference = ""
+if source == DEMO:
+    audio_path, reference = lab.demo_recording()
+    st.audio(str(audio_path))
+    with st.expander("Reference transcript"):
+        st.write(reference)
+elif source == UPLOAD:
+    upload = st.file_uploader("Recording", type=["wav", "mp3", "m4a", "ogg", "opus", "webm", "flac"])
+    ref_file = st.file_uploader("Reference transcript (.txt)", type=["txt"])
+    reference = ref_file.getvalue().decode("utf-8", "replace") if ref_file else \
+        st.text_area("...or paste the reference", height=120)
+    if upload is not None:
+        try:
+            check_upload_size(upload.size, rt.settings.max_upload_mb)
+        except ScribeError as exc:
+            st.error(str(exc))
+            st.stop()
+        if st.session_state.get("lab_upload", (None, None))[0] != upload.file_id:
+            st.session_state.lab_upload = (upload.file_id, lab.save_upload(upload.getvalue(), upload.name))
+        audio_path = st.session_state.lab_upload[1]
+else:
+    sessions = [s for s in rt.storage.list_sessions(limit=200) if s.status in ("stopped", "done")]
+    if not sessions:
+        st.info("No finished sessions yet. Record or upload one first, or use the built-in demo.")
+        st.stop()
+    chosen = st.selectbox("Session", sessions, format_func=lambda s: f"{s.title} ({s.duration_ms / 1000:.0f} s, {s.id})")
+    reference = st.text_area("Reference transcript (what was actually said)", height=120)
+    if reference.strip():
+        try:
+            wers = lab.transcript_wers(rt.storage, chosen.id, reference)
+        except ScribeError as exc:
+            st.error(str(exc))
+            st.stop()
+        live, final = st.columns(2)
+        live.metric("Live transcript WER", "-" if wers["live"] is None else f"{wers['live'] * 100:.1f} %")
+        final.metric("Final-pass WER", "not run yet" if wers["final"] is None else f"{wers['final'] * 100:.1f} %")
+    if st.session_state.get("lab_session_audio", (None, None))[0] != chosen.id:
+        st.session_state.lab_session_audio = (
+            chosen.id, lab.export_session_audio(rt.storage, chosen.id, Path(tempfile.mkdtemp())))
+    audio_path = st.session_state.lab_session_audio[1]
+
+specs = policies + [p.strip() for p in extra.split(",") if p.strip()]
+ready = audio_path is not None and reference.strip() and specs
+if st.button("Run policies", type="primary", disabled=not ready):
+    bar = st.progress(0.0, text="starting")
+    try:
+        transcriber = rt.transcriber if backend == rt.transcriber.name else make_transcriber(rt.settings, backend)
+        st.session_state.lab_runs = lab.run_eval(
+            audio_path, reference, specs, transcriber=transcriber, results=rt.storage,
+            label=audio_path.name, progress=lambda f, msg: bar.progress(min(f, 1.0), text=msg))
+        st.session_state.lab_label = audio_path.name
+    except ScribeError as exc:
+        st.error(str(exc))
+    bar.empty()
+elif not ready:
+    st.info("Choose a recording, give its reference transcript and pick at least one policy.")
+
+# -- results ------------------------------------------------------------------------
+runs = st.session_state.lab_runs
+if runs:
+    st.subheader(f"Results: {st.session_state.lab_label}")
+    table = pd.DataFrame(lab.runs_table(runs))
+    st.dataframe(table, hide_index=True, use_container_width=True)
+    fig = px.scatter(table, x="listener latency (s)", y="WER %", text="policy",
+                     hover_data=["chunks", "mean chunk (s)", "words lost at cuts"],
+                     title="Word error rate vs listener latency (lower left is better)")
+    fig.update_traces(textposition="top center", marker={"size": 14})
+    # Log scale: 'whole' waits for the entire recording and would squash the rest.
+    fig.update_xaxes(type="log", title="listener latency: chunk length + processing (s, log scale)",
+                     tickvals=[1, 2, 5, 10, 15, 20, 30, 60, 120, 300, 600, 1800, 3600])
+    fig.update_yaxes(title="word error rate (%)", range=[0, table["WER %"].max() * 1.25 + 1])
+    st.plotly_chart(fig, use_container_width=True)
+    with st.expander("Transcripts"):
+        for run in runs:
+            st.markdown(f"**{run.policy}** ({run.wer * 100:.1f} % WER)")
+            st.write(run.hypothesis or "(nothing)")
+
+st.subheader("Previous runs")
+history = lab.stored_runs_table(rt.storage)
+if history:
+    st.dataframe(pd.DataFrame(history), hide_index=True, use_container_width=True)
+else:
+    st.caption("No runs stored yet.")

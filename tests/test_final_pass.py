@@ -1,0 +1,163 @@
+"""The final pass adds a `final` transcript after a session stops and never touches the live one."""
+
+from __future__ import annotations
+
+import time
+
+import numpy as np
+
+from scribe.chunking import Chunker, FixedPolicy
+from scribe.config import Settings
+from scribe.final_pass import FinalPass, final_pass_enabled, run_final_pass, session_audio
+from scribe.pipeline import Pipeline
+from scribe.storage import FINAL, LIVE
+from scribe.transcribers.stub import StubTranscriber
+
+RATE = 16_000
+
+
+def _record(storage, pipeline, pcm: np.ndarray, *, stop: bool = True) -> str:
+    """A session fed through the chunker and pipeline like live audio, in 4 s chunks."""
+    session = storage.create_session(title="t", source="mic", backend="stub", model="stub",
+                                     chunk_seconds=4, chunk_policy="fixed:4")
+    chunker = Chunker(session.id, FixedPolicy(4.0))
+    for start in range(0, pcm.size, 3200):
+        for chunk in chunker.push(pcm[start:start + 3200]):
+            pipeline.submit(chunk)
+    for chunk in chunker.finish():
+        pipeline.submit(chunk)
+    if stop:
+        storage.end_session(session.id, "stopped")
+    return session.id
+
+
+def test_final_pass_adds_final_and_keeps_live(storage, settings, tone):
+    pipeline = Pipeline(storage, StubTranscriber(), audio_dir=settings.audio_dir).start()
+    try:
+        session_id = _record(storage, pipeline, tone(10.0))
+        assert pipeline.wait_idle(30)
+    finally:
+        pipeline.stop()
+    live_before = storage.list_segments(session_id, LIVE)
+    assert [s.text for s in live_before] == ["stub audio of 4.00 seconds"] * 2 + ["stub audio of 2.00 seconds"]
+
+    run_final_pass(storage, StubTranscriber(), session_id)
+
+    assert storage.list_segments(session_id, LIVE) == live_before
+    final = storage.list_segments(session_id, FINAL)
+    assert [s.text for s in final] == ["stub audio of 10.00 seconds"]
+    assert all(s.transcript == FINAL for s in final)
+    # Run again: replaced, not duplicated.
+    run_final_pass(storage, StubTranscriber(), session_id)
+    assert len(storage.list_segments(session_id, FINAL)) == 1
+
+
+def test_session_audio_is_the_recording_rebuilt_from_chunks(storage, settings, tone):
+    pcm = tone(9.5, freq=330.0)
+    pipeline = Pipeline(storage, StubTranscriber(), audio_dir=settings.audio_dir).start()
+    try:
+        session_id = _record(storage, pipeline, pcm)
+        assert pipeline.wait_idle(30)
+    finally:
+        pipeline.stop()
+    rebuilt = session_audio(storage, session_id)
+    assert rebuilt.size == pcm.size
+    assert np.max(np.abs(rebuilt - pcm)) < 1e-3  # 16-bit FLAC quantisation only
+
+
+def test_final_pass_runs_after_stop_only(storage, settings, tone):
+    pipeline = Pipeline(storage, StubTranscriber(), audio_dir=settings.audio_dir)
+    final = FinalPass(storage, StubTranscriber(), poll_seconds=0.05).attach(pipeline)
+    pipeline.start()
+    try:
+        recording = _record(storage, pipeline, tone(6.0), stop=False)
+        assert pipeline.wait_idle(30) and final.wait_idle(30)
+        assert storage.list_segments(recording, FINAL) == []  # drained, but still recording
+
+        storage.end_session(recording, "stopped")
+        pipeline.retry_failed(recording, [1])  # any later drain of a stopped session triggers it
+        assert _eventually(lambda: recording in final.completed)
+        assert [s.text for s in storage.list_segments(recording, FINAL)] == ["stub audio of 6.00 seconds"]
+        assert len(storage.list_segments(recording, LIVE)) == 2
+    finally:
+        final.stop()
+        pipeline.stop()
+    assert final.errors == {}
+
+
+def _eventually(check, timeout: float = 20.0) -> bool:
+    """The drained event reaches the final pass just after the pipeline goes idle."""
+    deadline = time.monotonic() + timeout
+    while not check():
+        if time.monotonic() > deadline:
+            return False
+        time.sleep(0.05)
+    return True
+
+
+def test_final_pass_is_on_by_default_for_local_only():
+    assert final_pass_enabled(Settings.from_env({}))
+    assert not final_pass_enabled(Settings.from_env({}, final_pass=False))
+    assert not final_pass_enabled(Settings.from_env({}, backend="stub"))
+
+
+def test_final_pass_on_the_local_model_keeps_the_words(storage, settings, meeting):
+    """Real tiny.en: the final transcript of a chunked session scores like a whole-file pass."""
+    from scribe.audio import decode_file
+    from scribe.transcribers.local import LocalWhisperTranscriber
+    from scribe.wer import word_error_rate
+
+    path, reference = meeting
+    local = LocalWhisperTranscriber()
+    pcm = decode_file(path)[: 25 * RATE]
+    pipeline = Pipeline(storage, StubTranscriber(), audio_dir=settings.audio_dir).start()
+    try:
+        session_id = _record(storage, pipeline, pcm)
+        assert pipeline.wait_idle(30)
+    finally:
+        pipeline.stop()
+    rows = run_final_pass(storage, local, session_id)
+    whole = " ".join(s.text for s in local.transcribe(pcm))
+    final_text = storage.session_text(session_id, FINAL)
+    assert final_text == " ".join(r.text for r in rows) and final_text
+    first_turns = " ".join(reference.split()[: len(whole.split())])
+    assert abs(word_error_rate(first_turns, final_text) - word_error_rate(first_turns, whole)) < 0.02
+
+
+def test_an_ingested_file_gets_its_final_pass_even_when_chunks_finish_first(storage, settings, tone, tmp_path):
+    import speech
+    from scribe.ingest import ingest_file
+
+    wav = speech.write_wav(tone(5.0), tmp_path / "tone.wav")
+    end_session = storage.end_session
+
+    def slow_end_session(*args, **kwargs):  # every chunk is done before the session stops
+        assert pipeline.wait_idle(30)
+        end_session(*args, **kwargs)
+
+    storage.end_session = slow_end_session
+    pipeline = Pipeline(storage, StubTranscriber(), audio_dir=settings.audio_dir)
+    final = FinalPass(storage, StubTranscriber(), poll_seconds=0.05).attach(pipeline)
+    pipeline.start()
+    try:
+        result = ingest_file(wav, storage=storage, pipeline=pipeline, policy=FixedPolicy(2.0))
+        assert _eventually(lambda: result.session.id in final.completed)
+    finally:
+        final.stop()
+        pipeline.stop()
+    assert storage.get_session(result.session.id).status == "done"
+    assert [s.text for s in storage.list_segments(result.session.id, FINAL)] == ["stub audio of 5.00 seconds"]
+
+
+def test_only_long_lived_runtimes_get_a_final_pass(settings):
+    from scribe.runtime import Runtime
+
+    one_shot = Runtime.build(settings, transcriber=StubTranscriber(), start=False)
+    app = Runtime.build(settings.with_changes(db_path=settings.data_dir / "app.duckdb"),
+                        transcriber=StubTranscriber(), start=False, final_pass=True)
+    try:
+        assert one_shot.final_pass is None
+        assert app.final_pass is not None
+    finally:
+        one_shot.close()
+        app.close()

@@ -125,9 +125,11 @@ class PausePolicy:
         if energy.size < self.target_frames:
             return None
         span = energy[: self.max_frames]
-        runs = _runs(_db_array(span) < self.pause_threshold_db(span))
-        pauses = [(r, c) for r in runs if r[1] - r[0] >= self.min_pause_ms // 10
-                  if (c := self._cut_in(r, span.size)) is not None]
+        # Compare in the power domain (log10 is monotonic): same frames, no log of every frame.
+        starts, ends = _runs(span + 1e-12 < 10.0 ** (self.pause_threshold_db(span) / 10.0))
+        long_enough = ends - starts >= self.min_pause_ms // 10
+        pauses = [((s, e), c) for s, e in zip(starts[long_enough].tolist(), ends[long_enough].tolist())
+                  if (c := self._cut_in((s, e), span.size)) is not None]
         hard_stop = energy.size >= self.max_frames
         if pauses:
             # Longer pauses first (a turn change beats a comma plus quiet consonants),
@@ -137,12 +139,11 @@ class PausePolicy:
             if hard_stop or end - start >= self.good_pause_ms // 10:
                 return cut
             return None  # only short pauses so far: wait for a better one until the maximum
-        return self._forced_cut(span, runs) if hard_stop else None
+        return self._forced_cut(span, starts, ends) if hard_stop else None
 
     def pause_threshold_db(self, energy: np.ndarray) -> float:
         """Frames quieter than this count as pause."""
-        db = _db_array(energy)
-        floor, speech = float(np.percentile(db, 10)), float(np.percentile(db, 95))
+        floor, speech = _db_percentiles(energy, (10, 95))
         return max(self.silence_dbfs, floor + self.floor_to_speech * (speech - floor))
 
     def _cut_in(self, run: tuple[int, int], buffered: int) -> int | None:
@@ -164,11 +165,13 @@ class PausePolicy:
         cut = max(cut, self.min_frames)
         return cut if cut <= end else None
 
-    def _forced_cut(self, span: np.ndarray, runs: list[tuple[int, int]]) -> int:
-        late = [(s, e) for s, e in runs if e > self.min_frames]
-        if late:
-            start, end = max(late, key=lambda r: r[1] - max(r[0], self.min_frames))
-            return max((max(start, self.min_frames) + end) // 2, 1)
+    def _forced_cut(self, span: np.ndarray, starts: np.ndarray, ends: np.ndarray) -> int:
+        """At the hard maximum: the middle of the longest quiet run after the minimum."""
+        late = ends > self.min_frames
+        if late.any():
+            clipped = np.maximum(starts[late], self.min_frames)
+            best = int(np.argmax(ends[late] - clipped))  # first of equals, as max() did
+            return max((int(clipped[best]) + int(ends[late][best])) // 2, 1)
         return self._quietest(span)
 
     def _quietest(self, energy: np.ndarray) -> int:
@@ -186,11 +189,26 @@ def _db_array(power: np.ndarray) -> np.ndarray:
     return 10.0 * np.log10(power + 1e-12)
 
 
-def _runs(mask: np.ndarray) -> list[tuple[int, int]]:
-    """(start, end) frame ranges where `mask` is true, end exclusive."""
+def _db_percentiles(power: np.ndarray, percents: tuple[float, ...]) -> list[float]:
+    """`np.percentile(_db_array(power), q)` for each q, without taking the log of every
+    frame: the dB order is the power order, so only the two neighbours of each rank
+    are converted and interpolated (numpy's default linear method)."""
+    ranks = [q / 100.0 * (power.size - 1) for q in percents]
+    neighbours = sorted({int(np.floor(r)) for r in ranks} | {int(np.ceil(r)) for r in ranks})
+    picked = np.partition(power, neighbours)
+    out = []
+    for rank in ranks:
+        lo, hi = int(np.floor(rank)), int(np.ceil(rank))
+        db_lo, db_hi = _db_array(picked[[lo, hi]])
+        out.append(float(db_lo + (db_hi - db_lo) * (rank - lo)))
+    return out
+
+
+def _runs(mask: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Start and end (exclusive) frame indices of the runs where `mask` is true."""
     padded = np.concatenate(([False], mask, [False])).astype(np.int8)
     edges = np.flatnonzero(np.diff(padded))
-    return [(int(s), int(e)) for s, e in zip(edges[::2], edges[1::2])]
+    return edges[::2], edges[1::2]
 
 
 @dataclass(frozen=True)

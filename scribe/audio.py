@@ -27,12 +27,12 @@ class FrameResampler:
 
     Keeps the resampler's filter state between frames, so a stream of 20 ms
     frames resamples exactly like one long buffer (no clicks, no lost samples).
-    Small frames are batched (`batch_ms`, default 100 ms) and resampled
-    together: per-call overhead dominates at 20 ms, and 100 ms of extra delay
+    Small frames are batched (`batch_ms`, default 200 ms) and resampled
+    together: per-call overhead dominates at 20 ms, and 200 ms of extra delay
     is nothing next to a 15 s chunk. Not thread-safe: one instance per stream.
     """
 
-    def __init__(self, batch_ms: int = 100) -> None:
+    def __init__(self, batch_ms: int = 200) -> None:
         self._resampler = av.AudioResampler(format="flt", layout="mono", rate=SAMPLE_RATE)
         self._batch_ms = batch_ms
         self._pending: list[np.ndarray] = []

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass
+from typing import Any
 
 from scribe.config import Settings
 from scribe.pipeline import Pipeline
@@ -19,6 +20,8 @@ class Runtime:
     settings: Settings
     storage: Storage
     pipeline: Pipeline
+    metrics: Any = None
+    """scribe.metrics.PipelineMetrics when SCRIBE_METRICS_PORT > 0 (issue 7), else None."""
 
     @property
     def transcriber(self) -> Transcriber:
@@ -37,11 +40,17 @@ class Runtime:
             retry_max_seconds=settings.retry_max_seconds,
         )
         runtime = cls(settings=settings, storage=storage, pipeline=pipeline)
+        if settings.metrics_port > 0:
+            from scribe.metrics import start_metrics
+
+            runtime.metrics = start_metrics(pipeline, settings.metrics_port)
         if start:
             pipeline.start()
         return runtime
 
     def close(self, timeout: float = 10.0) -> None:
+        if self.metrics is not None:
+            self.metrics.stop()
         self.pipeline.stop(timeout)
         self.storage.close()
 

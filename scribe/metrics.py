@@ -66,6 +66,14 @@ class PipelineMetrics:
                     lambda s: s.audio_seconds_waiting)
         sessions = Gauge("scribe_active_sessions", "Sessions currently recording", registry=r)
         sessions.set_function(self._active_sessions)
+        self._init_labels(self.pipeline.transcriber.name)
+
+    def _init_labels(self, backend: str) -> None:
+        """Export zeros for the running backend, so dashboards see the series before any chunk."""
+        for status in ("done", "failed"):
+            self.processing.labels(backend, status)
+        for counter in (self.processed, self.failed, self.retried, self.audio):
+            counter.labels(backend)
 
     def _gauge(self, name: str, doc: str, read) -> None:
         gauge = Gauge(name, doc, registry=self.registry)
@@ -111,6 +119,11 @@ class PipelineMetrics:
         bound = int(self._server.server_address[1])
         log.info("Prometheus metrics on http://%s:%d/metrics", host, bound)
         return bound
+
+    @property
+    def address(self) -> tuple[str, int] | None:
+        """(host, port) being served, or None."""
+        return None if self._server is None else tuple(self._server.server_address[:2])
 
     def stop(self) -> None:
         if self._server is not None:

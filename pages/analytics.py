@@ -71,7 +71,8 @@ cols = st.columns(6)
 cols[0].metric("Chunks", f"{s['chunks']:,}", help=f"{s['done']:,} done, {s['failed']:,} failed, "
                f"{s['pending'] + s['processing']:,} open")
 cols[1].metric("Sessions", f"{s['sessions']:,}")
-cols[2].metric("Audio transcribed", f"{s['audio_minutes']:,.1f} min")
+cols[2].metric("Audio done", f"{s['audio_minutes']:,.0f} min" if s["audio_minutes"] >= 10
+               else f"{s['audio_minutes']:.1f} min")
 cols[3].metric("End-to-end p50", f"{s['end_to_end_p50_s']:.2f} s")
 cols[4].metric("End-to-end p95", f"{s['end_to_end_p95_s']:.2f} s")
 cols[5].metric("End-to-end p99", f"{s['end_to_end_p99_s']:.2f} s")

@@ -10,6 +10,7 @@ from __future__ import annotations
 import pandas as pd
 import plotly.express as px
 import plotly.graph_objects as go
+from plotly.subplots import make_subplots
 
 from scribe import analytics
 
@@ -75,40 +76,47 @@ def latency_distribution(df: pd.DataFrame) -> go.Figure:
 
 
 def throughput_chart(tp: pd.DataFrame) -> go.Figure:
-    """Chunks per minute and audio minutes per wall minute over time (two y axes)."""
+    """Chunks per minute (top) and audio minutes per wall minute (bottom) over time."""
     title = "Throughput"
     if tp.empty:
         return _empty(title, "No transcribed chunks in this selection")
-    fig = go.Figure()
-    fig.add_trace(go.Scatter(x=tp["time"], y=tp["chunks_per_min"], name="Chunks / min",
-                             mode="lines", line=dict(color="#2a6f97", width=2, shape="hv")))
-    fig.add_trace(go.Scatter(x=tp["time"], y=tp["audio_min_per_min"], name="Audio min / wall min",
-                             mode="lines", line=dict(color="#e76f51", width=2, shape="hv"),
-                             yaxis="y2"))
-    fig.update_layout(yaxis=dict(rangemode="tozero"),
-                      yaxis2=dict(title="Audio minutes per wall minute", overlaying="y", side="right",
-                                  rangemode="tozero", showgrid=False))
-    return _layout(fig, title, "Finished at (UTC)", "Chunks per minute")
+    fig = make_subplots(rows=2, cols=1, shared_xaxes=True, vertical_spacing=0.14,
+                        subplot_titles=("Chunks transcribed per minute",
+                                        "Audio minutes transcribed per wall-clock minute"))
+    fig.add_trace(go.Bar(x=tp["time"], y=tp["chunks_per_min"], name="Chunks / min",
+                         marker_color="#2a6f97", hovertemplate="%{x}: %{y:.1f} chunks/min<extra></extra>"),
+                  row=1, col=1)
+    fig.add_trace(go.Bar(x=tp["time"], y=tp["audio_min_per_min"], name="Audio min / wall min",
+                         marker_color="#e76f51",
+                         hovertemplate="%{x}: %{y:.2f} audio min per min<extra></extra>"), row=2, col=1)
+    _layout(fig, title, "", "", height=480)
+    fig.update_yaxes(title_text="chunks / min", rangemode="tozero", row=1, col=1)
+    fig.update_yaxes(title_text="audio min / min", rangemode="tozero", row=2, col=1)
+    fig.update_layout(showlegend=False, bargap=0.1)
+    fig.update_xaxes(title_text="Finished at (UTC)", row=2, col=1)
+    return fig
 
 
 def queue_depth_chart(depth: pd.DataFrame) -> go.Figure:
-    """Waiting and in-flight chunks over time, as steps."""
+    """Waiting and in-flight chunks (top) and the audio waiting (bottom), as steps."""
     title = "Queue depth (reconstructed from chunk times)"
     if depth.empty:
         return _empty(title, "No queued chunks in this selection")
     depth = analytics.downsample_steps(depth)
-    fig = go.Figure()
+    fig = make_subplots(rows=2, cols=1, shared_xaxes=True, vertical_spacing=0.14, row_heights=[0.6, 0.4],
+                        subplot_titles=("Chunks waiting and being transcribed", "Audio waiting (minutes)"))
     fig.add_trace(go.Scatter(x=depth["time"], y=depth["waiting"], name="Waiting", mode="lines",
-                             line=dict(shape="hv", color="#f0a202"), fill="tozeroy"))
+                             line=dict(shape="hv", color="#f0a202"), fill="tozeroy"), row=1, col=1)
     fig.add_trace(go.Scatter(x=depth["time"], y=depth["processing"], name="Being transcribed",
-                             mode="lines", line=dict(shape="hv", color="#2a6f97")))
-    fig.add_trace(go.Scatter(x=depth["time"], y=depth["waiting_audio_s"] / 60,
-                             name="Audio waiting (min)", mode="lines", yaxis="y2",
-                             line=dict(shape="hv", color="#9b2226", dash="dot")))
-    fig.update_layout(yaxis=dict(rangemode="tozero"),
-                      yaxis2=dict(title="Audio waiting (min)", overlaying="y", side="right",
-                                  rangemode="tozero", showgrid=False))
-    return _layout(fig, title, "Time (UTC)", "Chunks")
+                             mode="lines", line=dict(shape="hv", color="#2a6f97")), row=1, col=1)
+    fig.add_trace(go.Scatter(x=depth["time"], y=depth["waiting_audio_s"] / 60, name="Audio waiting",
+                             mode="lines", line=dict(shape="hv", color="#9b2226"), fill="tozeroy",
+                             showlegend=False), row=2, col=1)
+    _layout(fig, title, "", "", height=480)
+    fig.update_yaxes(title_text="chunks", rangemode="tozero", row=1, col=1)
+    fig.update_yaxes(title_text="minutes", rangemode="tozero", row=2, col=1)
+    fig.update_xaxes(title_text="Time (UTC)", row=2, col=1)
+    return fig
 
 
 def rtf_chart(df: pd.DataFrame) -> go.Figure:

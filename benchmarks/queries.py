@@ -36,7 +36,7 @@ def seed(storage: Storage, sessions: int, segments: int) -> None:
     """
     others = sessions - 1
     rest_chunks = max(0, segments - TARGET_CHUNKS * SEGMENTS_PER_CHUNK) // SEGMENTS_PER_CHUNK
-    per_session = max(1, rest_chunks // max(others, 1))
+    per_session = max(1, -(-rest_chunks // max(others, 1)))  # ceiling: at least `segments` in all
     now = time.time()
     with storage.transaction() as cur:
         cur.execute("""INSERT INTO sessions SELECT
@@ -92,6 +92,10 @@ def main() -> int:
         rows = [
             ("transcript of a 240-chunk session (list_segments)",
              lambda: storage.list_segments(TARGET)),
+            ("  the same SQL alone (fetchall, no dataclasses)",
+             lambda: storage.cursor().execute(
+                 "SELECT * FROM segments WHERE session_id = ? AND transcript = 'live' ORDER BY seq, idx",
+                 [TARGET]).fetchall()),
             ("session list, first page of 50 (list_sessions)", lambda: storage.list_sessions(limit=50)),
             ("session list, page 100 of 50 (offset 4950)",
              lambda: storage.list_sessions(limit=50, offset=4950)),

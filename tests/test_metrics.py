@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import socket
 import urllib.request
+from dataclasses import fields
 
 import numpy as np
 import pytest
@@ -59,9 +60,10 @@ class FailsFirst:
 @pytest.fixture
 def served(settings: Settings):
     port = _free_port()
-    runtime = Runtime.build(settings.with_changes(metrics_port=port, retry_base_seconds=0.0,
-                                                  retry_max_seconds=0.0),
-                            transcriber=FailsFirst())
+    changes = dict(metrics_port=port, retry_base_seconds=0.0, retry_max_seconds=0.0)
+    if "skip_silence" in {f.name for f in fields(Settings)}:
+        changes["skip_silence"] = False  # a speech check would skip these tones unsent
+    runtime = Runtime.build(settings.with_changes(**changes), transcriber=FailsFirst())
     yield runtime, port
     runtime.close()
 

@@ -73,6 +73,19 @@ def timed(fn: Callable[[], object], repeat: int) -> tuple[float, float, object]:
     return statistics.median(times), times[int(0.95 * (len(times) - 1))], result
 
 
+def _sessions_page_rows(storage: Storage) -> list[tuple[str, Callable[[], object]]]:
+    """The Sessions page's own query (issue 5's `history.list_page`: count + page + chunk counts),
+    when that module is present (after the merge)."""
+    try:
+        from scribe.history import list_page
+    except ImportError:
+        return []
+    return [("Sessions page: history.list_page, page 1 of 50",
+             lambda: list_page(storage, page=1, per_page=50)[0]),
+            ("Sessions page: history.list_page, page 100 of 50",
+             lambda: list_page(storage, page=100, per_page=50)[0])]
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--sessions", type=int, default=10_000)
@@ -106,6 +119,7 @@ def main() -> int:
             ("analytics frame, newest 200k chunks (load_chunks)",
              lambda: analytics.load_chunks(storage)),
         ]
+        rows += _sessions_page_rows(storage)
         print("| query | rows | median ms | p95 ms |\n|---|---:|---:|---:|")
         for name, fn in rows:
             median, p95, result = timed(fn, args.repeat if "200k" not in name else max(3, args.repeat // 10))

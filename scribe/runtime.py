@@ -8,6 +8,7 @@ from __future__ import annotations
 import logging
 import threading
 from dataclasses import dataclass, field
+from typing import Any
 
 from scribe.backpressure import Backlog, assess_backlog
 from scribe.config import Settings
@@ -28,6 +29,8 @@ class Runtime:
     _backends_lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
     final_pass: FinalPass | None = None
     """Whole-recording re-transcription after a session stops (None when off)."""
+    metrics: Any = None
+    """scribe.metrics.PipelineMetrics when SCRIBE_METRICS_PORT > 0 (issue 7), else None."""
 
     @property
     def transcriber(self) -> Transcriber:
@@ -54,6 +57,10 @@ class Runtime:
         # in the middle of a pass, and native code in a dying daemon thread can crash.
         if final_pass and final_pass_enabled(settings):
             runtime.final_pass = FinalPass(storage, backend.transcriber).attach(pipeline)
+        if settings.metrics_port > 0:
+            from scribe.metrics import start_metrics
+
+            runtime.metrics = start_metrics(pipeline, settings.metrics_port)
         if start:
             pipeline.start()
         return runtime
@@ -81,6 +88,8 @@ class Runtime:
     def close(self, timeout: float = 10.0) -> None:
         if self.final_pass is not None:
             self.final_pass.stop(timeout)
+        if self.metrics is not None:
+            self.metrics.stop()
         self.pipeline.stop(timeout)
         closer = getattr(self.pipeline.transcriber, "close", None)
         if callable(closer):

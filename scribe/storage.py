@@ -546,6 +546,39 @@ class Storage:
             AND transcript = ? ORDER BY seq, idx""", [session_id, transcript]).fetchall()
         return " ".join(r[0] for r in rows)
 
+    # -- analytics (issue 7): the chunk timeline as a frame ---------------------
+    def chunk_timings(self, *, session_ids: Sequence[str] = (), backends: Sequence[str] = (),
+                      models: Sequence[str] = (), since: float | None = None,
+                      until: float | None = None, limit: int = 200_000) -> "pandas.DataFrame":  # noqa: F821
+        """Every chunk's timeline joined with its session, newest chunks first.
+
+        Returns a pandas DataFrame (DuckDB builds it column-wise, which stays fast
+        at 100k+ rows where a list of dicts would not). `since`/`until` filter on
+        the chunk's `captured_at`; `limit` bounds what a page ever loads.
+        """
+        clauses, params = _timing_filters(session_ids, backends, models, since, until)
+        where = ("WHERE " + " AND ".join(clauses)) if clauses else ""
+        sql = f"""SELECT c.session_id, s.title, s.source, c.seq, c.start_ms, c.end_ms,
+                c.start_sample, c.end_sample, c.status, c.attempts, c.error,
+                c.captured_at, c.enqueued_at, c.started_at, c.finished_at,
+                coalesce(c.backend, s.backend) AS backend, coalesce(c.model, s.model) AS model
+            FROM chunks c JOIN sessions s ON s.id = c.session_id {where}
+            ORDER BY c.captured_at DESC NULLS LAST, c.session_id, c.seq LIMIT ?"""
+        return self.cursor().execute(sql, [*params, limit]).df()
+
+    def timing_facets(self, *, recent_sessions: int = 500) -> dict[str, list]:
+        """Filter choices for the analytics page: backends, models, recent sessions."""
+        cur = self.cursor()
+        backends = [r[0] for r in cur.execute(
+            "SELECT DISTINCT backend FROM chunks WHERE backend IS NOT NULL ORDER BY 1").fetchall()]
+        models = [r[0] for r in cur.execute(
+            "SELECT DISTINCT model FROM chunks WHERE model IS NOT NULL ORDER BY 1").fetchall()]
+        sessions = self._rows("""SELECT id, title, created_at FROM sessions
+            ORDER BY created_at DESC, id DESC LIMIT ?""", [recent_sessions])
+        span = cur.execute("SELECT min(captured_at), max(captured_at) FROM chunks").fetchone()
+        return {"backends": backends, "models": models, "sessions": sessions,
+                "captured_range": [span[0], span[1]]}
+
 
 @dataclass
 class SummaryRow:
@@ -618,3 +651,22 @@ def segments_from_backend(session_id: str, seq: int, chunk_start_ms: int,
                                no_speech_prob=seg.no_speech_prob, flags=list(seg.flags),
                                transcript=transcript))
     return rows
+
+
+def _timing_filters(session_ids: Sequence[str], backends: Sequence[str], models: Sequence[str],
+                    since: float | None, until: float | None) -> tuple[list[str], list[Any]]:
+    clauses: list[str] = []
+    params: list[Any] = []
+    for column, values in (("c.session_id", session_ids),
+                           ("coalesce(c.backend, s.backend)", backends),
+                           ("coalesce(c.model, s.model)", models)):
+        if values:
+            clauses.append(f"{column} IN ({', '.join('?' * len(values))})")
+            params.extend(values)
+    if since is not None:
+        clauses.append("c.captured_at >= ?")
+        params.append(since)
+    if until is not None:
+        clauses.append("c.captured_at < ?")
+        params.append(until)
+    return clauses, params

@@ -1,0 +1,102 @@
+"""Analytics: where each chunk's time goes, throughput, queue depth, backends, failures, health."""
+
+from __future__ import annotations
+
+import datetime as dt
+
+import streamlit as st
+
+from pages._shared import runtime
+from scribe import analytics, analytics_charts as charts
+
+rt = runtime()
+facets = rt.storage.timing_facets()
+
+# -- sidebar: filters ------------------------------------------------------------
+with st.sidebar:
+    st.header("Filters")
+    first, last = facets["captured_range"]
+    today = dt.datetime.now(dt.timezone.utc).date()
+    lo = dt.datetime.fromtimestamp(first, dt.timezone.utc).date() if first else today
+    hi = dt.datetime.fromtimestamp(last, dt.timezone.utc).date() if last else today
+    days = st.date_input("Chunks captured between (UTC)", value=(max(lo, hi - dt.timedelta(days=6)), hi),
+                         min_value=lo, max_value=max(hi, today), key="analytics_days")
+    labels = {s["id"]: f"{s['title']} - {s['id']}" for s in facets["sessions"]}
+    session_ids = st.multiselect("Sessions", list(labels), format_func=labels.get,
+                                 placeholder="All sessions", key="analytics_sessions")
+    backends = st.multiselect("Backends", facets["backends"], placeholder="All backends")
+    models = st.multiselect("Models", facets["models"], placeholder="All models")
+    st.button("Refresh", icon=":material/refresh:")
+
+st.title("Analytics")
+st.caption("Chunk timeline: closed -> stored (disk + DB) -> queue wait -> processing -> text stored. "
+           "Times in UTC.")
+
+since, until = None, None
+if isinstance(days, (tuple, list)) and len(days) == 2:
+    since = dt.datetime.combine(days[0], dt.time(), dt.timezone.utc).timestamp()
+    until = dt.datetime.combine(days[1] + dt.timedelta(days=1), dt.time(), dt.timezone.utc).timestamp()
+df = analytics.load_chunks(rt.storage, session_ids=session_ids, backends=backends, models=models,
+                           since=since, until=until)
+
+
+# -- health ----------------------------------------------------------------------
+@st.fragment(run_every="10s")
+def health_panel() -> None:
+    """Re-runs every 10 s: the live queue's backlog and the machine's memory, plus the selection."""
+    stats = rt.pipeline.stats()
+    thresholds = analytics.HealthThresholds(backlog_audio_s=rt.settings.backlog_warn_seconds)
+    checks = analytics.health(df, backlog_audio_s=stats.audio_seconds_waiting, thresholds=thresholds)
+    st.subheader("Health")
+    for column, check in zip(st.columns(len(checks)), checks):
+        with column.container(border=True):
+            icon = ":material/check_circle:" if check.ok else ":material/warning:"
+            colour = "green" if check.ok else "red"
+            st.markdown(f":{colour}[{icon} **{check.name}**]")
+            st.caption(check.detail)
+    if not all(c.ok for c in checks):
+        st.warning("Some alert conditions are met: see the panels above.", icon=":material/warning:")
+
+
+health_panel()
+
+if df.empty:
+    st.info("No chunks match these filters yet. Record or upload something, or run "
+            "`python -m scribe bench --data-dir data --minutes 2` to generate a load test.")
+    st.stop()
+
+# -- headline numbers --------------------------------------------------------------
+s = analytics.summary(df)
+cols = st.columns(6)
+cols[0].metric("Chunks", f"{s['chunks']:,}", help=f"{s['done']:,} done, {s['failed']:,} failed, "
+               f"{s['pending'] + s['processing']:,} open")
+cols[1].metric("Sessions", f"{s['sessions']:,}")
+cols[2].metric("Audio done", f"{s['audio_minutes']:,.0f} min" if s["audio_minutes"] >= 10
+               else f"{s['audio_minutes']:.1f} min")
+cols[3].metric("End-to-end p50", f"{s['end_to_end_p50_s']:.2f} s")
+cols[4].metric("End-to-end p95", f"{s['end_to_end_p95_s']:.2f} s")
+cols[5].metric("End-to-end p99", f"{s['end_to_end_p99_s']:.2f} s")
+
+latency, throughput, queue, backends_tab, failures_tab, data = st.tabs(
+    ["Latency", "Throughput", "Queue depth", "Backends", "Retries & failures", "Data"])
+with latency:
+    st.plotly_chart(charts.latency_timeline(df))
+    st.plotly_chart(charts.latency_distribution(df))
+with throughput:
+    st.plotly_chart(charts.throughput_chart(analytics.throughput(df)))
+with queue:
+    st.plotly_chart(charts.queue_depth_chart(analytics.queue_depth(df)))
+with backends_tab:
+    st.plotly_chart(charts.rtf_chart(df))
+    st.dataframe(analytics.rtf_by_backend(df), hide_index=True)
+with failures_tab:
+    fails = analytics.failures(df)
+    st.plotly_chart(charts.failures_chart(fails))
+    st.dataframe(fails, hide_index=True, width="stretch",
+                 column_config={"failure_rate": st.column_config.NumberColumn(format="percent")})
+    st.caption("Latest chunks that failed or needed retries")
+    st.dataframe(analytics.recent_errors(df), hide_index=True)
+with data:
+    st.download_button("Download CSV", analytics.to_csv(df), file_name="scribe-chunks.csv",
+                       mime="text/csv", icon=":material/download:")
+    st.dataframe(df[analytics.CSV_COLUMNS], hide_index=True)

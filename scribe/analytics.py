@@ -1,0 +1,267 @@
+"""Latency and throughput analytics: pandas frames built from the chunks table.
+
+Every chunk carries the timestamps of its hops (see DESIGN.md, "Chunk timeline"):
+
+    captured_at -> enqueued_at -> started_at -> finished_at
+    (chunk closed)  (durable)     (claimed)     (text stored / failed)
+
+From them: `store_s` = enqueued - captured (disk + DB write), `queue_wait_s` =
+started - enqueued, `processing_s` = finished - started (includes retry backoff
+within one claim), `end_to_end_s` = finished - captured, and the real-time
+factor `rtf` = processing / chunk duration. The Analytics page, the bench and
+the health checks all read these frames; nothing here touches Streamlit.
+
+Caveat, written down once: a chunk re-queued by hand (`retry_failed`) or after a
+restart keeps its first `enqueued_at` but gets a new `started_at`, so its queue
+wait includes the time it sat failed or the process was down.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, Sequence
+
+import numpy as np
+import pandas as pd
+
+from scribe.audio import SAMPLE_RATE
+from scribe.storage import Storage
+
+PERCENTILES = (50, 95, 99)
+SETTLED = ("done", "failed")
+OPEN = ("pending", "processing")
+
+
+# -- the per-chunk frame --------------------------------------------------------
+def load_chunks(storage: Storage, *, session_ids: Sequence[str] = (), backends: Sequence[str] = (),
+                models: Sequence[str] = (), since: float | None = None, until: float | None = None,
+                limit: int = 200_000) -> pd.DataFrame:
+    """The filtered chunks of `storage` as a per-chunk latency frame (see `chunk_frame`)."""
+    raw = storage.chunk_timings(session_ids=session_ids, backends=backends, models=models,
+                                since=since, until=until, limit=limit)
+    return chunk_frame(raw)
+
+
+def chunk_frame(raw: pd.DataFrame) -> pd.DataFrame:
+    """Add duration, hop latencies, RTF, retries and datetime columns; oldest chunk first.
+
+    Latencies are NaN where a hop has not happened yet (a pending chunk has no
+    processing time); end-to-end is defined for `done` chunks only, because a
+    failed chunk never stored text.
+    """
+    df = raw.copy()
+    for column in ("captured_at", "enqueued_at", "started_at", "finished_at"):
+        df[column] = pd.to_numeric(df[column], errors="coerce").astype("float64")
+    df["audio_s"] = (df["end_sample"] - df["start_sample"]).astype("float64") / SAMPLE_RATE
+    df["store_s"] = df["enqueued_at"] - df["captured_at"]
+    df["queue_wait_s"] = df["started_at"] - df["enqueued_at"]
+    settled = df["status"].isin(SETTLED)
+    df["processing_s"] = (df["finished_at"] - df["started_at"]).where(settled)
+    df["end_to_end_s"] = (df["finished_at"] - df["captured_at"]).where(df["status"] == "done")
+    df["rtf"] = (df["processing_s"] / df["audio_s"]).where(df["audio_s"] > 0)
+    df["retries"] = (df["attempts"].astype("int64") - 1).clip(lower=0)
+    for column in ("captured", "finished"):
+        df[f"{column}_time"] = pd.to_datetime(df[f"{column}_at"], unit="s", utc=True)
+    return df.sort_values(["captured_at", "session_id", "seq"], na_position="last").reset_index(drop=True)
+
+
+def percentiles(values: pd.Series, qs: Sequence[int] = PERCENTILES) -> dict[str, float]:
+    """{'p50': .., 'p95': .., 'p99': .., 'n': ..} over the non-missing values (NaN if none)."""
+    clean = pd.to_numeric(values, errors="coerce").dropna()
+    out: dict[str, float] = {"n": float(clean.size)}
+    for q in qs:
+        out[f"p{q}"] = float(np.percentile(clean, q)) if clean.size else float("nan")
+    return out
+
+
+def summary(df: pd.DataFrame) -> dict[str, Any]:
+    """Headline numbers of a chunk frame: counts, audio, and latency percentiles."""
+    counts = df["status"].value_counts()
+    out: dict[str, Any] = {status: int(counts.get(status, 0)) for status in (*SETTLED, *OPEN)}
+    out.update(chunks=int(len(df)), sessions=int(df["session_id"].nunique()),
+               audio_minutes=float(df.loc[df["status"] == "done", "audio_s"].sum() / 60),
+               retries=int(df["retries"].sum()))
+    for column in ("end_to_end_s", "queue_wait_s", "processing_s"):
+        for name, value in percentiles(df[column]).items():
+            if name != "n":
+                out[f"{column[:-2]}_{name}_s"] = value
+    return out
+
+
+# -- over time -------------------------------------------------------------------
+def auto_bin_seconds(span_s: float, target_bins: int = 60) -> int:
+    """A round bin width giving about `target_bins` bins over `span_s` seconds."""
+    for width in (10, 15, 30, 60, 120, 300, 600, 900, 1800, 3600, 7200, 21600, 86400):
+        if span_s / width <= target_bins:
+            return width
+    return 86400
+
+
+def throughput(df: pd.DataFrame, bin_seconds: int | None = None) -> pd.DataFrame:
+    """Per time bin of finish time: chunks done per minute and audio minutes per wall minute.
+
+    Rates are normalised to one minute whatever the bin width, so a 10 s bin
+    with 3 chunks reads 18 chunks/min. Empty bins inside the span are zeros.
+    """
+    done = df[(df["status"] == "done") & df["finished_at"].notna()]
+    columns = ["time", "chunks_per_min", "audio_min_per_min", "chunks"]
+    if done.empty:
+        return pd.DataFrame(columns=columns)
+    span = float(done["finished_at"].max() - done["finished_at"].min())
+    width = bin_seconds or auto_bin_seconds(span)
+    grouped = done.set_index("finished_time").resample(f"{width}s")
+    out = pd.DataFrame({"chunks": grouped["seq"].count(), "audio_s": grouped["audio_s"].sum()})
+    out["chunks_per_min"] = out["chunks"] * 60.0 / width
+    out["audio_min_per_min"] = out["audio_s"] / width  # audio seconds per wall second == min/min
+    return out.reset_index(names="time")[columns]
+
+
+def queue_depth(df: pd.DataFrame, now: float | None = None) -> pd.DataFrame:
+    """Queue depth over time, reconstructed from the enqueued/started/finished times.
+
+    Each chunk counts as *waiting* from enqueued to started and as *processing*
+    from started to finished (still open if the chunk is). `waiting_audio_s`
+    is the audio seconds waiting, the backlog the health check measures.
+    """
+    has_times = df[df["enqueued_at"].notna()]
+    if has_times.empty:
+        return pd.DataFrame(columns=["time", "waiting", "processing", "waiting_audio_s"])
+    events = pd.concat([
+        _events(has_times, "enqueued_at", waiting=1, processing=0, audio_sign=1),
+        _events(has_times, "started_at", waiting=-1, processing=1, audio_sign=-1),
+        _events(has_times, "finished_at", waiting=0, processing=-1, audio_sign=0,
+                only=has_times["started_at"].notna()),
+        # a chunk failed before it was ever claimed leaves the waiting line at its finish
+        _events(has_times, "finished_at", waiting=-1, processing=0, audio_sign=-1,
+                only=has_times["started_at"].isna()),
+    ]).sort_values("at", kind="stable")
+    depth = events.groupby("at", sort=True)[["waiting", "processing", "waiting_audio_s"]].sum().cumsum()
+    depth["waiting_audio_s"] = depth["waiting_audio_s"].clip(lower=0)
+    if now is not None and now > depth.index.max():
+        depth.loc[now] = depth.iloc[-1]
+    depth.index = pd.to_datetime(depth.index, unit="s", utc=True)
+    return depth.reset_index(names="time")
+
+
+def _events(df: pd.DataFrame, column: str, *, waiting: int, processing: int, audio_sign: int,
+            only: pd.Series | None = None) -> pd.DataFrame:
+    rows = df if only is None else df[only]
+    rows = rows[rows[column].notna()]
+    return pd.DataFrame({"at": rows[column].to_numpy(), "waiting": waiting, "processing": processing,
+                         "waiting_audio_s": audio_sign * rows["audio_s"].to_numpy()})
+
+
+def downsample_steps(depth: pd.DataFrame, max_points: int = 2000) -> pd.DataFrame:
+    """Keep a step series plottable: per bin, the maximum of each column (peaks survive)."""
+    if len(depth) <= max_points:
+        return depth
+    span = (depth["time"].max() - depth["time"].min()).total_seconds()
+    width = max(1, int(np.ceil(span / max_points)))
+    return depth.set_index("time").resample(f"{width}s").max().dropna().reset_index()
+
+
+# -- by backend and model ------------------------------------------------------
+def rtf_by_backend(df: pd.DataFrame) -> pd.DataFrame:
+    """Real-time factor (processing / audio) per backend and model, done chunks only."""
+    done = df[(df["status"] == "done") & df["rtf"].notna()]
+    if done.empty:
+        return pd.DataFrame(columns=["backend", "model", "chunks", "audio_min", "rtf_p50", "rtf_p95",
+                                     "processing_p50_s"])
+    grouped = done.groupby(["backend", "model"], dropna=False)
+    return grouped.agg(chunks=("seq", "count"), audio_min=("audio_s", lambda s: s.sum() / 60),
+                       rtf_p50=("rtf", "median"), rtf_p95=("rtf", lambda s: s.quantile(0.95)),
+                       processing_p50_s=("processing_s", "median")).reset_index()
+
+
+def failures(df: pd.DataFrame) -> pd.DataFrame:
+    """Retries and failures per backend and model; `failure_rate` is of settled chunks."""
+    if df.empty:
+        return pd.DataFrame(columns=["backend", "model", "chunks", "retries", "chunks_retried",
+                                     "failed", "failure_rate"])
+    frame = df.assign(failed=df["status"].eq("failed"), settled=df["status"].isin(SETTLED),
+                      was_retried=df["retries"].gt(0))
+    out = frame.groupby(["backend", "model"], dropna=False).agg(
+        chunks=("seq", "count"), retries=("retries", "sum"), chunks_retried=("was_retried", "sum"),
+        failed=("failed", "sum"), settled=("settled", "sum")).reset_index()
+    out["failure_rate"] = (out["failed"] / out["settled"].where(out["settled"] > 0)).fillna(0.0)
+    return out.drop(columns="settled")
+
+
+def recent_errors(df: pd.DataFrame, limit: int = 20) -> pd.DataFrame:
+    """The latest chunks that failed or needed retries, with their last error."""
+    bad = df[df["status"].eq("failed") | df["retries"].gt(0)]
+    columns = ["session_id", "seq", "status", "attempts", "error", "backend", "model", "finished_time"]
+    return bad.sort_values("captured_at", ascending=False).head(limit)[columns]
+
+
+# -- health ----------------------------------------------------------------------
+@dataclass(frozen=True)
+class HealthThresholds:
+    """The usual alert conditions; the backlog default is SCRIBE_BACKLOG_WARN_SECONDS."""
+
+    backlog_audio_s: float = 300.0
+    p95_processing_s: float = 10.0
+    failure_rate: float = 0.05
+    memory_percent: float = 80.0
+
+
+@dataclass(frozen=True)
+class HealthCheck:
+    name: str
+    value: float
+    threshold: float
+    unit: str
+    ok: bool
+    detail: str
+
+
+def health(df: pd.DataFrame, *, backlog_audio_s: float | None = None,
+           memory_percent: float | None = None,
+           thresholds: HealthThresholds = HealthThresholds()) -> list[HealthCheck]:
+    """Check the alert conditions.
+
+    `backlog_audio_s` should come from the live queue (`pipeline.stats()`); when
+    missing it is estimated from the frame's open chunks. `memory_percent`
+    defaults to the machine's used memory (psutil).
+    """
+    if backlog_audio_s is None:
+        backlog_audio_s = float(df.loc[df["status"].isin(OPEN), "audio_s"].sum())
+    if memory_percent is None:
+        memory_percent = machine_memory_percent()
+    p95 = percentiles(df["processing_s"])["p95"]
+    settled = int(df["status"].isin(SETTLED).sum())
+    failed = int(df["status"].eq("failed").sum())
+    rate = failed / settled if settled else 0.0
+    t = thresholds
+    return [
+        HealthCheck("Backlog", backlog_audio_s, t.backlog_audio_s, "s of audio",
+                    backlog_audio_s <= t.backlog_audio_s,
+                    f"{backlog_audio_s / 60:.1f} min of audio waiting (alert over {t.backlog_audio_s / 60:.0f} min)"),
+        HealthCheck("p95 processing", p95, t.p95_processing_s, "s",
+                    bool(np.isnan(p95) or p95 <= t.p95_processing_s),
+                    "no processed chunks" if np.isnan(p95) else
+                    f"p95 {p95:.2f} s per chunk (alert over {t.p95_processing_s:g} s)"),
+        HealthCheck("Failures", rate, t.failure_rate, "of settled chunks", rate <= t.failure_rate,
+                    f"{failed} of {settled} chunks failed ({rate:.1%}; alert over {t.failure_rate:.0%})"),
+        HealthCheck("Memory", memory_percent, t.memory_percent, "% of RAM",
+                    memory_percent <= t.memory_percent,
+                    f"{memory_percent:.0f}% of the machine's memory in use (alert over {t.memory_percent:.0f}%)"),
+    ]
+
+
+def machine_memory_percent() -> float:
+    import psutil
+
+    return float(psutil.virtual_memory().percent)
+
+
+# -- export ----------------------------------------------------------------------
+CSV_COLUMNS = ["session_id", "title", "seq", "status", "backend", "model", "attempts", "retries",
+               "error", "start_ms", "end_ms", "audio_s", "captured_time", "finished_time",
+               "captured_at", "enqueued_at", "started_at", "finished_at", "store_s", "queue_wait_s",
+               "processing_s", "end_to_end_s", "rtf"]
+
+
+def to_csv(df: pd.DataFrame) -> bytes:
+    """The per-chunk table as UTF-8 CSV (ISO times and the raw epoch seconds)."""
+    return df[[c for c in CSV_COLUMNS if c in df.columns]].to_csv(index=False).encode("utf-8")

@@ -66,6 +66,7 @@ class BenchConfig:
     stub_latency: tuple[float, float] = (1.0, 3.0)
     stub_error_rate: float = 0.0
     concurrency: int = 8
+    writers: int = 4
     speed: float = 1.0
     chunk_policy: str = "pause:15"
     whisper_model: str = "tiny.en"
@@ -85,6 +86,7 @@ class BenchConfig:
              "--stub-latency must be LO-HI seconds with 0 <= LO <= HI <= 600"),
             (0 <= self.stub_error_rate < 1, "--stub-error-rate must be in [0, 1)"),
             (1 <= self.concurrency <= 256, "--concurrency must be between 1 and 256"),
+            (1 <= self.writers <= 64, "--writers must be between 1 and 64"),
             (self.speed > 0, "--speed must be positive"),
         ]
         for ok, message in checks:
@@ -347,7 +349,7 @@ def run_bench(config: BenchConfig, progress: Progress | None = None) -> BenchRep
 def _run(config: BenchConfig, storage: Storage, data_dir: Path, progress: Progress) -> BenchReport:
     backend = make_backend(config)
     pipeline = Pipeline(storage, backend, audio_dir=data_dir / "audio",
-                        max_concurrency=config.concurrency).start()
+                        max_concurrency=config.concurrency, writer_threads=config.writers).start()
     feeds = _make_sessions(config, storage, backend)
     process = psutil.Process()
     cpu0, t0 = _cpu_seconds(process), time.monotonic()

@@ -166,7 +166,8 @@ class LiveCapture(AudioProcessorBase):
         if self._registry:
             self._registry.readmit(self)
         self.pipeline.call_after_intake(
-            lambda: self.storage.update_session(self.session_id, status="recording", ended_at=None))
+            lambda: self.storage.update_session(self.session_id, status="recording", ended_at=None),
+            self.session_id)
 
     # -- ending -----------------------------------------------------------------
     def on_ended(self) -> None:

@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Callable, Sequence
 
 from scribe.chunking import parse_policy
-from scribe.config import Settings
+from scribe.config import Settings, parse_latency_range
 from scribe.errors import ScribeError
 from scribe.export import FORMATS, render
 from scribe.ingest import ingest_file, wait_for_session
@@ -441,6 +441,7 @@ def _add_bench(sub) -> None:
     p.add_argument("--stub-error-rate", type=float, default=0.0, metavar="P",
                    help="fraction of backend calls that fail with a retryable error (default 0)")
     p.add_argument("--concurrency", type=int, help="worker threads (default 32 stub, 2 local)")
+    p.add_argument("--writers", type=int, default=4, help="chunk writer threads (default 4)")
     pace = p.add_mutually_exclusive_group()
     pace.add_argument("--realtime", dest="speed", action="store_const", const=1.0,
                       help="feed audio at real-time pace (default)")
@@ -456,9 +457,8 @@ def _add_bench(sub) -> None:
 
 
 def _latency_range(raw: str) -> tuple[float, float]:
-    lo, sep, hi = raw.partition("-")
     try:
-        return (float(lo), float(hi if sep else lo))
+        return parse_latency_range(raw)
     except ValueError:
         raise argparse.ArgumentTypeError(f"expected LO-HI seconds like 1-3, got {raw!r}") from None
 
@@ -470,7 +470,8 @@ def cmd_bench(args: argparse.Namespace) -> int:
     concurrency = args.concurrency or (32 if args.backend == "stub" else 2)
     config = BenchConfig(sessions=args.sessions, minutes=args.minutes, backend=args.backend,
                          stub_latency=args.stub_latency, stub_error_rate=args.stub_error_rate,
-                         concurrency=concurrency, speed=args.speed, chunk_policy=args.policy,
+                         concurrency=concurrency, writers=args.writers, speed=args.speed,
+                         chunk_policy=args.policy,
                          whisper_model=args.model, audio_path=args.audio, data_dir=args.data_dir)
     report = run_bench(config, progress=lambda line: print(f"\r{line:<90}", end="", file=sys.stderr,
                                                            flush=True))

@@ -42,6 +42,8 @@ class Settings:
     """SCRIBE_CHUNK_POLICY: `pause` (cut in a pause near the target) or `fixed`."""
     max_concurrency: int = 1
     """SCRIBE_MAX_CONCURRENCY: transcription worker threads (the local model is CPU-bound)."""
+    writer_threads: int = 4
+    """SCRIBE_WRITER_THREADS: threads making live chunks durable (FLAC + fsync + DB row)."""
     max_attempts: int = 5
     """SCRIBE_MAX_ATTEMPTS: tries per chunk before it is marked failed."""
     retry_base_seconds: float = 1.0
@@ -126,6 +128,9 @@ class Settings:
              f"must be one of {', '.join(CHUNK_POLICIES)}"),
             (1.0 <= self.chunk_seconds <= 600.0, "SCRIBE_CHUNK_SECONDS", "must be between 1 and 600"),
             (1 <= self.max_concurrency <= 256, "SCRIBE_MAX_CONCURRENCY", "must be between 1 and 256"),
+            (0 <= self.stub_latency[0] <= self.stub_latency[1], "SCRIBE_STUB_LATENCY",
+             "must be LO-HI seconds with 0 <= LO <= HI"),
+            (1 <= self.writer_threads <= 64, "SCRIBE_WRITER_THREADS", "must be between 1 and 64"),
             (1 <= self.max_attempts <= 50, "SCRIBE_MAX_ATTEMPTS", "must be between 1 and 50"),
             (self.retry_base_seconds >= 0, "SCRIBE_RETRY_BASE_SECONDS", "must not be negative"),
             (self.retry_max_seconds >= self.retry_base_seconds, "SCRIBE_RETRY_MAX_SECONDS",
@@ -170,12 +175,10 @@ def _choice_upper(raw: str) -> str:
     return raw.upper()
 
 
-def _latency_range(raw: str) -> tuple[float, float]:
-    lo, _, hi = raw.partition("-")
-    low, high = float(lo), float(hi or lo)
-    if not 0 <= low <= high:
-        raise ValueError("expected LO-HI seconds with 0 <= LO <= HI")
-    return low, high
+def parse_latency_range(raw: str) -> tuple[float, float]:
+    """`LO-HI` (or one number) as seconds; the order is checked by whoever uses it."""
+    lo, sep, hi = raw.partition("-")
+    return float(lo), float(hi if sep else lo)
 
 
 def _urls(raw: str) -> tuple[str, ...]:
@@ -192,6 +195,7 @@ _ENV_VARS: dict[str, tuple[str, Any]] = {
     "chunk_seconds": ("SCRIBE_CHUNK_SECONDS", float),
     "chunk_policy": ("SCRIBE_CHUNK_POLICY", str.lower),
     "max_concurrency": ("SCRIBE_MAX_CONCURRENCY", int),
+    "writer_threads": ("SCRIBE_WRITER_THREADS", int),
     "max_attempts": ("SCRIBE_MAX_ATTEMPTS", int),
     "retry_base_seconds": ("SCRIBE_RETRY_BASE_SECONDS", float),
     "retry_max_seconds": ("SCRIBE_RETRY_MAX_SECONDS", float),
@@ -209,7 +213,7 @@ _ENV_VARS: dict[str, tuple[str, Any]] = {
     "metrics_port": ("SCRIBE_METRICS_PORT", int),
     "redis_url": ("SCRIBE_REDIS_URL", str),
     "remote_timeout": ("SCRIBE_REMOTE_TIMEOUT", float),
-    "stub_latency": ("SCRIBE_STUB_LATENCY", _latency_range),
+    "stub_latency": ("SCRIBE_STUB_LATENCY", parse_latency_range),
     "skip_silence": ("SCRIBE_SKIP_SILENCE", _bool),
     "gemini_api_version": ("SCRIBE_GEMINI_API_VERSION", str.lower),
 }

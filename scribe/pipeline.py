@@ -8,10 +8,13 @@ that a resubmission overwrites. Submitting the same (session, seq) twice is a
 no-op.
 
 Threads:
-- `scribe-writer`: takes chunks from `submit_nowait` (the live capture path) and
-  makes them durable, so the WebRTC thread never waits on disk or DuckDB.
-  Its queue is unbounded on purpose: dropping audio is never an option, and a
-  growing backlog is logged and shown (`stats().intake`).
+- `scribe-writer-N` (N = writer_threads): take chunks from `submit_nowait` (the
+  live capture path) and make them durable, so the WebRTC thread never waits on
+  disk or DuckDB. A session always maps to the same writer, so its chunks and
+  its end are written in order; several writers overlap FLAC encoding and
+  fsyncs across sessions (one writer was the latency tail at 100 sessions).
+  Their queues are unbounded on purpose: dropping audio is never an option, and
+  a growing backlog is logged and shown (`stats().intake`).
 - `scribe-worker-N` (N = max_concurrency): claim a pending chunk, transcribe it
   (retrying retryable errors with exponential backoff and jitter via tenacity,
   honouring a server-given delay), save its segments and mark it done in one
@@ -32,6 +35,7 @@ import logging
 import queue
 import threading
 import time
+import zlib
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
@@ -96,6 +100,42 @@ class _JobOptions:
 _DEFAULT_JOB = _JobOptions()
 
 
+class _Intake:
+    """The writers' queues. A session always maps to the same queue (crc32 of its id),
+    so its chunks and the steps queued after them are handled in order."""
+
+    def __init__(self, shards: int) -> None:
+        self.queues: list[queue.Queue] = [queue.Queue() for _ in range(shards)]
+
+    def for_session(self, session_id: str) -> queue.Queue:
+        return self.queues[zlib.crc32(session_id.encode()) % len(self.queues)]
+
+    def put_all(self, item: object) -> None:
+        for q in self.queues:
+            q.put(item)
+
+    def qsize(self) -> int:
+        return sum(q.qsize() for q in self.queues)
+
+    def unfinished(self) -> int:
+        return sum(q.unfinished_tasks for q in self.queues)
+
+
+class _AfterAll:
+    """A step put in every writer queue: the last writer to reach it runs it, so it
+    runs after everything queued before it anywhere."""
+
+    def __init__(self, step: Callable[[], None], parties: int) -> None:
+        self._step, self._left, self._lock = step, parties, threading.Lock()
+
+    def __call__(self) -> None:
+        with self._lock:
+            self._left -= 1
+            last = self._left == 0
+        if last:
+            self._step()
+
+
 class Pipeline:
     """Owns the job queue and its threads. Construct, `start()`, `submit()`, `stop()`."""
 
@@ -114,6 +154,7 @@ class Pipeline:
         before_call: Callable[[], None] | None = None,
         speech_check: Callable[[np.ndarray], bool] | None = None,
         segment_filter: SegmentFilter | None = guard_segments,
+        writer_threads: int = 1,
     ) -> None:
         self.storage = storage
         self.transcriber = transcriber
@@ -128,7 +169,7 @@ class Pipeline:
         # The hallucination guard by default, for every backend; None keeps raw output.
         self._segment_filter = segment_filter
         self._jobs: queue.Queue[Key | None] = queue.Queue()
-        self._intake: queue.Queue[Chunk | None] = queue.Queue()
+        self._intake = _Intake(max(1, writer_threads))
         self._queued: set[Key] = set()
         self._waiting_audio: dict[Key, float] = {}
         self._lock = threading.Lock()
@@ -150,7 +191,8 @@ class Pipeline:
         if self._threads:
             return self
         self.recover()
-        self._spawn("scribe-writer", self._writer_loop)
+        for n, intake in enumerate(self._intake.queues):
+            self._spawn(f"scribe-writer-{n}", lambda q=intake: self._writer_loop(q))
         for n in range(self.max_concurrency):
             self._spawn(f"scribe-worker-{n}", self._worker_loop)
         return self
@@ -162,7 +204,7 @@ class Pipeline:
 
     def stop(self, timeout: float = 10.0) -> None:
         """Finish the intake, stop the workers after their current chunk."""
-        self._intake.put(None)
+        self._intake.put_all(None)
         for _ in range(self.max_concurrency):
             self._jobs.put(None)
         deadline = time.monotonic() + timeout
@@ -212,16 +254,20 @@ class Pipeline:
             raise ScribeError(f"the chunk writer stopped: {self._intake_error}")
         with self._lock:
             self._intake_audio += chunk.duration_s
-        self._intake.put(chunk)
+        self._intake.for_session(chunk.session_id).put(chunk)
         backlog = self._intake.qsize()
         if backlog and backlog % 10 == 0:
             log.warning("chunk writer backlog is %d chunks (disk or database slow)", backlog)
 
-    def call_after_intake(self, step: Callable[[], None]) -> None:
-        """Run `step` on the writer thread once every chunk handed to `submit_nowait`
-        before it is durable (e.g. end a live session only after its last chunk is
-        stored, so it never becomes done with a chunk still on its way). Returns at once."""
-        self._intake.put(step)  # type: ignore[arg-type]
+    def call_after_intake(self, step: Callable[[], None], session_id: str | None = None) -> None:
+        """Run `step` on a writer thread once the chunks handed to `submit_nowait` before
+        it are durable: that session's chunks, or with no session every chunk (e.g. end
+        a live session only after its last chunk is stored, so it never becomes done
+        with a chunk still on its way). Returns at once."""
+        if session_id is not None:
+            self._intake.for_session(session_id).put(step)
+        else:
+            self._intake.put_all(_AfterAll(step, len(self._intake.queues)))
 
     @staticmethod
     def _run_step(step: Callable[[], None]) -> None:
@@ -233,20 +279,20 @@ class Pipeline:
     def flush_intake(self, timeout: float = 30.0) -> bool:
         """Wait until every chunk given to `submit_nowait` is durable."""
         deadline = time.monotonic() + timeout
-        while self._intake.unfinished_tasks and time.monotonic() < deadline:
+        while self._intake.unfinished() and time.monotonic() < deadline:
             time.sleep(0.01)
-        return self._intake.unfinished_tasks == 0
+        return self._intake.unfinished() == 0
 
-    def _writer_loop(self) -> None:
-        while (item := self._intake.get()) is not None:
+    def _writer_loop(self, intake: "queue.Queue[Chunk | Callable[[], None] | None]") -> None:
+        while (item := intake.get()) is not None:
             try:
                 if callable(item):  # a step queued by call_after_intake
                     self._run_step(item)
                 else:
                     self._write(item)
             finally:
-                self._intake.task_done()
-        self._intake.task_done()
+                intake.task_done()
+        intake.task_done()
 
     def _write(self, chunk: Chunk) -> None:
         try:
@@ -280,7 +326,7 @@ class Pipeline:
     def finish_session_after_intake(self, session_id: str, status: str = "stopped") -> None:
         """Non-blocking `finish_session` for the live path: runs on the writer thread
         after every chunk handed over before it is durable."""
-        self.call_after_intake(lambda: self._end_session(session_id, status))
+        self.call_after_intake(lambda: self._end_session(session_id, status), session_id)
 
     def _end_session(self, session_id: str, status: str) -> None:
         self.storage.end_session(session_id, status, now=self._clock())
@@ -320,7 +366,7 @@ class Pipeline:
 
     def is_idle(self) -> bool:
         with self._lock:
-            return not self._queued and self._intake.unfinished_tasks == 0
+            return not self._queued and self._intake.unfinished() == 0
 
     def wait_idle(self, timeout: float = 60.0) -> bool:
         """Block until nothing is queued or in flight (True) or the timeout passes."""

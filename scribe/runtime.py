@@ -46,6 +46,7 @@ class Runtime:
         pipeline = Pipeline(
             storage, backend.transcriber, audio_dir=settings.audio_dir,
             max_concurrency=settings.max_concurrency, max_attempts=settings.max_attempts,
+            writer_threads=settings.writer_threads,
             retry_base_seconds=settings.retry_base_seconds,
             retry_max_seconds=settings.retry_max_seconds,
             before_call=backend.before_call,

@@ -221,7 +221,7 @@ class HandOff:
     def submit_nowait(self, chunk):
         self.chunks.append(chunk)
 
-    def call_after_intake(self, step):
+    def call_after_intake(self, step, session_id=None):
         self.steps.append(step)
 
     def finish_session_after_intake(self, session_id, status):

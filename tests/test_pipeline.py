@@ -290,3 +290,23 @@ def test_every_pipeline_log_line_names_session_and_seq(storage, tmp_path, caplog
     lines = [r.getMessage() for r in caplog.records if r.name == "scribe.pipeline"]
     per_chunk = [line for line in lines if "recovered" not in line]
     assert per_chunk and all(f"session={sid}" in line and "seq=0" in line for line in per_chunk)
+
+
+def test_several_writers_keep_each_sessions_chunks_and_end_in_order(storage, tmp_path):
+    pipe = make_pipeline(storage, tmp_path, EchoTranscriber(), writer_threads=3).start()
+    sessions = [new_session(storage) for _ in range(6)]
+    seen_at_end: dict[str, int] = {}
+    for seq in range(8):
+        for sid in sessions:
+            pipe.submit_nowait(chunk(sid, seq))
+    for sid in sessions:
+        pipe.call_after_intake(lambda sid=sid: seen_at_end.__setitem__(sid, len(storage.list_chunks(sid))), sid)
+        pipe.finish_session_after_intake(sid, "stopped")
+    everything: list[int] = []
+    pipe.call_after_intake(lambda: everything.append(sum(len(storage.list_chunks(s)) for s in sessions)))
+    assert pipe.wait_idle(30)
+    assert seen_at_end == {sid: 8 for sid in sessions}  # each end ran after its own 8 chunks
+    assert everything == [48]  # a session-less step ran after every writer's earlier chunks
+    assert all(storage.get_session(sid).status == "done" for sid in sessions)
+    assert len({t.name for t in pipe._threads if t.name.startswith("scribe-writer")}) == 3
+    pipe.stop()

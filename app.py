@@ -4,7 +4,7 @@ from pathlib import Path
 
 import streamlit as st
 
-from pages._shared import sidebar
+from pages._shared import mark_app_ran, sidebar
 
 PAGES = [
     ("pages/record.py", "Record", ":material/mic:"),
@@ -23,4 +23,5 @@ if not available:
     st.stop()
 page = st.navigation(available)
 sidebar()  # after navigation, so the page links stay on top of the sidebar
+mark_app_ran()
 page.run()

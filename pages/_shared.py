@@ -13,6 +13,8 @@ from dataclasses import replace
 from pathlib import Path
 
 import streamlit as st
+from streamlit.runtime.pages_manager import PagesManager
+from streamlit.runtime.scriptrunner import get_script_run_ctx
 
 from scribe.capture import LiveRegistry
 from scribe.config import BACKENDS, CHUNK_POLICIES, Settings
@@ -22,6 +24,32 @@ from scribe.storage import Storage
 
 CHOSEN = "scribe_settings"
 """st.session_state key holding the Settings picked in the sidebar."""
+APP_RAN = "scribe_app_ran"
+"""st.session_state key app.py sets: this browser session went through app.py's navigation."""
+
+
+def mark_app_ran() -> None:
+    """Called by app.py before it runs a page."""
+    st.session_state[APP_RAN] = True
+
+
+def _ensure_app_navigation() -> None:
+    """Send a deep link that skipped app.py back through it.
+
+    The first request after a server start, if it opens /sessions directly, is
+    run the old `pages/`-folder way: the page file alone, without app.py's
+    navigation and sidebar (Streamlit only learns of st.navigation once app.py
+    ran). One rerun fixes it: from then on the main script is app.py, which
+    opens the same page by its URL path.
+    """
+    ctx = get_script_run_ctx()
+    if ctx is None or st.session_state.get(APP_RAN):
+        return
+    if Path(ctx.pages_manager.main_script_path).name == "app.py":
+        # What st.navigation itself does on its first call; without it Streamlit keeps
+        # running page files alone until some session happens to open "/".
+        PagesManager.uses_pages_directory = False
+        st.rerun()
 
 
 def _secret_api_key() -> str | None:
@@ -118,6 +146,7 @@ def _runtime_key(config: Settings) -> Settings:
 def runtime() -> Runtime:
     """The shared Runtime for the chosen settings; stops the page with a clear message
     if it cannot start."""
+    _ensure_app_navigation()
     try:
         return _build_runtime(_runtime_key(chosen_settings()))
     except (ScribeError, ImportError) as exc:

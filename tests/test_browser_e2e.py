@@ -320,3 +320,15 @@ def test_upload_goes_through_the_pipeline_and_bad_files_are_refused(app, browser
     with app.db() as db:
         sessions = db.execute("SELECT title, source, status FROM sessions").fetchall()
     assert sessions == [("budget", "upload", "done")]  # the refused files left nothing behind
+
+
+def test_a_deep_link_as_the_first_request_still_gets_the_apps_navigation(app, browser):
+    """The first request after a start opens /sessions directly: the page must come with
+    app.py's navigation and sidebar, not Streamlit's pages/ folder listing."""
+    page = browser.new_page(viewport={"width": 1400, "height": 1000})
+    page.goto(app.url + "sessions")
+    page.get_by_role("heading", name="Sessions").wait_for(timeout=60_000)
+    sidebar = page.locator('[data-testid="stSidebar"]')
+    sidebar.get_by_text("Chunking lab").wait_for(timeout=30_000)
+    assert sidebar.get_by_text("Settings").is_visible()
+    assert sidebar.get_by_text("shared", exact=True).count() == 0  # no pages/_shared.py entry

@@ -90,7 +90,7 @@ class PausePolicy:
     one; at `max_ratio*N` cut in the longest pause seen (or the longest quiet
     run, or the quietest `window_ms`), pause or not.
 
-    Measured with tiny.en on three-voice speech (docs/notes/issue6.md): clean,
+    Measured with tiny.en on three-voice speech (docs/design/chunking-lab.md): clean,
     6.0 % WER vs 8.2 % for the previous policy (`quiet`) and 7.2 % whole-file;
     in white noise about 1 point behind `quiet` on average over 7 seeds.
     """

@@ -77,8 +77,28 @@ class FixedPolicy:
         return self.target_frames if energy.size >= self.target_frames else None
 
 
+class _CutWindow:
+    """Frame counts of a policy that cuts between `min_ratio` and `max_ratio` x its target."""
+
+    seconds: float
+    min_ratio: float
+    max_ratio: float
+
+    @property
+    def target_frames(self) -> int:
+        return max(1, round(self.seconds * 100))
+
+    @property
+    def min_frames(self) -> int:
+        return max(1, round(self.seconds * self.min_ratio * 100))
+
+    @property
+    def max_frames(self) -> int:
+        return max(self.target_frames, round(self.seconds * self.max_ratio * 100))
+
+
 @dataclass(frozen=True)
-class PausePolicy:
+class PausePolicy(_CutWindow):
     """Cut in a real pause near the target length, never past the hard maximum.
 
     A pause is a run of at least `min_pause_ms` of frames below an adaptive
@@ -109,17 +129,6 @@ class PausePolicy:
     sentence far more often when the audio stops right after it (measured)."""
     name: str = "pause"
 
-    @property
-    def target_frames(self) -> int:
-        return max(1, round(self.seconds * 100))
-
-    @property
-    def min_frames(self) -> int:
-        return max(1, round(self.seconds * self.min_ratio * 100))
-
-    @property
-    def max_frames(self) -> int:
-        return max(self.target_frames, round(self.seconds * self.max_ratio * 100))
 
     def find_cut(self, energy: np.ndarray) -> int | None:
         if energy.size < self.target_frames:
@@ -212,7 +221,7 @@ def _runs(mask: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
 
 
 @dataclass(frozen=True)
-class QuietestPolicy:
+class QuietestPolicy(_CutWindow):
     """The previous `pause` policy, kept for comparison in the lab (`quiet:N`).
 
     Once the buffer reaches the target, cut in the quietest `window_ms`
@@ -229,20 +238,13 @@ class QuietestPolicy:
     silence_dbfs: float = -50.0
     name: str = "quiet"
 
-    @property
-    def target_frames(self) -> int:
-        return max(1, round(self.seconds * 100))
-
-    @property
-    def max_frames(self) -> int:
-        return max(self.target_frames, round(self.seconds * self.max_ratio * 100))
 
     def find_cut(self, energy: np.ndarray) -> int | None:
         if energy.size < self.target_frames:
             return None
         span = energy[: self.max_frames]
         width = max(1, self.window_ms // 10)
-        lo = max(1, int(round(self.seconds * self.min_ratio * 100)))
+        lo = self.min_frames
         if span.size - lo < width:
             cut, window_db = span.size, _db(float(span[-width:].mean()))
         else:

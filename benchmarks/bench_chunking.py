@@ -53,6 +53,9 @@ def main() -> None:
     p.add_argument("--policy", action="append", dest="policies")
     p.add_argument("--skip-clean", action="store_true", help="only the noisy conditions")
     p.add_argument("--markdown", action="store_true")
+    p.add_argument("--context", type=float, default=Settings.from_env({}).noisy_context_seconds,
+                   help="seconds of the previous chunk heard before a noisy chunk "
+                        "(default: the app's SCRIBE_NOISY_CONTEXT_SECONDS default)")
     args = p.parse_args()
     transcriber = make_transcriber(Settings.from_env({}, backend="local"))
     conditions = ([] if args.skip_clean else [None]) + (args.noise or [-32.0])
@@ -62,7 +65,8 @@ def main() -> None:
         label = "clean" if noise is None else f"noise {noise:g} dBFS"
         for spec in args.policies or POLICIES:
             started = time.monotonic()
-            run = lab.run_eval(path, reference, [spec], transcriber=transcriber)[0]
+            run = lab.run_eval(path, reference, [spec], transcriber=transcriber,
+                               context_seconds=args.context)[0]
             rows.append((label, run, time.monotonic() - started))
             print(f"{label:<16} {run.policy:<10} WER {run.wer * 100:5.1f} %  chunks {run.chunks:3d}  "
                   f"mean {run.mean_chunk_s:5.1f} s  latency {run.latency_s:6.1f} s  "

@@ -92,7 +92,8 @@ if st.button("Run policies", type="primary", disabled=not ready):
         transcriber = rt.transcriber if backend == rt.transcriber.name else make_transcriber(rt.settings, backend)
         st.session_state.lab_runs = lab.run_eval(
             audio_path, reference, specs, transcriber=transcriber, results=rt.storage,
-            label=audio_path.name, progress=lambda f, msg: bar.progress(min(f, 1.0), text=msg))
+            label=audio_path.name, progress=lambda f, msg: bar.progress(min(f, 1.0), text=msg),
+            context_seconds=rt.settings.noisy_context_seconds)
         st.session_state.lab_label = audio_path.name
     except ScribeError as exc:
         st.error(str(exc))

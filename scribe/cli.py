@@ -396,7 +396,8 @@ def cmd_eval(args: argparse.Namespace) -> int:
     results = None if args.no_save else Storage(settings.db)
     try:
         runs = lab.run_eval(audio, reference, policies, transcriber=transcriber, results=results,
-                            label=Path(audio).name, progress=_stderr_progress("evaluating"))
+                            label=Path(audio).name, progress=_stderr_progress("evaluating"),
+                            context_seconds=settings.noisy_context_seconds)
     finally:
         if results is not None:
             results.close()

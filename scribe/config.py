@@ -42,6 +42,9 @@ class Settings:
     """SCRIBE_CHUNK_POLICY: `pause` (cut in a pause near the target) or `fixed`."""
     max_concurrency: int = 1
     """SCRIBE_MAX_CONCURRENCY: transcription worker threads (the local model is CPU-bound)."""
+    noisy_context_seconds: float = 10.0
+    """SCRIBE_NOISY_CONTEXT_SECONDS: a chunk over background noise is heard with this much of the
+    previous chunk before it (0 = off); quiet chunks never are (see BENCHMARKS.md)."""
     writer_threads: int = 4
     """SCRIBE_WRITER_THREADS: threads making live chunks durable (FLAC + fsync + DB row)."""
     max_attempts: int = 5
@@ -130,6 +133,8 @@ class Settings:
             (1 <= self.max_concurrency <= 256, "SCRIBE_MAX_CONCURRENCY", "must be between 1 and 256"),
             (0 <= self.stub_latency[0] <= self.stub_latency[1], "SCRIBE_STUB_LATENCY",
              "must be LO-HI seconds with 0 <= LO <= HI"),
+            (0 <= self.noisy_context_seconds <= 30, "SCRIBE_NOISY_CONTEXT_SECONDS",
+             "must be between 0 and 30"),
             (1 <= self.writer_threads <= 64, "SCRIBE_WRITER_THREADS", "must be between 1 and 64"),
             (1 <= self.max_attempts <= 50, "SCRIBE_MAX_ATTEMPTS", "must be between 1 and 50"),
             (self.retry_base_seconds >= 0, "SCRIBE_RETRY_BASE_SECONDS", "must not be negative"),
@@ -196,6 +201,7 @@ _ENV_VARS: dict[str, tuple[str, Any]] = {
     "chunk_policy": ("SCRIBE_CHUNK_POLICY", str.lower),
     "max_concurrency": ("SCRIBE_MAX_CONCURRENCY", int),
     "writer_threads": ("SCRIBE_WRITER_THREADS", int),
+    "noisy_context_seconds": ("SCRIBE_NOISY_CONTEXT_SECONDS", float),
     "max_attempts": ("SCRIBE_MAX_ATTEMPTS", int),
     "retry_base_seconds": ("SCRIBE_RETRY_BASE_SECONDS", float),
     "retry_max_seconds": ("SCRIBE_RETRY_MAX_SECONDS", float),

@@ -112,7 +112,7 @@ def check_reference(text: str) -> None:
 def run_eval(audio: str | Path, reference: str, policies: Sequence[str] = DEFAULT_POLICIES, *,
              transcriber: Transcriber, results: Storage | None = None, label: str | None = None,
              segment_filter: SegmentFilter | None = guard_segments,
-             progress: Progress | None = None) -> list[PolicyRun]:
+             progress: Progress | None = None, context_seconds: float = 0.0) -> list[PolicyRun]:
     """Run each policy over the recording; store the runs in `results` if given.
 
     Blocks the calling thread (the CLI's, or the page's script thread) until
@@ -127,7 +127,7 @@ def run_eval(audio: str | Path, reference: str, policies: Sequence[str] = DEFAUL
             if progress:
                 progress((n + fraction) / len(specs), f"{spec}: {message}")
         run = run_policy(audio, reference, spec, transcriber=transcriber,
-                         segment_filter=segment_filter, progress=step)
+                         segment_filter=segment_filter, progress=step, context_seconds=context_seconds)
         runs.append(run)
         if results is not None:
             results.save_lab_run(_lab_row(run, experiment, label or Path(audio).name))
@@ -138,14 +138,16 @@ def run_eval(audio: str | Path, reference: str, policies: Sequence[str] = DEFAUL
 
 def run_policy(audio: str | Path, reference: str, spec: str, *, transcriber: Transcriber,
                segment_filter: SegmentFilter | None = guard_segments,
-               progress: Progress | None = None) -> PolicyRun:
-    """One policy through the real pipeline, on a scratch database and audio folder."""
+               progress: Progress | None = None, context_seconds: float = 0.0) -> PolicyRun:
+    """One policy through the real pipeline, on a scratch database and audio folder.
+
+    `context_seconds`: noisy chunks are heard with that much of the previous chunk."""
     policy = parse_policy(spec)
     with tempfile.TemporaryDirectory(prefix="scribe-lab-") as tmp:
         storage = Storage(":memory:")
         pipeline = Pipeline(storage, transcriber, audio_dir=Path(tmp), max_attempts=3,
                             retry_base_seconds=0.5, retry_max_seconds=5.0,
-                            segment_filter=segment_filter).start()
+                            segment_filter=segment_filter, context_seconds=context_seconds).start()
         try:
             result = ingest_file(audio, storage=storage, pipeline=pipeline, policy=policy,
                                  title=spec, source="lab")

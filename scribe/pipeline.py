@@ -155,6 +155,8 @@ class Pipeline:
         speech_check: Callable[[np.ndarray], bool] | None = None,
         segment_filter: SegmentFilter | None = guard_segments,
         writer_threads: int = 1,
+        context_seconds: float = 0.0,
+        context_floor_dbfs: float = -50.0,
     ) -> None:
         self.storage = storage
         self.transcriber = transcriber
@@ -170,6 +172,11 @@ class Pipeline:
         self._segment_filter = segment_filter
         self._jobs: queue.Queue[Key | None] = queue.Queue()
         self._intake = _Intake(max(1, writer_threads))
+        # Audio context: in noise, the previous chunk's last seconds help the model
+        # (measured: BENCHMARKS.md); in quiet rooms they cost accuracy, so only noisy
+        # chunks (noise floor above context_floor_dbfs) get them.
+        self.context_seconds = context_seconds
+        self.context_floor_dbfs = context_floor_dbfs
         self._queued: set[Key] = set()
         self._waiting_audio: dict[Key, float] = {}
         self._lock = threading.Lock()
@@ -421,8 +428,9 @@ class Pipeline:
                 self._skipped_silent += 1
             self._record_done(row, 0, backend.transcriber)
             return
+        context = self._context_for(row, audio)
         try:
-            segments, usage = self._transcribe_with_retries(row, audio, backend)
+            segments, usage = self._transcribe_with_retries(row, audio, backend, context)
         except TranscriptionError as exc:
             self._fail((session_id, seq), str(exc), backend.transcriber)
             return
@@ -461,8 +469,18 @@ class Pipeline:
         self._emit("chunk_failed", session_id=key[0], seq=key[1], backend=transcriber.name,
                    error=error)
 
-    def _transcribe_with_retries(self, row: ChunkRow, audio: np.ndarray,
-                                 backend: Backend | None = None) -> tuple[list[Segment], Usage]:
+    def _context_for(self, row: ChunkRow, audio: np.ndarray) -> np.ndarray:
+        """The previous chunk's last `context_seconds` when this chunk is noisy, else empty."""
+        if self.context_seconds <= 0 or row.seq == 0 or noise_floor_dbfs(audio) < self.context_floor_dbfs:
+            return _NO_AUDIO
+        try:
+            previous = read_flac(Path(self.storage.get_chunk(row.session_id, row.seq - 1).audio_path))
+        except ScribeError:  # no previous chunk (a resumed gap) or its audio is gone
+            return _NO_AUDIO
+        return previous[-int(self.context_seconds * SAMPLE_RATE):]
+
+    def _transcribe_with_retries(self, row: ChunkRow, audio: np.ndarray, backend: Backend | None = None,
+                                 context: np.ndarray | None = None) -> tuple[list[Segment], Usage]:
         backend = backend or Backend(self.transcriber, self._before_call)
         retrying = Retrying(
             stop=stop_after_attempt(self.max_attempts),
@@ -475,21 +493,24 @@ class Pipeline:
         try:
             for attempt in retrying:
                 with attempt:
-                    return self._call_backend(audio, row, backend)
+                    return self._call_backend(audio, row, backend, context)
         except TranscriptionError:
             raise
         except Exception as exc:  # an unexpected backend error, after its retries
             raise TranscriptionError(f"{type(exc).__name__}: {exc}", retryable=False) from exc
         raise AssertionError("unreachable")
 
-    def _call_backend(self, audio: np.ndarray, row: ChunkRow,
-                      backend: Backend | None = None) -> tuple[list[Segment], Usage]:
+    def _call_backend(self, audio: np.ndarray, row: ChunkRow, backend: Backend | None = None,
+                      context: np.ndarray | None = None) -> tuple[list[Segment], Usage]:
         backend = backend or Backend(self.transcriber, self._before_call)
         if backend.before_call is not None:
             backend.before_call()
-        segments = list(backend.transcriber.transcribe(audio))
+        heard = audio if context is None or context.size == 0 else np.concatenate((context, audio))
+        segments = list(backend.transcriber.transcribe(heard))
         if self._segment_filter is not None:
-            segments = self._segment_filter(segments, audio)
+            segments = self._segment_filter(segments, heard)
+        if heard is not audio:
+            segments = keep_own_segments(segments, (heard.size - audio.size) / SAMPLE_RATE)
         usage = getattr(backend.transcriber, "last_usage", None)
         return segments, usage if isinstance(usage, Usage) else Usage()
 
@@ -539,6 +560,30 @@ class Pipeline:
         name = backend.transcriber.name if backend else self.transcriber.name
         log.info("session=%s re-queued %d chunks for %s", session_id, len(requeued), name)
         return len(requeued)
+
+
+_NO_AUDIO = np.zeros(0, dtype=np.float32)
+
+
+def noise_floor_dbfs(audio: np.ndarray) -> float:
+    """Level of the quietest 10 % of 10 ms frames: a room's noise, not its speech."""
+    frames = audio[: audio.size - audio.size % 160].reshape(-1, 160)
+    if frames.size == 0:
+        return -120.0
+    power = np.mean(np.square(frames, dtype=np.float64), axis=1)
+    return float(10.0 * np.log10(np.percentile(power, 10) + 1e-12))
+
+
+def keep_own_segments(segments: list[Segment], offset_s: float) -> list[Segment]:
+    """Segments heard with `offset_s` of context before the chunk: keep those centred in
+    the chunk itself (the previous chunk already has the others), in chunk time."""
+    kept = []
+    for seg in segments:
+        if (seg.start + seg.end) / 2 < offset_s:
+            continue
+        seg.start, seg.end = max(0.0, seg.start - offset_s), max(0.0, seg.end - offset_s)
+        kept.append(seg)
+    return kept
 
 
 def _is_retryable(exc: BaseException) -> bool:

@@ -47,6 +47,7 @@ class Runtime:
             storage, backend.transcriber, audio_dir=settings.audio_dir,
             max_concurrency=settings.max_concurrency, max_attempts=settings.max_attempts,
             writer_threads=settings.writer_threads,
+            context_seconds=settings.noisy_context_seconds,
             retry_base_seconds=settings.retry_base_seconds,
             retry_max_seconds=settings.retry_max_seconds,
             before_call=backend.before_call,

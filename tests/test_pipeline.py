@@ -310,3 +310,53 @@ def test_several_writers_keep_each_sessions_chunks_and_end_in_order(storage, tmp
     assert all(storage.get_session(sid).status == "done" for sid in sessions)
     assert len({t.name for t in pipe._threads if t.name.startswith("scribe-writer")}) == 3
     pipe.stop()
+
+
+class HearsLength(EchoTranscriber):
+    """Says how much audio it was given, in one segment at the very end of it."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.lengths: list[int] = []
+
+    def transcribe(self, audio, *, prompt=None):
+        self.lengths.append(audio.size)
+        end = audio.size / SR
+        return [Segment(0.0, 0.4, "context words"), Segment(end - 0.5, end, f"heard {audio.size}")]
+
+
+def noisy_chunk(session: str, seq: int, seconds: float = 2.0, level: float = 0.05) -> Chunk:
+    pcm = np.random.default_rng(seq).standard_normal(int(seconds * SR)).astype(np.float32) * level
+    start = seq * pcm.size
+    return Chunk(session, seq, start, start + pcm.size, pcm, captured_at=1000.0 + seq)
+
+
+def test_noisy_chunks_are_heard_with_the_previous_chunks_tail(storage, tmp_path):
+    ear = HearsLength()
+    pipe = make_pipeline(storage, tmp_path, ear, max_concurrency=1, context_seconds=1.0,
+                         segment_filter=None).start()
+    sid = new_session(storage)
+    for seq in range(3):
+        pipe.submit(noisy_chunk(sid, seq))
+    assert pipe.wait_idle(10)
+    assert ear.lengths == [2 * SR, 3 * SR, 3 * SR]  # the first chunk has nothing before it
+    later = [s for s in storage.list_segments(sid) if s.seq == 2]
+    # The segment heard in the context belongs to the previous chunk and is dropped;
+    # the chunk's own segment comes back in session time.
+    assert [s.text for s in later] == [f"heard {3 * SR}"]
+    assert (later[0].start_ms, later[0].end_ms) == (5500, 6000)
+    pipe.stop()
+
+
+def test_quiet_chunks_get_no_context(storage, tmp_path):
+    ear = HearsLength()
+    pipe = make_pipeline(storage, tmp_path, ear, max_concurrency=1, context_seconds=1.0,
+                         segment_filter=None).start()
+    sid = new_session(storage)
+    for seq in range(3):  # speech-like level with digital silence between words: no noise floor
+        pcm = np.zeros(2 * SR, dtype=np.float32)
+        pcm[: SR // 2] = 0.2
+        pipe.submit(Chunk(sid, seq, seq * 2 * SR, (seq + 1) * 2 * SR, pcm, captured_at=1.0))
+    assert pipe.wait_idle(10)
+    assert ear.lengths == [2 * SR] * 3
+    pipe.stop()

@@ -470,8 +470,15 @@ class Pipeline:
                    error=error)
 
     def _context_for(self, row: ChunkRow, audio: np.ndarray) -> np.ndarray:
-        """The previous chunk's last `context_seconds` when this chunk is noisy, else empty."""
+        """The previous chunk's last `context_seconds` when this chunk is noisy, else empty.
+
+        Only for sessions cut in pauses: where a cut splits a word, that word would
+        come back from both chunks (measured: fixed:15 in noise went 31.6 -> 37.6 % WER).
+        """
         if self.context_seconds <= 0 or row.seq == 0 or noise_floor_dbfs(audio) < self.context_floor_dbfs:
+            return _NO_AUDIO
+        session = self.storage.find_session(row.session_id)
+        if session is None or not session.chunk_policy.startswith("pause"):
             return _NO_AUDIO
         try:
             previous = read_flac(Path(self.storage.get_chunk(row.session_id, row.seq - 1).audio_path))

@@ -63,9 +63,9 @@ def make_pipeline(storage: Storage, tmp_path: Path, transcriber, **kw) -> Pipeli
     return Pipeline(storage, transcriber, **options)
 
 
-def new_session(storage: Storage, status: str = "recording") -> str:
+def new_session(storage: Storage, status: str = "recording", policy: str = "fixed:1") -> str:
     return storage.create_session(title="t", source="cli", backend="echo", model="echo-1",
-                                  chunk_seconds=1, chunk_policy="fixed:1", status=status).id
+                                  chunk_seconds=1, chunk_policy=policy, status=status).id
 
 
 def segment_keys(storage: Storage, session: str) -> list[tuple[int, int]]:
@@ -335,7 +335,7 @@ def test_noisy_chunks_are_heard_with_the_previous_chunks_tail(storage, tmp_path)
     ear = HearsLength()
     pipe = make_pipeline(storage, tmp_path, ear, max_concurrency=1, context_seconds=1.0,
                          segment_filter=None).start()
-    sid = new_session(storage)
+    sid = new_session(storage, policy="pause:2")
     for seq in range(3):
         pipe.submit(noisy_chunk(sid, seq))
     assert pipe.wait_idle(10)
@@ -348,11 +348,23 @@ def test_noisy_chunks_are_heard_with_the_previous_chunks_tail(storage, tmp_path)
     pipe.stop()
 
 
+def test_noisy_chunks_cut_mid_speech_get_no_context(storage, tmp_path):
+    ear = HearsLength()
+    pipe = make_pipeline(storage, tmp_path, ear, max_concurrency=1, context_seconds=1.0,
+                         segment_filter=None).start()
+    sid = new_session(storage, policy="fixed:2")  # cuts split words: context would duplicate them
+    for seq in range(3):
+        pipe.submit(noisy_chunk(sid, seq))
+    assert pipe.wait_idle(10)
+    assert ear.lengths == [2 * SR] * 3
+    pipe.stop()
+
+
 def test_quiet_chunks_get_no_context(storage, tmp_path):
     ear = HearsLength()
     pipe = make_pipeline(storage, tmp_path, ear, max_concurrency=1, context_seconds=1.0,
                          segment_filter=None).start()
-    sid = new_session(storage)
+    sid = new_session(storage, policy="pause:2")
     for seq in range(3):  # speech-like level with digital silence between words: no noise floor
         pcm = np.zeros(2 * SR, dtype=np.float32)
         pcm[: SR // 2] = 0.2

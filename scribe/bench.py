@@ -359,12 +359,9 @@ def _run(config: BenchConfig, storage: Storage, data_dir: Path, progress: Progre
         at_end = sampler.sample()
         pipeline.flush_intake(config.drain_timeout_s)
         for feed in feeds:
-            storage.end_session(feed.session_id, "stopped")
-        drained = pipeline.wait_idle(config.drain_timeout_s)
-        if not drained:
+            pipeline.finish_session(feed.session_id, "stopped")
+        if not pipeline.wait_idle(config.drain_timeout_s):
             progress(f"queue not drained after {config.drain_timeout_s:.0f} s; reporting as is")
-        for feed in feeds:
-            storage.mark_done_if_drained(feed.session_id)
     finally:
         sampler.stop()
         pipeline.stop()
@@ -458,14 +455,7 @@ def _report(config: BenchConfig, storage: Storage, backend: Transcriber, feeds: 
 def _duplicates(storage: Storage, df, expected: set[tuple[str, int]]) -> int:
     """Chunk rows nobody sent, plus live segment rows stored more than once for a chunk."""
     extra_chunks = sum(1 for s, q in zip(df["session_id"], df["seq"]) if (s, int(q)) not in expected)
-    ids = sorted({s for s, _q in expected})
-    if not ids:
-        return extra_chunks
-    marks = ", ".join("?" * len(ids))
-    extra_segments = storage.cursor().execute(f"""
-        SELECT count(*) - count(DISTINCT (session_id, seq, start_ms, end_ms, text)) FROM segments
-        WHERE transcript = 'live' AND session_id IN ({marks})""", ids).fetchone()[0]
-    return extra_chunks + int(extra_segments)
+    return extra_chunks + storage.repeated_live_segments(sorted({s for s, _q in expected}))
 
 
 def _audio_gaps(df, feeds: list[SessionFeed]) -> int:

@@ -167,11 +167,10 @@ def _add_sessions(sub) -> None:
 
 
 def cmd_sessions(args: argparse.Namespace) -> int:
-    settings = _settings(args)
-    storage = Storage(settings.db)
+    _config, storage = _open_storage(args)
     try:
         rows = storage.list_sessions(limit=args.limit)
-        counts = {r.id: storage.chunk_counts(r.id) for r in rows}
+        counts = storage.chunk_counts_many([r.id for r in rows])
     finally:
         storage.close()
     if args.json:
@@ -230,6 +229,8 @@ def _print_failures(storage: Storage, session_id: str, limit: int = 3) -> None:
         errors.setdefault(chunk.error or "unknown error", []).append(chunk.seq)
     for error, seqs in list(errors.items())[:limit]:
         print(f"{len(seqs)} chunk(s) failed (first seq {seqs[0]}): {error}", file=sys.stderr)
+
+
 # -- export, search, summarize, delete (issue 5) -------------------------------
 def _open_storage(args: argparse.Namespace) -> tuple[Settings, Storage]:
     settings = _settings(args)

@@ -456,11 +456,19 @@ class Storage:
         if not session_ids:
             return counts
         rows = self.cursor().execute(f"""SELECT session_id, status, count(*) FROM chunks
-            WHERE session_id IN ({', '.join('?' * len(session_ids))})
+            WHERE {_in_clause('session_id', session_ids)}
             GROUP BY session_id, status""", list(session_ids)).fetchall()
         for sid, status, n in rows:
             counts[sid][status] = int(n)
         return counts
+
+    def repeated_live_segments(self, session_ids: Sequence[str]) -> int:
+        """Live segment rows that repeat another row of the same chunk (0 when writes are idempotent)."""
+        if not session_ids:
+            return 0
+        return int(self._scalar(f"""SELECT count(*) - count(DISTINCT (session_id, seq, start_ms, end_ms, text))
+            FROM segments WHERE transcript = 'live' AND {_in_clause('session_id', session_ids)}""",
+                                list(session_ids)))
 
     def transcript_counts(self, session_id: str) -> dict[str, int]:
         """Segments per stored transcript ('live', 'final') of one session."""
@@ -616,18 +624,29 @@ def _segment_row(row: dict[str, Any]) -> SegmentRow:
     return SegmentRow(**row)
 
 
+def _in_clause(column: str, values: Sequence[Any]) -> str:
+    return f"{column} IN ({', '.join('?' * len(values))})"
+
+
+def _filters(members: Sequence[tuple[str, Sequence[Any]]], time_column: str, since: float | None,
+             until: float | None) -> tuple[list[str], list[Any]]:
+    """WHERE clauses (and their parameters) for `column IN (...)` lists and a time range."""
+    clauses: list[str] = []
+    params: list[Any] = []
+    for column, values in members:
+        if values:
+            clauses.append(_in_clause(column, values))
+            params.extend(values)
+    for op, bound in ((">=", since), ("<", until)):
+        if bound is not None:
+            clauses.append(f"{time_column} {op} ?")
+            params.append(bound)
+    return clauses, params
+
+
 def _session_filters(statuses: Sequence[str], since: float | None,
                      until: float | None) -> tuple[str, list[Any]]:
-    clauses, params = [], []
-    if statuses:
-        clauses.append(f"status IN ({', '.join('?' * len(statuses))})")
-        params.extend(statuses)
-    if since is not None:
-        clauses.append("created_at >= ?")
-        params.append(since)
-    if until is not None:
-        clauses.append("created_at < ?")
-        params.append(until)
+    clauses, params = _filters([("status", statuses)], "created_at", since, until)
     return ("WHERE " + " AND ".join(clauses)) if clauses else "", params
 
 
@@ -655,18 +674,5 @@ def segments_from_backend(session_id: str, seq: int, chunk_start_ms: int,
 
 def _timing_filters(session_ids: Sequence[str], backends: Sequence[str], models: Sequence[str],
                     since: float | None, until: float | None) -> tuple[list[str], list[Any]]:
-    clauses: list[str] = []
-    params: list[Any] = []
-    for column, values in (("c.session_id", session_ids),
-                           ("coalesce(c.backend, s.backend)", backends),
-                           ("coalesce(c.model, s.model)", models)):
-        if values:
-            clauses.append(f"{column} IN ({', '.join('?' * len(values))})")
-            params.extend(values)
-    if since is not None:
-        clauses.append("c.captured_at >= ?")
-        params.append(since)
-    if until is not None:
-        clauses.append("c.captured_at < ?")
-        params.append(until)
-    return clauses, params
+    return _filters([("c.session_id", session_ids), ("coalesce(c.backend, s.backend)", backends),
+                     ("coalesce(c.model, s.model)", models)], "c.captured_at", since, until)

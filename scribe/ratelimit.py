@@ -7,7 +7,6 @@ retries included, takes a slot; worker threads block in it until a slot frees.
 from __future__ import annotations
 
 import logging
-import threading
 import time
 
 from pyrate_limiter import Limiter, Rate
@@ -32,9 +31,6 @@ class RateLimit:
             raise ValueError("a rate limit needs limit >= 1, a positive window and a margin >= 0")
         self.limit, self.per_seconds, self.name = limit, per_seconds, name
         self._limiter = Limiter(Rate(limit, int((per_seconds + margin_seconds) * 1000)))
-        self._lock = threading.Lock()
-        self.calls = 0
-        self.waited_seconds = 0.0
 
     @property
     def per_minute(self) -> float:
@@ -45,9 +41,6 @@ class RateLimit:
         started = time.monotonic()
         self._limiter.try_acquire(self.name, blocking=True)
         waited = time.monotonic() - started
-        with self._lock:
-            self.calls += 1
-            self.waited_seconds += waited
         if waited > 1.0:
             log.info("%s rate limit (%d per %g s): waited %.1f s", self.name, self.limit,
                      self.per_seconds, waited)

@@ -26,9 +26,3 @@ def word_error_rate(reference: str, hypothesis: str) -> float:
         return 0.0 if not hyp else 1.0
     return float(jiwer.wer(ref, hyp))
 
-
-def error_counts(reference: str, hypothesis: str) -> dict[str, int]:
-    """Substitutions, deletions, insertions and hits after normalisation."""
-    out = jiwer.process_words(normalize(reference) or "<empty>", normalize(hypothesis) or "")
-    return {"substitutions": out.substitutions, "deletions": out.deletions,
-            "insertions": out.insertions, "hits": out.hits}

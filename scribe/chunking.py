@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass, field
-from typing import Callable, Protocol
+from typing import Callable, ClassVar, Protocol
 
 import numpy as np
 
@@ -59,6 +59,8 @@ class ChunkPolicy(Protocol):
 
     name: str
     target_frames: int
+    cuts_in_pauses: ClassVar[bool]
+    """True when every cut falls in a pause (so no word is split between two chunks)."""
 
     def find_cut(self, energy: np.ndarray) -> int | None:
         """Frame index to cut at (exclusive), or None to keep buffering."""
@@ -68,6 +70,7 @@ class ChunkPolicy(Protocol):
 class FixedPolicy:
     seconds: float
     name: str = "fixed"
+    cuts_in_pauses: ClassVar[bool] = False
 
     @property
     def target_frames(self) -> int:
@@ -128,6 +131,7 @@ class PausePolicy(_CutWindow):
     pause stays with the chunk it ends, because Whisper drops a chunk's last
     sentence far more often when the audio stops right after it (measured)."""
     name: str = "pause"
+    cuts_in_pauses: ClassVar[bool] = True
 
 
     def find_cut(self, energy: np.ndarray) -> int | None:
@@ -237,6 +241,7 @@ class QuietestPolicy(_CutWindow):
     pause_below_speech_db: float = 20.0
     silence_dbfs: float = -50.0
     name: str = "quiet"
+    cuts_in_pauses: ClassVar[bool] = False  # the quietest 200 ms may be inside a word
 
 
     def find_cut(self, energy: np.ndarray) -> int | None:
@@ -265,6 +270,7 @@ class WholePolicy:
 
     seconds: float = 0.0
     name: str = "whole"
+    cuts_in_pauses: ClassVar[bool] = True  # it never cuts
     target_frames: int = 0
 
     def find_cut(self, energy: np.ndarray) -> int | None:

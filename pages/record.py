@@ -12,6 +12,7 @@ from pages._shared import chosen_settings, live_registry, runtime
 from scribe import capture
 from scribe.chunking import make_policy
 from scribe.errors import ScribeError
+from scribe.export import mmss
 from scribe.ingest import check_upload_size, ingest_file
 from scribe.pipeline import PipelineStats
 from scribe.storage import ChunkRow, SessionRow
@@ -33,7 +34,7 @@ def _session_label(session: SessionRow | None) -> str:
     if session is None:
         return "New session"
     return (f"Continue “{session.title}” ({session.status}, "
-            f"{capture.clock_label(session.duration_ms)}) · {session.id}")
+            f"{mmss(session.duration_ms)}) · {session.id}")
 
 
 def _on_change() -> None:
@@ -136,7 +137,7 @@ def _metrics(session: SessionRow, stats: capture.LiveStats | None, chunks: list[
     status = "recording" if stats and not stats.ended else session.status
     cols = st.columns(4)
     cols[0].metric("Status", status)
-    cols[1].metric("Elapsed", capture.clock_label(elapsed_ms))
+    cols[1].metric("Elapsed", mmss(elapsed_ms))
     cols[2].metric("Chunks done", f"{done}/{len(chunks)}" + (f" ({failed} failed)" if failed else ""))
     cols[3].metric("Queue depth", queue.queued + queue.in_flight + queue.intake,
                    help=f"{queue.audio_seconds_waiting:.0f} s of audio waiting")

@@ -44,6 +44,7 @@ from scribe.audio import SAMPLE_RATE, FrameResampler, rms_dbfs
 from scribe.chunking import Chunk, ChunkPolicy, Chunker, parse_policy, policy_label
 from scribe.config import Settings
 from scribe.errors import ScribeError, SessionLimitError
+from scribe.export import mmss
 from scribe.pipeline import Pipeline
 from scribe.storage import ChunkRow, SegmentRow, SessionRow, Storage
 
@@ -359,13 +360,6 @@ def mic_streamer(key: str, settings: Settings, factory: Callable[[], LiveCapture
     )
 
 
-def clock_label(ms: int) -> str:
-    """`m:ss` (or `h:mm:ss`) for a position in a session."""
-    seconds = max(0, int(ms // 1000))
-    hours, rest = divmod(seconds, 3600)
-    return f"{hours}:{rest // 60:02d}:{rest % 60:02d}" if hours else f"{rest // 60}:{rest % 60:02d}"
-
-
 def chunk_table(chunks: list[ChunkRow], now: float | None = None) -> list[dict[str, Any]]:
     """One row per chunk for the page: time range, status, end-to-end latency (so far,
     for a chunk still waiting), and attempts and error only when some chunk needed them."""
@@ -375,7 +369,7 @@ def chunk_table(chunks: list[ChunkRow], now: float | None = None) -> list[dict[s
     for c in chunks:
         finished = c.finished_at if c.status in ("done", "failed") else None
         latency = (finished or now) - c.captured_at if c.captured_at else None
-        row = {"chunk": c.seq, "time": f"{clock_label(c.start_ms)}-{clock_label(c.end_ms)}",
+        row = {"chunk": c.seq, "time": f"{mmss(c.start_ms)}-{mmss(c.end_ms)}",
                "status": c.status, "latency s": None if latency is None else round(latency, 1)}
         if troubled:
             row.update({"attempts": c.attempts, "error": c.error or ""})
@@ -386,7 +380,7 @@ def chunk_table(chunks: list[ChunkRow], now: float | None = None) -> list[dict[s
 def transcript_lines(segments: list[SegmentRow]) -> list[str]:
     """`[m:ss] text` per segment, in (seq, idx) order whatever order chunks finished in."""
     ordered = sorted(segments, key=lambda s: (s.seq, s.idx))
-    return [f"[{clock_label(s.start_ms)}] {s.text.strip()}" for s in ordered if s.text.strip()]
+    return [f"[{mmss(s.start_ms)}] {s.text.strip()}" for s in ordered if s.text.strip()]
 
 
 def level_fraction(dbfs: float, floor_db: float = -60.0) -> float:

@@ -274,7 +274,7 @@ def test_ice_servers_come_from_settings():
 def test_transcript_is_in_seq_order_whatever_order_chunks_finished():
     segs = [SegmentRow("s", 2, 0, 10_000, 11_000, " third"), SegmentRow("s", 0, 1, 1_000, 2_000, "second"),
             SegmentRow("s", 0, 0, 0, 1_000, "first "), SegmentRow("s", 1, 0, 5_000, 6_000, "  ")]
-    assert transcript_lines(segs) == ["[0:00] first", "[0:01] second", "[0:10] third"]
+    assert transcript_lines(segs) == ["[00:00] first", "[00:01] second", "[00:10] third"]
 
 
 def test_chunk_table_shows_range_status_and_latency():
@@ -282,8 +282,8 @@ def test_chunk_table_shows_range_status_and_latency():
                                  finished_at=12.5),
                         ChunkRow("s", 1, 5_000, 65_500, 80_000, 1, "b", "pending", captured_at=20.0)],
                        now=23.0)
-    assert rows == [{"chunk": 0, "time": "0:00-0:05", "status": "done", "latency s": 2.5},
-                    {"chunk": 1, "time": "0:05-1:05", "status": "pending", "latency s": 3.0}]
+    assert rows == [{"chunk": 0, "time": "00:00-00:05", "status": "done", "latency s": 2.5},
+                    {"chunk": 1, "time": "00:05-01:05", "status": "pending", "latency s": 3.0}]
     failed = ChunkRow("s", 2, 0, 1, 0, 1, "c", "failed", attempts=5, error="HTTP 500", captured_at=1.0,
                       finished_at=2.0)
     assert chunk_table([failed])[0]["error"] == "HTTP 500"

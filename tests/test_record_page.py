@@ -87,7 +87,7 @@ def test_started_recording_shows_its_session_and_plain_text_transcript(env, monk
     at.run()
     metrics = {m.label: m.value for m in at.metric}
     assert metrics["Status"] == "recording"
-    assert [t.value for t in at.text] == [f"[0:00] {hostile}"]  # st.text: never Markdown or HTML
+    assert [t.value for t in at.text] == [f"[00:00] {hostile}"]  # st.text: never Markdown or HTML
     assert not any(hostile in md.value for md in at.markdown)
     assert at.subheader[0].value == "Board **meeting**"
     capture.request_stop()

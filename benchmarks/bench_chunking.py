@@ -34,13 +34,13 @@ CACHE = Path("/tmp/scribe-bench")
 POLICIES = ["whole", "fixed:15", "quiet:15", "pause:15", "pause:10", "pause:20"]
 
 
-def meeting(repeat: int, noise: float | None) -> tuple[Path, str]:
-    """The cached WAV and reference for one condition."""
+def meeting(repeat: int, noise: float | None, seed: int = 0) -> tuple[Path, str]:
+    """The cached WAV and reference for one condition (`seed` picks the noise)."""
     CACHE.mkdir(parents=True, exist_ok=True)
-    tag = f"meeting-r{repeat}-{'clean' if noise is None else f'n{-noise:g}'}"
+    tag = f"meeting-r{repeat}-{'clean' if noise is None else f'n{-noise:g}'}{f'-s{seed}' if seed else ''}"
     wav, txt = CACHE / f"{tag}.wav", CACHE / f"{tag}.txt"
     if not wav.is_file():
-        audio, reference = speech.meeting_audio(repeat=repeat, noise_dbfs=noise)
+        audio, reference = speech.meeting_audio(repeat=repeat, noise_dbfs=noise, seed=seed)
         speech.write_wav(audio, wav)
         txt.write_text(reference)
     return wav, txt.read_text()
@@ -51,6 +51,8 @@ def main() -> None:
     p.add_argument("--repeat", type=int, default=2)
     p.add_argument("--noise", type=float, action="append", help="noise dBFS (repeatable); default -32")
     p.add_argument("--policy", action="append", dest="policies")
+    p.add_argument("--seed", type=int, action="append", dest="seeds",
+                   help="noise seed (repeatable); default 0")
     p.add_argument("--skip-clean", action="store_true", help="only the noisy conditions")
     p.add_argument("--markdown", action="store_true")
     p.add_argument("--context", type=float, default=Settings.from_env({}).noisy_context_seconds,
@@ -58,11 +60,13 @@ def main() -> None:
                         "(default: the app's SCRIBE_NOISY_CONTEXT_SECONDS default)")
     args = p.parse_args()
     transcriber = make_transcriber(Settings.from_env({}, backend="local"))
-    conditions = ([] if args.skip_clean else [None]) + (args.noise or [-32.0])
+    seeds = args.seeds or [0]
+    conditions = ([] if args.skip_clean else [(None, 0)]) + \
+        [(noise, seed) for noise in (args.noise or [-32.0]) for seed in seeds]
     rows = []
-    for noise in conditions:
-        path, reference = meeting(args.repeat, noise)
-        label = "clean" if noise is None else f"noise {noise:g} dBFS"
+    for noise, seed in conditions:
+        path, reference = meeting(args.repeat, noise, seed)
+        label = "clean" if noise is None else f"noise {noise:g} dBFS" + (f" seed {seed}" if args.seeds else "")
         for spec in args.policies or POLICIES:
             started = time.monotonic()
             run = lab.run_eval(path, reference, [spec], transcriber=transcriber,

@@ -60,6 +60,11 @@ def test_paced_run_keeps_up_with_real_time() -> None:
     assert report.lost == 0 and report.duplicated == 0
     assert report.mode == "accelerated x4"
     assert report.feed_s >= 6 / 4 * 0.9  # 6 s of audio at 4x cannot be fed faster than 1.5 s
+    # Keeping up: the feeders were never far behind their clock, and with a ~10 ms backend each
+    # 1 s chunk was stored well within a chunk length of being cut (bounds generous for a
+    # loaded machine; a feeder or queue that falls behind misses them by seconds).
+    assert report.feed_lag_max_s < 0.5
+    assert report.latency_max_s < 2.0
 
 
 class AlwaysRejects:

@@ -121,11 +121,28 @@ def test_stop_heard_after_the_track_ended_corrects_to_stopped(registry, storage,
 
 
 def test_ending_twice_changes_nothing(registry, storage, pipeline):
+    drained: list[str] = []
+
+    def on_event(event: str, fields: dict) -> None:
+        if event == "session_drained":
+            drained.append(fields["session_id"])
+
+    pipeline.add_listener(on_event)
     capture = open_capture(registry, storage, pipeline)
     feed(capture, frames(2.0))
+    capture.request_stop()
     capture.on_ended()
-    capture.end("watchdog")
     settle(pipeline)
+    wait_status(storage, capture.session_id, "done")
+    first_end = storage.get_session(capture.session_id).ended_at
+
+    capture.end("watchdog")  # the watchdog fires after the track already ended
+    settle(pipeline)
+    time.sleep(0.2)  # the writer runs a queued end after the queue looks idle
+
+    session = storage.get_session(capture.session_id)
+    assert (session.status, session.ended_at) == ("done", first_end)
+    assert drained == [capture.session_id]  # the final pass starts once, not twice
     assert len(storage.list_chunks(capture.session_id)) == 1
 
 

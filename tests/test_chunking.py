@@ -3,7 +3,7 @@ import pytest
 from hypothesis import given, settings, strategies as st
 
 from scribe.audio import SAMPLE_RATE
-from scribe.chunking import Chunker, FixedPolicy, PausePolicy, WholePolicy, parse_policy
+from scribe.chunking import Chunker, FixedPolicy, PausePolicy, QuietestPolicy, WholePolicy, parse_policy
 from scribe.errors import SettingsError
 
 
@@ -28,7 +28,7 @@ def _speechy(seconds: float, seed: int, pauses: bool) -> np.ndarray:
     return np.concatenate(out)[: int(seconds * SAMPLE_RATE)]
 
 
-policies = st.sampled_from(["fixed", "pause", "whole"])
+policies = st.sampled_from(["fixed", "pause", "quiet", "whole"])
 blocks = st.lists(st.integers(min_value=1, max_value=9000), min_size=1, max_size=6)
 
 
@@ -64,6 +64,12 @@ def test_policy_bounds_are_respected(seconds, total, block_sizes, seed, pauses):
     hi = pause_policy.max_frames * 160
     assert all(lo <= c.pcm.size <= hi for c in paused[:-1])
     assert paused[-1].pcm.size <= hi
+    quiet_policy = QuietestPolicy(seconds)
+    quiet = _feed(Chunker("s", quiet_policy), signal, block_sizes)
+    lo = quiet_policy.min_frames * 160
+    hi = quiet_policy.max_frames * 160
+    assert all(lo <= c.pcm.size <= hi for c in quiet[:-1])
+    assert quiet[-1].pcm.size <= hi
 
 
 def test_pause_policy_cuts_inside_a_real_pause():

@@ -56,11 +56,24 @@ def chunk(session: str, seq: int, seconds: float = 1.0) -> Chunk:
     return Chunk(session, seq, start, start + len(pcm), pcm, captured_at=1000.0 + seq)
 
 
+_made: list[Pipeline] = []
+
+
+@pytest.fixture(autouse=True)
+def stop_pipelines():
+    """Every pipeline a test made is stopped, also when the test fails half-way."""
+    yield
+    while _made:
+        _made.pop().stop(timeout=5)
+
+
 def make_pipeline(storage: Storage, tmp_path: Path, transcriber, **kw) -> Pipeline:
     options = dict(audio_dir=tmp_path / "audio", max_concurrency=2, max_attempts=3,
                    retry_base_seconds=0.0, retry_max_seconds=0.0)
     options.update(kw)
-    return Pipeline(storage, transcriber, **options)
+    pipe = Pipeline(storage, transcriber, **options)
+    _made.append(pipe)
+    return pipe
 
 
 def new_session(storage: Storage, status: str = "recording", policy: str = "fixed:1") -> str:
@@ -72,12 +85,30 @@ def segment_keys(storage: Storage, session: str) -> list[tuple[int, int]]:
     return [(s.seq, s.idx) for s in storage.list_segments(session)]
 
 
+class GatedEchoTranscriber(EchoTranscriber):
+    """Holds its first call until released, so every later chunk is already queued
+    and the order the backend hears them is the queue's own order."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.release = threading.Event()
+        self.heard: list[int] = []
+
+    def transcribe(self, audio, *, prompt=None):
+        self.release.wait(10)
+        self.heard.append(round(float(audio[0]) * 1000))
+        return super().transcribe(audio)
+
+
 def test_submitted_chunks_are_transcribed_in_order_of_seq(storage, tmp_path):
-    pipe = make_pipeline(storage, tmp_path, EchoTranscriber()).start()
+    backend = GatedEchoTranscriber()
+    pipe = make_pipeline(storage, tmp_path, backend, max_concurrency=1).start()
     sid = new_session(storage)
     for seq in range(5):
         assert pipe.submit(chunk(sid, seq))
+    backend.release.set()
     assert pipe.wait_idle(10)
+    assert backend.heard == list(range(5))
     texts = [s.text for s in storage.list_segments(sid) if s.idx == 0]
     assert texts == [f"chunk {n}" for n in range(5)]
     rows = storage.list_chunks(sid)

@@ -1,4 +1,4 @@
-"""Storage additions for issue 4: the skip_reason migration and per-session token usage."""
+"""The skip_reason migration on an old database, and per-session token usage."""
 
 from __future__ import annotations
 

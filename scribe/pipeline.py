@@ -47,6 +47,7 @@ from scribe.audio import SAMPLE_RATE, read_flac, write_flac_atomic
 from scribe.chunking import Chunk, parse_policy
 from scribe.errors import ScribeError, SettingsError, TranscriptionError
 from scribe.hallucination import guard_segments
+from scribe.health import HealthStats, StorageHealth, is_storage_fault
 from scribe.storage import ChunkRow, Storage, segments_from_backend
 from scribe.transcribers.base import Segment, Transcriber, Usage
 
@@ -74,6 +75,18 @@ class PipelineStats:
     """Audio handed to `submit_nowait` but not yet durable (the writer's backlog)."""
     skipped_silent: int = 0
     """Chunks stored empty because the speech check found no speech."""
+    storage_ok: bool = True
+    """False while the disk or database refuses writes (the queue is paused meanwhile)."""
+    storage_faults: int = 0
+    """Writes that failed for a storage reason since start (each job was kept and retried)."""
+    storage_down_s: float = 0.0
+    """How long the current storage outage has lasted (0 when writes succeed)."""
+    storage_error: str | None = None
+    """The latest storage outage's error, one line."""
+    job_errors: int = 0
+    """Unexpected errors inside jobs (logged once each, the job retried with backoff)."""
+    workers_alive: int = 0
+    """Worker threads running (equals max_concurrency unless stopped)."""
 
     @property
     def backlog_seconds(self) -> float:
@@ -157,6 +170,7 @@ class Pipeline:
         writer_threads: int = 1,
         context_seconds: float = 0.0,
         context_floor_dbfs: float = -50.0,
+        health: StorageHealth | None = None,
     ) -> None:
         self.storage = storage
         self.transcriber = transcriber
@@ -191,6 +205,15 @@ class Pipeline:
         self._job_options: dict[Key, _JobOptions] = {}
         self._intake_audio = 0.0
         self._skipped_silent = 0
+        # Storage outages pause every thread here instead of failing jobs (scribe.health).
+        self._health = health or StorageHealth()
+        self._held: dict[Key, Callable[[], None]] = {}
+        """Outcomes computed but not yet stored (storage was down): written on the job's next run."""
+        self._rerun: set[Key] = set()
+        """Jobs re-queued after an error; their chunk may still be `processing` from that run."""
+        self._uncount: set[Key] = set()
+        """Re-queued for a storage fault: that run's attempt does not count."""
+        self._job_errors = 0
 
     # -- lifecycle ----------------------------------------------------------
     def start(self) -> "Pipeline":
@@ -211,6 +234,7 @@ class Pipeline:
 
     def stop(self, timeout: float = 10.0) -> None:
         """Finish the intake, stop the workers after their current chunk."""
+        self._health.close()
         self._intake.put_all(None)
         for _ in range(self.max_concurrency):
             self._jobs.put(None)
@@ -254,6 +278,25 @@ class Pipeline:
         self._emit("chunk_enqueued", session_id=chunk.session_id, seq=chunk.seq,
                    duration_s=chunk.duration_s)
         return True
+
+    def submit_waiting_out_faults(self, chunk: Chunk) -> bool:
+        """`submit`, waiting while the disk or database refuses writes (one log line per
+        outage), then writing the same chunk again: audio is never dropped for an outage.
+        Raises ScribeError if the pipeline stops during the outage."""
+        while True:
+            if not self._health.wait_turn():
+                raise ScribeError(f"stopped while storage was down; session {chunk.session_id} "
+                                  f"chunk {chunk.seq} was not stored")
+            try:
+                stored = self.submit(chunk)
+            except Exception as exc:
+                if not is_storage_fault(exc):
+                    self._health.release_probe()
+                    raise
+                self._health.failed(exc)
+                continue
+            self._health.succeeded()
+            return stored
 
     def submit_nowait(self, chunk: Chunk) -> None:
         """Hand a chunk to the writer thread; returns at once (live capture path)."""
@@ -303,7 +346,7 @@ class Pipeline:
 
     def _write(self, chunk: Chunk) -> None:
         try:
-            self.submit(chunk)
+            self.submit_waiting_out_faults(chunk)
         except BaseException as exc:  # surfaced to the next submit_nowait caller
             log.exception("session=%s seq=%d could not be stored", chunk.session_id, chunk.seq)
             self._intake_error = exc
@@ -369,7 +412,12 @@ class Pipeline:
                 failed=self._counters["failed"], retried=self._counters["retried"],
                 audio_seconds_done=self._audio_done,
                 audio_seconds_waiting=sum(self._waiting_audio.values()),
-                intake_audio_seconds=self._intake_audio, skipped_silent=self._skipped_silent)
+                intake_audio_seconds=self._intake_audio, skipped_silent=self._skipped_silent,
+                job_errors=self._job_errors, workers_alive=self._workers_alive(),
+                **_health_fields(self._health.stats()))
+
+    def _workers_alive(self) -> int:
+        return sum(1 for t in self._threads if t.name.startswith("scribe-worker") and t.is_alive())
 
     def is_idle(self) -> bool:
         with self._lock:
@@ -390,28 +438,108 @@ class Pipeline:
 
     # -- workers ------------------------------------------------------------
     def _worker_loop(self) -> None:
+        """Runs on `scribe-worker-N`. Nothing a job does can end this loop: every error is
+        caught in `_run_job`, and the job is kept and run again later."""
         while (key := self._jobs.get()) is not None:
-            with self._lock:
-                self._in_flight += 1
+            if not self._health.wait_turn():
+                break  # stopping during a storage outage; the row stays pending for the next start
             try:
-                self._process(*key)
-            except Exception:  # never let one chunk kill the worker
-                log.exception("session=%s seq=%d worker error", *key)
-                self._fail(key, "internal error (see log)")
-            finally:
-                self._settle(key)
+                self._run_job(key)
+            except BaseException:  # last line of defence: the job stays queued for a restart
+                log.critical("session=%s seq=%d worker error outside the job", *key, exc_info=True)
 
-    def _settle(self, key: Key) -> None:
-        # Session bookkeeping first, so `wait_idle()` returning means it is visible.
+    def _run_job(self, key: Key) -> None:
+        with self._lock:
+            self._in_flight += 1
+        retry_in: float | None = None
         try:
+            self._attempt(key)
+            # Session bookkeeping before settling, so `wait_idle()` returning means it is visible.
             if self.storage.mark_done_if_drained(key[0]):
                 self._emit("session_drained", session_id=key[0])
+            self._health.succeeded()
+        except Exception as exc:
+            retry_in = self._job_failed(key, exc)
         finally:
-            with self._idle:
-                self._in_flight -= 1
+            self._settle(key, retry_in)
+
+    def _attempt(self, key: Key) -> None:
+        """Store a held outcome, or run the job (releasing the chunk left `processing` by a
+        failed run of this same job first)."""
+        with self._lock:
+            held = self._held.pop(key, None)
+            rerun = key in self._rerun
+        if held is not None:
+            return self._store(key, held)
+        if rerun:
+            with self._lock:
+                uncount = key in self._uncount
+            self.storage.release_chunk(*key, uncount=uncount)
+        self._process(*key)
+
+    def _store(self, key: Key, write: Callable[[], None]) -> None:
+        """Run a job's final write; if storage refuses it, keep it for the job's next run, so
+        a transcription (maybe paid for) is not done twice because the disk was full."""
+        try:
+            write()
+        except Exception as exc:
+            if is_storage_fault(exc):
+                with self._lock:
+                    self._held[key] = write
+            raise
+
+    def _job_failed(self, key: Key, exc: Exception) -> float | None:
+        """An error escaped a job: log it once and say when to run the job again.
+
+        A storage fault pauses the whole queue (scribe.health) and costs no attempt. Any
+        other error (a bug, bad data) counts as an attempt, is retried with backoff, and
+        fails the chunk after `max_attempts`."""
+        if is_storage_fault(exc):
+            with self._lock:
+                self._uncount.add(key)
+            return self._health.failed(exc)
+        with self._lock:
+            self._job_errors += 1
+            self._uncount.discard(key)
+        log.error("session=%s seq=%d job error: %s", *key, exc, exc_info=exc)
+        attempts = 1
+        try:
+            attempts = self.storage.chunk_attempts(*key)
+            if attempts is None:
+                return None  # the chunk was deleted meanwhile
+            if attempts >= self.max_attempts:
+                self._fail(key, f"internal error: {type(exc).__name__}: {exc}"[:300])
+                return None
+        except Exception as second:  # storage failing while recording the failure
+            if is_storage_fault(second):
+                return self._health.failed(second)
+            log.error("session=%s seq=%d could not record the job error: %s", *key, second)
+        self._health.release_probe()
+        return min(self.retry_max_seconds, self.retry_base_seconds * 2 ** min(attempts, 10))
+
+    def _settle(self, key: Key, retry_in: float | None = None) -> None:
+        """The job is over (`retry_in` None) or will run again after `retry_in` seconds."""
+        with self._idle:
+            self._in_flight -= 1
+            if retry_in is None:
                 self._queued.discard(key)
                 self._waiting_audio.pop(key, None)
-                self._idle.notify_all()
+                self._rerun.discard(key)
+                self._uncount.discard(key)
+            else:
+                self._rerun.add(key)
+            self._idle.notify_all()
+        if retry_in is not None:
+            self._requeue_later(key, retry_in)
+
+    def _requeue_later(self, key: Key, delay: float) -> None:
+        if delay <= 0 or not self._health.ok:  # an outage already delays every job at the gate
+            self._jobs.put(key)
+            return
+        timer = threading.Timer(delay, self._jobs.put, args=(key,))
+        timer.daemon = True
+        timer.name = "scribe-requeue"
+        timer.start()
 
     def _process(self, session_id: str, seq: int) -> None:
         with self._lock:
@@ -423,10 +551,7 @@ class Pipeline:
             return  # already done, failed or claimed: a duplicate delivery
         audio = read_flac(Path(row.audio_path))
         if job.check_speech and self._is_silent(audio):
-            self.storage.save_silent_chunk(session_id, seq, finished_at=self._clock())
-            with self._lock:
-                self._skipped_silent += 1
-            self._record_done(row, 0, backend.transcriber)
+            self._store((session_id, seq), lambda: self._save_silent(row, backend.transcriber, self._clock()))
             return
         context = self._context_for(row, audio)
         try:
@@ -435,8 +560,20 @@ class Pipeline:
             self._fail((session_id, seq), str(exc), backend.transcriber)
             return
         rows = segments_from_backend(session_id, seq, row.start_ms, segments, chunk_end_ms=row.end_ms)
-        self.storage.save_segments(session_id, seq, rows, finished_at=self._clock(), usage=usage)
-        self._record_done(row, len(rows), backend.transcriber)
+        finished_at = self._clock()
+
+        def write() -> None:
+            if self.storage.save_segments(session_id, seq, rows, finished_at=finished_at, usage=usage):
+                self._record_done(row, len(rows), backend.transcriber)
+            else:
+                log.info("session=%s seq=%d deleted while transcribing; text discarded", session_id, seq)
+        self._store((session_id, seq), write)
+
+    def _save_silent(self, row: ChunkRow, transcriber: Transcriber, finished_at: float) -> None:
+        if self.storage.save_silent_chunk(row.session_id, row.seq, finished_at=finished_at):
+            with self._lock:
+                self._skipped_silent += 1
+            self._record_done(row, 0, transcriber)
 
     def _is_silent(self, audio: np.ndarray) -> bool:
         """True only when the speech check ran and found no speech; a broken check sends the audio."""
@@ -462,12 +599,16 @@ class Pipeline:
 
     def _fail(self, key: Key, error: str, transcriber: Transcriber | None = None) -> None:
         transcriber = transcriber or self.transcriber
-        self.storage.fail_chunk(key[0], key[1], error, finished_at=self._clock())
-        with self._lock:
-            self._counters["failed"] += 1
-        log.error("session=%s seq=%d failed: %s", key[0], key[1], error)
-        self._emit("chunk_failed", session_id=key[0], seq=key[1], backend=transcriber.name,
-                   error=error)
+        finished_at = self._clock()
+
+        def write() -> None:
+            self.storage.fail_chunk(key[0], key[1], error, finished_at=finished_at)
+            with self._lock:
+                self._counters["failed"] += 1
+            log.error("session=%s seq=%d failed: %s", key[0], key[1], error)
+            self._emit("chunk_failed", session_id=key[0], seq=key[1], backend=transcriber.name,
+                       error=error)
+        self._store(key, write)
 
     def _context_for(self, row: ChunkRow, audio: np.ndarray) -> np.ndarray:
         """The previous chunk's last `context_seconds` when this chunk is noisy, else empty.
@@ -511,6 +652,8 @@ class Pipeline:
         except TranscriptionError:
             raise
         except Exception as exc:  # an unexpected backend error, after its retries
+            if is_storage_fault(exc):  # e.g. recording a retry on a full disk: the queue pauses
+                raise
             raise TranscriptionError(f"{type(exc).__name__}: {exc}", retryable=False) from exc
         raise AssertionError("unreachable")
 
@@ -577,6 +720,11 @@ class Pipeline:
 
 
 _NO_AUDIO = np.zeros(0, dtype=np.float32)
+
+
+def _health_fields(health: HealthStats) -> dict:
+    return {"storage_ok": health.storage_ok, "storage_faults": health.storage_faults,
+            "storage_down_s": health.storage_down_s, "storage_error": health.storage_error}
 
 
 def noise_floor_dbfs(audio: np.ndarray) -> float:

@@ -31,14 +31,16 @@ pipeline keeps its default transcriber and runs just that job with the other.
 
 from __future__ import annotations
 
+import json
 import logging
+import os
 import queue
 import threading
 import time
 import zlib
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable
+from typing import Callable, Sequence
 
 import numpy as np
 from tenacity import RetryCallState, Retrying, retry_if_exception, stop_after_attempt, wait_random_exponential
@@ -87,6 +89,10 @@ class PipelineStats:
     """Unexpected errors inside jobs (logged once each, the job retried with backoff)."""
     workers_alive: int = 0
     """Worker threads running (equals max_concurrency unless stopped)."""
+    intake_memory_seconds: float = 0.0
+    """Audio held in RAM by the writers' queues (bounded; beyond it chunks are spilled)."""
+    intake_spilled: int = 0
+    """Chunks written straight to disk by `submit_nowait` because the writers fell behind."""
 
     @property
     def backlog_seconds(self) -> float:
@@ -134,6 +140,13 @@ class _Intake:
         return sum(q.unfinished_tasks for q in self.queues)
 
 
+@dataclass(frozen=True)
+class _Spilled:
+    """A chunk whose files `submit_nowait` already wrote; the writer inserts its row."""
+
+    chunk: Chunk
+
+
 class _AfterAll:
     """A step put in every writer queue: the last writer to reach it runs it, so it
     runs after everything queued before it anywhere."""
@@ -171,6 +184,8 @@ class Pipeline:
         context_seconds: float = 0.0,
         context_floor_dbfs: float = -50.0,
         health: StorageHealth | None = None,
+        intake_memory_seconds: float = 600.0,
+        intake_session_seconds: float = 120.0,
     ) -> None:
         self.storage = storage
         self.transcriber = transcriber
@@ -214,13 +229,23 @@ class Pipeline:
         self._uncount: set[Key] = set()
         """Re-queued for a storage fault: that run's attempt does not count."""
         self._job_errors = 0
+        # Live audio waiting for a writer is bounded in RAM, in total and per session;
+        # past either bound `submit_nowait` writes the chunk's files itself (a spill).
+        self.intake_memory_seconds = intake_memory_seconds
+        self.intake_session_seconds = intake_session_seconds
+        self._intake_memory = 0.0
+        self._intake_by_session: dict[str, float] = {}
+        self._spilled = 0
+        self._room = threading.Condition(self._lock)
 
     # -- lifecycle ----------------------------------------------------------
-    def start(self) -> "Pipeline":
-        """Re-queue unfinished work left by a previous process, then start threads."""
+    def start(self, *, recover: bool = True) -> "Pipeline":
+        """Re-queue unfinished work left by a previous process (unless `recover=False`:
+        the caller chose what to recover), then start threads."""
         if self._threads:
             return self
-        self.recover()
+        if recover:
+            self.recover()
         for n, intake in enumerate(self._intake.queues):
             self._spawn(f"scribe-writer-{n}", lambda q=intake: self._writer_loop(q))
         for n in range(self.max_concurrency):
@@ -262,16 +287,36 @@ class Pipeline:
         Blocks on disk and DuckDB: call from a worker-ish thread (CLI, upload,
         the writer thread), never from the WebRTC event loop.
         """
-        path = self.audio_path(chunk.session_id, chunk.seq)
         if self.storage.chunk_exists(chunk.session_id, chunk.seq):
             log.info("session=%s seq=%d already submitted; ignored", chunk.session_id, chunk.seq)
             return False
-        write_flac_atomic(chunk.pcm, path)
+        self._write_chunk_files(chunk)
+        return self._insert_row(chunk)
+
+    def _write_chunk_files(self, chunk: Chunk) -> None:
+        """The chunk's audio and, beside it, what its row will say: if the process dies
+        before the row commits, the next start stores the row (`adopt_orphan_audio`)."""
+        path = self.audio_path(chunk.session_id, chunk.seq)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        sidecar = path.with_suffix(".json")
+        tmp = sidecar.with_name(f".{sidecar.name}.{os.getpid()}.tmp")
+        try:
+            tmp.write_text(json.dumps({"seq": chunk.seq, "start_sample": chunk.start_sample,
+                                       "end_sample": chunk.end_sample, "captured_at": chunk.captured_at}))
+            os.replace(tmp, sidecar)
+        finally:
+            tmp.unlink(missing_ok=True)
+        write_flac_atomic(chunk.pcm, path)  # its folder fsync also makes the sidecar's rename durable
+
+    def _insert_row(self, chunk: Chunk) -> bool:
+        path = self.audio_path(chunk.session_id, chunk.seq)
         row = ChunkRow(session_id=chunk.session_id, seq=chunk.seq, start_ms=chunk.start_ms,
                        end_ms=chunk.end_ms, start_sample=chunk.start_sample,
                        end_sample=chunk.end_sample, audio_path=str(path), status="pending",
                        captured_at=chunk.captured_at, enqueued_at=self._clock())
-        if not self.storage.insert_chunk(row):
+        inserted = self.storage.insert_chunk(row)
+        path.with_suffix(".json").unlink(missing_ok=True)
+        if not inserted:
             return False
         log.debug("session=%s seq=%d enqueued (%.2f s)", chunk.session_id, chunk.seq, chunk.duration_s)
         self._enqueue((chunk.session_id, chunk.seq), chunk.duration_s)
@@ -298,16 +343,81 @@ class Pipeline:
             self._health.succeeded()
             return stored
 
-    def submit_nowait(self, chunk: Chunk) -> None:
-        """Hand a chunk to the writer thread; returns at once (live capture path)."""
+    def submit_nowait(self, chunk: Chunk, *, wait_for_room: bool = False) -> None:
+        """Hand a chunk to the writer thread (live capture path).
+
+        Returns at once while the writers keep up. Audio waiting in RAM is bounded
+        (`intake_memory_seconds` in total, `intake_session_seconds` per session): past
+        a bound the chunk's files are written here, on the caller's thread, and only
+        its row is left to the writer, so audio is never dropped and RAM never grows
+        without bound. With `wait_for_room` the caller waits for room instead (a
+        feeder that can slow down, e.g. `bench --fast`).
+        """
         if self._intake_error is not None:
             raise ScribeError(f"the chunk writer stopped: {self._intake_error}")
+        item: Chunk | _Spilled = chunk
+        if wait_for_room:
+            self._wait_for_room(chunk)
+        elif not self._has_room(chunk):
+            item = self._spill(chunk)
         with self._lock:
             self._intake_audio += chunk.duration_s
-        self._intake.for_session(chunk.session_id).put(chunk)
+            if item is chunk:
+                self._hold(chunk.session_id, chunk.duration_s)
+        self._intake.for_session(chunk.session_id).put(item)
         backlog = self._intake.qsize()
         if backlog and backlog % 10 == 0:
             log.warning("chunk writer backlog is %d chunks (disk or database slow)", backlog)
+
+    def _has_room(self, chunk: Chunk) -> bool:
+        with self._lock:
+            return self._room_for(chunk)
+
+    def _room_for(self, chunk: Chunk) -> bool:
+        """Caller holds the lock. One chunk always fits in an empty intake."""
+        return (self._intake_memory + chunk.duration_s <= self.intake_memory_seconds and
+                self._intake_by_session.get(chunk.session_id, 0.0) + chunk.duration_s
+                <= self.intake_session_seconds) or self._intake_memory == 0
+
+    def _wait_for_room(self, chunk: Chunk) -> None:
+        with self._room:
+            while not self._room_for(chunk):
+                self._room.wait(0.5)
+
+    def _hold(self, session_id: str, seconds: float) -> None:
+        """Count audio held in RAM (caller holds the lock); negative to release it."""
+        self._intake_memory = max(0.0, self._intake_memory + seconds)
+        left = self._intake_by_session.get(session_id, 0.0) + seconds
+        if left > 1e-9:
+            self._intake_by_session[session_id] = left
+        else:
+            self._intake_by_session.pop(session_id, None)
+        if seconds < 0:
+            self._room.notify_all()
+
+    def _spill(self, chunk: Chunk) -> "_Spilled":
+        """Write the chunk's files now (waiting out a storage outage); the row follows on
+        the writer thread, in the session's order."""
+        while True:
+            if not self._health.wait_turn():
+                raise ScribeError("stopped while storage was down; the chunk was not stored")
+            try:
+                self._write_chunk_files(chunk)
+            except Exception as exc:
+                if not is_storage_fault(exc):
+                    self._health.release_probe()
+                    raise
+                self._health.failed(exc)
+                continue
+            self._health.succeeded()
+            break
+        with self._lock:
+            self._spilled += 1
+        if self._spilled == 1 or self._spilled % 100 == 0:
+            log.warning("session=%s seq=%d writers behind; chunk written to disk by the feeder "
+                        "(%d spilled so far)", chunk.session_id, chunk.seq, self._spilled)
+        return _Spilled(Chunk(chunk.session_id, chunk.seq, chunk.start_sample, chunk.end_sample,
+                              _NO_AUDIO, chunk.captured_at))
 
     def call_after_intake(self, step: Callable[[], None], session_id: str | None = None) -> None:
         """Run `step` on a writer thread once the chunks handed to `submit_nowait` before
@@ -344,15 +454,66 @@ class Pipeline:
                 intake.task_done()
         intake.task_done()
 
-    def _write(self, chunk: Chunk) -> None:
+    def _write(self, item: "Chunk | _Spilled") -> None:
+        spilled = isinstance(item, _Spilled)
+        chunk = item.chunk if spilled else item
         try:
-            self.submit_waiting_out_faults(chunk)
+            if spilled:
+                self._insert_waiting_out_faults(chunk)
+            else:
+                self.submit_waiting_out_faults(chunk)
         except BaseException as exc:  # surfaced to the next submit_nowait caller
             log.exception("session=%s seq=%d could not be stored", chunk.session_id, chunk.seq)
             self._intake_error = exc
         finally:
             with self._lock:
                 self._intake_audio = max(0.0, self._intake_audio - chunk.duration_s)
+                if not spilled:
+                    self._hold(chunk.session_id, -chunk.duration_s)
+
+    def _insert_waiting_out_faults(self, chunk: Chunk) -> None:
+        """The row of a spilled chunk (its files are on disk already)."""
+        while self._health.wait_turn():
+            try:
+                self._insert_row(chunk)
+            except Exception as exc:
+                if not is_storage_fault(exc):
+                    self._health.release_probe()
+                    raise
+                self._health.failed(exc)
+                continue
+            self._health.succeeded()
+            return
+        raise ScribeError(f"stopped while storage was down; chunk {chunk.seq} waits on disk "
+                          "and is stored at the next start")
+
+    def adopt_orphan_audio(self, session_ids: Sequence[str] | None = None) -> int:
+        """Store the rows of chunk files written before a crash whose row never committed
+        (their sidecar says where they belong). Returns how many were adopted."""
+        adopted = 0
+        folders = [self.audio_dir / s for s in session_ids] if session_ids is not None else \
+            (sorted(p for p in self.audio_dir.iterdir() if p.is_dir()) if self.audio_dir.is_dir() else [])
+        for folder in folders:
+            for sidecar in sorted(folder.glob("[0-9]*.json")):
+                adopted += self._adopt(folder.name, sidecar)
+        if adopted:
+            log.warning("stored %d chunk(s) whose audio was written before a crash", adopted)
+        return adopted
+
+    def _adopt(self, session_id: str, sidecar: Path) -> int:
+        flac = sidecar.with_suffix(".flac")
+        try:
+            meta = json.loads(sidecar.read_text())
+            chunk = Chunk(session_id, int(meta["seq"]), int(meta["start_sample"]),
+                          int(meta["end_sample"]), _NO_AUDIO, float(meta.get("captured_at") or 0.0))
+        except (OSError, ValueError, KeyError, TypeError) as exc:
+            log.error("session=%s %s unreadable (%s); left in place", session_id, sidecar.name, exc)
+            return 0
+        if self.storage.find_session(session_id) is None or not flac.is_file() or \
+                self.storage.chunk_exists(session_id, chunk.seq):
+            sidecar.unlink(missing_ok=True)  # deleted session, lost audio, or row already there
+            return 0
+        return int(self._insert_row(chunk))
 
     def _enqueue(self, key: Key, duration_s: float) -> None:
         with self._lock:
@@ -384,10 +545,11 @@ class Pipeline:
             self._emit("session_drained", session_id=session_id)
 
     # -- recovery and retries -----------------------------------------------
-    def recover(self) -> int:
-        """Queue every pending or interrupted chunk whose audio is on disk."""
+    def recover(self, session_ids: Sequence[str] | None = None) -> int:
+        """Queue every pending or interrupted chunk whose audio is on disk (of the given
+        sessions only, when `session_ids` is given)."""
         count = 0
-        for row in self.storage.reset_unfinished():
+        for row in self.storage.reset_unfinished(session_ids):
             if not Path(row.audio_path).is_file():
                 self.storage.fail_chunk(row.session_id, row.seq, "audio file missing after restart",
                                         finished_at=self._clock())
@@ -414,6 +576,7 @@ class Pipeline:
                 audio_seconds_waiting=sum(self._waiting_audio.values()),
                 intake_audio_seconds=self._intake_audio, skipped_silent=self._skipped_silent,
                 job_errors=self._job_errors, workers_alive=self._workers_alive(),
+                intake_memory_seconds=self._intake_memory, intake_spilled=self._spilled,
                 **_health_fields(self._health.stats()))
 
     def _workers_alive(self) -> int:

@@ -375,12 +375,24 @@ class Storage:
                         [session_id])
         return sorted(r[0] for r in rows)
 
-    def reset_unfinished(self) -> list[ChunkRow]:
-        """After a restart: processing chunks back to pending; return every pending chunk."""
+    def reset_unfinished(self, session_ids: Sequence[str] | None = None) -> list[ChunkRow]:
+        """After a restart: processing chunks back to pending; return every pending chunk
+        (of the given sessions only, when `session_ids` is given)."""
+        if session_ids is not None and not session_ids:
+            return []
+        where = "" if session_ids is None else f" AND {_in_clause('session_id', session_ids)}"
+        params = [] if session_ids is None else list(session_ids)
         with self.transaction() as cur:
-            cur.execute("UPDATE chunks SET status = 'pending' WHERE status = 'processing'")
-        rows = self._rows("SELECT * FROM chunks WHERE status = 'pending' ORDER BY enqueued_at, seq")
+            cur.execute(f"UPDATE chunks SET status = 'pending' WHERE status = 'processing'{where}", params)
+        rows = self._rows(f"SELECT * FROM chunks WHERE status = 'pending'{where} ORDER BY enqueued_at, seq",
+                          params)
         return [ChunkRow(**r) for r in rows]
+
+    def count_open_chunks(self, *, excluding: Sequence[str] = ()) -> int:
+        """Chunks pending or processing, outside the given sessions."""
+        where = f" AND NOT {_in_clause('session_id', excluding)}" if excluding else ""
+        return int(self._scalar(f"""SELECT count(*) FROM chunks
+            WHERE status IN ('pending', 'processing'){where}""", list(excluding)))
 
     def release_chunk(self, session_id: str, seq: int, *, uncount: bool = False) -> bool:
         """A `processing` chunk whose job will run again goes back to `pending`; with
@@ -476,6 +488,15 @@ class Storage:
         for session_id in ids:
             self.end_session(session_id, "interrupted", now=now)
         return ids
+
+    def interrupt_orphans_once(self, *, now: float | None = None) -> list[str]:
+        """`interrupt_orphaned_recordings`, once per Storage (per database file per process):
+        a second Runtime on the same database must not end this process's live sessions."""
+        with self._write_lock:
+            if getattr(self, "_orphans_checked", False):
+                return []
+            self._orphans_checked = True
+        return self.interrupt_orphaned_recordings(now=now)
 
     def resumable_sessions(self, *, source: str = "mic", limit: int = 20) -> list[SessionRow]:
         """Recent sessions of `source` that can be continued (not currently recording)."""

@@ -183,3 +183,73 @@ def test_stats_keep_their_existing_keys(storage, tmp_path):
                 "audio_seconds_waiting", "intake_audio_seconds", "skipped_silent"):
         assert hasattr(stats, key)
     assert np.isfinite(stats.backlog_seconds)
+
+
+class SlowDisk(Storage):
+    """A real DuckDB whose chunk inserts wait while `stalled` is set (writers fall behind)."""
+
+    def __init__(self, path) -> None:
+        self.stalled = threading.Event()
+        super().__init__(path)
+
+    def insert_chunk(self, row):
+        while self.stalled.is_set():
+            time.sleep(0.01)
+        return super().insert_chunk(row)
+
+
+def test_live_intake_spills_to_disk_past_its_memory_bound_and_loses_nothing(settings, tmp_path):
+    storage = SlowDisk(settings.db)
+    pipe = make_pipeline(storage, tmp_path, EchoTranscriber(), writer_threads=1,
+                         intake_memory_seconds=3.0, intake_session_seconds=2.0).start()
+    a, b = new_session(storage, status="recording"), new_session(storage, status="recording")
+    storage.stalled.set()
+    peak = 0.0
+    for seq in range(6):
+        for sid in (a, b):
+            pipe.submit_nowait(chunk(sid, seq))  # returns at once even though the writer is stuck
+            peak = max(peak, pipe.stats().intake_memory_seconds)
+    stats = pipe.stats()
+    assert peak <= 3.0 + 1e-9 and stats.intake_spilled >= 8
+    assert stats.intake_audio_seconds == 12.0  # still counted as backlog until its row commits
+    spilled = sorted(p.name for p in (tmp_path / "audio" / a).glob("*.flac"))
+    assert len(spilled) >= 4  # written by the feeding thread, before any row
+    storage.stalled.clear()
+    for sid in (a, b):
+        pipe.finish_session_after_intake(sid, "stopped")
+    assert pipe.wait_idle(20)
+    for sid in (a, b):
+        rows = storage.list_chunks(sid)
+        assert [r.seq for r in rows] == list(range(6)) and {r.status for r in rows} == {"done"}
+        assert storage.repeated_live_segments([sid]) == 0
+        assert storage.get_session(sid).status == "done"
+        assert not list((tmp_path / "audio" / sid).glob("*.json"))
+    assert pipe.stats().intake_memory_seconds == 0
+    pipe.stop()
+    storage.close()
+
+
+def test_a_feeder_that_can_wait_is_held_back_instead_of_spilling(settings, tmp_path):
+    storage = SlowDisk(settings.db)
+    pipe = make_pipeline(storage, tmp_path, EchoTranscriber(), writer_threads=1,
+                         intake_memory_seconds=2.0, intake_session_seconds=2.0).start()
+    sid = new_session(storage, status="recording")
+    storage.stalled.set()
+    fed = []
+
+    def feeder():
+        for seq in range(5):
+            pipe.submit_nowait(chunk(sid, seq), wait_for_room=True)
+            fed.append(seq)
+
+    thread = threading.Thread(target=feeder, daemon=True)
+    thread.start()
+    time.sleep(0.5)
+    assert len(fed) <= 3 and pipe.stats().intake_memory_seconds <= 2.0  # waiting, not growing
+    storage.stalled.clear()
+    thread.join(10)
+    assert fed == list(range(5)) and pipe.stats().intake_spilled == 0
+    assert pipe.wait_idle(10)
+    assert [r.status for r in storage.list_chunks(sid)] == ["done"] * 5
+    pipe.stop()
+    storage.close()

@@ -168,7 +168,7 @@ def _backend_for(settings: Settings) -> Transcriber:
     wait_for_redis(settings.redis_url)
     model = settings.gemini_model if settings.backend == "gemini" else settings.whisper_model
     return RemoteTranscriber(settings.redis_url, backend=settings.backend, model=model,
-                             timeout=settings.remote_timeout)
+                             timeout=settings.remote_timeout, broker_wait=settings.broker_wait_seconds)
 
 
 def _with_limit(settings: Settings, transcriber: Transcriber) -> Backend:

@@ -184,7 +184,21 @@ def _speech_check():
     return has_speech
 
 
+HTTP_LOGGERS = ("httpx", "httpcore", "httpx2", "httpcore2", "urllib3", "google_genai", "google.genai", "hpack")
+"""Libraries that log request lines or headers at DEBUG; kept at INFO or above."""
+
+
 def configure_logging(level: str = "INFO") -> None:
-    """stdlib logging to stderr; pipeline lines carry `session=` and `seq=`."""
+    """stdlib logging to stderr; pipeline lines carry `session=` and `seq=`.
+
+    Every root handler gets a filter that redacts keys and tokens (scribe.redact), and
+    HTTP libraries never log at DEBUG: their request and header dumps can carry a key."""
+    from scribe.redact import RedactingFilter
+
     logging.basicConfig(level=level, format="%(asctime)s %(levelname)s %(name)s [%(threadName)s] %(message)s")
+    for handler in logging.getLogger().handlers:
+        if not any(isinstance(f, RedactingFilter) for f in handler.filters):
+            handler.addFilter(RedactingFilter())
     logging.getLogger("faster_whisper").setLevel(max(logging.WARNING, logging.getLevelName(level)))
+    for name in HTTP_LOGGERS:
+        logging.getLogger(name).setLevel(max(logging.INFO, logging.getLevelName(level)))

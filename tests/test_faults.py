@@ -253,3 +253,24 @@ def test_a_feeder_that_can_wait_is_held_back_instead_of_spilling(settings, tmp_p
     assert [r.status for r in storage.list_chunks(sid)] == ["done"] * 5
     pipe.stop()
     storage.close()
+
+
+def test_an_outage_shows_in_metrics_and_on_the_analytics_health_panel(storage, tmp_path):
+    from prometheus_client import generate_latest
+
+    from scribe import analytics
+    from scribe.metrics import PipelineMetrics
+
+    health = StorageHealth(base_seconds=5.0)
+    pipe = make_pipeline(storage, tmp_path, EchoTranscriber(), health=health).start()
+    metrics = PipelineMetrics(pipe)
+    assert b"scribe_storage_ok 1.0" in generate_latest(metrics.registry)
+    assert b"scribe_workers_alive 2.0" in generate_latest(metrics.registry)
+    health.failed(duckdb.IOException("Could not write file: No space left on device"))
+    text = generate_latest(metrics.registry)
+    assert b"scribe_storage_ok 0.0" in text and b"scribe_storage_faults 1.0" in text
+    check = analytics.workers_check(pipe.stats())
+    assert not check.ok and "No space left on device" in check.detail and "resumes by itself" in check.detail
+    health.succeeded()
+    assert analytics.workers_check(pipe.stats()).ok
+    pipe.stop()

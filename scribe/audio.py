@@ -223,8 +223,11 @@ def write_flac_atomic(pcm: np.ndarray, path: Path) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
     try:
+        # Encoded in memory first: libsndfile writing a file through its callback turns
+        # a full disk into an uncatchable "exception in cffi callback" traceback.
+        data = encode_bytes(pcm, "FLAC")
         with open(tmp, "wb") as handle:
-            sf.write(handle, pcm, SAMPLE_RATE, format="FLAC", subtype="PCM_16")
+            handle.write(data)
             handle.flush()
             os.fsync(handle.fileno())
         os.replace(tmp, path)

@@ -710,6 +710,7 @@ class Pipeline:
         backend = job.backend or Backend(self.transcriber, self._before_call)
         row = self.storage.claim_chunk(session_id, seq, backend=backend.transcriber.name,
                                        model=backend.transcriber.model, now=self._clock())
+        self._health.succeeded()  # the claim was a write: an outage is over, don't hold others back
         if row is None:
             return  # already done, failed or claimed: a duplicate delivery
         audio = read_flac(Path(row.audio_path))

@@ -30,9 +30,11 @@ ROOT = Path(__file__).resolve().parent.parent
 
 def write_silence(path: Path, hours: float) -> None:
     block = np.zeros(16_000 * 600, dtype=np.int16)
+    left = int(hours * 3600 * 16_000)
     with sf.SoundFile(str(path), "w", samplerate=16_000, channels=1, format="FLAC", subtype="PCM_16") as out:
-        for _ in range(int(round(hours * 6))):
-            out.write(block)
+        while left > 0:
+            out.write(block[:left])
+            left -= min(left, block.size)
 
 
 def main() -> int:

@@ -124,11 +124,9 @@ def _apply(base: Settings, backend: str, model: str, seconds: float, policy: str
 
 @st.cache_resource(show_spinner=False)
 def _storage(db: str) -> Storage:
-    """One Storage per database file per process. Opening it is 'app start' for that
-    file: sessions left `recording` by a dead process become `interrupted`."""
-    storage = Storage(db)
-    storage.interrupt_orphaned_recordings()
-    return storage
+    """One Storage per database file per process; start-up recovery (orphaned
+    recordings, unfinished chunks) runs in `Runtime.build`, once per Storage."""
+    return Storage(db)
 
 
 @st.cache_resource(show_spinner="Loading the transcription model...")

@@ -46,7 +46,8 @@ def health_panel() -> None:
     """Re-runs every 10 s: the live queue's backlog and the machine's memory, plus the selection."""
     stats = rt.pipeline.stats()
     thresholds = analytics.HealthThresholds(backlog_audio_s=rt.settings.backlog_warn_seconds)
-    checks = analytics.health(df, backlog_audio_s=stats.audio_seconds_waiting, thresholds=thresholds)
+    checks = analytics.health(df, backlog_audio_s=stats.audio_seconds_waiting, thresholds=thresholds,
+                              queue=stats)
     st.subheader("Health")
     for column, check in zip(st.columns(len(checks)), checks):
         with column.container(border=True):

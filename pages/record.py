@@ -88,6 +88,7 @@ def _upload(title: str) -> None:
             result = ingest_file(path, storage=rt.storage, pipeline=rt.pipeline,
                                  policy=make_policy(config.chunk_policy, config.chunk_seconds),
                                  title=title or path.stem, source="upload",
+                                 max_audio_hours=config.max_audio_hours,
                                  progress=lambda fraction, message: bar.progress(fraction, text=message))
         except ScribeError as exc:
             bar.empty()

@@ -217,13 +217,35 @@ class HealthCheck:
 
 def health(df: pd.DataFrame, *, backlog_audio_s: float | None = None,
            memory_percent: float | None = None,
-           thresholds: HealthThresholds = HealthThresholds()) -> list[HealthCheck]:
+           thresholds: HealthThresholds = HealthThresholds(),
+           queue: Any = None) -> list[HealthCheck]:
     """Check the alert conditions.
 
     `backlog_audio_s` should come from the live queue (`pipeline.stats()`); when
     missing it is estimated from the frame's open chunks. `memory_percent`
-    defaults to the machine's used memory (psutil).
+    defaults to the machine's used memory (psutil). With `queue` (a
+    `PipelineStats`), a "Workers" check says whether storage takes writes and
+    every worker thread runs.
     """
+    checks = _health_checks(df, backlog_audio_s, memory_percent, thresholds)
+    return checks + ([workers_check(queue)] if queue is not None else [])
+
+
+def workers_check(stats: Any) -> HealthCheck:
+    """The queue's own health: storage outage (paused), dead workers, job errors."""
+    if not stats.storage_ok:
+        detail = (f"paused {stats.storage_down_s:.0f} s: storage refuses writes ({stats.storage_error}); "
+                  "resumes by itself when it takes writes again")
+        return HealthCheck("Workers", stats.storage_down_s, 0.0, "s paused", False, detail)
+    detail = f"{stats.workers_alive} running; {stats.storage_faults} storage faults and " \
+             f"{stats.job_errors} job errors since start, none lost"
+    if stats.intake_spilled:
+        detail += f"; {stats.intake_spilled} live chunks spilled to disk"
+    return HealthCheck("Workers", float(stats.workers_alive), 1.0, "threads", stats.workers_alive > 0, detail)
+
+
+def _health_checks(df: pd.DataFrame, backlog_audio_s: float | None, memory_percent: float | None,
+                   thresholds: HealthThresholds) -> list[HealthCheck]:
     if backlog_audio_s is None:
         backlog_audio_s = float(df.loc[df["status"].isin(OPEN), "audio_s"].sum())
     if memory_percent is None:

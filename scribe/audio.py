@@ -16,7 +16,7 @@ import av
 import numpy as np
 import soundfile as sf
 
-from scribe.errors import AudioDecodeError
+from scribe.errors import AudioDecodeError, AudioTooLongError
 
 SAMPLE_RATE = 16_000
 """Samples per second everywhere after decoding."""
@@ -89,45 +89,78 @@ def _frames_to_array(frames: list[av.AudioFrame]) -> np.ndarray:
     return np.concatenate([f.to_ndarray().reshape(-1) for f in frames]).astype(np.float32, copy=False)
 
 
-def iter_decode(path: str | Path) -> Iterator[np.ndarray]:
+MIN_RATE, MAX_RATE = 2_000, 768_000
+"""Sample rates a file may declare: below, no speech fits; above, the header is lying."""
+TRUNCATED_BELOW = 0.9
+"""A file decoding to less than this share of its header's duration was cut off."""
+_DECODE_ERRORS = (av.error.FFmpegError, ValueError, OverflowError, MemoryError)
+
+
+def iter_decode(path: str | Path, *, max_seconds: float | None = None) -> Iterator[np.ndarray]:
     """Yield 16 kHz mono float32 blocks of a file, streaming (memory stays flat).
 
-    Raises AudioDecodeError for a missing, empty, non-audio, corrupt or
-    truncated file, or one that holds no samples at all.
+    Raises AudioDecodeError for a missing, empty, non-audio, corrupt or truncated
+    file (WAV by its RIFF header, others against the duration their header states),
+    one with an impossible sample rate, or one that holds no samples at all; and
+    AudioTooLongError when it is longer than `max_seconds`, judged from the header
+    before decoding and again while decoding (headers can lie).
     """
     path = Path(path)
     _check_readable(path)
     try:
         container = av.open(str(path))
-    except (av.error.FFmpegError, UnicodeDecodeError, ValueError) as exc:
+    except (*_DECODE_ERRORS, UnicodeDecodeError) as exc:
         raise AudioDecodeError(f"{path.name}: not a readable audio file ({_short(exc)})") from None
     with container:
         if not container.streams.audio:
             raise AudioDecodeError(f"{path.name}: has no audio stream")
+        rate = container.streams.audio[0].sample_rate or 0
+        if not MIN_RATE <= rate <= MAX_RATE:
+            raise AudioDecodeError(f"{path.name}: declares a sample rate of {rate} Hz; "
+                                   f"only {MIN_RATE}-{MAX_RATE} Hz is audio")
+        stated = _stated_seconds(container)
+        _check_length(path.name, stated, max_seconds)
         if container.format.name == "wav" and _wav_is_truncated(path):
             raise AudioDecodeError(f"{path.name}: truncated WAV (the header promises more audio "
                                    "than the file holds)")
-        yield from _decode_stream(container, path.name)
+        total = yield from _decode_stream(container, path.name, max_seconds)
+        if container.format.name != "wav" and stated and total / SAMPLE_RATE < TRUNCATED_BELOW * stated:
+            raise AudioDecodeError(f"{path.name}: truncated (the header says {stated:.1f} s, the file "
+                                   f"holds {total / SAMPLE_RATE:.1f} s)")
 
 
-def _decode_stream(container: av.container.InputContainer, name: str) -> Iterator[np.ndarray]:
+def _stated_seconds(container: av.container.InputContainer) -> float | None:
+    return container.duration / av.time_base if container.duration and container.duration > 0 else None
+
+
+def _check_length(name: str, seconds: float | None, max_seconds: float | None) -> None:
+    if max_seconds is not None and seconds is not None and seconds > max_seconds:
+        raise AudioTooLongError(f"{name}: {seconds / 3600:.1f} h of audio; the limit is "
+                                f"{max_seconds / 3600:g} h (SCRIBE_MAX_AUDIO_HOURS)")
+
+
+def _decode_stream(container: av.container.InputContainer, name: str,
+                   max_seconds: float | None = None) -> Iterator[np.ndarray]:
+    """The decoded blocks; returns the number of samples (for the caller's truncation check)."""
     resampler = FrameResampler()
     total = 0
     try:
         for frame in container.decode(audio=0):
             block = resampler.push(frame)
             total += block.size
+            _check_length(name, total / SAMPLE_RATE, max_seconds)
             if block.size:
                 yield block
-    except av.error.FFmpegError as exc:
+        tail = resampler.flush()
+    except _DECODE_ERRORS as exc:
         where = f" after {total / SAMPLE_RATE:.1f} s" if total else ""
         raise AudioDecodeError(f"{name}: corrupt or truncated audio{where} ({_short(exc)})") from None
-    tail = resampler.flush()
     total += tail.size
     if tail.size:
         yield tail
     if total == 0:
         raise AudioDecodeError(f"{name}: contains no audio samples")
+    return total
 
 
 def _wav_is_truncated(path: Path) -> bool:
@@ -152,9 +185,9 @@ def _wav_is_truncated(path: Path) -> bool:
     return False
 
 
-def decode_file(path: str | Path) -> np.ndarray:
+def decode_file(path: str | Path, *, max_seconds: float | None = None) -> np.ndarray:
     """The whole file as one 16 kHz mono float32 array."""
-    return np.concatenate(list(iter_decode(path)))
+    return np.concatenate(list(iter_decode(path, max_seconds=max_seconds)))
 
 
 def probe_duration(path: str | Path) -> float | None:
@@ -189,11 +222,17 @@ def write_flac_atomic(pcm: np.ndarray, path: Path) -> None:
     """
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    with open(tmp, "wb") as handle:
-        sf.write(handle, pcm, SAMPLE_RATE, format="FLAC", subtype="PCM_16")
-        handle.flush()
-        os.fsync(handle.fileno())
-    os.replace(tmp, path)
+    try:
+        # Encoded in memory first: libsndfile writing a file through its callback turns
+        # a full disk into an uncatchable "exception in cffi callback" traceback.
+        data = encode_bytes(pcm, "FLAC")
+        with open(tmp, "wb") as handle:
+            handle.write(data)
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.replace(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)  # an error (a full disk) leaves no partial file behind
     _fsync_dir(path.parent)
 
 

@@ -273,9 +273,9 @@ def _feed_session(feed: SessionFeed, *, frames: int, speed: float, policy_spec: 
         for n in range(frames):
             if not math.isinf(speed):
                 feed.lag_max_s = max(feed.lag_max_s, _pace(start + n * FRAME_SECONDS / speed))
-            _submit(feed, chunker.push(resampler.push(feed.source.frame(n))), pipeline)
+            _submit(feed, chunker.push(resampler.push(feed.source.frame(n))), pipeline, speed)
             progress[0] += 1  # racy by design: only for the progress line
-        _submit(feed, chunker.push(resampler.flush()) + chunker.finish(), pipeline)
+        _submit(feed, chunker.push(resampler.flush()) + chunker.finish(), pipeline, speed)
         feed.samples = chunker.samples_in
     except BaseException as exc:  # surfaced by run_bench after join
         feed.error = exc
@@ -290,10 +290,12 @@ def _pace(due: float) -> float:
     return -delay
 
 
-def _submit(feed: SessionFeed, chunks: list[Chunk], pipeline: Pipeline) -> None:
+def _submit(feed: SessionFeed, chunks: list[Chunk], pipeline: Pipeline, speed: float = 1.0) -> None:
+    # A feeder running as fast as it can has no clock to keep: it waits for the writers
+    # (backpressure) instead of filling RAM or the disk with spilled chunks.
     for chunk in chunks:
         feed.chunks.append((chunk.seq, chunk.start_sample, chunk.end_sample))
-        pipeline.submit_nowait(chunk)
+        pipeline.submit_nowait(chunk, wait_for_room=math.isinf(speed))
 
 
 # -- sampling RSS, CPU and the queue ----------------------------------------------

@@ -9,21 +9,27 @@ from __future__ import annotations
 import argparse
 import json
 import math
+import os
 import statistics
 import sys
 import time
 from pathlib import Path
 from typing import Callable, Sequence
 
+import duckdb
+
 from scribe.chunking import parse_policy
 from scribe.config import Settings, parse_latency_range
 from scribe.errors import ScribeError
 from scribe.export import FORMATS, render
 from scribe.ingest import ingest_file, wait_for_session
-from scribe.runtime import Runtime, configure_logging
+from scribe.runtime import Runtime, configure_logging, recover_at_start
 from scribe.storage import Storage
 
 EXIT_ERROR = 2
+MAX_LIMIT = 100_000
+"""Largest --limit; with --page it keeps every offset far inside DuckDB's integers."""
+MAX_PAGE = 1_000_000
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -32,11 +38,22 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         return args.func(args)
     except ScribeError as exc:
+        _end_progress_line()
         print(f"error: {exc}", file=sys.stderr)
+        return EXIT_ERROR
+    except (OSError, duckdb.Error) as exc:  # a full disk, a locked or damaged database file
+        _end_progress_line()
+        print(f"error: {_one_line(exc)}", file=sys.stderr)
         return EXIT_ERROR
     except KeyboardInterrupt:
         print("interrupted; chunks already stored will be finished on the next start", file=sys.stderr)
         return 130
+
+
+def _one_line(exc: BaseException) -> str:
+    text = (getattr(exc, "strerror", None) or str(exc)).splitlines()
+    where = f" ({exc.filename})" if getattr(exc, "filename", None) else ""
+    return f"{text[0][:300] if text else type(exc).__name__}{where}"
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -51,6 +68,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_delete(sub)
     _add_eval(sub)
     _add_bench(sub)
+    _add_retry(sub)
     return parser
 
 
@@ -93,11 +111,15 @@ def cmd_transcribe(args: argparse.Namespace) -> int:
     path = Path(args.file)
     if not path.is_file():
         raise ScribeError(f"{path}: no such file")
+    _check_output_path(args.output)
     policy_name = args.policy or None
     settings = _settings(argparse.Namespace(**{**vars(args), "policy": None if policy_name == "whole" else policy_name}))
     configure_logging(settings.log_level if settings.log_level != "INFO" else "WARNING")
     policy = parse_policy(policy_name or settings.chunk_policy, settings.chunk_seconds)
-    runtime = Runtime.build(settings)
+    # A new session needs nothing recovered: other sessions' chunks are left for the app
+    # or `retry`, and what start-up recovery did is said.
+    runtime = Runtime.build(settings, recover=[])
+    _print_recovery(runtime)
     try:
         return _run_transcribe(runtime, path, policy, args)
     finally:
@@ -107,7 +129,8 @@ def cmd_transcribe(args: argparse.Namespace) -> int:
 def _run_transcribe(runtime: Runtime, path: Path, policy, args: argparse.Namespace) -> int:
     started = time.monotonic()
     result = ingest_file(path, storage=runtime.storage, pipeline=runtime.pipeline, policy=policy,
-                         title=args.title, source="cli", progress=_stderr_progress("reading"))
+                         title=args.title, source="cli", progress=_stderr_progress("reading"),
+                         max_audio_hours=runtime.settings.max_audio_hours)
     counts = wait_for_session(runtime.storage, result.session.id, progress=_stderr_progress("transcribing"))
     wall = time.monotonic() - started
     print(file=sys.stderr)
@@ -115,8 +138,56 @@ def _run_transcribe(runtime: Runtime, path: Path, policy, args: argparse.Namespa
     segments = runtime.storage.list_segments(session.id)
     _write_output(render(args.format, session, segments), args.output)
     _print_timing(runtime.storage, session.id, result.audio_seconds, wall, counts)
-    _print_failures(runtime.storage, session.id)
-    return 0 if counts["failed"] == 0 else 1
+    return _report_unfinished(runtime.storage, session.id)
+
+
+def _print_recovery(runtime: Runtime) -> None:
+    for line in runtime.recovery.lines() if runtime.recovery else []:
+        print(f"note: {line}", file=sys.stderr)
+
+
+def _report_unfinished(storage: Storage, session_id: str) -> int:
+    """0 when every chunk of the session is done; else say which are not, why, how to retry, and 1."""
+    chunks = storage.list_chunks(session_id)
+    open_seqs = [c.seq for c in chunks if c.status in ("pending", "processing")]
+    failed = [c.seq for c in chunks if c.status == "failed"]
+    if not open_seqs and not failed:
+        return 0
+    if open_seqs:
+        print(f"{len(open_seqs)} chunk(s) not transcribed yet (seq {_seq_list(open_seqs)}); "
+              "the transcript above is incomplete", file=sys.stderr)
+    _print_failures(storage, session_id)
+    print(f"to finish it: python -m scribe retry {session_id}", file=sys.stderr)
+    return 1
+
+
+def _seq_list(seqs: list[int], limit: int = 10) -> str:
+    shown = ", ".join(str(s) for s in seqs[:limit])
+    return shown + (f", ... ({len(seqs) - limit} more)" if len(seqs) > limit else "")
+
+
+def _check_output_path(output: str | None) -> None:
+    """Fail before any work when the transcript could not be written where asked."""
+    if not output:
+        return
+    target = Path(output)
+    if target.is_dir():
+        raise ScribeError(f"--output {output}: is a folder; give a file name")
+    if not target.parent.is_dir():
+        raise ScribeError(f"--output {output}: folder {target.parent} does not exist")
+    if not os.access(target.parent, os.W_OK):
+        raise ScribeError(f"--output {output}: folder {target.parent} is not writable")
+
+
+_progress_open = [False]
+"""True while a progress line is drawn without its newline."""
+
+
+def _end_progress_line() -> None:
+    """Messages start on their own line, not after a half-drawn progress line."""
+    if _progress_open[0]:
+        print(file=sys.stderr)
+        _progress_open[0] = False
 
 
 def _stderr_progress(stage: str) -> Callable[[float, str], None]:
@@ -127,13 +198,17 @@ def _stderr_progress(stage: str) -> Callable[[float, str], None]:
         percent = int(fraction * 100)
         if percent != last[0]:
             last[0] = percent
+            _progress_open[0] = True
             print(f"\r{stage}: {percent:3d}%  {message:<40}", end="", file=sys.stderr, flush=True)
     return report
 
 
 def _write_output(text: str, output: str | None) -> None:
     if output:
-        Path(output).write_text(text, encoding="utf-8")
+        try:
+            Path(output).write_text(text, encoding="utf-8")
+        except OSError as exc:
+            raise ScribeError(f"cannot write {output}: {exc.strerror or exc}") from None
     else:
         sys.stdout.write(text)
 
@@ -167,6 +242,8 @@ def _add_sessions(sub) -> None:
 
 
 def cmd_sessions(args: argparse.Namespace) -> int:
+    if not 1 <= args.limit <= MAX_LIMIT:
+        raise ScribeError(f"--limit must be between 1 and {MAX_LIMIT}")
     _config, storage = _open_storage(args)
     try:
         rows = storage.list_sessions(limit=args.limit)
@@ -233,8 +310,19 @@ def _print_failures(storage: Storage, session_id: str, limit: int = 3) -> None:
 
 # -- export, search, summarize, delete (issue 5) -------------------------------
 def _open_storage(args: argparse.Namespace) -> tuple[Settings, Storage]:
+    """The database, after marking sessions a dead process left `recording` as
+    interrupted (this process holds the file, so no live process is recording them)."""
     settings = _settings(args)
-    return settings, Storage(settings.db)
+    storage = Storage(settings.db)
+    try:
+        interrupted = storage.interrupt_orphans_once()
+    except Exception:
+        storage.close()
+        raise
+    if interrupted:
+        print(f"note: {len(interrupted)} session(s) left recording by a process that died marked "
+              f"interrupted: {', '.join(interrupted)}", file=sys.stderr)
+    return settings, storage
 
 
 def _add_export(sub) -> None:
@@ -278,8 +366,8 @@ def cmd_search(args: argparse.Namespace) -> int:
     from scribe.export import mmss
     from scribe.search import search
 
-    if args.limit < 1 or args.page < 1:
-        raise ScribeError("--limit and --page must be at least 1")
+    if not (1 <= args.limit <= MAX_LIMIT and 1 <= args.page <= MAX_PAGE):
+        raise ScribeError(f"--limit must be between 1 and {MAX_LIMIT}, --page between 1 and {MAX_PAGE}")
     _settings_, storage = _open_storage(args)
     try:
         page = search(storage, args.query, limit=args.limit, offset=(args.page - 1) * args.limit)
@@ -359,7 +447,9 @@ def cmd_delete(args: argparse.Namespace) -> int:
 
     settings, storage = _open_storage(args)
     try:
-        report = delete_session(storage, settings.audio_dir, args.session_id, force=args.force)
+        # This process holds the database, so no queue is working on its chunks.
+        report = delete_session(storage, settings.audio_dir, args.session_id, force=args.force,
+                                queue_running=False)
     finally:
         storage.close()
     print(f"deleted session {report.session_id}: {report.segments} segments, {report.chunks} chunks, "
@@ -480,3 +570,40 @@ def cmd_bench(args: argparse.Namespace) -> int:
     print(file=sys.stderr)
     print(report.to_json() if args.json else format_report(report))
     return 0 if report.lost == 0 and report.duplicated == 0 and report.audio_gaps == 0 else 1
+
+
+# -- retry ----------------------------------------------------------------------
+def _add_retry(sub) -> None:
+    p = sub.add_parser("retry", help="finish a session: transcribe its failed and unfinished chunks")
+    p.add_argument("session_id")
+    p.add_argument("--backend", choices=["local", "gemini", "stub"])
+    p.add_argument("--model", help="Whisper model name or folder (local), or Gemini model")
+    p.add_argument("--format", choices=FORMATS, help="also print the transcript in this format")
+    p.add_argument("--output", help="write the transcript here instead of stdout (with --format)")
+    _add_db_flag(p)
+    p.set_defaults(func=cmd_retry)
+
+
+def cmd_retry(args: argparse.Namespace) -> int:
+    _check_output_path(args.output)
+    settings = _settings(args)
+    configure_logging(settings.log_level if settings.log_level != "INFO" else "WARNING")
+    # Only this session's unfinished chunks are recovered; its failed ones are queued again.
+    runtime = Runtime.build(settings, recover=[args.session_id], start=False)
+    try:
+        session = runtime.storage.get_session(args.session_id)
+        runtime.recovery = recover_at_start(runtime.storage, runtime.pipeline, [session.id])
+        _print_recovery(runtime)
+        failed = runtime.pipeline.retry_failed(session.id)
+        runtime.pipeline.start(recover=False)
+        counts = wait_for_session(runtime.storage, session.id, progress=_stderr_progress("transcribing"))
+        print(file=sys.stderr)
+        print(f"session {session.id}: {failed} failed chunk(s) retried; {counts['done']} of "
+              f"{sum(counts.values())} chunks done", file=sys.stderr)
+        if args.format:
+            session = runtime.storage.get_session(session.id)
+            _write_output(render(args.format, session, runtime.storage.list_segments(session.id)),
+                          args.output)
+        return _report_unfinished(runtime.storage, session.id)
+    finally:
+        runtime.close()

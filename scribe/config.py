@@ -87,6 +87,18 @@ class Settings:
     """SCRIBE_SKIP_SILENCE: store chunks without speech (Silero VAD) empty, never calling a backend."""
     gemini_api_version: str = "v1beta"
     """SCRIBE_GEMINI_API_VERSION: `v1beta` (default; JSON schemas on every model) or `v1`."""
+    # -- fault tolerance: bounds and waits --------------------------------------------
+    max_audio_hours: float = 4.0
+    """SCRIBE_MAX_AUDIO_HOURS: longest recording a file may decode to (checked from its header
+    and again while decoding)."""
+    intake_memory_seconds: float = 600.0
+    """SCRIBE_INTAKE_MEMORY_SECONDS: live audio (all sessions) held in RAM while the chunk writers
+    catch up; past it chunks are written to disk by the feeding thread (~38 MB per 600 s)."""
+    intake_session_seconds: float = 120.0
+    """SCRIBE_INTAKE_SESSION_SECONDS: the same bound for one session."""
+    broker_wait_seconds: float = 600.0
+    """SCRIBE_BROKER_WAIT_SECONDS: how long a chunk waits out a Redis outage before its attempt
+    counts as failed (transport errors are not transcription failures)."""
 
     def __post_init__(self) -> None:
         # Overrides may come in as strings (CLI flags, tests); paths are always Paths.
@@ -152,6 +164,10 @@ class Settings:
              "SCRIBE_REDIS_URL", "must start with redis://, rediss:// or unix://"),
             (self.gemini_api_version in ("v1", "v1beta", "v1alpha"), "SCRIBE_GEMINI_API_VERSION",
              "must be v1, v1beta or v1alpha"),
+            (0 < self.max_audio_hours <= 48, "SCRIBE_MAX_AUDIO_HOURS", "must be above 0 and at most 48"),
+            (self.intake_memory_seconds >= 1, "SCRIBE_INTAKE_MEMORY_SECONDS", "must be at least 1"),
+            (self.intake_session_seconds >= 1, "SCRIBE_INTAKE_SESSION_SECONDS", "must be at least 1"),
+            (self.broker_wait_seconds >= 0, "SCRIBE_BROKER_WAIT_SECONDS", "must not be negative"),
         ]
         for ok, var, message in checks:
             if not ok:
@@ -222,6 +238,10 @@ _ENV_VARS: dict[str, tuple[str, Any]] = {
     "stub_latency": ("SCRIBE_STUB_LATENCY", parse_latency_range),
     "skip_silence": ("SCRIBE_SKIP_SILENCE", _bool),
     "gemini_api_version": ("SCRIBE_GEMINI_API_VERSION", str.lower),
+    "max_audio_hours": ("SCRIBE_MAX_AUDIO_HOURS", float),
+    "intake_memory_seconds": ("SCRIBE_INTAKE_MEMORY_SECONDS", float),
+    "intake_session_seconds": ("SCRIBE_INTAKE_SESSION_SECONDS", float),
+    "broker_wait_seconds": ("SCRIBE_BROKER_WAIT_SECONDS", float),
 }
 
 assert set(_ENV_VARS) <= {f.name for f in fields(Settings)}

@@ -15,6 +15,11 @@ segments are replaced, never appended, so nothing is duplicated.
 
 A global requests-per-minute cap (Dramatiq's Redis-backed `WindowRateLimiter`)
 is shared by every worker; a message over the cap is retried by Dramatiq later.
+
+A broker outage is not a transcription failure: sending waits Redis out (tenacity,
+exponential backoff, up to `broker_wait` seconds, one log line per outage), and an
+answer's deadline is extended while the results stream cannot be read. Only an
+outage longer than `broker_wait` costs the chunk an attempt.
 """
 
 from __future__ import annotations
@@ -83,6 +88,15 @@ def _segments_from_json(items: list[dict]) -> list[Segment]:
     return [Segment(**item) for item in items]
 
 
+def _transport_errors() -> tuple[type[BaseException], ...]:
+    """What a lost broker connection raises (redis-py's and Dramatiq's own types)."""
+    import redis.exceptions
+    from dramatiq.errors import BrokerConnectionError
+
+    return (redis.exceptions.ConnectionError, redis.exceptions.TimeoutError, BrokerConnectionError,
+            ConnectionError)
+
+
 class RemoteTranscriber:
     """App side: a Transcriber whose work is done by Dramatiq workers.
 
@@ -92,9 +106,13 @@ class RemoteTranscriber:
     """
 
     def __init__(self, redis_url: str, *, backend: str, model: str, timeout: float = 120.0,
-                 heartbeat_ms: int = 60_000) -> None:
+                 heartbeat_ms: int = 60_000, broker_wait: float = 600.0) -> None:
         self.name, self.model = backend, model
         self.timeout = timeout
+        self.broker_wait = broker_wait
+        self._outage_lock = threading.Lock()
+        self._down_since: float | None = None
+        """Monotonic time Redis became unreachable (send or read), None while it answers."""
         self._redis = _redis(redis_url)
         self._stream = f"{RESULTS_PREFIX}{uuid.uuid4().hex}"
         self._actor = declare_actor(make_broker(redis_url, heartbeat_ms=heartbeat_ms), _never_called)
@@ -111,19 +129,61 @@ class RemoteTranscriber:
         with self._lock:
             self._waiting[job] = future
         try:
-            self._actor.send({"job": job, "reply_to": self._stream, "prompt": prompt,
-                              "audio": base64.b64encode(encode_bytes(audio, "FLAC")).decode("ascii")})
+            self._send({"job": job, "reply_to": self._stream, "prompt": prompt,
+                        "audio": base64.b64encode(encode_bytes(audio, "FLAC")).decode("ascii")})
             return self._await(job, future)
         finally:
             with self._lock:
                 self._waiting.pop(job, None)
 
-    def _await(self, job: str, future: Future) -> list[Segment]:
+    def _send(self, message: dict) -> None:
+        """Send, waiting out a broker outage (up to `broker_wait` s) instead of failing."""
+        from tenacity import Retrying, retry_if_exception_type, stop_after_delay, wait_exponential
+
+        retrying = Retrying(retry=retry_if_exception_type(_transport_errors()),
+                            stop=stop_after_delay(self.broker_wait),
+                            wait=wait_exponential(multiplier=0.2, max=5.0), reraise=True,
+                            before_sleep=lambda state: self._note_down(state.outcome.exception()))
         try:
-            answer = future.result(timeout=self.timeout)
-        except FutureTimeout:
-            raise TranscriptionError(f"no worker answered job {job[:8]} within {self.timeout:g} s",
+            for attempt in retrying:
+                with attempt:
+                    self._actor.send(message)
+        except _transport_errors() as exc:
+            raise TranscriptionError(f"Redis unreachable for over {self.broker_wait:g} s "
+                                     f"(SCRIBE_BROKER_WAIT_SECONDS): {type(exc).__name__}",
                                      retryable=True) from None
+        self._note_up()
+
+    def _note_down(self, exc: BaseException | None) -> None:
+        with self._outage_lock:
+            first = self._down_since is None
+            if first:
+                self._down_since = time.monotonic()
+        if first:
+            log.warning("Redis unreachable (%s); waiting up to %g s for it to come back",
+                        type(exc).__name__ if exc else "?", self.broker_wait)
+
+    def _note_up(self) -> None:
+        with self._outage_lock:
+            down, self._down_since = self._down_since, None
+        if down is not None:
+            log.warning("Redis reachable again after %.1f s", time.monotonic() - down)
+
+    def _await(self, job: str, future: Future) -> list[Segment]:
+        """The answer; the deadline moves while Redis is unreachable (up to `broker_wait`)."""
+        deadline = time.monotonic() + self.timeout
+        while True:
+            try:
+                answer = future.result(timeout=max(0.0, min(1.0, deadline - time.monotonic())))
+                break
+            except FutureTimeout:
+                with self._outage_lock:
+                    down_since = self._down_since
+                if down_since is not None and time.monotonic() - down_since < self.broker_wait:
+                    deadline = max(deadline, time.monotonic() + 1.0)
+                elif time.monotonic() >= deadline:
+                    raise TranscriptionError(f"no worker answered job {job[:8]} within {self.timeout:g} s",
+                                             retryable=True) from None
         if not answer["ok"]:
             raise TranscriptionError(answer["error"], retryable=answer["retryable"],
                                      retry_after=answer.get("retry_after"))
@@ -137,10 +197,11 @@ class RemoteTranscriber:
         while not self._stop.is_set():
             try:
                 batches = self._redis.xread({self._stream: last_id}, count=100, block=500)
-            except Exception as exc:  # Redis down: keep trying, waiters time out meanwhile
-                log.warning("reading results failed: %s", exc)
+            except Exception as exc:  # Redis down: keep trying; waiters' deadlines wait too
+                self._note_down(exc)
                 self._stop.wait(1.0)
                 continue
+            self._note_up()
             for _stream, entries in batches or []:
                 for entry_id, fields in entries:
                     last_id = entry_id

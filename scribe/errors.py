@@ -15,6 +15,10 @@ class AudioDecodeError(ScribeError):
     """A file is missing, empty, corrupt, truncated or not audio."""
 
 
+class AudioTooLongError(AudioDecodeError):
+    """A file decodes to more than SCRIBE_MAX_AUDIO_HOURS of audio."""
+
+
 class UploadTooLargeError(ScribeError):
     """An upload is bigger than SCRIBE_MAX_UPLOAD_MB."""
 

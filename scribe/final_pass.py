@@ -76,7 +76,9 @@ def run_final_pass(storage: Storage, transcriber: Transcriber, session_id: str, 
     if segment_filter is not None:
         segments = segment_filter(segments, audio)
     rows = _file_under_chunks(storage, session_id, segments, audio.size)
-    storage.replace_transcript(session_id, FINAL, rows)
+    if not storage.replace_transcript(session_id, FINAL, rows):
+        log.info("session=%s deleted during its final pass; result discarded", session_id)
+        return []
     log.info("session=%s final pass: %d segments over %.1f s", session_id, len(rows),
              audio.size / SAMPLE_RATE)
     return rows

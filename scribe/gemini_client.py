@@ -111,7 +111,7 @@ def generate_json(client: Any, *, model: str, contents: list[Any], schema: dict,
         response = client.models.generate_content(model=model, contents=contents, config=config)
     except Exception as exc:  # the SDK raises many types; all are mapped below
         raise to_transcription_error(exc, api_key=api_key, model=model) from None
-    return JsonReply(parse_json_text(response), usage_from_response(response),
+    return JsonReply(parse_json_text(response, api_key=api_key), usage_from_response(response),
                      getattr(response, "model_version", None))
 
 
@@ -125,16 +125,19 @@ def _thinking_off(model: str) -> Any:
     return None
 
 
-def parse_json_text(response: Any) -> Any:
-    """The candidate's text as JSON; a retryable TranscriptionError when it is absent or not JSON."""
+def parse_json_text(response: Any, *, api_key: str | None = None) -> Any:
+    """The candidate's text as JSON; a retryable TranscriptionError when it is absent or not JSON.
+
+    The text quoted in the error is redacted first (a model can echo what it was sent,
+    key included), then shortened, so no prefix of the key survives a cut."""
     text = _response_text(response)
     if text is None:
         raise _empty_answer_error(response)
     try:
         return json.loads(text)
     except ValueError:
-        raise TranscriptionError(f"Gemini answered with text that is not JSON: {text[:80]!r}",
-                                 retryable=True) from None
+        raise TranscriptionError(f"Gemini answered with text that is not JSON: "
+                                 f"{_redact(text, api_key)[:80]!r}", retryable=True) from None
 
 
 def _response_text(response: Any) -> str | None:
@@ -296,4 +299,6 @@ def _is_transport_error(exc: BaseException) -> bool:
 
 
 def _redact(text: str, api_key: str | None) -> str:
-    return text.replace(api_key, "[redacted]") if api_key else text
+    from scribe.redact import redact_secrets
+
+    return redact_secrets(text.replace(api_key, "[redacted]") if api_key else text)

@@ -91,11 +91,16 @@ def rename_session(storage: Storage, session_id: str, title: str) -> SessionRow:
     return storage.get_session(session_id)
 
 
-def delete_blocker(storage: Storage, session_id: str) -> str | None:
-    """Why deleting now would race the recorder or the queue, or None when it is safe."""
+def delete_blocker(storage: Storage, session_id: str, *, queue_running: bool = True) -> str | None:
+    """Why deleting now would race the recorder or the queue, or None when it is safe.
+
+    `queue_running=False`: no transcription queue works on this database (a CLI
+    command holding the file), so open chunks are leftovers, not work in progress."""
     session = storage.get_session(session_id)
     if session.status == "recording":
         return "the session is still recording; stop it first"
+    if not queue_running:
+        return None
     counts = storage.chunk_counts(session_id)
     busy = counts["pending"] + counts["processing"]
     if busy:
@@ -112,14 +117,15 @@ def session_audio_dir(audio_dir: Path, session_id: str) -> Path:
     return folder
 
 
-def delete_session(storage: Storage, audio_dir: Path, session_id: str, *, force: bool = False) -> DeleteReport:
+def delete_session(storage: Storage, audio_dir: Path, session_id: str, *, force: bool = False,
+                   queue_running: bool = True) -> DeleteReport:
     """Delete a session's rows (segments, chunks, summaries, session) and its audio folder only.
 
     Rows go first, in one transaction: if removing files then fails, what is left
     is unreferenced audio, never rows pointing at missing files.
     """
     folder = session_audio_dir(audio_dir, session_id)
-    if not force and (reason := delete_blocker(storage, session_id)):
+    if not force and (reason := delete_blocker(storage, session_id, queue_running=queue_running)):
         raise DeleteRefusedError(f"not deleting {session_id}: {reason}")
     report = DeleteReport(session_id=session_id,
                           segments=sum(storage.transcript_counts(session_id).values()),

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import logging
+import os
 import shutil
 import time
 from dataclasses import dataclass
@@ -13,6 +15,11 @@ from scribe.chunking import Chunker, ChunkPolicy, policy_label
 from scribe.errors import AudioDecodeError, UploadTooLargeError
 from scribe.pipeline import Pipeline
 from scribe.storage import SessionRow, Storage
+
+log = logging.getLogger("scribe.ingest")
+
+DEFAULT_MAX_AUDIO_HOURS = 4.0
+"""SCRIBE_MAX_AUDIO_HOURS' default, for callers without Settings at hand."""
 
 Progress = Callable[[float, str], None]
 """Called with (fraction 0..1, message) from the thread doing the work."""
@@ -35,17 +42,22 @@ def check_upload_size(n_bytes: int, max_mb: int) -> None:
 
 def ingest_file(path: str | Path, *, storage: Storage, pipeline: Pipeline, policy: ChunkPolicy,
                 title: str | None = None, source: str = "cli",
-                progress: Progress | None = None) -> IngestResult:
+                progress: Progress | None = None,
+                max_audio_hours: float = DEFAULT_MAX_AUDIO_HOURS) -> IngestResult:
     """Create a session from a file and submit all its chunks; returns once they are durable.
 
-    On a decode error the half-made session (rows and audio) is removed again,
-    so a bad file leaves the database as it was, and the error propagates.
+    On a decode error (or a file longer than `max_audio_hours`) the half-made session
+    (rows and audio) is removed again, so a bad file leaves the database as it was, and
+    the error propagates; chunks of it still being transcribed find their rows gone and
+    store nothing. Any other interruption (Ctrl-C, a bug) ends the session
+    `interrupted`, keeping what was stored. A storage outage is waited out.
     """
     path = Path(path)
-    iterator = iter_decode(path)  # opens and validates the container before anything is stored
+    # Opens and validates the container before anything is stored.
+    iterator = iter_decode(path, max_seconds=max_audio_hours * 3600)
     first_block = next(iterator)
     session = storage.create_session(
-        title=title or path.stem, source=source, backend=pipeline.transcriber.name,
+        title=title or readable_stem(path), source=source, backend=pipeline.transcriber.name,
         model=pipeline.transcriber.model, chunk_seconds=getattr(policy, "seconds", 0.0),
         chunk_policy=policy_label(policy))
     try:
@@ -54,8 +66,24 @@ def ingest_file(path: str | Path, *, storage: Storage, pipeline: Pipeline, polic
     except AudioDecodeError:
         _discard(session.id, storage, pipeline)
         raise
+    except BaseException:
+        _interrupt(session.id, pipeline)
+        raise
     pipeline.finish_session(session.id, "stopped")
     return IngestResult(storage.get_session(session.id), chunks, samples / SAMPLE_RATE)
+
+
+def readable_stem(path: Path) -> str:
+    """The file name without suffix as text a database stores: bytes that are not UTF-8
+    (a name from another system) become U+FFFD instead of failing the insert."""
+    return os.fsencode(path.stem).decode("utf-8", errors="replace")
+
+
+def _interrupt(session_id: str, pipeline: Pipeline) -> None:
+    try:
+        pipeline.finish_session(session_id, "interrupted")
+    except Exception:  # e.g. the disk is full; the next start marks it interrupted instead
+        log.warning("session=%s could not be marked interrupted now", session_id, exc_info=True)
 
 
 def _feed(session_id, policy, pipeline, first_block, rest, total_s, progress) -> tuple[int, int]:
@@ -63,13 +91,13 @@ def _feed(session_id, policy, pipeline, first_block, rest, total_s, progress) ->
     submitted = 0
     for block in _chain(first_block, rest):
         for chunk in chunker.push(block):
-            pipeline.submit(chunk)
+            pipeline.submit_waiting_out_faults(chunk)
             submitted += 1
         if progress and total_s:
             done = chunker.position / SAMPLE_RATE
             progress(min(1.0, done / total_s), f"read {done:.0f} s of {total_s:.0f} s")
     for chunk in chunker.finish():
-        pipeline.submit(chunk)
+        pipeline.submit_waiting_out_faults(chunk)
         submitted += 1
     return submitted, chunker.samples_in
 
@@ -86,7 +114,8 @@ def _discard(session_id: str, storage: Storage, pipeline: Pipeline) -> None:
 
 def wait_for_session(storage: Storage, session_id: str, *, timeout: float = 3600.0,
                      progress: Progress | None = None, poll: float = 0.2) -> dict[str, int]:
-    """Block until no chunk of the session is pending or processing; return status counts."""
+    """Block until no chunk of the session is pending or processing; return status counts
+    (still-open chunks are counted when the timeout passes first: the caller must check)."""
     deadline = time.monotonic() + timeout
     while True:
         counts = storage.chunk_counts(session_id)

@@ -64,6 +64,19 @@ class PipelineMetrics:
         self._gauge("scribe_queue_in_flight", "Chunks being transcribed now", lambda s: s.in_flight)
         self._gauge("scribe_backlog_audio_seconds", "Seconds of audio waiting in the queue",
                     lambda s: s.audio_seconds_waiting)
+        self._gauge("scribe_storage_ok", "1 while the disk and database take writes, 0 during an outage "
+                    "(the queue is paused)", lambda s: s.storage_ok)
+        self._gauge("scribe_storage_down_seconds", "How long the current storage outage has lasted",
+                    lambda s: s.storage_down_s)
+        self._gauge("scribe_storage_faults", "Writes refused by the disk or database since start",
+                    lambda s: s.storage_faults)
+        self._gauge("scribe_job_errors", "Unexpected errors inside jobs since start (each retried)",
+                    lambda s: s.job_errors)
+        self._gauge("scribe_workers_alive", "Transcription worker threads running", lambda s: s.workers_alive)
+        self._gauge("scribe_intake_memory_audio_seconds", "Live audio held in RAM for the chunk writers",
+                    lambda s: s.intake_memory_seconds)
+        self._gauge("scribe_intake_spilled", "Live chunks written to disk by their feeder (writers behind)",
+                    lambda s: s.intake_spilled)
         sessions = Gauge("scribe_active_sessions", "Sessions currently recording", registry=r)
         sessions.set_function(self._active_sessions)
         self._init_labels(self.pipeline.transcriber.name)

@@ -31,14 +31,16 @@ pipeline keeps its default transcriber and runs just that job with the other.
 
 from __future__ import annotations
 
+import json
 import logging
+import os
 import queue
 import threading
 import time
 import zlib
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable
+from typing import Callable, Sequence
 
 import numpy as np
 from tenacity import RetryCallState, Retrying, retry_if_exception, stop_after_attempt, wait_random_exponential
@@ -47,6 +49,7 @@ from scribe.audio import SAMPLE_RATE, read_flac, write_flac_atomic
 from scribe.chunking import Chunk, parse_policy
 from scribe.errors import ScribeError, SettingsError, TranscriptionError
 from scribe.hallucination import guard_segments
+from scribe.health import HealthStats, StorageHealth, is_storage_fault
 from scribe.storage import ChunkRow, Storage, segments_from_backend
 from scribe.transcribers.base import Segment, Transcriber, Usage
 
@@ -74,6 +77,22 @@ class PipelineStats:
     """Audio handed to `submit_nowait` but not yet durable (the writer's backlog)."""
     skipped_silent: int = 0
     """Chunks stored empty because the speech check found no speech."""
+    storage_ok: bool = True
+    """False while the disk or database refuses writes (the queue is paused meanwhile)."""
+    storage_faults: int = 0
+    """Writes that failed for a storage reason since start (each job was kept and retried)."""
+    storage_down_s: float = 0.0
+    """How long the current storage outage has lasted (0 when writes succeed)."""
+    storage_error: str | None = None
+    """The latest storage outage's error, one line."""
+    job_errors: int = 0
+    """Unexpected errors inside jobs (logged once each, the job retried with backoff)."""
+    workers_alive: int = 0
+    """Worker threads running (equals max_concurrency unless stopped)."""
+    intake_memory_seconds: float = 0.0
+    """Audio held in RAM by the writers' queues (bounded; beyond it chunks are spilled)."""
+    intake_spilled: int = 0
+    """Chunks written straight to disk by `submit_nowait` because the writers fell behind."""
 
     @property
     def backlog_seconds(self) -> float:
@@ -121,6 +140,13 @@ class _Intake:
         return sum(q.unfinished_tasks for q in self.queues)
 
 
+@dataclass(frozen=True)
+class _Spilled:
+    """A chunk whose files `submit_nowait` already wrote; the writer inserts its row."""
+
+    chunk: Chunk
+
+
 class _AfterAll:
     """A step put in every writer queue: the last writer to reach it runs it, so it
     runs after everything queued before it anywhere."""
@@ -157,6 +183,9 @@ class Pipeline:
         writer_threads: int = 1,
         context_seconds: float = 0.0,
         context_floor_dbfs: float = -50.0,
+        health: StorageHealth | None = None,
+        intake_memory_seconds: float = 600.0,
+        intake_session_seconds: float = 120.0,
     ) -> None:
         self.storage = storage
         self.transcriber = transcriber
@@ -191,13 +220,32 @@ class Pipeline:
         self._job_options: dict[Key, _JobOptions] = {}
         self._intake_audio = 0.0
         self._skipped_silent = 0
+        # Storage outages pause every thread here instead of failing jobs (scribe.health).
+        self._health = health or StorageHealth()
+        self._held: dict[Key, Callable[[], None]] = {}
+        """Outcomes computed but not yet stored (storage was down): written on the job's next run."""
+        self._rerun: set[Key] = set()
+        """Jobs re-queued after an error; their chunk may still be `processing` from that run."""
+        self._uncount: set[Key] = set()
+        """Re-queued for a storage fault: that run's attempt does not count."""
+        self._job_errors = 0
+        # Live audio waiting for a writer is bounded in RAM, in total and per session;
+        # past either bound `submit_nowait` writes the chunk's files itself (a spill).
+        self.intake_memory_seconds = intake_memory_seconds
+        self.intake_session_seconds = intake_session_seconds
+        self._intake_memory = 0.0
+        self._intake_by_session: dict[str, float] = {}
+        self._spilled = 0
+        self._room = threading.Condition(self._lock)
 
     # -- lifecycle ----------------------------------------------------------
-    def start(self) -> "Pipeline":
-        """Re-queue unfinished work left by a previous process, then start threads."""
+    def start(self, *, recover: bool = True) -> "Pipeline":
+        """Re-queue unfinished work left by a previous process (unless `recover=False`:
+        the caller chose what to recover), then start threads."""
         if self._threads:
             return self
-        self.recover()
+        if recover:
+            self.recover()
         for n, intake in enumerate(self._intake.queues):
             self._spawn(f"scribe-writer-{n}", lambda q=intake: self._writer_loop(q))
         for n in range(self.max_concurrency):
@@ -211,6 +259,7 @@ class Pipeline:
 
     def stop(self, timeout: float = 10.0) -> None:
         """Finish the intake, stop the workers after their current chunk."""
+        self._health.close()
         self._intake.put_all(None)
         for _ in range(self.max_concurrency):
             self._jobs.put(None)
@@ -238,16 +287,36 @@ class Pipeline:
         Blocks on disk and DuckDB: call from a worker-ish thread (CLI, upload,
         the writer thread), never from the WebRTC event loop.
         """
-        path = self.audio_path(chunk.session_id, chunk.seq)
         if self.storage.chunk_exists(chunk.session_id, chunk.seq):
             log.info("session=%s seq=%d already submitted; ignored", chunk.session_id, chunk.seq)
             return False
-        write_flac_atomic(chunk.pcm, path)
+        self._write_chunk_files(chunk)
+        return self._insert_row(chunk)
+
+    def _write_chunk_files(self, chunk: Chunk) -> None:
+        """The chunk's audio and, beside it, what its row will say: if the process dies
+        before the row commits, the next start stores the row (`adopt_orphan_audio`)."""
+        path = self.audio_path(chunk.session_id, chunk.seq)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        sidecar = path.with_suffix(".json")
+        tmp = sidecar.with_name(f".{sidecar.name}.{os.getpid()}.tmp")
+        try:
+            tmp.write_text(json.dumps({"seq": chunk.seq, "start_sample": chunk.start_sample,
+                                       "end_sample": chunk.end_sample, "captured_at": chunk.captured_at}))
+            os.replace(tmp, sidecar)
+        finally:
+            tmp.unlink(missing_ok=True)
+        write_flac_atomic(chunk.pcm, path)  # its folder fsync also makes the sidecar's rename durable
+
+    def _insert_row(self, chunk: Chunk) -> bool:
+        path = self.audio_path(chunk.session_id, chunk.seq)
         row = ChunkRow(session_id=chunk.session_id, seq=chunk.seq, start_ms=chunk.start_ms,
                        end_ms=chunk.end_ms, start_sample=chunk.start_sample,
                        end_sample=chunk.end_sample, audio_path=str(path), status="pending",
                        captured_at=chunk.captured_at, enqueued_at=self._clock())
-        if not self.storage.insert_chunk(row):
+        inserted = self.storage.insert_chunk(row)
+        path.with_suffix(".json").unlink(missing_ok=True)
+        if not inserted:
             return False
         log.debug("session=%s seq=%d enqueued (%.2f s)", chunk.session_id, chunk.seq, chunk.duration_s)
         self._enqueue((chunk.session_id, chunk.seq), chunk.duration_s)
@@ -255,16 +324,100 @@ class Pipeline:
                    duration_s=chunk.duration_s)
         return True
 
-    def submit_nowait(self, chunk: Chunk) -> None:
-        """Hand a chunk to the writer thread; returns at once (live capture path)."""
+    def submit_waiting_out_faults(self, chunk: Chunk) -> bool:
+        """`submit`, waiting while the disk or database refuses writes (one log line per
+        outage), then writing the same chunk again: audio is never dropped for an outage.
+        Raises ScribeError if the pipeline stops during the outage."""
+        while True:
+            if not self._health.wait_turn():
+                raise ScribeError(f"stopped while storage was down; session {chunk.session_id} "
+                                  f"chunk {chunk.seq} was not stored")
+            try:
+                stored = self.submit(chunk)
+            except Exception as exc:
+                if not is_storage_fault(exc):
+                    self._health.release_probe()
+                    raise
+                self._health.failed(exc)
+                continue
+            self._health.succeeded()
+            return stored
+
+    def submit_nowait(self, chunk: Chunk, *, wait_for_room: bool = False) -> None:
+        """Hand a chunk to the writer thread (live capture path).
+
+        Returns at once while the writers keep up. Audio waiting in RAM is bounded
+        (`intake_memory_seconds` in total, `intake_session_seconds` per session): past
+        a bound the chunk's files are written here, on the caller's thread, and only
+        its row is left to the writer, so audio is never dropped and RAM never grows
+        without bound. With `wait_for_room` the caller waits for room instead (a
+        feeder that can slow down, e.g. `bench --fast`).
+        """
         if self._intake_error is not None:
             raise ScribeError(f"the chunk writer stopped: {self._intake_error}")
+        item: Chunk | _Spilled = chunk
+        if wait_for_room:
+            self._wait_for_room(chunk)
+        elif not self._has_room(chunk):
+            item = self._spill(chunk)
         with self._lock:
             self._intake_audio += chunk.duration_s
-        self._intake.for_session(chunk.session_id).put(chunk)
+            if item is chunk:
+                self._hold(chunk.session_id, chunk.duration_s)
+        self._intake.for_session(chunk.session_id).put(item)
         backlog = self._intake.qsize()
         if backlog and backlog % 10 == 0:
             log.warning("chunk writer backlog is %d chunks (disk or database slow)", backlog)
+
+    def _has_room(self, chunk: Chunk) -> bool:
+        with self._lock:
+            return self._room_for(chunk)
+
+    def _room_for(self, chunk: Chunk) -> bool:
+        """Caller holds the lock. One chunk always fits in an empty intake."""
+        return (self._intake_memory + chunk.duration_s <= self.intake_memory_seconds and
+                self._intake_by_session.get(chunk.session_id, 0.0) + chunk.duration_s
+                <= self.intake_session_seconds) or self._intake_memory == 0
+
+    def _wait_for_room(self, chunk: Chunk) -> None:
+        with self._room:
+            while not self._room_for(chunk):
+                self._room.wait(0.5)
+
+    def _hold(self, session_id: str, seconds: float) -> None:
+        """Count audio held in RAM (caller holds the lock); negative to release it."""
+        self._intake_memory = max(0.0, self._intake_memory + seconds)
+        left = self._intake_by_session.get(session_id, 0.0) + seconds
+        if left > 1e-9:
+            self._intake_by_session[session_id] = left
+        else:
+            self._intake_by_session.pop(session_id, None)
+        if seconds < 0:
+            self._room.notify_all()
+
+    def _spill(self, chunk: Chunk) -> "_Spilled":
+        """Write the chunk's files now (waiting out a storage outage); the row follows on
+        the writer thread, in the session's order."""
+        while True:
+            if not self._health.wait_turn():
+                raise ScribeError("stopped while storage was down; the chunk was not stored")
+            try:
+                self._write_chunk_files(chunk)
+            except Exception as exc:
+                if not is_storage_fault(exc):
+                    self._health.release_probe()
+                    raise
+                self._health.failed(exc)
+                continue
+            self._health.succeeded()
+            break
+        with self._lock:
+            self._spilled += 1
+        if self._spilled == 1 or self._spilled % 100 == 0:
+            log.warning("session=%s seq=%d writers behind; chunk written to disk by the feeder "
+                        "(%d spilled so far)", chunk.session_id, chunk.seq, self._spilled)
+        return _Spilled(Chunk(chunk.session_id, chunk.seq, chunk.start_sample, chunk.end_sample,
+                              _NO_AUDIO, chunk.captured_at))
 
     def call_after_intake(self, step: Callable[[], None], session_id: str | None = None) -> None:
         """Run `step` on a writer thread once the chunks handed to `submit_nowait` before
@@ -301,15 +454,66 @@ class Pipeline:
                 intake.task_done()
         intake.task_done()
 
-    def _write(self, chunk: Chunk) -> None:
+    def _write(self, item: "Chunk | _Spilled") -> None:
+        spilled = isinstance(item, _Spilled)
+        chunk = item.chunk if spilled else item
         try:
-            self.submit(chunk)
+            if spilled:
+                self._insert_waiting_out_faults(chunk)
+            else:
+                self.submit_waiting_out_faults(chunk)
         except BaseException as exc:  # surfaced to the next submit_nowait caller
             log.exception("session=%s seq=%d could not be stored", chunk.session_id, chunk.seq)
             self._intake_error = exc
         finally:
             with self._lock:
                 self._intake_audio = max(0.0, self._intake_audio - chunk.duration_s)
+                if not spilled:
+                    self._hold(chunk.session_id, -chunk.duration_s)
+
+    def _insert_waiting_out_faults(self, chunk: Chunk) -> None:
+        """The row of a spilled chunk (its files are on disk already)."""
+        while self._health.wait_turn():
+            try:
+                self._insert_row(chunk)
+            except Exception as exc:
+                if not is_storage_fault(exc):
+                    self._health.release_probe()
+                    raise
+                self._health.failed(exc)
+                continue
+            self._health.succeeded()
+            return
+        raise ScribeError(f"stopped while storage was down; chunk {chunk.seq} waits on disk "
+                          "and is stored at the next start")
+
+    def adopt_orphan_audio(self, session_ids: Sequence[str] | None = None) -> int:
+        """Store the rows of chunk files written before a crash whose row never committed
+        (their sidecar says where they belong). Returns how many were adopted."""
+        adopted = 0
+        folders = [self.audio_dir / s for s in session_ids] if session_ids is not None else \
+            (sorted(p for p in self.audio_dir.iterdir() if p.is_dir()) if self.audio_dir.is_dir() else [])
+        for folder in folders:
+            for sidecar in sorted(folder.glob("[0-9]*.json")):
+                adopted += self._adopt(folder.name, sidecar)
+        if adopted:
+            log.warning("stored %d chunk(s) whose audio was written before a crash", adopted)
+        return adopted
+
+    def _adopt(self, session_id: str, sidecar: Path) -> int:
+        flac = sidecar.with_suffix(".flac")
+        try:
+            meta = json.loads(sidecar.read_text())
+            chunk = Chunk(session_id, int(meta["seq"]), int(meta["start_sample"]),
+                          int(meta["end_sample"]), _NO_AUDIO, float(meta.get("captured_at") or 0.0))
+        except (OSError, ValueError, KeyError, TypeError) as exc:
+            log.error("session=%s %s unreadable (%s); left in place", session_id, sidecar.name, exc)
+            return 0
+        if self.storage.find_session(session_id) is None or not flac.is_file() or \
+                self.storage.chunk_exists(session_id, chunk.seq):
+            sidecar.unlink(missing_ok=True)  # deleted session, lost audio, or row already there
+            return 0
+        return int(self._insert_row(chunk))
 
     def _enqueue(self, key: Key, duration_s: float) -> None:
         with self._lock:
@@ -341,10 +545,11 @@ class Pipeline:
             self._emit("session_drained", session_id=session_id)
 
     # -- recovery and retries -----------------------------------------------
-    def recover(self) -> int:
-        """Queue every pending or interrupted chunk whose audio is on disk."""
+    def recover(self, session_ids: Sequence[str] | None = None) -> int:
+        """Queue every pending or interrupted chunk whose audio is on disk (of the given
+        sessions only, when `session_ids` is given)."""
         count = 0
-        for row in self.storage.reset_unfinished():
+        for row in self.storage.reset_unfinished(session_ids):
             if not Path(row.audio_path).is_file():
                 self.storage.fail_chunk(row.session_id, row.seq, "audio file missing after restart",
                                         finished_at=self._clock())
@@ -369,7 +574,13 @@ class Pipeline:
                 failed=self._counters["failed"], retried=self._counters["retried"],
                 audio_seconds_done=self._audio_done,
                 audio_seconds_waiting=sum(self._waiting_audio.values()),
-                intake_audio_seconds=self._intake_audio, skipped_silent=self._skipped_silent)
+                intake_audio_seconds=self._intake_audio, skipped_silent=self._skipped_silent,
+                job_errors=self._job_errors, workers_alive=self._workers_alive(),
+                intake_memory_seconds=self._intake_memory, intake_spilled=self._spilled,
+                **_health_fields(self._health.stats()))
+
+    def _workers_alive(self) -> int:
+        return sum(1 for t in self._threads if t.name.startswith("scribe-worker") and t.is_alive())
 
     def is_idle(self) -> bool:
         with self._lock:
@@ -390,28 +601,108 @@ class Pipeline:
 
     # -- workers ------------------------------------------------------------
     def _worker_loop(self) -> None:
+        """Runs on `scribe-worker-N`. Nothing a job does can end this loop: every error is
+        caught in `_run_job`, and the job is kept and run again later."""
         while (key := self._jobs.get()) is not None:
-            with self._lock:
-                self._in_flight += 1
+            if not self._health.wait_turn():
+                break  # stopping during a storage outage; the row stays pending for the next start
             try:
-                self._process(*key)
-            except Exception:  # never let one chunk kill the worker
-                log.exception("session=%s seq=%d worker error", *key)
-                self._fail(key, "internal error (see log)")
-            finally:
-                self._settle(key)
+                self._run_job(key)
+            except BaseException:  # last line of defence: the job stays queued for a restart
+                log.critical("session=%s seq=%d worker error outside the job", *key, exc_info=True)
 
-    def _settle(self, key: Key) -> None:
-        # Session bookkeeping first, so `wait_idle()` returning means it is visible.
+    def _run_job(self, key: Key) -> None:
+        with self._lock:
+            self._in_flight += 1
+        retry_in: float | None = None
         try:
+            self._attempt(key)
+            # Session bookkeeping before settling, so `wait_idle()` returning means it is visible.
             if self.storage.mark_done_if_drained(key[0]):
                 self._emit("session_drained", session_id=key[0])
+            self._health.succeeded()
+        except Exception as exc:
+            retry_in = self._job_failed(key, exc)
         finally:
-            with self._idle:
-                self._in_flight -= 1
+            self._settle(key, retry_in)
+
+    def _attempt(self, key: Key) -> None:
+        """Store a held outcome, or run the job (releasing the chunk left `processing` by a
+        failed run of this same job first)."""
+        with self._lock:
+            held = self._held.pop(key, None)
+            rerun = key in self._rerun
+        if held is not None:
+            return self._store(key, held)
+        if rerun:
+            with self._lock:
+                uncount = key in self._uncount
+            self.storage.release_chunk(*key, uncount=uncount)
+        self._process(*key)
+
+    def _store(self, key: Key, write: Callable[[], None]) -> None:
+        """Run a job's final write; if storage refuses it, keep it for the job's next run, so
+        a transcription (maybe paid for) is not done twice because the disk was full."""
+        try:
+            write()
+        except Exception as exc:
+            if is_storage_fault(exc):
+                with self._lock:
+                    self._held[key] = write
+            raise
+
+    def _job_failed(self, key: Key, exc: Exception) -> float | None:
+        """An error escaped a job: log it once and say when to run the job again.
+
+        A storage fault pauses the whole queue (scribe.health) and costs no attempt. Any
+        other error (a bug, bad data) counts as an attempt, is retried with backoff, and
+        fails the chunk after `max_attempts`."""
+        if is_storage_fault(exc):
+            with self._lock:
+                self._uncount.add(key)
+            return self._health.failed(exc)
+        with self._lock:
+            self._job_errors += 1
+            self._uncount.discard(key)
+        log.error("session=%s seq=%d job error: %s", *key, exc, exc_info=exc)
+        attempts = 1
+        try:
+            attempts = self.storage.chunk_attempts(*key)
+            if attempts is None:
+                return None  # the chunk was deleted meanwhile
+            if attempts >= self.max_attempts:
+                self._fail(key, f"internal error: {type(exc).__name__}: {exc}"[:300])
+                return None
+        except Exception as second:  # storage failing while recording the failure
+            if is_storage_fault(second):
+                return self._health.failed(second)
+            log.error("session=%s seq=%d could not record the job error: %s", *key, second)
+        self._health.release_probe()
+        return min(self.retry_max_seconds, self.retry_base_seconds * 2 ** min(attempts, 10))
+
+    def _settle(self, key: Key, retry_in: float | None = None) -> None:
+        """The job is over (`retry_in` None) or will run again after `retry_in` seconds."""
+        with self._idle:
+            self._in_flight -= 1
+            if retry_in is None:
                 self._queued.discard(key)
                 self._waiting_audio.pop(key, None)
-                self._idle.notify_all()
+                self._rerun.discard(key)
+                self._uncount.discard(key)
+            else:
+                self._rerun.add(key)
+            self._idle.notify_all()
+        if retry_in is not None:
+            self._requeue_later(key, retry_in)
+
+    def _requeue_later(self, key: Key, delay: float) -> None:
+        if delay <= 0 or not self._health.ok:  # an outage already delays every job at the gate
+            self._jobs.put(key)
+            return
+        timer = threading.Timer(delay, self._jobs.put, args=(key,))
+        timer.daemon = True
+        timer.name = "scribe-requeue"
+        timer.start()
 
     def _process(self, session_id: str, seq: int) -> None:
         with self._lock:
@@ -419,14 +710,12 @@ class Pipeline:
         backend = job.backend or Backend(self.transcriber, self._before_call)
         row = self.storage.claim_chunk(session_id, seq, backend=backend.transcriber.name,
                                        model=backend.transcriber.model, now=self._clock())
+        self._health.succeeded()  # the claim was a write: an outage is over, don't hold others back
         if row is None:
             return  # already done, failed or claimed: a duplicate delivery
         audio = read_flac(Path(row.audio_path))
         if job.check_speech and self._is_silent(audio):
-            self.storage.save_silent_chunk(session_id, seq, finished_at=self._clock())
-            with self._lock:
-                self._skipped_silent += 1
-            self._record_done(row, 0, backend.transcriber)
+            self._store((session_id, seq), lambda: self._save_silent(row, backend.transcriber, self._clock()))
             return
         context = self._context_for(row, audio)
         try:
@@ -435,8 +724,20 @@ class Pipeline:
             self._fail((session_id, seq), str(exc), backend.transcriber)
             return
         rows = segments_from_backend(session_id, seq, row.start_ms, segments, chunk_end_ms=row.end_ms)
-        self.storage.save_segments(session_id, seq, rows, finished_at=self._clock(), usage=usage)
-        self._record_done(row, len(rows), backend.transcriber)
+        finished_at = self._clock()
+
+        def write() -> None:
+            if self.storage.save_segments(session_id, seq, rows, finished_at=finished_at, usage=usage):
+                self._record_done(row, len(rows), backend.transcriber)
+            else:
+                log.info("session=%s seq=%d deleted while transcribing; text discarded", session_id, seq)
+        self._store((session_id, seq), write)
+
+    def _save_silent(self, row: ChunkRow, transcriber: Transcriber, finished_at: float) -> None:
+        if self.storage.save_silent_chunk(row.session_id, row.seq, finished_at=finished_at):
+            with self._lock:
+                self._skipped_silent += 1
+            self._record_done(row, 0, transcriber)
 
     def _is_silent(self, audio: np.ndarray) -> bool:
         """True only when the speech check ran and found no speech; a broken check sends the audio."""
@@ -462,12 +763,16 @@ class Pipeline:
 
     def _fail(self, key: Key, error: str, transcriber: Transcriber | None = None) -> None:
         transcriber = transcriber or self.transcriber
-        self.storage.fail_chunk(key[0], key[1], error, finished_at=self._clock())
-        with self._lock:
-            self._counters["failed"] += 1
-        log.error("session=%s seq=%d failed: %s", key[0], key[1], error)
-        self._emit("chunk_failed", session_id=key[0], seq=key[1], backend=transcriber.name,
-                   error=error)
+        finished_at = self._clock()
+
+        def write() -> None:
+            self.storage.fail_chunk(key[0], key[1], error, finished_at=finished_at)
+            with self._lock:
+                self._counters["failed"] += 1
+            log.error("session=%s seq=%d failed: %s", key[0], key[1], error)
+            self._emit("chunk_failed", session_id=key[0], seq=key[1], backend=transcriber.name,
+                       error=error)
+        self._store(key, write)
 
     def _context_for(self, row: ChunkRow, audio: np.ndarray) -> np.ndarray:
         """The previous chunk's last `context_seconds` when this chunk is noisy, else empty.
@@ -511,6 +816,8 @@ class Pipeline:
         except TranscriptionError:
             raise
         except Exception as exc:  # an unexpected backend error, after its retries
+            if is_storage_fault(exc):  # e.g. recording a retry on a full disk: the queue pauses
+                raise
             raise TranscriptionError(f"{type(exc).__name__}: {exc}", retryable=False) from exc
         raise AssertionError("unreachable")
 
@@ -577,6 +884,11 @@ class Pipeline:
 
 
 _NO_AUDIO = np.zeros(0, dtype=np.float32)
+
+
+def _health_fields(health: HealthStats) -> dict:
+    return {"storage_ok": health.storage_ok, "storage_faults": health.storage_faults,
+            "storage_down_s": health.storage_down_s, "storage_error": health.storage_error}
 
 
 def noise_floor_dbfs(audio: np.ndarray) -> float:

@@ -8,7 +8,7 @@ from __future__ import annotations
 import logging
 import threading
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Sequence
 
 from scribe.backpressure import Backlog, assess_backlog
 from scribe.config import Settings
@@ -17,6 +17,56 @@ from scribe.pipeline import Backend, Pipeline
 from scribe.ratelimit import RateLimit
 from scribe.storage import Storage
 from scribe.transcribers import Transcriber, make_transcriber
+
+log = logging.getLogger("scribe.runtime")
+
+
+@dataclass(frozen=True)
+class StartupRecovery:
+    """What a process start found left over by a process that died, and did about it."""
+
+    interrupted: list[str] = field(default_factory=list)
+    """Sessions left `recording` (their process died), now `interrupted`."""
+    adopted: int = 0
+    """Chunk audio files written before a crash whose row was missing, now stored."""
+    requeued: int = 0
+    """Pending or in-flight chunks queued again."""
+    left_waiting: int = 0
+    """Unfinished chunks of other sessions this process did not take (the CLI)."""
+
+    def lines(self) -> list[str]:
+        """What happened, for a person (empty when nothing did)."""
+        out = []
+        if self.interrupted:
+            out.append(f"{len(self.interrupted)} session(s) left recording by a process that died "
+                       f"marked interrupted: {', '.join(self.interrupted)}")
+        if self.adopted:
+            out.append(f"{self.adopted} chunk(s) written before a crash stored again")
+        if self.requeued:
+            out.append(f"{self.requeued} unfinished chunk(s) queued again")
+        if self.left_waiting:
+            out.append(f"{self.left_waiting} unfinished chunk(s) of other sessions left for the app "
+                       "or `python -m scribe retry SESSION_ID`")
+        return out
+
+
+def recover_at_start(storage: Storage, pipeline: Pipeline,
+                     sessions: Sequence[str] | None = None) -> StartupRecovery:
+    """Start-up recovery, run by `Runtime.build` before anything is served.
+
+    Marks orphaned recordings `interrupted` (once per Storage: a second Runtime on the
+    same database must not end this process's live sessions), stores chunk files whose
+    row never committed, and queues unfinished chunks: all of them, or only those of
+    `sessions` (a CLI command takes just what it needs; `[]` takes none).
+    """
+    interrupted = storage.interrupt_orphans_once()
+    adopted = pipeline.adopt_orphan_audio(sessions)
+    requeued = pipeline.recover(sessions)
+    left = storage.count_open_chunks(excluding=sessions) if sessions is not None else 0
+    recovery = StartupRecovery(interrupted, adopted, requeued, left)
+    for line in recovery.lines():
+        log.info("start-up recovery: %s", line)
+    return recovery
 
 
 @dataclass
@@ -31,6 +81,8 @@ class Runtime:
     """Whole-recording re-transcription after a session stops (None when off)."""
     metrics: Any = None
     """scribe.metrics.PipelineMetrics when SCRIBE_METRICS_PORT > 0 (issue 7), else None."""
+    recovery: StartupRecovery | None = None
+    """What start-up recovery did (None until the pipeline starts)."""
 
     @property
     def transcriber(self) -> Transcriber:
@@ -39,8 +91,13 @@ class Runtime:
     @classmethod
     def build(cls, settings: Settings, *, transcriber: Transcriber | None = None,
               storage: Storage | None = None, start: bool = True,
-              final_pass: bool = False) -> "Runtime":
-        """Open the DB, load the backend, start the queue (recovering unfinished chunks)."""
+              final_pass: bool = False, recover: Sequence[str] | None = None) -> "Runtime":
+        """Open the DB, load the backend, run start-up recovery, start the queue.
+
+        Recovery (`recover_at_start`) marks orphaned recordings interrupted and queues
+        every unfinished chunk, or with `recover=[ids]` only those sessions' chunks.
+        With `start=False` nothing is recovered until `pipeline.start()` (which queues
+        every unfinished chunk)."""
         storage = storage or Storage(settings.db)
         backend = _with_limit(settings, transcriber or _backend_for(settings))
         pipeline = Pipeline(
@@ -52,6 +109,8 @@ class Runtime:
             retry_max_seconds=settings.retry_max_seconds,
             before_call=backend.before_call,
             speech_check=_speech_check() if settings.skip_silence else None,
+            intake_memory_seconds=settings.intake_memory_seconds,
+            intake_session_seconds=settings.intake_session_seconds,
         )
         runtime = cls(settings=settings, storage=storage, pipeline=pipeline,
                       backends={backend.transcriber.name: backend})
@@ -64,7 +123,8 @@ class Runtime:
 
             runtime.metrics = start_metrics(pipeline, settings.metrics_port)
         if start:
-            pipeline.start()
+            runtime.recovery = recover_at_start(storage, pipeline, recover)
+            pipeline.start(recover=False)
         return runtime
 
     def backend(self, name: str) -> Backend:
@@ -108,7 +168,7 @@ def _backend_for(settings: Settings) -> Transcriber:
     wait_for_redis(settings.redis_url)
     model = settings.gemini_model if settings.backend == "gemini" else settings.whisper_model
     return RemoteTranscriber(settings.redis_url, backend=settings.backend, model=model,
-                             timeout=settings.remote_timeout)
+                             timeout=settings.remote_timeout, broker_wait=settings.broker_wait_seconds)
 
 
 def _with_limit(settings: Settings, transcriber: Transcriber) -> Backend:
@@ -124,7 +184,21 @@ def _speech_check():
     return has_speech
 
 
+HTTP_LOGGERS = ("httpx", "httpcore", "httpx2", "httpcore2", "urllib3", "google_genai", "google.genai", "hpack")
+"""Libraries that log request lines or headers at DEBUG; kept at INFO or above."""
+
+
 def configure_logging(level: str = "INFO") -> None:
-    """stdlib logging to stderr; pipeline lines carry `session=` and `seq=`."""
+    """stdlib logging to stderr; pipeline lines carry `session=` and `seq=`.
+
+    Every root handler gets a filter that redacts keys and tokens (scribe.redact), and
+    HTTP libraries never log at DEBUG: their request and header dumps can carry a key."""
+    from scribe.redact import RedactingFilter
+
     logging.basicConfig(level=level, format="%(asctime)s %(levelname)s %(name)s [%(threadName)s] %(message)s")
+    for handler in logging.getLogger().handlers:
+        if not any(isinstance(f, RedactingFilter) for f in handler.filters):
+            handler.addFilter(RedactingFilter())
     logging.getLogger("faster_whisper").setLevel(max(logging.WARNING, logging.getLevelName(level)))
+    for name in HTTP_LOGGERS:
+        logging.getLogger(name).setLevel(max(logging.INFO, logging.getLevelName(level)))

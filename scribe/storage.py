@@ -338,16 +338,23 @@ class Storage:
                 WHERE session_id = ? AND seq = ?""", [error, session_id, seq])
 
     def save_segments(self, session_id: str, seq: int, segments: Sequence[SegmentRow], *,
-                      finished_at: float, usage: Usage | None = None) -> None:
-        """Replace the chunk's live segments and mark it done, in one transaction."""
+                      finished_at: float, usage: Usage | None = None) -> bool:
+        """Replace the chunk's live segments and mark it done, in one transaction.
+
+        Returns False and writes nothing when the chunk no longer exists (its session
+        was deleted or discarded while it was being transcribed): deletes are final."""
         usage = usage or Usage()
         with self.transaction() as cur:
+            marked = cur.execute("""UPDATE chunks SET status = 'done', finished_at = ?, error = NULL,
+                input_tokens = ?, output_tokens = ? WHERE session_id = ? AND seq = ? RETURNING seq""",
+                                 [finished_at, usage.input_tokens, usage.output_tokens, session_id,
+                                  seq]).fetchall()
+            if not marked:
+                return False
             cur.execute("DELETE FROM segments WHERE session_id = ? AND seq = ? AND transcript = 'live'",
                         [session_id, seq])
             _insert_segments(cur, segments)
-            cur.execute("""UPDATE chunks SET status = 'done', finished_at = ?, error = NULL,
-                input_tokens = ?, output_tokens = ? WHERE session_id = ? AND seq = ?""",
-                        [finished_at, usage.input_tokens, usage.output_tokens, session_id, seq])
+        return True
 
     def fail_chunk(self, session_id: str, seq: int, error: str, *, finished_at: float) -> None:
         with self.transaction() as cur:
@@ -368,12 +375,41 @@ class Storage:
                         [session_id])
         return sorted(r[0] for r in rows)
 
-    def reset_unfinished(self) -> list[ChunkRow]:
-        """After a restart: processing chunks back to pending; return every pending chunk."""
+    def reset_unfinished(self, session_ids: Sequence[str] | None = None) -> list[ChunkRow]:
+        """After a restart: processing chunks back to pending; return every pending chunk
+        (of the given sessions only, when `session_ids` is given)."""
+        if session_ids is not None and not session_ids:
+            return []
+        where = "" if session_ids is None else f" AND {_in_clause('session_id', session_ids)}"
+        params = [] if session_ids is None else list(session_ids)
         with self.transaction() as cur:
-            cur.execute("UPDATE chunks SET status = 'pending' WHERE status = 'processing'")
-        rows = self._rows("SELECT * FROM chunks WHERE status = 'pending' ORDER BY enqueued_at, seq")
+            cur.execute(f"UPDATE chunks SET status = 'pending' WHERE status = 'processing'{where}", params)
+        rows = self._rows(f"SELECT * FROM chunks WHERE status = 'pending'{where} ORDER BY enqueued_at, seq",
+                          params)
         return [ChunkRow(**r) for r in rows]
+
+    def count_open_chunks(self, *, excluding: Sequence[str] = ()) -> int:
+        """Chunks pending or processing, outside the given sessions."""
+        where = f" AND NOT {_in_clause('session_id', excluding)}" if excluding else ""
+        return int(self._scalar(f"""SELECT count(*) FROM chunks
+            WHERE status IN ('pending', 'processing'){where}""", list(excluding)))
+
+    def release_chunk(self, session_id: str, seq: int, *, uncount: bool = False) -> bool:
+        """A `processing` chunk whose job will run again goes back to `pending`; with
+        `uncount` its last attempt is taken back (it failed for a storage outage, not the
+        chunk). True if it was processing."""
+        with self.transaction() as cur:
+            rows = cur.execute(f"""UPDATE chunks SET status = 'pending'
+                {', attempts = greatest(attempts - 1, 0)' if uncount else ''}
+                WHERE session_id = ? AND seq = ? AND status = 'processing' RETURNING seq""",
+                               [session_id, seq]).fetchall()
+        return bool(rows)
+
+    def chunk_attempts(self, session_id: str, seq: int) -> int | None:
+        """Attempts counted so far, or None if the chunk no longer exists."""
+        value = self._scalar("SELECT attempts FROM chunks WHERE session_id = ? AND seq = ?",
+                             [session_id, seq])
+        return None if value is None else int(value)
 
     def chunk_counts(self, session_id: str) -> dict[str, int]:
         rows = self.cursor().execute("""SELECT status, count(*) FROM chunks WHERE session_id = ?
@@ -388,24 +424,34 @@ class Storage:
             ORDER BY seq, idx""", [session_id, transcript])
         return [_segment_row(r) for r in rows]
 
-    def replace_transcript(self, session_id: str, transcript: str, segments: Sequence[SegmentRow]) -> None:
-        """Swap a whole non-live transcript (e.g. the final pass) in one transaction."""
+    def replace_transcript(self, session_id: str, transcript: str, segments: Sequence[SegmentRow]) -> bool:
+        """Swap a whole non-live transcript (e.g. the final pass) in one transaction.
+
+        Returns False and writes nothing when the session no longer exists (deleted
+        during a final pass): deletes are final."""
         if transcript == LIVE:
             raise ValueError("the live transcript is written chunk by chunk")
         with self.transaction() as cur:
+            if not cur.execute("SELECT 1 FROM sessions WHERE id = ?", [session_id]).fetchone():
+                return False
             cur.execute("DELETE FROM segments WHERE session_id = ? AND transcript = ?",
                         [session_id, transcript])
             _insert_segments(cur, segments)
+        return True
 
     # -- issue 4: silent chunks, failures, re-transcription, token usage ----------
-    def save_silent_chunk(self, session_id: str, seq: int, *, finished_at: float) -> None:
-        """The speech check found no speech: done, no segments, no tokens, backend not called."""
+    def save_silent_chunk(self, session_id: str, seq: int, *, finished_at: float) -> bool:
+        """The speech check found no speech: done, no segments, no tokens, backend not called.
+        False (nothing written) when the chunk no longer exists."""
         with self.transaction() as cur:
+            marked = cur.execute("""UPDATE chunks SET status = 'done', finished_at = ?, error = NULL,
+                input_tokens = 0, output_tokens = 0, skip_reason = 'silence'
+                WHERE session_id = ? AND seq = ? RETURNING seq""", [finished_at, session_id, seq]).fetchall()
+            if not marked:
+                return False
             cur.execute("DELETE FROM segments WHERE session_id = ? AND seq = ? AND transcript = 'live'",
                         [session_id, seq])
-            cur.execute("""UPDATE chunks SET status = 'done', finished_at = ?, error = NULL,
-                input_tokens = 0, output_tokens = 0, skip_reason = 'silence'
-                WHERE session_id = ? AND seq = ?""", [finished_at, session_id, seq])
+        return True
 
     def clear_skip_reason(self, session_id: str, seqs: Sequence[int]) -> None:
         """Chunks about to run again lose their old skip mark."""
@@ -442,6 +488,15 @@ class Storage:
         for session_id in ids:
             self.end_session(session_id, "interrupted", now=now)
         return ids
+
+    def interrupt_orphans_once(self, *, now: float | None = None) -> list[str]:
+        """`interrupt_orphaned_recordings`, once per Storage (per database file per process):
+        a second Runtime on the same database must not end this process's live sessions."""
+        with self._write_lock:
+            if getattr(self, "_orphans_checked", False):
+                return []
+            self._orphans_checked = True
+        return self.interrupt_orphaned_recordings(now=now)
 
     def resumable_sessions(self, *, source: str = "mic", limit: int = 20) -> list[SessionRow]:
         """Recent sessions of `source` that can be continued (not currently recording)."""

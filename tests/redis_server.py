@@ -44,3 +44,18 @@ def _wait_for_port(port: int, timeout: float = 10.0) -> None:
                 return
         time.sleep(0.05)
     raise RuntimeError(f"redis-server did not listen on {port}")
+
+
+def start_redis(workdir: Path, port: int) -> subprocess.Popen:
+    """A redis-server on a chosen port, for tests that stop it and start it again
+    (stop it by its pid: `proc.terminate()`)."""
+    binary = shutil.which("redis-server")
+    if binary is None:
+        import pytest
+
+        pytest.skip("redis-server is not installed (scripts/setup.sh --system installs it)")
+    proc = subprocess.Popen([binary, "--port", str(port), "--bind", "127.0.0.1", "--save", "",
+                             "--appendonly", "no", "--dir", str(workdir)],
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    _wait_for_port(port)
+    return proc

@@ -11,7 +11,7 @@ from streamlit.testing.v1 import AppTest
 
 import scribe.capture
 from scribe.pipeline import Pipeline, PipelineStats
-from scribe.storage import SegmentRow, Storage
+from scribe.storage import ChunkRow, SegmentRow, Storage
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -82,6 +82,7 @@ def test_started_recording_shows_its_session_and_plain_text_transcript(env, monk
     storage: Storage = capture.storage
     assert storage.get_session(capture.session_id).title == "Board **meeting**"
     hostile = "**bold** <b>html</b> [link](http://x)"
+    storage.insert_chunk(ChunkRow(capture.session_id, 0, 0, 900, 0, 14_400, "/x/0.flac", "pending"))
     storage.save_segments(capture.session_id, 0, [SegmentRow(capture.session_id, 0, 0, 0, 900, hostile)],
                           finished_at=0.0)
     at.run()

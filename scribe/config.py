@@ -87,6 +87,12 @@ class Settings:
     """SCRIBE_SKIP_SILENCE: store chunks without speech (Silero VAD) empty, never calling a backend."""
     gemini_api_version: str = "v1beta"
     """SCRIBE_GEMINI_API_VERSION: `v1beta` (default; JSON schemas on every model) or `v1`."""
+    partials: bool = True
+    """SCRIBE_PARTIALS: show partial text of the chunk still open on the Record page (live only)."""
+    partial_interval_seconds: float = 1.0
+    """SCRIBE_PARTIAL_INTERVAL_SECONDS: re-decode the open chunk after this much new audio."""
+    partial_model: str = DEFAULT_WHISPER_MODEL
+    """SCRIBE_PARTIAL_MODEL: local Whisper model for partial text (never Gemini); `tiny.en` is bundled."""
 
     def __post_init__(self) -> None:
         # Overrides may come in as strings (CLI flags, tests); paths are always Paths.
@@ -152,6 +158,9 @@ class Settings:
              "SCRIBE_REDIS_URL", "must start with redis://, rediss:// or unix://"),
             (self.gemini_api_version in ("v1", "v1beta", "v1alpha"), "SCRIBE_GEMINI_API_VERSION",
              "must be v1, v1beta or v1alpha"),
+            (0.2 <= self.partial_interval_seconds <= 30.0, "SCRIBE_PARTIAL_INTERVAL_SECONDS",
+             "must be between 0.2 and 30"),
+            (bool(self.partial_model.strip()), "SCRIBE_PARTIAL_MODEL", "must not be empty"),
         ]
         for ok, var, message in checks:
             if not ok:
@@ -222,6 +231,9 @@ _ENV_VARS: dict[str, tuple[str, Any]] = {
     "stub_latency": ("SCRIBE_STUB_LATENCY", parse_latency_range),
     "skip_silence": ("SCRIBE_SKIP_SILENCE", _bool),
     "gemini_api_version": ("SCRIBE_GEMINI_API_VERSION", str.lower),
+    "partials": ("SCRIBE_PARTIALS", _bool),
+    "partial_interval_seconds": ("SCRIBE_PARTIAL_INTERVAL_SECONDS", float),
+    "partial_model": ("SCRIBE_PARTIAL_MODEL", str),
 }
 
 assert set(_ENV_VARS) <= {f.name for f in fields(Settings)}

@@ -31,6 +31,8 @@ class Runtime:
     """Whole-recording re-transcription after a session stops (None when off)."""
     metrics: Any = None
     """scribe.metrics.PipelineMetrics when SCRIBE_METRICS_PORT > 0 (issue 7), else None."""
+    partials: Any = None
+    """scribe.partials.PartialLane: live partial text beside the chunk lane (app only; None when off)."""
 
     @property
     def transcriber(self) -> Transcriber:
@@ -39,8 +41,10 @@ class Runtime:
     @classmethod
     def build(cls, settings: Settings, *, transcriber: Transcriber | None = None,
               storage: Storage | None = None, start: bool = True,
-              final_pass: bool = False) -> "Runtime":
-        """Open the DB, load the backend, start the queue (recovering unfinished chunks)."""
+              final_pass: bool = False, partials: bool = False) -> "Runtime":
+        """Open the DB, load the backend, start the queue (recovering unfinished chunks).
+
+        `partials=True` (the app) also builds the partial lane when SCRIBE_PARTIALS is on."""
         storage = storage or Storage(settings.db)
         backend = _with_limit(settings, transcriber or _backend_for(settings))
         pipeline = Pipeline(
@@ -59,12 +63,16 @@ class Runtime:
         # in the middle of a pass, and native code in a dying daemon thread can crash.
         if final_pass and final_pass_enabled(settings):
             runtime.final_pass = FinalPass(storage, backend.transcriber).attach(pipeline)
+        if partials and settings.partials:
+            runtime.partials = _partial_lane(settings, pipeline)
         if settings.metrics_port > 0:
             from scribe.metrics import start_metrics
 
-            runtime.metrics = start_metrics(pipeline, settings.metrics_port)
+            runtime.metrics = start_metrics(pipeline, settings.metrics_port, partials=runtime.partials)
         if start:
             pipeline.start()
+            if runtime.partials is not None:
+                runtime.partials.start()
         return runtime
 
     def backend(self, name: str) -> Backend:
@@ -88,6 +96,8 @@ class Runtime:
         return hook if isinstance(hook, RateLimit) else None
 
     def close(self, timeout: float = 10.0) -> None:
+        if self.partials is not None:
+            self.partials.stop(timeout)
         if self.final_pass is not None:
             self.final_pass.stop(timeout)
         if self.metrics is not None:
@@ -116,6 +126,21 @@ def _with_limit(settings: Settings, transcriber: Transcriber) -> Backend:
     if transcriber.name == "gemini":
         return Backend(transcriber, RateLimit(settings.gemini_rpm, per_seconds=60.0, name="gemini"))
     return Backend(transcriber)
+
+
+def _partial_lane(settings: Settings, pipeline: Pipeline) -> Any:
+    """The partial lane, paused whenever final chunks wait in the pipeline (its public
+    counters: queued but not started, or not yet written), and told when a chunk's text
+    is stored so the partial text for it goes away."""
+    from scribe.partials import build_partial_lane
+
+    def chunks_waiting() -> bool:
+        stats = pipeline.stats()
+        return stats.queued + stats.intake > 0
+
+    lane = build_partial_lane(settings, busy=chunks_waiting)
+    pipeline.add_listener(lane.on_pipeline_event)
+    return lane
 
 
 def _speech_check():

@@ -30,7 +30,9 @@ Threads (who calls what):
 
 from __future__ import annotations
 
+import difflib
 import logging
+import os
 import re
 import threading
 import time
@@ -55,6 +57,22 @@ BUSY_POLL_SECONDS = 0.1
 """While the chunk lane has work waiting, look again this often (its queue cannot wake us)."""
 MAX_LAGS_KEPT = 2000
 """Per session, the lags kept in memory for the live percentiles (the table keeps all)."""
+NICE = 10
+"""Partial threads (and the model's compute threads they create) run this much nicer than
+the process: under full CPUs the chunk lane, WebRTC and the pages go first."""
+PARTIAL_THREADS = 1
+"""CTranslate2 threads of the partial model: one core, so a decode never takes the whole
+machine from the capture threads (measured: with all cores, frames stalled for seconds)."""
+
+
+def lower_priority(nice: int = NICE) -> None:
+    """Make the calling thread (and the threads it creates from now on) nicer. Linux
+    applies nice per thread; elsewhere, or without permission, nothing changes."""
+    try:
+        tid = threading.get_native_id()
+        os.setpriority(os.PRIO_PROCESS, tid, min(19, os.getpriority(os.PRIO_PROCESS, tid) + nice))
+    except (AttributeError, OSError):
+        log.debug("cannot lower the partial thread's priority", exc_info=True)
 
 
 @dataclass(frozen=True)
@@ -152,7 +170,24 @@ class LocalAgreement:
             agreed = min(common_prefix(self._history[0], h) for h in list(self._history)[1:])
             if agreed > len(self.stable):
                 self.stable = list(words[:agreed])
-        return list(self.stable), list(words[len(self.stable):])
+        return list(self.stable), tail_after(self.stable, words)
+
+
+def tail_after(stable: list[str], words: list[str]) -> list[str]:
+    """The part of hypothesis `words` that follows the `stable` words. When the model has
+    since rewritten some of them, align the two, so that a word is neither repeated nor
+    dropped at the seam (cutting at len(stable) would do either)."""
+    agreed = common_prefix(stable, words)
+    if agreed == len(stable):
+        return list(words[agreed:])
+    matcher = difflib.SequenceMatcher(None, [_norm(w) for w in stable], [_norm(w) for w in words],
+                                      autojunk=False)
+    blocks = [b for b in matcher.get_matching_blocks() if b.size]
+    if not blocks:
+        return list(words[len(stable):])
+    last = blocks[-1]
+    unmatched_stable = len(stable) - (last.a + last.size)  # stable words the model rewrote after it
+    return list(words[last.b + last.size + unmatched_stable:])
 
 
 @dataclass
@@ -346,6 +381,7 @@ class PartialLane:
 
     def _run(self) -> None:
         """Partial thread: take the next session's newest request, decode it, repeat."""
+        lower_priority()
         while (request := self._next_request()) is not None:
             started = self._monotonic()
             try:
@@ -446,7 +482,7 @@ class WhisperPartialDecoder:
     hallucination guard as on the chunk lane.
     """
 
-    def __init__(self, model: str, *, compute_type: str = "int8", threads: int = 0,
+    def __init__(self, model: str, *, compute_type: str = "int8", threads: int = PARTIAL_THREADS,
                  workers: int = 1) -> None:
         from scribe.transcribers.local import load_model
 
@@ -473,9 +509,26 @@ class WhisperPartialDecoder:
 
 
 def build_partial_lane(settings: Settings, busy: Callable[[], bool]) -> PartialLane:
-    """The app's lane: the local partial model (loaded once, shared through `load_model`:
-    with the defaults it is the chunk lane's own tiny.en), warmed before any session starts."""
-    decoder = WhisperPartialDecoder(settings.partial_model, compute_type=settings.whisper_compute_type,
-                                    threads=settings.whisper_threads, workers=settings.max_concurrency)
-    decoder.warm()
-    return PartialLane(decoder, interval_seconds=settings.partial_interval_seconds, busy=busy)
+    """The app's lane: the local partial model (loaded once per process through `load_model`,
+    shared by every session), warmed before any session starts.
+
+    It is loaded on a nicer thread of its own: CTranslate2's compute threads inherit that
+    priority, so partial decodes yield the CPU to everything else."""
+    loaded: dict[str, object] = {}
+
+    def load() -> None:
+        lower_priority()
+        try:
+            decoder = WhisperPartialDecoder(settings.partial_model, compute_type=settings.whisper_compute_type)
+            decoder.warm()
+            loaded["decoder"] = decoder
+        except BaseException as exc:  # surfaced on the building thread below
+            loaded["error"] = exc
+
+    thread = threading.Thread(target=load, name="scribe-partial-load", daemon=True)
+    thread.start()
+    thread.join()
+    if "error" in loaded:
+        raise loaded["error"]  # type: ignore[misc]
+    return PartialLane(loaded["decoder"], interval_seconds=settings.partial_interval_seconds,  # type: ignore[arg-type]
+                       busy=busy)

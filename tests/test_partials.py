@@ -102,6 +102,15 @@ def test_stable_words_are_never_taken_back_even_when_the_model_changes_its_mind(
     assert common_prefix("A b, c".split(), "a B c d".split()) == 3
 
 
+def test_the_tail_neither_repeats_nor_drops_words_where_the_model_rewrote_stable_ones():
+    rule = LocalAgreement(2)
+    rule.update("support tickets double after the last product release.".split())
+    rule.update("support tickets double after the last product release. Maria".split())
+    stable, tail = rule.update("support tickets doubled after the last product release. Maria will prepare".split())
+    assert " ".join(stable) == "support tickets double after the last product release."
+    assert tail == ["Maria", "will", "prepare"]
+
+
 # -- the lane on real speech and the real model ------------------------------------
 def test_partial_text_follows_speech_fed_faster_than_real_time(decoder, turns, storage, settings):
     audio, reference = turns
@@ -113,18 +122,17 @@ def test_partial_text_follows_speech_fed_faster_than_real_time(decoder, turns, s
     try:
         frames = speech_frames(audio)
         seen_words = []
-        for start in range(0, len(frames), 50):  # 1 s of audio per step, 2x real time
+        for start in range(0, len(frames), 50):  # 1 s of audio per step, as fast as the model allows
             capture.take(frames[start:start + 50])
-            time.sleep(0.5)
+            assert wait_for(lambda: not _in_flight(lane, capture) and _waiting(lane, capture) is None)
             seen_words.append(len(" ".join(p.text for p in capture.partial_text()).split()))
-        assert wait_for(lambda: lane.stats(capture.session_id).decodes >= 3 and not _in_flight(lane, capture))
         lane.offer(capture.session_id, 0, 0, capture._chunker.buffered_audio())  # the whole open chunk
         assert wait_for(lambda: not _in_flight(lane, capture) and _waiting(lane, capture) is None)
         (shown,) = capture.partial_text()
         assert pipeline_stub.chunks == []  # still the first, open chunk: nothing stored yet
         assert word_error_rate(reference, shown.text) < 0.3, shown.text
         print("words shown after each second of audio:", seen_words)
-        assert seen_words[-1] >= seen_words[len(seen_words) // 2] > 0  # text grew while audio came in
+        assert seen_words[-1] > seen_words[len(seen_words) // 2] > 0  # text grew while audio came in
         stats = lane.stats(capture.session_id)
         assert stats.decodes >= 3 and all(lag > 0 for lag in stats.lags)
     finally:
@@ -239,7 +247,7 @@ def test_stored_text_replaces_the_partial_text_of_its_chunk(decoder, turns, sett
         capture.end("test over")
         assert rt.pipeline.wait_idle(30)
         rows = rt.storage.partial_lane_stats(session_ids=[capture.session_id])
-        assert rows and rows[0]["decodes"] >= 2 and rows[0]["lag_p95_s"] > 0  # statistics, never text
+        assert rows and rows[0]["decodes"] >= 1 and rows[0]["lag_p95_s"] > 0  # statistics, never text
         assert "partial_decodes" not in {r[0] for r in rt.storage.cursor().execute(
             "SELECT DISTINCT table_name FROM duckdb_columns() WHERE column_name = 'text'").fetchall()}
     finally:

@@ -1,7 +1,9 @@
 """In a real browser: partial text shows on the Record page while the first chunk is
 still open, in its own style, and gives way to the stored transcript.
 
-Default chunking (pause:15), local tiny.en, headless Chromium's fake microphone.
+Local tiny.en, headless Chromium's fake microphone. Chunks of pause:30 keep the first
+chunk open for at least 18 s of audio: partial decodes run at a lower priority, and on
+a machine loaded by other work they may take several seconds each.
 """
 
 from __future__ import annotations
@@ -21,11 +23,12 @@ pytestmark = [pytest.mark.browser, pytest.mark.slow]
 
 PARTIAL = ".st-key-live_partial_text"
 SENT = re.compile(r"(\d+) chunks sent")
+RECEIVED = re.compile(r"Received ([\d.]+) s of audio")
 
 
 @pytest.fixture(scope="module")
 def mic_wav(tmp_path_factory) -> tuple[Path, str]:
-    """2 s of silence, four meeting turns (~17 s), then silence (played once)."""
+    """2 s of silence, four meeting turns (~17 s), then 20 s of silence (played once)."""
     audio, reference = speech.meeting_audio(speech.MEETING_TURNS[4:8])
     pcm = np.concatenate([np.zeros(32_000, np.float32), audio, np.zeros(20 * 16_000, np.float32)])
     path = tmp_path_factory.mktemp("mic") / "partials.wav"
@@ -49,7 +52,7 @@ def browser(mic_wav):
 
 @pytest.fixture
 def app(tmp_path):
-    server = App(tmp_path / "data", tmp_path / "app.log", SCRIBE_CHUNK_SECONDS="15",
+    server = App(tmp_path / "data", tmp_path / "app.log", SCRIBE_CHUNK_SECONDS="30",
                  SCRIBE_CHUNK_POLICY="pause")
     yield server
     server.stop()
@@ -58,6 +61,11 @@ def app(tmp_path):
 def _chunks_sent(page) -> int:
     found = SENT.search(page.inner_text('[data-testid="stMain"]'))
     return int(found.group(1)) if found else -1
+
+
+def _received(page) -> float:
+    found = RECEIVED.search(page.inner_text('[data-testid="stMain"]'))
+    return float(found.group(1)) if found else 0.0
 
 
 def test_partial_text_appears_before_the_first_chunk_closes(app, browser, mic_wav, tmp_path):
@@ -69,14 +77,15 @@ def test_partial_text_appears_before_the_first_chunk_closes(app, browser, mic_wa
     _recorder_button(page, "Start").click(timeout=60_000)
     _wait_status(page, "recording", 30)
     partial = page.locator(PARTIAL)
-    deadline = time.monotonic() + 25
+    deadline = time.monotonic() + 40
     words: list[str] = []
-    while time.monotonic() < deadline and len(words) < 6:
+    sent = -1
+    while time.monotonic() < deadline and len(words) < 5:
         if partial.count():
             words = partial.inner_text().split()
             sent = _chunks_sent(page)
         time.sleep(0.25)
-    assert len(words) >= 6, f"no partial text within 25 s:\n{app.log()[-2000:]}"
+    assert len(words) >= 5, f"no partial text within 40 s:\n{app.log()[-2000:]}"
     assert sent == 0, "the partial text must come before the first chunk closes"
     style = partial.locator('[data-testid="stText"]').first.evaluate(
         "e => [getComputedStyle(e).fontStyle, getComputedStyle(e).color]")
@@ -85,6 +94,9 @@ def test_partial_text_appears_before_the_first_chunk_closes(app, browser, mic_wa
     shown = " ".join(words[1:])  # without the [m:ss] stamp
     assert word_error_rate(" ".join(reference.split()[: len(words) + 4]), shown) < 0.6, shown
 
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline and _received(page) < 21:  # all the speech went in
+        time.sleep(0.5)
     _recorder_button(page, "Stop").click()
     _wait_status(page, "done", 120)
     page.wait_for_timeout(1000)

@@ -41,12 +41,15 @@ class Runtime:
     @classmethod
     def build(cls, settings: Settings, *, transcriber: Transcriber | None = None,
               storage: Storage | None = None, start: bool = True,
-              final_pass: bool = False, partials: bool = False) -> "Runtime":
+              final_pass: bool = False, partials: bool = False, warm: bool = False) -> "Runtime":
         """Open the DB, load the backend, start the queue (recovering unfinished chunks).
 
-        `partials=True` (the app) also builds the partial lane when SCRIBE_PARTIALS is on."""
+        `partials=True` (the app) also builds the partial lane when SCRIBE_PARTIALS is on;
+        `warm=True` (the app) runs the local model and the speech check once now, so the
+        first chunk of the first session pays no start-up cost."""
         storage = storage or Storage(settings.db)
         backend = _with_limit(settings, transcriber or _backend_for(settings))
+        speech_check = _speech_check() if settings.skip_silence else None
         pipeline = Pipeline(
             storage, backend.transcriber, audio_dir=settings.audio_dir,
             max_concurrency=settings.max_concurrency, max_attempts=settings.max_attempts,
@@ -55,7 +58,7 @@ class Runtime:
             retry_base_seconds=settings.retry_base_seconds,
             retry_max_seconds=settings.retry_max_seconds,
             before_call=backend.before_call,
-            speech_check=_speech_check() if settings.skip_silence else None,
+            speech_check=speech_check,
         )
         runtime = cls(settings=settings, storage=storage, pipeline=pipeline,
                       backends={backend.transcriber.name: backend})
@@ -65,6 +68,8 @@ class Runtime:
             runtime.final_pass = FinalPass(storage, backend.transcriber).attach(pipeline)
         if partials and settings.partials:
             runtime.partials = _partial_lane(settings, pipeline)
+        if warm:
+            _warm_chunk_lane(backend.transcriber, speech_check)
         if settings.metrics_port > 0:
             from scribe.metrics import start_metrics
 
@@ -141,6 +146,18 @@ def _partial_lane(settings: Settings, pipeline: Pipeline) -> Any:
     lane = build_partial_lane(settings, busy=chunks_waiting)
     pipeline.add_listener(lane.on_pipeline_event)
     return lane
+
+
+def _warm_chunk_lane(transcriber: Transcriber, speech_check: Any) -> None:
+    """One call of the speech check and (local backend only: never a billed call) the model
+    on a second of quiet noise."""
+    import numpy as np
+
+    noise = (0.003 * np.random.default_rng(0).standard_normal(16_000)).astype(np.float32)
+    if speech_check is not None:
+        speech_check(noise)
+    if transcriber.name == "local":
+        transcriber.transcribe(noise)
 
 
 def _speech_check():

@@ -323,3 +323,24 @@ def _waiting(lane: PartialLane, capture: LiveCapture):
     with lane._cond:
         state = lane._sessions.get(capture.session_id)
         return state.waiting if state else None
+
+
+def test_prometheus_counts_partial_decodes_and_their_lag(storage, settings):
+    from scribe.metrics import PipelineMetrics
+    from scribe.pipeline import Pipeline
+    from scribe.transcribers.stub import StubTranscriber
+
+    metrics = PipelineMetrics(Pipeline(storage, StubTranscriber(), audio_dir=settings.audio_dir))
+    lane = PartialLane(lambda audio: "some words", interval_seconds=0.5)
+    lane.add_listener(metrics.on_partial)
+    lane.start()
+    try:
+        for n in (1, 2):
+            lane.offer("s", 0, 0, np.zeros(n * 8000, np.float32))
+            assert wait_for(lambda: lane.stats("s").decodes == n)
+        assert wait_for(lambda: metrics.registry.get_sample_value("scribe_partial_decodes_total") == 2)
+        assert metrics.registry.get_sample_value("scribe_partial_lag_seconds_count") == 2
+        lags = lane.stats("s").lags
+        assert metrics.registry.get_sample_value("scribe_partial_lag_seconds_sum") == pytest.approx(sum(lags), abs=1e-3)
+    finally:
+        lane.stop()

@@ -212,8 +212,9 @@ def _status(page) -> str:
     return values[0] if values else ""
 
 
-def drive(app: App, wav: Path, sessions: int, poll_s: float, audio_s: float) -> dict[str, list]:
-    """Record `sessions` tabs at once; returns {tab title: [(wall time, words)]}."""
+def drive(app: App, wav: Path, sessions: int, poll_s: float, audio_s: float) -> tuple[dict[str, list], float]:
+    """Record `sessions` tabs at once; returns {tab title: [(wall time, words)]} and the app's
+    CPU seconds from the first Start to the last session done (model loading excluded)."""
     from playwright.sync_api import sync_playwright
 
     args = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
@@ -233,6 +234,7 @@ def drive(app: App, wav: Path, sessions: int, poll_s: float, audio_s: float) -> 
             page.get_by_label("Title").press("Enter")
             page.wait_for_timeout(800)
             pages[f"bench-{n}"] = page
+        cpu_before = _cpu_seconds(app.proc.pid)
         for page in pages.values():
             _recorder(page, "Start").click(timeout=60_000)
         started = time.monotonic()
@@ -252,8 +254,17 @@ def drive(app: App, wav: Path, sessions: int, poll_s: float, audio_s: float) -> 
                     _recorder(page, "Stop").click(timeout=30_000)
                     stopped.add(title)
             time.sleep(max(0.0, poll_s - (time.monotonic() - tick)))
+        cpu = _cpu_seconds(app.proc.pid) - cpu_before
         browser.close()
-    return polls
+    return polls, cpu
+
+
+def _cpu_seconds(pid: int) -> float:
+    """CPU time (user + system, all threads) of the app process so far."""
+    import psutil
+
+    times = psutil.Process(pid).cpu_times()
+    return times.user + times.system
 
 
 def pct(values: list[float], q: float) -> float | None:
@@ -268,7 +279,7 @@ def run(partials: bool, sessions: int, poll_s: float, wav: Path, pcm: np.ndarray
     load_before = os.getloadavg()
     app = App(work / "data", partials)
     try:
-        polls = drive(app, wav, sessions, poll_s, pcm.size / SAMPLE_RATE)
+        polls, app_cpu_s = drive(app, wav, sessions, poll_s, pcm.size / SAMPLE_RATE)
     finally:
         app.stop()
     log = app.log()
@@ -304,6 +315,7 @@ def run(partials: bool, sessions: int, poll_s: float, wav: Path, pcm: np.ndarray
         "partial_decodes": decodes[0], "partial_skipped_share": round((decodes[1]) / max(1, decodes[0] + decodes[1]), 3),
         "partial_decodes_per_audio_s": round(decodes[0] / audio_s, 2) if audio_s else None,
         "stored_wer": round(float(np.mean(wers)), 3),
+        "app_cpu_s_per_audio_s": round(app_cpu_s / audio_s, 3) if audio_s else None,
         "chunk_lane": {name: {"p50": pct(v, 50), "p95": pct(v, 95), "n": len(v)} for name, v in lane.items()},
     }
     shutil.rmtree(work, ignore_errors=True)

@@ -120,7 +120,7 @@ def _live_panel() -> None:
     transcript, table = st.columns([3, 2])
     with transcript:
         st.markdown("**Transcript**")
-        render_live_transcript(rt.storage, session.id, live)
+        render_live_transcript(rt.storage, session.id, rt.partials, recording=live is not None)
     with table:
         st.markdown("**Chunks**")
         st.dataframe(capture.chunk_table(chunks), hide_index=True, width="stretch")

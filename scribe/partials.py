@@ -313,7 +313,8 @@ class PartialLane:
             return records
 
     def end_session(self, session_id: str) -> list[PartialDecode]:
-        """The capture ended: drop the session's state; returns its last decode records."""
+        """The capture ended (its last chunk already closed): no more decodes; its held
+        partial text stays until stored text replaces it. Returns its last decode records."""
         with self._cond:
             state = self._sessions.get(session_id)
             if state is None:
@@ -321,9 +322,13 @@ class PartialLane:
             state.waiting = None
             state.ended = True
             records, state.records = state.records, []
-            if not state.in_flight:
-                del self._sessions[session_id]
+            self._drop_if_finished(session_id, state)
             return records
+
+    def _drop_if_finished(self, session_id: str, state: _Session) -> None:
+        """An ended session's state goes once nothing is in flight or held (caller holds the lock)."""
+        if state.ended and not state.in_flight and not state.held:
+            del self._sessions[session_id]
 
     # -- pipeline side (worker thread) ---------------------------------------------
     def on_pipeline_event(self, event: str, fields: dict) -> None:
@@ -336,6 +341,7 @@ class PartialLane:
             state = self._sessions.get(session_id)
             if state is not None:
                 state.held.pop(seq, None)
+                self._drop_if_finished(session_id, state)
 
     # -- readers (script threads) ------------------------------------------------
     def partials(self, session_id: str) -> list[PartialText]:
@@ -356,10 +362,6 @@ class PartialLane:
                 return None
             s = state.stats
             return PartialStats(s.offered, s.decodes, s.coalesced, s.paused, s.decode_seconds, list(s.lags))
-
-    def sessions(self) -> list[str]:
-        with self._cond:
-            return list(self._sessions)
 
     # -- internals ---------------------------------------------------------------
     def _new_session(self) -> _Session:
@@ -437,7 +439,7 @@ class PartialLane:
                 return
             state.in_flight = False
             if state.ended:
-                del self._sessions[request.session_id]
+                self._drop_if_finished(request.session_id, state)
                 return
             if state.waiting is not None:
                 self._ready.append(request.session_id)

@@ -344,3 +344,18 @@ def test_prometheus_counts_partial_decodes_and_their_lag(storage, settings):
         assert metrics.registry.get_sample_value("scribe_partial_lag_seconds_sum") == pytest.approx(sum(lags), abs=1e-3)
     finally:
         lane.stop()
+
+
+def test_after_stop_the_last_chunks_partial_stays_until_its_stored_text_arrives():
+    lane = PartialLane(lambda audio: "the last words", interval_seconds=0.5).start()
+    try:
+        lane.offer("s", 3, 48_000, np.zeros(16_000, np.float32))
+        assert wait_for(lambda: lane.stats("s").decodes == 1)
+        lane.chunk_closed("s", 3)
+        records = lane.end_session("s")
+        assert [r.seq for r in records] == [3]
+        assert [p.text for p in lane.partials("s")] == ["the last words"]  # shown until stored
+        lane.on_pipeline_event("chunk_done", {"session_id": "s", "seq": 3})
+        assert lane.partials("s") == [] and lane.stats("s") is None  # nothing kept for an ended session
+    finally:
+        lane.stop()

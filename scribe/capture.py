@@ -45,7 +45,7 @@ from scribe.chunking import Chunk, ChunkPolicy, Chunker, parse_policy, policy_la
 from scribe.config import Settings
 from scribe.errors import ScribeError, SessionLimitError
 from scribe.export import mmss
-from scribe.partials import PartialLane, PartialText
+from scribe.partials import PartialDecode, PartialLane, PartialText
 from scribe.pipeline import Pipeline
 from scribe.storage import ChunkRow, SegmentRow, SessionRow, Storage
 
@@ -175,7 +175,7 @@ class LiveCapture(AudioProcessorBase):
         if lane is not None and lane.due(self.session_id, chunker.next_seq, chunker.buffered_samples):
             lane.offer(self.session_id, chunker.next_seq, chunker.chunk_start, chunker.buffered_audio())
 
-    def _store_partial_decodes(self, records: list) -> None:
+    def _store_partial_decodes(self, records: list[PartialDecode]) -> None:
         """Partial-decode statistics go to DuckDB on the session's writer thread, never here."""
         if records:
             self.pipeline.call_after_intake(lambda: self.storage.save_partial_decodes(records),

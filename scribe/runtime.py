@@ -134,14 +134,15 @@ def _with_limit(settings: Settings, transcriber: Transcriber) -> Backend:
 
 
 def _partial_lane(settings: Settings, pipeline: Pipeline) -> Any:
-    """The partial lane, paused whenever final chunks wait in the pipeline (its public
-    counters: queued but not started, or not yet written), and told when a chunk's text
-    is stored so the partial text for it goes away."""
+    """The partial lane, paused whenever the chunk lane has work (its public counters:
+    chunks not yet written, queued, or being transcribed: measured on the shared box, a
+    partial decode beside a chunk's decode tripled that chunk's processing time), and told
+    when a chunk's text is stored so the partial text for it goes away."""
     from scribe.partials import build_partial_lane
 
     def chunks_waiting() -> bool:
         stats = pipeline.stats()
-        return stats.queued + stats.intake > 0
+        return stats.queued + stats.in_flight + stats.intake > 0
 
     lane = build_partial_lane(settings, busy=chunks_waiting)
     pipeline.add_listener(lane.on_pipeline_event)

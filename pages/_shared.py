@@ -132,7 +132,8 @@ def _storage(db: str) -> Storage:
 @st.cache_resource(show_spinner="Loading the transcription model...")
 def _build_runtime(config: Settings) -> Runtime:
     configure_logging(config.log_level)
-    return Runtime.build(config, storage=_storage(str(config.db)), final_pass=True)
+    return Runtime.build(config, storage=_storage(str(config.db)), final_pass=True, partials=True,
+                         warm=True)
 
 
 def _runtime_key(config: Settings) -> Settings:

@@ -6,6 +6,7 @@ import datetime as dt
 
 import streamlit as st
 
+from pages._live_latency import render_live_latency
 from pages._shared import runtime
 from scribe import analytics, analytics_charts as charts
 
@@ -101,3 +102,5 @@ with data:
     st.download_button("Download CSV", analytics.to_csv(df), file_name="scribe-chunks.csv",
                        mime="text/csv", icon=":material/download:")
     st.dataframe(df[analytics.CSV_COLUMNS], hide_index=True)
+
+render_live_latency(rt.storage, df, session_ids=session_ids, since=since, until=until)

@@ -8,6 +8,7 @@ from pathlib import Path
 import streamlit as st
 
 from pages._chunk_controls import render_backlog_warning, render_chunk_controls
+from pages._live_text import render_live_transcript
 from pages._shared import chosen_settings, live_registry, runtime
 from scribe import capture
 from scribe.chunking import make_policy
@@ -52,7 +53,7 @@ def _recorder(title: str, resume: SessionRow | None) -> None:
     def factory() -> capture.LiveCapture:  # process_offer thread: no st.* here
         return registry.open(rt.storage, rt.pipeline, title=title or "Untitled recording",
                              policy=make_policy(config.chunk_policy, config.chunk_seconds),
-                             resume_id=resume.id if resume else None)
+                             resume_id=resume.id if resume else None, partials=rt.partials)
 
     mine = st.session_state.get(CAPTURE)
     if registry.is_full() and (mine is None or mine.end_status is not None):
@@ -98,9 +99,10 @@ def _upload(title: str) -> None:
     st.session_state[CURRENT] = result.session.id
 
 
-@st.fragment(run_every=1.0)
+@st.fragment(run_every=0.5)
 def _live_panel() -> None:
-    """Re-run every second: reads DuckDB and in-memory counters only."""
+    """Re-run every 0.5 s (so the page is not what holds live words back): reads DuckDB
+    and in-memory counters only."""
     session_id = st.session_state.get(CURRENT)
     session = rt.storage.find_session(session_id) if session_id else None
     if session is None:
@@ -119,9 +121,7 @@ def _live_panel() -> None:
     transcript, table = st.columns([3, 2])
     with transcript:
         st.markdown("**Transcript**")
-        lines = capture.transcript_lines(rt.storage.list_segments(session.id))
-        # st.text renders plain text: transcripts never become Markdown or HTML.
-        st.text("\n".join(lines) if lines else "(waiting for the first chunk)")
+        render_live_transcript(rt.storage, session.id, rt.partials, recording=live is not None)
     with table:
         st.markdown("**Chunks**")
         st.dataframe(capture.chunk_table(chunks), hide_index=True, width="stretch")

@@ -287,3 +287,31 @@ CSV_COLUMNS = ["session_id", "title", "seq", "status", "backend", "model", "atte
 def to_csv(df: pd.DataFrame) -> bytes:
     """The per-chunk table as UTF-8 CSV (ISO times and the raw epoch seconds)."""
     return df[[c for c in CSV_COLUMNS if c in df.columns]].to_csv(index=False).encode("utf-8")
+
+
+# -- live latency: the partial lane beside the chunk lane ----------------------------
+def live_latency(storage: Storage, df: pd.DataFrame, *, session_ids: Sequence[str] = (),
+                 since: float | None = None, until: float | None = None) -> dict[str, Any]:
+    """How soon words show while recording: partial-text lag, the chunk lane's end-to-end
+    (only for sessions that had partial text, so the two describe the same recordings),
+    partial decodes per audio second and the share of partial requests skipped (replaced by
+    a newer one, under load or while the chunk lane had work waiting).
+
+    `df` is the page's chunk frame; the partial rows are filtered by the same sessions and
+    time range (their `produced_at`)."""
+    sessions = pd.DataFrame(storage.partial_lane_stats(session_ids=session_ids, since=since, until=until))
+    lags = pd.Series(storage.partial_lags(session_ids=session_ids, since=since, until=until), dtype="float64")
+    live = df[df["session_id"].isin(sessions["session_id"])] if not sessions.empty else df.iloc[0:0]
+    decodes = int(sessions["decodes"].sum()) if not sessions.empty else 0
+    skipped = int(sessions["coalesced"].sum()) if not sessions.empty else 0
+    audio_s = float(sessions["audio_s"].sum()) if not sessions.empty else 0.0
+    e2e = percentiles(live["end_to_end_s"]) if not live.empty else percentiles(pd.Series([], dtype="float64"))
+    lag = percentiles(lags)
+    return {
+        "sessions": sessions,
+        "partial_lag_p50_s": lag["p50"], "partial_lag_p95_s": lag["p95"],
+        "chunk_end_to_end_p50_s": e2e["p50"], "chunk_end_to_end_p95_s": e2e["p95"],
+        "decodes_per_audio_s": decodes / audio_s if audio_s else float("nan"),
+        "skipped_share": skipped / (decodes + skipped) if decodes + skipped else float("nan"),
+        "paused": int(sessions["paused"].sum()) if not sessions.empty else 0,
+    }

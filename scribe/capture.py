@@ -45,6 +45,7 @@ from scribe.chunking import Chunk, ChunkPolicy, Chunker, parse_policy, policy_la
 from scribe.config import Settings
 from scribe.errors import ScribeError, SessionLimitError
 from scribe.export import mmss
+from scribe.partials import PartialDecode, PartialLane, PartialText
 from scribe.pipeline import Pipeline
 from scribe.storage import ChunkRow, SegmentRow, SessionRow, Storage
 
@@ -95,8 +96,10 @@ class LiveCapture(AudioProcessorBase):
                  policy: ChunkPolicy, start_seq: int = 0, start_sample: int = 0,
                  registry: "LiveRegistry | None" = None,
                  clock: Callable[[], float] = time.time,
-                 monotonic: Callable[[], float] = time.monotonic) -> None:
+                 monotonic: Callable[[], float] = time.monotonic,
+                 partials: PartialLane | None = None) -> None:
         self.session_id = session.id
+        self._partials = partials
         self.storage = storage
         self.pipeline = pipeline
         self._chunker = Chunker(session.id, policy, start_seq=start_seq, start_sample=start_sample,
@@ -133,8 +136,11 @@ class LiveCapture(AudioProcessorBase):
                 self._revive()
             for frame in frames:
                 self._push(frame)
+            if self.first_frame_at is None:
+                log.info("session=%s first frame", self.session_id)  # t=0 of the live-latency bench
             self.first_frame_at = self.first_frame_at or now
             self.last_frame_at = now
+            self._offer_partial()
 
     def _push(self, frame: av.AudioFrame) -> None:
         self.frames += 1
@@ -155,8 +161,29 @@ class LiveCapture(AudioProcessorBase):
 
     def _submit(self, chunks: list[Chunk]) -> None:
         for chunk in chunks:
+            if self._partials is not None:
+                self._partials.chunk_closed(self.session_id, chunk.seq)
             self.pipeline.submit_nowait(chunk)
             self.chunks_submitted += 1
+        if chunks and self._partials is not None:
+            self._store_partial_decodes(self._partials.take_decodes(self.session_id))
+
+    # -- the partial lane (best effort, never blocks) ---------------------------
+    def _offer_partial(self) -> None:
+        """Hand the open chunk's audio to the partial lane once it has `interval` of new audio."""
+        lane, chunker = self._partials, self._chunker
+        if lane is not None and lane.due(self.session_id, chunker.next_seq, chunker.buffered_samples):
+            lane.offer(self.session_id, chunker.next_seq, chunker.chunk_start, chunker.buffered_audio())
+
+    def _store_partial_decodes(self, records: list[PartialDecode]) -> None:
+        """Partial-decode statistics go to DuckDB on the session's writer thread, never here."""
+        if records:
+            self.pipeline.call_after_intake(lambda: self.storage.save_partial_decodes(records),
+                                            self.session_id)
+
+    def partial_text(self) -> list[PartialText]:
+        """Script thread: partial text of this session not yet replaced by stored text."""
+        return self._partials.partials(self.session_id) if self._partials is not None else []
 
     def _revive(self) -> None:
         """Frames after a watchdog end: the connection came back; keep recording."""
@@ -182,6 +209,8 @@ class LiveCapture(AudioProcessorBase):
                 return
             self._submit(self._chunker.push(self._resampler.flush()))
             self._submit(self._chunker.finish())
+            if self._partials is not None:
+                self._store_partial_decodes(self._partials.end_session(self.session_id))
             self.end_status = "stopped" if self.stop_requested else "interrupted"
             status = self.end_status
         self.pipeline.finish_session_after_intake(self.session_id, status)
@@ -253,7 +282,8 @@ class LiveRegistry:
         self._watchdog: threading.Thread | None = None
 
     def open(self, storage: Storage, pipeline: Pipeline, *, title: str, policy: ChunkPolicy,
-             resume_id: str | None = None, source: str = "mic") -> LiveCapture:
+             resume_id: str | None = None, source: str = "mic",
+             partials: PartialLane | None = None) -> LiveCapture:
         """Start (or resume) a session and return its capture.
 
         Called as the `audio_processor_factory`, on the process_offer thread.
@@ -267,28 +297,28 @@ class LiveRegistry:
             if resume_id is not None and resume_id in self._live:
                 raise ScribeError(f"session {resume_id} is already being recorded")
             capture = self._make(storage, pipeline, title=title, policy=policy,
-                                 resume_id=resume_id, source=source)
+                                 resume_id=resume_id, source=source, partials=partials)
             self._live[capture.session_id] = capture
         self._ensure_watchdog()
         log.info("session=%s live capture opened (%d live)", capture.session_id, self.count())
         return capture
 
     def _make(self, storage: Storage, pipeline: Pipeline, *, title: str, policy: ChunkPolicy,
-              resume_id: str | None, source: str) -> LiveCapture:
+              resume_id: str | None, source: str, partials: PartialLane | None = None) -> LiveCapture:
         if resume_id is None:
             session = storage.create_session(
                 title=title, source=source, backend=pipeline.transcriber.name,
                 model=pipeline.transcriber.model, chunk_seconds=getattr(policy, "seconds", 0.0),
                 chunk_policy=policy_label(policy))
             return LiveCapture(session, storage=storage, pipeline=pipeline, policy=policy,
-                               registry=self)
+                               registry=self, partials=partials)
         session = storage.get_session(resume_id)
         seq, sample = storage.resume_point(resume_id)
         storage.update_session(resume_id, status="recording", ended_at=None)
         # A resumed session keeps its own chunking, so its chunks stay comparable.
         return LiveCapture(session, storage=storage, pipeline=pipeline,
                            policy=parse_policy(session.chunk_policy, session.chunk_seconds),
-                           start_seq=seq, start_sample=sample, registry=self)
+                           start_seq=seq, start_sample=sample, registry=self, partials=partials)
 
     def release(self, capture: LiveCapture) -> None:
         with self._lock:
@@ -381,6 +411,23 @@ def transcript_lines(segments: list[SegmentRow]) -> list[str]:
     """`[m:ss] text` per segment, in (seq, idx) order whatever order chunks finished in."""
     ordered = sorted(segments, key=lambda s: (s.seq, s.idx))
     return [f"[{mmss(s.start_ms)}] {s.text.strip()}" for s in ordered if s.text.strip()]
+
+
+@dataclass(frozen=True)
+class LiveTranscript:
+    """What the Record page shows: stored lines, then partial lines (to be styled apart)."""
+
+    stored: list[str]
+    partial: list[str]
+
+
+def live_transcript(segments: list[SegmentRow], partials: list[PartialText]) -> LiveTranscript:
+    """Stored `[m:ss] text` lines, then the partial text of chunks whose stored text has
+    not arrived. Read the partials *before* the segments: a chunk stored in between
+    then shows once (stored) rather than not at all."""
+    stored_seqs = {s.seq for s in segments}
+    partial = [f"[{mmss(p.start_ms)}] {p.text}" for p in partials if p.seq not in stored_seqs and p.text]
+    return LiveTranscript(transcript_lines(segments), partial)
 
 
 def level_fraction(dbfs: float, floor_db: float = -60.0) -> float:

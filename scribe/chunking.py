@@ -348,6 +348,10 @@ class Chunker:
         """Session time (in samples) just after the last pushed sample."""
         return self.chunk_start + self._buffered
 
+    def buffered_audio(self) -> np.ndarray:
+        """A copy of the open chunk's samples so far (the partial lane decodes it)."""
+        return np.concatenate(self._blocks) if self._blocks else np.zeros(0, dtype=np.float32)
+
     def push(self, samples: np.ndarray) -> list[Chunk]:
         """Add samples; return the chunks that closed (usually none)."""
         samples = np.asarray(samples, dtype=np.float32).reshape(-1)

@@ -99,6 +99,12 @@ class Settings:
     broker_wait_seconds: float = 600.0
     """SCRIBE_BROKER_WAIT_SECONDS: how long a chunk waits out a Redis outage before its attempt
     counts as failed (transport errors are not transcription failures)."""
+    partials: bool = True
+    """SCRIBE_PARTIALS: show partial text of the chunk still open on the Record page (live only)."""
+    partial_interval_seconds: float = 1.0
+    """SCRIBE_PARTIAL_INTERVAL_SECONDS: re-decode the open chunk after this much new audio."""
+    partial_model: str = DEFAULT_WHISPER_MODEL
+    """SCRIBE_PARTIAL_MODEL: local Whisper model for partial text (never Gemini); `tiny.en` is bundled."""
 
     def __post_init__(self) -> None:
         # Overrides may come in as strings (CLI flags, tests); paths are always Paths.
@@ -168,6 +174,9 @@ class Settings:
             (self.intake_memory_seconds >= 1, "SCRIBE_INTAKE_MEMORY_SECONDS", "must be at least 1"),
             (self.intake_session_seconds >= 1, "SCRIBE_INTAKE_SESSION_SECONDS", "must be at least 1"),
             (self.broker_wait_seconds >= 0, "SCRIBE_BROKER_WAIT_SECONDS", "must not be negative"),
+            (0.2 <= self.partial_interval_seconds <= 30.0, "SCRIBE_PARTIAL_INTERVAL_SECONDS",
+             "must be between 0.2 and 30"),
+            (bool(self.partial_model.strip()), "SCRIBE_PARTIAL_MODEL", "must not be empty"),
         ]
         for ok, var, message in checks:
             if not ok:
@@ -242,6 +251,9 @@ _ENV_VARS: dict[str, tuple[str, Any]] = {
     "intake_memory_seconds": ("SCRIBE_INTAKE_MEMORY_SECONDS", float),
     "intake_session_seconds": ("SCRIBE_INTAKE_SESSION_SECONDS", float),
     "broker_wait_seconds": ("SCRIBE_BROKER_WAIT_SECONDS", float),
+    "partials": ("SCRIBE_PARTIALS", _bool),
+    "partial_interval_seconds": ("SCRIBE_PARTIAL_INTERVAL_SECONDS", float),
+    "partial_model": ("SCRIBE_PARTIAL_MODEL", str),
 }
 
 assert set(_ENV_VARS) <= {f.name for f in fields(Settings)}

@@ -14,6 +14,8 @@ Metric names (all prefixed `scribe_`):
 - `active_sessions` sessions currently recording
 - `chunks_processed_total{backend}`, `chunks_failed_total{backend}`, `chunks_retried_total{backend}`
 - `audio_seconds_transcribed_total{backend}`
+- `partial_lag_seconds` histogram: from the audio's arrival to its partial text (partial lane)
+- `partial_decodes_total` partial decodes run
 """
 
 from __future__ import annotations
@@ -32,6 +34,8 @@ log = logging.getLogger("scribe.metrics")
 # Chunk processing runs from ~0.1 s (stub, tiny model on short chunks) to minutes
 # (a slow API with backoff); the buckets cover that range with the 10 s alert line.
 PROCESSING_BUCKETS = (0.1, 0.25, 0.5, 1.0, 2.0, 3.0, 5.0, 7.5, 10.0, 15.0, 30.0, 60.0, 120.0, 300.0)
+# Partial text is useful within ~3 s; finer buckets below that line.
+PARTIAL_LAG_BUCKETS = (0.25, 0.5, 0.75, 1.0, 1.5, 2.0, 2.5, 3.0, 4.0, 5.0, 7.5, 10.0, 20.0)
 
 
 class PipelineMetrics:
@@ -79,7 +83,17 @@ class PipelineMetrics:
                     lambda s: s.intake_spilled)
         sessions = Gauge("scribe_active_sessions", "Sessions currently recording", registry=r)
         sessions.set_function(self._active_sessions)
+        self.partial_lag = Histogram("scribe_partial_lag_seconds",
+                                     "From the audio's arrival to its partial text being ready",
+                                     buckets=PARTIAL_LAG_BUCKETS, registry=r)
+        self.partial_decodes = Counter("scribe_partial_decodes", "Partial decodes of open chunks",
+                                       registry=r)
         self._init_labels(self.pipeline.transcriber.name)
+
+    def on_partial(self, decode: Any) -> None:
+        """Partial-lane listener (a `scribe-partial` thread): counters only."""
+        self.partial_lag.observe(float(decode.lag_s))
+        self.partial_decodes.inc()
 
     def _init_labels(self, backend: str) -> None:
         """Export zeros for the running backend, so dashboards see the series before any chunk."""
@@ -145,13 +159,15 @@ class PipelineMetrics:
             self._server = None
 
 
-def start_metrics(pipeline: Pipeline, port: int) -> PipelineMetrics | None:
+def start_metrics(pipeline: Pipeline, port: int, partials: Any = None) -> PipelineMetrics | None:
     """Build and serve the metrics (Runtime.build calls this when the port is set).
 
     A port already in use is logged, not raised: metrics are an add-on and
     must not stop transcription.
     """
     metrics = PipelineMetrics(pipeline)
+    if partials is not None:  # scribe.partials.PartialLane
+        partials.add_listener(metrics.on_partial)
     try:
         metrics.serve(port)
     except OSError as exc:

@@ -83,6 +83,8 @@ class Runtime:
     """scribe.metrics.PipelineMetrics when SCRIBE_METRICS_PORT > 0 (issue 7), else None."""
     recovery: StartupRecovery | None = None
     """What start-up recovery did (None until the pipeline starts)."""
+    partials: Any = None
+    """scribe.partials.PartialLane: live partial text beside the chunk lane (app only; None when off)."""
 
     @property
     def transcriber(self) -> Transcriber:
@@ -91,15 +93,20 @@ class Runtime:
     @classmethod
     def build(cls, settings: Settings, *, transcriber: Transcriber | None = None,
               storage: Storage | None = None, start: bool = True,
-              final_pass: bool = False, recover: Sequence[str] | None = None) -> "Runtime":
+              final_pass: bool = False, recover: Sequence[str] | None = None,
+              partials: bool = False, warm: bool = False) -> "Runtime":
         """Open the DB, load the backend, run start-up recovery, start the queue.
 
         Recovery (`recover_at_start`) marks orphaned recordings interrupted and queues
         every unfinished chunk, or with `recover=[ids]` only those sessions' chunks.
         With `start=False` nothing is recovered until `pipeline.start()` (which queues
-        every unfinished chunk)."""
+        every unfinished chunk).
+        `partials=True` (the app) also builds the partial lane when SCRIBE_PARTIALS is on;
+        `warm=True` (the app) runs the local model and the speech check once now, so the
+        first chunk of the first session pays no start-up cost."""
         storage = storage or Storage(settings.db)
         backend = _with_limit(settings, transcriber or _backend_for(settings))
+        speech_check = _speech_check() if settings.skip_silence else None
         pipeline = Pipeline(
             storage, backend.transcriber, audio_dir=settings.audio_dir,
             max_concurrency=settings.max_concurrency, max_attempts=settings.max_attempts,
@@ -108,7 +115,7 @@ class Runtime:
             retry_base_seconds=settings.retry_base_seconds,
             retry_max_seconds=settings.retry_max_seconds,
             before_call=backend.before_call,
-            speech_check=_speech_check() if settings.skip_silence else None,
+            speech_check=speech_check,
             intake_memory_seconds=settings.intake_memory_seconds,
             intake_session_seconds=settings.intake_session_seconds,
         )
@@ -118,13 +125,19 @@ class Runtime:
         # in the middle of a pass, and native code in a dying daemon thread can crash.
         if final_pass and final_pass_enabled(settings):
             runtime.final_pass = FinalPass(storage, backend.transcriber).attach(pipeline)
+        if partials and settings.partials:
+            runtime.partials = _partial_lane(settings, pipeline)
+        if warm:
+            _warm_chunk_lane(backend.transcriber, speech_check)
         if settings.metrics_port > 0:
             from scribe.metrics import start_metrics
 
-            runtime.metrics = start_metrics(pipeline, settings.metrics_port)
+            runtime.metrics = start_metrics(pipeline, settings.metrics_port, partials=runtime.partials)
         if start:
             runtime.recovery = recover_at_start(storage, pipeline, recover)
             pipeline.start(recover=False)
+            if runtime.partials is not None:
+                runtime.partials.start()
         return runtime
 
     def backend(self, name: str) -> Backend:
@@ -148,6 +161,8 @@ class Runtime:
         return hook if isinstance(hook, RateLimit) else None
 
     def close(self, timeout: float = 10.0) -> None:
+        if self.partials is not None:
+            self.partials.stop(timeout)
         if self.final_pass is not None:
             self.final_pass.stop(timeout)
         if self.metrics is not None:
@@ -176,6 +191,34 @@ def _with_limit(settings: Settings, transcriber: Transcriber) -> Backend:
     if transcriber.name == "gemini":
         return Backend(transcriber, RateLimit(settings.gemini_rpm, per_seconds=60.0, name="gemini"))
     return Backend(transcriber)
+
+
+def _partial_lane(settings: Settings, pipeline: Pipeline) -> Any:
+    """The partial lane, paused whenever the chunk lane has work (its public counters:
+    chunks not yet written, queued, or being transcribed: measured on the shared box, a
+    partial decode beside a chunk's decode tripled that chunk's processing time), and told
+    when a chunk's text is stored so the partial text for it goes away."""
+    from scribe.partials import build_partial_lane
+
+    def chunks_waiting() -> bool:
+        stats = pipeline.stats()
+        return stats.queued + stats.in_flight + stats.intake > 0
+
+    lane = build_partial_lane(settings, busy=chunks_waiting)
+    pipeline.add_listener(lane.on_pipeline_event)
+    return lane
+
+
+def _warm_chunk_lane(transcriber: Transcriber, speech_check: Any) -> None:
+    """One call of the speech check and (local backend only: never a billed call) the model
+    on a second of quiet noise."""
+    import numpy as np
+
+    noise = (0.003 * np.random.default_rng(0).standard_normal(16_000)).astype(np.float32)
+    if speech_check is not None:
+        speech_check(noise)
+    if transcriber.name == "local":
+        transcriber.transcribe(noise)
 
 
 def _speech_check():

@@ -139,10 +139,21 @@ def _m_lab_runs(cur: duckdb.DuckDBPyConnection) -> None:
     cur.execute("CREATE INDEX lab_runs_by_created ON lab_runs (created_at)")
 
 
+def _m_partial_decodes(cur: duckdb.DuckDBPyConnection) -> None:
+    """Statistics of the partial lane (its text is never stored): one row per decode."""
+    cur.execute("""
+        CREATE TABLE partial_decodes (
+            session_id VARCHAR NOT NULL, seq INTEGER NOT NULL, produced_at DOUBLE NOT NULL,
+            audio_end_ms BIGINT NOT NULL, lag_s DOUBLE NOT NULL, decode_s DOUBLE NOT NULL,
+            words INTEGER NOT NULL, coalesced INTEGER NOT NULL, paused INTEGER NOT NULL)""")
+    cur.execute("CREATE INDEX partial_decodes_by_session ON partial_decodes (session_id)")
+
+
 MIGRATIONS: list[tuple[str, Callable[[duckdb.DuckDBPyConnection], None]]] = [
     ("initial schema", _m1_initial),
     ("chunks.skip_reason", _m_chunk_skip_reason),
     ("lab runs", _m_lab_runs),
+    ("partial decodes", _m_partial_decodes),
 ]
 """Ordered; the position (1-based) is the version recorded in `schema_version`."""
 
@@ -289,7 +300,8 @@ class Storage:
         self.get_session(session_id)
         with self.transaction() as cur:
             for table, key in (("segments", "session_id"), ("chunks", "session_id"),
-                               ("summaries", "session_id"), ("sessions", "id")):
+                               ("summaries", "session_id"), ("partial_decodes", "session_id"),
+                               ("sessions", "id")):
                 cur.execute(f"DELETE FROM {table} WHERE {key} = ?", [session_id])
 
     # -- chunks -------------------------------------------------------------
@@ -643,6 +655,37 @@ class Storage:
                 "captured_range": [span[0], span[1]]}
 
 
+    # -- the partial lane's statistics ---------------------------------------------
+    def save_partial_decodes(self, decodes: Sequence[Any]) -> None:
+        """Append `scribe.partials.PartialDecode` records (statistics only, never text)."""
+        if not decodes:
+            return
+        with self.transaction() as cur:
+            cur.executemany("""INSERT INTO partial_decodes (session_id, seq, produced_at, audio_end_ms,
+                lag_s, decode_s, words, coalesced, paused) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)""",
+                            [[d.session_id, d.seq, d.produced_at, d.audio_end_ms, d.lag_s, d.decode_s,
+                              d.words, d.coalesced, d.paused] for d in decodes])
+
+    def partial_lane_stats(self, *, session_ids: Sequence[str] = (), since: float | None = None,
+                           until: float | None = None) -> list[dict[str, Any]]:
+        """Per session with partial decodes: decodes, requests replaced (coalesced; paused
+        under backlog), lag p50/p95/max, decode time, and the session's audio seconds."""
+        where, params = _partial_filters(session_ids, since, until)
+        return self._rows(f"""SELECT p.session_id, s.title, count(*) AS decodes,
+                sum(p.coalesced) AS coalesced, sum(p.paused) AS paused,
+                quantile_cont(p.lag_s, 0.5) AS lag_p50_s, quantile_cont(p.lag_s, 0.95) AS lag_p95_s,
+                max(p.lag_s) AS lag_max_s, avg(p.decode_s) AS decode_mean_s,
+                max(s.duration_ms) / 1000.0 AS audio_s
+            FROM partial_decodes p JOIN sessions s ON s.id = p.session_id {where}
+            GROUP BY p.session_id, s.title ORDER BY min(p.produced_at) DESC""", params)
+
+    def partial_lags(self, *, session_ids: Sequence[str] = (), since: float | None = None,
+                     until: float | None = None) -> list[float]:
+        """Every partial decode's lag in seconds (for percentiles across sessions)."""
+        where, params = _partial_filters(session_ids, since, until)
+        rows = self.cursor().execute(f"SELECT p.lag_s FROM partial_decodes p {where}", params).fetchall()
+        return [r[0] for r in rows]
+
 @dataclass
 class SummaryRow:
     session_id: str
@@ -731,3 +774,9 @@ def _timing_filters(session_ids: Sequence[str], backends: Sequence[str], models:
                     since: float | None, until: float | None) -> tuple[list[str], list[Any]]:
     return _filters([("c.session_id", session_ids), ("coalesce(c.backend, s.backend)", backends),
                      ("coalesce(c.model, s.model)", models)], "c.captured_at", since, until)
+
+
+def _partial_filters(session_ids: Sequence[str], since: float | None,
+                     until: float | None) -> tuple[str, list[Any]]:
+    clauses, params = _filters([("p.session_id", session_ids)], "p.produced_at", since, until)
+    return ("WHERE " + " AND ".join(clauses)) if clauses else "", params

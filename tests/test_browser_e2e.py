@@ -314,6 +314,9 @@ def test_upload_goes_through_the_pipeline_and_bad_files_are_refused(app, browser
     choose(good)
     page.get_by_role("button", name="Transcribe file").click()
     _wait_status(page, "done", 90)
+    # The status metric is drawn before the transcript in the same refresh: give it a moment.
+    page.locator('[data-testid="stText"]').filter(has_text=re.compile(r"^\[\d+:\d\d\] ")).first.wait_for(
+        timeout=10_000)
     assert word_error_rate(speech.MEETING_TURNS[1], _page_transcript(page)) < 0.3
     page.close()
     app.stop()

@@ -1,0 +1,381 @@
+"""Word-on-page latency of live recording, in a real browser.
+
+    HF_HUB_OFFLINE=1 flock /work/bench.lock python3 benchmarks/live_latency.py \
+        [--sessions 1] [--partials on --partials off] [--poll 0.3] [--json out.json]
+
+Starts the real app (`streamlit run app.py`, default settings: local tiny.en,
+pause:15) on a free loopback port with its own data folder, opens `--sessions`
+tabs in headless Chromium whose fake microphone plays an espeak-ng WAV (text not
+used by any test or tuning: `EVAL_TURNS`), presses Start in each, and reads each
+tab's transcript lines every `--poll` seconds while the audio plays, then presses
+Stop and keeps reading until the session is done.
+
+For every spoken word, its end time in the WAV comes from a whole-file decode with
+word timestamps (tiny.en); the page's words are aligned to those (difflib, runs of
+2+ words) and the first poll that shows a word gives its latency:
+    latency = seen on the page - (the WAV's start in wall time + the word's end).
+The WAV's start in wall time is the first frame's arrival (logged by the capture)
+minus where in the WAV that frame was (the session's first chunk cross-correlated
+with the WAV): audio produced before the WebRTC connection stood is never sent.
+
+Also printed per run: partial lag p50/p95 (partial_decodes), the chunk lane's
+end-to-end (chunk closed -> text stored) p50/p95 and where a chunk's time goes
+(last word -> closed, closed -> durable, queue, processing), stored-transcript
+WER, and the load average.
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime as dt
+import difflib
+import json
+import os
+import re
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.request
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path[:0] = [str(ROOT), str(ROOT / "tests")]
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+
+import speech  # noqa: E402
+
+from scribe.audio import SAMPLE_RATE, read_flac  # noqa: E402
+from scribe.wer import word_error_rate  # noqa: E402
+
+CHROMIUM = "/usr/bin/chromium"
+IFRAME = 'iframe[title="streamlit_webrtc.component.webrtc_streamer"]'
+CACHE = Path("/tmp/scribe-bench")
+LEAD_S, TAIL_S = 2.0, 20.0
+LINE = re.compile(r"^\[\d+:\d\d\] (.*)$", re.MULTILINE)
+CAPTURE_END = re.compile(r"session=(\S+) (?:stopped|interrupted) \(.+?\): received ([\d.]+) s of audio over "
+                         r"([\d.]+) s wall")
+FIRST_FRAME = re.compile(r"^(\d{4}-\d\d-\d\d \d\d:\d\d:\d\d,\d{3}) INFO scribe\.capture .*session=(\S+) first frame",
+                         re.MULTILINE)
+
+EVAL_TURNS = [
+    "Thanks for coming in early, the release review should take about twenty minutes.",
+    "The nightly builds failed twice this week because the test database ran out of space.",
+    "We moved the logs to a separate disk and the last three runs were green.",
+    "Customer feedback on the new search page is mostly positive.",
+    "Several people asked for filters by date and by author.",
+    "Sarah thinks both filters can ship in the next sprint if design agrees by Tuesday.",
+    "Security asked us to rotate the service passwords before the audit in April.",
+    "Daniel will write the rotation script and test it on the staging cluster.",
+    "The mobile team needs two more days for the offline mode.",
+    "Let's move the release to Thursday and tell support today.",
+]
+"""Evaluation speech: used by nothing else, and nothing was tuned on it."""
+
+
+@dataclass
+class Word:
+    text: str
+    end_s: float
+    """Seconds from the start of the WAV."""
+
+
+def norm(word: str) -> str:
+    return re.sub(r"[^\w']", "", word.lower())
+
+
+def build_mic() -> tuple[Path, np.ndarray, str]:
+    """The fake microphone's 48 kHz WAV (cached), the same audio at 16 kHz, and its text."""
+    CACHE.mkdir(parents=True, exist_ok=True)
+    wav48 = CACHE / "live-latency-48k.wav"
+    audio, text = speech.meeting_audio(EVAL_TURNS, gap_s=0.9)
+    pcm = np.concatenate([np.zeros(int(LEAD_S * SAMPLE_RATE), np.float32), audio,
+                          np.zeros(int(TAIL_S * SAMPLE_RATE), np.float32)])
+    if not wav48.exists():
+        _write_48k(pcm, wav48)
+    return wav48, pcm, text
+
+
+def _write_48k(pcm16k: np.ndarray, path: Path) -> None:
+    import av
+
+    with av.open(str(path), "w", format="wav") as out:
+        stream = out.add_stream("pcm_s16le", rate=48_000, layout="mono")
+        resampler = av.AudioResampler(format="s16", layout="mono", rate=48_000)
+        frame = av.AudioFrame.from_ndarray(pcm16k.reshape(1, -1), format="flt", layout="mono")
+        frame.sample_rate = SAMPLE_RATE
+        for chunk in [*resampler.resample(frame), *resampler.resample(None)]:
+            for packet in stream.encode(chunk):
+                out.mux(packet)
+        for packet in stream.encode(None):
+            out.mux(packet)
+
+
+def reference_words(pcm: np.ndarray) -> list[Word]:
+    """Word end times from one whole-file decode with word timestamps."""
+    from scribe.transcribers.local import load_model
+
+    segments, _ = load_model("tiny.en").transcribe(pcm, language="en", word_timestamps=True,
+                                                   condition_on_previous_text=False, vad_filter=True)
+    words = [Word(norm(w.word), float(w.end)) for s in list(segments) for w in (s.words or [])]
+    return [w for w in words if w.text]
+
+
+class App:
+    """The real app on 127.0.0.1:<free port>, its own data folder; stopped by pid."""
+
+    def __init__(self, data_dir: Path, partials: bool) -> None:
+        self.data_dir, self.log_path = data_dir, data_dir.parent / "app.log"
+        with socket.socket() as sock:
+            sock.bind(("127.0.0.1", 0))
+            self.port = sock.getsockname()[1]
+        env = {**os.environ, "SCRIBE_DATA_DIR": str(data_dir), "HF_HUB_OFFLINE": "1",
+               "SCRIBE_LOG_LEVEL": "INFO", "SCRIBE_PARTIALS": "true" if partials else "false"}
+        for var in ("SCRIBE_BACKEND", "SCRIBE_CHUNK_SECONDS", "SCRIBE_CHUNK_POLICY", "SCRIBE_DB"):
+            env.pop(var, None)  # the defaults are what is measured
+        self._log = open(self.log_path, "w")
+        self.proc = subprocess.Popen([sys.executable, "-m", "streamlit", "run", "app.py", "--server.headless",
+                                      "true", "--server.address", "127.0.0.1", "--server.port", str(self.port)],
+                                     cwd=ROOT, env=env, stdout=self._log, stderr=subprocess.STDOUT)
+        deadline = time.monotonic() + 90
+        while time.monotonic() < deadline:
+            try:
+                with urllib.request.urlopen(f"{self.url}_stcore/health", timeout=2):
+                    return
+            except OSError:
+                time.sleep(0.3)
+        raise RuntimeError("the app did not start:\n" + self.log())
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}/"
+
+    def log(self) -> str:
+        return self.log_path.read_text(errors="replace")
+
+    def stop(self) -> None:
+        if self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)
+            try:
+                self.proc.wait(20)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait(5)
+        self._log.close()
+
+
+def page_words(page) -> list[str]:
+    """The transcript lines on a tab (stored and partial), as normalised words."""
+    text = page.locator('[data-testid="stMain"]').inner_text(timeout=5000)
+    return [w for line in LINE.findall(text) for w in map(norm, line.split()) if w]
+
+
+def seen_times(reference: list[Word], polls: list[tuple[float, list[str]]]) -> list[float | None]:
+    """For each reference word, the wall time of the first poll showing it (runs of 2+ words)."""
+    ref = [w.text for w in reference]
+    first: list[float | None] = [None] * len(ref)
+    for at, words in polls:
+        for block in difflib.SequenceMatcher(None, ref, words, autojunk=False).get_matching_blocks():
+            if block.size >= 2:
+                for i in range(block.a, block.a + block.size):
+                    first[i] = at if first[i] is None else first[i]
+    return first
+
+
+def wav_offset(first_chunk: np.ndarray, pcm: np.ndarray, search_s: float = 6.0) -> float:
+    """Where in the WAV the session's first received sample was (cross-correlation)."""
+    span = first_chunk[: 8 * SAMPLE_RATE].astype(np.float64)
+    ref = pcm[: span.size + int(search_s * SAMPLE_RATE)].astype(np.float64)
+    n = 1 << int(np.ceil(np.log2(ref.size + span.size)))
+    corr = np.fft.irfft(np.fft.rfft(ref, n) * np.conj(np.fft.rfft(span, n)), n)[: int(search_s * SAMPLE_RATE)]
+    return float(np.argmax(corr)) / SAMPLE_RATE
+
+
+def first_frames(log: str) -> dict[str, float]:
+    out = {}
+    for stamp, session in FIRST_FRAME.findall(log):
+        when = dt.datetime.strptime(stamp, "%Y-%m-%d %H:%M:%S,%f")
+        out[session] = when.timestamp()  # the app logs local time, as does this process
+    return out
+
+
+def _recorder(page, name: str):
+    return page.frame_locator(IFRAME).get_by_role("button", name=name)
+
+
+def _status(page) -> str:
+    values = page.get_by_test_id("stMetricValue").all_inner_texts()
+    return values[0] if values else ""
+
+
+def drive(app: App, wav: Path, sessions: int, poll_s: float, audio_s: float) -> tuple[dict[str, list], float]:
+    """Record `sessions` tabs at once; returns {tab title: [(wall time, words)]} and the app's
+    CPU seconds from the first Start to the last session done (model loading excluded)."""
+    from playwright.sync_api import sync_playwright
+
+    args = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+            "--disable-background-networking", "--disable-component-update", "--disable-sync",
+            "--disable-background-timer-throttling", "--disable-renderer-backgrounding",
+            "--use-fake-ui-for-media-stream", "--use-fake-device-for-media-stream",
+            f"--use-file-for-fake-audio-capture={wav}%noloop"]
+    polls: dict[str, list] = {}
+    with sync_playwright() as pw:
+        browser = pw.chromium.launch(executable_path=CHROMIUM, args=args)
+        pages = {}
+        for n in range(sessions):
+            page = browser.new_context(viewport={"width": 1400, "height": 1000}).new_page()
+            page.goto(app.url)
+            page.get_by_role("heading", name="Record").wait_for(timeout=90_000)
+            page.get_by_label("Title").fill(f"bench-{n}")
+            page.get_by_label("Title").press("Enter")
+            page.wait_for_timeout(800)
+            pages[f"bench-{n}"] = page
+        cpu_before = _cpu_seconds(app.proc.pid)
+        for page in pages.values():
+            _recorder(page, "Start").click(timeout=60_000)
+        started = time.monotonic()
+        polls = {title: [] for title in pages}
+        stopped: set[str] = set()
+        done: set[str] = set()
+        while len(done) < len(pages) and time.monotonic() - started < audio_s + 120:
+            tick = time.monotonic()
+            for title, page in pages.items():
+                if title in done:
+                    continue
+                polls[title].append((time.time(), page_words(page)))
+                if title in stopped and _status(page) == "done":
+                    done.add(title)
+            if time.monotonic() - started > audio_s + 2 and len(stopped) < len(pages):
+                for title, page in pages.items():
+                    try:
+                        _recorder(page, "Stop").click(timeout=30_000)
+                    except Exception as exc:  # a tab that never got recording: counted, not fatal
+                        print(f"{title}: no Stop button ({type(exc).__name__})", file=sys.stderr)
+                        done.add(title)
+                    stopped.add(title)
+            time.sleep(max(0.0, poll_s - (time.monotonic() - tick)))
+        cpu = _cpu_seconds(app.proc.pid) - cpu_before
+        browser.close()
+    return polls, cpu
+
+
+def _cpu_seconds(pid: int) -> float:
+    """CPU time (user + system, all threads) of the app process so far."""
+    import psutil
+
+    times = psutil.Process(pid).cpu_times()
+    return times.user + times.system
+
+
+def pct(values: list[float], q: float) -> float | None:
+    return round(float(np.percentile(values, q)), 2) if values else None
+
+
+def run(partials: bool, sessions: int, poll_s: float, wav: Path, pcm: np.ndarray, text: str,
+        reference: list[Word]) -> dict:
+    import duckdb
+
+    work = Path(tempfile.mkdtemp(prefix="scribe-live-latency-"))
+    load_before = os.getloadavg()
+    app = App(work / "data", partials)
+    try:
+        polls, app_cpu_s = drive(app, wav, sessions, poll_s, pcm.size / SAMPLE_RATE)
+    finally:
+        app.stop()
+    log = app.log()
+    frames = first_frames(log)
+    db = duckdb.connect(str(work / "data" / "scribe.duckdb"), read_only=True)
+    titles = dict(db.execute("SELECT title, id FROM sessions").fetchall())
+    received = {sid: (float(r), float(w)) for sid, r, w in CAPTURE_END.findall(log)}
+    latencies, shown, wers, lane = [], [], [], {}
+    for title, samples in polls.items():
+        session_id = titles.get(title)
+        if session_id not in frames:
+            print(f"{title}: never recorded", file=sys.stderr)
+            continue
+        session_id = titles[title]
+        delta = wav_offset(read_flac(work / "data" / "audio" / session_id / "000000.flac"), pcm)
+        wav_start = frames[session_id] - delta
+        first = seen_times(reference, samples)
+        latencies += [seen - (wav_start + w.end_s) for w, seen in zip(reference, first) if seen is not None]
+        shown.append(sum(s is not None for s in first) / len(first))
+        stored = " ".join(r[0] for r in db.execute(
+            "SELECT text FROM segments WHERE session_id = ? AND transcript = 'live' ORDER BY seq, idx",
+            [session_id]).fetchall())
+        wers.append(word_error_rate(text, stored))
+        for name, values in _chunk_parts(db, session_id, reference, wav_start, delta).items():
+            lane.setdefault(name, []).extend(values)
+    lags = [r[0] for r in db.execute("SELECT lag_s FROM partial_decodes").fetchall()]
+    decodes = db.execute("SELECT count(*), coalesce(sum(coalesced), 0), coalesce(sum(paused), 0) "
+                         "FROM partial_decodes").fetchone()
+    audio_s = db.execute("SELECT sum(duration_ms) / 1000.0 FROM sessions").fetchone()[0] or 0.0
+    db.close()
+    result = {
+        "partials": partials, "sessions": sessions, "poll_s": poll_s,
+        "load_before": [round(x, 2) for x in load_before], "load_after": [round(x, 2) for x in os.getloadavg()],
+        "words": len(reference), "shown_share": round(float(np.mean(shown)), 3) if shown else None,
+        "word_p50_s": pct(latencies, 50), "word_p95_s": pct(latencies, 95),
+        "word_max_s": round(max(latencies), 2) if latencies else None,
+        "partial_lag_p50_s": pct(lags, 50), "partial_lag_p95_s": pct(lags, 95),
+        "partial_decodes": decodes[0], "partial_skipped_share": round((decodes[1]) / max(1, decodes[0] + decodes[1]), 3),
+        "partial_decodes_per_audio_s": round(decodes[0] / audio_s, 2) if audio_s else None,
+        "stored_wer": round(float(np.mean(wers)), 3) if wers else None,
+        "recorded_sessions": len(wers),
+        "received_over_wall": [round(r / w, 3) for r, w in received.values() if w],
+        "app_cpu_s_per_audio_s": round(app_cpu_s / audio_s, 3) if audio_s else None,
+        "chunk_lane": {name: {"p50": pct(v, 50), "p95": pct(v, 95), "n": len(v)} for name, v in lane.items()},
+    }
+    shutil.rmtree(work, ignore_errors=True)
+    return result
+
+
+def _chunk_parts(db, session_id: str, reference: list[Word], wav_start: float,
+                 delta: float) -> dict[str, list[float]]:
+    """Per chunk: last word spoken -> chunk closed (the chunker's wait), closed -> durable
+    (writer), durable -> claimed (queue), claimed -> stored (processing), closed -> stored."""
+    rows = db.execute("""SELECT c.end_ms, c.captured_at, c.enqueued_at, c.started_at, c.finished_at,
+            (SELECT count(*) FROM segments s WHERE s.session_id = c.session_id AND s.seq = c.seq) AS n
+        FROM chunks c WHERE c.session_id = ? AND c.status = 'done' ORDER BY c.seq""", [session_id]).fetchall()
+    parts: dict[str, list[float]] = {"last word -> closed": [], "closed -> durable": [], "queue": [],
+                                     "processing": [], "closed -> stored": []}
+    for end_ms, captured, enqueued, started, finished, n_segments in rows:
+        if n_segments:  # session time 0 is WAV time `delta`
+            ends = [w.end_s for w in reference if w.end_s <= end_ms / 1000 + delta]
+            if ends:
+                parts["last word -> closed"].append(captured - (wav_start + max(ends)))
+        parts["closed -> durable"].append(enqueued - captured)
+        parts["queue"].append(started - enqueued)
+        parts["processing"].append(finished - started)
+        parts["closed -> stored"].append(finished - captured)
+    return parts
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--sessions", type=int, action="append", help="simultaneous tabs (repeatable)")
+    parser.add_argument("--partials", choices=("on", "off"), action="append", help="repeatable")
+    parser.add_argument("--poll", type=float, default=0.3, help="seconds between reads of each tab")
+    parser.add_argument("--json", type=Path, help="append each run's result to this file")
+    args = parser.parse_args()
+    if not Path(CHROMIUM).exists() or not speech.have_espeak():
+        sys.exit("needs /usr/bin/chromium and espeak-ng")
+    wav, pcm, text = build_mic()
+    reference = reference_words(pcm)
+    print(f"evaluation audio {pcm.size / SAMPLE_RATE:.1f} s, {len(reference)} words", flush=True)
+    for sessions in args.sessions or [1]:
+        for mode in args.partials or ["on", "off"]:
+            result = run(mode == "on", sessions, args.poll, wav, pcm, text, reference)
+            print(json.dumps(result), flush=True)
+            if args.json:
+                with args.json.open("a") as out:
+                    out.write(json.dumps(result) + "\n")
+
+
+if __name__ == "__main__":
+    main()

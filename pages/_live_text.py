@@ -1,0 +1,34 @@
+"""The Record page's live transcript: stored lines, then the partial text in grey italics.
+
+Both are `st.text` (literal text: never Markdown or HTML). The style comes from a
+fixed stylesheet keyed to the partial container; no transcript text is ever part
+of that markup.
+"""
+
+from __future__ import annotations
+
+import streamlit as st
+
+from scribe.capture import live_transcript
+from scribe.partials import PartialLane
+from scribe.storage import Storage
+
+PARTIAL_KEY = "live_partial_text"
+_PARTIAL_STYLE = f"<style>.st-key-{PARTIAL_KEY} div {{ color: #8a8f98; font-style: italic; }}</style>"
+
+
+def render_live_transcript(storage: Storage, session_id: str, partials: PartialLane | None,
+                           recording: bool) -> None:
+    """Stored transcript, then the partial text not yet replaced by it (the open chunk's
+    while recording, and after Stop the last chunks' until they are stored)."""
+    shown = partials.partials(session_id) if partials is not None else []  # before the segments
+    view = live_transcript(storage.list_segments(session_id), shown)
+    if not view.stored and not view.partial:
+        st.text("(waiting for the first words)" if recording else "(waiting for the first chunk)")
+    if view.stored:
+        st.text("\n".join(view.stored))
+    if view.partial:
+        st.html(_PARTIAL_STYLE)
+        with st.container(key=PARTIAL_KEY):
+            st.text("\n".join(view.partial), help="Partial text: replaced by the stored transcript "
+                    "when its chunk is transcribed")

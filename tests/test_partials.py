@@ -1,0 +1,361 @@
+"""The partial lane: live text for the open chunk, beside the stored chunk lane.
+
+Real parts: espeak-ng speech, the bundled tiny.en, a tmp DuckDB, LiveCapture fed
+aiortc-shaped frames faster than real time, Gemini through the real SDK against
+tests/fake_gemini.py. Tiny stub decoders only where a test must hold a decode open.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+
+import av
+import numpy as np
+import pytest
+
+import fake_gemini as fg
+import speech
+from fake_gemini import fake_gemini, fake_gemini_factory  # noqa: F401 (fixtures)
+from scribe.audio import SAMPLE_RATE
+from scribe.capture import LiveCapture, LiveRegistry, live_transcript
+from scribe.chunking import FixedPolicy, PausePolicy
+from scribe.partials import LocalAgreement, PartialLane, WhisperPartialDecoder, common_prefix
+from scribe.runtime import Runtime
+from scribe.storage import SegmentRow
+from scribe.wer import word_error_rate
+
+if not speech.have_espeak():
+    pytest.skip("espeak-ng is not installed", allow_module_level=True)
+
+RATE = 48_000
+FRAME = 960
+
+
+def speech_frames(pcm16k: np.ndarray) -> list[av.AudioFrame]:
+    """16 kHz float speech as aiortc hands it out: 20 ms s16 stereo frames at 48 kHz."""
+    resampler = av.AudioResampler(format="s16", layout="stereo", rate=RATE)
+    src = av.AudioFrame.from_ndarray(pcm16k.reshape(1, -1).astype(np.float32), format="flt", layout="mono")
+    src.sample_rate = SAMPLE_RATE
+    pcm = np.concatenate([f.to_ndarray().reshape(-1) for f in [*resampler.resample(src), *resampler.resample(None)]])
+    pcm = pcm[: pcm.size - pcm.size % (2 * FRAME)]
+    out = []
+    for i in range(pcm.size // (2 * FRAME)):
+        frame = av.AudioFrame.from_ndarray(pcm[i * 2 * FRAME:(i + 1) * 2 * FRAME].reshape(1, -1),
+                                           format="s16", layout="stereo")
+        frame.sample_rate, frame.pts = RATE, i * FRAME
+        out.append(frame)
+    return out
+
+
+def wait_for(condition, timeout: float = 30.0) -> bool:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if condition():
+            return True
+        time.sleep(0.02)
+    return condition()
+
+
+@pytest.fixture(scope="module")
+def turns() -> tuple[np.ndarray, str]:
+    """Two meeting turns (~8 s): fits in one open chunk of pause:15."""
+    return speech.meeting_audio(speech.MEETING_TURNS[:2])
+
+
+@pytest.fixture(scope="module")
+def decoder() -> WhisperPartialDecoder:
+    return WhisperPartialDecoder("tiny.en")
+
+
+class GatedDecoder:
+    """Holds each decode until the test opens the gate; records the audio lengths it got."""
+
+    def __init__(self) -> None:
+        self.gate = threading.Event()
+        self.started = threading.Event()
+        self.lengths: list[int] = []
+
+    def __call__(self, audio: np.ndarray) -> str:
+        self.lengths.append(audio.size)
+        self.started.set()
+        self.gate.wait(10)
+        return f"words {audio.size}"
+
+
+# -- the stability rule --------------------------------------------------------
+def test_local_agreement_commits_only_what_two_hypotheses_agree_on():
+    rule = LocalAgreement(2)
+    assert rule.update("good morning every".split()) == ([], ["good", "morning", "every"])
+    stable, tail = rule.update("Good morning, everyone thanks".split())
+    assert stable == ["Good", "morning,"] and tail == ["everyone", "thanks"]
+    stable, tail = rule.update("good morning everyone, thanks for".split())
+    assert stable == ["good", "morning", "everyone,", "thanks"] and tail == ["for"]
+
+
+def test_stable_words_are_never_taken_back_even_when_the_model_changes_its_mind():
+    rule = LocalAgreement(2)
+    rule.update("the budget review".split())
+    rule.update("the budget review for".split())
+    stable, tail = rule.update("a budget preview".split())  # a worse hypothesis later
+    assert stable == ["the", "budget", "review"] and tail == []
+    assert common_prefix("A b, c".split(), "a B c d".split()) == 3
+
+
+def test_the_tail_neither_repeats_nor_drops_words_where_the_model_rewrote_stable_ones():
+    rule = LocalAgreement(2)
+    rule.update("support tickets double after the last product release.".split())
+    rule.update("support tickets double after the last product release. Maria".split())
+    stable, tail = rule.update("support tickets doubled after the last product release. Maria will prepare".split())
+    assert " ".join(stable) == "support tickets double after the last product release."
+    assert tail == ["Maria", "will", "prepare"]
+
+
+# -- the lane on real speech and the real model ------------------------------------
+def test_partial_text_follows_speech_fed_faster_than_real_time(decoder, turns, storage, settings):
+    audio, reference = turns
+    lane = PartialLane(decoder, interval_seconds=1.0).start()
+    pipeline_stub = _NullPipeline()
+    capture = LiveCapture(storage.create_session(title="t", source="mic", backend="local", model="tiny.en",
+                                                 chunk_seconds=15, chunk_policy="pause:15"),
+                          storage=storage, pipeline=pipeline_stub, policy=PausePolicy(15.0), partials=lane)
+    try:
+        frames = speech_frames(audio)
+        seen_words = []
+        for start in range(0, len(frames), 50):  # 1 s of audio per step, as fast as the model allows
+            capture.take(frames[start:start + 50])
+            assert wait_for(lambda: not _in_flight(lane, capture) and _waiting(lane, capture) is None)
+            seen_words.append(len(" ".join(p.text for p in capture.partial_text()).split()))
+        lane.offer(capture.session_id, 0, 0, capture._chunker.buffered_audio())  # the whole open chunk
+        assert wait_for(lambda: not _in_flight(lane, capture) and _waiting(lane, capture) is None)
+        (shown,) = capture.partial_text()
+        assert pipeline_stub.chunks == []  # still the first, open chunk: nothing stored yet
+        assert word_error_rate(reference, shown.text) < 0.3, shown.text
+        print("words shown after each second of audio:", seen_words)
+        assert seen_words[-1] > seen_words[len(seen_words) // 2] > 0  # text grew while audio came in
+        stats = lane.stats(capture.session_id)
+        assert stats.decodes >= 3 and all(lag > 0 for lag in stats.lags)
+    finally:
+        lane.stop()
+
+
+def test_a_newer_request_replaces_a_waiting_one_and_at_most_one_decode_runs_per_session():
+    gated = GatedDecoder()
+    lane = PartialLane(gated, interval_seconds=0.5, threads=2).start()
+    try:
+        lane.offer("s", 0, 0, np.zeros(8000, np.float32))
+        assert gated.started.wait(5)
+        for n in range(2, 7):  # five more while the first is in flight: only the newest survives
+            lane.offer("s", 0, 0, np.zeros(n * 8000, np.float32))
+        time.sleep(0.3)
+        assert gated.lengths == [8000]  # a second thread was free, yet the session's next one waited
+        gated.gate.set()
+        assert wait_for(lambda: lane.stats("s").decodes == 2)
+        time.sleep(0.2)
+        stats = lane.stats("s")
+        assert gated.lengths == [8000, 6 * 8000] and stats.decodes == 2
+        assert stats.offered == 6 and stats.coalesced == 4 and stats.skipped_share == pytest.approx(4 / 6)
+    finally:
+        gated.gate.set()
+        lane.stop()
+
+
+def test_sessions_take_turns_so_one_busy_session_cannot_starve_another():
+    gated = GatedDecoder()
+    gated.gate.set()
+    lane = PartialLane(gated, interval_seconds=0.5).start()
+    try:
+        for n in range(1, 4):
+            lane.offer("a", 0, 0, np.zeros(n * 8000, np.float32))
+            lane.offer("b", 0, 0, np.zeros(n * 8000 + 1, np.float32))
+            time.sleep(0.05)
+        assert wait_for(lambda: lane.stats("a").decodes >= 1 and lane.stats("b").decodes >= 1)
+    finally:
+        lane.stop()
+
+
+def test_partials_pause_while_final_chunks_wait_and_resume_after():
+    gated = GatedDecoder()
+    gated.gate.set()
+    backlog = threading.Event()
+    backlog.set()
+    lane = PartialLane(gated, interval_seconds=0.5, busy=backlog.is_set).start()
+    try:
+        for n in range(1, 5):
+            lane.offer("s", 0, 0, np.zeros(n * 8000, np.float32))
+            time.sleep(0.15)
+        assert gated.lengths == []  # nothing decoded while chunks wait for the chunk lane
+        backlog.clear()
+        assert wait_for(lambda: lane.stats("s").decodes == 1)
+        stats = lane.stats("s")
+        assert gated.lengths == [4 * 8000]  # only the newest request, once the backlog cleared
+        assert stats.paused == 3 and stats.coalesced == 3
+        (record,) = lane.take_decodes("s")
+        assert record.paused == 3 and record.coalesced == 3 and record.lag_s >= 0.15
+    finally:
+        lane.stop()
+
+
+def test_runtime_pauses_partials_while_the_pipeline_has_chunks_waiting(settings, tone):
+    """The lane reads the pipeline's public counters: a queued chunk holds partial decodes back."""
+    settings = settings.with_changes(backend="stub", stub_latency=(1.5, 1.5), skip_silence=False)
+    rt = Runtime.build(settings, partials=True)
+    try:
+        session = rt.storage.create_session(title="t", source="mic", backend="stub", model="m",
+                                            chunk_seconds=1, chunk_policy="fixed:1")
+        from scribe.chunking import Chunker
+
+        chunks = Chunker(session.id, FixedPolicy(1.0)).push(tone(3.0))
+        for chunk in chunks:  # three chunks, the stub takes 1.5 s each: two wait in the queue
+            rt.pipeline.submit(chunk)
+        before = rt.partials.stats("x")
+        rt.partials.offer("x", 0, 0, tone(2.0))
+        time.sleep(1.0)
+        assert before is None and rt.partials.stats("x").decodes == 0
+        assert rt.pipeline.wait_idle(30)
+        assert wait_for(lambda: rt.partials.stats("x").decodes == 1, 30)
+    finally:
+        rt.close()
+
+
+# -- the capture hook, stored text replacing partial text ----------------------------
+def test_stored_text_replaces_the_partial_text_of_its_chunk(decoder, turns, settings):
+    audio, reference = turns
+    silence = np.zeros(2 * SAMPLE_RATE, np.float32)
+    rt = Runtime.build(settings.with_changes(skip_silence=False), partials=False)
+    lane = PartialLane(decoder, interval_seconds=1.0)
+    rt.pipeline.add_listener(lane.on_pipeline_event)
+    lane.start()
+    registry = LiveRegistry(2, watchdog=False)
+    try:
+        capture = registry.open(rt.storage, rt.pipeline, title="t", policy=FixedPolicy(audio.size / SAMPLE_RATE + 0.5),
+                                partials=lane)
+        frames = speech_frames(np.concatenate([audio, silence]))
+        first = int((audio.size / SAMPLE_RATE) * 50)
+        for start in range(0, first, 50):
+            capture.take(frames[start:start + 50])
+            time.sleep(0.3)
+        assert wait_for(lambda: bool(capture.partial_text()), 30)
+        view = live_transcript(rt.storage.list_segments(capture.session_id), capture.partial_text())
+        assert view.stored == [] and view.partial and view.partial[0].startswith("[00:00] ")
+        capture.take(frames[first:])  # the chunk closes; the chunk lane transcribes it
+        assert rt.pipeline.wait_idle(60)
+        assert wait_for(lambda: all(p.seq != 0 for p in capture.partial_text()), 10)
+        view = live_transcript(rt.storage.list_segments(capture.session_id), capture.partial_text())
+        assert view.stored and all(not line.startswith("[00:00]") for line in view.partial)
+        assert word_error_rate(reference, rt.storage.session_text(capture.session_id)) < 0.3
+        capture.end("test over")
+        assert rt.pipeline.wait_idle(30)
+        rows = rt.storage.partial_lane_stats(session_ids=[capture.session_id])
+        assert rows and rows[0]["decodes"] >= 1 and rows[0]["lag_p95_s"] > 0  # statistics, never text
+        assert "partial_decodes" not in {r[0] for r in rt.storage.cursor().execute(
+            "SELECT DISTINCT table_name FROM duckdb_columns() WHERE column_name = 'text'").fetchall()}
+    finally:
+        lane.stop()
+        rt.close()
+
+
+def test_a_stale_partial_never_shows_beside_the_stored_text_of_its_chunk():
+    from scribe.partials import PartialText
+
+    stored = [SegmentRow("s", 0, 0, 0, 3000, "stored words")]
+    partials = [PartialText("s", 0, 0, 3000, "stale", "words"), PartialText("s", 1, 3000, 4000, "new", "tail")]
+    view = live_transcript(stored, partials)
+    assert view.stored == ["[00:00] stored words"] and view.partial == ["[00:03] new tail"]
+
+
+# -- Gemini ----------------------------------------------------------------------
+def test_with_gemini_partials_use_the_local_model_and_never_call_gemini(settings, fake_gemini, turns):
+    audio, _ = turns
+    settings = settings.with_changes(backend="gemini", gemini_api_key=fg.DEFAULT_KEY,
+                                     gemini_base_url=fake_gemini.base_url, gemini_timeout=5.0,
+                                     skip_silence=False, final_pass=False)
+    rt = Runtime.build(settings, partials=True)
+    registry = LiveRegistry(2, watchdog=False)
+    try:
+        assert isinstance(rt.partials._decode, WhisperPartialDecoder)
+        capture = registry.open(rt.storage, rt.pipeline, title="g", policy=FixedPolicy(30.0), partials=rt.partials)
+        frames = speech_frames(audio)
+        for start in range(0, len(frames), 50):
+            capture.take(frames[start:start + 50])
+            time.sleep(0.3)
+        assert wait_for(lambda: rt.partials.stats(capture.session_id).decodes >= 2, 30)
+        assert fake_gemini.audio_requests() == []  # partial decodes of an open chunk: local only
+        capture.end("test over")
+        assert rt.pipeline.wait_idle(30)
+        assert len(fake_gemini.audio_requests()) == 1  # the one stored chunk
+    finally:
+        rt.close()
+
+
+def test_partials_off_builds_no_lane(settings):
+    rt = Runtime.build(settings.with_changes(backend="stub", partials=False), partials=True)
+    try:
+        assert rt.partials is None
+    finally:
+        rt.close()
+
+
+# -- helpers ----------------------------------------------------------------------
+class _NullPipeline:
+    """Collects chunks handed over; for a test that only looks at the open chunk."""
+
+    def __init__(self) -> None:
+        self.chunks = []
+
+    def submit_nowait(self, chunk) -> None:
+        self.chunks.append(chunk)
+
+    def call_after_intake(self, step, session_id=None) -> None:
+        step()
+
+    def finish_session_after_intake(self, session_id, status="stopped") -> None:
+        pass
+
+
+def _in_flight(lane: PartialLane, capture: LiveCapture) -> bool:
+    with lane._cond:
+        state = lane._sessions.get(capture.session_id)
+        return bool(state and state.in_flight)
+
+
+def _waiting(lane: PartialLane, capture: LiveCapture):
+    with lane._cond:
+        state = lane._sessions.get(capture.session_id)
+        return state.waiting if state else None
+
+
+def test_prometheus_counts_partial_decodes_and_their_lag(storage, settings):
+    from scribe.metrics import PipelineMetrics
+    from scribe.pipeline import Pipeline
+    from scribe.transcribers.stub import StubTranscriber
+
+    metrics = PipelineMetrics(Pipeline(storage, StubTranscriber(), audio_dir=settings.audio_dir))
+    lane = PartialLane(lambda audio: "some words", interval_seconds=0.5)
+    lane.add_listener(metrics.on_partial)
+    lane.start()
+    try:
+        for n in (1, 2):
+            lane.offer("s", 0, 0, np.zeros(n * 8000, np.float32))
+            assert wait_for(lambda: lane.stats("s").decodes == n)
+        assert wait_for(lambda: metrics.registry.get_sample_value("scribe_partial_decodes_total") == 2)
+        assert metrics.registry.get_sample_value("scribe_partial_lag_seconds_count") == 2
+        lags = lane.stats("s").lags
+        assert metrics.registry.get_sample_value("scribe_partial_lag_seconds_sum") == pytest.approx(sum(lags), abs=1e-3)
+    finally:
+        lane.stop()
+
+
+def test_after_stop_the_last_chunks_partial_stays_until_its_stored_text_arrives():
+    lane = PartialLane(lambda audio: "the last words", interval_seconds=0.5).start()
+    try:
+        lane.offer("s", 3, 48_000, np.zeros(16_000, np.float32))
+        assert wait_for(lambda: lane.stats("s").decodes == 1)
+        lane.chunk_closed("s", 3)
+        records = lane.end_session("s")
+        assert [r.seq for r in records] == [3]
+        assert [p.text for p in lane.partials("s")] == ["the last words"]  # shown until stored
+        lane.on_pipeline_event("chunk_done", {"session_id": "s", "seq": 3})
+        assert lane.partials("s") == [] and lane.stats("s") is None  # nothing kept for an ended session
+    finally:
+        lane.stop()

@@ -43,7 +43,7 @@ log = logging.getLogger(__name__)
 MB = 1024 * 1024
 FORM_OVERHEAD_BYTES = 64 * 1024
 """Room for multipart boundaries and the small text fields beside the file."""
-MAX_PAGE = 500
+MAX_PAGE = 10_000
 
 
 class ApiError(Exception):
@@ -333,6 +333,15 @@ def _add_routes(router: APIRouter, context: ApiContext) -> None:
         rt = context.runtime()
         rt.storage.get_session(session_id)
         return {"session_id": session_id, "requeued": retry_failed(rt, session_id)}
+
+    @router.post("/lab/runs", status_code=201, summary="store one chunking-lab run (python -m scribe eval)")
+    def save_lab_run(run: dict[str, Any] = Body()) -> dict[str, Any]:
+        db = storage()
+        missing = [name for name in db.LAB_RUN_FIELDS if name not in ("id", "created_at") and name not in run]
+        if missing:
+            raise ApiError(400, f"lab run is missing {', '.join(missing)}")
+        db.save_lab_run({name: run[name] for name in db.LAB_RUN_FIELDS if name in run})
+        return {"stored": True}
 
     _add_summary_routes(router, context)
     _add_upload_route(router, context)

@@ -33,7 +33,7 @@ from starlette.formparsers import MultiPartException, MultiPartParser
 
 from scribe import __version__
 from scribe.chunking import parse_policy
-from scribe.errors import NotFoundError, ScribeError, UploadTooLargeError
+from scribe.errors import AudioDecodeError, NotFoundError, ScribeError, UploadTooLargeError
 from scribe.export import FORMATS, MIME_TYPES, download_name, render
 from scribe.runtime import Runtime
 from scribe.storage import SESSION_STATUSES, SessionRow, Storage
@@ -434,8 +434,11 @@ def _ingest_upload(context: ApiContext, form) -> JSONResponse:
         path = Path(tmp) / name
         _copy(upload.file, path)
         started = time.monotonic()
-        result = ingest_file(path, storage=rt.storage, pipeline=rt.pipeline, policy=policy,
-                             title=fields["title"] or path.stem, source="upload")
+        try:
+            result = ingest_file(path, storage=rt.storage, pipeline=rt.pipeline, policy=policy,
+                                 title=fields["title"] or path.stem, source="upload")
+        except AudioDecodeError as exc:  # name the upload, not this server's temp folder
+            raise AudioDecodeError(str(exc).replace(f"{tmp}/", "")) from None
     log.info("session=%s uploaded through the API: %d chunks, %.1f s of audio in %.1f s",
              result.session.id, result.chunks, result.audio_seconds, time.monotonic() - started)
     body = {**session_json(result.session, rt.storage.chunk_counts(result.session.id)),

@@ -45,7 +45,7 @@ def _command_line(pid: int, width: int = 80) -> str | None:
         words = psutil.Process(pid).cmdline()
     except Exception:  # gone, or not ours to inspect: the executable from the message will do
         return None
-    text = " ".join(Path(words[0]).name if i == 0 else w for i, w in enumerate(words))
+    text = " ".join(" ".join(Path(words[0]).name if i == 0 else w for i, w in enumerate(words)).split())
     return text if len(text) <= width else text[:width - 3] + "..."
 
 

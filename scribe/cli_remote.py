@@ -109,7 +109,6 @@ def transcribe(args: argparse.Namespace, client: ApiClient) -> int:
     """Upload, wait showing progress, then print what the local command prints."""
     path = Path(args.file)
     started = time.monotonic()
-    cli._stderr_progress("uploading")(0.0, f"{path.name} to {client.base_url}")
     made = client.upload(path, {"title": args.title, "backend": args.backend, "model": args.model,
                                 "chunk_seconds": args.chunk_seconds, "policy": args.policy})
     session_id = made["session_id"]

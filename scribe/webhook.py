@@ -40,6 +40,8 @@ def http_sender(timeout: float = SEND_TIMEOUT_S) -> Sender:
     """POST with httpx2 (redirects not followed: a redirect is a misconfigured receiver)."""
     import httpx2
 
+    # httpx2 logs every request's full URL at INFO: the secret in a webhook URL would reach the log.
+    logging.getLogger("httpx2").setLevel(max(logging.WARNING, logging.getLogger("httpx2").level))
     client = httpx2.Client(timeout=timeout, follow_redirects=False, headers={"User-Agent": USER_AGENT})
 
     def send(url: str, body: dict[str, Any]) -> None:

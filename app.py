@@ -12,9 +12,14 @@ from pathlib import Path
 import streamlit as st
 
 if __name__ != "__main__":
-    from pages._shared import app_server
+    from scribe.server import AppServer
 
-    server = app_server()
+    def _server_hooks():
+        from pages._shared import server_hooks  # at start-up, inside the running server
+
+        return server_hooks()
+
+    server = AppServer(_server_hooks)
     app = st.App(__file__, routes=server.routes(), lifespan=server.lifespan)
 else:
     from pages._shared import mark_app_ran, sidebar

@@ -11,17 +11,20 @@ from __future__ import annotations
 
 from dataclasses import replace
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import streamlit as st
 from streamlit.runtime.pages_manager import PagesManager
 from streamlit.runtime.scriptrunner import get_script_run_ctx
 
-from scribe.capture import LiveRegistry
 from scribe.config import BACKENDS, CHUNK_POLICIES, Settings
 from scribe.errors import ScribeError
 from scribe.runtime import Runtime, configure_logging
-from scribe.server import AppServer, adopt
+from scribe.server import ServerHooks, adopt
 from scribe.storage import Storage
+
+if TYPE_CHECKING:
+    from scribe.capture import LiveRegistry
 
 CHOSEN = "scribe_settings"
 """st.session_state key holding the Settings picked in the sidebar."""
@@ -159,6 +162,10 @@ def runtime() -> Runtime:
 @st.cache_resource(show_spinner=False)
 def live_registry(max_sessions: int) -> LiveRegistry:
     """The process's live WebRTC captures (one registry per process)."""
+    # Imported here, inside a script run: streamlit-webrtc registers its component with the
+    # running server only when first imported from one (start-up code imports this module too).
+    from scribe.capture import LiveRegistry
+
     return LiveRegistry(max_sessions)
 
 
@@ -197,7 +204,6 @@ def _public_url() -> str:
     return f"http://{host}:{port}" + (f"/{base_path}" if base_path else "")
 
 
-def app_server() -> AppServer:
-    """What app.py's st.App serves besides the pages: start-up, shutdown, /api."""
-    return AppServer(server_settings, server_runtime, public_url=_public_url,
-                     live_sessions=lambda: live_registry(server_settings().max_live_sessions).count())
+def server_hooks() -> ServerHooks:
+    """What the server's start-up (scribe/server.py) takes from here."""
+    return ServerHooks(settings=server_settings, build_runtime=server_runtime, public_url=_public_url)

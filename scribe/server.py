@@ -16,6 +16,7 @@ import asyncio
 import logging
 import threading
 from contextlib import asynccontextmanager
+from dataclasses import dataclass
 from typing import Any, AsyncIterator, Callable
 
 from scribe.api import ApiContext, ApiError, create_api
@@ -39,15 +40,27 @@ def adopt(runtime: Runtime) -> Runtime:
     return runtime
 
 
-class AppServer:
-    """One per app process: owns start-up and shutdown around the Streamlit server."""
+@dataclass(frozen=True)
+class ServerHooks:
+    """What start-up takes from the UI side (pages/_shared.py)."""
 
-    def __init__(self, settings: Callable[[], Settings], build_runtime: RuntimeBuilder, *,
-                 public_url: Callable[[], str], live_sessions: Callable[[], int] = lambda: 0) -> None:
-        self._settings = settings
-        self._build = build_runtime
-        self._public_url = public_url
-        self._live_sessions = live_sessions
+    settings: Callable[[], Settings]
+    """The environment's settings; raises SettingsError on a bad value."""
+    build_runtime: RuntimeBuilder
+    public_url: Callable[[], str]
+    """This server's own base URL (links in webhook events when SCRIBE_PUBLIC_URL is unset)."""
+
+
+class AppServer:
+    """One per app process: owns start-up and shutdown around the Streamlit server.
+
+    `load_hooks` is called at start, not at import: the UI side it imports must load inside the
+    running Streamlit server (custom components register themselves with it).
+    """
+
+    def __init__(self, load_hooks: Callable[[], ServerHooks]) -> None:
+        self._load_hooks = load_hooks
+        self._hooks: ServerHooks | None = None
         self.settings: Settings | None = None
         self.runtime: Runtime | None = None
         self.webhook: Webhook | None = None
@@ -60,7 +73,7 @@ class AppServer:
         from starlette.routing import Mount
 
         context = ApiContext(runtime=self.current_runtime, runtime_for=self.runtime_for,
-                             token=self.token, live_sessions=self._live_sessions)
+                             token=self.token, live_sessions=self.live_sessions)
         return [Mount("/api", app=create_api(context))]
 
     @asynccontextmanager
@@ -77,15 +90,16 @@ class AppServer:
         global _current
         _current = self
         try:
-            self.settings = settings = self._settings()
-            self.runtime = self._build(None, None)
+            self._hooks = hooks = self._load_hooks()
+            self.settings = settings = hooks.settings()
+            self.runtime = hooks.build_runtime(None, None)
         except ScribeError as exc:
             self._problem = f"Scribe cannot start: {exc}"
             log.error("%s", self._problem)
             return
         if settings.webhook_url:
             self.webhook = Webhook(self.runtime.storage, settings.webhook_url,
-                                   links_base=settings.public_url or self._public_url(),
+                                   links_base=settings.public_url or hooks.public_url(),
                                    retry_seconds=settings.webhook_retry_seconds,
                                    max_attempts=settings.webhook_max_attempts)
             with self._lock:
@@ -125,10 +139,14 @@ class AppServer:
         return self.runtime
 
     def runtime_for(self, backend: str | None, model: str | None) -> Runtime:
+        runtime = self.current_runtime()
         if not backend and not model:
-            return self.current_runtime()
-        self.current_runtime()
-        return self._build(backend, model)
+            return runtime
+        return self._hooks.build_runtime(backend, model)
+
+    def live_sessions(self) -> int:
+        """Sessions recording now: recordings a dead process left were marked at start-up."""
+        return self.current_runtime().storage.count_sessions(statuses=["recording"])
 
     def token(self) -> str | None:
         if self.settings is None:  # fail closed: unreadable settings never open the API

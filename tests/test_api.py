@@ -314,3 +314,66 @@ def test_loopback_names():
     assert is_loopback("127.9.9.9") and is_loopback("::1") and is_loopback("LOCALHOST")
     assert not is_loopback("128.0.0.1") and not is_loopback("localhost.evil.example") and not is_loopback("")
 
+
+
+def test_start_up_recovers_pending_chunks_without_any_request(tmp_path):
+    """A chunk left pending by a dead process is transcribed once the server starts, before any
+    browser or API client asks for anything."""
+    from scribe.audio import write_flac_atomic
+    from scribe.storage import ChunkRow
+
+    data = tmp_path / "data"
+    settings = Settings.from_env({}, data_dir=data)
+    storage = Storage(settings.db)
+    session = storage.create_session(title="Left behind", source="mic", backend="stub", model="stub",
+                                     chunk_seconds=5, chunk_policy="fixed:5")
+    path = settings.audio_dir / session.id / "000000.flac"
+    write_flac_atomic((0.3 * np.sin(np.arange(80_000) / 10)).astype(np.float32), path)
+    storage.insert_chunk(ChunkRow(session_id=session.id, seq=0, start_ms=0, end_ms=5000, start_sample=0,
+                                  end_sample=80_000, audio_path=str(path), status="pending"))
+    storage.close()
+    app = ScribeApp(data, tmp_path / "app.log", SCRIBE_LOG_LEVEL="INFO")
+    try:
+        wait_until(lambda: "recovered 1 unfinished chunks" in app.log(), 30, "start-up recovery")
+        detail = f"{app.url}/api/sessions/{session.id}"  # asked only after recovery ran
+        wait_until(lambda: httpx2.get(detail).json()["chunks"]["done"] == 1, 30, "the recovered chunk")
+    finally:
+        app.stop()
+    storage = Storage(settings.db)
+    try:
+        assert storage.chunk_counts(session.id)["done"] == 1
+        assert storage.get_session(session.id).status == "interrupted"
+        assert "stub audio of 5.00 seconds" in storage.session_text(session.id)
+    finally:
+        storage.close()
+
+
+def test_pages_and_the_api_share_one_runtime(tmp_path, monkeypatch):
+    """`runtime()` in a page returns the object start-up built (the API's), not a second one."""
+    from streamlit.testing.v1 import AppTest
+
+    from pagekit import close_runtime
+
+    data = tmp_path / "data"
+    monkeypatch.setenv("SCRIBE_DATA_DIR", str(data))
+    monkeypatch.setenv("SCRIBE_BACKEND", "stub")
+    for var in ("SCRIBE_DB", "GEMINI_API_KEY", "SCRIBE_API_TOKEN"):
+        monkeypatch.delenv(var, raising=False)
+    from pages import _shared
+
+    built = _shared.server_hooks().build_runtime(None, None)
+
+    def page() -> None:
+        import streamlit as st
+
+        from pages._shared import runtime, sidebar
+
+        sidebar()
+        st.write(f"runtime {id(runtime())}")
+
+    try:
+        at = AppTest.from_function(page, default_timeout=30).run()
+        assert not at.exception
+        assert [m.value for m in at.markdown] == [f"runtime {id(built)}"]
+    finally:
+        close_runtime(data)

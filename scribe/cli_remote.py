@@ -54,8 +54,10 @@ def connect(settings: Settings, holder: str) -> ApiClient:
                           "process, or set SCRIBE_API_URL to the Scribe app that holds it") from None
     except ApiRequestError as exc:
         client.close()
-        raise ScribeError(f"{db} is held by the Scribe app at {url}, which refused this command "
-                          f"(HTTP {exc.status}: {exc}); set SCRIBE_API_TOKEN to the app's token") from None
+        todo = ("set SCRIBE_API_TOKEN to the app's token" if exc.status in (401, 403)
+                else "try again once the app has started, or see its log")
+        raise ScribeError(f"{db} is in use by {holder}; the Scribe app at {url} answered HTTP "
+                          f"{exc.status} ({exc}): {todo}") from None
     if served != db:
         client.close()
         raise ScribeError(f"{db} is in use by {holder}; the Scribe app at {url} serves {served} instead: "

@@ -377,3 +377,23 @@ def test_pages_and_the_api_share_one_runtime(tmp_path, monkeypatch):
         assert [m.value for m in at.markdown] == [f"runtime {id(built)}"]
     finally:
         close_runtime(data)
+
+
+@pytest.mark.parametrize("variable, value, message", [
+    ("SCRIBE_API_TOKEN", "short", "SCRIBE_API_TOKEN must be at least 16 characters"),
+    ("SCRIBE_API_URL", "127.0.0.1:8501", "SCRIBE_API_URL must start with http:// or https://"),
+    ("SCRIBE_WEBHOOK_URL", "ftp://x", "SCRIBE_WEBHOOK_URL must start with http:// or https://"),
+    ("SCRIBE_PUBLIC_URL", "scribe.example", "SCRIBE_PUBLIC_URL must start with http:// or https://"),
+    ("SCRIBE_WEBHOOK_RETRY_SECONDS", "0", "SCRIBE_WEBHOOK_RETRY_SECONDS must be positive"),
+    ("SCRIBE_WEBHOOK_MAX_ATTEMPTS", "0", "SCRIBE_WEBHOOK_MAX_ATTEMPTS must be between 1 and 100"),
+])
+def test_api_settings_are_validated(variable, value, message):
+    from scribe.errors import SettingsError
+
+    with pytest.raises(SettingsError, match=message):
+        Settings.from_env({variable: value})
+
+
+def test_secrets_stay_out_of_the_settings_repr():
+    settings = Settings.from_env({"SCRIBE_API_TOKEN": TOKEN, "SCRIBE_WEBHOOK_URL": "https://h.example/s3cr3t"})
+    assert settings.api_token == TOKEN and TOKEN not in repr(settings) and "s3cr3t" not in repr(settings)

@@ -67,10 +67,7 @@ def _secret_api_key() -> str | None:
 def settings() -> Settings:
     """Settings from the environment, with the key from secrets.toml when the env has none."""
     try:
-        base = Settings.from_env()
-        if not base.gemini_api_key and (key := _secret_api_key()):
-            base = base.with_changes(gemini_api_key=key)
-        return base
+        return server_settings()
     except ScribeError as exc:
         st.error(f"Bad setting: {exc}")
         st.stop()

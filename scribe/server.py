@@ -93,7 +93,7 @@ class AppServer:
             self._hooks = hooks = self._load_hooks()
             self.settings = settings = hooks.settings()
             self.runtime = hooks.build_runtime(None, None)
-        except ScribeError as exc:
+        except (ScribeError, ImportError) as exc:  # what a page would show as "cannot start"
             self._problem = f"Scribe cannot start: {exc}"
             log.error("%s", self._problem)
             return

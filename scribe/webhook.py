@@ -136,10 +136,15 @@ class Webhook:
     # -- the sender thread ------------------------------------------------------
     def _loop(self) -> None:
         while True:
-            if not self._store_incoming():
-                return
-            self._deliver_due()
-            self._wake.wait(self._seconds_to_next())
+            try:
+                if not self._store_incoming():
+                    return
+                self._deliver_due()
+                pause = self._seconds_to_next()
+            except Exception:  # e.g. the database briefly unavailable: keep the sender alive
+                log.exception("webhook sender error; trying again shortly")
+                pause = 5.0
+            self._wake.wait(pause)
             self._wake.clear()
 
     def _store_incoming(self) -> bool:

@@ -57,7 +57,7 @@ class ScribeApp:
                     if resp.status == 200:
                         return
             except urllib.error.HTTPError as exc:
-                if exc.code in (401, 403):  # served, only not to us
+                if exc.code in (401, 403, 503):  # served: not to us, or not started
                     return
                 time.sleep(0.3)
             except OSError:

@@ -397,3 +397,14 @@ def test_api_settings_are_validated(variable, value, message):
 def test_secrets_stay_out_of_the_settings_repr():
     settings = Settings.from_env({"SCRIBE_API_TOKEN": TOKEN, "SCRIBE_WEBHOOK_URL": "https://h.example/s3cr3t"})
     assert settings.api_token == TOKEN and TOKEN not in repr(settings) and "s3cr3t" not in repr(settings)
+
+
+def test_an_app_that_cannot_start_answers_503_with_the_reason(tmp_path):
+    app = ScribeApp(tmp_path / "data", tmp_path / "app.log", SCRIBE_MAX_CONCURRENCY="0")
+    try:
+        answer = httpx2.get(f"{app.url}/api/health")
+        assert answer.status_code == 503
+        assert answer.json()["error"] == ("Scribe cannot start: SCRIBE_MAX_CONCURRENCY must be between 1 "
+                                          "and 256")
+    finally:
+        app.stop()

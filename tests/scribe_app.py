@@ -36,7 +36,11 @@ class ScribeApp:
             [sys.executable, "-m", "streamlit", "run", "app.py", "--server.headless", "true",
              "--server.address", "127.0.0.1", "--server.port", str(self.port)],
             cwd=ROOT, env=env, stdout=self._log, stderr=subprocess.STDOUT)
-        self._wait_ready(90)
+        try:
+            self._wait_ready(90)
+        except BaseException:
+            self.stop()  # never leave a server behind when a test cannot use it
+            raise
 
     @property
     def url(self) -> str:

@@ -1,27 +1,45 @@
-"""Scribe: the Streamlit entry point. Navigation over pages/; the Runtime lives in pages/_shared.py."""
+"""Scribe: `streamlit run app.py` serves the UI and the REST API (/api) from one process.
+
+Two roles, one file. Imported by the ASGI server that `streamlit run` starts, it defines
+`app`: the st.App whose lifespan builds the shared Runtime at server start and whose routes
+mount the API (scribe/server.py, scribe/api.py). Run by Streamlit for each browser session
+(as `__main__`), it draws the shared frame: navigation over pages/ and the sidebar; the
+Runtime lives in pages/_shared.py.
+"""
 
 from pathlib import Path
 
 import streamlit as st
 
-from pages._shared import mark_app_ran, sidebar
+if __name__ != "__main__":
+    from scribe.server import AppServer
 
-PAGES = [
-    ("pages/record.py", "Record", ":material/mic:"),
-    ("pages/sessions.py", "Sessions", ":material/history:"),
-    ("pages/summary.py", "Summary", ":material/summarize:"),
-    ("pages/analytics.py", "Analytics", ":material/monitoring:"),
-    ("pages/lab.py", "Chunking lab", ":material/science:"),
-]
+    def _server_hooks():
+        from pages._shared import server_hooks  # at start-up, inside the running server
 
-st.set_page_config(page_title="Scribe", page_icon=":material/edit_note:", layout="wide")
-here = Path(__file__).parent
-available = [st.Page(path, title=title, icon=icon) for path, title, icon in PAGES if (here / path).exists()]
-if not available:
-    st.title("Scribe")
-    st.info("No pages yet. Transcribe a recording with `python -m scribe transcribe FILE`.")
-    st.stop()
-page = st.navigation(available)
-sidebar()  # after navigation, so the page links stay on top of the sidebar
-mark_app_ran()
-page.run()
+        return server_hooks()
+
+    server = AppServer(_server_hooks)
+    app = st.App(__file__, routes=server.routes(), lifespan=server.lifespan)
+else:
+    from pages._shared import mark_app_ran, sidebar
+
+    PAGES = [
+        ("pages/record.py", "Record", ":material/mic:"),
+        ("pages/sessions.py", "Sessions", ":material/history:"),
+        ("pages/summary.py", "Summary", ":material/summarize:"),
+        ("pages/analytics.py", "Analytics", ":material/monitoring:"),
+        ("pages/lab.py", "Chunking lab", ":material/science:"),
+    ]
+
+    st.set_page_config(page_title="Scribe", page_icon=":material/edit_note:", layout="wide")
+    here = Path(__file__).parent
+    available = [st.Page(path, title=title, icon=icon) for path, title, icon in PAGES if (here / path).exists()]
+    if not available:
+        st.title("Scribe")
+        st.info("No pages yet. Transcribe a recording with `python -m scribe transcribe FILE`.")
+        st.stop()
+    page = st.navigation(available)
+    sidebar()  # after navigation, so the page links stay on top of the sidebar
+    mark_app_ran()
+    page.run()

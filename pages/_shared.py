@@ -11,16 +11,20 @@ from __future__ import annotations
 
 from dataclasses import replace
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import streamlit as st
 from streamlit.runtime.pages_manager import PagesManager
 from streamlit.runtime.scriptrunner import get_script_run_ctx
 
-from scribe.capture import LiveRegistry
 from scribe.config import BACKENDS, CHUNK_POLICIES, Settings
 from scribe.errors import ScribeError
 from scribe.runtime import Runtime, configure_logging
+from scribe.server import ServerHooks, adopt
 from scribe.storage import Storage
+
+if TYPE_CHECKING:
+    from scribe.capture import LiveRegistry
 
 CHOSEN = "scribe_settings"
 """st.session_state key holding the Settings picked in the sidebar."""
@@ -63,10 +67,7 @@ def _secret_api_key() -> str | None:
 def settings() -> Settings:
     """Settings from the environment, with the key from secrets.toml when the env has none."""
     try:
-        base = Settings.from_env()
-        if not base.gemini_api_key and (key := _secret_api_key()):
-            base = base.with_changes(gemini_api_key=key)
-        return base
+        return server_settings()
     except ScribeError as exc:
         st.error(f"Bad setting: {exc}")
         st.stop()
@@ -132,8 +133,8 @@ def _storage(db: str) -> Storage:
 @st.cache_resource(show_spinner="Loading the transcription model...")
 def _build_runtime(config: Settings) -> Runtime:
     configure_logging(config.log_level)
-    return Runtime.build(config, storage=_storage(str(config.db)), final_pass=True, partials=True,
-                         warm=True)
+    return adopt(Runtime.build(config, storage=_storage(str(config.db)), final_pass=True,
+                               partials=True, warm=True))
 
 
 def _runtime_key(config: Settings) -> Settings:
@@ -157,4 +158,48 @@ def runtime() -> Runtime:
 @st.cache_resource(show_spinner=False)
 def live_registry(max_sessions: int) -> LiveRegistry:
     """The process's live WebRTC captures (one registry per process)."""
+    # Imported here, inside a script run: streamlit-webrtc registers its component with the
+    # running server only when first imported from one (start-up code imports this module too).
+    from scribe.capture import LiveRegistry
+
     return LiveRegistry(max_sessions)
+
+
+# -- the app process: app.py's st.App builds the shared Runtime at server start ------------
+def server_settings() -> Settings:
+    """`settings()` for start-up code: raises SettingsError instead of drawing an error."""
+    base = Settings.from_env()
+    if not base.gemini_api_key and (key := _secret_api_key()):
+        base = base.with_changes(gemini_api_key=key)
+    return base
+
+
+def server_runtime(backend: str | None = None, model: str | None = None) -> Runtime:
+    """The Runtime `runtime()` returns to a page whose sidebar shows this choice (None, None:
+    the environment's settings): the same cached object, built on first use."""
+    config = server_settings()
+    if backend or model:
+        name = backend or config.backend
+        changes = {"backend": name}
+        if model and name != "stub":
+            changes["gemini_model" if name == "gemini" else "whisper_model"] = model
+        config = config.with_changes(**changes)
+    return _build_runtime(_runtime_key(config))
+
+
+def _public_url() -> str:
+    """This server's own address, for links in webhook events (SCRIBE_PUBLIC_URL overrides)."""
+    from streamlit import config as streamlit_config
+
+    address = streamlit_config.get_option("server.address") or "127.0.0.1"
+    if address in ("0.0.0.0", "::"):
+        address = "127.0.0.1"
+    base_path = (streamlit_config.get_option("server.baseUrlPath") or "").strip("/")
+    host = f"[{address}]" if ":" in address else address
+    port = streamlit_config.get_option("server.port")
+    return f"http://{host}:{port}" + (f"/{base_path}" if base_path else "")
+
+
+def server_hooks() -> ServerHooks:
+    """What the server's start-up (scribe/server.py) takes from here."""
+    return ServerHooks(settings=server_settings, build_runtime=server_runtime, public_url=_public_url)

@@ -1,5 +1,7 @@
 """Scribe: live meeting transcription. The library behind the Streamlit pages and the CLI."""
 
+__version__ = "0.1.0"
+
 from scribe.chunking import Chunk, Chunker, parse_policy
 from scribe.config import Settings
 from scribe.errors import (AudioDecodeError, ModelNotFoundError, NotFoundError, ScribeError,

@@ -14,7 +14,7 @@ import statistics
 import sys
 import time
 from pathlib import Path
-from typing import Callable, Sequence
+from typing import Any, Callable, Sequence
 
 import duckdb
 
@@ -24,7 +24,7 @@ from scribe.errors import ScribeError
 from scribe.export import FORMATS, render
 from scribe.ingest import ingest_file, wait_for_session
 from scribe.runtime import Runtime, configure_logging, recover_at_start
-from scribe.storage import Storage
+from scribe.storage import SessionRow, Storage
 
 EXIT_ERROR = 2
 MAX_LIMIT = 100_000
@@ -36,7 +36,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
     try:
-        return args.func(args)
+        return _run(args)
     except ScribeError as exc:
         _end_progress_line()
         print(f"error: {exc}", file=sys.stderr)
@@ -54,6 +54,19 @@ def _one_line(exc: BaseException) -> str:
     text = (getattr(exc, "strerror", None) or str(exc)).splitlines()
     where = f" ({exc.filename})" if getattr(exc, "filename", None) else ""
     return f"{text[0][:300] if text else type(exc).__name__}{where}"
+
+
+def _run(args: argparse.Namespace) -> int:
+    """The database first; when a running Scribe app holds it, the same command through its API."""
+    from scribe import cli_remote
+
+    try:
+        return args.func(args)
+    except ScribeError as exc:
+        holder = cli_remote.database_holder(exc)
+        if holder is None or args.command not in cli_remote.COMMANDS:
+            raise
+    return cli_remote.run(args, holder)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -250,7 +263,11 @@ def cmd_sessions(args: argparse.Namespace) -> int:
         counts = storage.chunk_counts_many([r.id for r in rows])
     finally:
         storage.close()
-    if args.json:
+    return print_sessions(rows, counts, as_json=args.json)
+
+
+def print_sessions(rows: list[SessionRow], counts: dict[str, dict[str, int]], *, as_json: bool) -> int:
+    if as_json:
         print(json.dumps([{**r.__dict__, "chunks": counts[r.id]} for r in rows], indent=2))
         return 0
     for r in rows:
@@ -363,7 +380,6 @@ def _add_search(sub) -> None:
 
 
 def cmd_search(args: argparse.Namespace) -> int:
-    from scribe.export import mmss
     from scribe.search import search
 
     if not (1 <= args.limit <= MAX_LIMIT and 1 <= args.page <= MAX_PAGE):
@@ -373,16 +389,24 @@ def cmd_search(args: argparse.Namespace) -> int:
         page = search(storage, args.query, limit=args.limit, offset=(args.page - 1) * args.limit)
     finally:
         storage.close()
+    hits = [{**h.__dict__, "start": h.start_ms / 1000, "end": h.end_ms / 1000} for h in page.hits]
+    return print_search(page.query, page.total, hits, args)
+
+
+def print_search(query: str, total: int, hits: list[dict], args: argparse.Namespace) -> int:
+    """Hits as JSON or one line each; exit 1 when nothing matched."""
+    from scribe.export import mmss
+
     if args.json:
-        print(json.dumps({"query": page.query, "total": page.total, "page": args.page,
-                          "hits": [{**h.__dict__, "start": h.start_ms / 1000, "end": h.end_ms / 1000}
-                                   for h in page.hits]}, indent=2, ensure_ascii=False))
+        print(json.dumps({"query": query, "total": total, "page": args.page, "hits": hits},
+                         indent=2, ensure_ascii=False))
         return 0
-    for h in page.hits:
-        who = f"{h.speaker}: " if h.speaker else ""
-        print(f"{h.session_id}  [{mmss(h.start_ms)}]  {who}{h.text}")
-    print(f"{page.total} match(es); page {args.page} of {page.pages}", file=sys.stderr)
-    return 0 if page.total else 1
+    for h in hits:
+        who = f"{h['speaker']}: " if h["speaker"] else ""
+        print(f"{h['session_id']}  [{mmss(h['start_ms'])}]  {who}{h['text']}")
+    pages = max(1, -(-total // args.limit))
+    print(f"{total} match(es); page {args.page} of {pages}", file=sys.stderr)
+    return 0 if total else 1
 
 
 def _add_summarize(sub) -> None:
@@ -406,11 +430,15 @@ def cmd_summarize(args: argparse.Namespace) -> int:
     finally:
         storage.close()
     print(file=sys.stderr)
-    if args.json:
-        print(json.dumps({"session_id": row.session_id, "version": row.version, **summary.to_dict()},
+    return print_summary(summary, row.session_id, row.version, as_json=args.json)
+
+
+def print_summary(summary, session_id: str, version: int, *, as_json: bool) -> int:
+    if as_json:
+        print(json.dumps({"session_id": session_id, "version": version, **summary.to_dict()},
                          indent=2, ensure_ascii=False))
     else:
-        sys.stdout.write(_summary_text(summary, row.version))
+        sys.stdout.write(_summary_text(summary, version))
     return 0
 
 
@@ -452,6 +480,10 @@ def cmd_delete(args: argparse.Namespace) -> int:
                                 queue_running=False)
     finally:
         storage.close()
+    return print_deleted(report)
+
+
+def print_deleted(report) -> int:
     print(f"deleted session {report.session_id}: {report.segments} segments, {report.chunks} chunks, "
           f"{report.summaries} summaries, {report.audio_files} audio files")
     return 0
@@ -474,6 +506,11 @@ def _add_eval(sub) -> None:
 
 
 def cmd_eval(args: argparse.Namespace) -> int:
+    return eval_command(args, open_results=lambda settings: Storage(settings.db))
+
+
+def eval_command(args: argparse.Namespace, open_results: Callable[[Settings], Any]) -> int:
+    """`eval`, storing the runs in what `open_results` gives (anything with save_lab_run, close)."""
     from scribe import lab
     from scribe.transcribers import make_transcriber
 
@@ -483,9 +520,9 @@ def cmd_eval(args: argparse.Namespace) -> int:
     policies = args.policies or list(lab.DEFAULT_POLICIES)
     for spec in policies:
         parse_policy(spec)  # a typo fails before the model loads
-    transcriber = make_transcriber(settings)
-    results = None if args.no_save else Storage(settings.db)
+    results = None if args.no_save else open_results(settings)  # a held database fails before it too
     try:
+        transcriber = make_transcriber(settings)
         runs = lab.run_eval(audio, reference, policies, transcriber=transcriber, results=results,
                             label=Path(audio).name, progress=_stderr_progress("evaluating"),
                             context_seconds=settings.noisy_context_seconds)

@@ -105,6 +105,20 @@ class Settings:
     """SCRIBE_PARTIAL_INTERVAL_SECONDS: re-decode the open chunk after this much new audio."""
     partial_model: str = DEFAULT_WHISPER_MODEL
     """SCRIBE_PARTIAL_MODEL: local Whisper model for partial text (never Gemini); `tiny.en` is bundled."""
+    api_token: str | None = field(default=None, repr=False)
+    """SCRIBE_API_TOKEN: every /api request needs `Authorization: Bearer <token>` (at least 16
+    characters); unset, only loopback clients are served. Never logged, never stored."""
+    api_url: str = "http://127.0.0.1:8501"
+    """SCRIBE_API_URL: where the CLI finds a running app's API when that app holds the database."""
+    public_url: str | None = None
+    """SCRIBE_PUBLIC_URL: base of the links in webhook events (default: the app's own address)."""
+    webhook_url: str | None = field(default=None, repr=False)
+    """SCRIBE_WEBHOOK_URL: POST a JSON event here when a session is done and when its final pass is
+    stored. Never logged (it may hold a secret)."""
+    webhook_retry_seconds: float = 5.0
+    """SCRIBE_WEBHOOK_RETRY_SECONDS: first delay before resending a failed event; doubles per attempt."""
+    webhook_max_attempts: int = 12
+    """SCRIBE_WEBHOOK_MAX_ATTEMPTS: tries per event before it is kept as failed (about 3 h at 5 s)."""
 
     def __post_init__(self) -> None:
         # Overrides may come in as strings (CLI flags, tests); paths are always Paths.
@@ -177,12 +191,26 @@ class Settings:
             (0.2 <= self.partial_interval_seconds <= 30.0, "SCRIBE_PARTIAL_INTERVAL_SECONDS",
              "must be between 0.2 and 30"),
             (bool(self.partial_model.strip()), "SCRIBE_PARTIAL_MODEL", "must not be empty"),
+            (self.api_token is None or len(self.api_token) >= 16, "SCRIBE_API_TOKEN",
+             "must be at least 16 characters"),
+            (_is_http_url(self.api_url), "SCRIBE_API_URL", "must start with http:// or https://"),
+            (self.public_url is None or _is_http_url(self.public_url), "SCRIBE_PUBLIC_URL",
+             "must start with http:// or https://"),
+            (self.webhook_url is None or _is_http_url(self.webhook_url), "SCRIBE_WEBHOOK_URL",
+             "must start with http:// or https://"),
+            (self.webhook_retry_seconds > 0, "SCRIBE_WEBHOOK_RETRY_SECONDS", "must be positive"),
+            (1 <= self.webhook_max_attempts <= 100, "SCRIBE_WEBHOOK_MAX_ATTEMPTS",
+             "must be between 1 and 100"),
         ]
         for ok, var, message in checks:
             if not ok:
                 raise SettingsError(f"{var} {message}")
         if self.backend == "gemini" and not self.gemini_api_key:
             raise SettingsError("SCRIBE_BACKEND=gemini needs GEMINI_API_KEY to be set")
+
+
+def _is_http_url(value: str) -> bool:
+    return value.startswith(("http://", "https://")) and len(value) > len("https://")
 
 
 def _parse(var: str, raw: str, parse: Any) -> Any:
@@ -254,6 +282,12 @@ _ENV_VARS: dict[str, tuple[str, Any]] = {
     "partials": ("SCRIBE_PARTIALS", _bool),
     "partial_interval_seconds": ("SCRIBE_PARTIAL_INTERVAL_SECONDS", float),
     "partial_model": ("SCRIBE_PARTIAL_MODEL", str),
+    "api_token": ("SCRIBE_API_TOKEN", str),
+    "api_url": ("SCRIBE_API_URL", str),
+    "public_url": ("SCRIBE_PUBLIC_URL", str),
+    "webhook_url": ("SCRIBE_WEBHOOK_URL", str),
+    "webhook_retry_seconds": ("SCRIBE_WEBHOOK_RETRY_SECONDS", float),
+    "webhook_max_attempts": ("SCRIBE_WEBHOOK_MAX_ATTEMPTS", int),
 }
 
 assert set(_ENV_VARS) <= {f.name for f in fields(Settings)}

@@ -114,6 +114,7 @@ class FinalPass:
         self._thread: threading.Thread | None = None
         self.completed: list[str] = []
         self.errors: dict[str, str] = {}
+        self._listeners: list[Callable[[str], None]] = []
 
     def attach(self, pipeline) -> "FinalPass":
         """Listen to the pipeline's events and wait for its queue before each pass."""
@@ -131,6 +132,18 @@ class FinalPass:
         """Pipeline listener; runs on a worker thread, so it only queues the session."""
         if event == "session_drained":
             self.request(fields["session_id"])
+
+    def add_listener(self, listener: Callable[[str], None]) -> None:
+        """Called with the session id on `scribe-final-pass` after a pass is stored; must not block."""
+        self._listeners.append(listener)
+
+    def _stored(self, session_id: str) -> None:
+        self.completed.append(session_id)
+        for listener in self._listeners:
+            try:
+                listener(session_id)
+            except Exception:  # a broken listener must not stop the passes
+                log.exception("session=%s final pass listener failed", session_id)
 
     def request(self, session_id: str) -> None:
         """Queue a final pass; it runs only if the session is stopped with no open chunks."""
@@ -156,7 +169,7 @@ class FinalPass:
                 if self._wait_for_quiet_queue() and self._ready(session_id):
                     run_final_pass(self.storage, self.transcriber, session_id,
                                    segment_filter=self._segment_filter)
-                    self.completed.append(session_id)
+                    self._stored(session_id)
             except Exception as exc:  # the live transcript stands; the error is kept and logged
                 log.exception("session=%s final pass failed", session_id)
                 self.errors[session_id] = f"{type(exc).__name__}: {exc}"

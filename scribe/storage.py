@@ -147,6 +147,14 @@ def _m_partial_decodes(cur: duckdb.DuckDBPyConnection) -> None:
             audio_end_ms BIGINT NOT NULL, lag_s DOUBLE NOT NULL, decode_s DOUBLE NOT NULL,
             words INTEGER NOT NULL, coalesced INTEGER NOT NULL, paused INTEGER NOT NULL)""")
     cur.execute("CREATE INDEX partial_decodes_by_session ON partial_decodes (session_id)")
+def _m_webhook_events(cur: duckdb.DuckDBPyConnection) -> None:
+    """The webhook outbox: an event is stored before it is sent, so a restart resends it."""
+    cur.execute("""
+        CREATE TABLE webhook_events (
+            id VARCHAR PRIMARY KEY, event VARCHAR NOT NULL, session_id VARCHAR NOT NULL,
+            payload VARCHAR NOT NULL, created_at DOUBLE NOT NULL, attempts INTEGER NOT NULL DEFAULT 0,
+            next_attempt_at DOUBLE NOT NULL, delivered_at DOUBLE, failed_at DOUBLE,
+            last_error VARCHAR)""")
 
 
 MIGRATIONS: list[tuple[str, Callable[[duckdb.DuckDBPyConnection], None]]] = [
@@ -154,6 +162,7 @@ MIGRATIONS: list[tuple[str, Callable[[duckdb.DuckDBPyConnection], None]]] = [
     ("chunks.skip_reason", _m_chunk_skip_reason),
     ("lab runs", _m_lab_runs),
     ("partial decodes", _m_partial_decodes),
+    ("webhook events", _m_webhook_events),
 ]
 """Ordered; the position (1-based) is the version recorded in `schema_version`."""
 
@@ -614,6 +623,52 @@ class Storage:
         where, params = ("WHERE experiment = ?", [experiment]) if experiment else ("", [])
         return self._rows(f"SELECT * FROM lab_runs {where} ORDER BY created_at DESC, id LIMIT ?",
                           [*params, limit])
+
+    # -- webhook outbox ----------------------------------------------------
+    def add_webhook_event(self, event: str, session_id: str, payload: dict[str, Any], *,
+                          now: float | None = None) -> str:
+        """Store an event to send (due at once); returns its id."""
+        event_id = uuid.uuid4().hex
+        created = now if now is not None else time.time()
+        with self.transaction() as cur:
+            cur.execute("""INSERT INTO webhook_events (id, event, session_id, payload, created_at,
+                next_attempt_at) VALUES (?, ?, ?, ?, ?, ?)""",
+                        [event_id, event, session_id, json.dumps(payload), created, created])
+        return event_id
+
+    def due_webhook_events(self, *, now: float, limit: int = 20) -> list[dict[str, Any]]:
+        """Unsent, not given up, due by `now`; oldest first, payload decoded."""
+        rows = self._rows("""SELECT * FROM webhook_events WHERE delivered_at IS NULL AND failed_at IS NULL
+            AND next_attempt_at <= ? ORDER BY next_attempt_at, created_at LIMIT ?""", [now, limit])
+        for row in rows:
+            row["payload"] = json.loads(row["payload"])
+        return rows
+
+    def next_webhook_attempt(self) -> float | None:
+        """When the earliest unsent event is due (None when nothing waits)."""
+        return self._scalar("""SELECT min(next_attempt_at) FROM webhook_events
+            WHERE delivered_at IS NULL AND failed_at IS NULL""")
+
+    def settle_webhook_event(self, event_id: str, *, now: float, error: str | None = None,
+                             retry_at: float | None = None) -> None:
+        """One attempt's outcome: delivered (no error), retry at `retry_at`, or given up."""
+        with self.transaction() as cur:
+            if error is None:
+                cur.execute("""UPDATE webhook_events SET attempts = attempts + 1, delivered_at = ?,
+                    last_error = NULL WHERE id = ?""", [now, event_id])
+            elif retry_at is not None:
+                cur.execute("""UPDATE webhook_events SET attempts = attempts + 1, next_attempt_at = ?,
+                    last_error = ? WHERE id = ?""", [retry_at, error, event_id])
+            else:
+                cur.execute("""UPDATE webhook_events SET attempts = attempts + 1, failed_at = ?,
+                    last_error = ? WHERE id = ?""", [now, error, event_id])
+
+    def list_webhook_events(self, *, limit: int = 100) -> list[dict[str, Any]]:
+        """Newest first, payload decoded (tests, diagnostics)."""
+        rows = self._rows("SELECT * FROM webhook_events ORDER BY created_at DESC LIMIT ?", [limit])
+        for row in rows:
+            row["payload"] = json.loads(row["payload"])
+        return rows
 
     def session_text(self, session_id: str, transcript: str = LIVE) -> str:
         """One transcript of a session as plain text, in order (for WER)."""

@@ -1,0 +1,466 @@
+"""The REST API: the app process serves its data to the CLI and other programs under `/api`.
+
+`create_api(context)` builds a FastAPI app that `scribe/server.py` mounts beside the
+Streamlit UI (`st.App(routes=...)`), so it shares the process's Runtime: the one DuckDB
+connection, the transcription queue and the loaded model. Handlers are plain functions
+(FastAPI runs them on its thread pool, never on the event loop) over the same library
+calls as the pages and the CLI: `export.render`, `search.search`, `ingest.ingest_file`,
+`summaries.summarize_session`, `history.*`, `retranscribe.retry_failed`.
+
+Errors are `{"error": "..."}` with a status code; access rules are in `access_error`.
+OpenAPI docs are served at `/api/docs` (Swagger UI from local files; no CDN).
+"""
+
+from __future__ import annotations
+
+import hmac
+import ipaddress
+import logging
+import tempfile
+import time
+from dataclasses import asdict, dataclass
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any, AsyncIterator, Callable, Mapping
+
+from fastapi import APIRouter, Body, Depends, FastAPI, Query, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse, Response
+from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
+from starlette.concurrency import run_in_threadpool
+from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.formparsers import MultiPartException, MultiPartParser
+
+from scribe import __version__
+from scribe.chunking import parse_policy
+from scribe.errors import AudioDecodeError, NotFoundError, ScribeError, UploadTooLargeError
+from scribe.export import FORMATS, MIME_TYPES, download_name, render
+from scribe.runtime import Runtime
+from scribe.storage import SESSION_STATUSES, SessionRow, Storage
+
+log = logging.getLogger(__name__)
+
+MB = 1024 * 1024
+FORM_OVERHEAD_BYTES = 64 * 1024
+"""Room for multipart boundaries and the small text fields beside the file."""
+MAX_PAGE = 10_000
+
+
+class ApiError(Exception):
+    """An error answer: `{"error": message}` with `status`."""
+
+    def __init__(self, status: int, message: str) -> None:
+        super().__init__(message)
+        self.status = status
+        self.message = message
+
+
+@dataclass
+class ApiContext:
+    """What the API needs from the process that serves it."""
+
+    runtime: Callable[[], Runtime]
+    """The process's Runtime (the one the pages use for the environment's settings)."""
+    runtime_for: Callable[[str | None, str | None], Runtime]
+    """The Runtime for a chosen backend and model (built once, like a sidebar choice)."""
+    token: Callable[[], str | None]
+    """SCRIBE_API_TOKEN; None serves loopback clients only. Raises ApiError (503) when the
+    settings could not be read, so a bad setting never opens the API."""
+    live_sessions: Callable[[], int] = lambda: 0
+
+
+# -- access -------------------------------------------------------------------
+_FORWARDING_HEADERS = ("forwarded", "x-forwarded-for", "x-real-ip")
+
+
+def access_error(client_host: str | None, headers: Mapping[str, str], token: str | None) -> ApiError | None:
+    """Why a request may not use the API, or None when it may.
+
+    With a token: a matching `Authorization: Bearer` (compared in constant time), else 401.
+    Without one: only this machine, else 403. "This machine" means a loopback peer that is
+    not relaying someone else (no forwarding header naming another address), asked for by a
+    loopback host name (a DNS-rebinding page has its own name in Host) and not sent by a web
+    page from elsewhere (Origin, when present, is loopback too).
+    """
+    if token:
+        scheme, _, given = headers.get("authorization", "").partition(" ")
+        if scheme.lower() == "bearer" and hmac.compare_digest(given.strip().encode(), token.encode()):
+            return None
+        return ApiError(401, "missing or wrong API token: send Authorization: Bearer <SCRIBE_API_TOKEN>")
+    if _from_this_machine(client_host, headers):
+        return None
+    return ApiError(403, "without SCRIBE_API_TOKEN the API only serves this machine; set SCRIBE_API_TOKEN "
+                         "on the app and send Authorization: Bearer <token>")
+
+
+def _from_this_machine(client_host: str | None, headers: Mapping[str, str]) -> bool:
+    if not is_loopback(client_host):
+        return False
+    for name in _FORWARDING_HEADERS:
+        if name in headers and not all(is_loopback(a) for a in _forwarded_addresses(headers[name])):
+            return False
+    origin = headers.get("origin")
+    if origin is not None and not is_loopback(_host_of(origin.split("://", 1)[-1])):
+        return False
+    return is_loopback(_host_of(headers.get("host", "")))
+
+
+def is_loopback(host: str | None) -> bool:
+    """127.0.0.0/8, ::1 (also IPv4-mapped) or the name localhost."""
+    if not host:
+        return False
+    if host.lower() in ("localhost", "localhost."):
+        return True
+    try:
+        address = ipaddress.ip_address(host.strip("[]"))
+    except ValueError:
+        return False
+    mapped = getattr(address, "ipv4_mapped", None)
+    return (mapped or address).is_loopback
+
+
+def _host_of(authority: str) -> str:
+    """`host` from `host:port`, `[v6]:port` or a URL's authority."""
+    authority = authority.split("/", 1)[0].strip()
+    if authority.startswith("["):
+        return authority[1:authority.find("]")] if "]" in authority else authority
+    return authority.rsplit(":", 1)[0] if authority.count(":") == 1 else authority
+
+
+def _forwarded_addresses(value: str) -> list[str]:
+    """Addresses named by X-Forwarded-For / X-Real-IP (`a, b`) or Forwarded (`for=a;proto=..`)."""
+    found = []
+    for part in value.split(","):
+        for item in part.split(";"):
+            key, sep, val = item.strip().partition("=")
+            if sep and key.lower() != "for":
+                continue
+            raw = (val if sep else key).strip().strip('"')
+            found.append(_host_of(raw) if raw.startswith("[") or raw.count(":") == 1 else raw)
+    return [a for a in found if a]
+
+
+# -- the app -------------------------------------------------------------------
+def create_api(context: ApiContext) -> FastAPI:
+    """The FastAPI app to mount at /api."""
+    from fastapi_offline import FastAPIOffline
+
+    api = FastAPIOffline(title="Scribe API", version=__version__, docs_url="/docs", redoc_url=None,
+                         description="Sessions, transcripts, search, uploads and summaries of a "
+                                     "running Scribe app. Errors are `{\"error\": \"...\"}`.")
+    bearer = HTTPBearer(auto_error=False, description="SCRIBE_API_TOKEN, when the app has one")
+
+    def require_access(request: Request,
+                       _credentials: HTTPAuthorizationCredentials | None = Depends(bearer)) -> None:
+        client = request.client.host if request.client else None
+        if (error := access_error(client, request.headers, context.token())) is not None:
+            raise error
+
+    router = APIRouter(dependencies=[Depends(require_access)])
+    _add_routes(router, context)
+    api.include_router(router)
+    _add_error_handlers(api)
+    return api
+
+
+def _add_error_handlers(api: FastAPI) -> None:
+    @api.exception_handler(ApiError)
+    async def _api_error(_request: Request, exc: ApiError) -> JSONResponse:
+        return JSONResponse({"error": exc.message}, status_code=exc.status)
+
+    @api.exception_handler(ScribeError)
+    async def _scribe_error(_request: Request, exc: ScribeError) -> JSONResponse:
+        return JSONResponse({"error": str(exc)}, status_code=status_for(exc))
+
+    @api.exception_handler(RequestValidationError)
+    async def _bad_request(_request: Request, exc: RequestValidationError) -> JSONResponse:
+        first = exc.errors()[0] if exc.errors() else {}
+        where = ".".join(str(p) for p in first.get("loc", ())[1:]) or "request"
+        return JSONResponse({"error": f"{where}: {first.get('msg', 'invalid')}"}, status_code=400)
+
+    @api.exception_handler(StarletteHTTPException)
+    async def _http_error(_request: Request, exc: StarletteHTTPException) -> JSONResponse:
+        return JSONResponse({"error": str(exc.detail)}, status_code=exc.status_code)
+
+    @api.exception_handler(Exception)
+    async def _internal(_request: Request, exc: Exception) -> JSONResponse:
+        log.error("API request failed", exc_info=exc)
+        return JSONResponse({"error": "internal error (see the app's log)"}, status_code=500)
+
+
+def status_for(exc: ScribeError) -> int:
+    """HTTP status for a library error."""
+    from scribe.history import DeleteRefusedError
+
+    if isinstance(exc, NotFoundError):
+        return 404
+    if isinstance(exc, UploadTooLargeError):
+        return 413
+    if isinstance(exc, DeleteRefusedError):
+        return 409
+    return 400  # bad input: audio, settings, backend or model choice, query, title
+
+
+# -- JSON shapes ---------------------------------------------------------------
+def session_json(session: SessionRow, counts: dict[str, int]) -> dict[str, Any]:
+    """A session as `python -m scribe sessions --json` prints it: its row plus chunk counts."""
+    return {**asdict(session), "chunks": counts}
+
+
+def _chunk_json(chunk) -> dict[str, Any]:
+    data = asdict(chunk)
+    data.pop("audio_path", None)  # a server path: of no use to a client
+    data["start"], data["end"] = chunk.start_ms / 1000, chunk.end_ms / 1000
+    return data
+
+
+def _epoch(value: str | None, name: str) -> float | None:
+    """Epoch seconds, or an ISO 8601 date/time (UTC when it has no offset)."""
+    if value is None or value == "":
+        return None
+    try:
+        return float(value)
+    except ValueError:
+        pass
+    try:
+        parsed = datetime.fromisoformat(value.replace("Z", "+00:00"))
+    except ValueError:
+        raise ApiError(400, f"{name} must be epoch seconds or an ISO 8601 date, not {value!r}") from None
+    if parsed.tzinfo is None:
+        parsed = parsed.replace(tzinfo=timezone.utc)
+    return parsed.timestamp()
+
+
+# -- routes ---------------------------------------------------------------------
+def _add_routes(router: APIRouter, context: ApiContext) -> None:
+    def storage() -> Storage:
+        return context.runtime().storage
+
+    @router.get("/health", summary="status, version, backend, model, queue depth, live sessions")
+    def health() -> dict[str, Any]:
+        rt = context.runtime()
+        stats = rt.pipeline.stats()
+        return {"status": "ok", "version": __version__, "backend": rt.transcriber.name,
+                "model": rt.transcriber.model, "database": str(Path(rt.storage.path).resolve()),
+                "queue": {"depth": stats.queued + stats.in_flight + stats.intake,
+                          "in_flight": stats.in_flight,
+                          "audio_seconds_waiting": round(stats.audio_seconds_waiting, 3)},
+                "live_sessions": context.live_sessions(), "token_required": bool(context.token())}
+
+    @router.get("/sessions", summary="sessions, newest first")
+    def list_sessions(status: list[str] = Query(default=[], description="repeat or comma-separate"),
+                      since: str | None = Query(default=None, description="epoch seconds or ISO 8601"),
+                      until: str | None = Query(default=None, description="epoch seconds or ISO 8601"),
+                      limit: int = Query(default=50, ge=1, le=MAX_PAGE),
+                      offset: int = Query(default=0, ge=0)) -> dict[str, Any]:
+        statuses = [s.strip() for raw in status for s in raw.split(",") if s.strip()]
+        if bad := [s for s in statuses if s not in SESSION_STATUSES]:
+            raise ApiError(400, f"unknown status {bad[0]!r}: use {', '.join(SESSION_STATUSES)}")
+        db = storage()
+        filters = {"statuses": statuses, "since": _epoch(since, "since"), "until": _epoch(until, "until")}
+        rows = db.list_sessions(limit=limit, offset=offset, **filters)
+        counts = db.chunk_counts_many([r.id for r in rows])
+        return {"sessions": [session_json(r, counts[r.id]) for r in rows],
+                "total": db.count_sessions(**filters), "limit": limit, "offset": offset}
+
+    @router.get("/sessions/{session_id}", summary="one session with its chunks")
+    def get_session(session_id: str) -> dict[str, Any]:
+        db = storage()
+        session = db.get_session(session_id)
+        chunks = db.list_chunks(session.id)
+        return {**session_json(session, db.chunk_counts(session.id)),
+                "chunk_list": [_chunk_json(c) for c in chunks],
+                "transcripts": db.transcript_counts(session.id)}
+
+    @router.get("/sessions/{session_id}/transcript", summary="the transcript, as the export writes it",
+                response_class=Response)
+    def transcript(session_id: str, format: str = Query(default="txt", description="txt|md|srt|vtt|json"),
+                   transcript: str | None = Query(default=None, description="live|final; default: "
+                                                  "final when there is one")) -> Response:
+        from scribe.history import choose_transcript
+
+        if format not in FORMATS:
+            raise ApiError(400, f"unknown format {format!r}: use one of {', '.join(FORMATS)}")
+        if transcript not in (None, "live", "final"):
+            raise ApiError(400, f"unknown transcript {transcript!r}: use live or final")
+        db = storage()
+        session = db.get_session(session_id)
+        shown, available = choose_transcript(db, session.id, transcript)
+        if transcript and transcript not in available:
+            raise ApiError(404, f"session {session.id} has no {transcript} transcript")
+        body = render(format, session, db.list_segments(session.id, shown))
+        name = download_name(session, format, shown)
+        return Response(body.encode("utf-8"), media_type=f"{MIME_TYPES[format]}; charset=utf-8",
+                        headers={"Content-Disposition": f'attachment; filename="{name}"',
+                                 "X-Scribe-Transcript": shown})
+
+    @router.get("/search", summary="search every transcript (words, \"quoted phrases\")")
+    def search(q: str = Query(description='words and "quoted phrases"'),
+               limit: int = Query(default=20, ge=1, le=MAX_PAGE),
+               offset: int = Query(default=0, ge=0)) -> dict[str, Any]:
+        from scribe.search import search as run_search
+
+        page = run_search(storage(), q, limit=limit, offset=offset)
+        return {"query": page.query, "total": page.total, "limit": limit, "offset": offset,
+                "hits": [{**asdict(h), "start": h.start_ms / 1000, "end": h.end_ms / 1000}
+                         for h in page.hits]}
+
+    @router.patch("/sessions/{session_id}", summary="rename a session")
+    def rename(session_id: str, body: dict[str, Any] = Body(examples=[{"title": "Weekly planning"}])
+               ) -> dict[str, Any]:
+        from scribe.history import rename_session
+
+        if not isinstance(body.get("title"), str):
+            raise ApiError(400, 'send {"title": "..."}')
+        db = storage()
+        session = rename_session(db, session_id, body["title"])
+        return session_json(session, db.chunk_counts(session.id))
+
+    @router.delete("/sessions/{session_id}", summary="delete a session: its rows and its audio folder")
+    def delete(session_id: str, force: bool = Query(default=False, description="even while recording "
+                                                    "or queued")) -> dict[str, Any]:
+        from scribe.history import delete_session
+
+        rt = context.runtime()
+        report = delete_session(rt.storage, rt.settings.audio_dir, session_id, force=force)
+        return {"session_id": report.session_id, "segments": report.segments, "chunks": report.chunks,
+                "summaries": report.summaries, "audio_files": report.audio_files}
+
+    @router.post("/sessions/{session_id}/retry", summary="re-queue the session's failed chunks")
+    def retry(session_id: str) -> dict[str, Any]:
+        from scribe.retranscribe import retry_failed
+
+        rt = context.runtime()
+        rt.storage.get_session(session_id)
+        return {"session_id": session_id, "requeued": retry_failed(rt, session_id)}
+
+    @router.post("/lab/runs", status_code=201, summary="store one chunking-lab run (python -m scribe eval)")
+    def save_lab_run(run: dict[str, Any] = Body()) -> dict[str, Any]:
+        db = storage()
+        missing = [name for name in db.LAB_RUN_FIELDS if name not in ("id", "created_at") and name not in run]
+        if missing:
+            raise ApiError(400, f"lab run is missing {', '.join(missing)}")
+        db.save_lab_run({name: run[name] for name in db.LAB_RUN_FIELDS if name in run})
+        return {"stored": True}
+
+    _add_summary_routes(router, context)
+    _add_upload_route(router, context)
+
+
+def _add_summary_routes(router: APIRouter, context: ApiContext) -> None:
+    @router.post("/sessions/{session_id}/summary", status_code=201,
+                 summary="summarize (local or gemini) and store a new version")
+    def summarize(session_id: str, body: dict[str, Any] | None = Body(
+            default=None, examples=[{"backend": "local", "transcript": None}])) -> dict[str, Any]:
+        from scribe.summaries import summarize_session
+
+        body = body or {}
+        rt = context.runtime()
+        summary, row = summarize_session(rt.storage, rt.settings, session_id,
+                                         backend=str(body.get("backend") or "local"),
+                                         transcript=body.get("transcript"))
+        return {"session_id": row.session_id, "version": row.version, **summary.to_dict()}
+
+    @router.get("/sessions/{session_id}/summary", summary="the latest stored summary")
+    def latest_summary(session_id: str) -> dict[str, Any]:
+        from scribe.summaries import from_row
+
+        db = context.runtime().storage
+        db.get_session(session_id)
+        rows = db.list_summaries(session_id)
+        if not rows:
+            raise ApiError(404, f"session {session_id} has no summary yet")
+        return {"session_id": session_id, "version": rows[0].version, **from_row(rows[0]).to_dict()}
+
+
+# -- uploads ----------------------------------------------------------------------
+_UPLOAD_FORM = {"requestBody": {"required": True, "content": {"multipart/form-data": {"schema": {
+    "type": "object", "required": ["file"], "properties": {
+        "file": {"type": "string", "format": "binary"}, "title": {"type": "string"},
+        "backend": {"type": "string", "enum": ["local", "gemini", "stub"]}, "model": {"type": "string"},
+        "chunk_seconds": {"type": "number"}, "policy": {"type": "string", "enum": ["fixed", "pause", "whole"]},
+    }}}}}}
+
+
+def _add_upload_route(router: APIRouter, context: ApiContext) -> None:
+    @router.post("/transcriptions", status_code=202, openapi_extra=_UPLOAD_FORM,
+                 summary="upload an audio file; answers once its chunks are stored and queued")
+    async def create_transcription(request: Request) -> JSONResponse:
+        limit = context.runtime().settings.max_upload_mb
+        declared = request.headers.get("content-length", "")
+        if declared.isdigit() and int(declared) > limit * MB + FORM_OVERHEAD_BYTES:
+            raise UploadTooLargeError(f"file is {int(declared) / MB:.0f} MB; the limit is {limit} MB "
+                                      "(SCRIBE_MAX_UPLOAD_MB)")
+        form = await _read_form(request, limit * MB + FORM_OVERHEAD_BYTES)
+        try:
+            return await run_in_threadpool(_ingest_upload, context, form)
+        finally:
+            await form.close()
+
+
+async def _read_form(request: Request, max_bytes: int):
+    """The multipart body, refused with 413 as soon as it passes `max_bytes`."""
+    if not request.headers.get("content-type", "").startswith("multipart/form-data"):
+        raise ApiError(400, "send the audio as multipart/form-data with a `file` field")
+
+    async def limited() -> AsyncIterator[bytes]:
+        seen = 0
+        async for piece in request.stream():
+            seen += len(piece)
+            if seen > max_bytes:
+                raise UploadTooLargeError(f"upload is over the limit of {max_bytes // MB} MB "
+                                          "(SCRIBE_MAX_UPLOAD_MB)")
+            yield piece
+    try:
+        return await MultiPartParser(request.headers, limited(), max_files=1, max_fields=8).parse()
+    except MultiPartException as exc:
+        raise ApiError(400, f"bad multipart body: {exc.message}") from None
+
+
+def _ingest_upload(context: ApiContext, form) -> JSONResponse:
+    """Same checks and ingest path as the Record page's upload (runs on a pool thread)."""
+    from scribe.ingest import check_upload_size, ingest_file
+
+    upload = form.get("file")
+    if upload is None or isinstance(upload, str):
+        raise ApiError(400, "no `file` field in the form")
+    fields = {name: str(form.get(name) or "").strip() or None
+              for name in ("title", "backend", "model", "chunk_seconds", "policy")}
+    rt = context.runtime_for(fields["backend"], fields["model"])
+    check_upload_size(upload.size or 0, rt.settings.max_upload_mb)
+    policy = parse_policy(fields["policy"] or rt.settings.chunk_policy, _chunk_seconds(fields, rt))
+    name = Path(upload.filename or "upload").name or "upload"
+    with tempfile.TemporaryDirectory(prefix="scribe-upload-") as tmp:
+        path = Path(tmp) / name
+        _copy(upload.file, path)
+        started = time.monotonic()
+        try:
+            result = ingest_file(path, storage=rt.storage, pipeline=rt.pipeline, policy=policy,
+                                 title=fields["title"] or path.stem, source="upload")
+        except AudioDecodeError as exc:  # name the upload, not this server's temp folder
+            raise AudioDecodeError(str(exc).replace(f"{tmp}/", "")) from None
+    log.info("session=%s uploaded through the API: %d chunks, %.1f s of audio in %.1f s",
+             result.session.id, result.chunks, result.audio_seconds, time.monotonic() - started)
+    body = {**session_json(result.session, rt.storage.chunk_counts(result.session.id)),
+            "session_id": result.session.id, "chunk_count": result.chunks,
+            "audio_seconds": result.audio_seconds}
+    return JSONResponse(body, status_code=202, headers={"Location": f"sessions/{result.session.id}"})
+
+
+def _chunk_seconds(fields: dict[str, str | None], rt: Runtime) -> float:
+    if fields["chunk_seconds"] is None:
+        return rt.settings.chunk_seconds
+    try:
+        seconds = float(fields["chunk_seconds"])
+    except ValueError:
+        raise ApiError(400, f"chunk_seconds must be a number, not {fields['chunk_seconds']!r}") from None
+    if not 1.0 <= seconds <= 600.0:
+        raise ApiError(400, "chunk_seconds must be between 1 and 600")
+    return seconds
+
+
+def _copy(source, path: Path, block: int = MB) -> None:
+    source.seek(0)
+    with open(path, "wb") as out:
+        while piece := source.read(block):
+            out.write(piece)

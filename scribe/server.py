@@ -1,0 +1,154 @@
+"""The app process: the Runtime built once at server start, the API beside the UI, the webhook.
+
+`streamlit run app.py` serves app.py's `st.App` with uvicorn; its lifespan is
+`AppServer.lifespan`: before the first request it builds the Runtime for the environment's
+settings (opening the database recovers unfinished chunks and marks recordings a dead process
+left behind), starts the webhook sender, and at shutdown stops them. The pages get the very
+same Runtime: app.py hands this class the pages' own cached builder, so there is one DuckDB
+connection and one queue per process whoever asks first.
+
+Streamlit-free: app.py passes in the builder and the few facts that come from Streamlit.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import threading
+from contextlib import asynccontextmanager
+from dataclasses import dataclass
+from typing import Any, AsyncIterator, Callable
+
+from scribe.api import ApiContext, ApiError, create_api
+from scribe.config import Settings
+from scribe.errors import ScribeError
+from scribe.runtime import Runtime
+from scribe.webhook import Webhook
+
+log = logging.getLogger(__name__)
+
+RuntimeBuilder = Callable[[str | None, str | None], Runtime]
+"""(backend, model) -> the shared Runtime for that choice (None, None: the environment's)."""
+
+_current: "AppServer | None" = None
+
+
+def adopt(runtime: Runtime) -> Runtime:
+    """Hand a newly built Runtime to the running server (its webhook listens to it)."""
+    if _current is not None:
+        _current.adopt(runtime)
+    return runtime
+
+
+@dataclass(frozen=True)
+class ServerHooks:
+    """What start-up takes from the UI side (pages/_shared.py)."""
+
+    settings: Callable[[], Settings]
+    """The environment's settings; raises SettingsError on a bad value."""
+    build_runtime: RuntimeBuilder
+    public_url: Callable[[], str]
+    """This server's own base URL (links in webhook events when SCRIBE_PUBLIC_URL is unset)."""
+
+
+class AppServer:
+    """One per app process: owns start-up and shutdown around the Streamlit server.
+
+    `load_hooks` is called at start, not at import: the UI side it imports must load inside the
+    running Streamlit server (custom components register themselves with it).
+    """
+
+    def __init__(self, load_hooks: Callable[[], ServerHooks]) -> None:
+        self._load_hooks = load_hooks
+        self._hooks: ServerHooks | None = None
+        self.settings: Settings | None = None
+        self.runtime: Runtime | None = None
+        self.webhook: Webhook | None = None
+        self._problem = "Scribe is starting"
+        self._adopted: list[Runtime] = []
+        self._lock = threading.Lock()
+
+    # -- what app.py hands to st.App --------------------------------------------
+    def routes(self) -> list[Any]:
+        from starlette.routing import Mount
+
+        context = ApiContext(runtime=self.current_runtime, runtime_for=self.runtime_for,
+                             token=self.token, live_sessions=self.live_sessions)
+        return [Mount("/api", app=create_api(context))]
+
+    @asynccontextmanager
+    async def lifespan(self, _app: Any) -> AsyncIterator[None]:
+        await asyncio.to_thread(self.start)
+        try:
+            yield
+        finally:
+            await asyncio.to_thread(self.stop)
+
+    # -- start-up and shutdown ----------------------------------------------------
+    def start(self) -> None:
+        """Build the Runtime and start the webhook; a failure is kept and answered as 503."""
+        global _current
+        _current = self
+        try:
+            self._hooks = hooks = self._load_hooks()
+            self.settings = settings = hooks.settings()
+            self.runtime = hooks.build_runtime(None, None)
+        except (ScribeError, ImportError) as exc:  # what a page would show as "cannot start"
+            self._problem = f"Scribe cannot start: {exc}"
+            log.error("%s", self._problem)
+            return
+        if settings.webhook_url:
+            self.webhook = Webhook(self.runtime.storage, settings.webhook_url,
+                                   links_base=settings.public_url or hooks.public_url(),
+                                   retry_seconds=settings.webhook_retry_seconds,
+                                   max_attempts=settings.webhook_max_attempts)
+            with self._lock:
+                for runtime in [self.runtime, *self._adopted]:
+                    self.webhook.watch(runtime)
+            self.webhook.start()
+        log.info("Scribe ready: %s backend, database %s, API at /api (%s)", self.runtime.transcriber.name,
+                 self.runtime.storage.path, "token required" if settings.api_token else "this machine only")
+
+    def stop(self) -> None:
+        """Stop the webhook, then every Runtime (workers finish their chunk; DuckDB closes)."""
+        global _current
+        if self.webhook is not None:
+            self.webhook.stop()
+        with self._lock:
+            runtimes = list({id(r): r for r in [self.runtime, *self._adopted] if r is not None}.values())
+        for runtime in runtimes:
+            try:
+                runtime.close()
+            except Exception:  # shutting down: report and carry on with the others
+                log.exception("closing a runtime failed")
+        _current = None
+
+    def adopt(self, runtime: Runtime) -> None:
+        with self._lock:
+            if all(r is not runtime for r in self._adopted):
+                self._adopted.append(runtime)
+                log.info("runtime %d in this process: %s backend (%s) on %s", len(self._adopted),
+                         runtime.transcriber.name, runtime.transcriber.model, runtime.storage.path)
+        if self.webhook is not None:
+            self.webhook.watch(runtime)
+
+    # -- what the API asks ----------------------------------------------------------
+    def current_runtime(self) -> Runtime:
+        if self.runtime is None:
+            raise ApiError(503, self._problem)
+        return self.runtime
+
+    def runtime_for(self, backend: str | None, model: str | None) -> Runtime:
+        runtime = self.current_runtime()
+        if not backend and not model:
+            return runtime
+        return self._hooks.build_runtime(backend, model)
+
+    def live_sessions(self) -> int:
+        """Sessions recording now: recordings a dead process left were marked at start-up."""
+        return self.current_runtime().storage.count_sessions(statuses=["recording"])
+
+    def token(self) -> str | None:
+        if self.settings is None:  # fail closed: unreadable settings never open the API
+            raise ApiError(503, self._problem)
+        return self.settings.api_token

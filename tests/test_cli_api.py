@@ -1,0 +1,173 @@
+"""The CLI while a real app holds the database: the same commands answer through the app's API
+with the same output and exit codes as on the database itself, `transcribe` uploads and waits,
+and when nothing can take over one line says what holds the file and what to do."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+import textwrap
+import time
+from pathlib import Path
+
+import duckdb
+import numpy as np
+import pytest
+
+from audio_files import encode
+from pagekit import seed_demo
+from scribe import cli
+from scribe_app import ScribeApp, free_port
+
+TOKEN = "cli-token-0123456789abcdef"
+
+
+@pytest.fixture
+def env(monkeypatch, tmp_path):
+    """The CLI's environment: a seeded data folder, the stub backend, no token."""
+    data = tmp_path / "data"
+    ids = seed_demo(data)
+    for var in ("SCRIBE_DB", "SCRIBE_API_TOKEN", "GEMINI_API_KEY", "SCRIBE_WEBHOOK_URL"):
+        monkeypatch.delenv(var, raising=False)
+    monkeypatch.setenv("SCRIBE_DATA_DIR", str(data))
+    monkeypatch.setenv("SCRIBE_BACKEND", "stub")
+    monkeypatch.setenv("SCRIBE_SKIP_SILENCE", "false")
+    return data, ids
+
+
+def _start(data: Path, tmp_path: Path, monkeypatch, **extra: str) -> ScribeApp:
+    app = ScribeApp(data, tmp_path / f"app-{time.monotonic_ns()}.log", **extra)
+    monkeypatch.setenv("SCRIBE_API_URL", app.url)
+    return app
+
+
+def _cli(capsys, *argv: str) -> tuple[int, str, str]:
+    rc = cli.main(list(argv))
+    out, err = capsys.readouterr()
+    return rc, out, err
+
+
+def _tone(path: Path, seconds: float) -> Path:
+    t = np.arange(int(seconds * 16_000)) / 16_000
+    return encode((0.3 * np.sin(2 * np.pi * 330 * t)).astype(np.float32), path)
+
+
+def test_read_commands_through_the_app_match_the_database(env, tmp_path, monkeypatch, capsys):
+    data, ids = env
+    commands = [
+        ["sessions"], ["sessions", "--json"], ["sessions", "--limit", "2"],
+        ["search", "budget"], ["search", "--json", '"launch date"'], ["search", "zebra"],
+        ["search", "thank", "--limit", "1", "--page", "2"], ["search", "   "],
+        ["export", ids["plan"], "--format", "srt"], ["export", ids["final"], "--format", "json"],
+        ["export", ids["final"], "--transcript", "live", "--format", "md"],
+        ["export", ids["plan"], "--transcript", "final"], ["export", "no-such-session"],
+    ]
+    app = _start(data, tmp_path, monkeypatch)
+    try:
+        through_app = [_cli(capsys, *argv) for argv in commands]
+    finally:
+        app.stop()
+    on_database = [_cli(capsys, *argv) for argv in commands]
+    for argv, remote, local in zip(commands, through_app, on_database):
+        assert remote == local, argv
+    exits = [rc for rc, _, _ in on_database]
+    assert exits == [0, 0, 0, 0, 0, 1, 0, 2, 0, 0, 0, 2, 2]
+    assert "no session 'no-such-session'" in on_database[-1][2]
+
+
+def test_transcribe_through_the_app_uploads_waits_and_prints_the_transcript(env, tmp_path, monkeypatch, capsys):
+    data, _ = env
+    wav = _tone(tmp_path / "retro.wav", 11.0)
+    app = _start(data, tmp_path, monkeypatch, SCRIBE_STUB_LATENCY="0.2-0.2")
+    try:
+        rc, out, err = _cli(capsys, "transcribe", str(wav), "--chunk-seconds", "4", "--policy", "fixed",
+                            "--title", "Retro", "--format", "srt")
+        assert rc == 0, err
+        assert out.count("stub audio of") == 3 and out.startswith("1\n00:00:00,000 --> ")
+        assert "transcribing: 100%" in err and "3 chunks done, 0 failed" in err
+        rc, listed, _ = _cli(capsys, "sessions", "--json")
+        retro = next(s for s in json.loads(listed) if s["title"] == "Retro")
+        assert retro["status"] == "done" and retro["source"] == "upload" and retro["chunks"]["done"] == 3
+        output = tmp_path / "retro.txt"
+        assert _cli(capsys, "export", retro["id"], "--output", str(output))[0] == 0
+        assert output.read_text().count("stub audio of") == 3
+        junk = tmp_path / "junk.mp3"
+        junk.write_bytes(b"\x00" * 5000)
+        rc, out, err = _cli(capsys, "transcribe", str(junk))
+        assert rc == 2 and out == "" and err.startswith("error: ") and err.count("\n") == 1
+    finally:
+        app.stop()
+
+
+def test_write_commands_through_the_app(env, tmp_path, monkeypatch, capsys):
+    data, ids = env
+    reference = tmp_path / "ref.txt"
+    reference.write_text("a tone with no words\n")
+    wav = _tone(tmp_path / "lab.wav", 6.0)
+    app = _start(data, tmp_path, monkeypatch)
+    try:
+        rc, out, _ = _cli(capsys, "summarize", ids["plan"], "--json")
+        assert rc == 0 and json.loads(out)["version"] == 1
+        rc, out, _ = _cli(capsys, "summarize", ids["plan"])
+        assert rc == 0 and "(version 2, local" in out
+        rc, out, err = _cli(capsys, "delete", ids["final"])
+        assert rc == 0 and out.startswith(f"deleted session {ids['final']}: 2 segments, 1 chunks")
+        assert _cli(capsys, "delete", ids["final"])[0] == 2
+        rc, out, err = _cli(capsys, "eval", str(wav), "--reference", str(reference), "--backend", "stub",
+                            "--policy", "fixed:3")
+        assert rc == 0 and "fixed:3" in out
+    finally:
+        app.stop()
+    with duckdb.connect(str(data / "scribe.duckdb"), read_only=True) as db:
+        assert db.execute("SELECT count(*) FROM summaries").fetchone()[0] == 2
+        assert db.execute("SELECT count(*) FROM sessions WHERE id = ?", [ids["final"]]).fetchone()[0] == 0
+        assert db.execute("SELECT policy FROM lab_runs").fetchall() == [("fixed:3",)]
+
+
+def test_a_token_app_needs_the_token_from_the_cli(env, tmp_path, monkeypatch, capsys):
+    data, _ = env
+    app = _start(data, tmp_path, monkeypatch, SCRIBE_API_TOKEN=TOKEN)
+    try:
+        rc, out, err = _cli(capsys, "sessions")
+        assert rc == 2 and out == "" and "SCRIBE_API_TOKEN" in err and "HTTP 401" in err
+        monkeypatch.setenv("SCRIBE_API_TOKEN", TOKEN)
+        rc, out, _ = _cli(capsys, "sessions")
+        assert rc == 0 and "Weekly planning" in out
+    finally:
+        app.stop()
+
+
+@pytest.fixture
+def held(env, tmp_path):
+    """Another process (not a Scribe app) holding the database."""
+    data, _ = env
+    script = textwrap.dedent(f"""
+        import duckdb, sys, time
+        con = duckdb.connect({str(data / "scribe.duckdb")!r})
+        print("held", flush=True)
+        time.sleep(120)
+    """)
+    proc = subprocess.Popen([sys.executable, "-c", script], stdout=subprocess.PIPE, text=True)
+    assert proc.stdout.readline().strip() == "held"
+    yield proc
+    proc.kill()
+    proc.wait(10)
+
+
+def test_when_no_app_can_take_over_one_line_says_who_holds_the_database(held, monkeypatch, capsys):
+    monkeypatch.setenv("SCRIBE_API_URL", f"http://127.0.0.1:{free_port()}")
+    rc, out, err = _cli(capsys, "sessions")
+    assert rc == 2 and out == "" and err.count("\n") == 1
+    assert f"PID {held.pid}" in err and "no Scribe app answers" in err and "SCRIBE_API_URL" in err
+
+
+def test_an_app_serving_another_database_is_not_used(held, tmp_path, monkeypatch, capsys):
+    other = ScribeApp(tmp_path / "other-data", tmp_path / "other.log")
+    try:
+        monkeypatch.setenv("SCRIBE_API_URL", other.url)
+        rc, out, err = _cli(capsys, "sessions")
+        assert rc == 2 and out == "" and f"PID {held.pid}" in err
+        assert str((tmp_path / "other-data" / "scribe.duckdb").resolve()) in err
+    finally:
+        other.stop()

@@ -85,8 +85,24 @@ def _add_transcribe(sub) -> None:
     p.add_argument("--format", choices=FORMATS, default="txt")
     p.add_argument("--output", help="write the transcript here instead of stdout")
     p.add_argument("--title")
+    p.add_argument("--speakers", type=_speaker_count, metavar="N|auto",
+                   help="label who speaks: N voices, or auto to estimate (default with "
+                        "SCRIBE_DIARIZATION: auto)")
     _add_db_flag(p)
     p.set_defaults(func=cmd_transcribe)
+
+
+def _speaker_count(raw: str) -> int:
+    """`auto` is 0 (estimate the count); otherwise 1..20 voices."""
+    if raw.strip().lower() == "auto":
+        return 0
+    try:
+        count = int(raw)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a number of speakers or auto, not {raw!r}") from None
+    if not 1 <= count <= 20:
+        raise argparse.ArgumentTypeError("the number of speakers must be between 1 and 20")
+    return count
 
 
 def cmd_transcribe(args: argparse.Namespace) -> int:
@@ -112,11 +128,31 @@ def _run_transcribe(runtime: Runtime, path: Path, policy, args: argparse.Namespa
     wall = time.monotonic() - started
     print(file=sys.stderr)
     session = runtime.storage.get_session(result.session.id)
+    _label_speakers(runtime, session.id, args.speakers)
     segments = runtime.storage.list_segments(session.id)
     _write_output(render(args.format, session, segments), args.output)
     _print_timing(runtime.storage, session.id, result.audio_seconds, wall, counts)
     _print_failures(runtime.storage, session.id)
     return 0 if counts["failed"] == 0 else 1
+
+
+def _label_speakers(runtime: Runtime, session_id: str, count: int | None) -> None:
+    """Speaker labels for a transcribed file: asked for with --speakers, or on by default
+    (SCRIBE_DIARIZATION), when a missing model only warns."""
+    if count is None and not runtime.settings.diarization:
+        return
+    from scribe.diarization import relabel_session
+    from scribe.errors import SpeakerModelError
+
+    if count:
+        runtime.storage.set_expected_speakers(session_id, count)
+    try:
+        relabel_session(runtime.storage, session_id, n_speakers=count or None,
+                        max_speakers=runtime.settings.max_speakers)
+    except SpeakerModelError as exc:
+        if count is not None:
+            raise
+        print(f"warning: no speaker labels: {exc}", file=sys.stderr)
 
 
 def _stderr_progress(stage: str) -> Callable[[float, str], None]:

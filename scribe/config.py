@@ -87,6 +87,11 @@ class Settings:
     """SCRIBE_SKIP_SILENCE: store chunks without speech (Silero VAD) empty, never calling a backend."""
     gemini_api_version: str = "v1beta"
     """SCRIBE_GEMINI_API_VERSION: `v1beta` (default; JSON schemas on every model) or `v1`."""
+    diarization: bool = True
+    """SCRIBE_DIARIZATION: label who speaks (live per chunk, again after stop), locally with
+    resemblyzer's voice encoder read as data; off without the package (see BENCHMARKS.md)."""
+    max_speakers: int = 8
+    """SCRIBE_MAX_SPEAKERS: most voices one session gets when the count is not given."""
 
     def __post_init__(self) -> None:
         # Overrides may come in as strings (CLI flags, tests); paths are always Paths.
@@ -152,6 +157,7 @@ class Settings:
              "SCRIBE_REDIS_URL", "must start with redis://, rediss:// or unix://"),
             (self.gemini_api_version in ("v1", "v1beta", "v1alpha"), "SCRIBE_GEMINI_API_VERSION",
              "must be v1, v1beta or v1alpha"),
+            (1 <= self.max_speakers <= 20, "SCRIBE_MAX_SPEAKERS", "must be between 1 and 20"),
         ]
         for ok, var, message in checks:
             if not ok:
@@ -222,6 +228,8 @@ _ENV_VARS: dict[str, tuple[str, Any]] = {
     "stub_latency": ("SCRIBE_STUB_LATENCY", parse_latency_range),
     "skip_silence": ("SCRIBE_SKIP_SILENCE", _bool),
     "gemini_api_version": ("SCRIBE_GEMINI_API_VERSION", str.lower),
+    "diarization": ("SCRIBE_DIARIZATION", _bool),
+    "max_speakers": ("SCRIBE_MAX_SPEAKERS", int),
 }
 
 assert set(_ENV_VARS) <= {f.name for f in fields(Settings)}

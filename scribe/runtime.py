@@ -31,6 +31,8 @@ class Runtime:
     """Whole-recording re-transcription after a session stops (None when off)."""
     metrics: Any = None
     """scribe.metrics.PipelineMetrics when SCRIBE_METRICS_PORT > 0 (issue 7), else None."""
+    speakers: Any = None
+    """scribe.diarization.SpeakerLabeler (live speaker labels) in the app with SCRIBE_DIARIZATION."""
 
     @property
     def transcriber(self) -> Transcriber:
@@ -59,6 +61,8 @@ class Runtime:
         # in the middle of a pass, and native code in a dying daemon thread can crash.
         if final_pass and final_pass_enabled(settings):
             runtime.final_pass = FinalPass(storage, backend.transcriber).attach(pipeline)
+        if final_pass and settings.diarization:  # long-lived processes only, like the final pass
+            runtime.speakers = _speaker_labeler(settings, storage, pipeline, runtime.final_pass)
         if settings.metrics_port > 0:
             from scribe.metrics import start_metrics
 
@@ -90,6 +94,8 @@ class Runtime:
     def close(self, timeout: float = 10.0) -> None:
         if self.final_pass is not None:
             self.final_pass.stop(timeout)
+        if self.speakers is not None:
+            self.speakers.stop(timeout)
         if self.metrics is not None:
             self.metrics.stop()
         self.pipeline.stop(timeout)
@@ -116,6 +122,20 @@ def _with_limit(settings: Settings, transcriber: Transcriber) -> Backend:
     if transcriber.name == "gemini":
         return Backend(transcriber, RateLimit(settings.gemini_rpm, per_seconds=60.0, name="gemini"))
     return Backend(transcriber)
+
+
+def _speaker_labeler(settings: Settings, storage: Storage, pipeline: Pipeline, final_pass: FinalPass | None):
+    """The live speaker labeler, or None (with a warning) when the speaker model is missing."""
+    from scribe.diarization import SpeakerLabeler
+    from scribe.errors import SpeakerModelError
+    from scribe.speakers import shared_encoder
+
+    try:
+        shared_encoder()
+    except SpeakerModelError as exc:
+        logging.getLogger("scribe.runtime").warning("speaker labels off: %s", exc)
+        return None
+    return SpeakerLabeler(storage, max_speakers=settings.max_speakers).attach(pipeline, final_pass)
 
 
 def _speech_check():

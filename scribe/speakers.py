@@ -381,6 +381,11 @@ def _unit(x: np.ndarray) -> np.ndarray:
     return x / np.maximum(np.linalg.norm(x, axis=-1, keepdims=True), 1e-9)
 
 
+def mean_voice(embeddings: np.ndarray, seconds: np.ndarray) -> np.ndarray:
+    """The unit mean of window embeddings, each weighted by its length."""
+    return _unit((np.asarray(embeddings, np.float64) * np.asarray(seconds, np.float64)[:, None]).sum(axis=0))
+
+
 def spherical_kmeans(x: np.ndarray, k: int, *, weights: np.ndarray | None = None, restarts: int = 8,
                      iterations: int = 50, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
     """Cluster unit vectors by cosine: (labels, unit centroids). k-means++ starts, best of
@@ -515,3 +520,32 @@ def number_by_appearance(labels: np.ndarray) -> np.ndarray:
     for label in labels:
         mapping.setdefault(int(label), len(mapping))
     return np.array([mapping[int(label)] for label in labels], dtype=int)
+
+
+# -- live: windows against the session's running centroids ----------------------------------
+
+NEW_SPEAKER_SIMILARITY = 0.70
+"""A live window less similar than this to every known voice starts a new speaker
+(same voice scores ~0.85 against its centroid, different voices ~0.5-0.7; tuned on the tuning set)."""
+
+
+def assign_online(embeddings: np.ndarray, seconds: np.ndarray, centroids: list[np.ndarray],
+                  weights: list[float], *, max_speakers: int,
+                  threshold: float = NEW_SPEAKER_SIMILARITY) -> list[int]:
+    """Label windows in time order against running centroids (updated in place); a window
+    far from every centroid opens a new one while fewer than `max_speakers` exist.
+    Returns each window's centroid index."""
+    labels = []
+    for vector, secs in zip(_unit(np.asarray(embeddings, dtype=np.float64)), seconds):
+        sims = [float(vector @ c) for c in centroids]
+        best = int(np.argmax(sims)) if sims else -1
+        if best < 0 or (sims[best] < threshold and len(centroids) < max_speakers):
+            centroids.append(vector.copy())
+            weights.append(float(secs))
+            labels.append(len(centroids) - 1)
+            continue
+        total = weights[best] + float(secs)
+        centroids[best] = _unit(centroids[best] * weights[best] + vector * float(secs))
+        weights[best] = total
+        labels.append(best)
+    return labels

@@ -435,6 +435,11 @@ SAME_VOICE_CENTROIDS = 0.87
 centroids stay below 0.85, one voice split scores above 0.90; tuned on the tuning set)."""
 
 
+MIN_SPEAKER_SHARE = 0.04
+"""An estimated speaker holds at least this share of the speech: windows straddling a turn
+change without a pause otherwise form a "voice" of their own. (A given count has no floor.)"""
+
+
 def cluster(x: np.ndarray, n_speakers: int | None, *, max_speakers: int = 8,
             weights: np.ndarray | None = None) -> np.ndarray:
     """Labels 0..k-1 for each embedding, k given or estimated: the most clusters whose
@@ -443,12 +448,14 @@ def cluster(x: np.ndarray, n_speakers: int | None, *, max_speakers: int = 8,
         return np.zeros(0, dtype=int)
     if n_speakers:
         return spherical_kmeans(x, n_speakers, weights=weights)[0]
+    w = np.ones(len(x)) if weights is None else np.asarray(weights, dtype=np.float64)
     best = np.zeros(len(x), dtype=int)
     for k in range(2, min(max_speakers, len(x)) + 1):
-        labels, centroids = spherical_kmeans(x, k, weights=weights)
+        labels, centroids = spherical_kmeans(x, k, weights=w)
         similarity = centroids @ centroids.T
         np.fill_diagonal(similarity, -1.0)
-        if similarity.max() >= SAME_VOICE_CENTROIDS:
+        smallest = min(w[labels == c].sum() for c in range(k))
+        if similarity.max() >= SAME_VOICE_CENTROIDS or smallest < MIN_SPEAKER_SHARE * w.sum():
             break
         best = labels
     return best

@@ -217,6 +217,10 @@ class SpeakerLabeler:
         elif event == "session_drained":
             self._requests.put(("session", fields["session_id"], -1))
 
+    def request_relabel(self, session_id: str) -> None:
+        """Cluster a stopped session again (e.g. after its speaker count was given)."""
+        self._requests.put(("session", session_id, -1))
+
     def stop(self, timeout: float = 10.0) -> None:
         self._stopping.set()
         self._requests.put(None)

@@ -7,6 +7,8 @@ this script thread (seconds); a relabel with a new count is queued to the app's
 
 from __future__ import annotations
 
+import zlib
+
 import streamlit as st
 
 from scribe.diarization import split_speaker
@@ -38,12 +40,18 @@ def _names(stats) -> dict[int, str]:
     return {r["id"]: r["name"] for r in stats}
 
 
+def _tag(session_id: str, stats) -> str:
+    """Widget keys change with the names, so choices never show a name from before a rename."""
+    return f"{session_id}-{zlib.crc32(repr(_names(stats)).encode()):08x}"
+
+
 def _rename(storage, session_id: str, stats) -> None:
     names = _names(stats)
     with st.form(f"speaker-rename-{session_id}", border=False):
         left, right = st.columns(2)
-        who = left.selectbox("Speaker", list(names), format_func=names.get, key=f"sr-who-{session_id}")
-        name = right.text_input("New name", max_chars=60, key=f"sr-name-{session_id}")
+        who = left.selectbox("Speaker", list(names), format_func=names.get,
+                             key=f"sr-who-{_tag(session_id, stats)}")
+        name = right.text_input("New name", max_chars=60, key=f"sr-name-{_tag(session_id, stats)}")
         if st.form_submit_button("Rename speaker"):
             _apply(lambda: storage.rename_speaker(session_id, who, name))
 
@@ -51,9 +59,10 @@ def _rename(storage, session_id: str, stats) -> None:
 def _merge(storage, session_id: str, stats) -> None:
     names = _names(stats)
     left, right, button = st.columns([2, 2, 1], vertical_alignment="bottom")
-    drop = left.selectbox("Merge", list(names), format_func=names.get, key=f"sm-drop-{session_id}")
+    drop = left.selectbox("Merge", list(names), format_func=names.get, key=f"sm-drop-{_tag(session_id, stats)}")
     keep_choices = [sid for sid in names if sid != drop]
-    keep = right.selectbox("into", keep_choices, format_func=names.get, key=f"sm-keep-{session_id}-{drop}")
+    keep = right.selectbox("into", keep_choices, format_func=names.get,
+                           key=f"sm-keep-{_tag(session_id, stats)}-{drop}")
     if button.button("Merge", key=f"sm-go-{session_id}"):
         _apply(lambda: storage.merge_speakers(session_id, keep, drop))
 
@@ -62,7 +71,7 @@ def _split(storage, session_id: str, stats) -> None:
     names = _names(stats)
     left, button = st.columns([4, 1], vertical_alignment="bottom")
     who = left.selectbox("Split in two (two voices under one label)", list(names), format_func=names.get,
-                         key=f"ss-who-{session_id}")
+                         key=f"ss-who-{_tag(session_id, stats)}")
     if button.button("Split", key=f"ss-go-{session_id}"):
         with st.spinner("Listening to that speaker's segments..."):
             _apply(lambda: split_speaker(storage, session_id, who))

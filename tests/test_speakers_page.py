@@ -12,6 +12,10 @@ from scribe.storage import LIVE, SpeakerRow, Storage
 from seed_sessions import seed_session
 
 
+def labelled_widget(widgets, label: str):
+    return next(w for w in widgets if w.label == label)
+
+
 @pytest.fixture
 def labelled(tmp_path):
     """A session of four lines by two labelled speakers."""
@@ -35,17 +39,20 @@ def test_rename_in_the_speakers_section_shows_in_the_transcript(labelled, monkey
     assert not at.exception
     assert list(frames(at)[0]["speaker"]) == ["Speaker 1", "Speaker 2", "Speaker 1", "Speaker 2"]
     assert any(e.label == "Speakers (2)" for e in at.expander)
-    at.selectbox(key=f"sr-who-{session_id}").set_value(2)
-    at.text_input(key=f"sr-name-{session_id}").set_value("Priya")
-    next(b for b in at.button if b.label == "Rename speaker").click().run()
+    labelled_widget(at.selectbox, "Speaker").set_value(2)
+    labelled_widget(at.text_input, "New name").set_value("Priya")
+    labelled_widget(at.button, "Rename speaker").click().run()
     assert not at.exception
     assert list(frames(at)[0]["speaker"]) == ["Speaker 1", "Priya", "Speaker 1", "Priya"]
+    # The choices show the new name too (widget keys follow the names).
+    speaker = labelled_widget(at.selectbox, "Speaker")
+    assert list(speaker.options) == ["Speaker 1", "Priya"]
 
 
 def test_merge_in_the_speakers_section(labelled, monkeypatch):
     data_dir, session_id = labelled
     at = app("sessions", data_dir, monkeypatch, session=session_id)
-    at.selectbox(key=f"sm-drop-{session_id}").set_value(2).run()
+    labelled_widget(at.selectbox, "Merge").set_value(2).run()
     at.button(key=f"sm-go-{session_id}").click().run()
     assert not at.exception
     assert list(frames(at)[0]["speaker"]) == ["Speaker 1"] * 4

@@ -193,6 +193,37 @@ def run(which: str, voice_counts: list[int], seeds: int, snr_db: float,
     return rows
 
 
+def stored_text_check(which: str, n_voices: int = 4) -> dict:
+    """One meeting through the real CLI path (local tiny.en): the stored words before and after
+    the speaker relabel, and their WER against the reference."""
+    import tempfile
+
+    from scribe.chunking import parse_policy
+    from scribe.config import Settings
+    from scribe.diarization import relabel_session
+    from scribe.ingest import ingest_file, wait_for_session
+    from scribe.runtime import Runtime
+    from scribe.wer import word_error_rate
+
+    audio, _, _ = meeting(which, n_voices, 0, None)
+    with tempfile.TemporaryDirectory() as tmp:
+        wav = speech.write_wav(audio, Path(tmp) / "meeting.wav")
+        settings = Settings.from_env({}, data_dir=Path(tmp) / "data")
+        runtime = Runtime.build(settings)
+        try:
+            result = ingest_file(wav, storage=runtime.storage, pipeline=runtime.pipeline,
+                                 policy=parse_policy(settings.chunk_policy, settings.chunk_seconds), title="wer")
+            wait_for_session(runtime.storage, result.session.id)
+            before = runtime.storage.session_text(result.session.id)
+            relabel_session(runtime.storage, result.session.id, n_speakers=n_voices)
+            after = runtime.storage.session_text(result.session.id)
+        finally:
+            runtime.close()
+    reference = " ".join(sentences(which)[(0 * 7 + n) % len(sentences(which))] for n in range(24))
+    return {"identical": before == after, "wer_before": word_error_rate(reference, before),
+            "wer_after": word_error_rate(reference, after)}
+
+
 def _line(r: dict) -> str:
     return (f"{r['voices']} voices seed {r['seed']} {r['noise']:<12} {r['mode']:<9} {r['seconds']:5.0f} s  "
             f"frame {r['frame_acc']:.3f}  missed {r['missed']:.3f}  turn {r['turn_acc']:.3f}  "
@@ -220,12 +251,16 @@ def main() -> None:
     parser.add_argument("--seeds", type=int, default=2)
     parser.add_argument("--snr", type=float, default=15.0)
     parser.add_argument("--markdown", action="store_true")
+    parser.add_argument("--wer", action="store_true",
+                        help="also transcribe one meeting (tiny.en) and compare the stored words before/after labels")
     parser.add_argument("--live-threshold", type=float, default=sp.NEW_SPEAKER_SIMILARITY,
                         help="new-speaker similarity for the live mode (tuning)")
     args = parser.parse_args()
     rows = run(args.set, args.voices or [2, 3, 4, 5, 6], args.seeds, args.snr, args.live_threshold)
     if args.markdown:
         print(markdown(rows))
+    if args.wer:
+        print("stored transcript:", stored_text_check(args.set))
     print("load average:", " ".join(f"{x:.2f}" for x in os.getloadavg()))
 
 

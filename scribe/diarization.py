@@ -27,8 +27,7 @@ import numpy as np
 
 from scribe import speakers as sp
 from scribe.audio import SAMPLE_RATE, read_flac
-from scribe.errors import NotFoundError, ScribeError
-from scribe.final_pass import session_audio
+from scribe.errors import AudioDecodeError, NotFoundError, ScribeError
 from scribe.storage import FINAL, LIVE, SegmentRow, SpeakerRow, Storage
 
 log = logging.getLogger("scribe.diarization")
@@ -87,8 +86,8 @@ def relabel_session(storage: Storage, session_id: str, *, n_speakers: int | None
     """
     state = storage.diarization_state(session_id) or {}
     n_speakers = n_speakers or state.get("expected_speakers")
-    audio = session_audio(storage, session_id)
-    windows, clusters = sp.diarize(audio, n_speakers, max_speakers=max_speakers, encoder=encoder)
+    windows = session_windows(storage, session_id, encoder)
+    clusters = sp.label_windows(windows, n_speakers, max_speakers=max_speakers)
     frames = sp.frame_labels(windows, clusters)
     segments = [s for name in (LIVE, FINAL) for s in storage.list_segments(session_id, name)]
     known = {s.id: s for s in storage.list_speakers(session_id)}
@@ -104,8 +103,31 @@ def relabel_session(storage: Storage, session_id: str, *, n_speakers: int | None
     by_id = np.where(frames >= 0, id_of[np.clip(frames, 0, None)], -1)
     assignments = label_segments(segments, by_id)
     storage.save_speakers(session_id, rows, assignments, stage=FINAL, replace_all=True)
-    log.info("session=%s speakers: %d voices over %.1f s", session_id, len(rows), audio.size / SAMPLE_RATE)
+    log.info("session=%s speakers: %d voices over %.1f s", session_id, len(rows),
+             windows.speech.size * sp.FRAME_MS / 1000)
     return rows
+
+
+def session_windows(storage: Storage, session_id: str, encoder: sp.VoiceEncoder | None = None) -> sp.Windows:
+    """Voice windows over the whole session, chunk by chunk: memory stays one chunk's audio
+    however long the meeting (a window never spans two chunks)."""
+    chunks = storage.list_chunks(session_id)
+    parts = []
+    for chunk in chunks:
+        audio = _chunk_audio(chunk)
+        if audio is not None:
+            parts.append(sp.embed_windows(audio, encoder, offset_ms=chunk.start_ms))
+    total_ms = max((c.end_ms for c in chunks), default=0)
+    return sp.join_windows(parts, total_ms // sp.FRAME_MS)
+
+
+def _chunk_audio(chunk) -> np.ndarray | None:
+    try:
+        return read_flac(Path(chunk.audio_path))
+    except (AudioDecodeError, OSError, RuntimeError) as exc:
+        log.warning("session=%s seq=%d audio unreadable (%s); no speaker labels there",
+                    chunk.session_id, chunk.seq, exc)
+        return None
 
 
 def _inherit_ids(frames: np.ndarray, segments: list[SegmentRow], n_clusters: int) -> list[int]:
@@ -134,8 +156,7 @@ def split_speaker(storage: Storage, session_id: str, speaker_id: int, *,
     segments = storage.speaker_segments(session_id, speaker_id)
     if len({(s.start_ms, s.end_ms) for s in segments}) < 2:
         raise ScribeError(f"speaker {speaker_id} has fewer than two segments; nothing to split")
-    audio = session_audio(storage, session_id)
-    vectors, seconds = _segment_voices(audio, segments, encoder)
+    vectors, seconds = _segment_voices(storage.list_chunks(session_id), segments, encoder)
     usable = [n for n, v in enumerate(vectors) if v is not None]
     if len(usable) < 2:
         raise ScribeError(f"speaker {speaker_id} has too little speech to split")
@@ -159,12 +180,13 @@ def split_speaker(storage: Storage, session_id: str, speaker_id: int, *,
     return new_id
 
 
-def _segment_voices(audio: np.ndarray, segments: list[SegmentRow],
+def _segment_voices(chunks, segments: list[SegmentRow],
                     encoder: sp.VoiceEncoder | None) -> tuple[list[np.ndarray | None], list[float]]:
     """One unit voice vector per segment (None when it has no window of speech)."""
     vectors, seconds = [], []
+    cache: dict[int, np.ndarray | None] = {}
     for seg in segments:
-        piece = audio[seg.start_ms * SAMPLE_RATE // 1000:seg.end_ms * SAMPLE_RATE // 1000]
+        piece = _span_audio(chunks, cache, seg.start_ms, seg.end_ms)
         windows = sp.embed_windows(piece, encoder) if piece.size else None
         if windows is None or not len(windows):
             vectors.append(None)
@@ -173,6 +195,27 @@ def _segment_voices(audio: np.ndarray, segments: list[SegmentRow],
         vectors.append(sp.mean_voice(windows.embeddings, windows.seconds))
         seconds.append(float(windows.seconds.sum()))
     return vectors, seconds
+
+
+def _span_audio(chunks, cache: dict, start_ms: int, end_ms: int) -> np.ndarray:
+    """The audio of [start, end) from the chunk files it overlaps. Spans come in time order, so
+    chunks that end before this one starts leave the cache: memory stays a few chunks."""
+    pieces = []
+    for chunk in chunks:
+        if chunk.end_ms <= start_ms:
+            cache.pop(chunk.seq, None)
+            continue
+        if chunk.start_ms >= end_ms:
+            continue
+        if chunk.seq not in cache:
+            cache[chunk.seq] = _chunk_audio(chunk)
+        audio = cache[chunk.seq]
+        if audio is None:
+            continue
+        lo = max(0, (start_ms - chunk.start_ms) * SAMPLE_RATE // 1000)
+        hi = max(lo, (end_ms - chunk.start_ms) * SAMPLE_RATE // 1000)
+        pieces.append(audio[lo:hi])
+    return np.concatenate(pieces) if pieces else np.zeros(0, np.float32)
 
 
 # -- the thread ----------------------------------------------------------------------------

@@ -176,6 +176,8 @@ def load_weights(path: Path | None = None) -> dict[str, np.ndarray]:
 
 N_FFT = 400
 HOP = 160
+MEL_BLOCK_FRAMES = 6000
+"""One minute of frames per FFT block (~20 MB of spectrum), whatever the audio length."""
 
 
 def _hz_to_mel(hz: np.ndarray) -> np.ndarray:
@@ -224,8 +226,12 @@ def mel_frames(audio: np.ndarray) -> np.ndarray:
     n_frames = 1 + (padded.size - N_FFT) // HOP
     frames = np.lib.stride_tricks.as_strided(padded, shape=(n_frames, N_FFT),
                                              strides=(padded.strides[0] * HOP, padded.strides[0]))
-    power = np.abs(np.fft.rfft(frames * _hann(), axis=1)) ** 2
-    return (power.astype(np.float32) @ mel_filters().T).astype(np.float32)
+    out = np.empty((n_frames, N_MELS), np.float32)
+    for start in range(0, n_frames, MEL_BLOCK_FRAMES):  # bounded memory on long audio
+        block = frames[start:start + MEL_BLOCK_FRAMES]
+        power = np.abs(np.fft.rfft(block * _hann(), axis=1)) ** 2
+        out[start:start + len(block)] = power.astype(np.float32) @ mel_filters().T
+    return out
 
 
 # -- the encoder ---------------------------------------------------------------------
@@ -313,6 +319,20 @@ class Windows:
     @property
     def seconds(self) -> np.ndarray:
         return np.array([(e - s) * FRAME_MS / 1000 for s, e in self.spans])
+
+
+def join_windows(parts: Sequence[Windows], n_frames: int) -> Windows:
+    """Windows of consecutive pieces (each with its own `offset_ms`) on one timeline from 0."""
+    speech = np.zeros(n_frames, dtype=bool)
+    spans, embeddings = [], []
+    for part in parts:
+        first = part.offset_ms // FRAME_MS
+        take = min(part.speech.size, max(0, n_frames - first))
+        speech[first:first + take] = part.speech[:take]
+        spans += [(s + first, e + first) for s, e in part.spans]
+        embeddings.append(part.embeddings)
+    stacked = np.concatenate(embeddings) if embeddings else np.zeros((0, HIDDEN), np.float32)
+    return Windows(stacked, spans, speech, 0)
 
 
 def speech_spans(audio: np.ndarray) -> list[tuple[int, int]]:
@@ -503,8 +523,13 @@ def diarize(audio: np.ndarray, n_speakers: int | None = None, *, max_speakers: i
             encoder: VoiceEncoder | None = None) -> tuple[Windows, np.ndarray]:
     """Whole-recording diarization: (windows, speaker per window, numbered by first turn)."""
     windows = embed_windows(audio, encoder)
+    return windows, label_windows(windows, n_speakers, max_speakers=max_speakers)
+
+
+def label_windows(windows: Windows, n_speakers: int | None, *, max_speakers: int = 8) -> np.ndarray:
+    """A speaker per window (0..k-1, numbered by first turn), k given or estimated."""
     labels = cluster(windows.embeddings, n_speakers, max_speakers=max_speakers, weights=windows.seconds)
-    return windows, number_by_appearance(labels)
+    return number_by_appearance(labels)
 
 
 def number_by_appearance(labels: np.ndarray) -> np.ndarray:

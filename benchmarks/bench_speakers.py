@@ -149,10 +149,14 @@ def best_mapping(ref: np.ndarray, hyp: np.ndarray) -> dict[int, int]:
     return best
 
 
-def after_stop(audio: np.ndarray, count: int | None) -> tuple[np.ndarray, float]:
+def after_stop(audio: np.ndarray, count: int | None, chunk_s: float = 15.0) -> tuple[np.ndarray, float]:
+    """The relabel after stop: windows per 15 s chunk (as stored), clustered together."""
     started = time.process_time()
-    windows, labels = sp.diarize(audio, count)
-    frames = sp.frame_labels(windows, labels)
+    per_chunk = int(chunk_s * SAMPLE_RATE)
+    parts = [sp.embed_windows(audio[s:s + per_chunk], offset_ms=s * 1000 // SAMPLE_RATE)
+             for s in range(0, audio.size, per_chunk)]
+    windows = sp.join_windows(parts, audio.size * 100 // SAMPLE_RATE)
+    frames = sp.frame_labels(windows, sp.label_windows(windows, count))
     return frames, time.process_time() - started
 
 

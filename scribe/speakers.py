@@ -138,6 +138,9 @@ def _read_legacy_checkpoint(blob: bytes) -> dict:
 
 def _as_array(tensor: _Tensor) -> np.ndarray:
     flat = np.frombuffer(tensor.storage.data, dtype="<f4")
+    last = tensor.offset + sum((n - 1) * s for n, s in zip(tensor.shape, tensor.stride))
+    if tensor.offset < 0 or min(tensor.stride, default=0) < 0 or last >= flat.size:
+        raise SpeakerModelError(f"speaker model tensor reaches outside its storage {tensor.storage.key}")
     itemsize = flat.itemsize
     view = np.lib.stride_tricks.as_strided(flat[tensor.offset:], shape=tensor.shape,
                                            strides=[s * itemsize for s in tensor.stride])

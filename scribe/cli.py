@@ -49,6 +49,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_search(sub)
     _add_summarize(sub)
     _add_delete(sub)
+    _add_speakers(sub)
     _add_eval(sub)
     _add_bench(sub)
     return parser
@@ -271,6 +272,55 @@ def _print_failures(storage: Storage, session_id: str, limit: int = 3) -> None:
 def _open_storage(args: argparse.Namespace) -> tuple[Settings, Storage]:
     settings = _settings(args)
     return settings, Storage(settings.db)
+
+
+def _add_speakers(sub) -> None:
+    p = sub.add_parser("speakers", help="list, rename, merge, split or relabel a session's speakers")
+    p.add_argument("session_id")
+    action = p.add_mutually_exclusive_group()
+    action.add_argument("--rename", nargs=2, metavar=("ID", "NAME"), help="give speaker ID a name")
+    action.add_argument("--merge", nargs=2, type=int, metavar=("KEEP", "DROP"),
+                        help="DROP's segments become KEEP's")
+    action.add_argument("--split", type=int, metavar="ID", help="split speaker ID into two voices")
+    action.add_argument("--relabel", type=_speaker_count, metavar="N|auto",
+                        help="cluster the whole recording again with N voices (auto: estimate)")
+    p.add_argument("--json", action="store_true")
+    _add_db_flag(p)
+    p.set_defaults(func=cmd_speakers)
+
+
+def cmd_speakers(args: argparse.Namespace) -> int:
+    from scribe import diarization
+
+    settings, storage = _open_storage(args)
+    try:
+        session = storage.get_session(args.session_id)
+        if args.rename:
+            storage.rename_speaker(session.id, _speaker_id(args.rename[0]), args.rename[1])
+        elif args.merge:
+            storage.merge_speakers(session.id, *args.merge)
+        elif args.split is not None:
+            diarization.split_speaker(storage, session.id, args.split)
+        elif args.relabel is not None:
+            storage.set_expected_speakers(session.id, args.relabel or None)
+            diarization.relabel_session(storage, session.id, max_speakers=settings.max_speakers)
+        rows = storage.speaker_stats(session.id, "final" if storage.transcript_counts(session.id).get("final")
+                                     else "live")
+    finally:
+        storage.close()
+    if args.json:
+        print(json.dumps(rows, indent=2))
+    else:
+        for row in rows:
+            print(f"{row['id']:>3}  {row['name']:<30} {row['segments']:>5} segments  {row['seconds']:8.1f} s")
+    return 0
+
+
+def _speaker_id(raw: str) -> int:
+    try:
+        return int(raw)
+    except ValueError:
+        raise ScribeError(f"a speaker id is a number (see `speakers SESSION`), not {raw!r}") from None
 
 
 def _add_export(sub) -> None:

@@ -295,6 +295,11 @@ def test_transcribe_with_speakers_labels_json_and_keeps_the_text(tmp_path, turns
     assert all(s["speaker"] is None for s in json.loads(plain.stdout)["segments"])
     assert payload["text"] == json.loads(plain.stdout)["text"]  # labels never change the words
     assert word_error_rate(reference, payload["text"]) < 0.3
+    renamed = _cli("speakers", payload["session_id"], "--rename", "1", "Ana", "--json", db=db)
+    assert renamed.returncode == 0, renamed.stderr
+    assert [r["name"] for r in json.loads(renamed.stdout)] == ["Ana", "Speaker 2", "Speaker 3"]
+    exported = _cli("export", payload["session_id"], "--format", "txt", db=db)
+    assert exported.stdout.startswith("[00:00] Ana: ")
     bad = _cli("transcribe", str(wav), "--speakers", "many", db=db)
     assert bad.returncode != 0 and "number of speakers or auto" in bad.stderr
     store = Storage(db)

@@ -8,7 +8,6 @@ import io
 import json
 import os
 import pickle
-import shutil
 import subprocess
 import sys
 from pathlib import Path

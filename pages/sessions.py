@@ -14,6 +14,7 @@ import streamlit as st
 
 from pages._chunk_controls import render_chunk_controls
 from pages._shared import runtime
+from pages._speakers import speakers_section
 from scribe import export, history
 from scribe.errors import ScribeError
 from scribe.search import SearchQueryError, search
@@ -146,6 +147,7 @@ def detail_view(session_id: str, jump_ms: int | None) -> None:
         audio_section(session.id, play_at)
     with export_col:
         export_section(session, shown, segments)
+    speakers_section(rt, session, shown)
     chunk_section(session, counts)
     manage_section(session)
 

@@ -409,8 +409,15 @@ def chunk_table(chunks: list[ChunkRow], now: float | None = None) -> list[dict[s
 
 def transcript_lines(segments: list[SegmentRow]) -> list[str]:
     """`[m:ss] text` per segment, in (seq, idx) order whatever order chunks finished in."""
-    ordered = sorted(segments, key=lambda s: (s.seq, s.idx))
-    return [f"[{mmss(s.start_ms)}] {s.text.strip()}" for s in ordered if s.text.strip()]
+    ordered = [s for s in sorted(segments, key=lambda s: (s.seq, s.idx)) if s.text.strip()]
+    return [f"[{mmss(s.start_ms)}] {_turn(s, ordered[n - 1] if n else None)}{s.text.strip()}"
+            for n, s in enumerate(ordered)]
+
+
+def _turn(segment: SegmentRow, previous: SegmentRow | None) -> str:
+    """`Name: ` where the speaker changes, so live labels read as turns."""
+    changed = segment.speaker and (previous is None or previous.speaker != segment.speaker)
+    return f"{segment.speaker}: " if changed else ""
 
 
 @dataclass(frozen=True)

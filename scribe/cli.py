@@ -79,6 +79,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_search(sub)
     _add_summarize(sub)
     _add_delete(sub)
+    _add_speakers(sub)
     _add_eval(sub)
     _add_bench(sub)
     _add_retry(sub)
@@ -116,8 +117,24 @@ def _add_transcribe(sub) -> None:
     p.add_argument("--format", choices=FORMATS, default="txt")
     p.add_argument("--output", help="write the transcript here instead of stdout")
     p.add_argument("--title")
+    p.add_argument("--speakers", type=_speaker_count, metavar="N|auto",
+                   help="label who speaks: N voices, or auto to estimate (default with "
+                        "SCRIBE_DIARIZATION: auto)")
     _add_db_flag(p)
     p.set_defaults(func=cmd_transcribe)
+
+
+def _speaker_count(raw: str) -> int:
+    """`auto` is 0 (estimate the count); otherwise 1..20 voices."""
+    if raw.strip().lower() == "auto":
+        return 0
+    try:
+        count = int(raw)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a number of speakers or auto, not {raw!r}") from None
+    if not 1 <= count <= 20:
+        raise argparse.ArgumentTypeError("the number of speakers must be between 1 and 20")
+    return count
 
 
 def cmd_transcribe(args: argparse.Namespace) -> int:
@@ -148,6 +165,7 @@ def _run_transcribe(runtime: Runtime, path: Path, policy, args: argparse.Namespa
     wall = time.monotonic() - started
     print(file=sys.stderr)
     session = runtime.storage.get_session(result.session.id)
+    _label_speakers(runtime, session.id, args.speakers)
     segments = runtime.storage.list_segments(session.id)
     _write_output(render(args.format, session, segments), args.output)
     _print_timing(runtime.storage, session.id, result.audio_seconds, wall, counts)
@@ -201,6 +219,25 @@ def _end_progress_line() -> None:
     if _progress_open[0]:
         print(file=sys.stderr)
         _progress_open[0] = False
+
+
+def _label_speakers(runtime: Runtime, session_id: str, count: int | None) -> None:
+    """Speaker labels for a transcribed file: asked for with --speakers, or on by default
+    (SCRIBE_DIARIZATION), when a missing model only warns."""
+    if count is None and not runtime.settings.diarization:
+        return
+    from scribe.diarization import relabel_session
+    from scribe.errors import SpeakerModelError
+
+    if count:
+        runtime.storage.set_expected_speakers(session_id, count)
+    try:
+        relabel_session(runtime.storage, session_id, n_speakers=count or None,
+                        max_speakers=runtime.settings.max_speakers)
+    except SpeakerModelError as exc:
+        if count is not None:
+            raise
+        print(f"warning: no speaker labels: {exc}", file=sys.stderr)
 
 
 def _stderr_progress(stage: str) -> Callable[[float, str], None]:
@@ -340,6 +377,55 @@ def _open_storage(args: argparse.Namespace) -> tuple[Settings, Storage]:
         print(f"note: {len(interrupted)} session(s) left recording by a process that died marked "
               f"interrupted: {', '.join(interrupted)}", file=sys.stderr)
     return settings, storage
+
+
+def _add_speakers(sub) -> None:
+    p = sub.add_parser("speakers", help="list, rename, merge, split or relabel a session's speakers")
+    p.add_argument("session_id")
+    action = p.add_mutually_exclusive_group()
+    action.add_argument("--rename", nargs=2, metavar=("ID", "NAME"), help="give speaker ID a name")
+    action.add_argument("--merge", nargs=2, type=int, metavar=("KEEP", "DROP"),
+                        help="DROP's segments become KEEP's")
+    action.add_argument("--split", type=int, metavar="ID", help="split speaker ID into two voices")
+    action.add_argument("--relabel", type=_speaker_count, metavar="N|auto",
+                        help="cluster the whole recording again with N voices (auto: estimate)")
+    p.add_argument("--json", action="store_true")
+    _add_db_flag(p)
+    p.set_defaults(func=cmd_speakers)
+
+
+def cmd_speakers(args: argparse.Namespace) -> int:
+    from scribe import diarization
+
+    settings, storage = _open_storage(args)
+    try:
+        session = storage.get_session(args.session_id)
+        if args.rename:
+            storage.rename_speaker(session.id, _speaker_id(args.rename[0]), args.rename[1])
+        elif args.merge:
+            storage.merge_speakers(session.id, *args.merge)
+        elif args.split is not None:
+            diarization.split_speaker(storage, session.id, args.split)
+        elif args.relabel is not None:
+            storage.set_expected_speakers(session.id, args.relabel or None)
+            diarization.relabel_session(storage, session.id, max_speakers=settings.max_speakers)
+        rows = storage.speaker_stats(session.id, "final" if storage.transcript_counts(session.id).get("final")
+                                     else "live")
+    finally:
+        storage.close()
+    if args.json:
+        print(json.dumps(rows, indent=2))
+    else:
+        for row in rows:
+            print(f"{row['id']:>3}  {row['name']:<30} {row['segments']:>5} segments  {row['seconds']:8.1f} s")
+    return 0
+
+
+def _speaker_id(raw: str) -> int:
+    try:
+        return int(raw)
+    except ValueError:
+        raise ScribeError(f"a speaker id is a number (see `speakers SESSION`), not {raw!r}") from None
 
 
 def _add_export(sub) -> None:

@@ -119,6 +119,11 @@ class Settings:
     """SCRIBE_WEBHOOK_RETRY_SECONDS: first delay before resending a failed event; doubles per attempt."""
     webhook_max_attempts: int = 12
     """SCRIBE_WEBHOOK_MAX_ATTEMPTS: tries per event before it is kept as failed (about 3 h at 5 s)."""
+    diarization: bool = True
+    """SCRIBE_DIARIZATION: label who speaks (live per chunk, again after stop), locally with
+    resemblyzer's voice encoder read as data; off without the package (see BENCHMARKS.md)."""
+    max_speakers: int = 8
+    """SCRIBE_MAX_SPEAKERS: most voices one session gets when the count is not given."""
 
     def __post_init__(self) -> None:
         # Overrides may come in as strings (CLI flags, tests); paths are always Paths.
@@ -201,6 +206,7 @@ class Settings:
             (self.webhook_retry_seconds > 0, "SCRIBE_WEBHOOK_RETRY_SECONDS", "must be positive"),
             (1 <= self.webhook_max_attempts <= 100, "SCRIBE_WEBHOOK_MAX_ATTEMPTS",
              "must be between 1 and 100"),
+            (1 <= self.max_speakers <= 20, "SCRIBE_MAX_SPEAKERS", "must be between 1 and 20"),
         ]
         for ok, var, message in checks:
             if not ok:
@@ -288,6 +294,8 @@ _ENV_VARS: dict[str, tuple[str, Any]] = {
     "webhook_url": ("SCRIBE_WEBHOOK_URL", str),
     "webhook_retry_seconds": ("SCRIBE_WEBHOOK_RETRY_SECONDS", float),
     "webhook_max_attempts": ("SCRIBE_WEBHOOK_MAX_ATTEMPTS", int),
+    "diarization": ("SCRIBE_DIARIZATION", _bool),
+    "max_speakers": ("SCRIBE_MAX_SPEAKERS", int),
 }
 
 assert set(_ENV_VARS) <= {f.name for f in fields(Settings)}

@@ -51,3 +51,7 @@ class TranscriptionError(ScribeError):
 
 class SessionLimitError(ScribeError):
     """The process already holds SCRIBE_MAX_LIVE_SESSIONS live sessions."""
+
+
+class SpeakerModelError(ScribeError):
+    """The speaker model is not installed, or its file is not the one expected."""

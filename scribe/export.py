@@ -35,8 +35,17 @@ def _label(seg: SegmentRow) -> str:
     return f"{seg.speaker}: " if seg.speaker else ""
 
 
+def _at_changes(segments: Sequence[SegmentRow]) -> list[tuple[SegmentRow, str]]:
+    """Each segment with its speaker label only where the speaker changes (a turn)."""
+    out, previous = [], None
+    for seg in segments:
+        out.append((seg, _label(seg) if seg.speaker != previous else ""))
+        previous = seg.speaker
+    return out
+
+
 def to_txt(session: SessionRow, segments: Sequence[SegmentRow]) -> str:
-    lines = [f"[{mmss(s.start_ms)}] {_label(s)}{s.text}" for s in segments]
+    lines = [f"[{mmss(s.start_ms)}] {label}{s.text}" for s, label in _at_changes(segments)]
     return "\n".join(lines) + ("\n" if lines else "")
 
 
@@ -44,7 +53,7 @@ def to_md(session: SessionRow, segments: Sequence[SegmentRow]) -> str:
     head = [f"# {md_escape(session.title)}", "",
             f"*{session.source} session `{session.id}`, {mmss(session.duration_ms)}, "
             f"{session.backend} / {session.model}*", ""]
-    body = [f"- **[{mmss(s.start_ms)}]** {md_escape(_label(s) + s.text)}" for s in segments]
+    body = [f"- **[{mmss(s.start_ms)}]** {md_escape(label + s.text)}" for s, label in _at_changes(segments)]
     return "\n".join(head + body) + "\n"
 
 
@@ -58,9 +67,9 @@ def md_escape(text: str) -> str:
 
 def to_srt(session: SessionRow, segments: Sequence[SegmentRow]) -> str:
     blocks = []
-    for n, s in enumerate(_timed(segments), start=1):
+    for n, (s, label) in enumerate(_at_changes(_timed(segments)), start=1):
         blocks.append(f"{n}\n{clock(s.start_ms, sep=',')} --> {clock(s.end_ms, sep=',')}\n"
-                      f"{_label(s)}{_one_line(s.text)}\n")
+                      f"{label}{_one_line(s.text)}\n")
     return "\n".join(blocks)
 
 
@@ -70,6 +79,7 @@ def to_vtt(session: SessionRow, segments: Sequence[SegmentRow]) -> str:
 
 
 def _vtt_text(seg: SegmentRow) -> str:
+    # A voice tag is per-cue metadata (players style or show it per cue), so every cue keeps it.
     text = _one_line(seg.text).replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
     return f"<v {seg.speaker}>{text}" if seg.speaker else text
 

@@ -85,6 +85,8 @@ class Runtime:
     """What start-up recovery did (None until the pipeline starts)."""
     partials: Any = None
     """scribe.partials.PartialLane: live partial text beside the chunk lane (app only; None when off)."""
+    speakers: Any = None
+    """scribe.diarization.SpeakerLabeler (live speaker labels) in the app with SCRIBE_DIARIZATION."""
 
     @property
     def transcriber(self) -> Transcriber:
@@ -129,6 +131,8 @@ class Runtime:
             runtime.partials = _partial_lane(settings, pipeline)
         if warm:
             _warm_chunk_lane(backend.transcriber, speech_check)
+        if final_pass and settings.diarization:  # long-lived processes only, like the final pass
+            runtime.speakers = _speaker_labeler(settings, storage, pipeline, runtime.final_pass)
         if settings.metrics_port > 0:
             from scribe.metrics import start_metrics
 
@@ -165,6 +169,8 @@ class Runtime:
             self.partials.stop(timeout)
         if self.final_pass is not None:
             self.final_pass.stop(timeout)
+        if self.speakers is not None:
+            self.speakers.stop(timeout)
         if self.metrics is not None:
             self.metrics.stop()
         self.pipeline.stop(timeout)
@@ -219,6 +225,20 @@ def _warm_chunk_lane(transcriber: Transcriber, speech_check: Any) -> None:
         speech_check(noise)
     if transcriber.name == "local":
         transcriber.transcribe(noise)
+
+
+def _speaker_labeler(settings: Settings, storage: Storage, pipeline: Pipeline, final_pass: FinalPass | None):
+    """The live speaker labeler, or None (with a warning) when the speaker model is missing."""
+    from scribe.diarization import SpeakerLabeler
+    from scribe.errors import SpeakerModelError
+    from scribe.speakers import shared_encoder
+
+    try:
+        shared_encoder()
+    except SpeakerModelError as exc:
+        logging.getLogger("scribe.runtime").warning("speaker labels off: %s", exc)
+        return None
+    return SpeakerLabeler(storage, max_speakers=settings.max_speakers).attach(pipeline, final_pass)
 
 
 def _speech_check():

@@ -82,6 +82,19 @@ class SegmentRow:
     no_speech_prob: float | None = None
     flags: list[str] = field(default_factory=list)
     transcript: str = LIVE
+    speaker_id: int | None = None
+    """The session's speaker (speakers table); reads put that speaker's name in `speaker`."""
+
+
+@dataclass
+class SpeakerRow:
+    """One voice in a session: `id` 1..N, a name shown everywhere, its voice centroid."""
+
+    session_id: str
+    id: int
+    name: str
+    centroid: list[float] = field(default_factory=list)
+    seconds: float = 0.0
 
 
 def _m1_initial(cur: duckdb.DuckDBPyConnection) -> None:
@@ -147,6 +160,8 @@ def _m_partial_decodes(cur: duckdb.DuckDBPyConnection) -> None:
             audio_end_ms BIGINT NOT NULL, lag_s DOUBLE NOT NULL, decode_s DOUBLE NOT NULL,
             words INTEGER NOT NULL, coalesced INTEGER NOT NULL, paused INTEGER NOT NULL)""")
     cur.execute("CREATE INDEX partial_decodes_by_session ON partial_decodes (session_id)")
+
+
 def _m_webhook_events(cur: duckdb.DuckDBPyConnection) -> None:
     """The webhook outbox: an event is stored before it is sent, so a restart resends it."""
     cur.execute("""
@@ -157,12 +172,27 @@ def _m_webhook_events(cur: duckdb.DuckDBPyConnection) -> None:
             last_error VARCHAR)""")
 
 
+def _m_speakers(cur: duckdb.DuckDBPyConnection) -> None:
+    """Speaker labels: the voices of each session, each segment's speaker, the expected count."""
+    cur.execute("""
+        CREATE TABLE speakers (
+            session_id VARCHAR NOT NULL, id INTEGER NOT NULL, name VARCHAR NOT NULL,
+            centroid FLOAT[], seconds DOUBLE NOT NULL DEFAULT 0,
+            PRIMARY KEY (session_id, id))""")
+    cur.execute("""
+        CREATE TABLE diarization (
+            session_id VARCHAR PRIMARY KEY, expected_speakers INTEGER,
+            stage VARCHAR NOT NULL DEFAULT 'live', updated_at DOUBLE)""")
+    cur.execute("ALTER TABLE segments ADD COLUMN speaker_id INTEGER")
+
+
 MIGRATIONS: list[tuple[str, Callable[[duckdb.DuckDBPyConnection], None]]] = [
     ("initial schema", _m1_initial),
     ("chunks.skip_reason", _m_chunk_skip_reason),
     ("lab runs", _m_lab_runs),
     ("partial decodes", _m_partial_decodes),
     ("webhook events", _m_webhook_events),
+    ("speakers", _m_speakers),
 ]
 """Ordered; the position (1-based) is the version recorded in `schema_version`."""
 
@@ -310,6 +340,7 @@ class Storage:
         with self.transaction() as cur:
             for table, key in (("segments", "session_id"), ("chunks", "session_id"),
                                ("summaries", "session_id"), ("partial_decodes", "session_id"),
+                               ("speakers", "session_id"), ("diarization", "session_id"),
                                ("sessions", "id")):
                 cur.execute(f"DELETE FROM {table} WHERE {key} = ?", [session_id])
 
@@ -441,8 +472,10 @@ class Storage:
 
     # -- segments -----------------------------------------------------------
     def list_segments(self, session_id: str, transcript: str = LIVE) -> list[SegmentRow]:
-        rows = self._rows("""SELECT * FROM segments WHERE session_id = ? AND transcript = ?
-            ORDER BY seq, idx""", [session_id, transcript])
+        """One transcript in order; `speaker` is the speaker's current name (see SPEAKER_NAME)."""
+        rows = self._rows(f"""SELECT g.* EXCLUDE (speaker), {SPEAKER_NAME} AS speaker
+            FROM segments g {SPEAKER_JOIN} WHERE g.session_id = ? AND g.transcript = ?
+            ORDER BY g.seq, g.idx""", [session_id, transcript])
         return [_segment_row(r) for r in rows]
 
     def replace_transcript(self, session_id: str, transcript: str, segments: Sequence[SegmentRow]) -> bool:
@@ -568,8 +601,8 @@ class Storage:
         # the window count gives the total in the same scan.
         base = f"""WITH hits AS (SELECT g.* FROM segments g WHERE {' AND '.join(conditions)})
             SELECT h.session_id, s.title, s.created_at, h.transcript, h.seq, h.idx, h.start_ms, h.end_ms,
-                   h.text, h.speaker, count(*) OVER () AS total
-            FROM hits h JOIN sessions s ON s.id = h.session_id
+                   h.text, {SPEAKER_NAME.replace('g.', 'h.')} AS speaker, count(*) OVER () AS total
+            FROM hits h JOIN sessions s ON s.id = h.session_id {SPEAKER_JOIN.replace('g.', 'h.')}
             WHERE h.transcript = 'final' OR h.session_id NOT IN
                   (SELECT session_id FROM segments WHERE transcript = 'final')"""
         params = [*like, *regex]
@@ -740,6 +773,95 @@ class Storage:
         where, params = _partial_filters(session_ids, since, until)
         rows = self.cursor().execute(f"SELECT p.lag_s FROM partial_decodes p {where}", params).fetchall()
         return [r[0] for r in rows]
+    # -- speakers ---------------------------------------------------------------
+    def list_speakers(self, session_id: str) -> list[SpeakerRow]:
+        """The session's speakers by id, with their centroids."""
+        rows = self._rows("SELECT * FROM speakers WHERE session_id = ? ORDER BY id", [session_id])
+        return [SpeakerRow(**{**r, "centroid": list(r["centroid"] or [])}) for r in rows]
+
+    def speaker_stats(self, session_id: str, transcript: str = LIVE) -> list[dict[str, Any]]:
+        """Per speaker: id, name, segments and seconds of that transcript (for the page)."""
+        return self._rows("""SELECT sp.id, sp.name, count(g.idx) AS segments,
+                coalesce(sum(g.end_ms - g.start_ms), 0) / 1000.0 AS seconds
+            FROM speakers sp LEFT JOIN segments g ON g.session_id = sp.session_id
+                AND g.speaker_id = sp.id AND g.transcript = ?
+            WHERE sp.session_id = ? GROUP BY sp.id, sp.name ORDER BY sp.id""", [transcript, session_id])
+
+    def diarization_state(self, session_id: str) -> dict[str, Any] | None:
+        """{expected_speakers, stage ('live' or 'final'), updated_at}, or None if never labelled."""
+        rows = self._rows("SELECT * FROM diarization WHERE session_id = ?", [session_id])
+        return rows[0] if rows else None
+
+    def set_expected_speakers(self, session_id: str, count: int | None) -> None:
+        """The number of voices the user says the session has (None: estimate it)."""
+        with self.transaction() as cur:
+            cur.execute("""INSERT INTO diarization (session_id, expected_speakers, updated_at)
+                VALUES (?, ?, ?) ON CONFLICT (session_id) DO UPDATE SET
+                expected_speakers = excluded.expected_speakers""", [session_id, count, time.time()])
+
+    def save_speakers(self, session_id: str, speakers: Sequence[SpeakerRow],
+                      assignments: Sequence[tuple[str, int, int, int | None]], *,
+                      stage: str, replace_all: bool = False) -> None:
+        """Upsert speakers and set segments' speaker ids, in one transaction.
+
+        `assignments` are (transcript, seq, idx, speaker_id). With `replace_all` the
+        session's speakers not in `speakers` are removed (a re-clustering).
+        """
+        with self.transaction() as cur:
+            if replace_all:
+                keep = [sp.id for sp in speakers]
+                others = f"AND id NOT IN ({', '.join('?' * len(keep))})" if keep else ""
+                cur.execute(f"DELETE FROM speakers WHERE session_id = ? {others}", [session_id, *keep])
+            for sp in speakers:
+                cur.execute("""INSERT INTO speakers (session_id, id, name, centroid, seconds)
+                    VALUES (?, ?, ?, ?, ?) ON CONFLICT (session_id, id) DO UPDATE SET
+                    centroid = excluded.centroid, seconds = excluded.seconds""",
+                            [session_id, sp.id, sp.name, list(sp.centroid), sp.seconds])
+            if assignments:
+                cur.executemany("""UPDATE segments SET speaker_id = ? WHERE session_id = ?
+                    AND transcript = ? AND seq = ? AND idx = ?""",
+                                [[sid, session_id, t, seq, idx] for t, seq, idx, sid in assignments])
+            cur.execute("""INSERT INTO diarization (session_id, stage, updated_at) VALUES (?, ?, ?)
+                ON CONFLICT (session_id) DO UPDATE SET stage = excluded.stage,
+                updated_at = excluded.updated_at""", [session_id, stage, time.time()])
+
+    def rename_speaker(self, session_id: str, speaker_id: int, name: str) -> None:
+        """Give a speaker a name; every transcript, search, summary and export shows it."""
+        name = " ".join(name.split())
+        if not name or len(name) > 60:
+            raise ScribeError("a speaker name must be 1 to 60 characters")
+        with self.transaction() as cur:
+            taken = cur.execute("""SELECT id FROM speakers WHERE session_id = ? AND id <> ?
+                AND lower(name) = lower(?)""", [session_id, speaker_id, name]).fetchone()
+            if taken:
+                raise ScribeError(f"another speaker is already called {name!r}; merge them instead")
+            changed = cur.execute("""UPDATE speakers SET name = ? WHERE session_id = ? AND id = ?
+                RETURNING id""", [name, session_id, speaker_id]).fetchall()
+        if not changed:
+            raise NotFoundError(f"no speaker {speaker_id} in session {session_id!r}")
+
+    def merge_speakers(self, session_id: str, keep: int, drop: int) -> None:
+        """`drop`'s segments become `keep`'s; `drop` is removed; the centroids are pooled."""
+        speakers = {sp.id: sp for sp in self.list_speakers(session_id)}
+        if keep == drop or keep not in speakers or drop not in speakers:
+            raise NotFoundError(f"cannot merge speaker {drop} into {keep} in session {session_id!r}")
+        a, b = speakers[keep], speakers[drop]
+        pooled = [x * max(a.seconds, 1e-3) + y * max(b.seconds, 1e-3) for x, y in zip(a.centroid, b.centroid)]
+        norm = sum(v * v for v in pooled) ** 0.5 or 1.0
+        with self.transaction() as cur:
+            cur.execute("UPDATE segments SET speaker_id = ? WHERE session_id = ? AND speaker_id = ?",
+                        [keep, session_id, drop])
+            cur.execute("DELETE FROM speakers WHERE session_id = ? AND id = ?", [session_id, drop])
+            cur.execute("UPDATE speakers SET centroid = ?, seconds = ? WHERE session_id = ? AND id = ?",
+                        [[v / norm for v in pooled], a.seconds + b.seconds, session_id, keep])
+
+    def speaker_segments(self, session_id: str, speaker_id: int) -> list[SegmentRow]:
+        """Every segment (all transcripts) of one speaker, in time order."""
+        rows = self._rows(f"""SELECT g.* EXCLUDE (speaker), {SPEAKER_NAME} AS speaker
+            FROM segments g {SPEAKER_JOIN} WHERE g.session_id = ? AND g.speaker_id = ?
+            ORDER BY g.start_ms, g.transcript, g.seq, g.idx""", [session_id, speaker_id])
+        return [_segment_row(r) for r in rows]
+
 
 @dataclass
 class SummaryRow:
@@ -765,10 +887,18 @@ def _insert_segments(cur: duckdb.DuckDBPyConnection, segments: Sequence[SegmentR
     if not segments:
         return
     cur.executemany("""INSERT INTO segments (session_id, transcript, seq, idx, start_ms, end_ms,
-        text, speaker, confidence, no_speech_prob, flags) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)""",
+        text, speaker, confidence, no_speech_prob, flags, speaker_id)
+        VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)""",
                     [[s.session_id, s.transcript, s.seq, s.idx, s.start_ms, s.end_ms, s.text,
-                      s.speaker, s.confidence, s.no_speech_prob, json.dumps(s.flags) if s.flags else None]
+                      s.speaker, s.confidence, s.no_speech_prob, json.dumps(s.flags) if s.flags else None,
+                      s.speaker_id]
                      for s in segments])
+
+
+SPEAKER_JOIN = "LEFT JOIN speakers sp ON sp.session_id = g.session_id AND sp.id = g.speaker_id"
+SPEAKER_NAME = "coalesce(sp.name, g.speaker)"
+"""A segment's speaker as every reader sees it: the name of its session speaker (renames
+apply everywhere at once), else the label its backend gave (Gemini), else NULL."""
 
 
 def _segment_row(row: dict[str, Any]) -> SegmentRow:

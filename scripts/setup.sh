@@ -28,3 +28,8 @@ if [[ ! -f "$stamp" || "$(cat "$stamp")" != "$want" ]]; then
   .venv/bin/python -m pip install -q -r requirements.txt
   echo "$want" > "$stamp"
 fi
+# The speaker model ships inside resemblyzer; its dependencies (torch, librosa) are never
+# installed: Scribe reads the weights file as data (scribe/speakers.py).
+if ! .venv/bin/python -c "import importlib.util, sys; sys.exit(importlib.util.find_spec('resemblyzer') is None)"; then
+  .venv/bin/python -m pip install -q --no-deps resemblyzer==0.1.4
+fi

@@ -188,7 +188,8 @@ def _wait_idle(page, timeout: float = 30) -> None:
 
 def _page_transcript(page) -> str:
     text = page.inner_text("body")
-    return " ".join(m.group(1) for m in re.finditer(r"^\[\d+:\d\d\] (.*)$", text, re.MULTILINE))
+    # The speaker label at a turn ("Speaker 2: ") is not transcript text.
+    return " ".join(m.group(1) for m in re.finditer(r"^\[\d+:\d\d\] (?:Speaker \d+: )?(.*)$", text, re.MULTILINE))
 
 
 def _chunks(db) -> list[tuple]:

@@ -1,0 +1,308 @@
+"""Speaker labels on stored sessions: live per chunk, whole-session after stop, merge/split.
+
+Live: each chunk the pipeline settles is embedded and its windows are matched
+against the session's speaker centroids (stored in the `speakers` table, so a
+resumed session or a restarted app continues with the same voices); a voice far
+from all of them becomes a new speaker. After stop (and after the final pass, so
+both transcripts get labels), the whole recording is clustered again with the
+user's speaker count when given; the new clusters take over the live speaker
+ids (and names) they overlap most, so labels do not jump.
+
+Threads: the pipeline's events arrive on worker threads and only queue work;
+one daemon thread `scribe-speakers` does it, one chunk at a time (~10 ms of CPU
+per second of audio). Speaker ids are 1..N within a session; names live in the
+`speakers` table and `Storage` puts them on every segment it reads.
+"""
+
+from __future__ import annotations
+
+import logging
+import queue
+import threading
+import time
+from pathlib import Path
+from typing import Callable
+
+import numpy as np
+
+from scribe import speakers as sp
+from scribe.audio import SAMPLE_RATE, read_flac
+from scribe.errors import AudioDecodeError, NotFoundError, ScribeError
+from scribe.storage import FINAL, LIVE, SegmentRow, SpeakerRow, Storage
+
+log = logging.getLogger("scribe.diarization")
+
+Assignment = tuple[str, int, int, "int | None"]
+
+
+def default_name(speaker_id: int) -> str:
+    return f"Speaker {speaker_id}"
+
+
+def label_segments(segments: list[SegmentRow], labels: np.ndarray, *, offset_ms: int = 0) -> list[Assignment]:
+    """(transcript, seq, idx, speaker id) for each segment, by the frames it overlaps."""
+    return [(s.transcript, s.seq, s.idx, sp.speaker_for_span(labels, s.start_ms, s.end_ms, offset_ms=offset_ms))
+            for s in segments]
+
+
+# -- live -------------------------------------------------------------------------------
+
+def label_chunk(storage: Storage, session_id: str, seq: int, *, max_speakers: int = 8,
+                encoder: sp.VoiceEncoder | None = None) -> list[Assignment]:
+    """Label one settled chunk's live segments against the session's speakers."""
+    chunk = storage.get_chunk(session_id, seq)
+    segments = [s for s in storage.list_segments(session_id, LIVE) if s.seq == seq]
+    if not segments:
+        return []
+    windows = sp.embed_windows(read_flac(Path(chunk.audio_path)), encoder, offset_ms=chunk.start_ms)
+    if not len(windows):
+        return []
+    known = storage.list_speakers(session_id)
+    ids = [s.id for s in known]
+    centroids = [np.asarray(s.centroid, dtype=np.float64) for s in known]
+    weights = [s.seconds for s in known]
+    expected = (storage.diarization_state(session_id) or {}).get("expected_speakers")
+    picks = sp.assign_online(windows.embeddings, windows.seconds, centroids, weights,
+                             max_speakers=expected or max_speakers)
+    while len(ids) < len(centroids):
+        ids.append(max(ids, default=0) + 1)
+    labels = sp.frame_labels(windows, np.array([ids[p] for p in picks]))
+    assignments = label_segments(segments, labels, offset_ms=chunk.start_ms)
+    names = {s.id: s.name for s in known}
+    rows = [SpeakerRow(session_id, sid, names.get(sid, default_name(sid)), list(map(float, c)), w)
+            for sid, c, w in zip(ids, centroids, weights)]
+    storage.save_speakers(session_id, rows, assignments, stage=LIVE)
+    return assignments
+
+
+# -- after stop --------------------------------------------------------------------------
+
+def relabel_session(storage: Storage, session_id: str, *, n_speakers: int | None = None,
+                    max_speakers: int = 8, encoder: sp.VoiceEncoder | None = None) -> list[SpeakerRow]:
+    """Cluster the whole recording and relabel every transcript of the session.
+
+    `n_speakers` (else the count stored for the session, else estimated) fixes the
+    number of voices. Clusters inherit the live speaker ids they overlap most.
+    """
+    state = storage.diarization_state(session_id) or {}
+    n_speakers = n_speakers or state.get("expected_speakers")
+    windows = session_windows(storage, session_id, encoder)
+    clusters = sp.label_windows(windows, n_speakers, max_speakers=max_speakers)
+    frames = sp.frame_labels(windows, clusters)
+    segments = [s for name in (LIVE, FINAL) for s in storage.list_segments(session_id, name)]
+    known = {s.id: s for s in storage.list_speakers(session_id)}
+    ids = _inherit_ids(frames, segments, int(clusters.max()) + 1 if clusters.size else 0)
+    rows = []
+    for cluster, sid in enumerate(ids):
+        members = clusters == cluster
+        centroid = sp.mean_voice(windows.embeddings[members], windows.seconds[members])
+        name = known[sid].name if sid in known else default_name(sid)
+        rows.append(SpeakerRow(session_id, sid, name, list(map(float, centroid)),
+                               float(windows.seconds[members].sum())))
+    id_of = np.array(ids or [0])
+    by_id = np.where(frames >= 0, id_of[np.clip(frames, 0, None)], -1)
+    assignments = label_segments(segments, by_id)
+    storage.save_speakers(session_id, rows, assignments, stage=FINAL, replace_all=True)
+    log.info("session=%s speakers: %d voices over %.1f s", session_id, len(rows),
+             windows.speech.size * sp.FRAME_MS / 1000)
+    return rows
+
+
+def session_windows(storage: Storage, session_id: str, encoder: sp.VoiceEncoder | None = None) -> sp.Windows:
+    """Voice windows over the whole session, chunk by chunk: memory stays one chunk's audio
+    however long the meeting (a window never spans two chunks)."""
+    chunks = storage.list_chunks(session_id)
+    parts = []
+    for chunk in chunks:
+        audio = _chunk_audio(chunk)
+        if audio is not None:
+            parts.append(sp.embed_windows(audio, encoder, offset_ms=chunk.start_ms))
+    total_ms = max((c.end_ms for c in chunks), default=0)
+    return sp.join_windows(parts, total_ms // sp.FRAME_MS)
+
+
+def _chunk_audio(chunk) -> np.ndarray | None:
+    try:
+        return read_flac(Path(chunk.audio_path))
+    except (AudioDecodeError, OSError, RuntimeError) as exc:
+        log.warning("session=%s seq=%d audio unreadable (%s); no speaker labels there",
+                    chunk.session_id, chunk.seq, exc)
+        return None
+
+
+def _inherit_ids(frames: np.ndarray, segments: list[SegmentRow], n_clusters: int) -> list[int]:
+    """A speaker id per cluster: the live id it overlaps most (each id used once), else the
+    lowest free id. So a relabel keeps the numbers and names people already saw."""
+    overlap: dict[tuple[int, int], int] = {}
+    for seg in segments:
+        if seg.transcript != LIVE or seg.speaker_id is None:
+            continue
+        part = frames[seg.start_ms // sp.FRAME_MS:max(seg.start_ms // sp.FRAME_MS + 1, seg.end_ms // sp.FRAME_MS)]
+        for cluster, count in zip(*np.unique(part[part >= 0], return_counts=True)):
+            key = (int(cluster), seg.speaker_id)
+            overlap[key] = overlap.get(key, 0) + int(count)
+    ids: dict[int, int] = {}
+    for (cluster, sid), _ in sorted(overlap.items(), key=lambda kv: -kv[1]):
+        if cluster not in ids and sid not in ids.values():
+            ids[cluster] = sid
+    free = (n for n in range(1, 10_000) if n not in ids.values())
+    return [ids[c] if c in ids else next(free) for c in range(n_clusters)]
+
+
+def split_speaker(storage: Storage, session_id: str, speaker_id: int, *,
+                  encoder: sp.VoiceEncoder | None = None) -> int:
+    """Split one speaker in two: its segments are clustered by voice into two groups and
+    the group that speaks later becomes a new speaker. Returns the new speaker's id."""
+    segments = storage.speaker_segments(session_id, speaker_id)
+    if len({(s.start_ms, s.end_ms) for s in segments}) < 2:
+        raise ScribeError(f"speaker {speaker_id} has fewer than two segments; nothing to split")
+    vectors, seconds = _segment_voices(storage.list_chunks(session_id), segments, encoder)
+    usable = [n for n, v in enumerate(vectors) if v is not None]
+    if len(usable) < 2:
+        raise ScribeError(f"speaker {speaker_id} has too little speech to split")
+    groups, centroids = sp.spherical_kmeans(np.array([vectors[n] for n in usable]), 2,
+                                            weights=np.array([seconds[n] for n in usable]))
+    group_of = {usable[i]: int(g) for i, g in enumerate(groups)}
+    stay = group_of[usable[0]]  # the voice that speaks first keeps the id and the name
+    later = 1 - stay
+    known = storage.list_speakers(session_id)
+    new_id = max(s.id for s in known) + 1
+    old = next((s for s in known if s.id == speaker_id), None)
+    if old is None:
+        raise NotFoundError(f"no speaker {speaker_id} in session {session_id!r}")
+    moved = [(s.transcript, s.seq, s.idx, new_id) for n, s in enumerate(segments) if group_of.get(n) == later]
+    new_seconds = sum(seconds[n] for n in usable if group_of[n] == later)
+    rows = [SpeakerRow(session_id, speaker_id, old.name, list(map(float, centroids[stay])),
+                       max(0.0, old.seconds - new_seconds)),
+            SpeakerRow(session_id, new_id, default_name(new_id), list(map(float, centroids[later])), new_seconds)]
+    stage = (storage.diarization_state(session_id) or {}).get("stage", FINAL)
+    storage.save_speakers(session_id, rows, moved, stage=stage)
+    return new_id
+
+
+def _segment_voices(chunks, segments: list[SegmentRow],
+                    encoder: sp.VoiceEncoder | None) -> tuple[list[np.ndarray | None], list[float]]:
+    """One unit voice vector per segment (None when it has no window of speech)."""
+    vectors, seconds = [], []
+    cache: dict[int, np.ndarray | None] = {}
+    for seg in segments:
+        piece = _span_audio(chunks, cache, seg.start_ms, seg.end_ms)
+        windows = sp.embed_windows(piece, encoder) if piece.size else None
+        if windows is None or not len(windows):
+            vectors.append(None)
+            seconds.append(0.0)
+            continue
+        vectors.append(sp.mean_voice(windows.embeddings, windows.seconds))
+        seconds.append(float(windows.seconds.sum()))
+    return vectors, seconds
+
+
+def _span_audio(chunks, cache: dict, start_ms: int, end_ms: int) -> np.ndarray:
+    """The audio of [start, end) from the chunk files it overlaps. Spans come in time order, so
+    chunks that end before this one starts leave the cache: memory stays a few chunks."""
+    pieces = []
+    for chunk in chunks:
+        if chunk.end_ms <= start_ms:
+            cache.pop(chunk.seq, None)
+            continue
+        if chunk.start_ms >= end_ms:
+            continue
+        if chunk.seq not in cache:
+            cache[chunk.seq] = _chunk_audio(chunk)
+        audio = cache[chunk.seq]
+        if audio is None:
+            continue
+        lo = max(0, (start_ms - chunk.start_ms) * SAMPLE_RATE // 1000)
+        hi = max(lo, (end_ms - chunk.start_ms) * SAMPLE_RATE // 1000)
+        pieces.append(audio[lo:hi])
+    return np.concatenate(pieces) if pieces else np.zeros(0, np.float32)
+
+
+# -- the thread ----------------------------------------------------------------------------
+
+class SpeakerLabeler:
+    """Labels chunks as they settle and relabels each stopped session, on its own thread."""
+
+    def __init__(self, storage: Storage, *, max_speakers: int = 8,
+                 is_idle: Callable[[], bool] = lambda: True, encoder: sp.VoiceEncoder | None = None,
+                 poll_seconds: float = 0.5) -> None:
+        self.storage = storage
+        self.max_speakers = max_speakers
+        self._encoder = encoder
+        self._is_idle = is_idle
+        self._poll = poll_seconds
+        self._requests: queue.Queue[tuple[str, str, int] | None] = queue.Queue()
+        self._stopping = threading.Event()
+        self._thread: threading.Thread | None = None
+        self.errors: dict[str, str] = {}
+        self.cpu_seconds = 0.0
+        """CPU time spent labelling (thread time), for the cost figures."""
+
+    def attach(self, pipeline, final_pass=None) -> "SpeakerLabeler":
+        """Listen to the pipeline; relabel a stopped session only once its queue and the
+        final pass are idle, so the final transcript is labelled too."""
+        def idle() -> bool:
+            return pipeline.is_idle() and (final_pass is None or final_pass.wait_idle(timeout=0.0))
+        self._is_idle = idle
+        pipeline.add_listener(self.on_event)
+        return self.start()
+
+    def start(self) -> "SpeakerLabeler":
+        if self._thread is None:
+            self._thread = threading.Thread(target=self._loop, name="scribe-speakers", daemon=True)
+            self._thread.start()
+        return self
+
+    def on_event(self, event: str, fields: dict) -> None:
+        """Pipeline listener; runs on a worker thread, so it only queues the work."""
+        if event == "chunk_done":
+            self._requests.put(("chunk", fields["session_id"], int(fields["seq"])))
+        elif event == "session_drained":
+            self._requests.put(("session", fields["session_id"], -1))
+
+    def request_relabel(self, session_id: str) -> None:
+        """Cluster a stopped session again (e.g. after its speaker count was given)."""
+        self._requests.put(("session", session_id, -1))
+
+    def stop(self, timeout: float = 10.0) -> None:
+        self._stopping.set()
+        self._requests.put(None)
+        if self._thread is not None:
+            self._thread.join(timeout)
+            self._thread = None
+
+    def wait_idle(self, timeout: float = 120.0) -> bool:
+        """Block until every queued request is handled (tests, CLI)."""
+        deadline = time.monotonic() + timeout
+        while self._requests.unfinished_tasks and time.monotonic() < deadline:
+            time.sleep(0.05)
+        return self._requests.unfinished_tasks == 0
+
+    def _loop(self) -> None:
+        while (request := self._requests.get()) is not None:
+            kind, session_id, seq = request
+            started = time.thread_time()
+            try:
+                if kind == "chunk":
+                    label_chunk(self.storage, session_id, seq, max_speakers=self.max_speakers,
+                                encoder=self._encoder)
+                elif self._wait_for_quiet() and self._stopped(session_id):
+                    relabel_session(self.storage, session_id, max_speakers=self.max_speakers,
+                                    encoder=self._encoder)
+            except Exception as exc:  # labels are extra: the transcript stands without them
+                log.exception("session=%s speaker labels failed", session_id)
+                self.errors[session_id] = f"{type(exc).__name__}: {exc}"
+            finally:
+                self.cpu_seconds += time.thread_time() - started
+                self._requests.task_done()
+        self._requests.task_done()
+
+    def _wait_for_quiet(self) -> bool:
+        while not self._is_idle():
+            if self._stopping.wait(self._poll):
+                return False
+        return not self._stopping.is_set()
+
+    def _stopped(self, session_id: str) -> bool:
+        session = self.storage.find_session(session_id)
+        return session is not None and session.status in ("stopped", "done", "interrupted")

@@ -148,11 +148,29 @@ def runtime() -> Runtime:
     if it cannot start."""
     _ensure_app_navigation()
     try:
-        return _build_runtime(_runtime_key(chosen_settings()))
+        config = _runtime_key(chosen_settings())
+        _prepare_models(config)
+        return _build_runtime(config)
     except (ScribeError, ImportError) as exc:
         st.error(f"Scribe cannot start: {exc}")
         st.stop()
         raise
+
+
+def _prepare_models(config: Settings) -> None:
+    """Assemble `base` or download a hub model with a progress bar, once, before the model loads."""
+    from scribe import models
+    from scribe.final_pass import final_pass_enabled
+
+    if config.backend != "local":
+        return
+    wanted = [config.whisper_model] + ([config.final_model] if final_pass_enabled(config) else [])
+    for name in dict.fromkeys(wanted):
+        if models.needs_preparing(name, config.models_dir):
+            bar = st.progress(0.0, text=f"Preparing the {name} model (once)...")
+            models.model_folder(name, model_dir=config.models_dir,
+                                progress=lambda f, message: bar.progress(min(f, 1.0), text=message))
+            bar.empty()
 
 
 @st.cache_resource(show_spinner=False)

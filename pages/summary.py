@@ -70,7 +70,8 @@ def run(session_id: str, backend: str, transcript: str | None = None) -> None:
         try:
             # Runs on this script thread; the callback updates the bar between steps.
             _summary, row = summarize_session(storage, rt.settings, session_id, backend=backend,
-                                              transcript=transcript, progress=lambda f, m: bar.progress(min(1.0, f), text=m))
+                                              transcript=transcript,
+                                              progress=lambda f, m: bar.progress(min(1.0, f), text=m))
         except ScribeError as exc:
             status.update(label="Summary failed", state="error")
             st.error(str(exc))

@@ -6,7 +6,7 @@
 3. Confirmation: a real-time bench at that many sessions (rounded down, minus
    `--margin`), checking the backlog stays bounded (a few chunks, not growing).
 
-    python3 benchmarks/local_capacity.py [--concurrency 2] [--probe-minutes 4] [--minutes 3]
+    python3 benchmarks/local_capacity.py [--model base] [--concurrency 2] [--probe-minutes 4] [--minutes 3]
 """
 
 from __future__ import annotations
@@ -40,16 +40,19 @@ def progress(line: str) -> None:
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--model", default="tiny.en", help="local model (a registry name, see `models`)")
     parser.add_argument("--concurrency", type=int, default=2)
     parser.add_argument("--probe-sessions", type=int, default=4)
     parser.add_argument("--probe-minutes", type=float, default=4.0)
     parser.add_argument("--minutes", type=float, default=3.0, help="real-time confirmation length")
     parser.add_argument("--margin", type=int, default=0, help="sessions below the probe's figure")
     parser.add_argument("--sessions", type=int, help="skip the probe; confirm this many sessions")
+    parser.add_argument("--probe-only", action="store_true", help="stop after the throughput probe")
     args = parser.parse_args()
     with tempfile.TemporaryDirectory(prefix="scribe-local-") as folder:
         audio = speech_file(Path(folder))
-        base = BenchConfig(backend="local", concurrency=args.concurrency, audio_path=audio)
+        base = BenchConfig(backend="local", concurrency=args.concurrency, audio_path=audio,
+                           whisper_model=args.model)
         sessions = args.sessions
         if sessions is None:
             probe = run_bench(_with(base, sessions=args.probe_sessions, minutes=args.probe_minutes,
@@ -57,6 +60,8 @@ def main() -> int:
             print("\n" + format_report(probe) + "\n", file=sys.stderr)
             print(json.dumps({"probe": json.loads(probe.to_json())}))
             sessions = max(1, math.floor(probe.audio_min_per_wall_min) - args.margin)
+            if args.probe_only:
+                return 0
         confirm = run_bench(_with(base, sessions=sessions, minutes=args.minutes, speed=1.0), progress)
         print("\n" + format_report(confirm), file=sys.stderr)
         print(json.dumps({"realtime": json.loads(confirm.to_json())}))

@@ -96,7 +96,9 @@ def sidebar() -> Settings:
         st.subheader("Settings")
         backend = st.selectbox("Backend", BACKENDS, key="sb_backend",
                                help="local: Whisper on this machine; gemini needs GEMINI_API_KEY")
-        model = st.text_input("Model", key=f"sb_model_{backend}", disabled=backend == "stub")
+        model = st.text_input("Model", key=f"sb_model_{backend}", disabled=backend == "stub",
+                              help="local: base, tiny.en, a hub name such as small.en, or a model "
+                                   "folder (`python -m scribe models` lists them)")
         seconds = st.number_input("Chunk seconds", min_value=1.0, max_value=600.0, step=1.0,
                                   key="sb_chunk_seconds")
         policy = st.selectbox("Chunk policy", CHUNK_POLICIES, key="sb_chunk_policy",
@@ -148,11 +150,29 @@ def runtime() -> Runtime:
     if it cannot start."""
     _ensure_app_navigation()
     try:
-        return _build_runtime(_runtime_key(chosen_settings()))
+        config = _runtime_key(chosen_settings())
+        _prepare_models(config)
+        return _build_runtime(config)
     except (ScribeError, ImportError) as exc:
         st.error(f"Scribe cannot start: {exc}")
         st.stop()
         raise
+
+
+def _prepare_models(config: Settings) -> None:
+    """Assemble `base` or download a hub model with a progress bar, once, before the model loads."""
+    from scribe import models
+    from scribe.final_pass import final_pass_enabled
+
+    if config.backend != "local":
+        return
+    wanted = [config.whisper_model] + ([config.final_model] if final_pass_enabled(config) else [])
+    for name in dict.fromkeys(wanted):
+        if models.needs_preparing(name, config.models_dir):
+            bar = st.progress(0.0, text=f"Preparing the {name} model (once)...")
+            models.model_folder(name, model_dir=config.models_dir,
+                                progress=lambda f, message: bar.progress(min(f, 1.0), text=message))
+            bar.empty()
 
 
 @st.cache_resource(show_spinner=False)

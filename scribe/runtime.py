@@ -126,7 +126,8 @@ class Runtime:
         # Only long-lived processes (the app) ask for it: a one-shot command would exit
         # in the middle of a pass, and native code in a dying daemon thread can crash.
         if final_pass and final_pass_enabled(settings):
-            runtime.final_pass = FinalPass(storage, backend.transcriber).attach(pipeline)
+            runtime.final_pass = FinalPass(storage, transcriber or final_transcriber(settings, backend.transcriber)
+                                           ).attach(pipeline)
         if partials and settings.partials:
             runtime.partials = _partial_lane(settings, pipeline)
         if warm:
@@ -190,6 +191,17 @@ def _backend_for(settings: Settings) -> Transcriber:
     model = settings.gemini_model if settings.backend == "gemini" else settings.whisper_model
     return RemoteTranscriber(settings.redis_url, backend=settings.backend, model=model,
                              timeout=settings.remote_timeout, broker_wait=settings.broker_wait_seconds)
+
+
+def final_transcriber(settings: Settings, live: Transcriber | None = None) -> Transcriber:
+    """The final pass's model (SCRIBE_FINAL_MODEL), loaded once per process and shared.
+
+    With SCRIBE_REDIS_URL the pass goes to the workers like live chunks do, with
+    their model: the app process then loads no model of its own.
+    """
+    if settings.redis_url and live is not None:
+        return live
+    return make_transcriber(settings, "local", model=settings.final_model, workers=1)
 
 
 def _with_limit(settings: Settings, transcriber: Transcriber) -> Backend:

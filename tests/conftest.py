@@ -10,6 +10,11 @@ import numpy as np
 import pytest
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
+# Tests run the bundled tiny.en for every job (fast); tests about another model ask for it.
+# Set in the environment too, so CLI subprocesses and AppTest pages inherit it.
+TEST_MODELS = {"whisper_model": "tiny.en", "final_model": "tiny.en"}
+os.environ.setdefault("SCRIBE_WHISPER_MODEL", TEST_MODELS["whisper_model"])
+os.environ.setdefault("SCRIBE_FINAL_MODEL", TEST_MODELS["final_model"])
 sys.path.insert(0, str(Path(__file__).parent))
 sys.path.insert(0, str(Path(__file__).parent.parent))
 
@@ -20,7 +25,7 @@ from scribe.storage import Storage  # noqa: E402
 @pytest.fixture
 def settings(tmp_path: Path) -> Settings:
     """Settings on a fresh data folder, independent of the caller's environment."""
-    return Settings.from_env({}, data_dir=tmp_path / "data")
+    return Settings.from_env({}, data_dir=tmp_path / "data", **TEST_MODELS)
 
 
 @pytest.fixture

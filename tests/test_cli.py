@@ -93,3 +93,37 @@ def test_missing_model_and_bad_settings_are_one_clear_line(tmp_path, tone, db):
     out = run("transcribe", str(audio), db=db, env={"SCRIBE_CHUNK_SECONDS": "soon"})
     assert out.returncode != 0 and "SCRIBE_CHUNK_SECONDS" in out.stderr
     assert "Traceback" not in out.stderr
+
+
+@pytest.mark.slow
+def test_transcribe_final_pass_waits_and_prints_both_transcripts(meeting, db):
+    path, reference = meeting
+    out = run("transcribe", str(path), "--final-pass", "--format", "json", db=db,
+              env={"SCRIBE_WHISPER_MODEL": "tiny.en", "SCRIBE_FINAL_MODEL": "tiny.en"})
+    assert out.returncode == 0, out.stderr
+    assert "Traceback" not in out.stderr and "final pass (tiny.en)" in out.stderr
+    payload = json.loads(out.stdout)
+    assert {"text", "final_text", "final_segments"} <= set(payload)
+    live_wer = word_error_rate(reference, payload["text"])
+    final_wer = word_error_rate(reference, payload["final_text"])
+    assert live_wer < 0.25 and final_wer < 0.25
+    store = Storage(db)
+    try:  # the final transcript is stored beside the live one, which is untouched
+        assert store.session_text(payload["session_id"], "final") == payload["final_text"]
+        assert store.session_text(payload["session_id"], "live") == payload["text"]
+    finally:
+        store.close()
+
+
+@pytest.mark.slow
+def test_transcribe_final_pass_prints_the_final_transcript(meeting, db):
+    path, reference = meeting
+    env = {"SCRIBE_WHISPER_MODEL": "tiny.en"}
+    out = run("transcribe", str(path), "--policy", "whole", "--final-pass", "--final-model", "tiny.en",
+              db=db, env=env)
+    assert out.returncode == 0, out.stderr
+    assert "final pass (tiny.en): 1 window(s)" in out.stderr
+    session_id = json.loads(run("sessions", "--json", db=db).stdout)[0]["id"]
+    stored_final = run("export", session_id, "--transcript", "final", db=db)
+    assert out.stdout == stored_final.stdout and out.stdout.startswith("[00:0")
+    assert word_error_rate(reference, out.stdout) < 0.35  # "[mm:ss]" prefixes count as errors

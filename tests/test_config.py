@@ -8,7 +8,8 @@ from scribe.errors import SettingsError
 
 def test_defaults_need_no_environment():
     s = Settings.from_env({})
-    assert (s.backend, s.chunk_seconds, s.chunk_policy, s.whisper_model) == ("local", 15.0, "pause", "tiny.en")
+    assert (s.backend, s.chunk_seconds, s.chunk_policy, s.whisper_model) == ("local", 15.0, "pause", "base")
+    assert s.final_model == "base" and s.language == "en"
     assert s.db == Path("data") / "scribe.duckdb"
     assert s.audio_dir == Path("data") / "audio"
 
@@ -32,6 +33,7 @@ def test_explicit_db_wins_over_data_dir():
     ("SCRIBE_CHUNK_SECONDS", "fast"), ("SCRIBE_CHUNK_SECONDS", "0"), ("SCRIBE_BACKEND", "whisperx"),
     ("SCRIBE_CHUNK_POLICY", "random"), ("SCRIBE_MAX_CONCURRENCY", "-1"), ("SCRIBE_FINAL_PASS", "maybe"),
     ("SCRIBE_GEMINI_RPM", "0"), ("SCRIBE_LOG_LEVEL", "LOUD"),
+    ("SCRIBE_LANGUAGE", "english"),
 ])
 def test_bad_values_name_the_variable(var, value):
     with pytest.raises(SettingsError, match=var):

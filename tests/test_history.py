@@ -108,3 +108,15 @@ def test_segment_at_finds_the_segment_playing_at_a_time(storage, settings):
     assert history.segment_at(segs, 5_300) == 1
     assert history.segment_at(segs, 9_900) == 1  # in a gap: the last one that started
     assert history.segment_at(segs, 0) == 0 and history.segment_at([], 5) is None
+
+
+def test_live_text_kept_by_the_final_pass_is_said_but_not_a_doubt():
+    from scribe.final_pass import KEPT_LIVE
+    from scribe.history import doubts, final_note
+    from scribe.storage import SegmentRow
+
+    kept = SegmentRow("s", 0, 0, 0, 1000, "kept words", confidence=0.9, flags=[KEPT_LIVE], transcript="final")
+    fresh = SegmentRow("s", 0, 1, 1000, 2000, "new words", confidence=0.9, transcript="final")
+    assert doubts(kept) == []
+    assert "1 of 2 segments are the live text" in final_note([kept, fresh])
+    assert final_note([fresh]) == ""

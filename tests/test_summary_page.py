@@ -85,3 +85,15 @@ def test_gemini_summary_from_the_page_through_the_fake_server(tmp_path, monkeypa
         assert any("100 tokens in, 20 out" in c.value for c in at.caption)
     finally:
         close_runtime(data_dir, env)
+
+
+def test_reader_picks_which_transcript_is_summarized(demo, monkeypatch):
+    data_dir, ids = demo
+    at = app("summary", data_dir, monkeypatch, session=ids["final"])
+    choice = at.radio(key=f"summary-transcript-{ids['final']}")
+    assert choice.value == "final" and any("Summarizes the final transcript" in c.value for c in at.caption)
+    choice.set_value("live").run()
+    assert any("Summarizes the live transcript" in c.value for c in at.caption)
+    summarize_button(at).click().run()
+    assert not at.exception
+    assert any("From the live transcript" in c.value for c in at.caption)

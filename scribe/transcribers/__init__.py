@@ -8,8 +8,13 @@ from scribe.transcribers.base import Segment, Transcriber, Usage
 __all__ = ["Segment", "Transcriber", "Usage", "make_transcriber"]
 
 
-def make_transcriber(settings: Settings, backend: str | None = None) -> Transcriber:
+def make_transcriber(settings: Settings, backend: str | None = None, *, model: str | None = None,
+                     workers: int | None = None, progress=None) -> Transcriber:
     """Build the backend named by `backend` (default: the settings' backend).
+
+    `model` picks another local model than SCRIBE_WHISPER_MODEL (the final pass's
+    job); models are loaded once per process and shared. `progress(fraction, message)`
+    hears about a model being assembled or downloaded.
 
     Heavy SDKs are imported here, inside the backend's constructor, so an
     ImportError becomes a clear BackendUnavailableError.
@@ -19,10 +24,13 @@ def make_transcriber(settings: Settings, backend: str | None = None) -> Transcri
         from scribe.transcribers.local import LocalWhisperTranscriber
 
         return LocalWhisperTranscriber(
-            settings.whisper_model,
+            model or settings.whisper_model,
             compute_type=settings.whisper_compute_type,
             threads=settings.whisper_threads,
-            workers=settings.max_concurrency,
+            workers=workers or settings.max_concurrency,
+            language=settings.language,
+            model_dir=settings.models_dir,
+            progress=progress,
         )
     if name == "stub":
         from scribe.transcribers.stub import StubTranscriber

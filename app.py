@@ -4,6 +4,7 @@ from pathlib import Path
 
 import streamlit as st
 
+from pages._recorder import shared_recorder
 from pages._shared import mark_app_ran, sidebar
 
 PAGES = [
@@ -22,6 +23,11 @@ if not available:
     st.info("No pages yet. Transcribe a recording with `python -m scribe transcribe FILE`.")
     st.stop()
 page = st.navigation(available)
-sidebar()  # after navigation, so the page links stay on top of the sidebar
 mark_app_ran()
+# After navigation, so the page links stay on top of the sidebar. The recorder is drawn
+# here, not by a page, so switching pages never unmounts it and a recording goes on;
+# it goes above the settings but runs after them (it uses the runtime they choose).
+recorder_slot = st.sidebar.container()
+sidebar()
+shared_recorder(recorder_slot)
 page.run()

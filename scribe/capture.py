@@ -346,9 +346,11 @@ class LiveRegistry:
 
 # -- the Record page's widgets and views ----------------------------------------
 def mic_streamer(key: str, settings: Settings, factory: Callable[[], LiveCapture],
-                 on_change: Callable[[], None] | None = None) -> WebRtcStreamerContext:
+                 on_change: Callable[[], None] | None = None,
+                 desired_playing_state: bool | None = None) -> WebRtcStreamerContext:
     """The browser-side recorder: send-only, audio-only, raw microphone, every frame
-    delivered to the capture made by `factory` (on streamlit-webrtc's processor thread)."""
+    delivered to the capture made by `factory` (on streamlit-webrtc's processor thread).
+    `desired_playing_state=True` starts the microphone without a click (Resume)."""
     return webrtc_streamer(
         key=key,
         mode=WebRtcMode.SENDONLY,
@@ -357,20 +359,21 @@ def mic_streamer(key: str, settings: Settings, factory: Callable[[], LiveCapture
         audio_processor_factory=factory,
         async_processing=True,  # recv_queued on a per-connection thread, off the event loop
         on_change=on_change,
+        desired_playing_state=desired_playing_state,
     )
 
 
-def chunk_table(chunks: list[ChunkRow], now: float | None = None) -> list[dict[str, Any]]:
-    """One row per chunk for the page: time range, status, end-to-end latency (so far,
-    for a chunk still waiting), and attempts and error only when some chunk needed them."""
-    now = time.time() if now is None else now
+def chunk_table(chunks: list[ChunkRow]) -> list[dict[str, Any]]:
+    """One row per chunk for the page: time range, status, end-to-end latency once the
+    chunk is settled (a waiting chunk has none yet), and attempts and error only when
+    some chunk needed them."""
     troubled = any(c.error or c.attempts > 1 for c in chunks)
     rows = []
     for c in chunks:
         finished = c.finished_at if c.status in ("done", "failed") else None
-        latency = (finished or now) - c.captured_at if c.captured_at else None
+        latency = finished - c.captured_at if finished and c.captured_at else None
         row = {"chunk": c.seq, "time": f"{mmss(c.start_ms)}-{mmss(c.end_ms)}",
-               "status": c.status, "latency s": None if latency is None else round(latency, 1)}
+               "status": c.status, "latency (s)": None if latency is None else round(latency, 1)}
         if troubled:
             row.update({"attempts": c.attempts, "error": c.error or ""})
         rows.append(row)

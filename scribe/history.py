@@ -13,7 +13,7 @@ from typing import Sequence
 
 from scribe.audio import encode_bytes, read_flac
 from scribe.errors import ScribeError
-from scribe.storage import FINAL, LIVE, SegmentRow, SessionRow, Storage
+from scribe.storage import FINAL, LIVE, ChunkRow, SegmentRow, SessionRow, Storage
 
 LOW_CONFIDENCE = math.exp(-1.0)
 """Whisper's own `log_prob_threshold` (-1.0) as a probability: below it a segment is doubtful."""
@@ -149,3 +149,24 @@ def segment_at(segments: Sequence[SegmentRow], at_ms: int) -> int | None:
             if at_ms < seg.end_ms:
                 return position
     return best if best is not None else (0 if segments else None)
+
+
+NO_SPEECH = "no speech"
+TRANSCRIBING = "transcribing"
+
+
+def progress_status(session: SessionRow, chunks: Sequence[ChunkRow], segments: int,
+                    recording: bool = False) -> str:
+    """The word a page shows for a session's state, true to what is stored:
+
+    `recording` while the microphone runs; `transcribing` while chunks wait (a stopped
+    upload is not "stopped" to its user); `no speech` when everything settled and no
+    chunk held words; else the stored status."""
+    if recording or session.status == "recording":
+        return "recording"
+    if any(c.status in ("pending", "processing") for c in chunks):
+        return TRANSCRIBING
+    if session.status in ("done", "stopped") and chunks and not segments and \
+            not any(c.status == "failed" for c in chunks):
+        return NO_SPEECH
+    return session.status

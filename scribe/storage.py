@@ -82,6 +82,12 @@ class SegmentRow:
     no_speech_prob: float | None = None
     flags: list[str] = field(default_factory=list)
     transcript: str = LIVE
+    machine_text: str | None = None
+    """What the backend wrote, when a person corrected `text` (None: `text` is the machine's)."""
+
+    @property
+    def edited(self) -> bool:
+        return self.machine_text is not None
 
 
 def _m1_initial(cur: duckdb.DuckDBPyConnection) -> None:
@@ -139,10 +145,21 @@ def _m_lab_runs(cur: duckdb.DuckDBPyConnection) -> None:
     cur.execute("CREATE INDEX lab_runs_by_created ON lab_runs (created_at)")
 
 
+def _m_segment_edits(cur: duckdb.DuckDBPyConnection) -> None:
+    """A person's corrections, kept beside the machine text: re-transcription and the
+    final pass rewrite `segments`, never this table."""
+    cur.execute("""
+        CREATE TABLE segment_edits (
+            session_id VARCHAR NOT NULL, transcript VARCHAR NOT NULL, seq INTEGER NOT NULL,
+            idx INTEGER NOT NULL, text VARCHAR NOT NULL, edited_at DOUBLE NOT NULL,
+            PRIMARY KEY (session_id, transcript, seq, idx))""")
+
+
 MIGRATIONS: list[tuple[str, Callable[[duckdb.DuckDBPyConnection], None]]] = [
     ("initial schema", _m1_initial),
     ("chunks.skip_reason", _m_chunk_skip_reason),
     ("lab runs", _m_lab_runs),
+    ("segment edits", _m_segment_edits),
 ]
 """Ordered; the position (1-based) is the version recorded in `schema_version`."""
 
@@ -288,7 +305,7 @@ class Storage:
     def delete_session(self, session_id: str) -> None:
         self.get_session(session_id)
         with self.transaction() as cur:
-            for table, key in (("segments", "session_id"), ("chunks", "session_id"),
+            for table, key in (("segments", "session_id"), ("segment_edits", "session_id"), ("chunks", "session_id"),
                                ("summaries", "session_id"), ("sessions", "id")):
                 cur.execute(f"DELETE FROM {table} WHERE {key} = ?", [session_id])
 
@@ -384,9 +401,38 @@ class Storage:
 
     # -- segments -----------------------------------------------------------
     def list_segments(self, session_id: str, transcript: str = LIVE) -> list[SegmentRow]:
-        rows = self._rows("""SELECT * FROM segments WHERE session_id = ? AND transcript = ?
-            ORDER BY seq, idx""", [session_id, transcript])
+        """One transcript in order, as readers see it: a person's edit replaces the machine
+        text (kept in `machine_text`), so search, summaries and exports agree."""
+        rows = self._rows("""SELECT g.* EXCLUDE (text), CASE WHEN e.text IS NOT NULL THEN g.text END AS machine_text,
+                coalesce(e.text, g.text) AS text
+            FROM segments g LEFT JOIN segment_edits e USING (session_id, transcript, seq, idx)
+            WHERE g.session_id = ? AND g.transcript = ? ORDER BY g.seq, g.idx""", [session_id, transcript])
         return [_segment_row(r) for r in rows]
+
+    def edit_segment(self, session_id: str, transcript: str, seq: int, idx: int, text: str, *,
+                     now: float | None = None) -> None:
+        """Store a person's text for one segment; text equal to the machine's removes the edit."""
+        clean = " ".join(text.split())
+        if not clean:
+            raise ScribeError("a transcript line cannot be empty; undo the edit instead")
+        machine = self._scalar("""SELECT text FROM segments WHERE session_id = ? AND transcript = ?
+            AND seq = ? AND idx = ?""", [session_id, transcript, seq, idx])
+        if machine is None:
+            raise NotFoundError(f"no segment {seq}.{idx} in the {transcript} transcript of {session_id!r}")
+        if clean == " ".join(machine.split()):
+            self.undo_edit(session_id, transcript, seq, idx)
+            return
+        with self.transaction() as cur:
+            cur.execute("""INSERT OR REPLACE INTO segment_edits (session_id, transcript, seq, idx, text,
+                edited_at) VALUES (?, ?, ?, ?, ?, ?)""",
+                        [session_id, transcript, seq, idx, clean, now if now is not None else time.time()])
+
+    def undo_edit(self, session_id: str, transcript: str, seq: int, idx: int) -> bool:
+        """Back to the machine text; True if there was an edit."""
+        with self.transaction() as cur:
+            gone = cur.execute("""DELETE FROM segment_edits WHERE session_id = ? AND transcript = ?
+                AND seq = ? AND idx = ? RETURNING seq""", [session_id, transcript, seq, idx]).fetchall()
+        return bool(gone)
 
     def replace_transcript(self, session_id: str, transcript: str, segments: Sequence[SegmentRow]) -> None:
         """Swap a whole non-live transcript (e.g. the final pass) in one transaction."""
@@ -443,9 +489,14 @@ class Storage:
             self.end_session(session_id, "interrupted", now=now)
         return ids
 
-    def resumable_sessions(self, *, source: str = "mic", limit: int = 20) -> list[SessionRow]:
-        """Recent sessions of `source` that can be continued (not currently recording)."""
-        rows = self._rows("""SELECT * FROM sessions WHERE source = ? AND status <> 'recording'
+    def resumable_sessions(self, *, source: str = "mic", limit: int = 20,
+                           include_recording: bool = False) -> list[SessionRow]:
+        """Recent sessions of `source` that can be continued (not currently recording).
+
+        `include_recording` keeps sessions still marked recording, for a caller that knows
+        which captures are live (a capture stopped a moment ago ends on the writer thread)."""
+        status = "" if include_recording else "AND status <> 'recording'"
+        rows = self._rows(f"""SELECT * FROM sessions WHERE source = ? {status}
             ORDER BY created_at DESC, id DESC LIMIT ?""", [source, limit])
         return [SessionRow(**r) for r in rows]
 
@@ -488,9 +539,13 @@ class Storage:
             return [], 0
         conditions = [r"g.text ILIKE ? ESCAPE '\'" for _ in like]
         conditions += ["regexp_matches(g.text, ?, 'i')" for _ in regex]
+        # A person's edit is what a reader sees, so it is what search matches.
+        edited = """(SELECT g.session_id, g.transcript, g.seq, g.idx, g.start_ms, g.end_ms, g.speaker,
+                coalesce(e.text, g.text) AS text
+            FROM segments g LEFT JOIN segment_edits e USING (session_id, transcript, seq, idx))"""
         # Match first (cheap ILIKE before the regex), then keep the transcript a reader sees;
         # the window count gives the total in the same scan.
-        base = f"""WITH hits AS (SELECT g.* FROM segments g WHERE {' AND '.join(conditions)})
+        base = f"""WITH hits AS (SELECT g.* FROM {edited} g WHERE {' AND '.join(conditions)})
             SELECT h.session_id, s.title, s.created_at, h.transcript, h.seq, h.idx, h.start_ms, h.end_ms,
                    h.text, h.speaker, count(*) OVER () AS total
             FROM hits h JOIN sessions s ON s.id = h.session_id

@@ -10,6 +10,7 @@ import streamlit as st
 from streamlit.testing.v1 import AppTest
 
 import scribe.capture
+from pages._text import literal
 from scribe.pipeline import Pipeline, PipelineStats
 from scribe.storage import SegmentRow, Storage
 
@@ -51,8 +52,19 @@ def streamer(monkeypatch, **kwargs) -> FakeStreamer:
     return fake
 
 
-def run_page(path: str = "pages/record.py") -> AppTest:
-    at = AppTest.from_file(str(ROOT / path), default_timeout=60)
+FRAME = f"""
+import runpy
+from pages._recorder import shared_recorder
+shared_recorder()
+runpy.run_path({str(ROOT / 'pages' / 'record.py')!r}, run_name="__main__")
+"""
+"""app.py's frame around the Record page: the shared recorder in the sidebar, then the page.
+(AppTest re-runs only the page of an st.navigation app, so the frame is spelled out.)"""
+
+
+def run_page(path: str | None = None) -> AppTest:
+    at = AppTest.from_file(str(ROOT / path), default_timeout=60) if path else \
+        AppTest.from_string(FRAME, default_timeout=60)
     at.run()
     assert not at.exception, at.exception
     return at
@@ -89,7 +101,7 @@ def test_started_recording_shows_its_session_and_plain_text_transcript(env, monk
     assert metrics["Status"] == "recording"
     assert [t.value for t in at.text] == [f"[00:00] {hostile}"]  # st.text: never Markdown or HTML
     assert not any(hostile in md.value for md in at.markdown)
-    assert at.subheader[0].value == "Board **meeting**"
+    assert at.subheader[0].value == literal("Board **meeting**")  # shown as typed
     capture.request_stop()
     capture.on_ended()
 

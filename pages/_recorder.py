@@ -79,10 +79,14 @@ def _on_change() -> None:
     """Script thread (widget callback): the recorder's state changed; a stop by the
     user makes the capture end `stopped` rather than `interrupted`."""
     ctx = st.session_state[STREAMER_KEY]
-    live = st.session_state.get(CAPTURE)
+    live = st.session_state.get(CAPTURE) or _registry().get(st.session_state.get(CURRENT) or "")
     if live is not None and not ctx.state.playing and not ctx.state.signalling:
         live.request_stop()
         st.session_state[CAPTURE] = None
+
+
+def _registry() -> capture.LiveRegistry:
+    return live_registry(runtime().settings.max_live_sessions)
 
 
 def _widget(rt, registry: capture.LiveRegistry) -> None:

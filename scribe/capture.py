@@ -39,6 +39,7 @@ from typing import Any, Callable
 import av
 import numpy as np
 from streamlit_webrtc import AudioProcessorBase, WebRtcMode, WebRtcStreamerContext, webrtc_streamer
+from streamlit_webrtc.shutdown import SessionShutdownObserver
 
 from scribe.audio import SAMPLE_RATE, FrameResampler, rms_dbfs
 from scribe.chunking import Chunk, ChunkPolicy, Chunker, parse_policy, policy_label
@@ -351,6 +352,7 @@ def mic_streamer(key: str, settings: Settings, factory: Callable[[], LiveCapture
     """The browser-side recorder: send-only, audio-only, raw microphone, every frame
     delivered to the capture made by `factory` (on streamlit-webrtc's processor thread).
     `desired_playing_state=True` starts the microphone without a click (Resume)."""
+    _recording_outlives_pages()
     return webrtc_streamer(
         key=key,
         mode=WebRtcMode.SENDONLY,
@@ -361,6 +363,15 @@ def mic_streamer(key: str, settings: Settings, factory: Callable[[], LiveCapture
         on_change=on_change,
         desired_playing_state=desired_playing_state,
     )
+
+
+def _recording_outlives_pages() -> None:
+    """streamlit-webrtc stops a worker once its browser session shows another page (it
+    assumes the widget belongs to one page). Scribe draws the recorder in app.py's frame,
+    on every page, so a page switch must not end a recording: an empty start page turns
+    that check off. Closing the tab still stops the worker (the session shuts down), and
+    the capture watchdog ends a capture whose frames stop."""
+    SessionShutdownObserver._resolve_initial_page_script_hash = staticmethod(lambda app_session: "")
 
 
 def chunk_table(chunks: list[ChunkRow]) -> list[dict[str, Any]]:

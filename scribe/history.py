@@ -170,3 +170,20 @@ def progress_status(session: SessionRow, chunks: Sequence[ChunkRow], segments: i
             not any(c.status == "failed" for c in chunks):
         return NO_SPEECH
     return session.status
+
+
+def session_audio_bytes(storage: Storage, session_id: str) -> bytes:
+    """The whole recording, its chunks joined in session time, as FLAC bytes for one player
+    (FLAC: lossless and about half the size of WAV; every current browser plays it)."""
+    from scribe.final_pass import session_audio  # the final pass owns rebuilding a recording
+
+    audio = session_audio(storage, session_id)
+    if audio.size == 0:
+        raise ScribeError("this session has no stored audio")
+    return encode_bytes(audio, "FLAC")
+
+
+def segment_start(segments: Sequence[SegmentRow], at_ms: int) -> int | None:
+    """Start of the segment playing at `at_ms` (None without segments)."""
+    position = segment_at(segments, at_ms)
+    return segments[position].start_ms if position is not None else None

@@ -353,6 +353,7 @@ def mic_streamer(key: str, settings: Settings, factory: Callable[[], LiveCapture
     delivered to the capture made by `factory` (on streamlit-webrtc's processor thread).
     `desired_playing_state=True` starts the microphone without a click (Resume)."""
     _recording_outlives_pages()
+    _not_orphaned(key)
     return webrtc_streamer(
         key=key,
         mode=WebRtcMode.SENDONLY,
@@ -372,6 +373,17 @@ def _recording_outlives_pages() -> None:
     that check off. Closing the tab still stops the worker (the session shuts down), and
     the capture watchdog ends a capture whose frames stop."""
     SessionShutdownObserver._resolve_initial_page_script_hash = staticmethod(lambda app_session: "")
+
+
+def _not_orphaned(key: str) -> None:
+    """streamlit-webrtc resets (and stops) a context it thinks a page skipped, judged by
+    script runs counted since it was last drawn; fragment and page-switch runs can make
+    that count jump although the widget is drawn on every page. Forget the last count."""
+    import streamlit as st
+
+    context = st.session_state.get(key)
+    if context is not None and hasattr(context, "_last_rendered_run_count"):
+        context._last_rendered_run_count = None
 
 
 def chunk_table(chunks: list[ChunkRow]) -> list[dict[str, Any]]:

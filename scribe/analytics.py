@@ -191,7 +191,8 @@ def recent_errors(df: pd.DataFrame, limit: int = 20) -> pd.DataFrame:
     """The latest chunks that failed or needed retries, with their last error."""
     bad = df[df["status"].eq("failed") | df["retries"].gt(0)]
     columns = ["session_id", "seq", "status", "attempts", "error", "backend", "model", "finished_time"]
-    return bad.sort_values("captured_at", ascending=False).head(limit)[columns]
+    out = bad.sort_values("captured_at", ascending=False).head(limit)[columns]
+    return out.assign(error=out["error"].fillna(""))
 
 
 # -- health ----------------------------------------------------------------------
@@ -217,12 +218,14 @@ class HealthCheck:
 
 def health(df: pd.DataFrame, *, backlog_audio_s: float | None = None,
            memory_percent: float | None = None,
-           thresholds: HealthThresholds = HealthThresholds()) -> list[HealthCheck]:
+           thresholds: HealthThresholds = HealthThresholds(),
+           backlog_warn: bool | None = None) -> list[HealthCheck]:
     """Check the alert conditions.
 
-    `backlog_audio_s` should come from the live queue (`pipeline.stats()`); when
-    missing it is estimated from the frame's open chunks. `memory_percent`
-    defaults to the machine's used memory (psutil).
+    `backlog_audio_s` should come from the live queue (`Runtime.backlog()`), and
+    `backlog_warn` its verdict, so this page and the Record page never disagree;
+    when missing the backlog is estimated from the frame's open chunks.
+    `memory_percent` defaults to the machine's used memory (psutil).
     """
     if backlog_audio_s is None:
         backlog_audio_s = float(df.loc[df["status"].isin(OPEN), "audio_s"].sum())
@@ -235,7 +238,7 @@ def health(df: pd.DataFrame, *, backlog_audio_s: float | None = None,
     t = thresholds
     return [
         HealthCheck("Backlog", backlog_audio_s, t.backlog_audio_s, "s of audio",
-                    backlog_audio_s <= t.backlog_audio_s,
+                    not backlog_warn if backlog_warn is not None else backlog_audio_s <= t.backlog_audio_s,
                     f"{backlog_audio_s / 60:.1f} min of audio waiting (alert over {t.backlog_audio_s / 60:.0f} min)"),
         HealthCheck("p95 processing", p95, t.p95_processing_s, "s",
                     bool(np.isnan(p95) or p95 <= t.p95_processing_s),

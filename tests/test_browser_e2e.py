@@ -305,7 +305,7 @@ def test_upload_goes_through_the_pipeline_and_bad_files_are_refused(app, browser
         page.get_by_test_id("stFileUploader").get_by_text(path.name).wait_for(timeout=30_000)
         _wait_idle(page)
 
-    for path, message in ((bad, "Cannot transcribe notes.wav: notes.wav: not a readable audio file"),
+    for path, message in ((bad, "Cannot transcribe notes.wav: not a readable audio file. Check that it plays"),
                           (big, "Cannot use long.wav: file is 1 MB; the limit is 1 MB")):
         choose(path)
         page.get_by_role("button", name="Transcribe file").click()

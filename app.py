@@ -15,8 +15,11 @@ PAGES = [
     ("pages/lab.py", "Chunking lab", ":material/science:"),
 ]
 
-st.set_page_config(page_title="Scribe", page_icon=":material/edit_note:", layout="wide")
 here = Path(__file__).parent
+# A file, not an icon name: Streamlit turns icon names into a font-CDN URL for the tab,
+# and Scribe works offline.
+st.set_page_config(page_title="Scribe", page_icon=str(here / "scribe" / "assets" / "scribe-icon.png"),
+                   layout="wide")
 available = [st.Page(path, title=title, icon=icon) for path, title, icon in PAGES if (here / path).exists()]
 if not available:
     st.title("Scribe")

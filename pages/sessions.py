@@ -95,18 +95,20 @@ def list_view() -> None:
     statuses = left.multiselect("Status", SESSION_STATUSES, placeholder="any status")
     picked = middle.date_input("Created between", value=(), format="YYYY-MM-DD")
     per_page = right.selectbox("Per page", PER_PAGE_CHOICES)
+    hide_silent = st.toggle("Hide sessions with no speech", key="hide_no_speech")
     since, until = date_bounds(picked)
-    total = storage.count_sessions(statuses=statuses, since=since, until=until)
+    total = storage.count_sessions(statuses=statuses, since=since, until=until, hide_no_speech=hide_silent)
     if not total:
         st.info("No sessions yet. Record one on the Record page, or run "
-                "`python -m scribe transcribe FILE`." if not (statuses or since) else "No session matches.")
+                "`python -m scribe transcribe FILE`." if not (statuses or since or hide_silent)
+                else "No session matches.")
         return
     pages = max(1, -(-total // per_page))
     if int(st.session_state.get("list_page", 1)) > pages:  # filters shrank the list
         st.session_state.list_page = 1
     page_no = int(st.session_state.get("list_page", 1))
     listings, total = history.list_page(storage, page=page_no, per_page=per_page, statuses=statuses,
-                                        since=since, until=until)
+                                        since=since, until=until, hide_no_speech=hide_silent)
     st.caption(f"{total} session(s), newest first. Select one to open it.")
     event = st.dataframe(sessions_frame(listings), hide_index=True, on_select="rerun",
                          selection_mode="single-row", key=f"sessions-{st.session_state.table_nonce}")
@@ -119,7 +121,7 @@ def list_view() -> None:
 def sessions_frame(listings: list[history.SessionListing]) -> pd.DataFrame:
     return pd.DataFrame([{
         "title": item.session.title, "date": when(item.session.created_at),
-        "duration": export.mmss(item.session.duration_ms), "status": item.session.status,
+        "duration": export.mmss(item.session.duration_ms), "status": item.status,
         "backend": item.session.backend,
         "chunks": f"{item.chunks['done']}/{item.total_chunks}",
         "failed": item.chunks["failed"],

@@ -30,6 +30,12 @@ class DeleteRefusedError(ScribeError):
 class SessionListing:
     session: SessionRow
     chunks: dict[str, int]
+    no_speech: bool = False
+
+    @property
+    def status(self) -> str:
+        """The status word for a list: "no speech" for a finished session nothing was said in."""
+        return NO_SPEECH if self.no_speech else self.session.status
 
     @property
     def total_chunks(self) -> int:
@@ -47,13 +53,15 @@ class DeleteReport:
 
 
 def list_page(storage: Storage, *, page: int = 1, per_page: int = 25, statuses: Sequence[str] = (),
-              since: float | None = None, until: float | None = None) -> tuple[list[SessionListing], int]:
+              since: float | None = None, until: float | None = None,
+              hide_no_speech: bool = False) -> tuple[list[SessionListing], int]:
     """One page of sessions (newest first) with their chunk counts, and the total: two queries plus one."""
-    total = storage.count_sessions(statuses=statuses, since=since, until=until)
+    total = storage.count_sessions(statuses=statuses, since=since, until=until, hide_no_speech=hide_no_speech)
     rows = storage.list_sessions(limit=per_page, offset=max(0, page - 1) * per_page, statuses=statuses,
-                                 since=since, until=until)
+                                 since=since, until=until, hide_no_speech=hide_no_speech)
     counts = storage.chunk_counts_many([r.id for r in rows])
-    return [SessionListing(r, counts[r.id]) for r in rows], total
+    silent = storage.no_speech_sessions([r.id for r in rows])
+    return [SessionListing(r, counts[r.id], r.id in silent) for r in rows], total
 
 
 def choose_transcript(storage: Storage, session_id: str, preferred: str | None = None) -> tuple[str, list[str]]:

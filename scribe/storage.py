@@ -255,16 +255,18 @@ class Storage:
             return None
 
     def list_sessions(self, *, limit: int = 50, offset: int = 0, statuses: Sequence[str] = (),
-                      since: float | None = None, until: float | None = None) -> list[SessionRow]:
-        """Newest first; `id` breaks ties so paging is stable."""
-        where, params = _session_filters(statuses, since, until)
+                      since: float | None = None, until: float | None = None,
+                      hide_no_speech: bool = False) -> list[SessionRow]:
+        """Newest first; `id` breaks ties so paging is stable. `hide_no_speech` leaves out
+        finished sessions in which nothing was said (see NO_SPEECH_SQL)."""
+        where, params = _session_filters(statuses, since, until, hide_no_speech)
         rows = self._rows(f"SELECT * FROM sessions {where} ORDER BY created_at DESC, id DESC "
                           "LIMIT ? OFFSET ?", [*params, limit, offset])
         return [SessionRow(**r) for r in rows]
 
     def count_sessions(self, *, statuses: Sequence[str] = (), since: float | None = None,
-                       until: float | None = None) -> int:
-        where, params = _session_filters(statuses, since, until)
+                       until: float | None = None, hide_no_speech: bool = False) -> int:
+        where, params = _session_filters(statuses, since, until, hide_no_speech)
         return int(self._scalar(f"SELECT count(*) FROM sessions {where}", params))
 
     def update_session(self, session_id: str, **fields: Any) -> None:
@@ -513,6 +515,14 @@ class Storage:
             counts[sid][status] = int(n)
         return counts
 
+    def no_speech_sessions(self, session_ids: Sequence[str]) -> set[str]:
+        """Which of these sessions are finished with nothing said (NO_SPEECH_SQL), in one query."""
+        if not session_ids:
+            return set()
+        rows = self.cursor().execute(f"""SELECT id FROM sessions WHERE {_in_clause('id', session_ids)}
+            AND {NO_SPEECH_SQL}""", list(session_ids)).fetchall()
+        return {r[0] for r in rows}
+
     def repeated_live_segments(self, session_ids: Sequence[str]) -> int:
         """Live segment rows that repeat another row of the same chunk (0 when writes are idempotent)."""
         if not session_ids:
@@ -699,9 +709,18 @@ def _filters(members: Sequence[tuple[str, Sequence[Any]]], time_column: str, sin
     return clauses, params
 
 
+NO_SPEECH_SQL = """(sessions.status IN ('done', 'stopped')
+    AND NOT EXISTS (SELECT 1 FROM segments g WHERE g.session_id = sessions.id)
+    AND NOT EXISTS (SELECT 1 FROM chunks c WHERE c.session_id = sessions.id
+                    AND c.status IN ('pending', 'processing', 'failed')))"""
+"""A finished session whose every chunk settled without a word: nothing was said."""
+
+
 def _session_filters(statuses: Sequence[str], since: float | None,
-                     until: float | None) -> tuple[str, list[Any]]:
+                     until: float | None, hide_no_speech: bool = False) -> tuple[str, list[Any]]:
     clauses, params = _filters([("status", statuses)], "created_at", since, until)
+    if hide_no_speech:
+        clauses.append(f"NOT {NO_SPEECH_SQL}")
     return ("WHERE " + " AND ".join(clauses)) if clauses else "", params
 
 

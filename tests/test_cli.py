@@ -93,3 +93,15 @@ def test_missing_model_and_bad_settings_are_one_clear_line(tmp_path, tone, db):
     out = run("transcribe", str(audio), db=db, env={"SCRIBE_CHUNK_SECONDS": "soon"})
     assert out.returncode != 0 and "SCRIBE_CHUNK_SECONDS" in out.stderr
     assert "Traceback" not in out.stderr
+
+
+def test_transcribe_with_db_keeps_chunk_audio_beside_that_database(tmp_path, tone):
+    audio = encode(tone(3.0), tmp_path / "tone.flac")
+    db = tmp_path / "elsewhere" / "team.duckdb"
+    env = {k: v for k, v in os.environ.items() if k != "SCRIBE_DATA_DIR"}
+    out = subprocess.run([sys.executable, "-m", "scribe", "transcribe", str(audio), "--backend", "stub",
+                          "--db", str(db)], cwd=tmp_path, env={**env, "HF_HUB_OFFLINE": "1", "PYTHONPATH": str(ROOT)},
+                         capture_output=True, text=True, timeout=300)
+    assert out.returncode == 0, out.stderr
+    assert list((tmp_path / "elsewhere" / "audio").rglob("*.flac"))
+    assert not (tmp_path / "data").exists()

@@ -108,3 +108,20 @@ def test_segment_at_finds_the_segment_playing_at_a_time(storage, settings):
     assert history.segment_at(segs, 5_300) == 1
     assert history.segment_at(segs, 9_900) == 1  # in a gap: the last one that started
     assert history.segment_at(segs, 0) == 0 and history.segment_at([], 5) is None
+
+
+def test_a_finished_session_without_words_is_no_speech_and_can_be_hidden(storage, settings):
+    import time as _time
+
+    from scribe import history as _history
+    from seed_sessions import seed_session as _seed
+
+    spoken = _seed(storage, settings.audio_dir, [(None, "We met.")], title="Spoken", created_at=_time.time() - 10)
+    silent = storage.create_session(title="Silent", source="mic", backend="stub", model="m",
+                                    chunk_seconds=5, chunk_policy="pause")
+    storage.end_session(silent.id, "stopped")
+    storage.update_session(silent.id, status="done")
+    listings, total = _history.list_page(storage)
+    assert {item.session.title: item.status for item in listings} == {"Spoken": "done", "Silent": "no speech"}
+    listings, total = _history.list_page(storage, hide_no_speech=True)
+    assert [item.session.id for item in listings] == [spoken.id] and total == 1

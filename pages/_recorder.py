@@ -17,6 +17,7 @@ from __future__ import annotations
 import time
 
 import streamlit as st
+from streamlit.delta_generator import DeltaGenerator
 
 from pages._shared import chosen_settings, live_registry, runtime
 from pages._text import literal
@@ -24,6 +25,7 @@ from scribe import capture
 from scribe.chunking import make_policy
 from scribe.errors import ScribeError
 from scribe.export import mmss
+from scribe.runtime import Runtime
 from scribe.storage import SessionRow
 
 STREAMER_KEY = "recorder"
@@ -63,7 +65,7 @@ def live_capture() -> capture.LiveCapture | None:
     return live if live is not None and live.end_status is None else None
 
 
-def shared_recorder(slot=None) -> None:
+def shared_recorder(slot: DeltaGenerator | None = None) -> None:
     """The recorder block, in `slot` (a sidebar container) or the sidebar; called by
     app.py on every page."""
     rt = runtime()
@@ -89,7 +91,7 @@ def _registry() -> capture.LiveRegistry:
     return live_registry(runtime().settings.max_live_sessions)
 
 
-def _widget(rt, registry: capture.LiveRegistry) -> None:
+def _widget(rt: Runtime, registry: capture.LiveRegistry) -> None:
     """The WebRTC widget; remembers the capture it opened for this browser session."""
     config = chosen_settings()
     # The Record page's boxes hold this run's values while it is open (it draws them after
@@ -123,7 +125,7 @@ def _widget(rt, registry: capture.LiveRegistry) -> None:
             st.query_params[URL_KEY] = processor.session_id
 
 
-def _indicator(rt) -> None:
+def _indicator(rt: Runtime) -> None:
     """A red dot, the title and the clock while recording; a Resume offer after a reload."""
     live = live_capture()
     if live is not None:
@@ -133,7 +135,7 @@ def _indicator(rt) -> None:
 
 
 @st.fragment(run_every=1.0)
-def _recording_badge(rt, live: capture.LiveCapture) -> None:
+def _recording_badge(rt: Runtime, live: capture.LiveCapture) -> None:
     stats = live.stats()
     if stats.ended:
         st.caption("Recording ended.")
@@ -144,7 +146,7 @@ def _recording_badge(rt, live: capture.LiveCapture) -> None:
     st.caption(literal(name))
 
 
-def _interrupted_by_reload(rt) -> SessionRow | None:
+def _interrupted_by_reload(rt: Runtime) -> SessionRow | None:
     """The session named in the URL, if it was cut off recently and nobody records it now."""
     wanted = st.query_params.get(URL_KEY)
     if not wanted:

@@ -19,6 +19,7 @@ from scribe.storage import SegmentRow, SessionRow, Storage
 
 LINES_PER_PAGE = 100
 PLAY_AT = "transcript_play_at"
+EDITED = "Edited"
 
 
 def render_transcript(storage: Storage, session: SessionRow, shown: str, segments: list[SegmentRow],
@@ -87,7 +88,7 @@ def _line(storage: Storage, seg: SegmentRow, doubts: list[str], key: str, playin
     if doubts:
         text.caption("May be wrong: " + ", ".join(d.replace("_", " ") for d in doubts))
     if seg.edited:
-        extra.caption("edited", help=f"Machine text: {seg.machine_text}")
+        text.caption(f"{EDITED} · the machine heard: {literal(seg.machine_text)}")
         if extra.button("Undo", key=f"undo-{seg.transcript}-{seg.seq}-{seg.idx}", type="tertiary",
                         icon=":material/undo:", help="Back to the machine's text"):
             storage.undo_edit(seg.session_id, seg.transcript, seg.seq, seg.idx)

@@ -41,7 +41,12 @@ def _resumable() -> dict[str, SessionRow]:
     """Sessions Start can continue: any recent microphone session nobody records now
     (one stopped a moment ago is still marked recording until its last chunk is stored)."""
     sessions = rt.storage.resumable_sessions(include_recording=True)
-    return {s.id: s for s in sessions if registry.get(s.id) is None}
+    return {s.id: s for s in sessions if _not_recording(registry.get(s.id))}
+
+
+def _not_recording(live: capture.LiveCapture | None) -> bool:
+    """No capture, or one whose Stop was pressed (it ends within a moment)."""
+    return live is None or live.stop_requested or live.end_status is not None
 
 
 def _upload(title: str) -> None:

@@ -343,7 +343,8 @@ def _sidebar_recording(page, timeout: float = 30) -> None:
         timeout=timeout * 1000)
 
 
-def test_recording_goes_on_while_visiting_every_page(app, browser, mic):
+def test_recording_goes_on_while_visiting_every_page(app, browser, mic, tmp_path):
+    shots = Path(os.environ.get("SCRIBE_E2E_SCREENSHOTS", tmp_path))
     page = _open(browser, app)
     page.get_by_label("Title").fill("Walk through the pages")
     page.get_by_label("Title").press("Enter")
@@ -358,6 +359,8 @@ def test_recording_goes_on_while_visiting_every_page(app, browser, mic):
         _sidebar_recording(page)
         page.wait_for_timeout(2500)
         _recorder_button(page, "Stop").wait_for(timeout=10_000)
+        if name == "Sessions":
+            page.screenshot(path=str(shots / "recording-while-browsing.png"))
     _wait_status(page, "recording", 30)  # back on Record, still the same recording
     time.sleep(max(0.0, 30 - (time.monotonic() - started)))
     _recorder_button(page, "Stop").click()

@@ -109,10 +109,11 @@ def test_a_corrected_line_is_marked_and_undo_restores_the_machine_text(demo, mon
     storage.edit_segment(ids["final"], "final", 0, 0, "Final words about the [migration](http://x).")
     at.run()
     assert literal("Final words about the [migration](http://x).") in lines(at)
-    assert any(c.value == "edited" for c in at.caption)
+    assert any(c.value == f"Edited · the machine heard: {literal('Final words about migration.')}"
+               for c in at.caption)
     at.button(key="undo-final-0-0").click().run()
     assert literal("Final words about migration.") in lines(at)
-    assert not any(c.value == "edited" for c in at.caption)
+    assert not any(c.value.startswith("Edited") for c in at.caption)
 
 
 def test_rename_from_the_detail_view(demo, monkeypatch):

@@ -48,7 +48,8 @@ def _player(storage: Storage, session_id: str, play_at: int | None) -> None:
 
 
 @st.cache_data(max_entries=4, show_spinner="Joining the recording...")
-def _session_audio(_storage: Storage, session_id: str, _done_chunks: int) -> bytes:
+def _session_audio(_storage: Storage, session_id: str, done_chunks: int) -> bytes:
+    """Cached per session and number of done chunks (a growing session is joined again)."""
     return history.session_audio_bytes(_storage, session_id)
 
 

@@ -82,3 +82,4 @@ def test_a_transcript_reads_as_lines_plays_from_a_line_and_undoes_a_correction(t
             browser.close()
     finally:
         app.stop()
+

@@ -314,6 +314,7 @@ def test_upload_goes_through_the_pipeline_and_bad_files_are_refused(app, browser
     choose(good)
     page.get_by_role("button", name="Transcribe file").click()
     _wait_status(page, "done", 90)
+    page.get_by_text(re.compile(r"^\[00:00\] ")).first.wait_for(timeout=30_000)  # drawn with the status
     assert word_error_rate(speech.MEETING_TURNS[1], _page_transcript(page)) < 0.3
     page.close()
     app.stop()

@@ -103,7 +103,7 @@ def iter_decode(path: str | Path) -> Iterator[np.ndarray]:
     try:
         container = av.open(str(path))
     except (av.error.FFmpegError, UnicodeDecodeError, ValueError) as exc:
-        log.warning("%s: cannot open as audio: %s", path.name, _short(exc))  # detail for the log only
+        log.info("%s: cannot open as audio: %s", path.name, _short(exc))  # detail for the log only
         raise AudioDecodeError(f"{path.name}: not a readable audio file. {CHECK_THE_FILE}") from None
     with container:
         if not container.streams.audio:
@@ -125,7 +125,7 @@ def _decode_stream(container: av.container.InputContainer, name: str) -> Iterato
                 yield block
     except av.error.FFmpegError as exc:
         where = f" after {total / SAMPLE_RATE:.1f} s" if total else ""
-        log.warning("%s: decoding failed%s: %s", name, where, _short(exc))  # detail for the log only
+        log.info("%s: decoding failed%s: %s", name, where, _short(exc))  # detail for the log only
         raise AudioDecodeError(f"{name}: corrupt or truncated audio{where}. {CHECK_THE_FILE}") from None
     tail = resampler.flush()
     total += tail.size

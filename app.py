@@ -22,6 +22,7 @@ if __name__ != "__main__":
     server = AppServer(_server_hooks)
     app = st.App(__file__, routes=server.routes(), lifespan=server.lifespan)
 else:
+    from pages._recorder import shared_recorder
     from pages._shared import mark_app_ran, sidebar
 
     PAGES = [
@@ -32,14 +33,22 @@ else:
         ("pages/lab.py", "Chunking lab", ":material/science:"),
     ]
 
-    st.set_page_config(page_title="Scribe", page_icon=":material/edit_note:", layout="wide")
     here = Path(__file__).parent
+    # A file, not an icon name: Streamlit turns icon names into a font-CDN URL for the tab,
+    # and Scribe works offline.
+    st.set_page_config(page_title="Scribe", page_icon=str(here / "scribe" / "assets" / "scribe-icon.png"),
+                       layout="wide")
     available = [st.Page(path, title=title, icon=icon) for path, title, icon in PAGES if (here / path).exists()]
     if not available:
         st.title("Scribe")
         st.info("No pages yet. Transcribe a recording with `python -m scribe transcribe FILE`.")
         st.stop()
     page = st.navigation(available)
-    sidebar()  # after navigation, so the page links stay on top of the sidebar
     mark_app_ran()
+    # After navigation, so the page links stay on top of the sidebar. The recorder is drawn
+    # here, not by a page, so switching pages never unmounts it and a recording goes on;
+    # it goes above the settings but runs after them (it uses the runtime they choose).
+    recorder_slot = st.sidebar.container()
+    sidebar()
+    shared_recorder(recorder_slot)
     page.run()

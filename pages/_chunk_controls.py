@@ -47,7 +47,8 @@ def _overview(rt: Runtime, session_id: str, chunks: list[ChunkRow]) -> None:
     cols[1].metric("Waiting", waiting)
     cols[2].metric("Silent (not sent)", silent)
     cost = session_cost(rt.storage, session_id)
-    cols[3].metric("Estimated cost", f"${cost.dollars:.4f}", help=cost.label())
+    cols[3].metric("Estimated cost", f"${cost.dollars:.4f}" if cost.dollars else "none",
+                   help=cost.label())
 
 
 def _failures(rt: Runtime, session_id: str) -> None:
@@ -60,7 +61,7 @@ def _failures(rt: Runtime, session_id: str) -> None:
         return
     st.warning(f"{len(report.failed)} chunk(s) failed.", icon=":material/error:")
     st.dataframe([{"chunk": c.seq, "at": f"{mmss(c.start_ms)}-{mmss(c.end_ms)}", "backend": c.backend,
-                   "attempts": c.attempts, "error": c.error} for c in report.failed],
+                   "attempts": c.attempts, "error": c.error or ""} for c in report.failed],
                  hide_index=True, width="stretch")
     label = f"Retry failed chunks ({BACKEND_LABELS.get(rt.transcriber.name, rt.transcriber.name)})"
     if st.button(label, key=f"retry-failed-{session_id}", icon=":material/refresh:"):

@@ -18,13 +18,13 @@ _PARTIAL_STYLE = f"<style>.st-key-{PARTIAL_KEY} div {{ color: #8a8f98; font-styl
 
 
 def render_live_transcript(storage: Storage, session_id: str, partials: PartialLane | None,
-                           recording: bool) -> None:
+                           empty_text: str) -> None:
     """Stored transcript, then the partial text not yet replaced by it (the open chunk's
     while recording, and after Stop the last chunks' until they are stored)."""
     shown = partials.partials(session_id) if partials is not None else []  # before the segments
     view = live_transcript(storage.list_segments(session_id), shown)
     if not view.stored and not view.partial:
-        st.text("(waiting for the first words)" if recording else "(waiting for the first chunk)")
+        st.text(empty_text)
     if view.stored:
         st.text("\n".join(view.stored))
     if view.partial:

@@ -92,8 +92,8 @@ def sidebar() -> Settings:
                 "sb_data_dir": str(base.data_dir)}
     for key, value in defaults.items():
         st.session_state.setdefault(key, value)
-    with st.sidebar:
-        st.subheader("Settings")
+    # Folded away: set once per session, not something every page needs in view.
+    with st.sidebar.expander("Settings", icon=":material/tune:"):
         backend = st.selectbox("Backend", BACKENDS, key="sb_backend",
                                help="local: Whisper on this machine; gemini needs GEMINI_API_KEY")
         model = st.text_input("Model", key=f"sb_model_{backend}", disabled=backend == "stub",

@@ -22,7 +22,7 @@ with st.sidebar:
     hi = dt.datetime.fromtimestamp(last, dt.timezone.utc).date() if last else today
     days = st.date_input("Chunks captured between (UTC)", value=(max(lo, hi - dt.timedelta(days=6)), hi),
                          min_value=lo, max_value=max(hi, today), key="analytics_days")
-    labels = {s["id"]: f"{s['title']} - {s['id']}" for s in facets["sessions"]}
+    labels = {s["id"]: f"{s['title']} - {s['id']}" for s in facets["sessions"]}  # options are literal
     session_ids = st.multiselect("Sessions", list(labels), format_func=labels.get,
                                  placeholder="All sessions", key="analytics_sessions")
     backends = st.multiselect("Backends", facets["backends"], placeholder="All backends")
@@ -45,10 +45,10 @@ df = analytics.load_chunks(rt.storage, session_ids=session_ids, backends=backend
 @st.fragment(run_every="10s")
 def health_panel() -> None:
     """Re-runs every 10 s: the live queue's backlog and the machine's memory, plus the selection."""
-    stats = rt.pipeline.stats()
+    backlog = rt.backlog()  # the Record page's verdict too
     thresholds = analytics.HealthThresholds(backlog_audio_s=rt.settings.backlog_warn_seconds)
-    checks = analytics.health(df, backlog_audio_s=stats.audio_seconds_waiting, thresholds=thresholds,
-                              queue=stats)
+    checks = analytics.health(df, backlog_audio_s=backlog.audio_seconds, thresholds=thresholds,
+                              backlog_warn=backlog.warn, queue=rt.pipeline.stats())
     st.subheader("Health")
     for column, check in zip(st.columns(len(checks)), checks):
         with column.container(border=True):
@@ -79,28 +79,43 @@ cols[3].metric("End-to-end p50", f"{s['end_to_end_p50_s']:.2f} s")
 cols[4].metric("End-to-end p95", f"{s['end_to_end_p95_s']:.2f} s")
 cols[5].metric("End-to-end p99", f"{s['end_to_end_p99_s']:.2f} s")
 
+
+def show(chart) -> None:
+    """A figure, or the sentence that replaces an empty one."""
+    if isinstance(chart, str):
+        st.caption(chart)
+    else:
+        st.plotly_chart(chart)
+
+
 latency, throughput, queue, backends_tab, failures_tab, data = st.tabs(
     ["Latency", "Throughput", "Queue depth", "Backends", "Retries & failures", "Data"])
+
+
 with latency:
-    st.plotly_chart(charts.latency_timeline(df))
-    st.plotly_chart(charts.latency_distribution(df))
+    show(charts.latency_timeline(df))
+    show(charts.latency_distribution(df))
 with throughput:
-    st.plotly_chart(charts.throughput_chart(analytics.throughput(df)))
+    show(charts.throughput_chart(analytics.throughput(df)))
 with queue:
-    st.plotly_chart(charts.queue_depth_chart(analytics.queue_depth(df)))
+    show(charts.queue_depth_chart(analytics.queue_depth(df)))
 with backends_tab:
-    st.plotly_chart(charts.rtf_chart(df))
-    st.dataframe(analytics.rtf_by_backend(df), hide_index=True)
+    show(charts.rtf_chart(df))
+    st.dataframe(charts.readable(analytics.rtf_by_backend(df)), hide_index=True)
 with failures_tab:
     fails = analytics.failures(df)
-    st.plotly_chart(charts.failures_chart(fails))
-    st.dataframe(fails, hide_index=True, width="stretch",
-                 column_config={"failure_rate": st.column_config.NumberColumn(format="percent")})
-    st.caption("Latest chunks that failed or needed retries")
-    st.dataframe(analytics.recent_errors(df), hide_index=True)
+    show(charts.failures_chart(fails))
+    st.dataframe(charts.readable(fails), hide_index=True, width="stretch",
+                 column_config={"Failure rate": st.column_config.NumberColumn(format="percent")})
+    errors = analytics.recent_errors(df)
+    if errors.empty:
+        st.caption("No chunk failed or needed a retry in this selection.")
+    else:
+        st.caption("Latest chunks that failed or needed retries")
+        st.dataframe(charts.readable(errors), hide_index=True)
 with data:
     st.download_button("Download CSV", analytics.to_csv(df), file_name="scribe-chunks.csv",
                        mime="text/csv", icon=":material/download:")
-    st.dataframe(df[analytics.CSV_COLUMNS], hide_index=True)
+    st.dataframe(charts.readable(df[analytics.CSV_COLUMNS], decimals=3, rename=False), hide_index=True)
 
 render_live_latency(rt.storage, df, session_ids=session_ids, since=since, until=until)

@@ -10,10 +10,11 @@ import plotly.express as px
 import streamlit as st
 
 from pages._shared import runtime
+from pages._text import literal
 from scribe import lab
 from scribe.errors import ScribeError
+from scribe.export import mmss
 from scribe.ingest import check_upload_size
-from scribe.transcribers import make_transcriber
 
 DEMO, UPLOAD, SESSION = "Built-in demo", "Upload audio + reference", "A stored session"
 
@@ -29,8 +30,7 @@ with st.sidebar:
                               help="fixed:N cuts every N s; pause:N cuts in a pause near N s (the default); "
                                    "quiet:N is the previous pause policy; whole is one pass over everything.")
     extra = st.text_input("More policies", placeholder="e.g. pause:12, fixed:8")
-    backends = ["local"] + (["gemini"] if rt.settings.gemini_api_key else [])
-    backend = st.selectbox("Backend", backends, help="Gemini appears when GEMINI_API_KEY is set.")
+    st.caption(f"Runs on the backend chosen under Settings: {rt.transcriber.name} / {rt.transcriber.model}.")
 
 st.title("Chunking lab")
 st.caption("Short chunks show text sooner, but every cut can split a word and costs the model context. "
@@ -48,7 +48,7 @@ if source == DEMO:
     audio_path, reference = lab.demo_recording()
     st.audio(str(audio_path))
     with st.expander("Reference transcript"):
-        st.write(reference)
+        st.text(reference)
 elif source == UPLOAD:
     upload = st.file_uploader("Recording", type=["wav", "mp3", "m4a", "ogg", "opus", "webm", "flac"])
     ref_file = st.file_uploader("Reference transcript (.txt)", type=["txt"])
@@ -68,7 +68,7 @@ else:
     if not sessions:
         st.info("No finished sessions yet. Record or upload one first, or use the built-in demo.")
         st.stop()
-    chosen = st.selectbox("Session", sessions, format_func=lambda s: f"{s.title} ({s.duration_ms / 1000:.0f} s, {s.id})")
+    chosen = st.selectbox("Session", sessions, format_func=lambda s: f"{s.title} ({mmss(s.duration_ms)}, {s.id})")
     reference = st.text_area("Reference transcript (what was actually said)", height=120)
     if reference.strip():
         try:
@@ -79,6 +79,8 @@ else:
         live, final = st.columns(2)
         live.metric("Live transcript WER", "-" if wers["live"] is None else f"{wers['live'] * 100:.1f} %")
         final.metric("Final-pass WER", "not run yet" if wers["final"] is None else f"{wers['final'] * 100:.1f} %")
+        if warning := lab.coverage_warning(reference, rt.storage.session_text(chosen.id)):
+            st.warning(warning)
     if st.session_state.get("lab_session_audio", (None, None))[0] != chosen.id:
         st.session_state.lab_session_audio = (
             chosen.id, lab.export_session_audio(rt.storage, chosen.id, Path(tempfile.mkdtemp())))
@@ -89,9 +91,8 @@ ready = audio_path is not None and reference.strip() and specs
 if st.button("Run policies", type="primary", disabled=not ready):
     bar = st.progress(0.0, text="starting")
     try:
-        transcriber = rt.transcriber if backend == rt.transcriber.name else make_transcriber(rt.settings, backend)
         st.session_state.lab_runs = lab.run_eval(
-            audio_path, reference, specs, transcriber=transcriber, results=rt.storage,
+            audio_path, reference, specs, transcriber=rt.transcriber, results=rt.storage,
             label=audio_path.name, progress=lambda f, msg: bar.progress(min(f, 1.0), text=msg),
             context_seconds=rt.settings.noisy_context_seconds)
         st.session_state.lab_label = audio_path.name
@@ -104,9 +105,11 @@ elif not ready:
 # -- results ------------------------------------------------------------------------
 runs = st.session_state.lab_runs
 if runs:
-    st.subheader(f"Results: {st.session_state.lab_label}")
+    st.subheader(f"Results: {literal(st.session_state.lab_label)}", anchor=False)
+    if warning := lab.coverage_warning(reference, runs[0].hypothesis):
+        st.warning(warning)
     table = pd.DataFrame(lab.runs_table(runs))
-    st.dataframe(table, hide_index=True, use_container_width=True)
+    st.dataframe(table, hide_index=True, width="stretch")
     fig = px.scatter(table, x="listener latency (s)", y="WER %", text="policy",
                      hover_data=["chunks", "mean chunk (s)", "words lost at cuts"],
                      title="Word error rate vs listener latency (lower left is better)")
@@ -115,15 +118,15 @@ if runs:
     fig.update_xaxes(type="log", title="listener latency: chunk length + processing (s, log scale)",
                      tickvals=[1, 2, 5, 10, 15, 20, 30, 60, 120, 300, 600, 1800, 3600])
     fig.update_yaxes(title="word error rate (%)", range=[0, table["WER %"].max() * 1.25 + 1])
-    st.plotly_chart(fig, use_container_width=True)
+    st.plotly_chart(fig, width="stretch")
     with st.expander("Transcripts"):
         for run in runs:
-            st.markdown(f"**{run.policy}** ({run.wer * 100:.1f} % WER)")
-            st.write(run.hypothesis or "(nothing)")
+            st.markdown(f"**{literal(run.policy)}** ({run.wer * 100:.1f} % WER)")
+            st.text(run.hypothesis or "(nothing)")
 
 st.subheader("Previous runs")
 history = lab.stored_runs_table(rt.storage)
 if history:
-    st.dataframe(pd.DataFrame(history), hide_index=True, use_container_width=True)
+    st.dataframe(pd.DataFrame(history), hide_index=True, width="stretch")
 else:
     st.caption("No runs stored yet.")

@@ -9,8 +9,11 @@ import streamlit as st
 
 from pages._chunk_controls import render_backlog_warning, render_chunk_controls
 from pages._live_text import render_live_transcript
+from pages._recorder import (RESUME_WIDGET, TITLE_WIDGET, current_session_id, live_capture, set_next_recording,
+                             show_session)
 from pages._shared import chosen_settings, live_registry, runtime
-from scribe import capture
+from pages._text import literal
+from scribe import capture, history
 from scribe.chunking import make_policy
 from scribe.errors import ScribeError
 from scribe.export import mmss
@@ -18,17 +21,14 @@ from scribe.ingest import check_upload_size, ingest_file
 from scribe.pipeline import PipelineStats
 from scribe.storage import ChunkRow, SessionRow
 
-STREAMER_KEY = "recorder"
-CURRENT = "record_session"  # the session shown below the recorder
-CAPTURE = "record_capture"  # this browser's live capture (set on the script thread)
-
 rt = runtime()
 config = chosen_settings()
 registry = live_registry(rt.settings.max_live_sessions)
 
 st.title("Record")
 st.caption(f"Backend `{rt.transcriber.name}` · model `{rt.transcriber.model}` · "
-           f"chunks `{config.chunk_policy}:{config.chunk_seconds:g}s`")
+           f"chunks `{config.chunk_policy}:{config.chunk_seconds:g}s` · "
+           "Start and Stop are in the sidebar, so a recording goes on while you look at other pages.")
 
 
 def _session_label(session: SessionRow | None) -> str:
@@ -38,37 +38,16 @@ def _session_label(session: SessionRow | None) -> str:
             f"{mmss(session.duration_ms)}) · {session.id}")
 
 
-def _on_change() -> None:
-    """Script thread (widget callback): the recorder's state changed; a stop by the
-    user makes the capture end `stopped` rather than `interrupted`."""
-    ctx = st.session_state[STREAMER_KEY]
-    live = st.session_state.get(CAPTURE)
-    if live is not None and not ctx.state.playing and not ctx.state.signalling:
-        live.request_stop()
-        st.session_state[CAPTURE] = None
+def _resumable() -> dict[str, SessionRow]:
+    """Sessions Start can continue: any recent microphone session nobody records now
+    (one stopped a moment ago is still marked recording until its last chunk is stored)."""
+    sessions = rt.storage.resumable_sessions(include_recording=True)
+    return {s.id: s for s in sessions if _not_recording(registry.get(s.id))}
 
 
-def _recorder(title: str, resume: SessionRow | None) -> None:
-    """The WebRTC widget; remembers the capture it opened for this browser session."""
-    def factory() -> capture.LiveCapture:  # process_offer thread: no st.* here
-        return registry.open(rt.storage, rt.pipeline, title=title or "Untitled recording",
-                             policy=make_policy(config.chunk_policy, config.chunk_seconds),
-                             resume_id=resume.id if resume else None, partials=rt.partials)
-
-    mine = st.session_state.get(CAPTURE)
-    if registry.is_full() and (mine is None or mine.end_status is not None):
-        st.error(f"This server is already recording {registry.count()} sessions, its limit "
-                 f"(SCRIBE_MAX_LIVE_SESSIONS). Try again when one of them stops.")
-        return
-    try:
-        ctx = capture.mic_streamer(STREAMER_KEY, rt.settings, factory, on_change=_on_change)
-    except ScribeError as exc:  # raised by the factory: limit reached, session busy
-        st.error(f"Cannot start recording: {exc}")
-        return
-    processor = ctx.audio_processor
-    if ctx.state.playing and isinstance(processor, capture.LiveCapture):
-        st.session_state[CAPTURE] = processor
-        st.session_state[CURRENT] = processor.session_id
+def _not_recording(live: capture.LiveCapture | None) -> bool:
+    """No capture, or one whose Stop was pressed (it ends within a moment)."""
+    return live is None or live.stop_requested or live.end_status is not None
 
 
 def _upload(title: str) -> None:
@@ -93,27 +72,34 @@ def _upload(title: str) -> None:
                                  progress=lambda fraction, message: bar.progress(fraction, text=message))
         except ScribeError as exc:
             bar.empty()
-            st.error(f"Cannot transcribe {uploaded.name}: {exc}")
+            show_session(None)  # not the previous session's transcript under this error
+            reason = str(exc).removeprefix(f"{path.name}: ")
+            st.error(f"Cannot transcribe {uploaded.name}: {reason}")
             return
-    bar.progress(1.0, text=f"{result.chunks} chunks ({result.audio_seconds:.0f} s) queued for transcription")
-    st.session_state[CURRENT] = result.session.id
+    bar.empty()
+    st.success(f"{uploaded.name}: {result.chunks} chunks ({mmss(int(result.audio_seconds * 1000))}) "
+               "queued for transcription; progress below.")
+    show_session(result.session.id)
 
 
 @st.fragment(run_every=0.5)
 def _live_panel() -> None:
     """Re-run every 0.5 s (so the page is not what holds live words back): reads DuckDB
     and in-memory counters only."""
-    session_id = st.session_state.get(CURRENT)
+    session_id = current_session_id()
     session = rt.storage.find_session(session_id) if session_id else None
     if session is None:
-        st.info("Press **Start** to record from your microphone, or upload a file.")
+        st.info("Press **Start** in the sidebar to record from your microphone, or upload a file.")
         return
     live = registry.get(session.id)
     stats = live.stats() if live else None
     chunks = rt.storage.list_chunks(session.id)
+    segments = rt.storage.list_segments(session.id)
     queue = rt.pipeline.stats()
-    st.subheader(session.title)
-    _metrics(session, stats, chunks, queue)
+    status = history.progress_status(session, chunks, len(segments),
+                                     recording=stats is not None and not stats.ended)
+    st.subheader(literal(session.title), anchor=False)
+    _metrics(session, stats, chunks, queue, status)
     render_backlog_warning(rt)
     if stats is not None:
         level = stats.level_dbfs
@@ -121,7 +107,7 @@ def _live_panel() -> None:
     transcript, table = st.columns([3, 2])
     with transcript:
         st.markdown("**Transcript**")
-        render_live_transcript(rt.storage, session.id, rt.partials, recording=live is not None)
+        render_live_transcript(rt.storage, session.id, rt.partials, _no_transcript_yet(status))
     with table:
         st.markdown("**Chunks**")
         st.dataframe(capture.chunk_table(chunks), hide_index=True, width="stretch")
@@ -130,32 +116,56 @@ def _live_panel() -> None:
             render_chunk_controls(rt, session.id)
 
 
+def _no_transcript_yet(status: str) -> str:
+    if status == history.NO_SPEECH:
+        return "No speech was heard in this recording."
+    if status == "recording":
+        return "(listening: words appear here as they are recognised)"
+    return "(transcribing: lines appear as chunks finish)"
+
+
 def _metrics(session: SessionRow, stats: capture.LiveStats | None, chunks: list[ChunkRow],
-             queue: PipelineStats) -> None:
+             queue: PipelineStats, status: str) -> None:
     done = sum(c.status == "done" for c in chunks)
     failed = sum(c.status == "failed" for c in chunks)
     elapsed_ms = int(stats.session_seconds * 1000) if stats else session.duration_ms
-    status = "recording" if stats and not stats.ended else session.status
     cols = st.columns(4)
     cols[0].metric("Status", status)
-    cols[1].metric("Elapsed", mmss(elapsed_ms))
+    cols[1].metric("Elapsed" if status == "recording" else "Length", mmss(elapsed_ms))
     cols[2].metric("Chunks done", f"{done}/{len(chunks)}" + (f" ({failed} failed)" if failed else ""))
     cols[3].metric("Queue depth", queue.queued + queue.in_flight + queue.intake,
                    help=f"{queue.audio_seconds_waiting:.0f} s of audio waiting")
+    if status == history.TRANSCRIBING and chunks:
+        settled = done + failed
+        st.progress(settled / len(chunks), text=f"Transcribed {settled} of {len(chunks)} chunks")
     if stats is not None:
         st.caption(f"Received {stats.received_seconds:.1f} s of audio in {stats.wall_seconds:.1f} s "
                    f"· {stats.frames} frames · {stats.chunks_submitted} chunks sent · "
                    f"{registry.count()} live sessions on this server")
 
 
-title = st.text_input("Title", placeholder="Weekly planning", key="record_title")
+def _title_default() -> None:
+    """After a reload the box starts with the title of the session being recorded or resumed."""
+    if TITLE_WIDGET not in st.session_state and (sid := current_session_id() or st.query_params.get("recording")):
+        if (session := rt.storage.find_session(sid)) is not None:
+            st.session_state[TITLE_WIDGET] = session.title
+
+
+_title_default()
+title = st.text_input("Title", placeholder="Weekly planning", key=TITLE_WIDGET,
+                      max_chars=history.MAX_TITLE_CHARS)
 mic_tab, upload_tab = st.tabs(["Microphone", "Upload a file"])
 with mic_tab:
-    resumable = {s.id: s for s in rt.storage.resumable_sessions()}
-    resume_id = st.selectbox("Session", [None, *resumable], key="record_resume",
+    resumable = _resumable()
+    resume_id = st.selectbox("Session", [None, *resumable], key=RESUME_WIDGET,
                              format_func=lambda sid: _session_label(resumable.get(sid)),
                              help="Continue a stopped or interrupted recording")
-    _recorder(title, resumable.get(resume_id))
+    if live_capture() is not None:
+        st.caption("Recording now. Press **Stop** in the sidebar to end it.")
+    else:
+        st.caption("Press **Start** in the sidebar to record" +
+                   (" into the chosen session." if resume_id else " a new session."))
+    set_next_recording(title, resume_id)
 with upload_tab:
     _upload(title)
 _live_panel()

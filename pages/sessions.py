@@ -15,6 +15,8 @@ import streamlit as st
 from pages._chunk_controls import render_chunk_controls
 from pages._shared import runtime
 from pages._speakers import speakers_section
+from pages._text import literal
+from pages._transcript import render_transcript
 from scribe import export, history
 from scribe.errors import ScribeError
 from scribe.search import SearchQueryError, search
@@ -94,18 +96,20 @@ def list_view() -> None:
     statuses = left.multiselect("Status", SESSION_STATUSES, placeholder="any status")
     picked = middle.date_input("Created between", value=(), format="YYYY-MM-DD")
     per_page = right.selectbox("Per page", PER_PAGE_CHOICES)
+    hide_silent = st.toggle("Hide sessions with no speech", key="hide_no_speech")
     since, until = date_bounds(picked)
-    total = storage.count_sessions(statuses=statuses, since=since, until=until)
+    total = storage.count_sessions(statuses=statuses, since=since, until=until, hide_no_speech=hide_silent)
     if not total:
         st.info("No sessions yet. Record one on the Record page, or run "
-                "`python -m scribe transcribe FILE`." if not (statuses or since) else "No session matches.")
+                "`python -m scribe transcribe FILE`." if not (statuses or since or hide_silent)
+                else "No session matches.")
         return
     pages = max(1, -(-total // per_page))
     if int(st.session_state.get("list_page", 1)) > pages:  # filters shrank the list
         st.session_state.list_page = 1
     page_no = int(st.session_state.get("list_page", 1))
     listings, total = history.list_page(storage, page=page_no, per_page=per_page, statuses=statuses,
-                                        since=since, until=until)
+                                        since=since, until=until, hide_no_speech=hide_silent)
     st.caption(f"{total} session(s), newest first. Select one to open it.")
     event = st.dataframe(sessions_frame(listings), hide_index=True, on_select="rerun",
                          selection_mode="single-row", key=f"sessions-{st.session_state.table_nonce}")
@@ -118,7 +122,7 @@ def list_view() -> None:
 def sessions_frame(listings: list[history.SessionListing]) -> pd.DataFrame:
     return pd.DataFrame([{
         "title": item.session.title, "date": when(item.session.created_at),
-        "duration": export.mmss(item.session.duration_ms), "status": item.session.status,
+        "duration": export.mmss(item.session.duration_ms), "status": item.status,
         "backend": item.session.backend,
         "chunks": f"{item.chunks['done']}/{item.total_chunks}",
         "failed": item.chunks["failed"],
@@ -133,84 +137,40 @@ def detail_view(session_id: str, jump_ms: int | None) -> None:
         st.rerun()
     session = storage.find_session(session_id)
     if session is None:
-        st.warning(f"There is no session {export.md_escape(session_id)} (it may have been deleted).")
+        st.warning(f"There is no session {literal(session_id)} (it may have been deleted).")
         return
-    st.title(export.md_escape(session.title), anchor=False)
+    st.title(literal(session.title), anchor=False)
     counts = storage.chunk_counts(session.id)
-    st.caption(f"{when(session.created_at)} · {export.mmss(session.duration_ms)} · {session.status} · "
-               f"{session.source} · {session.backend} / {export.md_escape(session.model)} · "
+    shown, available = history.choose_transcript(storage, session.id,
+                                                 st.session_state.get(f"transcript-{session.id}"))
+    segments = storage.list_segments(session.id, shown)
+    status = history.progress_status(session, storage.list_chunks(session.id), len(segments))
+    st.caption(f"{when(session.created_at)} · {export.mmss(session.duration_ms)} · {status} · "
+               f"{session.source} · {session.backend} / {literal(session.model)} · "
                f"{counts['done']}/{sum(counts.values())} chunks done · id {session.id}")
-    shown, segments, play_at = transcript_section(session.id, jump_ms)
+    transcript_section(session, shown, available, segments, status, jump_ms)
     st.divider()
-    audio_col, export_col = st.columns(2)
-    with audio_col:
-        audio_section(session.id, play_at)
-    with export_col:
-        export_section(session, shown, segments)
+    export_section(session, shown, segments)
     speakers_section(rt, session, shown)
     chunk_section(session, counts)
     manage_section(session)
 
 
-def transcript_section(session_id: str, jump_ms: int | None):
-    preferred = st.session_state.get(f"transcript-{session_id}")
-    shown, available = history.choose_transcript(storage, session_id, preferred)
+def transcript_section(session, shown: str, available: list[str], segments, status: str,
+                       jump_ms: int | None) -> None:
     if len(available) > 1:
-        shown = st.radio("Transcript", available, index=available.index(shown), horizontal=True,
-                         key=f"transcript-{session_id}",
-                         format_func=history.transcript_label)
-    segments = storage.list_segments(session_id, shown)
+        st.radio("Transcript", available, index=available.index(shown), horizontal=True,
+                 key=f"transcript-{session.id}", format_func=history.transcript_label)
     others = [name for name in available if name != shown]
     st.caption(f"Showing the **{shown}** transcript" + (f"; the {others[0]} one is also stored." if others else ".")
                + history.final_note(segments if shown == "final" else []))
     if not segments:
-        st.info("No transcript yet: chunks may still be queued or may have failed.")
-        return shown, segments, None
-    return shown, segments, transcript_table(session_id, shown, segments, jump_ms)
-
-
-def transcript_table(session_id: str, shown: str, segments, jump_ms: int | None) -> int | None:
-    """The transcript as a literal table with doubts; returns the time of the selected (or jumped-to) line."""
-    doubtful = [history.doubts(s) for s in segments]
-    n_doubtful = sum(1 for d in doubtful if d)
-    only_doubtful = n_doubtful > 0 and st.toggle(f"Only doubtful segments ({n_doubtful})")
-    rows = [i for i, d in enumerate(doubtful) if d or not only_doubtful]
-    target = history.segment_at(segments, jump_ms) if jump_ms is not None else None
-    if target is not None:
-        st.info(f"Opened at [{export.mmss(segments[target].start_ms)}]; that segment is selected.")
-    frame = pd.DataFrame([{"at": export.mmss(segments[i].start_ms), "speaker": segments[i].speaker or "",
-                           "text": segments[i].text, "doubt": ", ".join(doubtful[i])} for i in rows])
-    default = {"selection": {"rows": [rows.index(target)], "columns": []}} if target in rows else None
-    event = st.dataframe(frame, hide_index=True, on_select="rerun", selection_mode="single-row",
-                         selection_default=default, key=f"transcript-{session_id}-{shown}-{only_doubtful}",
-                         column_config={"text": st.column_config.TextColumn(width="large"),
-                                        "doubt": st.column_config.TextColumn(help="flags, low confidence, "
-                                                                             "speech over silence, loops")})
-    picked = selected_row(event)
-    chosen = rows[picked] if picked is not None else target
-    return segments[chosen].start_ms if chosen is not None else None
-
-
-def audio_section(session_id: str, play_at: int | None) -> None:
-    st.subheader("Listen", anchor=False)
-    chunks = storage.list_chunks(session_id)
-    if not chunks:
-        st.caption("No audio chunks stored.")
+        st.info({history.NO_SPEECH: "No speech was heard in this recording.",
+                 history.TRANSCRIBING: "No transcript yet: its chunks are still being transcribed.",
+                 "recording": "No transcript yet: it is still being recorded."}.get(
+            status, "No transcript: its chunks failed. Retry them under Chunks below."))
         return
-    by_time = next((i for i, c in enumerate(chunks) if play_at is not None and c.start_ms <= play_at < c.end_ms),
-                   0)
-    choice = st.selectbox("Chunk", range(len(chunks)), index=by_time, key=f"chunk-{session_id}-{by_time}",
-                          format_func=lambda i: f"#{chunks[i].seq}  {export.mmss(chunks[i].start_ms)}–"
-                                                f"{export.mmss(chunks[i].end_ms)}  ({chunks[i].status})")
-    chunk = chunks[choice]
-    try:
-        audio = history.chunk_audio_wav(storage, session_id, chunk.seq)
-    except ScribeError as exc:
-        st.warning(f"Cannot play chunk {chunk.seq}: {exc}")
-        return
-    offset = max(0, (play_at - chunk.start_ms) // 1000) if play_at is not None and choice == by_time else 0
-    st.audio(audio, format="audio/wav", start_time=int(offset))
-    st.caption("Select a transcript line to play the chunk it is in from that moment.")
+    render_transcript(storage, session, shown, segments, jump_ms)
 
 
 def export_section(session, shown: str, segments) -> None:
@@ -260,7 +220,7 @@ def delete_controls(session) -> None:
             return
         st.session_state.table_nonce += 1
         st.query_params.clear()
-        st.toast(f"Deleted {report.session_id}: {report.segments} segments, {report.audio_files} audio files.")
+        st.toast(f"Deleted “{literal(session.title)}”: {report.segments} lines, {report.audio_files} audio files.")
         st.rerun()
 
 

@@ -191,7 +191,8 @@ def recent_errors(df: pd.DataFrame, limit: int = 20) -> pd.DataFrame:
     """The latest chunks that failed or needed retries, with their last error."""
     bad = df[df["status"].eq("failed") | df["retries"].gt(0)]
     columns = ["session_id", "seq", "status", "attempts", "error", "backend", "model", "finished_time"]
-    return bad.sort_values("captured_at", ascending=False).head(limit)[columns]
+    out = bad.sort_values("captured_at", ascending=False).head(limit)[columns]
+    return out.assign(error=out["error"].fillna(""))
 
 
 # -- health ----------------------------------------------------------------------
@@ -218,16 +219,17 @@ class HealthCheck:
 def health(df: pd.DataFrame, *, backlog_audio_s: float | None = None,
            memory_percent: float | None = None,
            thresholds: HealthThresholds = HealthThresholds(),
-           queue: Any = None) -> list[HealthCheck]:
+           backlog_warn: bool | None = None, queue: Any = None) -> list[HealthCheck]:
     """Check the alert conditions.
 
-    `backlog_audio_s` should come from the live queue (`pipeline.stats()`); when
-    missing it is estimated from the frame's open chunks. `memory_percent`
-    defaults to the machine's used memory (psutil). With `queue` (a
+    `backlog_audio_s` should come from the live queue (`Runtime.backlog()`), and
+    `backlog_warn` its verdict, so this page and the Record page never disagree;
+    when missing the backlog is estimated from the frame's open chunks.
+    `memory_percent` defaults to the machine's used memory (psutil). With `queue` (a
     `PipelineStats`), a "Workers" check says whether storage takes writes and
     every worker thread runs.
     """
-    checks = _health_checks(df, backlog_audio_s, memory_percent, thresholds)
+    checks = _health_checks(df, backlog_audio_s, memory_percent, thresholds, backlog_warn)
     return checks + ([workers_check(queue)] if queue is not None else [])
 
 
@@ -245,7 +247,7 @@ def workers_check(stats: Any) -> HealthCheck:
 
 
 def _health_checks(df: pd.DataFrame, backlog_audio_s: float | None, memory_percent: float | None,
-                   thresholds: HealthThresholds) -> list[HealthCheck]:
+                   thresholds: HealthThresholds, backlog_warn: bool | None) -> list[HealthCheck]:
     if backlog_audio_s is None:
         backlog_audio_s = float(df.loc[df["status"].isin(OPEN), "audio_s"].sum())
     if memory_percent is None:
@@ -257,7 +259,7 @@ def _health_checks(df: pd.DataFrame, backlog_audio_s: float | None, memory_perce
     t = thresholds
     return [
         HealthCheck("Backlog", backlog_audio_s, t.backlog_audio_s, "s of audio",
-                    backlog_audio_s <= t.backlog_audio_s,
+                    not backlog_warn if backlog_warn is not None else backlog_audio_s <= t.backlog_audio_s,
                     f"{backlog_audio_s / 60:.1f} min of audio waiting (alert over {t.backlog_audio_s / 60:.0f} min)"),
         HealthCheck("p95 processing", p95, t.p95_processing_s, "s",
                     bool(np.isnan(p95) or p95 <= t.p95_processing_s),

@@ -2,7 +2,10 @@
 
 Kept out of `pages/` so the page stays layout only and the figures can be
 tested (and reused by the bench) without Streamlit. Every chart has a title,
-axis titles with units and hover text; times are shown in UTC.
+axis titles with units and hover text; times are shown in UTC. A chart with
+nothing to show is not drawn: its builder returns a sentence saying so
+(so each returns `go.Figure | str`), and `readable()` gives tables human column names,
+units and rounded numbers.
 """
 
 from __future__ import annotations
@@ -18,6 +21,24 @@ HOP_COLOURS = {"Store (disk + DB)": "#9aa5b1", "Queue wait": "#f0a202", "Process
 PCT_COLOURS = {"p50": "#2a9d8f", "p95": "#e76f51", "p99": "#9b2226"}
 MAX_BARS = 1500
 
+COLUMN_NAMES = {
+    "session_id": "Session", "seq": "Chunk", "status": "Status", "attempts": "Attempts", "error": "Last error",
+    "backend": "Backend", "model": "Model", "finished_time": "Finished (UTC)", "chunks": "Chunks",
+    "audio_min": "Audio (min)", "rtf_p50": "Real-time factor p50", "rtf_p95": "Real-time factor p95",
+    "processing_p50_s": "Processing p50 (s)", "retries": "Retries (calls)",
+    "chunks_retried": "Chunks retried", "failed": "Chunks failed", "failure_rate": "Failure rate",
+}
+
+
+def readable(table: pd.DataFrame, decimals: int = 2, rename: bool = True) -> pd.DataFrame:
+    """A table for people: named columns with units, numbers rounded, no "None"."""
+    out = table.copy()
+    for column in out.select_dtypes("number").columns:
+        if column != "failure_rate":
+            out[column] = out[column].round(decimals)
+    out[out.select_dtypes("object").columns] = out.select_dtypes("object").fillna("")
+    return out.rename(columns=COLUMN_NAMES) if rename else out
+
 
 def _layout(fig: go.Figure, title: str, x: str, y: str, *, height: int = 360) -> go.Figure:
     fig.update_layout(title=dict(text=title, x=0, xanchor="left"), height=height,
@@ -27,17 +48,15 @@ def _layout(fig: go.Figure, title: str, x: str, y: str, *, height: int = 360) ->
     return fig
 
 
-def _empty(title: str, message: str) -> go.Figure:
-    fig = go.Figure()
-    fig.add_annotation(text=message, showarrow=False, x=0.5, y=0.5, xref="paper", yref="paper",
-                       font=dict(size=14, color="#666"))
-    fig.update_xaxes(visible=False)
-    fig.update_yaxes(visible=False)
-    return _layout(fig, title, "", "", height=240)
+def _empty(title: str, message: str) -> str:
+    """The sentence shown instead of an empty chart (an axis from -1 to 1 says nothing)."""
+    return f"{title.split(' (')[0]}: {message[0].lower()}{message[1:]}."
 
 
-def latency_timeline(df: pd.DataFrame, max_bars: int = MAX_BARS) -> go.Figure:
-    """Per chunk, stacked: store + queue wait + processing = end-to-end, by capture time."""
+def latency_timeline(df: pd.DataFrame, max_bars: int = MAX_BARS) -> go.Figure | str:
+    """One stacked bar per chunk, in capture order: store + queue wait + processing =
+    end-to-end. By chunk rather than clock time, so bars stay wide whatever the gaps
+    between sessions, and an upload's chunks (captured in the same second) never overlap."""
     title = "Where each chunk's time went (stacked = end-to-end latency)"
     done = df[df["status"] == "done"].dropna(subset=["end_to_end_s"])
     if done.empty:
@@ -45,19 +64,23 @@ def latency_timeline(df: pd.DataFrame, max_bars: int = MAX_BARS) -> go.Figure:
     if len(done) > max_bars:
         title += f" - latest {max_bars:,} of {len(done):,} chunks"
         done = done.nlargest(max_bars, "captured_at")
-    long = done.melt(id_vars=["captured_time", "session_id", "seq", "end_to_end_s"],
+    done = done.sort_values(["captured_at", "session_id", "seq"]).reset_index(drop=True)
+    done = done.assign(order=done.index + 1, closed=done["captured_time"].dt.strftime("%Y-%m-%d %H:%M:%S"))
+    long = done.melt(id_vars=["order", "closed", "title", "seq", "end_to_end_s"],
                      value_vars=["store_s", "queue_wait_s", "processing_s"], var_name="hop",
                      value_name="seconds")
     long["hop"] = long["hop"].map({"store_s": "Store (disk + DB)", "queue_wait_s": "Queue wait",
                                    "processing_s": "Processing"})
-    fig = px.bar(long, x="captured_time", y="seconds", color="hop", color_discrete_map=HOP_COLOURS,
-                 hover_data={"session_id": True, "seq": True, "end_to_end_s": ":.2f",
-                             "seconds": ":.2f", "captured_time": "|%H:%M:%S"})
-    fig.update_layout(barmode="stack", bargap=0.05, legend_title_text="")
-    return _layout(fig, title, "Chunk closed at (UTC)", "Seconds")
+    fig = px.bar(long, x="order", y="seconds", color="hop", color_discrete_map=HOP_COLOURS,
+                 custom_data=["title", "seq", "closed", "end_to_end_s"])
+    fig.update_traces(hovertemplate="%{customdata[0]}, chunk %{customdata[1]}<br>closed %{customdata[2]} UTC"
+                                    "<br>%{fullData.name}: %{y:.2f} s<br>end to end %{customdata[3]:.2f} s"
+                                    "<extra></extra>")
+    fig.update_layout(barmode="stack", bargap=0.15, legend_title_text="")
+    return _layout(fig, title, "Chunk, in the order chunks closed (hover for session and time)", "Seconds")
 
 
-def latency_distribution(df: pd.DataFrame) -> go.Figure:
+def latency_distribution(df: pd.DataFrame) -> go.Figure | str:
     """Histogram of end-to-end latency with p50/p95/p99 marked."""
     title = "End-to-end latency (chunk closed -> text stored)"
     values = df["end_to_end_s"].dropna()
@@ -66,16 +89,18 @@ def latency_distribution(df: pd.DataFrame) -> go.Figure:
     fig = px.histogram(values.to_frame(), x="end_to_end_s", nbins=min(80, max(10, len(values) // 5)),
                        color_discrete_sequence=["#2a6f97"])
     stats = analytics.percentiles(values)
-    for name, colour in PCT_COLOURS.items():
-        fig.add_vline(x=stats[name], line_dash="dash", line_color=colour,
-                      annotation_text=f"{name} {stats[name]:.2f} s", annotation_position="top right",
-                      annotation_font_color=colour)
+    for row, (name, colour) in enumerate(PCT_COLOURS.items()):
+        fig.add_vline(x=stats[name], line_dash="dash", line_color=colour)
+        # One label per row: close percentiles would otherwise print over each other.
+        fig.add_annotation(x=stats[name], y=1.0 - 0.09 * row, xref="x", yref="paper", xanchor="left",
+                           text=f" {name} {stats[name]:.2f} s", showarrow=False, font=dict(color=colour),
+                           bgcolor="rgba(255,255,255,0.8)")
     fig.update_traces(hovertemplate="%{x:.2f} s: %{y} chunks<extra></extra>")
     fig.update_layout(bargap=0.02)
     return _layout(fig, title, "End-to-end latency (s)", "Chunks")
 
 
-def throughput_chart(tp: pd.DataFrame) -> go.Figure:
+def throughput_chart(tp: pd.DataFrame) -> go.Figure | str:
     """Chunks per minute (top) and audio minutes per wall minute (bottom) over time."""
     title = "Throughput"
     if tp.empty:
@@ -97,7 +122,7 @@ def throughput_chart(tp: pd.DataFrame) -> go.Figure:
     return fig
 
 
-def queue_depth_chart(depth: pd.DataFrame) -> go.Figure:
+def queue_depth_chart(depth: pd.DataFrame) -> go.Figure | str:
     """Waiting and in-flight chunks (top) and the audio waiting (bottom), as steps."""
     title = "Queue depth (reconstructed from chunk times)"
     if depth.empty:
@@ -119,7 +144,7 @@ def queue_depth_chart(depth: pd.DataFrame) -> go.Figure:
     return fig
 
 
-def rtf_chart(df: pd.DataFrame) -> go.Figure:
+def rtf_chart(df: pd.DataFrame) -> go.Figure | str:
     """Real-time factor distribution per backend and model (box plot, lower is faster)."""
     title = "Real-time factor by backend and model (processing / audio; below 1 = faster than real time)"
     done = df[(df["status"] == "done") & df["rtf"].notna()]
@@ -133,11 +158,13 @@ def rtf_chart(df: pd.DataFrame) -> go.Figure:
     return _layout(fig, title, "Backend / model", "Real-time factor")
 
 
-def failures_chart(fails: pd.DataFrame) -> go.Figure:
+def failures_chart(fails: pd.DataFrame) -> go.Figure | str:
     """Retries and failed chunks per backend and model."""
     title = "Retries and failures by backend and model"
     if fails.empty:
         return _empty(title, "No chunks in this selection")
+    if not fails[["retries", "chunks_retried", "failed"]].to_numpy().any():
+        return _empty(title, "No retries and no failures in this selection")
     frame = fails.assign(backend_model=fails["backend"].astype(str) + " / " + fails["model"].astype(str))
     long = frame.melt(id_vars=["backend_model", "chunks", "failure_rate"],
                       value_vars=["retries", "chunks_retried", "failed"], var_name="kind",

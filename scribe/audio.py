@@ -8,6 +8,7 @@ one resampling path (`av.AudioResampler`), so both are cut identically.
 from __future__ import annotations
 
 import io
+import logging
 import os
 from pathlib import Path
 from typing import Iterator
@@ -21,6 +22,8 @@ from scribe.errors import AudioDecodeError, AudioTooLongError
 SAMPLE_RATE = 16_000
 """Samples per second everywhere after decoding."""
 
+
+log = logging.getLogger("scribe.audio")
 
 class FrameResampler:
     """Turns `av.AudioFrame`s of any rate/layout into 16 kHz mono float32 arrays.
@@ -110,7 +113,8 @@ def iter_decode(path: str | Path, *, max_seconds: float | None = None) -> Iterat
     try:
         container = av.open(str(path))
     except (*_DECODE_ERRORS, UnicodeDecodeError) as exc:
-        raise AudioDecodeError(f"{path.name}: not a readable audio file ({_short(exc)})") from None
+        log.info("%s: cannot open as audio: %s", path.name, _short(exc))  # detail for the log only
+        raise AudioDecodeError(f"{path.name}: not a readable audio file. {CHECK_THE_FILE}") from None
     with container:
         if not container.streams.audio:
             raise AudioDecodeError(f"{path.name}: has no audio stream")
@@ -154,7 +158,8 @@ def _decode_stream(container: av.container.InputContainer, name: str,
         tail = resampler.flush()
     except _DECODE_ERRORS as exc:
         where = f" after {total / SAMPLE_RATE:.1f} s" if total else ""
-        raise AudioDecodeError(f"{name}: corrupt or truncated audio{where} ({_short(exc)})") from None
+        log.info("%s: decoding failed%s: %s", name, where, _short(exc))  # detail for the log only
+        raise AudioDecodeError(f"{name}: corrupt or truncated audio{where}. {CHECK_THE_FILE}") from None
     total += tail.size
     if tail.size:
         yield tail
@@ -208,6 +213,9 @@ def _check_readable(path: Path) -> None:
         raise AudioDecodeError(f"{path}: not a file")
     if path.stat().st_size == 0:
         raise AudioDecodeError(f"{path.name}: file is empty")
+
+
+CHECK_THE_FILE = "Check that it plays in a media player, or convert it to WAV or MP3, and try again."
 
 
 def _short(exc: Exception) -> str:

@@ -39,6 +39,7 @@ from typing import Any, Callable
 import av
 import numpy as np
 from streamlit_webrtc import AudioProcessorBase, WebRtcMode, WebRtcStreamerContext, webrtc_streamer
+from streamlit_webrtc.shutdown import SessionShutdownObserver
 
 from scribe.audio import SAMPLE_RATE, FrameResampler, rms_dbfs
 from scribe.chunking import Chunk, ChunkPolicy, Chunker, parse_policy, policy_label
@@ -376,9 +377,13 @@ class LiveRegistry:
 
 # -- the Record page's widgets and views ----------------------------------------
 def mic_streamer(key: str, settings: Settings, factory: Callable[[], LiveCapture],
-                 on_change: Callable[[], None] | None = None) -> WebRtcStreamerContext:
+                 on_change: Callable[[], None] | None = None,
+                 desired_playing_state: bool | None = None) -> WebRtcStreamerContext:
     """The browser-side recorder: send-only, audio-only, raw microphone, every frame
-    delivered to the capture made by `factory` (on streamlit-webrtc's processor thread)."""
+    delivered to the capture made by `factory` (on streamlit-webrtc's processor thread).
+    `desired_playing_state=True` starts the microphone without a click (Resume)."""
+    _recording_outlives_pages()
+    _not_orphaned(key)
     return webrtc_streamer(
         key=key,
         mode=WebRtcMode.SENDONLY,
@@ -387,20 +392,41 @@ def mic_streamer(key: str, settings: Settings, factory: Callable[[], LiveCapture
         audio_processor_factory=factory,
         async_processing=True,  # recv_queued on a per-connection thread, off the event loop
         on_change=on_change,
+        desired_playing_state=desired_playing_state,
     )
 
 
-def chunk_table(chunks: list[ChunkRow], now: float | None = None) -> list[dict[str, Any]]:
-    """One row per chunk for the page: time range, status, end-to-end latency (so far,
-    for a chunk still waiting), and attempts and error only when some chunk needed them."""
-    now = time.time() if now is None else now
+def _recording_outlives_pages() -> None:
+    """streamlit-webrtc stops a worker once its browser session shows another page (it
+    assumes the widget belongs to one page). Scribe draws the recorder in app.py's frame,
+    on every page, so a page switch must not end a recording: an empty start page turns
+    that check off. Closing the tab still stops the worker (the session shuts down), and
+    the capture watchdog ends a capture whose frames stop."""
+    SessionShutdownObserver._resolve_initial_page_script_hash = staticmethod(lambda app_session: "")
+
+
+def _not_orphaned(key: str) -> None:
+    """streamlit-webrtc resets (and stops) a context it thinks a page skipped, judged by
+    script runs counted since it was last drawn; fragment and page-switch runs can make
+    that count jump although the widget is drawn on every page. Forget the last count."""
+    import streamlit as st
+
+    context = st.session_state.get(key)
+    if context is not None and hasattr(context, "_last_rendered_run_count"):
+        context._last_rendered_run_count = None
+
+
+def chunk_table(chunks: list[ChunkRow]) -> list[dict[str, Any]]:
+    """One row per chunk for the page: time range, status, end-to-end latency once the
+    chunk is settled (a waiting chunk has none yet), and attempts and error only when
+    some chunk needed them."""
     troubled = any(c.error or c.attempts > 1 for c in chunks)
     rows = []
     for c in chunks:
         finished = c.finished_at if c.status in ("done", "failed") else None
-        latency = (finished or now) - c.captured_at if c.captured_at else None
+        latency = finished - c.captured_at if finished and c.captured_at else None
         row = {"chunk": c.seq, "time": f"{mmss(c.start_ms)}-{mmss(c.end_ms)}",
-               "status": c.status, "latency s": None if latency is None else round(latency, 1)}
+               "status": c.status, "latency (s)": None if latency is None else round(latency, 1)}
         if troubled:
             row.update({"attempts": c.attempts, "error": c.error or ""})
         rows.append(row)

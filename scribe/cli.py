@@ -92,9 +92,13 @@ def build_parser() -> argparse.ArgumentParser:
 def _settings(args: argparse.Namespace) -> Settings:
     backend = getattr(args, "backend", None)
     model = getattr(args, "model", None)
+    db = Path(args.db) if getattr(args, "db", None) else None
     overrides = {
         "backend": backend,
-        "db_path": Path(args.db) if getattr(args, "db", None) else None,
+        "db_path": db,
+        # Chunk audio goes beside the database it belongs to, not to ./data/audio,
+        # unless SCRIBE_DATA_DIR says where.
+        **({"data_dir": db.parent} if db is not None and not os.environ.get("SCRIBE_DATA_DIR") else {}),
         "chunk_seconds": getattr(args, "chunk_seconds", None),
         "chunk_policy": getattr(args, "policy", None),
     }

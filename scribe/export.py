@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import re
+import time
 from typing import Callable, Sequence
 
 from scribe.storage import SegmentRow, SessionRow
@@ -44,25 +46,42 @@ def _at_changes(segments: Sequence[SegmentRow]) -> list[tuple[SegmentRow, str]]:
     return out
 
 
+def recorded_on(session: SessionRow) -> str:
+    """When the session was recorded, in the server's local time: `2025-03-04 09:30`."""
+    return time.strftime("%Y-%m-%d %H:%M", time.localtime(session.created_at))
+
+
 def to_txt(session: SessionRow, segments: Sequence[SegmentRow]) -> str:
+    head = [session.title, f"{recorded_on(session)} · {mmss(session.duration_ms)}", ""]
     lines = [f"[{mmss(s.start_ms)}] {label}{s.text}" for s, label in _at_changes(segments)]
-    return "\n".join(lines) + ("\n" if lines else "")
+    return "\n".join(head + lines) + "\n"
 
 
 def to_md(session: SessionRow, segments: Sequence[SegmentRow]) -> str:
     head = [f"# {md_escape(session.title)}", "",
-            f"*{session.source} session `{session.id}`, {mmss(session.duration_ms)}, "
-            f"{session.backend} / {session.model}*", ""]
+            f"*{recorded_on(session)}, {mmss(session.duration_ms)}, {session.source} session "
+            f"`{session.id}`, {session.backend} / {session.model}*", ""]
     body = [f"- **[{mmss(s.start_ms)}]** {md_escape(label + s.text)}" for s, label in _at_changes(segments)]
     return "\n".join(head + body) + "\n"
 
 
+_MD_ALWAYS = re.compile(r"([\\`*_{}\[\]<>|~])")
+_MD_LINE_START = re.compile(r"^(\s*)([#+\-]|\d+[.)])")
+
+
 def md_escape(text: str) -> str:
-    """Markdown metacharacters escaped, so a transcript (or a title) stays text."""
-    out = []
-    for ch in text:
-        out.append("\\" + ch if ch in "\\`*_{}[]()<>#+-.!|~" else ch)
-    return "".join(out)
+    """Markdown metacharacters escaped, so a transcript (or a title) stays text.
+
+    Characters that mark up anywhere (emphasis, code, links, HTML, tables) are always
+    escaped; ones that only matter at the start of a line (headings, list items, `1.`)
+    only there. A full stop or a dash inside a sentence stays as it is."""
+    escaped = _MD_ALWAYS.sub(r"\\\1", text)
+    return _MD_LINE_START.sub(lambda m: m.group(1) + _escape_marker(m.group(2)), escaped)
+
+
+def _escape_marker(marker: str) -> str:
+    """`#` -> `\\#`; `1.` -> `1\\.` (CommonMark escapes punctuation, not digits)."""
+    return "\\" + marker if not marker[0].isdigit() else marker[:-1] + "\\" + marker[-1]
 
 
 def to_srt(session: SessionRow, segments: Sequence[SegmentRow]) -> str:
@@ -103,8 +122,11 @@ def to_json(session: SessionRow, segments: Sequence[SegmentRow]) -> str:
     payload = {
         "session_id": session.id,
         "title": session.title,
+        "recorded_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(session.created_at)),
+        "duration": session.duration_ms / 1000,
         "segments": [{"seq": s.seq, "start": s.start_ms / 1000, "end": s.end_ms / 1000,
-                      "text": s.text, "speaker": s.speaker} for s in segments],
+                      "text": s.text, "speaker": s.speaker, "confidence": s.confidence,
+                      "edited": s.edited} for s in segments],
         "text": plain_text(segments),
     }
     return json.dumps(payload, ensure_ascii=False, indent=2) + "\n"

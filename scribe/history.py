@@ -14,7 +14,7 @@ from typing import Sequence
 from scribe.audio import encode_bytes, read_flac
 from scribe.errors import ScribeError
 from scribe.final_pass import KEPT_LIVE
-from scribe.storage import FINAL, LIVE, SegmentRow, SessionRow, Storage
+from scribe.storage import FINAL, LIVE, ChunkRow, SegmentRow, SessionRow, Storage
 
 LOW_CONFIDENCE = math.exp(-1.0)
 """Whisper's own `log_prob_threshold` (-1.0) as a probability: below it a segment is doubtful."""
@@ -31,6 +31,12 @@ class DeleteRefusedError(ScribeError):
 class SessionListing:
     session: SessionRow
     chunks: dict[str, int]
+    no_speech: bool = False
+
+    @property
+    def status(self) -> str:
+        """The status word for a list: "no speech" for a finished session nothing was said in."""
+        return NO_SPEECH if self.no_speech else self.session.status
 
     @property
     def total_chunks(self) -> int:
@@ -48,13 +54,15 @@ class DeleteReport:
 
 
 def list_page(storage: Storage, *, page: int = 1, per_page: int = 25, statuses: Sequence[str] = (),
-              since: float | None = None, until: float | None = None) -> tuple[list[SessionListing], int]:
+              since: float | None = None, until: float | None = None,
+              hide_no_speech: bool = False) -> tuple[list[SessionListing], int]:
     """One page of sessions (newest first) with their chunk counts, and the total: two queries plus one."""
-    total = storage.count_sessions(statuses=statuses, since=since, until=until)
+    total = storage.count_sessions(statuses=statuses, since=since, until=until, hide_no_speech=hide_no_speech)
     rows = storage.list_sessions(limit=per_page, offset=max(0, page - 1) * per_page, statuses=statuses,
-                                 since=since, until=until)
+                                 since=since, until=until, hide_no_speech=hide_no_speech)
     counts = storage.chunk_counts_many([r.id for r in rows])
-    return [SessionListing(r, counts[r.id]) for r in rows], total
+    silent = storage.no_speech_sessions([r.id for r in rows])
+    return [SessionListing(r, counts[r.id], r.id in silent) for r in rows], total
 
 
 def choose_transcript(storage: Storage, session_id: str, preferred: str | None = None) -> tuple[str, list[str]]:
@@ -170,3 +178,41 @@ def segment_at(segments: Sequence[SegmentRow], at_ms: int) -> int | None:
             if at_ms < seg.end_ms:
                 return position
     return best if best is not None else (0 if segments else None)
+
+
+NO_SPEECH = "no speech"
+TRANSCRIBING = "transcribing"
+
+
+def progress_status(session: SessionRow, chunks: Sequence[ChunkRow], segments: int,
+                    recording: bool = False) -> str:
+    """The word a page shows for a session's state, true to what is stored:
+
+    `recording` while the microphone runs; `transcribing` while chunks wait (a stopped
+    upload is not "stopped" to its user); `no speech` when everything settled and no
+    chunk held words; else the stored status."""
+    if recording or session.status == "recording":
+        return "recording"
+    if any(c.status in ("pending", "processing") for c in chunks):
+        return TRANSCRIBING
+    if session.status in ("done", "stopped") and chunks and not segments and \
+            not any(c.status == "failed" for c in chunks):
+        return NO_SPEECH
+    return session.status
+
+
+def session_audio_bytes(storage: Storage, session_id: str) -> bytes:
+    """The whole recording, its chunks joined in session time, as FLAC bytes for one player
+    (FLAC: lossless and about half the size of WAV; every current browser plays it)."""
+    from scribe.final_pass import session_audio  # the final pass owns rebuilding a recording
+
+    audio = session_audio(storage, session_id)
+    if audio.size == 0:
+        raise ScribeError("this session has no stored audio")
+    return encode_bytes(audio, "FLAC")
+
+
+def segment_start(segments: Sequence[SegmentRow], at_ms: int) -> int | None:
+    """Start of the segment playing at `at_ms` (None without segments)."""
+    position = segment_at(segments, at_ms)
+    return segments[position].start_ms if position is not None else None

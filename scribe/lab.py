@@ -290,3 +290,14 @@ def stored_runs_table(storage: Storage, limit: int = 200) -> list[dict]:
              "listener latency (s)": r["latency_s"], "words lost": r["words_lost"],
              "words dup": r["words_duplicated"], "experiment": r["experiment"]}
             for r in storage.list_lab_runs(limit=limit)]
+
+
+def coverage_warning(reference: str, hypothesis: str, ratio: float = 1.5) -> str | None:
+    """A sentence when reference and transcript differ so much in length that the WER
+    mostly measures the mismatch (a reference for part of the recording), else None."""
+    ref, hyp = len(reference.split()), len(hypothesis.split())
+    if not ref or not hyp or max(ref, hyp) < ratio * min(ref, hyp):
+        return None
+    return (f"The reference has {ref} words but the transcript {hyp}. WER counts every word one has "
+            "and the other lacks as an error, so it says little here: give the reference for the whole "
+            "recording (or a recording the reference covers).")

@@ -1,9 +1,11 @@
 """Search across every stored transcript.
 
 A query is words and "quoted phrases"; a segment matches when it holds all of
-them, in any case. A bare word matches at the start of a word (`budget` finds
-"budgets" but not "overbudget"); a quoted phrase matches whole words in that
-order, with any whitespace between them.
+them, in any case. A bare word matches its other forms: it is reduced to its
+English Snowball stem (snowballstemmer), which must start a word (`budgets`
+finds "budget" and "budgeting" but not "overbudget"); a quoted phrase matches
+exactly those whole words in that order, with any whitespace between them.
+Segments are searched as a reader sees them, a person's edits included.
 
 DuckDB's full-text extension would need `INSTALL fts`, a download at run time,
 which this offline app cannot do; so each term becomes a cheap `ILIKE`
@@ -15,6 +17,9 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
+from functools import lru_cache
+
+import snowballstemmer
 
 from scribe.errors import ScribeError
 from scribe.storage import Storage
@@ -85,6 +90,20 @@ def parse_query(query: str) -> list[Term]:
     return terms
 
 
+@lru_cache(maxsize=1)
+def _stemmer():
+    return snowballstemmer.stemmer("english")
+
+
+def word_root(word: str) -> str:
+    """The part every form of `word` starts with: its Snowball stem, minus the final `i`
+    the stemmer writes for `y` ("companies" -> "compani", but the text says "company")."""
+    stem = _stemmer().stemWord(word.lower())
+    if stem.endswith("i") and len(stem) > 2:
+        stem = stem[:-1]
+    return stem if len(stem) >= 2 else word.lower()
+
+
 def like_pattern(word: str) -> str:
     """`%word%` for ILIKE with backslash as the escape character."""
     escaped = word.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
@@ -93,7 +112,7 @@ def like_pattern(word: str) -> str:
 
 def regex_pattern(term: Term) -> str:
     """RE2 pattern: a word boundary before, and after too for a phrase; any whitespace inside."""
-    words = term.text.split()
+    words = term.text.split() if term.phrase else [word_root(term.text)]
     body = r"\s+".join("".join("\\" + ch if ch in _RE2_SPECIAL else ch for ch in w) for w in words)
     # RE2's \b is ASCII-only, so only assert a boundary next to an ASCII word character.
     start = r"\b" if _ascii_word(words[0][0]) else ""
@@ -110,7 +129,7 @@ def search(storage: Storage, query: str, *, limit: int = 20, offset: int = 0) ->
     if limit < 1 or offset < 0:
         raise SearchQueryError("limit must be positive and offset not negative")
     terms = parse_query(query)
-    words = sorted({w for t in terms for w in t.text.split()})
+    words = sorted({w for t in terms for w in (t.text.split() if t.phrase else [word_root(t.text)])})
     rows, total = storage.search_segments(like=[like_pattern(w) for w in words],
                                           regex=[regex_pattern(t) for t in terms],
                                           limit=limit, offset=offset)

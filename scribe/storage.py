@@ -84,6 +84,12 @@ class SegmentRow:
     transcript: str = LIVE
     speaker_id: int | None = None
     """The session's speaker (speakers table); reads put that speaker's name in `speaker`."""
+    machine_text: str | None = None
+    """What the backend wrote, when a person corrected `text` (None: `text` is the machine's)."""
+
+    @property
+    def edited(self) -> bool:
+        return self.machine_text is not None
 
 
 @dataclass
@@ -186,6 +192,16 @@ def _m_speakers(cur: duckdb.DuckDBPyConnection) -> None:
     cur.execute("ALTER TABLE segments ADD COLUMN speaker_id INTEGER")
 
 
+def _m_segment_edits(cur: duckdb.DuckDBPyConnection) -> None:
+    """A person's corrections, kept beside the machine text: re-transcription and the
+    final pass rewrite `segments`, never this table."""
+    cur.execute("""
+        CREATE TABLE segment_edits (
+            session_id VARCHAR NOT NULL, transcript VARCHAR NOT NULL, seq INTEGER NOT NULL,
+            idx INTEGER NOT NULL, text VARCHAR NOT NULL, edited_at DOUBLE NOT NULL,
+            PRIMARY KEY (session_id, transcript, seq, idx))""")
+
+
 MIGRATIONS: list[tuple[str, Callable[[duckdb.DuckDBPyConnection], None]]] = [
     ("initial schema", _m1_initial),
     ("chunks.skip_reason", _m_chunk_skip_reason),
@@ -193,6 +209,7 @@ MIGRATIONS: list[tuple[str, Callable[[duckdb.DuckDBPyConnection], None]]] = [
     ("partial decodes", _m_partial_decodes),
     ("webhook events", _m_webhook_events),
     ("speakers", _m_speakers),
+    ("segment edits", _m_segment_edits),
 ]
 """Ordered; the position (1-based) is the version recorded in `schema_version`."""
 
@@ -288,16 +305,18 @@ class Storage:
             return None
 
     def list_sessions(self, *, limit: int = 50, offset: int = 0, statuses: Sequence[str] = (),
-                      since: float | None = None, until: float | None = None) -> list[SessionRow]:
-        """Newest first; `id` breaks ties so paging is stable."""
-        where, params = _session_filters(statuses, since, until)
+                      since: float | None = None, until: float | None = None,
+                      hide_no_speech: bool = False) -> list[SessionRow]:
+        """Newest first; `id` breaks ties so paging is stable. `hide_no_speech` leaves out
+        finished sessions in which nothing was said (see NO_SPEECH_SQL)."""
+        where, params = _session_filters(statuses, since, until, hide_no_speech)
         rows = self._rows(f"SELECT * FROM sessions {where} ORDER BY created_at DESC, id DESC "
                           "LIMIT ? OFFSET ?", [*params, limit, offset])
         return [SessionRow(**r) for r in rows]
 
     def count_sessions(self, *, statuses: Sequence[str] = (), since: float | None = None,
-                       until: float | None = None) -> int:
-        where, params = _session_filters(statuses, since, until)
+                       until: float | None = None, hide_no_speech: bool = False) -> int:
+        where, params = _session_filters(statuses, since, until, hide_no_speech)
         return int(self._scalar(f"SELECT count(*) FROM sessions {where}", params))
 
     def update_session(self, session_id: str, **fields: Any) -> None:
@@ -338,10 +357,10 @@ class Storage:
     def delete_session(self, session_id: str) -> None:
         self.get_session(session_id)
         with self.transaction() as cur:
-            for table, key in (("segments", "session_id"), ("chunks", "session_id"),
-                               ("summaries", "session_id"), ("partial_decodes", "session_id"),
-                               ("speakers", "session_id"), ("diarization", "session_id"),
-                               ("sessions", "id")):
+            for table, key in (("segments", "session_id"), ("segment_edits", "session_id"),
+                               ("chunks", "session_id"), ("summaries", "session_id"),
+                               ("partial_decodes", "session_id"), ("speakers", "session_id"),
+                               ("diarization", "session_id"), ("sessions", "id")):
                 cur.execute(f"DELETE FROM {table} WHERE {key} = ?", [session_id])
 
     # -- chunks -------------------------------------------------------------
@@ -472,11 +491,40 @@ class Storage:
 
     # -- segments -----------------------------------------------------------
     def list_segments(self, session_id: str, transcript: str = LIVE) -> list[SegmentRow]:
-        """One transcript in order; `speaker` is the speaker's current name (see SPEAKER_NAME)."""
-        rows = self._rows(f"""SELECT g.* EXCLUDE (speaker), {SPEAKER_NAME} AS speaker
-            FROM segments g {SPEAKER_JOIN} WHERE g.session_id = ? AND g.transcript = ?
-            ORDER BY g.seq, g.idx""", [session_id, transcript])
+        """One transcript in order, as readers see it: a person's edit replaces the machine
+        text (kept in `machine_text`), so search, summaries and exports agree; `speaker` is
+        the speaker's current name (see SPEAKER_NAME)."""
+        rows = self._rows(f"""SELECT g.* EXCLUDE (text, speaker),
+                CASE WHEN e.text IS NOT NULL THEN g.text END AS machine_text,
+                coalesce(e.text, g.text) AS text, {SPEAKER_NAME} AS speaker
+            FROM segments g LEFT JOIN segment_edits e USING (session_id, transcript, seq, idx) {SPEAKER_JOIN}
+            WHERE g.session_id = ? AND g.transcript = ? ORDER BY g.seq, g.idx""", [session_id, transcript])
         return [_segment_row(r) for r in rows]
+
+    def edit_segment(self, session_id: str, transcript: str, seq: int, idx: int, text: str, *,
+                     now: float | None = None) -> None:
+        """Store a person's text for one segment; text equal to the machine's removes the edit."""
+        clean = " ".join(text.split())
+        if not clean:
+            raise ScribeError("a transcript line cannot be empty; undo the edit instead")
+        machine = self._scalar("""SELECT text FROM segments WHERE session_id = ? AND transcript = ?
+            AND seq = ? AND idx = ?""", [session_id, transcript, seq, idx])
+        if machine is None:
+            raise NotFoundError(f"no segment {seq}.{idx} in the {transcript} transcript of {session_id!r}")
+        if clean == " ".join(machine.split()):
+            self.undo_edit(session_id, transcript, seq, idx)
+            return
+        with self.transaction() as cur:
+            cur.execute("""INSERT OR REPLACE INTO segment_edits (session_id, transcript, seq, idx, text,
+                edited_at) VALUES (?, ?, ?, ?, ?, ?)""",
+                        [session_id, transcript, seq, idx, clean, now if now is not None else time.time()])
+
+    def undo_edit(self, session_id: str, transcript: str, seq: int, idx: int) -> bool:
+        """Back to the machine text; True if there was an edit."""
+        with self.transaction() as cur:
+            gone = cur.execute("""DELETE FROM segment_edits WHERE session_id = ? AND transcript = ?
+                AND seq = ? AND idx = ? RETURNING seq""", [session_id, transcript, seq, idx]).fetchall()
+        return bool(gone)
 
     def replace_transcript(self, session_id: str, transcript: str, segments: Sequence[SegmentRow]) -> bool:
         """Swap a whole non-live transcript (e.g. the final pass) in one transaction.
@@ -552,9 +600,14 @@ class Storage:
             self._orphans_checked = True
         return self.interrupt_orphaned_recordings(now=now)
 
-    def resumable_sessions(self, *, source: str = "mic", limit: int = 20) -> list[SessionRow]:
-        """Recent sessions of `source` that can be continued (not currently recording)."""
-        rows = self._rows("""SELECT * FROM sessions WHERE source = ? AND status <> 'recording'
+    def resumable_sessions(self, *, source: str = "mic", limit: int = 20,
+                           include_recording: bool = False) -> list[SessionRow]:
+        """Recent sessions of `source` that can be continued (not currently recording).
+
+        `include_recording` keeps sessions still marked recording, for a caller that knows
+        which captures are live (a capture stopped a moment ago ends on the writer thread)."""
+        status = "" if include_recording else "AND status <> 'recording'"
+        rows = self._rows(f"""SELECT * FROM sessions WHERE source = ? {status}
             ORDER BY created_at DESC, id DESC LIMIT ?""", [source, limit])
         return [SessionRow(**r) for r in rows]
 
@@ -570,6 +623,14 @@ class Storage:
         for sid, status, n in rows:
             counts[sid][status] = int(n)
         return counts
+
+    def no_speech_sessions(self, session_ids: Sequence[str]) -> set[str]:
+        """Which of these sessions are finished with nothing said (NO_SPEECH_SQL), in one query."""
+        if not session_ids:
+            return set()
+        rows = self.cursor().execute(f"""SELECT id FROM sessions WHERE {_in_clause('id', session_ids)}
+            AND {NO_SPEECH_SQL}""", list(session_ids)).fetchall()
+        return {r[0] for r in rows}
 
     def repeated_live_segments(self, session_ids: Sequence[str]) -> int:
         """Live segment rows that repeat another row of the same chunk (0 when writes are idempotent)."""
@@ -597,9 +658,13 @@ class Storage:
             return [], 0
         conditions = [r"g.text ILIKE ? ESCAPE '\'" for _ in like]
         conditions += ["regexp_matches(g.text, ?, 'i')" for _ in regex]
+        # A person's edit is what a reader sees, so it is what search matches.
+        edited = """(SELECT g.session_id, g.transcript, g.seq, g.idx, g.start_ms, g.end_ms, g.speaker,
+                g.speaker_id, coalesce(e.text, g.text) AS text
+            FROM segments g LEFT JOIN segment_edits e USING (session_id, transcript, seq, idx))"""
         # Match first (cheap ILIKE before the regex), then keep the transcript a reader sees;
         # the window count gives the total in the same scan.
-        base = f"""WITH hits AS (SELECT g.* FROM segments g WHERE {' AND '.join(conditions)})
+        base = f"""WITH hits AS (SELECT g.* FROM {edited} g WHERE {' AND '.join(conditions)})
             SELECT h.session_id, s.title, s.created_at, h.transcript, h.seq, h.idx, h.start_ms, h.end_ms,
                    h.text, {SPEAKER_NAME.replace('g.', 'h.')} AS speaker, count(*) OVER () AS total
             FROM hits h JOIN sessions s ON s.id = h.session_id {SPEAKER_JOIN.replace('g.', 'h.')}
@@ -927,9 +992,18 @@ def _filters(members: Sequence[tuple[str, Sequence[Any]]], time_column: str, sin
     return clauses, params
 
 
+NO_SPEECH_SQL = """(sessions.status IN ('done', 'stopped')
+    AND NOT EXISTS (SELECT 1 FROM segments g WHERE g.session_id = sessions.id)
+    AND NOT EXISTS (SELECT 1 FROM chunks c WHERE c.session_id = sessions.id
+                    AND c.status IN ('pending', 'processing', 'failed')))"""
+"""A finished session whose every chunk settled without a word: nothing was said."""
+
+
 def _session_filters(statuses: Sequence[str], since: float | None,
-                     until: float | None) -> tuple[str, list[Any]]:
+                     until: float | None, hide_no_speech: bool = False) -> tuple[str, list[Any]]:
     clauses, params = _filters([("status", statuses)], "created_at", since, until)
+    if hide_no_speech:
+        clauses.append(f"NOT {NO_SPEECH_SQL}")
     return ("WHERE " + " AND ".join(clauses)) if clauses else "", params
 
 

@@ -306,7 +306,7 @@ def test_upload_goes_through_the_pipeline_and_bad_files_are_refused(app, browser
         page.get_by_test_id("stFileUploader").get_by_text(path.name).wait_for(timeout=30_000)
         _wait_idle(page)
 
-    for path, message in ((bad, "Cannot transcribe notes.wav: notes.wav: not a readable audio file"),
+    for path, message in ((bad, "Cannot transcribe notes.wav: not a readable audio file. Check that it plays"),
                           (big, "Cannot use long.wav: file is 1 MB; the limit is 1 MB")):
         choose(path)
         page.get_by_role("button", name="Transcribe file").click()
@@ -336,3 +336,84 @@ def test_a_deep_link_as_the_first_request_still_gets_the_apps_navigation(app, br
     sidebar.get_by_text("Chunking lab").wait_for(timeout=30_000)
     assert sidebar.get_by_text("Settings").is_visible()
     assert sidebar.get_by_text("shared", exact=True).count() == 0  # no pages/_shared.py entry
+
+
+PAGES = ("Sessions", "Summary", "Analytics", "Chunking lab", "Record")
+
+
+def _sidebar_recording(page, timeout: float = 30) -> None:
+    """The sidebar's indicator says a recording is running (it is on every page)."""
+    page.locator('[data-testid="stSidebar"]').get_by_text("Recording", exact=True).first.wait_for(
+        timeout=timeout * 1000)
+
+
+def test_recording_goes_on_while_visiting_every_page(app, browser, mic, tmp_path):
+    shots = Path(os.environ.get("SCRIBE_E2E_SCREENSHOTS", tmp_path))
+    page = _open(browser, app)
+    page.get_by_label("Title").fill("Walk through the pages")
+    page.get_by_label("Title").press("Enter")
+    _wait_idle(page)
+    _recorder_button(page, "Start").click(timeout=60_000)
+    started = time.monotonic()
+    _wait_status(page, "recording", 30)
+    page.wait_for_timeout(3000)  # past the WebRTC handshake
+    for name in PAGES:
+        page.locator('[data-testid="stSidebarNav"]').get_by_text(name, exact=True).click()
+        page.get_by_role("heading", name=name).first.wait_for(timeout=60_000)
+        _sidebar_recording(page)
+        page.wait_for_timeout(2500)
+        _recorder_button(page, "Stop").wait_for(timeout=10_000)
+        if name == "Sessions":
+            page.screenshot(path=str(shots / "recording-while-browsing.png"))
+    _wait_status(page, "recording", 30)  # back on Record, still the same recording
+    time.sleep(max(0.0, 30 - (time.monotonic() - started)))
+    _recorder_button(page, "Stop").click()
+    test_wall = time.monotonic() - started
+    captures = app.wait_log(CAPTURE_LOG, 30)
+    (_, status, _, received, wall, _, n_chunks, gaps, _), = [m.groups() for m in captures]
+    assert status == "stopped" and int(gaps) == 0  # one capture to the end, no packet lost
+    # Frames kept arriving for the whole walk (on a starved machine the fake microphone may
+    # deliver less audio than wall time, but never stop).
+    assert test_wall - 6 < float(wall) <= test_wall + 0.5, (wall, test_wall)
+    _wait_status(page, "done", 120)
+    page.close()
+    app.stop()
+    assert len(CAPTURE_LOG.findall(app.log())) == 1  # one capture: nothing ended it early
+    with app.db() as db:
+        sessions = db.execute("SELECT title, status FROM sessions").fetchall()
+        chunks = _chunks(db)
+        text = " ".join(r[0] for r in db.execute(
+            "SELECT text FROM segments ORDER BY seq, idx").fetchall())
+    assert sessions == [("Walk through the pages", "done")]
+    assert len(chunks) == int(n_chunks) and all(c[4] == "done" for c in chunks)
+    _assert_contiguous(chunks)
+    assert abs(chunks[-1][3] / 16_000 - float(received)) < 0.1
+    heard = " ".join(speech.MEETING_TURNS[:5])  # what was spoken in the first ~28 s
+    assert word_error_rate(heard, text) < 0.45, text
+
+
+def test_a_reload_offers_to_resume_the_same_session_in_one_click(app, browser, mic):
+    page = _open(browser, app)
+    _recorder_button(page, "Start").click(timeout=60_000)
+    _wait_status(page, "recording", 30)
+    time.sleep(8)
+    page.reload()
+    (first,) = app.wait_log(CAPTURE_LOG, 40)
+    session_id, status, _, received, *_ = first.groups()
+    assert status == "interrupted"
+    resume = page.get_by_role("button", name="Resume recording")
+    resume.click(timeout=60_000)
+    _wait_status(page, "recording", 60)
+    time.sleep(6)
+    _recorder_button(page, "Stop").click()
+    second = app.wait_log(CAPTURE_LOG, 30, count=2)[1]
+    assert second.group(1) == session_id and second.group(2) == "stopped"
+    _wait_status(page, "done", 120)
+    page.close()
+    app.stop()
+    with app.db() as db:
+        sessions = db.execute("SELECT id, status FROM sessions").fetchall()
+        chunks = _chunks(db)
+    assert sessions == [(session_id, "done")]
+    _assert_contiguous(chunks)
+    assert any(abs(c[3] / 16_000 - float(received)) < 0.1 for c in chunks)

@@ -127,3 +127,15 @@ def test_transcribe_final_pass_prints_the_final_transcript(meeting, db):
     stored_final = run("export", session_id, "--transcript", "final", db=db)
     assert out.stdout == stored_final.stdout and out.stdout.startswith("[00:0")
     assert word_error_rate(reference, out.stdout) < 0.35  # "[mm:ss]" prefixes count as errors
+
+
+def test_transcribe_with_db_keeps_chunk_audio_beside_that_database(tmp_path, tone):
+    audio = encode(tone(3.0), tmp_path / "tone.flac")
+    db = tmp_path / "elsewhere" / "team.duckdb"
+    env = {k: v for k, v in os.environ.items() if k != "SCRIBE_DATA_DIR"}
+    out = subprocess.run([sys.executable, "-m", "scribe", "transcribe", str(audio), "--backend", "stub",
+                          "--db", str(db)], cwd=tmp_path, env={**env, "HF_HUB_OFFLINE": "1", "PYTHONPATH": str(ROOT)},
+                         capture_output=True, text=True, timeout=300)
+    assert out.returncode == 0, out.stderr
+    assert list((tmp_path / "elsewhere" / "audio").rglob("*.flac"))
+    assert not (tmp_path / "data").exists()

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import io
 import json
+import time
 
 import pytest
 import srt
@@ -78,11 +79,26 @@ def test_markdown_export_escapes_transcript_markup():
     assert md_escape("a_b*c") == "a\\_b\\*c"
 
 
-def test_txt_has_clock_times_and_speakers():
+def test_txt_has_title_date_clock_times_and_speakers():
     lines = render("txt", session_row(), segments()).splitlines()
-    assert lines[0].startswith("[00:00] Hello")
-    assert lines[1].startswith("[01:01] Alice: ")
+    assert lines[0] == "Demo *meeting*"
+    assert lines[1] == f"{time.strftime('%Y-%m-%d %H:%M', time.localtime(0.0))} · 1:02:05"
+    assert lines[3].startswith("[00:00] Hello")
+    assert lines[4].startswith("[01:01] Alice: ")
     assert lines[-1].startswith("[1:04:05] ")
+
+
+def test_markdown_export_leaves_full_stops_and_inner_dashes_alone():
+    row = SegmentRow("s", 0, 0, 0, 1000, "Thanks, everyone. Q3 - done. 1. not a list")
+    text = render("md", session_row(), [row])
+    assert "Thanks, everyone. Q3 - done. 1. not a list" in text
+    assert md_escape("1. first") == "1\\. first" and md_escape("# x") == "\\# x"
+
+
+def test_json_has_date_duration_and_confidence():
+    payload = json.loads(render("json", session_row(), segments()))
+    assert payload["recorded_at"] == "1970-01-01T00:00:00Z" and payload["duration"] == 3725.0
+    assert all("confidence" in s and s["edited"] is False for s in payload["segments"])
 
 
 @pytest.mark.parametrize("fmt", FORMATS)

@@ -120,3 +120,20 @@ def test_live_text_kept_by_the_final_pass_is_said_but_not_a_doubt():
     assert doubts(kept) == []
     assert "1 of 2 segments are the live text" in final_note([kept, fresh])
     assert final_note([fresh]) == ""
+
+
+def test_a_finished_session_without_words_is_no_speech_and_can_be_hidden(storage, settings):
+    import time as _time
+
+    from scribe import history as _history
+    from seed_sessions import seed_session as _seed
+
+    spoken = _seed(storage, settings.audio_dir, [(None, "We met.")], title="Spoken", created_at=_time.time() - 10)
+    silent = storage.create_session(title="Silent", source="mic", backend="stub", model="m",
+                                    chunk_seconds=5, chunk_policy="pause")
+    storage.end_session(silent.id, "stopped")
+    storage.update_session(silent.id, status="done")
+    listings, total = _history.list_page(storage)
+    assert {item.session.title: item.status for item in listings} == {"Spoken": "done", "Silent": "no speech"}
+    listings, total = _history.list_page(storage, hide_no_speech=True)
+    assert [item.session.id for item in listings] == [spoken.id] and total == 1

@@ -10,6 +10,7 @@ import streamlit as st
 from streamlit.testing.v1 import AppTest
 
 import scribe.capture
+from pages._text import literal
 from scribe.pipeline import Pipeline, PipelineStats
 from scribe.storage import ChunkRow, SegmentRow, Storage
 
@@ -51,8 +52,19 @@ def streamer(monkeypatch, **kwargs) -> FakeStreamer:
     return fake
 
 
-def run_page(path: str = "pages/record.py") -> AppTest:
-    at = AppTest.from_file(str(ROOT / path), default_timeout=60)
+FRAME = f"""
+import runpy
+from pages._recorder import shared_recorder
+shared_recorder()
+runpy.run_path({str(ROOT / 'pages' / 'record.py')!r}, run_name="__main__")
+"""
+"""app.py's frame around the Record page: the shared recorder in the sidebar, then the page.
+(AppTest re-runs only the page of an st.navigation app, so the frame is spelled out.)"""
+
+
+def run_page(path: str | None = None) -> AppTest:
+    at = AppTest.from_file(str(ROOT / path), default_timeout=60) if path else \
+        AppTest.from_string(FRAME, default_timeout=60)
     at.run()
     assert not at.exception, at.exception
     return at
@@ -90,7 +102,7 @@ def test_started_recording_shows_its_session_and_plain_text_transcript(env, monk
     assert metrics["Status"] == "recording"
     assert [t.value for t in at.text] == [f"[00:00] {hostile}"]  # st.text: never Markdown or HTML
     assert not any(hostile in md.value for md in at.markdown)
-    assert at.subheader[0].value == "Board **meeting**"
+    assert at.subheader[0].value == literal("Board **meeting**")  # shown as typed
     capture.request_stop()
     capture.on_ended()
 
@@ -157,3 +169,54 @@ def test_bad_sidebar_value_is_reported_not_applied(env):
     at.sidebar.selectbox(key="sb_backend").set_value("gemini").run()  # no GEMINI_API_KEY
     assert "GEMINI_API_KEY" in at.sidebar.error[0].value
     assert at.markdown[0].value.startswith("stub ")
+
+
+def _showing(session_id: str) -> AppTest:
+    at = AppTest.from_string(FRAME, default_timeout=60)
+    at.session_state["record_session"] = session_id
+    at.run()
+    assert not at.exception, at.exception
+    return at
+
+
+def _storage(env) -> Storage:
+    from pages._shared import _storage as shared
+
+    return shared(str(env / "scribe.duckdb"))
+
+
+def test_a_recording_with_nothing_said_says_no_speech(env, monkeypatch):
+    from scribe.storage import ChunkRow
+
+    streamer(monkeypatch)
+    run_page()  # builds the runtime and its storage
+    storage = _storage(env)
+    session = storage.create_session(title="Quiet", source="mic", backend="stub", model="m",
+                                     chunk_seconds=5, chunk_policy="pause")
+    storage.insert_chunk(ChunkRow(session.id, 0, 0, 1500, 0, 24_000, "a.flac", "pending", captured_at=1.0))
+    storage.save_silent_chunk(session.id, 0, finished_at=2.0)
+    storage.end_session(session.id, "stopped")
+    storage.mark_done_if_drained(session.id)
+    at = _showing(session.id)
+    assert {m.label: m.value for m in at.metric}["Status"] == "no speech"
+    assert [t.value for t in at.text] == ["No speech was heard in this recording."]
+
+
+def test_an_upload_in_progress_shows_chunks_done_of_total_and_no_latency_yet(env, monkeypatch):
+    from scribe.storage import ChunkRow
+
+    streamer(monkeypatch)
+    run_page()
+    storage = _storage(env)
+    session = storage.create_session(title="Upload", source="upload", backend="stub", model="m",
+                                     chunk_seconds=5, chunk_policy="pause", status="stopped")
+    for seq in range(3):  # claimed by nobody: the test's pipeline never sees these rows
+        storage.insert_chunk(ChunkRow(session.id, seq, seq * 5000, (seq + 1) * 5000, seq * 80_000,
+                                      (seq + 1) * 80_000, "missing.flac", "pending", captured_at=1.0))
+    storage.update_session(session.id, duration_ms=15_000)
+    at = _showing(session.id)
+    metrics = {m.label: m.value for m in at.metric}
+    assert metrics["Status"] == "transcribing" and metrics["Length"] == "00:15"
+    assert metrics["Chunks done"] == "0/3"
+    assert at.get("progress")[0].proto.text == "Transcribed 0 of 3 chunks"
+    assert list(at.dataframe[0].value["latency (s)"].isna()) == [True, True, True]

@@ -7,6 +7,7 @@ import time
 import pytest
 
 from pagekit import TRICKY, app, close_runtime, frames, markup_values, seed_demo
+from pages._text import literal
 
 
 @pytest.fixture(scope="module")
@@ -56,16 +57,19 @@ def test_search_finds_a_phrase_in_one_session(demo, monkeypatch):
     assert any("No transcript contains" in v for v in markup_values(at)) and not frames(at)
 
 
+def lines(at) -> list[str]:
+    """The transcript lines the detail view drew (Markdown source, escaped by literal())."""
+    return [m.value for m in at.markdown if m.value and not m.value.startswith(("Showing", "**Transcript"))]
+
+
 def test_detail_shows_transcript_text_literally(demo, monkeypatch):
     data_dir, ids = demo
     at = app("sessions", data_dir, monkeypatch, session=ids["tricky"])
     assert not at.exception
-    transcript = frames(at)[0]
-    assert TRICKY in list(transcript["text"])
-    assert list(transcript["speaker"])[0] == "Dan"
+    assert f"**{literal('Dan')}:** {literal(TRICKY)}" in lines(at)
     for value in markup_values(at):
         assert "<script>" not in value and "**x**" not in value and "**draft**" not in value
-    assert at.title[0].value == "Support \\*\\*draft\\*\\*"  # escaped, so it renders as typed
+    assert at.title[0].value == literal("Support **draft**")  # escaped, so it renders as typed
     assert any("1 chunk(s) failed" in w.value for w in at.warning)
 
 
@@ -73,23 +77,43 @@ def test_detail_defaults_to_the_final_transcript_and_can_switch(demo, monkeypatc
     data_dir, ids = demo
     at = app("sessions", data_dir, monkeypatch, session=ids["final"])
     assert at.radio[0].value == "final"
-    assert list(frames(at)[0]["text"]) == ["Final words about migration."]
+    assert literal("Final words about migration.") in lines(at)
     assert any("Showing the **final** transcript" in c.value for c in at.caption)
     at.radio[0].set_value("live").run()
-    assert list(frames(at)[0]["text"]) == ["live words about migration"]
+    assert literal("live words about migration") in lines(at)
 
 
-def test_jump_selects_the_segment_and_marks_doubtful_ones(demo, monkeypatch):
+def test_jump_plays_from_that_line_and_marks_doubtful_ones(demo, monkeypatch):
     data_dir, ids = demo
     at = app("sessions", data_dir, monkeypatch, session=ids["plan"], t="10300")
-    assert any("Opened at [00:10]" in i.value for i in at.info)
-    table = frames(at)[0]
-    assert list(table["doubt"]) == ["", "", "", "repetition"]
-    assert at.selectbox[0].value == 2  # the chunk holding 00:10 is ready to play
-    assert len(at.get("audio")) == 1
+    (audio,) = at.get("audio")
+    assert audio.proto.start_time == 10  # one player for the whole session, at the line's start
+    playing = [line for line in lines(at) if line.endswith("**")]  # the highlighted line
+    assert playing == [f"**Carol:** **{literal('Bob will send the budget spreadsheet by Friday.')}**"]
+    assert any(c.value == "May be wrong: repetition" for c in at.caption)
     assert len(at.get("download_button")) == 5
-    at.toggle[0].set_value(True).run()
-    assert list(frames(at)[0]["doubt"]) == ["repetition"]
+    at.toggle(key=f"doubtful-{ids['plan']}-live").set_value(True).run()
+    assert len([b for b in at.button if b.label.startswith("[")]) == 1
+    at.toggle(key=f"doubtful-{ids['plan']}-live").set_value(False).run()
+    at.button(key="at-live-0-0").click().run()  # click a time: the player moves there
+    assert at.get("audio")[0].proto.start_time == 0
+
+
+def test_a_corrected_line_is_marked_and_undo_restores_the_machine_text(demo, monkeypatch):
+    data_dir, ids = demo
+    at = app("sessions", data_dir, monkeypatch, session=ids["final"])
+    from pages._shared import _storage
+    from scribe.config import Settings
+
+    storage = _storage(str(Settings.from_env({}, data_dir=data_dir).db))
+    storage.edit_segment(ids["final"], "final", 0, 0, "Final words about the [migration](http://x).")
+    at.run()
+    assert literal("Final words about the [migration](http://x).") in lines(at)
+    assert any(c.value == f"Edited · the machine heard: {literal('Final words about migration.')}"
+               for c in at.caption)
+    at.button(key="undo-final-0-0").click().run()
+    assert literal("Final words about migration.") in lines(at)
+    assert not any(c.value.startswith("Edited") for c in at.caption)
 
 
 def test_rename_from_the_detail_view(demo, monkeypatch):

@@ -182,7 +182,7 @@ def _run_transcribe(runtime: Runtime, path: Path, policy, args: argparse.Namespa
                          max_audio_hours=runtime.settings.max_audio_hours)
     counts = wait_for_session(runtime.storage, result.session.id, progress=_stderr_progress("transcribing"))
     wall = time.monotonic() - started
-    print(file=sys.stderr)
+    _end_progress_line()
     session = runtime.storage.get_session(result.session.id)
     _label_speakers(runtime, session.id, args.speakers)
     segments = runtime.storage.list_segments(session.id)
@@ -568,6 +568,7 @@ def cmd_summarize(args: argparse.Namespace) -> int:
     finally:
         storage.close()
     print(file=sys.stderr)
+    _progress_open[0] = False
     return print_summary(summary, row.session_id, row.version, as_json=args.json)
 
 
@@ -667,7 +668,7 @@ def eval_command(args: argparse.Namespace, open_results: Callable[[Settings], An
     finally:
         if results is not None:
             results.close()
-    print(file=sys.stderr)
+    _end_progress_line()
     print(lab.runs_json(runs) if args.json else _runs_table(runs))
     return 0
 
@@ -772,7 +773,7 @@ def cmd_retry(args: argparse.Namespace) -> int:
         failed = runtime.pipeline.retry_failed(session.id)
         runtime.pipeline.start(recover=False)
         counts = wait_for_session(runtime.storage, session.id, progress=_stderr_progress("transcribing"))
-        print(file=sys.stderr)
+        _end_progress_line()
         print(f"session {session.id}: {failed} failed chunk(s) retried; {counts['done']} of "
               f"{sum(counts.values())} chunks done", file=sys.stderr)
         if args.format:

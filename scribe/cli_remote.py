@@ -116,7 +116,7 @@ def transcribe(args: argparse.Namespace, client: ApiClient) -> int:
     session_id = made["session_id"]
     counts, detail = wait_for_session(client, session_id, cli._stderr_progress("transcribing"))
     wall = time.monotonic() - started
-    print(file=sys.stderr)
+    cli._end_progress_line()
     cli._write_output(_live_transcript(client, session_id, args.format), args.output)
     chunks = _ChunkList(detail["chunk_list"])
     cli._print_timing(chunks, session_id, made["audio_seconds"], wall, counts)

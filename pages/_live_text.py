@@ -23,12 +23,12 @@ def render_live_transcript(storage: Storage, session_id: str, partials: PartialL
     while recording, and after Stop the last chunks' until they are stored)."""
     shown = partials.partials(session_id) if partials is not None else []  # before the segments
     view = live_transcript(storage.list_segments(session_id), shown)
+    st.html(_PARTIAL_STYLE)  # on every run, so it is in place before the first partial line is
     if not view.stored and not view.partial:
         st.text(empty_text)
     if view.stored:
         st.text("\n".join(view.stored))
     if view.partial:
-        st.html(_PARTIAL_STYLE)
         with st.container(key=PARTIAL_KEY):
             st.text("\n".join(view.partial), help="Partial text: replaced by the stored transcript "
                     "when its chunk is transcribed")

@@ -196,6 +196,28 @@ def test_partials_pause_while_final_chunks_wait_and_resume_after():
         lane.stop()
 
 
+def test_runtime_pauses_partials_while_a_chunk_is_being_transcribed(settings, tone):
+    """Even with nothing queued: a partial decode beside a chunk's decode slows the chunk."""
+    settings = settings.with_changes(backend="stub", stub_latency=(1.5, 1.5), skip_silence=False)
+    rt = Runtime.build(settings, partials=True)
+    try:
+        session = rt.storage.create_session(title="t", source="mic", backend="stub", model="m",
+                                            chunk_seconds=2, chunk_policy="fixed:2")
+        from scribe.chunking import Chunker
+
+        (chunk,) = Chunker(session.id, FixedPolicy(2.0)).push(tone(2.0))
+        rt.pipeline.submit(chunk)
+        assert wait_for(lambda: rt.pipeline.stats().in_flight == 1, 10)
+        assert rt.pipeline.stats().queued == 0
+        rt.partials.offer("x", 0, 0, tone(2.0))
+        time.sleep(0.5)
+        assert rt.partials.stats("x").decodes == 0
+        assert wait_for(lambda: rt.partials.stats("x").decodes == 1, 30)
+        assert rt.pipeline.is_idle()
+    finally:
+        rt.close()
+
+
 def test_runtime_pauses_partials_while_the_pipeline_has_chunks_waiting(settings, tone):
     """The lane reads the pipeline's public counters: a queued chunk holds partial decodes back."""
     settings = settings.with_changes(backend="stub", stub_latency=(1.5, 1.5), skip_silence=False)

@@ -63,6 +63,10 @@ def _chunks_sent(page) -> int:
     return int(found.group(1)) if found else -1
 
 
+def _norm(word: str) -> str:
+    return re.sub(r"[^\w']", "", word.lower())
+
+
 def _received(page) -> float:
     found = RECEIVED.search(page.inner_text('[data-testid="stMain"]'))
     return float(found.group(1)) if found else 0.0
@@ -87,12 +91,16 @@ def test_partial_text_appears_before_the_first_chunk_closes(app, browser, mic_wa
         time.sleep(0.25)
     assert len(words) >= 5, f"no partial text within 40 s:\n{app.log()[-2000:]}"
     assert sent == 0, "the partial text must come before the first chunk closes"
-    style = partial.locator('[data-testid="stText"]').first.evaluate(
-        "e => [getComputedStyle(e).fontStyle, getComputedStyle(e).color]")
-    assert style[0] == "italic", style  # visibly not the stored transcript
+    partial_line = partial.locator('[data-testid="stText"]').first
+    page.wait_for_function("e => getComputedStyle(e).fontStyle === 'italic'", arg=partial_line.element_handle(),
+                           timeout=5000)  # visibly not the stored transcript
     page.screenshot(path=str(tmp_path / "partial.png"), full_page=True)
-    shown = " ".join(words[1:])  # without the [m:ss] stamp
-    assert word_error_rate(" ".join(reference.split()[: len(words) + 4]), shown) < 0.6, shown
+    # A partial is rough at its end (audio cut mid-word); its start is the speech's start,
+    # and most of what it heard is in the opening words of what was said.
+    shown = [_norm(w) for w in words[1:]]  # without the [m:ss] stamp
+    opening = [_norm(w) for w in reference.split()[:20]]
+    assert shown[:2] == opening[:2], words
+    assert len(set(shown) & set(opening)) >= 3, words
 
     deadline = time.monotonic() + 60
     while time.monotonic() < deadline and _received(page) < 21:  # all the speech went in
@@ -101,6 +109,8 @@ def test_partial_text_appears_before_the_first_chunk_closes(app, browser, mic_wa
     _wait_status(page, "done", 120)
     page.wait_for_timeout(1000)
     assert page.locator(PARTIAL).count() == 0  # stored text replaced it
+    stored_line = page.locator('[data-testid="stText"]').filter(has_text=re.compile(r"^\[\d+:\d\d\] ")).first
+    assert stored_line.evaluate("e => getComputedStyle(e).fontStyle") == "normal"
     text = page.inner_text('[data-testid="stMain"]')
     stored = " ".join(m.group(1) for m in re.finditer(r"^\[\d+:\d\d\] (.*)$", text, re.MULTILINE))
     assert word_error_rate(reference, stored) < 0.3, stored

@@ -240,7 +240,7 @@ def workers_check(stats: Any) -> HealthCheck:
                   "resumes by itself when it takes writes again")
         return HealthCheck("Workers", stats.storage_down_s, 0.0, "s paused", False, detail)
     detail = f"{stats.workers_alive} running; {stats.storage_faults} storage faults and " \
-             f"{stats.job_errors} job errors since start, none lost"
+             f"{stats.job_errors} job errors since start (each job kept and run again)"
     if stats.intake_spilled:
         detail += f"; {stats.intake_spilled} live chunks spilled to disk"
     return HealthCheck("Workers", float(stats.workers_alive), 1.0, "threads", stats.workers_alive > 0, detail)

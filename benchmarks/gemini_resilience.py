@@ -1,4 +1,4 @@
-"""Figures for issue 4: VAD cost per chunk, and the queue against a flaky, rate-limited Gemini.
+"""VAD cost per chunk, and the queue against a flaky, rate-limited Gemini.
 
     HF_HUB_OFFLINE=1 python3 benchmarks/gemini_resilience.py [--chunks 40] [--fail 0.3]
 

@@ -9,10 +9,9 @@ through the same path the Record page uses: streamlit-webrtc's
 `AudioReceiver` in SENDONLY style. The processor resamples, chunks and hands
 chunks to `Pipeline.submit_nowait`, into DuckDB with the stub backend.
 
-The processor is `scribe.capture.LiveCapture` when that module exists (after
-the live-capture branch is merged); otherwise a minimal processor doing the
-same receive path (FrameResampler -> Chunker -> submit_nowait). The output
-says which one ran.
+The processor is `scribe.capture.LiveCapture` when that module imports;
+otherwise a minimal processor doing the same receive path (FrameResampler ->
+Chunker -> submit_nowait). The output says which one ran.
 
 Per N it reports: audio sent vs received (lost), RTP gaps, how far the
 slowest session's received audio trails the wall clock (lateness), chunks
@@ -144,9 +143,9 @@ class MinimalCapture:
 
 
 def _make_capture(storage, pipeline, i: int):
-    """LiveCapture from scribe.capture when merged, else the minimal processor."""
+    """LiveCapture from scribe.capture when it imports, else the minimal processor."""
     try:
-        from scribe.capture import LiveRegistry  # noqa: F401  (exists after the live-capture merge)
+        from scribe.capture import LiveRegistry  # noqa: F401
         from scribe.chunking import parse_policy
 
         registry = _make_capture.registry = getattr(_make_capture, "registry", None) or \

@@ -74,8 +74,8 @@ def timed(fn: Callable[[], object], repeat: int) -> tuple[float, float, object]:
 
 
 def _sessions_page_rows(storage: Storage) -> list[tuple[str, Callable[[], object]]]:
-    """The Sessions page's own query (issue 5's `history.list_page`: count + page + chunk counts),
-    when that module is present (after the merge)."""
+    """The Sessions page's own query (`history.list_page`: count + page + chunk counts),
+    when that module is present."""
     try:
         from scribe.history import list_page
     except ImportError:

@@ -10,7 +10,7 @@ Policies decide where to cut:
 - `pause:N`  aim for N seconds, cut in the middle of a real pause (>= 300 ms
              below an adaptive level) nearest N, and never later than the hard
              maximum 1.4*N (cutting inside a word costs WER; see BENCHMARKS.md);
-- `quiet:N`  the previous pause policy (quietest 200 ms after 0.6*N), for the lab;
+- `quiet:N`  cut in the quietest 200 ms after 0.6*N, kept for comparison in the lab;
 - `whole`    never cut; one chunk at `finish()` (whole-file reference).
 """
 
@@ -114,7 +114,7 @@ class PausePolicy(_CutWindow):
     run, or the quietest `window_ms`), pause or not.
 
     Measured with tiny.en on three-voice speech (docs/design/chunking-lab.md): clean,
-    6.0 % WER vs 8.2 % for the previous policy (`quiet`) and 7.2 % whole-file;
+    6.0 % WER vs 8.2 % for `quiet` and 7.2 % whole-file;
     in white noise about 1 point behind `quiet` on average over 7 seeds.
     """
 

@@ -404,7 +404,7 @@ def cmd_worker(args: argparse.Namespace) -> int:
     return 0
 
 
-# -- failures (issue 4) -------------------------------------------------------
+# -- failures -----------------------------------------------------------------
 def _print_failures(storage: Storage, session_id: str, limit: int = 3) -> None:
     """Say why chunks failed: each distinct error once (errors never contain the API key)."""
     errors: dict[str, list[int]] = {}
@@ -414,7 +414,7 @@ def _print_failures(storage: Storage, session_id: str, limit: int = 3) -> None:
         print(f"{len(seqs)} chunk(s) failed (first seq {seqs[0]}): {error}", file=sys.stderr)
 
 
-# -- export, search, summarize, delete (issue 5) -------------------------------
+# -- export, search, summarize, delete -----------------------------------------
 def _open_storage(args: argparse.Namespace) -> tuple[Settings, Storage]:
     """The database, after marking sessions a dead process left `recording` as
     interrupted (this process holds the file, so no live process is recording them)."""
@@ -695,7 +695,7 @@ def _runs_table(runs) -> str:
                      f"{r.latency_s:9.1f} {r.words_lost:5d} {r.words_duplicated:4d} {r.calls:5d} "
                      f"{r.cost_usd:8.4f}")
     return "\n".join(lines)
-# -- bench (issue 7) ----------------------------------------------------------
+# -- bench --------------------------------------------------------------------
 def _add_bench(sub) -> None:
     p = sub.add_parser("bench", help="load test: N simulated live sessions through the real queue",
                        description="Simulate N live sessions (20 ms 48 kHz frames -> resampler -> "

@@ -80,7 +80,7 @@ class Runtime:
     final_pass: FinalPass | None = None
     """Whole-recording re-transcription after a session stops (None when off)."""
     metrics: Any = None
-    """scribe.metrics.PipelineMetrics when SCRIBE_METRICS_PORT > 0 (issue 7), else None."""
+    """scribe.metrics.PipelineMetrics when SCRIBE_METRICS_PORT > 0, else None."""
     recovery: StartupRecovery | None = None
     """What start-up recovery did (None until the pipeline starts)."""
     partials: Any = None

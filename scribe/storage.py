@@ -140,12 +140,12 @@ def _m1_initial(cur: duckdb.DuckDBPyConnection) -> None:
 
 
 def _m_chunk_skip_reason(cur: duckdb.DuckDBPyConnection) -> None:
-    """issue 4: chunks stored empty without calling the backend say why."""
+    """Chunks stored empty without calling the backend say why."""
     cur.execute("ALTER TABLE chunks ADD COLUMN skip_reason VARCHAR")
 
 
 def _m_lab_runs(cur: duckdb.DuckDBPyConnection) -> None:
-    """Chunking-lab results (issue 6): one row per policy run, grouped by experiment."""
+    """Chunking-lab results: one row per policy run, grouped by experiment."""
     cur.execute("""
         CREATE TABLE lab_runs (
             id VARCHAR PRIMARY KEY, experiment VARCHAR NOT NULL, created_at DOUBLE NOT NULL,
@@ -541,7 +541,7 @@ class Storage:
             _insert_segments(cur, segments)
         return True
 
-    # -- issue 4: silent chunks, failures, re-transcription, token usage ----------
+    # -- silent chunks, failures, re-transcription, token usage -----------------
     def save_silent_chunk(self, session_id: str, seq: int, *, finished_at: float) -> bool:
         """The speech check found no speech: done, no segments, no tokens, backend not called.
         False (nothing written) when the chunk no longer exists."""
@@ -581,7 +581,7 @@ class Storage:
             FROM chunks WHERE session_id = ? AND status IN ('done', 'failed')
             GROUP BY ALL ORDER BY backend, model""", [session_id])
 
-    # -- live sessions (issue 3: browser recording) ---------------------------
+    # -- live sessions: browser recording, orphans at start-up -----------------
     def interrupt_orphaned_recordings(self, *, now: float | None = None) -> list[str]:
         """At app start: sessions still `recording` lost their process; mark them
         `interrupted` (their stored chunks are transcribed as usual). Returns their ids."""
@@ -611,7 +611,7 @@ class Storage:
             ORDER BY created_at DESC, id DESC LIMIT ?""", [source, limit])
         return [SessionRow(**r) for r in rows]
 
-    # -- history, search and summaries (issue 5) ------------------------------
+    # -- history, search and summaries ----------------------------------------
     def chunk_counts_many(self, session_ids: Sequence[str]) -> dict[str, dict[str, int]]:
         """Chunk counts by status for a page of sessions, in one query (not one per row)."""
         counts = {sid: {status: 0 for status in CHUNK_STATUSES} for sid in session_ids}
@@ -702,7 +702,7 @@ class Storage:
         rows = self._rows("SELECT * FROM summaries WHERE session_id = ? ORDER BY version DESC", [session_id])
         return [_summary_row(r) for r in rows]
 
-    # -- chunking lab (issue 6) --------------------------------------------
+    # -- chunking lab ------------------------------------------------------
     LAB_RUN_FIELDS = ("id", "experiment", "created_at", "audio_label", "audio_seconds", "policy",
                       "backend", "model", "wer", "chunks", "mean_chunk_s", "latency_s",
                       "processing_s", "calls", "cost_usd", "words_lost", "words_duplicated",
@@ -774,7 +774,7 @@ class Storage:
             AND transcript = ? ORDER BY seq, idx""", [session_id, transcript]).fetchall()
         return " ".join(r[0] for r in rows)
 
-    # -- analytics (issue 7): the chunk timeline as a frame ---------------------
+    # -- analytics: the chunk timeline as a frame -----------------------------
     def chunk_timings(self, *, session_ids: Sequence[str] = (), backends: Sequence[str] = (),
                       models: Sequence[str] = (), since: float | None = None,
                       until: float | None = None, limit: int = 200_000) -> "pandas.DataFrame":  # noqa: F821

@@ -187,7 +187,10 @@ def _wait_idle(page, timeout: float = 30) -> None:
 
 
 def _page_transcript(page) -> str:
-    text = page.inner_text("body")
+    # Elements a rerun has not redrawn yet stay on the page, faded and marked data-stale, until
+    # it has; a reader looks past them, and so does the test (they would count lines twice).
+    text = "\n".join(page.locator('[data-testid="stElementContainer"]:not([data-stale="true"]) '
+                                  '[data-testid="stText"]').all_inner_texts())
     # The speaker label at a turn ("Speaker 2: ") is not transcript text.
     return " ".join(m.group(1) for m in re.finditer(r"^\[\d+:\d\d\] (?:Speaker \d+: )?(.*)$", text, re.MULTILINE))
 

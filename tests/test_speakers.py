@@ -298,7 +298,7 @@ def test_transcribe_with_speakers_labels_json_and_keeps_the_text(tmp_path, turns
     assert renamed.returncode == 0, renamed.stderr
     assert [r["name"] for r in json.loads(renamed.stdout)] == ["Ana", "Speaker 2", "Speaker 3"]
     exported = _cli("export", payload["session_id"], "--format", "txt", db=db)
-    assert exported.stdout.startswith("[00:00] Ana: ")
+    assert "\n[00:00] Ana: " in exported.stdout  # after the title and date lines
     bad = _cli("transcribe", str(wav), "--speakers", "many", db=db)
     assert bad.returncode != 0 and "number of speakers or auto" in bad.stderr
     store = Storage(db)

@@ -16,11 +16,14 @@ import logging
 import threading
 import time
 from dataclasses import dataclass
-from typing import Callable
+from typing import Callable, TypeVar
 
 import duckdb
 from tenacity import RetryCallState, wait_exponential
 
+from scribe.errors import ScribeError
+
+T = TypeVar("T")
 log = logging.getLogger("scribe.health")
 
 _OUTAGE_ERRNOS = {errno.ENOSPC, errno.EDQUOT, errno.EIO, errno.EROFS, errno.ENOMEM}
@@ -112,6 +115,22 @@ class StorageHealth:
             self._down_since, self._probing, self._streak = None, False, 0
             self._cond.notify_all()
         log.warning("storage writes again after %.1f s; the queue resumes", lasted)
+
+    def write_through_outages(self, write: Callable[[], T], *, stopped: str) -> T:
+        """Run `write`; on a storage fault pause with everyone, back off and write again.
+        Other errors propagate. Raises ScribeError(`stopped`) if closed during an outage."""
+        while self.wait_turn():
+            try:
+                result = write()
+            except Exception as exc:
+                if not is_storage_fault(exc):
+                    self.release_probe()
+                    raise
+                self.failed(exc)
+                continue
+            self.succeeded()
+            return result
+        raise ScribeError(stopped)
 
     def release_probe(self) -> None:
         """A probing thread ended without writing (e.g. nothing left to do)."""

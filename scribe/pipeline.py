@@ -328,20 +328,10 @@ class Pipeline:
         """`submit`, waiting while the disk or database refuses writes (one log line per
         outage), then writing the same chunk again: audio is never dropped for an outage.
         Raises ScribeError if the pipeline stops during the outage."""
-        while True:
-            if not self._health.wait_turn():
-                raise ScribeError(f"stopped while storage was down; session {chunk.session_id} "
-                                  f"chunk {chunk.seq} was not stored")
-            try:
-                stored = self.submit(chunk)
-            except Exception as exc:
-                if not is_storage_fault(exc):
-                    self._health.release_probe()
-                    raise
-                self._health.failed(exc)
-                continue
-            self._health.succeeded()
-            return stored
+        return self._health.write_through_outages(
+            lambda: self.submit(chunk),
+            stopped=f"stopped while storage was down; session {chunk.session_id} chunk {chunk.seq} "
+                    "was not stored")
 
     def submit_nowait(self, chunk: Chunk, *, wait_for_room: bool = False) -> None:
         """Hand a chunk to the writer thread (live capture path).
@@ -398,19 +388,8 @@ class Pipeline:
     def _spill(self, chunk: Chunk) -> "_Spilled":
         """Write the chunk's files now (waiting out a storage outage); the row follows on
         the writer thread, in the session's order."""
-        while True:
-            if not self._health.wait_turn():
-                raise ScribeError("stopped while storage was down; the chunk was not stored")
-            try:
-                self._write_chunk_files(chunk)
-            except Exception as exc:
-                if not is_storage_fault(exc):
-                    self._health.release_probe()
-                    raise
-                self._health.failed(exc)
-                continue
-            self._health.succeeded()
-            break
+        self._health.write_through_outages(lambda: self._write_chunk_files(chunk),
+                                           stopped="stopped while storage was down; the chunk was not stored")
         with self._lock:
             self._spilled += 1
         if self._spilled == 1 or self._spilled % 100 == 0:
@@ -473,19 +452,10 @@ class Pipeline:
 
     def _insert_waiting_out_faults(self, chunk: Chunk) -> None:
         """The row of a spilled chunk (its files are on disk already)."""
-        while self._health.wait_turn():
-            try:
-                self._insert_row(chunk)
-            except Exception as exc:
-                if not is_storage_fault(exc):
-                    self._health.release_probe()
-                    raise
-                self._health.failed(exc)
-                continue
-            self._health.succeeded()
-            return
-        raise ScribeError(f"stopped while storage was down; chunk {chunk.seq} waits on disk "
-                          "and is stored at the next start")
+        self._health.write_through_outages(
+            lambda: self._insert_row(chunk),
+            stopped=f"stopped while storage was down; chunk {chunk.seq} waits on disk and is stored "
+                    "at the next start")
 
     def adopt_orphan_audio(self, session_ids: Sequence[str] | None = None) -> int:
         """Store the rows of chunk files written before a crash whose row never committed

@@ -1,9 +1,9 @@
 """Word-on-page latency of live recording, in a real browser.
 
-    HF_HUB_OFFLINE=1 flock /work/bench.lock python3 benchmarks/live_latency.py \
+    HF_HUB_OFFLINE=1 python3 benchmarks/live_latency.py \
         [--sessions 1] [--partials on --partials off] [--poll 0.3] [--json out.json]
 
-Starts the real app (`streamlit run app.py`, default settings: local tiny.en,
+Starts the real app (`streamlit run app.py`, default settings: chunk lane base,
 pause:15) on a free loopback port with its own data folder, opens `--sessions`
 tabs in headless Chromium whose fake microphone plays an espeak-ng WAV (text not
 used by any test or tuning: `EVAL_TURNS`), presses Start in each, and reads each

@@ -6,7 +6,7 @@ on it in a child process with SCRIBE_MAX_AUDIO_HOURS raised to allow it, and
 reports the child's peak RSS (getrusage), wall time and chunk count. The file is
 streamed: decode, chunk and store never hold more than a block and a chunk.
 
-    flock /work/bench.lock .venv/bin/python benchmarks/long_upload.py --hours 10 --backend local
+    .venv/bin/python benchmarks/long_upload.py --hours 10 --backend local
 """
 
 from __future__ import annotations

@@ -22,7 +22,7 @@ through everything after the first 20 % (warm-up) for comparison. An outage
 leaves a step (audio held while writes were refused, then freed, which the
 allocator does not all hand back), which is not growth.
 
-    flock /work/bench.lock .venv/bin/python benchmarks/soak.py --sessions 20 --minutes 10
+    .venv/bin/python benchmarks/soak.py --sessions 20 --minutes 10
 """
 
 from __future__ import annotations

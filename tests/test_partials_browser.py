@@ -12,6 +12,7 @@ import re
 import time
 from pathlib import Path
 
+import jiwer
 import numpy as np
 import pytest
 
@@ -97,9 +98,11 @@ def test_partial_text_appears_before_the_first_chunk_closes(app, browser, mic_wa
     page.screenshot(path=str(tmp_path / "partial.png"), full_page=True)
     # A partial is rough at its end (audio cut mid-word); its start is the speech's start,
     # and most of what it heard is in the opening words of what was said.
-    shown = [_norm(w) for w in words[1:]]  # without the [m:ss] stamp
-    opening = [_norm(w) for w in reference.split()[:20]]
-    assert len(set(shown) & set(opening)) >= 3, words  # the words, not their exact spelling
+    # Character error rate against as many opening words (plus one: the cut word), so a word
+    # the fast model spelled differently ("re-support" for "agree, support") costs letters only.
+    shown = " ".join(_norm(w) for w in words[1:])  # without the [m:ss] stamp
+    opening = " ".join(_norm(w) for w in reference.split()[:len(words)])
+    assert jiwer.cer(opening, shown) < 0.5, (shown, opening)
 
     deadline = time.monotonic() + 60
     while time.monotonic() < deadline and _received(page) < 21:  # all the speech went in

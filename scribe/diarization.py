@@ -17,8 +17,6 @@ per second of audio). Speaker ids are 1..N within a session; names live in the
 from __future__ import annotations
 
 import logging
-import queue
-import threading
 import time
 from pathlib import Path
 from typing import Callable
@@ -27,6 +25,7 @@ import numpy as np
 
 from scribe import speakers as sp
 from scribe.audio import SAMPLE_RATE, read_flac
+from scribe.background import RequestThread
 from scribe.errors import AudioDecodeError, NotFoundError, ScribeError
 from scribe.storage import FINAL, LIVE, SegmentRow, SpeakerRow, Storage
 
@@ -220,20 +219,18 @@ def _span_audio(chunks, cache: dict, start_ms: int, end_ms: int) -> np.ndarray:
 
 # -- the thread ----------------------------------------------------------------------------
 
-class SpeakerLabeler:
+class SpeakerLabeler(RequestThread[tuple[str, str, int]]):
     """Labels chunks as they settle and relabels each stopped session, on its own thread."""
+
+    thread_name = "scribe-speakers"
 
     def __init__(self, storage: Storage, *, max_speakers: int = 8,
                  is_idle: Callable[[], bool] = lambda: True, encoder: sp.VoiceEncoder | None = None,
                  poll_seconds: float = 0.5) -> None:
+        super().__init__(is_idle=is_idle, poll_seconds=poll_seconds)
         self.storage = storage
         self.max_speakers = max_speakers
         self._encoder = encoder
-        self._is_idle = is_idle
-        self._poll = poll_seconds
-        self._requests: queue.Queue[tuple[str, str, int] | None] = queue.Queue()
-        self._stopping = threading.Event()
-        self._thread: threading.Thread | None = None
         self.errors: dict[str, str] = {}
         self.cpu_seconds = 0.0
         """CPU time spent labelling (thread time), for the cost figures."""
@@ -247,61 +244,32 @@ class SpeakerLabeler:
         pipeline.add_listener(self.on_event)
         return self.start()
 
-    def start(self) -> "SpeakerLabeler":
-        if self._thread is None:
-            self._thread = threading.Thread(target=self._loop, name="scribe-speakers", daemon=True)
-            self._thread.start()
-        return self
-
     def on_event(self, event: str, fields: dict) -> None:
         """Pipeline listener; runs on a worker thread, so it only queues the work."""
         if event == "chunk_done":
-            self._requests.put(("chunk", fields["session_id"], int(fields["seq"])))
+            self.put(("chunk", fields["session_id"], int(fields["seq"])))
         elif event == "session_drained":
-            self._requests.put(("session", fields["session_id"], -1))
+            self.put(("session", fields["session_id"], -1))
 
     def request_relabel(self, session_id: str) -> None:
         """Cluster a stopped session again (e.g. after its speaker count was given)."""
-        self._requests.put(("session", session_id, -1))
+        self.put(("session", session_id, -1))
 
-    def stop(self, timeout: float = 10.0) -> None:
-        self._stopping.set()
-        self._requests.put(None)
-        if self._thread is not None:
-            self._thread.join(timeout)
-            self._thread = None
-
-    def wait_idle(self, timeout: float = 120.0) -> bool:
-        """Block until every queued request is handled (tests, CLI)."""
-        deadline = time.monotonic() + timeout
-        while self._requests.unfinished_tasks and time.monotonic() < deadline:
-            time.sleep(0.05)
-        return self._requests.unfinished_tasks == 0
-
-    def _loop(self) -> None:
-        while (request := self._requests.get()) is not None:
-            kind, session_id, seq = request
-            started = time.thread_time()
-            try:
-                if kind == "chunk":
-                    label_chunk(self.storage, session_id, seq, max_speakers=self.max_speakers,
+    def handle(self, request: tuple[str, str, int]) -> None:
+        kind, session_id, seq = request
+        started = time.thread_time()
+        try:
+            if kind == "chunk":
+                label_chunk(self.storage, session_id, seq, max_speakers=self.max_speakers,
+                            encoder=self._encoder)
+            elif self.wait_for_quiet() and self._stopped(session_id):
+                relabel_session(self.storage, session_id, max_speakers=self.max_speakers,
                                 encoder=self._encoder)
-                elif self._wait_for_quiet() and self._stopped(session_id):
-                    relabel_session(self.storage, session_id, max_speakers=self.max_speakers,
-                                    encoder=self._encoder)
-            except Exception as exc:  # labels are extra: the transcript stands without them
-                log.exception("session=%s speaker labels failed", session_id)
-                self.errors[session_id] = f"{type(exc).__name__}: {exc}"
-            finally:
-                self.cpu_seconds += time.thread_time() - started
-                self._requests.task_done()
-        self._requests.task_done()
-
-    def _wait_for_quiet(self) -> bool:
-        while not self._is_idle():
-            if self._stopping.wait(self._poll):
-                return False
-        return not self._stopping.is_set()
+        except Exception as exc:  # labels are extra: the transcript stands without them
+            log.exception("session=%s speaker labels failed", session_id)
+            self.errors[session_id] = f"{type(exc).__name__}: {exc}"
+        finally:
+            self.cpu_seconds += time.thread_time() - started
 
     def _stopped(self, session_id: str) -> bool:
         session = self.storage.find_session(session_id)

@@ -20,9 +20,6 @@ from __future__ import annotations
 
 import bisect
 import logging
-import queue
-import threading
-import time
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Callable, Sequence
@@ -30,6 +27,7 @@ from typing import Callable, Sequence
 import numpy as np
 
 from scribe.audio import SAMPLE_RATE, read_flac_range
+from scribe.background import RequestThread
 from scribe.config import Settings
 from scribe.errors import AudioDecodeError
 from scribe.hallucination import guard_segments
@@ -247,19 +245,17 @@ def _file_under_chunks(session_id: str, chunks: Sequence[ChunkRow], segments: li
     return rows
 
 
-class FinalPass:
+class FinalPass(RequestThread[str]):
     """Runs `run_final_pass` for each stopped, drained session on its own thread."""
+
+    thread_name = "scribe-final-pass"
 
     def __init__(self, storage: Storage, transcriber: Transcriber, *, is_idle: Callable[[], bool] = lambda: True,
                  poll_seconds: float = 0.5, segment_filter: SegmentFilter | None = guard_segments) -> None:
+        super().__init__(is_idle=is_idle, poll_seconds=poll_seconds)
         self.storage = storage
         self.transcriber = transcriber
-        self._is_idle = is_idle
-        self._poll = poll_seconds
         self._segment_filter = segment_filter
-        self._requests: queue.Queue[str | None] = queue.Queue()
-        self._stopping = threading.Event()
-        self._thread: threading.Thread | None = None
         self.completed: list[str] = []
         self.errors: dict[str, str] = {}
         self._listeners: list[Callable[[str], None]] = []
@@ -269,12 +265,6 @@ class FinalPass:
         self._is_idle = pipeline.is_idle
         pipeline.add_listener(self.on_event)
         return self.start()
-
-    def start(self) -> "FinalPass":
-        if self._thread is None:
-            self._thread = threading.Thread(target=self._loop, name="scribe-final-pass", daemon=True)
-            self._thread.start()
-        return self
 
     def on_event(self, event: str, fields: dict) -> None:
         """Pipeline listener; runs on a worker thread, so it only queues the session."""
@@ -295,43 +285,18 @@ class FinalPass:
 
     def request(self, session_id: str) -> None:
         """Queue a final pass; it runs only if the session is stopped with no open chunks."""
-        self._requests.put(session_id)
+        self.put(session_id)
 
-    def stop(self, timeout: float = 10.0) -> None:
-        self._stopping.set()
-        self._requests.put(None)
-        if self._thread is not None:
-            self._thread.join(timeout)
-            self._thread = None
-
-    def wait_idle(self, timeout: float = 120.0) -> bool:
-        """Block until every queued request is handled (tests, CLI)."""
-        deadline = time.monotonic() + timeout
-        while self._requests.unfinished_tasks and time.monotonic() < deadline:
-            time.sleep(0.05)
-        return self._requests.unfinished_tasks == 0
-
-    def _loop(self) -> None:
-        while (session_id := self._requests.get()) is not None:
-            try:
-                if self._wait_for_quiet_queue() and self._ready(session_id):
-                    run_final_pass(self.storage, self.transcriber, session_id,
-                                   segment_filter=self._segment_filter)
-                    if self.storage.find_session(session_id) is not None:  # not deleted meanwhile
-                        self._stored(session_id)
-            except Exception as exc:  # the live transcript stands; the error is kept and logged
-                log.exception("session=%s final pass failed", session_id)
-                self.errors[session_id] = f"{type(exc).__name__}: {exc}"
-            finally:
-                self._requests.task_done()
-        self._requests.task_done()
-
-    def _wait_for_quiet_queue(self) -> bool:
-        """Live chunks first: wait while the pipeline has work (False if stopping)."""
-        while not self._is_idle():
-            if self._stopping.wait(self._poll):
-                return False
-        return not self._stopping.is_set()
+    def handle(self, session_id: str) -> None:
+        try:
+            if self.wait_for_quiet() and self._ready(session_id):
+                run_final_pass(self.storage, self.transcriber, session_id,
+                               segment_filter=self._segment_filter)
+                if self.storage.find_session(session_id) is not None:  # not deleted meanwhile
+                    self._stored(session_id)
+        except Exception as exc:  # the live transcript stands; the error is kept and logged
+            log.exception("session=%s final pass failed", session_id)
+            self.errors[session_id] = f"{type(exc).__name__}: {exc}"
 
     def _ready(self, session_id: str) -> bool:
         session = self.storage.find_session(session_id)

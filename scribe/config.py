@@ -20,6 +20,8 @@ CHUNK_POLICIES = ("fixed", "pause")
 LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR")
 DEFAULT_WHISPER_MODEL = "base"
 DEFAULT_FINAL_MODEL = "base"
+DEFAULT_PARTIAL_MODEL = "tiny.en"
+"""Partial text is re-decoded every second: the bundled English model, the fastest there is."""
 DEFAULT_GEMINI_MODEL = "gemini-2.5-flash"
 
 
@@ -107,7 +109,7 @@ class Settings:
     """SCRIBE_PARTIALS: show partial text of the chunk still open on the Record page (live only)."""
     partial_interval_seconds: float = 1.0
     """SCRIBE_PARTIAL_INTERVAL_SECONDS: re-decode the open chunk after this much new audio."""
-    partial_model: str = DEFAULT_WHISPER_MODEL
+    partial_model: str = DEFAULT_PARTIAL_MODEL
     """SCRIBE_PARTIAL_MODEL: local Whisper model for partial text (never Gemini); `tiny.en` is bundled."""
     api_token: str | None = field(default=None, repr=False)
     """SCRIBE_API_TOKEN: every /api request needs `Authorization: Bearer <token>` (at least 16

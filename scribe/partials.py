@@ -485,16 +485,18 @@ class WhisperPartialDecoder:
     """
 
     def __init__(self, model: str, *, compute_type: str = "int8", threads: int = PARTIAL_THREADS,
-                 workers: int = 1) -> None:
+                 workers: int = 1, language: str = "en") -> None:
         from scribe.transcribers.local import load_model
 
         self.model = model
         self._whisper = load_model(model, compute_type=compute_type, threads=threads, workers=workers)
-        self._english_only = model.endswith(".en") or self._whisper.model.is_multilingual is False
+        # Always a language: left to the model, a multilingual one would detect it on every
+        # decode, a second encoder pass per partial.
+        self.language = "en" if self._whisper.model.is_multilingual is False else language
 
     def __call__(self, audio: np.ndarray) -> str:
         segments, _info = self._whisper.transcribe(
-            audio, language="en" if self._english_only else None, beam_size=1,
+            audio, language=self.language, beam_size=1,
             vad_filter=True, condition_on_previous_text=False)
         found = [Segment(start=float(s.start), end=float(s.end), text=s.text.strip(),
                          no_speech_prob=float(s.no_speech_prob)) for s in list(segments) if s.text.strip()]
@@ -505,7 +507,7 @@ class WhisperPartialDecoder:
         rng = np.random.default_rng(0)
         segments, _info = self._whisper.transcribe(
             (0.01 * rng.standard_normal(SAMPLE_RATE)).astype(np.float32),
-            language="en" if self._english_only else None, beam_size=1, vad_filter=False,
+            language=self.language, beam_size=1, vad_filter=False,
             condition_on_previous_text=False)
         list(segments)  # the generator is lazy: decoding happens here
 
@@ -521,7 +523,8 @@ def build_partial_lane(settings: Settings, busy: Callable[[], bool]) -> PartialL
     def load() -> None:
         lower_priority()
         try:
-            decoder = WhisperPartialDecoder(settings.partial_model, compute_type=settings.whisper_compute_type)
+            decoder = WhisperPartialDecoder(settings.partial_model, compute_type=settings.whisper_compute_type,
+                                            language=settings.language)
             decoder.warm()
             loaded["decoder"] = decoder
         except BaseException as exc:  # surfaced on the building thread below

@@ -381,3 +381,37 @@ def test_after_stop_the_last_chunks_partial_stays_until_its_stored_text_arrives(
         assert lane.partials("s") == [] and lane.stats("s") is None  # nothing kept for an ended session
     finally:
         lane.stop()
+
+
+# -- the partial model ------------------------------------------------------------
+def test_the_default_partial_model_is_the_bundled_english_one_not_the_chunk_lanes():
+    from scribe.config import Settings
+
+    defaults = Settings()
+    assert defaults.partial_model == "tiny.en"
+    assert defaults.whisper_model != defaults.partial_model  # the chunk lane's model is the slow, accurate one
+
+
+class _MultilingualModel:
+    """Stands in for a multilingual WhisperModel: records the language each call asked for."""
+
+    class model:  # noqa: N801 (mirrors WhisperModel.model)
+        is_multilingual = True
+
+    def __init__(self) -> None:
+        self.languages: list[str | None] = []
+
+    def transcribe(self, audio, **options):
+        self.languages.append(options.get("language"))
+        return iter(()), None
+
+
+def test_a_multilingual_partial_model_is_told_the_language_instead_of_detecting_it(monkeypatch):
+    import scribe.transcribers.local as local
+
+    fake = _MultilingualModel()
+    monkeypatch.setattr(local, "load_model", lambda *args, **kwargs: fake)
+    decoder = WhisperPartialDecoder("base", language="de")
+    decoder.warm()
+    decoder(np.zeros(SAMPLE_RATE, np.float32))
+    assert fake.languages == ["de", "de"]  # None would run language detection on every partial

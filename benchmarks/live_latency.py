@@ -278,7 +278,7 @@ def pct(values: list[float], q: float) -> float | None:
 
 
 def run(partials: bool, sessions: int, poll_s: float, wav: Path, pcm: np.ndarray, text: str,
-        reference: list[Word]) -> dict:
+        reference: list[Word], dump: Path | None = None) -> dict:
     import duckdb
 
     work = Path(tempfile.mkdtemp(prefix="scribe-live-latency-"))
@@ -311,6 +311,8 @@ def run(partials: bool, sessions: int, poll_s: float, wav: Path, pcm: np.ndarray
         wers.append(word_error_rate(text, stored))
         for name, values in _chunk_parts(db, session_id, reference, wav_start, delta).items():
             lane.setdefault(name, []).extend(values)
+    if dump is not None:
+        _dump(dump, db, polls, titles, frames, reference, work, pcm)
     lags = [r[0] for r in db.execute("SELECT lag_s FROM partial_decodes").fetchall()]
     decodes = db.execute("SELECT count(*), coalesce(sum(coalesced), 0), coalesce(sum(paused), 0) "
                          "FROM partial_decodes").fetchone()
@@ -333,6 +335,24 @@ def run(partials: bool, sessions: int, poll_s: float, wav: Path, pcm: np.ndarray
     }
     shutil.rmtree(work, ignore_errors=True)
     return result
+
+
+def _dump(path: Path, db, polls: dict, titles: dict, frames: dict, reference: list[Word], work: Path,
+          pcm: np.ndarray) -> None:
+    """Everything a run saw, for looking into where a word's seconds went (one JSON file)."""
+    sessions = {}
+    for title, samples in polls.items():
+        session_id = titles.get(title)
+        if session_id not in frames:
+            continue
+        delta = wav_offset(read_flac(work / "data" / "audio" / session_id / "000000.flac"), pcm)
+        decodes = db.execute("SELECT seq, produced_at, audio_end_ms, lag_s, decode_s, words FROM partial_decodes "
+                             "WHERE session_id = ? ORDER BY produced_at", [session_id]).fetchall()
+        chunks = db.execute("SELECT seq, start_ms, end_ms, captured_at, enqueued_at, started_at, finished_at "
+                            "FROM chunks WHERE session_id = ? ORDER BY seq", [session_id]).fetchall()
+        sessions[title] = {"first_frame": frames[session_id], "wav_offset_s": delta, "polls": samples,
+                           "decodes": decodes, "chunks": chunks}
+    path.write_text(json.dumps({"reference": [[w.text, w.end_s] for w in reference], "sessions": sessions}))
 
 
 def _chunk_parts(db, session_id: str, reference: list[Word], wav_start: float,
@@ -362,6 +382,7 @@ def main() -> None:
     parser.add_argument("--partials", choices=("on", "off"), action="append", help="repeatable")
     parser.add_argument("--poll", type=float, default=0.3, help="seconds between reads of each tab")
     parser.add_argument("--json", type=Path, help="append each run's result to this file")
+    parser.add_argument("--dump", type=Path, help="write every poll, decode and chunk of the last run here (JSON)")
     args = parser.parse_args()
     if not Path(CHROMIUM).exists() or not speech.have_espeak():
         sys.exit("needs /usr/bin/chromium and espeak-ng")
@@ -370,7 +391,7 @@ def main() -> None:
     print(f"evaluation audio {pcm.size / SAMPLE_RATE:.1f} s, {len(reference)} words", flush=True)
     for sessions in args.sessions or [1]:
         for mode in args.partials or ["on", "off"]:
-            result = run(mode == "on", sessions, args.poll, wav, pcm, text, reference)
+            result = run(mode == "on", sessions, args.poll, wav, pcm, text, reference, args.dump)
             print(json.dumps(result), flush=True)
             if args.json:
                 with args.json.open("a") as out:

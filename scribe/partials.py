@@ -14,7 +14,7 @@ It never costs the chunk lane anything it can avoid:
 - at most one decode per session in flight; a newer request replaces a waiting
   older one (coalesced, counted), so requests never queue up;
 - its own `scribe-partial-N` threads serve sessions round-robin;
-- while `busy()` reports the chunk lane at work (chunks in its intake, queue or worker),
+- while `busy()` reports a backlog in the chunk lane (chunks in its intake or queue),
   no decode starts; requests meanwhile keep only the newest (counted as paused);
 - the model is always local (`load_model`), whatever backend the chunk lane uses:
   partials are never billed.

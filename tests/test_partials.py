@@ -196,9 +196,9 @@ def test_partials_pause_while_final_chunks_wait_and_resume_after():
         lane.stop()
 
 
-def test_runtime_pauses_partials_while_a_chunk_is_being_transcribed(settings, tone):
-    """Even with nothing queued: a partial decode beside a chunk's decode slows the chunk."""
-    settings = settings.with_changes(backend="stub", stub_latency=(1.5, 1.5), skip_silence=False)
+def test_partials_keep_coming_while_a_chunk_is_being_transcribed(settings, tone):
+    """A chunk in flight has its own cores: the lane decodes beside it (only a backlog pauses it)."""
+    settings = settings.with_changes(backend="stub", stub_latency=(3.0, 3.0), skip_silence=False)
     rt = Runtime.build(settings, partials=True)
     try:
         session = rt.storage.create_session(title="t", source="mic", backend="stub", model="m",
@@ -208,12 +208,9 @@ def test_runtime_pauses_partials_while_a_chunk_is_being_transcribed(settings, to
         (chunk,) = Chunker(session.id, FixedPolicy(2.0)).push(tone(2.0))
         rt.pipeline.submit(chunk)
         assert wait_for(lambda: rt.pipeline.stats().in_flight == 1, 10)
-        assert rt.pipeline.stats().queued == 0
         rt.partials.offer("x", 0, 0, tone(2.0))
-        time.sleep(0.5)
-        assert rt.partials.stats("x").decodes == 0
         assert wait_for(lambda: rt.partials.stats("x").decodes == 1, 30)
-        assert rt.pipeline.is_idle()
+        assert rt.pipeline.stats().in_flight == 1  # decoded while the chunk was still being transcribed
     finally:
         rt.close()
 

@@ -309,7 +309,7 @@ class LiveRegistry:
         if resume_id is None:
             session = storage.create_session(
                 title=title, source=source, backend=pipeline.transcriber.name,
-                model=pipeline.transcriber.model, chunk_seconds=getattr(policy, "seconds", 0.0),
+                model=pipeline.transcriber.model, chunk_seconds=policy.seconds,
                 chunk_policy=policy_label(policy))
             return LiveCapture(session, storage=storage, pipeline=pipeline, policy=policy,
                                registry=self, partials=partials)

@@ -41,6 +41,9 @@ from scribe.transcribers.base import Transcriber
 from scribe.wer import normalize, word_error_rate
 
 DEFAULT_POLICIES = ("whole", "fixed:15", "pause:15")
+PRESET_POLICIES = ("whole", "fixed:15", "quiet:15", "pause:15", "fixed:5", "pause:5", "pause:10", "pause:20",
+                   "fixed:30")
+"""The lab page's ready-made choices (any other spec can be typed in)."""
 BOUNDARY_WORDS = 2
 """How near a chunk junction (in hypothesis words) an error counts as a boundary error."""
 GEMINI_USD_PER_M_INPUT = 1.00

@@ -14,8 +14,8 @@ from pages._text import literal
 from scribe import lab
 from scribe.chunking import POLICY_HELP, POLICY_NAMES
 from scribe.errors import ScribeError
-from scribe.export import mmss
 from scribe.ingest import check_upload_size
+from scribe.timelabels import mmss
 
 DEMO, UPLOAD, SESSION = "Built-in demo", "Upload audio + reference", "A stored session"
 

@@ -16,10 +16,10 @@ from pages._text import literal
 from scribe import capture, history
 from scribe.chunking import make_policy
 from scribe.errors import ScribeError
-from scribe.export import mmss
 from scribe.ingest import check_upload_size, ingest_file
 from scribe.pipeline import PipelineStats
 from scribe.storage import ChunkRow, SessionRow
+from scribe.timelabels import mmss
 
 rt = runtime()
 config = chosen_settings()

@@ -9,7 +9,8 @@ From them: `store_s` = enqueued - captured (disk + DB write), `queue_wait_s` =
 started - enqueued, `processing_s` = finished - started (includes retry backoff
 within one claim), `end_to_end_s` = finished - captured, and the real-time
 factor `rtf` = processing / chunk duration. The Analytics page, the bench and
-the health checks all read these frames; nothing here touches Streamlit.
+the health checks all read these frames; nothing here touches Streamlit. Datetime
+columns are in the server's local time, as every date the app shows (`scribe.timelabels`).
 
 Caveat, written down once: a chunk re-queued by hand (`retry_failed`) or after a
 restart keeps its first `enqueued_at` but gets a new `started_at`, so its queue
@@ -26,6 +27,7 @@ import pandas as pd
 
 from scribe.audio import SAMPLE_RATE
 from scribe.storage import Storage
+from scribe.timelabels import local_zone
 
 PERCENTILES = (50, 95, 99)
 SETTLED = ("done", "failed")
@@ -61,7 +63,7 @@ def chunk_frame(raw: pd.DataFrame) -> pd.DataFrame:
     df["rtf"] = (df["processing_s"] / df["audio_s"]).where(df["audio_s"] > 0)
     df["retries"] = (df["attempts"].astype("int64") - 1).clip(lower=0)
     for column in ("captured", "finished"):
-        df[f"{column}_time"] = pd.to_datetime(df[f"{column}_at"], unit="s", utc=True)
+        df[f"{column}_time"] = pd.to_datetime(df[f"{column}_at"], unit="s", utc=True).dt.tz_convert(local_zone())
     return df.sort_values(["captured_at", "session_id", "seq"], na_position="last").reset_index(drop=True)
 
 
@@ -139,7 +141,7 @@ def queue_depth(df: pd.DataFrame, now: float | None = None) -> pd.DataFrame:
     depth["waiting_audio_s"] = depth["waiting_audio_s"].clip(lower=0)
     if now is not None and now > depth.index.max():
         depth.loc[now] = depth.iloc[-1]
-    depth.index = pd.to_datetime(depth.index, unit="s", utc=True)
+    depth.index = pd.to_datetime(depth.index, unit="s", utc=True).tz_convert(local_zone())
     return depth.reset_index(names="time")
 
 

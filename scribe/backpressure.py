@@ -10,6 +10,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from scribe.pipeline import PipelineStats
+from scribe.timelabels import wait_words
 
 
 @dataclass(frozen=True)
@@ -27,11 +28,11 @@ class Backlog:
         """A sentence for the page when `warn` is set, else None."""
         if not self.warn:
             return None
-        text = (f"Transcription is behind: {_clock(self.audio_seconds)} of audio waiting "
+        text = (f"Transcription is behind: {wait_words(self.audio_seconds)} of audio waiting "
                 f"({self.chunks} chunks). Recording continues and no audio is dropped; "
                 "the transcript will catch up.")
         if self.catch_up_seconds:
-            text += f" Under the rate limit that takes at least {_clock(self.catch_up_seconds)}."
+            text += f" Under the rate limit that takes at least {wait_words(self.catch_up_seconds)}."
         return text
 
 
@@ -43,7 +44,3 @@ def assess_backlog(stats: PipelineStats, *, warn_seconds: float,
     return Backlog(audio_seconds=stats.backlog_seconds, chunks=chunks,
                    warn=stats.backlog_seconds > warn_seconds, catch_up_seconds=catch_up)
 
-
-def _clock(seconds: float) -> str:
-    minutes, secs = divmod(int(round(seconds)), 60)
-    return f"{minutes} min {secs:02d} s" if minutes else f"{secs} s"

@@ -45,10 +45,10 @@ from scribe.audio import SAMPLE_RATE, FrameResampler, rms_dbfs
 from scribe.chunking import Chunk, ChunkPolicy, Chunker, parse_policy, policy_label
 from scribe.config import Settings
 from scribe.errors import ScribeError, SessionLimitError
-from scribe.export import mmss
 from scribe.partials import PartialDecode, PartialLane, PartialText
 from scribe.pipeline import Pipeline
 from scribe.storage import ChunkRow, SegmentRow, SessionRow, Storage
+from scribe.timelabels import mmss
 
 log = logging.getLogger("scribe.capture")
 

@@ -26,6 +26,7 @@ from scribe.ingest import ingest_file, wait_for_session
 from scribe.final_pass import KEPT_LIVE
 from scribe.runtime import Runtime, configure_logging, final_transcriber, recover_at_start
 from scribe.storage import SessionRow, Storage
+from scribe.timelabels import local_datetime
 from scribe.transcribers.base import Transcriber
 
 EXIT_ERROR = 2
@@ -358,7 +359,7 @@ def print_sessions(rows: list[SessionRow], counts: dict[str, dict[str, int]], *,
         print(json.dumps([{**r.__dict__, "chunks": counts[r.id]} for r in rows], indent=2))
         return 0
     for r in rows:
-        when = time.strftime("%Y-%m-%d %H:%M", time.localtime(r.created_at))
+        when = local_datetime(r.created_at)
         c = counts[r.id]
         print(f"{r.id}  {when}  {r.duration_ms / 1000:7.1f}s  {r.status:<11} {r.backend:<6} "
               f"{c['done']}/{sum(c.values())} chunks{'  ' + str(c['failed']) + ' failed' if c['failed'] else ''}"
@@ -531,7 +532,7 @@ def cmd_search(args: argparse.Namespace) -> int:
 
 def print_search(query: str, total: int, hits: list[dict], args: argparse.Namespace) -> int:
     """Hits as JSON or one line each; exit 1 when nothing matched."""
-    from scribe.export import mmss
+    from scribe.timelabels import mmss
 
     if args.json:
         print(json.dumps({"query": query, "total": total, "page": args.page, "hits": hits},
@@ -580,7 +581,7 @@ def print_summary(summary, session_id: str, version: int, *, as_json: bool) -> i
 
 
 def _summary_text(summary, version: int) -> str:
-    from scribe.export import mmss
+    from scribe.timelabels import mmss
 
     def items(title: str, rows) -> list[str]:
         lines = [f"\n{title}:"] if rows else []

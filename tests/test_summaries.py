@@ -10,7 +10,7 @@ from fake_gemini import DEFAULT_KEY, fake_gemini, fake_gemini_factory  # noqa: F
 from fake_gemini import forbidden, json_reply, malformed, server_error
 from scribe.errors import ScribeError
 from scribe.storage import SegmentRow
-from scribe.summaries import (Summary, find_action_items, find_decisions, from_row, parse_clock, save_summary,
+from scribe.summaries import (Summary, find_action_items, find_decisions, from_row, save_summary,
                               sentences, summarize_local, summarize_session, summary_from_reply,
                               transcript_lines)
 from seed_sessions import seed_session
@@ -153,11 +153,6 @@ def test_gemini_reply_items_snap_to_the_segments_they_cite():
 def test_a_malformed_gemini_reply_is_a_clear_error(bad):
     with pytest.raises(ScribeError, match="Gemini's summary"):
         summary_from_reply(bad, plan_segments(), model="m")
-
-
-def test_clock_parsing():
-    assert [parse_clock(v) for v in ("12:34", "[1:02:03]", "75", "00:05.5", "soon", "-3")] == \
-        [754_000, 3_723_000, 75_000, 5_000, None, None]
 
 
 def test_transcript_lines_carry_time_and_speaker():

@@ -13,7 +13,7 @@ from pages._recorder import (RESUME_WIDGET, TITLE_WIDGET, current_session_id, li
                              show_session)
 from pages._shared import chosen_settings, live_registry, runtime
 from pages._text import literal
-from scribe import capture, history
+from scribe import capture, history, record_view
 from scribe.chunking import make_policy
 from scribe.errors import ScribeError
 from scribe.ingest import check_upload_size, ingest_file
@@ -103,14 +103,14 @@ def _live_panel() -> None:
     render_backlog_warning(rt)
     if stats is not None:
         level = stats.level_dbfs
-        st.progress(capture.level_fraction(level), text=f"Input level {level:.0f} dBFS")
+        st.progress(record_view.level_fraction(level), text=f"Input level {level:.0f} dBFS")
     transcript, table = st.columns([3, 2])
     with transcript:
         st.markdown("**Transcript**")
         render_live_transcript(rt.storage, session.id, rt.partials, _no_transcript_yet(status))
     with table:
         st.markdown("**Chunks**")
-        st.dataframe(capture.chunk_table(chunks), hide_index=True, width="stretch")
+        st.dataframe(record_view.chunk_table(chunks), hide_index=True, width="stretch")
     if any(c.status == "failed" for c in chunks):
         with st.expander("Failed chunks: retry or re-transcribe", expanded=True):
             render_chunk_controls(rt, session.id)

@@ -16,6 +16,26 @@ def plain_text(segments: Sequence[SegmentRow]) -> str:
     return " ".join(s.text.strip() for s in segments if s.text.strip())
 
 
+def transcript_lines(segments: Sequence[SegmentRow]) -> list[str]:
+    """`[mm:ss] Speaker: text` for a person to read: in (seq, idx) order whatever order
+    chunks finished in, blank segments left out, the speaker named where the turn changes."""
+    ordered = [s for s in sorted(segments, key=lambda s: (s.seq, s.idx)) if s.text.strip()]
+    return [f"[{mmss(s.start_ms)}] {_turn(s, ordered[n - 1] if n else None)}{s.text.strip()}"
+            for n, s in enumerate(ordered)]
+
+
+def _turn(segment: SegmentRow, previous: SegmentRow | None) -> str:
+    changed = segment.speaker and (previous is None or previous.speaker != segment.speaker)
+    return f"{segment.speaker}: " if changed else ""
+
+
+def cited_transcript(segments: Sequence[SegmentRow]) -> str:
+    """`[mm:ss] Speaker: text` for a model to read and cite times from: every line names its
+    speaker (a model cannot look back for the last turn), whitespace folded to one line."""
+    return "\n".join(f"[{mmss(s.start_ms)}] {s.speaker + ': ' if s.speaker else ''}{' '.join(s.text.split())}"
+                     for s in segments if s.text.strip())
+
+
 def _label(seg: SegmentRow) -> str:
     return f"{seg.speaker}: " if seg.speaker else ""
 

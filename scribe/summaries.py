@@ -28,8 +28,9 @@ from typing import Any, Callable, Iterable, Sequence
 
 from scribe.config import Settings
 from scribe.errors import ScribeError
+from scribe.export import cited_transcript
 from scribe.storage import SegmentRow, Storage, SummaryRow
-from scribe.timelabels import mmss, parse_mmss
+from scribe.timelabels import parse_mmss
 
 Progress = Callable[[float, str], None]
 
@@ -352,12 +353,6 @@ GEMINI_INSTRUCTION = (
     "Write in the language of the transcript.")
 
 
-def transcript_lines(segments: Sequence[SegmentRow]) -> str:
-    """`[mm:ss] Speaker: text` per segment: the form Gemini reads and cites times from."""
-    return "\n".join(f"[{mmss(s.start_ms)}] {s.speaker + ': ' if s.speaker else ''}{' '.join(s.text.split())}"
-                     for s in segments if s.text.strip())
-
-
 def summarize_gemini(settings: Settings, segments: Sequence[SegmentRow], *, transcript: str = "live",
                      progress: Progress = _noop, client: Any = None) -> Summary:
     """An abstractive summary from Gemini as structured JSON, each item tied back to a real segment.
@@ -368,7 +363,7 @@ def summarize_gemini(settings: Settings, segments: Sequence[SegmentRow], *, tran
     from scribe import gemini_client
 
     started = time.perf_counter()
-    text = transcript_lines(segments)
+    text = cited_transcript(segments)
     if len(text) > GEMINI_MAX_CHARS:
         raise ScribeError(f"the transcript is too long for one Gemini summary ({len(text):,} characters)")
     progress(0.1, "connecting to Gemini")

@@ -44,10 +44,8 @@ df = analytics.load_chunks(rt.storage, session_ids=session_ids, backends=backend
 @st.fragment(run_every="10s")
 def health_panel() -> None:
     """Re-runs every 10 s: the live queue's backlog and the machine's memory, plus the selection."""
-    backlog = rt.backlog()  # the Record page's verdict too
-    thresholds = analytics.HealthThresholds(backlog_audio_s=rt.settings.backlog_warn_seconds)
-    checks = analytics.health(df, backlog_audio_s=backlog.audio_seconds, thresholds=thresholds,
-                              backlog_warn=backlog.warn, queue=rt.pipeline.stats())
+    checks = analytics.health(df, backlog=rt.backlog(),  # the Record page's verdict too
+                              queue=rt.pipeline.stats())
     st.subheader("Health")
     for column, check in zip(st.columns(len(checks)), checks):
         with column.container(border=True):

@@ -134,7 +134,7 @@ def _metrics(session: SessionRow, stats: capture.LiveStats | None, chunks: list[
     cols[1].metric("Elapsed" if status == "recording" else "Length", mmss(elapsed_ms))
     cols[2].metric("Chunks done", f"{done}/{len(chunks)}" + (f" ({failed} failed)" if failed else ""))
     cols[3].metric("Queue depth", queue.queued + queue.in_flight + queue.intake,
-                   help=f"{queue.audio_seconds_waiting:.0f} s of audio waiting")
+                   help=f"{queue.backlog_seconds:.0f} s of audio waiting")
     if status == history.TRANSCRIBING and chunks:
         settled = done + failed
         st.progress(settled / len(chunks), text=f"Transcribed {settled} of {len(chunks)} chunks")

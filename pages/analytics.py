@@ -22,7 +22,7 @@ with st.sidebar:
     lo = local_date(first) if first else now
     hi = local_date(last) if last else now
     days = st.date_input("Chunks captured between", value=(max(lo, hi - dt.timedelta(days=6)), hi),
-                         min_value=lo, max_value=max(hi, now), key="analytics_days")
+                         min_value=lo, max_value=max(hi, now), format="YYYY-MM-DD", key="analytics_days")
     st.caption(time_zone_note())
     labels = {s["id"]: f"{s['title']} - {s['id']}" for s in facets["sessions"]}  # options are literal
     session_ids = st.multiselect("Sessions", list(labels), format_func=labels.get,

@@ -13,9 +13,9 @@ import streamlit as st
 from scribe import retranscribe
 from scribe.costs import session_cost
 from scribe.errors import ScribeError
-from scribe.export import mmss
 from scribe.runtime import Runtime
 from scribe.storage import ChunkRow
+from scribe.timelabels import mmss
 
 BACKEND_LABELS = {"local": "Local Whisper", "gemini": "Google Gemini", "stub": "Stub (tests)"}
 

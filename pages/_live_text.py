@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import streamlit as st
 
-from scribe.capture import live_transcript
+from scribe.record_view import live_transcript
 from scribe.partials import PartialLane
 from scribe.storage import Storage
 

@@ -24,9 +24,9 @@ from pages._text import literal
 from scribe import capture
 from scribe.chunking import make_policy
 from scribe.errors import ScribeError
-from scribe.export import mmss
 from scribe.runtime import Runtime
 from scribe.storage import SessionRow
+from scribe.timelabels import mmss
 
 STREAMER_KEY = "recorder"
 CAPTURE = "record_capture"

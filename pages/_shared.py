@@ -17,7 +17,8 @@ import streamlit as st
 from streamlit.runtime.pages_manager import PagesManager
 from streamlit.runtime.scriptrunner import get_script_run_ctx
 
-from scribe.config import BACKENDS, CHUNK_POLICIES, Settings
+from scribe.chunking import LIVE_POLICY_NAMES
+from scribe.config import BACKENDS, Settings
 from scribe.errors import ScribeError
 from scribe.runtime import Runtime, configure_logging
 from scribe.server import ServerHooks, adopt
@@ -101,7 +102,7 @@ def sidebar() -> Settings:
                                    "folder (`python -m scribe models` lists them)")
         seconds = st.number_input("Chunk seconds", min_value=1.0, max_value=600.0, step=1.0,
                                   key="sb_chunk_seconds")
-        policy = st.selectbox("Chunk policy", CHUNK_POLICIES, key="sb_chunk_policy",
+        policy = st.selectbox("Chunk policy", LIVE_POLICY_NAMES, key="sb_chunk_policy",
                               help="pause: cut in a pause near the target; fixed: exact length")
         data_dir = st.text_input("Data folder", key="sb_data_dir")
     st.session_state[CHOSEN] = _apply(base, backend, model, float(seconds), policy, data_dir)

@@ -9,6 +9,7 @@ import streamlit as st
 from pages._live_latency import render_live_latency
 from pages._shared import runtime
 from scribe import analytics, analytics_charts as charts
+from scribe.timelabels import local_date, picked_days, time_zone_note, today
 
 rt = runtime()
 facets = rt.storage.timing_facets()
@@ -17,11 +18,12 @@ facets = rt.storage.timing_facets()
 with st.sidebar:
     st.header("Filters")
     first, last = facets["captured_range"]
-    today = dt.datetime.now(dt.timezone.utc).date()
-    lo = dt.datetime.fromtimestamp(first, dt.timezone.utc).date() if first else today
-    hi = dt.datetime.fromtimestamp(last, dt.timezone.utc).date() if last else today
-    days = st.date_input("Chunks captured between (UTC)", value=(max(lo, hi - dt.timedelta(days=6)), hi),
-                         min_value=lo, max_value=max(hi, today), key="analytics_days")
+    now = today()
+    lo = local_date(first) if first else now
+    hi = local_date(last) if last else now
+    days = st.date_input("Chunks captured between", value=(max(lo, hi - dt.timedelta(days=6)), hi),
+                         min_value=lo, max_value=max(hi, now), format="YYYY-MM-DD", key="analytics_days")
+    st.caption(time_zone_note())
     labels = {s["id"]: f"{s['title']} - {s['id']}" for s in facets["sessions"]}  # options are literal
     session_ids = st.multiselect("Sessions", list(labels), format_func=labels.get,
                                  placeholder="All sessions", key="analytics_sessions")
@@ -31,12 +33,9 @@ with st.sidebar:
 
 st.title("Analytics")
 st.caption("Chunk timeline: closed -> stored (disk + DB) -> queue wait -> processing -> text stored. "
-           "Times in UTC.")
+           "Times in the server's local time.")
 
-since, until = None, None
-if isinstance(days, (tuple, list)) and len(days) == 2:
-    since = dt.datetime.combine(days[0], dt.time(), dt.timezone.utc).timestamp()
-    until = dt.datetime.combine(days[1] + dt.timedelta(days=1), dt.time(), dt.timezone.utc).timestamp()
+since, until = picked_days(days)
 df = analytics.load_chunks(rt.storage, session_ids=session_ids, backends=backends, models=models,
                            since=since, until=until)
 
@@ -45,10 +44,8 @@ df = analytics.load_chunks(rt.storage, session_ids=session_ids, backends=backend
 @st.fragment(run_every="10s")
 def health_panel() -> None:
     """Re-runs every 10 s: the live queue's backlog and the machine's memory, plus the selection."""
-    backlog = rt.backlog()  # the Record page's verdict too
-    thresholds = analytics.HealthThresholds(backlog_audio_s=rt.settings.backlog_warn_seconds)
-    checks = analytics.health(df, backlog_audio_s=backlog.audio_seconds, thresholds=thresholds,
-                              backlog_warn=backlog.warn, queue=rt.pipeline.stats())
+    checks = analytics.health(df, backlog=rt.backlog(),  # the Record page's verdict too
+                              queue=rt.pipeline.stats())
     st.subheader("Health")
     for column, check in zip(st.columns(len(checks)), checks):
         with column.container(border=True):

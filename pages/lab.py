@@ -12,9 +12,10 @@ import streamlit as st
 from pages._shared import runtime
 from pages._text import literal
 from scribe import lab
+from scribe.chunking import POLICY_HELP, POLICY_NAMES
 from scribe.errors import ScribeError
-from scribe.export import mmss
 from scribe.ingest import check_upload_size
+from scribe.timelabels import mmss
 
 DEMO, UPLOAD, SESSION = "Built-in demo", "Upload audio + reference", "A stored session"
 
@@ -24,11 +25,8 @@ rt = runtime()
 with st.sidebar:
     st.header("Lab settings")
     source = st.radio("Recording", [DEMO, UPLOAD, SESSION])
-    policies = st.multiselect("Policies", ["whole", "fixed:15", "quiet:15", "pause:15", "fixed:5", "pause:5",
-                                           "pause:10", "pause:20", "fixed:30"],
-                              default=["whole", "fixed:15", "pause:15"],
-                              help="fixed:N cuts every N s; pause:N cuts in a pause near N s (the default); "
-                                   "quiet:N is the previous pause policy; whole is one pass over everything.")
+    policies = st.multiselect("Policies", lab.PRESET_POLICIES, default=list(lab.DEFAULT_POLICIES),
+                              help="; ".join(POLICY_HELP[name] for name in POLICY_NAMES) + ".")
     extra = st.text_input("More policies", placeholder="e.g. pause:12, fixed:8")
     st.caption(f"Runs on the backend chosen under Settings: {rt.transcriber.name} / {rt.transcriber.model}.")
 

@@ -13,13 +13,13 @@ from pages._recorder import (RESUME_WIDGET, TITLE_WIDGET, current_session_id, li
                              show_session)
 from pages._shared import chosen_settings, live_registry, runtime
 from pages._text import literal
-from scribe import capture, history
+from scribe import capture, history, record_view
 from scribe.chunking import make_policy
 from scribe.errors import ScribeError
-from scribe.export import mmss
 from scribe.ingest import check_upload_size, ingest_file
 from scribe.pipeline import PipelineStats
 from scribe.storage import ChunkRow, SessionRow
+from scribe.timelabels import mmss
 
 rt = runtime()
 config = chosen_settings()
@@ -103,14 +103,14 @@ def _live_panel() -> None:
     render_backlog_warning(rt)
     if stats is not None:
         level = stats.level_dbfs
-        st.progress(capture.level_fraction(level), text=f"Input level {level:.0f} dBFS")
+        st.progress(record_view.level_fraction(level), text=f"Input level {level:.0f} dBFS")
     transcript, table = st.columns([3, 2])
     with transcript:
         st.markdown("**Transcript**")
         render_live_transcript(rt.storage, session.id, rt.partials, _no_transcript_yet(status))
     with table:
         st.markdown("**Chunks**")
-        st.dataframe(capture.chunk_table(chunks), hide_index=True, width="stretch")
+        st.dataframe(record_view.chunk_table(chunks), hide_index=True, width="stretch")
     if any(c.status == "failed" for c in chunks):
         with st.expander("Failed chunks: retry or re-transcribe", expanded=True):
             render_chunk_controls(rt, session.id)
@@ -134,7 +134,7 @@ def _metrics(session: SessionRow, stats: capture.LiveStats | None, chunks: list[
     cols[1].metric("Elapsed" if status == "recording" else "Length", mmss(elapsed_ms))
     cols[2].metric("Chunks done", f"{done}/{len(chunks)}" + (f" ({failed} failed)" if failed else ""))
     cols[3].metric("Queue depth", queue.queued + queue.in_flight + queue.intake,
-                   help=f"{queue.audio_seconds_waiting:.0f} s of audio waiting")
+                   help=f"{queue.backlog_seconds:.0f} s of audio waiting")
     if status == history.TRANSCRIBING and chunks:
         settled = done + failed
         st.progress(settled / len(chunks), text=f"Transcribed {settled} of {len(chunks)} chunks")

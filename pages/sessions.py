@@ -6,9 +6,6 @@ Transcript text only ever goes into literal elements (dataframes, st.text, st.co
 
 from __future__ import annotations
 
-import datetime as dt
-import time
-
 import pandas as pd
 import streamlit as st
 
@@ -21,6 +18,7 @@ from scribe import export, history
 from scribe.errors import ScribeError
 from scribe.search import SearchQueryError, search
 from scribe.storage import SESSION_STATUSES
+from scribe.timelabels import local_datetime, mmss, picked_days, time_zone_note
 
 PER_PAGE_CHOICES = (25, 50, 100)
 SEARCH_PAGE = 20
@@ -29,10 +27,6 @@ rt = runtime()
 storage = rt.storage
 if "table_nonce" not in st.session_state:
     st.session_state.table_nonce = 0  # a new key resets a table's row selection
-
-
-def when(epoch: float) -> str:
-    return time.strftime("%Y-%m-%d %H:%M", time.localtime(epoch))
 
 
 def open_session(session_id: str, at_ms: int | None = None) -> None:
@@ -47,16 +41,6 @@ def selected_row(event) -> int | None:
 
 
 # -- list view ------------------------------------------------------------------
-def date_bounds(picked) -> tuple[float | None, float | None]:
-    """A date_input range as [since, until) epoch seconds in the server's local time."""
-    days = list(picked) if isinstance(picked, (tuple, list)) else [picked] if picked else []
-    if not days:
-        return None, None
-    start = dt.datetime.combine(days[0], dt.time.min).timestamp()
-    end = dt.datetime.combine(days[-1] + dt.timedelta(days=1), dt.time.min).timestamp()
-    return start, end
-
-
 def search_section() -> bool:
     """Search box and results; True when a search is showing."""
     query = st.text_input("Search every transcript", placeholder='words or "an exact phrase"', key="q")
@@ -75,7 +59,7 @@ def search_section() -> bool:
         st.info("No transcript contains that.")
         return True
     st.caption(f"{result.total} matching segment(s). Select one to open the session at that moment.")
-    frame = pd.DataFrame([{"session": h.title, "date": when(h.created_at), "at": export.mmss(h.start_ms),
+    frame = pd.DataFrame([{"session": h.title, "date": local_datetime(h.created_at), "at": mmss(h.start_ms),
                            "speaker": h.speaker or "", "text": h.text} for h in result.hits])
     event = st.dataframe(frame, hide_index=True, on_select="rerun", selection_mode="single-row",
                          key=f"hits-{st.session_state.table_nonce}-{page_no}",
@@ -95,9 +79,10 @@ def list_view() -> None:
     left, middle, right = st.columns([2, 2, 1])
     statuses = left.multiselect("Status", SESSION_STATUSES, placeholder="any status")
     picked = middle.date_input("Created between", value=(), format="YYYY-MM-DD")
+    middle.caption(time_zone_note())
     per_page = right.selectbox("Per page", PER_PAGE_CHOICES)
     hide_silent = st.toggle("Hide sessions with no speech", key="hide_no_speech")
-    since, until = date_bounds(picked)
+    since, until = picked_days(picked)
     total = storage.count_sessions(statuses=statuses, since=since, until=until, hide_no_speech=hide_silent)
     if not total:
         st.info("No sessions yet. Record one on the Record page, or run "
@@ -121,8 +106,8 @@ def list_view() -> None:
 
 def sessions_frame(listings: list[history.SessionListing]) -> pd.DataFrame:
     return pd.DataFrame([{
-        "title": item.session.title, "date": when(item.session.created_at),
-        "duration": export.mmss(item.session.duration_ms), "status": item.status,
+        "title": item.session.title, "date": local_datetime(item.session.created_at),
+        "duration": mmss(item.session.duration_ms), "status": item.status,
         "backend": item.session.backend,
         "chunks": f"{item.chunks['done']}/{item.total_chunks}",
         "failed": item.chunks["failed"],
@@ -145,7 +130,7 @@ def detail_view(session_id: str, jump_ms: int | None) -> None:
                                                  st.session_state.get(f"transcript-{session.id}"))
     segments = storage.list_segments(session.id, shown)
     status = history.progress_status(session, storage.list_chunks(session.id), len(segments))
-    st.caption(f"{when(session.created_at)} · {export.mmss(session.duration_ms)} · {status} · "
+    st.caption(f"{local_datetime(session.created_at)} · {mmss(session.duration_ms)} · {status} · "
                f"{session.source} · {session.backend} / {literal(session.model)} · "
                f"{counts['done']}/{sum(counts.values())} chunks done · id {session.id}")
     transcript_section(session, shown, available, segments, status, jump_ms)

@@ -7,15 +7,14 @@ dataframes, never as Markdown.
 
 from __future__ import annotations
 
-import time
-
 import pandas as pd
 import streamlit as st
 
 from pages._shared import runtime
-from scribe import export, history
+from scribe import history
 from scribe.errors import ScribeError
 from scribe.summaries import SUMMARY_BACKENDS, TimedItem, from_row, summarize_session
+from scribe.timelabels import local_datetime, mmss
 
 RECENT = 200
 
@@ -34,7 +33,7 @@ def session_choice() -> str | None:
         st.info("No sessions yet. Record or upload one first.")
         st.stop()
     ids = [s.id for s in sessions]
-    labels = {s.id: f"{s.title}  ·  {time.strftime('%Y-%m-%d %H:%M', time.localtime(s.created_at))}"
+    labels = {s.id: f"{s.title}  ·  {local_datetime(s.created_at)}"
               for s in sessions}
     index = ids.index(wanted) if wanted in ids else 0
     chosen = st.selectbox("Session", ids, index=index, format_func=labels.get)
@@ -86,7 +85,7 @@ def items_table(name: str, items: list[TimedItem], session_id: str, with_owner: 
     if not items:
         st.caption(f"No {name.lower()} found.")
         return
-    frame = pd.DataFrame([{"at": export.mmss(i.start_ms), **({"owner": i.owner or "", "due": i.due or ""}
+    frame = pd.DataFrame([{"at": mmss(i.start_ms), **({"owner": i.owner or "", "due": i.due or ""}
                            if with_owner else {}), "text": i.text} for i in items])
     event = st.dataframe(frame, hide_index=True, on_select="rerun", selection_mode="single-row",
                          key=f"{name}-{session_id}-{st.session_state.get(f'version-{session_id}')}",
@@ -107,7 +106,7 @@ def show_version(session_id: str) -> None:
         st.session_state[key] = versions[0]
     by_version = {r.version: r for r in rows}
     st.selectbox("Version", versions, key=key, format_func=lambda v: f"v{v} · {by_version[v].backend} "
-                 f"{by_version[v].model or ''} · {time.strftime('%Y-%m-%d %H:%M', time.localtime(by_version[v].created_at))}")
+                 f"{by_version[v].model or ''} · {local_datetime(by_version[v].created_at)}")
     summary = from_row(by_version[st.session_state[key]])
     st.subheader("Suggested title", anchor=False)
     st.text(summary.title)

@@ -9,7 +9,8 @@ From them: `store_s` = enqueued - captured (disk + DB write), `queue_wait_s` =
 started - enqueued, `processing_s` = finished - started (includes retry backoff
 within one claim), `end_to_end_s` = finished - captured, and the real-time
 factor `rtf` = processing / chunk duration. The Analytics page, the bench and
-the health checks all read these frames; nothing here touches Streamlit.
+the health checks all read these frames; nothing here touches Streamlit. Datetime
+columns are in the server's local time, as every date the app shows (`scribe.timelabels`).
 
 Caveat, written down once: a chunk re-queued by hand (`retry_failed`) or after a
 restart keeps its first `enqueued_at` but gets a new `started_at`, so its queue
@@ -25,7 +26,9 @@ import numpy as np
 import pandas as pd
 
 from scribe.audio import SAMPLE_RATE
+from scribe.backpressure import Backlog, judge_backlog
 from scribe.storage import Storage
+from scribe.timelabels import local_zone
 
 PERCENTILES = (50, 95, 99)
 SETTLED = ("done", "failed")
@@ -61,7 +64,7 @@ def chunk_frame(raw: pd.DataFrame) -> pd.DataFrame:
     df["rtf"] = (df["processing_s"] / df["audio_s"]).where(df["audio_s"] > 0)
     df["retries"] = (df["attempts"].astype("int64") - 1).clip(lower=0)
     for column in ("captured", "finished"):
-        df[f"{column}_time"] = pd.to_datetime(df[f"{column}_at"], unit="s", utc=True)
+        df[f"{column}_time"] = pd.to_datetime(df[f"{column}_at"], unit="s", utc=True).dt.tz_convert(local_zone())
     return df.sort_values(["captured_at", "session_id", "seq"], na_position="last").reset_index(drop=True)
 
 
@@ -139,7 +142,7 @@ def queue_depth(df: pd.DataFrame, now: float | None = None) -> pd.DataFrame:
     depth["waiting_audio_s"] = depth["waiting_audio_s"].clip(lower=0)
     if now is not None and now > depth.index.max():
         depth.loc[now] = depth.iloc[-1]
-    depth.index = pd.to_datetime(depth.index, unit="s", utc=True)
+    depth.index = pd.to_datetime(depth.index, unit="s", utc=True).tz_convert(local_zone())
     return depth.reset_index(names="time")
 
 
@@ -198,7 +201,8 @@ def recent_errors(df: pd.DataFrame, limit: int = 20) -> pd.DataFrame:
 # -- health ----------------------------------------------------------------------
 @dataclass(frozen=True)
 class HealthThresholds:
-    """The usual alert conditions; the backlog default is SCRIBE_BACKLOG_WARN_SECONDS."""
+    """The usual alert conditions. `backlog_audio_s` judges only a backlog estimated from the
+    frame; the live queue's comes judged (`Runtime.backlog()`, SCRIBE_BACKLOG_WARN_SECONDS)."""
 
     backlog_audio_s: float = 300.0
     p95_processing_s: float = 10.0
@@ -216,20 +220,24 @@ class HealthCheck:
     detail: str
 
 
-def health(df: pd.DataFrame, *, backlog_audio_s: float | None = None,
+def health(df: pd.DataFrame, *, backlog: Backlog | None = None,
            memory_percent: float | None = None,
            thresholds: HealthThresholds = HealthThresholds(),
-           backlog_warn: bool | None = None, queue: Any = None) -> list[HealthCheck]:
+           queue: Any = None) -> list[HealthCheck]:
     """Check the alert conditions.
 
-    `backlog_audio_s` should come from the live queue (`Runtime.backlog()`), and
-    `backlog_warn` its verdict, so this page and the Record page never disagree;
-    when missing the backlog is estimated from the frame's open chunks.
+    `backlog` should be the live queue's verdict (`Runtime.backlog()`), the one the Record
+    page shows; when missing, the frame's open chunks are judged by the same rule
+    (`backpressure.judge_backlog`) against `thresholds.backlog_audio_s`.
     `memory_percent` defaults to the machine's used memory (psutil). With `queue` (a
     `PipelineStats`), a "Workers" check says whether storage takes writes and
     every worker thread runs.
     """
-    checks = _health_checks(df, backlog_audio_s, memory_percent, thresholds, backlog_warn)
+    if backlog is None:
+        open_chunks = df["status"].isin(OPEN)
+        backlog = judge_backlog(float(df.loc[open_chunks, "audio_s"].sum()), int(open_chunks.sum()),
+                                warn_seconds=thresholds.backlog_audio_s)
+    checks = [backlog_check(backlog), *_health_checks(df, memory_percent, thresholds)]
     return checks + ([workers_check(queue)] if queue is not None else [])
 
 
@@ -246,10 +254,15 @@ def workers_check(stats: Any) -> HealthCheck:
     return HealthCheck("Workers", float(stats.workers_alive), 1.0, "threads", stats.workers_alive > 0, detail)
 
 
-def _health_checks(df: pd.DataFrame, backlog_audio_s: float | None, memory_percent: float | None,
-                   thresholds: HealthThresholds, backlog_warn: bool | None) -> list[HealthCheck]:
-    if backlog_audio_s is None:
-        backlog_audio_s = float(df.loc[df["status"].isin(OPEN), "audio_s"].sum())
+def backlog_check(backlog: Backlog) -> HealthCheck:
+    """The backlog verdict as a health panel: the same judgement as the Record page's warning."""
+    return HealthCheck("Backlog", backlog.audio_seconds, backlog.warn_seconds, "s of audio", not backlog.warn,
+                       f"{backlog.audio_seconds / 60:.1f} min of audio waiting "
+                       f"(alert over {backlog.warn_seconds / 60:.0f} min)")
+
+
+def _health_checks(df: pd.DataFrame, memory_percent: float | None,
+                   thresholds: HealthThresholds) -> list[HealthCheck]:
     if memory_percent is None:
         memory_percent = machine_memory_percent()
     p95 = percentiles(df["processing_s"])["p95"]
@@ -258,9 +271,6 @@ def _health_checks(df: pd.DataFrame, backlog_audio_s: float | None, memory_perce
     rate = failed / settled if settled else 0.0
     t = thresholds
     return [
-        HealthCheck("Backlog", backlog_audio_s, t.backlog_audio_s, "s of audio",
-                    not backlog_warn if backlog_warn is not None else backlog_audio_s <= t.backlog_audio_s,
-                    f"{backlog_audio_s / 60:.1f} min of audio waiting (alert over {t.backlog_audio_s / 60:.0f} min)"),
         HealthCheck("p95 processing", p95, t.p95_processing_s, "s",
                     bool(np.isnan(p95) or p95 <= t.p95_processing_s),
                     "no processed chunks" if np.isnan(p95) else

@@ -2,7 +2,7 @@
 
 Kept out of `pages/` so the page stays layout only and the figures can be
 tested (and reused by the bench) without Streamlit. Every chart has a title,
-axis titles with units and hover text; times are shown in UTC. A chart with
+axis titles with units and hover text; times are shown in the server's local time. A chart with
 nothing to show is not drawn: its builder returns a sentence saying so
 (so each returns `go.Figure | str`), and `readable()` gives tables human column names,
 units and rounded numbers.
@@ -23,7 +23,7 @@ MAX_BARS = 1500
 
 COLUMN_NAMES = {
     "session_id": "Session", "seq": "Chunk", "status": "Status", "attempts": "Attempts", "error": "Last error",
-    "backend": "Backend", "model": "Model", "finished_time": "Finished (UTC)", "chunks": "Chunks",
+    "backend": "Backend", "model": "Model", "finished_time": "Finished (local time)", "chunks": "Chunks",
     "audio_min": "Audio (min)", "rtf_p50": "Real-time factor p50", "rtf_p95": "Real-time factor p95",
     "processing_p50_s": "Processing p50 (s)", "retries": "Retries (calls)",
     "chunks_retried": "Chunks retried", "failed": "Chunks failed", "failure_rate": "Failure rate",
@@ -73,7 +73,7 @@ def latency_timeline(df: pd.DataFrame, max_bars: int = MAX_BARS) -> go.Figure | 
                                    "processing_s": "Processing"})
     fig = px.bar(long, x="order", y="seconds", color="hop", color_discrete_map=HOP_COLOURS,
                  custom_data=["title", "seq", "closed", "end_to_end_s"])
-    fig.update_traces(hovertemplate="%{customdata[0]}, chunk %{customdata[1]}<br>closed %{customdata[2]} UTC"
+    fig.update_traces(hovertemplate="%{customdata[0]}, chunk %{customdata[1]}<br>closed %{customdata[2]} local time"
                                     "<br>%{fullData.name}: %{y:.2f} s<br>end to end %{customdata[3]:.2f} s"
                                     "<extra></extra>")
     fig.update_layout(barmode="stack", bargap=0.15, legend_title_text="")
@@ -118,7 +118,7 @@ def throughput_chart(tp: pd.DataFrame) -> go.Figure | str:
     fig.update_yaxes(title_text="chunks / min", rangemode="tozero", row=1, col=1)
     fig.update_yaxes(title_text="audio min / min", rangemode="tozero", row=2, col=1)
     fig.update_layout(showlegend=False, bargap=0.1)
-    fig.update_xaxes(title_text="Finished at (UTC)", row=2, col=1)
+    fig.update_xaxes(title_text="Finished at (local time)", row=2, col=1)
     return fig
 
 
@@ -140,7 +140,7 @@ def queue_depth_chart(depth: pd.DataFrame) -> go.Figure | str:
     _layout(fig, title, "", "", height=480)
     fig.update_yaxes(title_text="chunks", rangemode="tozero", row=1, col=1)
     fig.update_yaxes(title_text="minutes", rangemode="tozero", row=2, col=1)
-    fig.update_xaxes(title_text="Time (UTC)", row=2, col=1)
+    fig.update_xaxes(title_text="Time (local time)", row=2, col=1)
     return fig
 
 

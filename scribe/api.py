@@ -32,7 +32,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.formparsers import MultiPartException, MultiPartParser
 
 from scribe import __version__
-from scribe.chunking import parse_policy
+from scribe.chunking import FILE_POLICY_NAMES, parse_policy
 from scribe.errors import AudioDecodeError, NotFoundError, ScribeError, UploadTooLargeError
 from scribe.export import FORMATS, MIME_TYPES, download_name, render
 from scribe.runtime import Runtime
@@ -378,7 +378,7 @@ _UPLOAD_FORM = {"requestBody": {"required": True, "content": {"multipart/form-da
     "type": "object", "required": ["file"], "properties": {
         "file": {"type": "string", "format": "binary"}, "title": {"type": "string"},
         "backend": {"type": "string", "enum": ["local", "gemini", "stub"]}, "model": {"type": "string"},
-        "chunk_seconds": {"type": "number"}, "policy": {"type": "string", "enum": ["fixed", "pause", "whole"]},
+        "chunk_seconds": {"type": "number"}, "policy": {"type": "string", "enum": list(FILE_POLICY_NAMES)},
     }}}}}}
 
 

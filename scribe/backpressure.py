@@ -1,8 +1,11 @@
-"""Is transcription falling behind? One verdict from the pipeline's counters, for the Record page.
+"""Is transcription falling behind? The one verdict, for the Record page and Analytics alike.
 
 Nothing is ever dropped: the writer queue is unbounded and every chunk is on
 disk before it is queued. When the backend is slower than speech (a rate limit,
-a slow CPU, an outage with retries), the backlog grows and the page says so.
+a slow CPU, an outage with retries), the backlog grows and the pages say so.
+The verdict is judged from one quantity, the audio not yet transcribed
+(`PipelineStats.backlog_seconds`: queued, in flight, and still being written),
+against SCRIBE_BACKLOG_WARN_SECONDS.
 """
 
 from __future__ import annotations
@@ -10,6 +13,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from scribe.pipeline import PipelineStats
+from scribe.timelabels import wait_words
 
 
 @dataclass(frozen=True)
@@ -19,7 +23,9 @@ class Backlog:
     chunks: int
     """Chunks queued or in flight, plus those still in the writer's queue."""
     warn: bool
-    """True once `audio_seconds` passes the warning threshold (SCRIBE_BACKLOG_WARN_SECONDS)."""
+    """True once `audio_seconds` passes `warn_seconds`: transcription is falling behind."""
+    warn_seconds: float
+    """The line it was judged against (SCRIBE_BACKLOG_WARN_SECONDS)."""
     catch_up_seconds: float | None = None
     """Least time to clear the queue under the backend's rate limit, if it has one."""
 
@@ -27,23 +33,25 @@ class Backlog:
         """A sentence for the page when `warn` is set, else None."""
         if not self.warn:
             return None
-        text = (f"Transcription is behind: {_clock(self.audio_seconds)} of audio waiting "
+        text = (f"Transcription is behind: {wait_words(self.audio_seconds)} of audio waiting "
                 f"({self.chunks} chunks). Recording continues and no audio is dropped; "
                 "the transcript will catch up.")
         if self.catch_up_seconds:
-            text += f" Under the rate limit that takes at least {_clock(self.catch_up_seconds)}."
+            text += f" Under the rate limit that takes at least {wait_words(self.catch_up_seconds)}."
         return text
+
+
+def judge_backlog(audio_seconds: float, chunks: int, *, warn_seconds: float,
+                  requests_per_minute: float | None = None) -> Backlog:
+    """Keeping up or falling behind: `audio_seconds` not yet transcribed, over `warn_seconds`
+    is behind. `requests_per_minute` is the backend's limit, if any."""
+    catch_up = chunks / requests_per_minute * 60.0 if requests_per_minute and chunks else None
+    return Backlog(audio_seconds=audio_seconds, chunks=chunks, warn=audio_seconds > warn_seconds,
+                   warn_seconds=warn_seconds, catch_up_seconds=catch_up)
 
 
 def assess_backlog(stats: PipelineStats, *, warn_seconds: float,
                    requests_per_minute: float | None = None) -> Backlog:
-    """Judge the pipeline's backlog; `requests_per_minute` is the backend's limit, if any."""
-    chunks = stats.queued + stats.in_flight + stats.intake
-    catch_up = chunks / requests_per_minute * 60.0 if requests_per_minute and chunks else None
-    return Backlog(audio_seconds=stats.backlog_seconds, chunks=chunks,
-                   warn=stats.backlog_seconds > warn_seconds, catch_up_seconds=catch_up)
-
-
-def _clock(seconds: float) -> str:
-    minutes, secs = divmod(int(round(seconds)), 60)
-    return f"{minutes} min {secs:02d} s" if minutes else f"{secs} s"
+    """The live queue's backlog (`Runtime.backlog()` calls this for both pages)."""
+    return judge_backlog(stats.backlog_seconds, stats.queued + stats.in_flight + stats.intake,
+                         warn_seconds=warn_seconds, requests_per_minute=requests_per_minute)

@@ -45,10 +45,9 @@ from scribe.audio import SAMPLE_RATE, FrameResampler, rms_dbfs
 from scribe.chunking import Chunk, ChunkPolicy, Chunker, parse_policy, policy_label
 from scribe.config import Settings
 from scribe.errors import ScribeError, SessionLimitError
-from scribe.export import mmss
 from scribe.partials import PartialDecode, PartialLane, PartialText
 from scribe.pipeline import Pipeline
-from scribe.storage import ChunkRow, SegmentRow, SessionRow, Storage
+from scribe.storage import SessionRow, Storage
 
 log = logging.getLogger("scribe.capture")
 
@@ -309,7 +308,7 @@ class LiveRegistry:
         if resume_id is None:
             session = storage.create_session(
                 title=title, source=source, backend=pipeline.transcriber.name,
-                model=pipeline.transcriber.model, chunk_seconds=getattr(policy, "seconds", 0.0),
+                model=pipeline.transcriber.model, chunk_seconds=policy.seconds,
                 chunk_policy=policy_label(policy))
             return LiveCapture(session, storage=storage, pipeline=pipeline, policy=policy,
                                registry=self, partials=partials)
@@ -375,7 +374,7 @@ class LiveRegistry:
                     return
 
 
-# -- the Record page's widgets and views ----------------------------------------
+# -- the recorder widget ----------------------------------------------------------
 def mic_streamer(key: str, settings: Settings, factory: Callable[[], LiveCapture],
                  on_change: Callable[[], None] | None = None,
                  desired_playing_state: bool | None = None) -> WebRtcStreamerContext:
@@ -414,55 +413,3 @@ def _not_orphaned(key: str) -> None:
     context = st.session_state.get(key)
     if context is not None and hasattr(context, "_last_rendered_run_count"):
         context._last_rendered_run_count = None
-
-
-def chunk_table(chunks: list[ChunkRow]) -> list[dict[str, Any]]:
-    """One row per chunk for the page: time range, status, end-to-end latency once the
-    chunk is settled (a waiting chunk has none yet), and attempts and error only when
-    some chunk needed them."""
-    troubled = any(c.error or c.attempts > 1 for c in chunks)
-    rows = []
-    for c in chunks:
-        finished = c.finished_at if c.status in ("done", "failed") else None
-        latency = finished - c.captured_at if finished and c.captured_at else None
-        row = {"chunk": c.seq, "time": f"{mmss(c.start_ms)}-{mmss(c.end_ms)}",
-               "status": c.status, "latency (s)": None if latency is None else round(latency, 1)}
-        if troubled:
-            row.update({"attempts": c.attempts, "error": c.error or ""})
-        rows.append(row)
-    return rows
-
-
-def transcript_lines(segments: list[SegmentRow]) -> list[str]:
-    """`[m:ss] text` per segment, in (seq, idx) order whatever order chunks finished in."""
-    ordered = [s for s in sorted(segments, key=lambda s: (s.seq, s.idx)) if s.text.strip()]
-    return [f"[{mmss(s.start_ms)}] {_turn(s, ordered[n - 1] if n else None)}{s.text.strip()}"
-            for n, s in enumerate(ordered)]
-
-
-def _turn(segment: SegmentRow, previous: SegmentRow | None) -> str:
-    """`Name: ` where the speaker changes, so live labels read as turns."""
-    changed = segment.speaker and (previous is None or previous.speaker != segment.speaker)
-    return f"{segment.speaker}: " if changed else ""
-
-
-@dataclass(frozen=True)
-class LiveTranscript:
-    """What the Record page shows: stored lines, then partial lines (to be styled apart)."""
-
-    stored: list[str]
-    partial: list[str]
-
-
-def live_transcript(segments: list[SegmentRow], partials: list[PartialText]) -> LiveTranscript:
-    """Stored `[m:ss] text` lines, then the partial text of chunks whose stored text has
-    not arrived. Read the partials *before* the segments: a chunk stored in between
-    then shows once (stored) rather than not at all."""
-    stored_seqs = {s.seq for s in segments}
-    partial = [f"[{mmss(p.start_ms)}] {p.text}" for p in partials if p.seq not in stored_seqs and p.text]
-    return LiveTranscript(transcript_lines(segments), partial)
-
-
-def level_fraction(dbfs: float, floor_db: float = -60.0) -> float:
-    """An input level in dBFS as 0..1 for a meter (floor_db and below read as empty)."""
-    return float(np.clip((dbfs - floor_db) / -floor_db, 0.0, 1.0))

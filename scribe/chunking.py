@@ -10,8 +10,12 @@ Policies decide where to cut:
 - `pause:N`  aim for N seconds, cut in the middle of a real pause (>= 300 ms
              below an adaptive level) nearest N, and never later than the hard
              maximum 1.4*N (cutting inside a word costs WER; see BENCHMARKS.md);
-- `quiet:N`  cut in the quietest 200 ms after 0.6*N, kept for comparison in the lab;
+- `quiet:N`  cut in the quietest 200 ms after 0.6*N (it can fall inside a word);
+             measured worse than `pause`, kept so the lab and `eval` can compare;
 - `whole`    never cut; one chunk at `finish()` (whole-file reference).
+
+This module owns the policy names: every other place (settings, CLI flags, the API's
+upload form, the lab) takes its list from the constants below.
 """
 
 from __future__ import annotations
@@ -27,6 +31,23 @@ from scribe.errors import SettingsError
 
 FRAME = SAMPLE_RATE // 100
 """Energy is measured per 10 ms frame; cuts fall on frame boundaries."""
+
+POLICY_NAMES = ("fixed", "pause", "quiet", "whole")
+"""Every policy `make_policy` builds: what `eval --policy` and the lab accept."""
+LIVE_POLICY_NAMES = ("fixed", "pause")
+"""Policies a setting may name (SCRIBE_CHUNK_POLICY, the sidebar): they cut audio as it
+arrives. `whole` never cuts, so it suits a file only; `quiet` is kept for comparison."""
+FILE_POLICY_NAMES = ("fixed", "pause", "whole")
+"""Policies `transcribe --policy` and the API's upload accept."""
+DEFAULT_POLICY = "pause"
+DEFAULT_SECONDS = 15.0
+POLICY_HELP = {
+    "fixed": "fixed:N cuts every N s",
+    "pause": "pause:N cuts in a pause near N s (the default)",
+    "quiet": "quiet:N cuts in the quietest 200 ms after 0.6 N s (kept for comparison)",
+    "whole": "whole is one pass over everything",
+}
+"""One line per policy for help texts (the lab page, `eval --help`)."""
 
 
 @dataclass
@@ -58,7 +79,11 @@ class ChunkPolicy(Protocol):
     """Where to cut a buffer, given its per-frame energies (power, linear)."""
 
     name: str
+    seconds: float
+    """Target chunk length (0 for `whole`)."""
     target_frames: int
+    max_frames: int
+    """The policy cuts by this many frames at the latest (0: it never cuts)."""
     cuts_in_pauses: ClassVar[bool]
     """True when every cut falls in a pause (so no word is split between two chunks)."""
 
@@ -75,6 +100,10 @@ class FixedPolicy:
     @property
     def target_frames(self) -> int:
         return max(1, round(self.seconds * 100))
+
+    @property
+    def max_frames(self) -> int:
+        return self.target_frames
 
     def find_cut(self, energy: np.ndarray) -> int | None:
         return self.target_frames if energy.size >= self.target_frames else None
@@ -226,7 +255,8 @@ def _runs(mask: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
 
 @dataclass(frozen=True)
 class QuietestPolicy(_CutWindow):
-    """The previous `pause` policy, kept for comparison in the lab (`quiet:N`).
+    """The quietest-window policy (`quiet:N`), kept so the lab and `eval` can compare it
+    with `pause`; settings do not offer it (LIVE_POLICY_NAMES).
 
     Once the buffer reaches the target, cut in the quietest `window_ms`
     stretch after `min_ratio*N` if it is 20 dB under the speech level (or
@@ -272,6 +302,7 @@ class WholePolicy:
     name: str = "whole"
     cuts_in_pauses: ClassVar[bool] = True  # it never cuts
     target_frames: int = 0
+    max_frames: int = 0
 
     def find_cut(self, energy: np.ndarray) -> int | None:
         return None
@@ -281,21 +312,23 @@ def _db(power: float) -> float:
     return 10.0 * np.log10(power + 1e-12)
 
 
+_BUILDERS: dict[str, Callable[[float], ChunkPolicy]] = {
+    "fixed": FixedPolicy, "pause": PausePolicy, "quiet": QuietestPolicy,
+    "whole": lambda seconds: WholePolicy(),
+}
+assert tuple(_BUILDERS) == POLICY_NAMES
+
+
 def make_policy(name: str, seconds: float) -> ChunkPolicy:
-    """Build a policy by name (`fixed`, `pause`, `whole`)."""
-    if name == "fixed":
-        return FixedPolicy(seconds)
-    if name == "pause":
-        return PausePolicy(seconds)
-    if name == "whole":
-        return WholePolicy()
-    if name == "quiet":
-        return QuietestPolicy(seconds)
-    raise SettingsError(f"unknown chunk policy {name!r}: use fixed, pause, quiet or whole")
+    """Build a policy by name (one of POLICY_NAMES)."""
+    if name not in _BUILDERS:
+        raise SettingsError(f"unknown chunk policy {name!r}: use {', '.join(POLICY_NAMES[:-1])} "
+                            f"or {POLICY_NAMES[-1]}")
+    return _BUILDERS[name](seconds)
 
 
-def parse_policy(spec: str, default_seconds: float = 15.0) -> ChunkPolicy:
-    """Parse `fixed:15`, `pause:8`, `pause` or `whole`."""
+def parse_policy(spec: str, default_seconds: float = DEFAULT_SECONDS) -> ChunkPolicy:
+    """Parse `fixed:15`, `pause:8`, `quiet:15`, `pause` or `whole`."""
     name, _, secs = spec.strip().lower().partition(":")
     try:
         seconds = float(secs) if secs else default_seconds
@@ -394,7 +427,7 @@ class Chunker:
         if target == 0 or self._n_energy < target:
             return None
         # Asking the policy every 20 ms is wasted work; every 100 ms is plenty.
-        if self._n_energy - self._checked_at < 10 and self._n_energy < getattr(self.policy, "max_frames", target):
+        if self._n_energy - self._checked_at < 10 and self._n_energy < self.policy.max_frames:
             return None
         self._checked_at = self._n_energy
         cut = self.policy.find_cut(self._energy[: self._n_energy])

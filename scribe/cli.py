@@ -18,7 +18,7 @@ from typing import Any, Callable, Sequence
 
 import duckdb
 
-from scribe.chunking import parse_policy
+from scribe.chunking import FILE_POLICY_NAMES, POLICY_HELP, POLICY_NAMES, parse_policy
 from scribe.config import Settings, parse_latency_range
 from scribe.errors import ScribeError
 from scribe.export import FORMATS, render
@@ -26,6 +26,7 @@ from scribe.ingest import ingest_file, wait_for_session
 from scribe.final_pass import KEPT_LIVE
 from scribe.runtime import Runtime, configure_logging, final_transcriber, recover_at_start
 from scribe.storage import SessionRow, Storage
+from scribe.timelabels import local_datetime
 from scribe.transcribers.base import Transcriber
 
 EXIT_ERROR = 2
@@ -100,7 +101,6 @@ def _settings(args: argparse.Namespace) -> Settings:
         # unless SCRIBE_DATA_DIR says where.
         **({"data_dir": db.parent} if db is not None and not os.environ.get("SCRIBE_DATA_DIR") else {}),
         "chunk_seconds": getattr(args, "chunk_seconds", None),
-        "chunk_policy": getattr(args, "policy", None),
     }
     settings = Settings.from_env(**overrides)
     if model:
@@ -121,7 +121,7 @@ def _add_transcribe(sub) -> None:
     p.add_argument("--model", help="local model (tiny.en, base, a hub name or a CTranslate2 folder; "
                    "see `models`), or Gemini model")
     p.add_argument("--chunk-seconds", type=float)
-    p.add_argument("--policy", choices=["fixed", "pause", "whole"])
+    p.add_argument("--policy", choices=FILE_POLICY_NAMES)
     p.add_argument("--format", choices=FORMATS, default="txt")
     p.add_argument("--output", help="write the transcript here instead of stdout")
     p.add_argument("--title")
@@ -154,10 +154,9 @@ def cmd_transcribe(args: argparse.Namespace) -> int:
     if not path.is_file():
         raise ScribeError(f"{path}: no such file")
     _check_output_path(args.output)
-    policy_name = args.policy or None
-    settings = _settings(argparse.Namespace(**{**vars(args), "policy": None if policy_name == "whole" else policy_name}))
+    settings = _settings(args)
     configure_logging(settings.log_level if settings.log_level != "INFO" else "WARNING")
-    policy = parse_policy(policy_name or settings.chunk_policy, settings.chunk_seconds)
+    policy = parse_policy(args.policy or settings.chunk_policy, settings.chunk_seconds)
     if args.final_model:
         settings = settings.with_changes(final_model=args.final_model)
     if args.final_pass:
@@ -360,7 +359,7 @@ def print_sessions(rows: list[SessionRow], counts: dict[str, dict[str, int]], *,
         print(json.dumps([{**r.__dict__, "chunks": counts[r.id]} for r in rows], indent=2))
         return 0
     for r in rows:
-        when = time.strftime("%Y-%m-%d %H:%M", time.localtime(r.created_at))
+        when = local_datetime(r.created_at)
         c = counts[r.id]
         print(f"{r.id}  {when}  {r.duration_ms / 1000:7.1f}s  {r.status:<11} {r.backend:<6} "
               f"{c['done']}/{sum(c.values())} chunks{'  ' + str(c['failed']) + ' failed' if c['failed'] else ''}"
@@ -533,7 +532,7 @@ def cmd_search(args: argparse.Namespace) -> int:
 
 def print_search(query: str, total: int, hits: list[dict], args: argparse.Namespace) -> int:
     """Hits as JSON or one line each; exit 1 when nothing matched."""
-    from scribe.export import mmss
+    from scribe.timelabels import mmss
 
     if args.json:
         print(json.dumps({"query": query, "total": total, "page": args.page, "hits": hits},
@@ -582,7 +581,7 @@ def print_summary(summary, session_id: str, version: int, *, as_json: bool) -> i
 
 
 def _summary_text(summary, version: int) -> str:
-    from scribe.export import mmss
+    from scribe.timelabels import mmss
 
     def items(title: str, rows) -> list[str]:
         lines = [f"\n{title}:"] if rows else []
@@ -634,7 +633,7 @@ def _add_eval(sub) -> None:
     p.add_argument("audio", help="audio file, or 'demo' for the built-in demo recording")
     p.add_argument("--reference", help="reference transcript (text file); not needed for 'demo'")
     p.add_argument("--policy", action="append", dest="policies", metavar="POLICY",
-                   help="fixed:N, pause:N, quiet:N (previous pause policy) or whole; repeat for several "
+                   help="; ".join(POLICY_HELP[name] for name in POLICY_NAMES) + "; repeat for several "
                         "(default: whole, fixed:15, pause:15)")
     p.add_argument("--backend", choices=["local", "gemini", "stub"])
     p.add_argument("--model", help="Whisper model name or folder (local), or Gemini model")
@@ -654,7 +653,7 @@ def eval_command(args: argparse.Namespace, open_results: Callable[[Settings], An
     from scribe.transcribers import make_transcriber
 
     audio, reference = _eval_inputs(args)
-    settings = _settings(argparse.Namespace(**{**vars(args), "policy": None}))
+    settings = _settings(args)
     configure_logging(settings.log_level if settings.log_level != "INFO" else "WARNING")
     policies = args.policies or list(lab.DEFAULT_POLICIES)
     for spec in policies:

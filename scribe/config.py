@@ -12,11 +12,11 @@ from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
 from typing import Any, Mapping
 
+from scribe.chunking import DEFAULT_POLICY, DEFAULT_SECONDS, LIVE_POLICY_NAMES
 from scribe.errors import SettingsError
 from scribe.models import default_model_dir
 
 BACKENDS = ("local", "gemini", "stub")
-CHUNK_POLICIES = ("fixed", "pause")
 LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR")
 DEFAULT_WHISPER_MODEL = "base"
 DEFAULT_FINAL_MODEL = "base"
@@ -42,9 +42,9 @@ class Settings:
     """SCRIBE_WHISPER_COMPUTE_TYPE: CTranslate2 compute type on CPU."""
     whisper_threads: int = 0
     """SCRIBE_WHISPER_THREADS: CPU threads per model call (0 = CTranslate2 default)."""
-    chunk_seconds: float = 15.0
+    chunk_seconds: float = DEFAULT_SECONDS
     """SCRIBE_CHUNK_SECONDS: target chunk length in seconds."""
-    chunk_policy: str = "pause"
+    chunk_policy: str = DEFAULT_POLICY
     """SCRIBE_CHUNK_POLICY: `pause` (cut in a pause near the target) or `fixed`."""
     max_concurrency: int = 1
     """SCRIBE_MAX_CONCURRENCY: transcription worker threads (the local model is CPU-bound)."""
@@ -181,8 +181,8 @@ class Settings:
         """Raise SettingsError naming the variable of the first bad value."""
         checks = [
             (self.backend in BACKENDS, "SCRIBE_BACKEND", f"must be one of {', '.join(BACKENDS)}"),
-            (self.chunk_policy in CHUNK_POLICIES, "SCRIBE_CHUNK_POLICY",
-             f"must be one of {', '.join(CHUNK_POLICIES)}"),
+            (self.chunk_policy in LIVE_POLICY_NAMES, "SCRIBE_CHUNK_POLICY",
+             f"must be one of {', '.join(LIVE_POLICY_NAMES)}"),
             (1.0 <= self.chunk_seconds <= 600.0, "SCRIBE_CHUNK_SECONDS", "must be between 1 and 600"),
             (1 <= self.max_concurrency <= 256, "SCRIBE_MAX_CONCURRENCY", "must be between 1 and 256"),
             (0 <= self.stub_latency[0] <= self.stub_latency[1], "SCRIBE_STUB_LATENCY",

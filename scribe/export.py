@@ -4,33 +4,36 @@ from __future__ import annotations
 
 import json
 import re
-import time
 from typing import Callable, Sequence
 
 from scribe.storage import SegmentRow, SessionRow
+from scribe.timelabels import iso_utc, local_datetime, mmss, subtitle_time
 
 FORMATS = ("txt", "md", "srt", "vtt", "json")
 
 
-def clock(ms: int, *, sep: str = ".", hours: bool = True) -> str:
-    """`HH:MM:SS.mmm` (or `,` for SRT)."""
-    ms = max(0, int(ms))
-    h, rem = divmod(ms, 3_600_000)
-    m, rem = divmod(rem, 60_000)
-    s, millis = divmod(rem, 1000)
-    return f"{h:02d}:{m:02d}:{s:02d}{sep}{millis:03d}" if hours else f"{m:02d}:{s:02d}"
-
-
-def mmss(ms: int) -> str:
-    """`mm:ss`, or `h:mm:ss` past an hour."""
-    total = max(0, int(ms)) // 1000
-    h, rem = divmod(total, 3600)
-    m, s = divmod(rem, 60)
-    return f"{h}:{m:02d}:{s:02d}" if h else f"{m:02d}:{s:02d}"
-
-
 def plain_text(segments: Sequence[SegmentRow]) -> str:
     return " ".join(s.text.strip() for s in segments if s.text.strip())
+
+
+def transcript_lines(segments: Sequence[SegmentRow]) -> list[str]:
+    """`[mm:ss] Speaker: text` for a person to read: in (seq, idx) order whatever order
+    chunks finished in, blank segments left out, the speaker named where the turn changes."""
+    ordered = [s for s in sorted(segments, key=lambda s: (s.seq, s.idx)) if s.text.strip()]
+    return [f"[{mmss(s.start_ms)}] {_turn(s, ordered[n - 1] if n else None)}{s.text.strip()}"
+            for n, s in enumerate(ordered)]
+
+
+def _turn(segment: SegmentRow, previous: SegmentRow | None) -> str:
+    changed = segment.speaker and (previous is None or previous.speaker != segment.speaker)
+    return f"{segment.speaker}: " if changed else ""
+
+
+def cited_transcript(segments: Sequence[SegmentRow]) -> str:
+    """`[mm:ss] Speaker: text` for a model to read and cite times from: every line names its
+    speaker (a model cannot look back for the last turn), whitespace folded to one line."""
+    return "\n".join(f"[{mmss(s.start_ms)}] {s.speaker + ': ' if s.speaker else ''}{' '.join(s.text.split())}"
+                     for s in segments if s.text.strip())
 
 
 def _label(seg: SegmentRow) -> str:
@@ -48,7 +51,7 @@ def _at_changes(segments: Sequence[SegmentRow]) -> list[tuple[SegmentRow, str]]:
 
 def recorded_on(session: SessionRow) -> str:
     """When the session was recorded, in the server's local time: `2025-03-04 09:30`."""
-    return time.strftime("%Y-%m-%d %H:%M", time.localtime(session.created_at))
+    return local_datetime(session.created_at)
 
 
 def to_txt(session: SessionRow, segments: Sequence[SegmentRow]) -> str:
@@ -87,13 +90,13 @@ def _escape_marker(marker: str) -> str:
 def to_srt(session: SessionRow, segments: Sequence[SegmentRow]) -> str:
     blocks = []
     for n, (s, label) in enumerate(_at_changes(_timed(segments)), start=1):
-        blocks.append(f"{n}\n{clock(s.start_ms, sep=',')} --> {clock(s.end_ms, sep=',')}\n"
+        blocks.append(f"{n}\n{subtitle_time(s.start_ms, sep=',')} --> {subtitle_time(s.end_ms, sep=',')}\n"
                       f"{label}{_one_line(s.text)}\n")
     return "\n".join(blocks)
 
 
 def to_vtt(session: SessionRow, segments: Sequence[SegmentRow]) -> str:
-    cues = [f"{clock(s.start_ms)} --> {clock(s.end_ms)}\n{_vtt_text(s)}\n" for s in _timed(segments)]
+    cues = [f"{subtitle_time(s.start_ms)} --> {subtitle_time(s.end_ms)}\n{_vtt_text(s)}\n" for s in _timed(segments)]
     return "WEBVTT\n\n" + "\n".join(cues)
 
 
@@ -122,7 +125,7 @@ def to_json(session: SessionRow, segments: Sequence[SegmentRow]) -> str:
     payload = {
         "session_id": session.id,
         "title": session.title,
-        "recorded_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(session.created_at)),
+        "recorded_at": iso_utc(session.created_at),
         "duration": session.duration_ms / 1000,
         "segments": [{"seq": s.seq, "start": s.start_ms / 1000, "end": s.end_ms / 1000,
                       "text": s.text, "speaker": s.speaker, "confidence": s.confidence,

@@ -58,7 +58,7 @@ def ingest_file(path: str | Path, *, storage: Storage, pipeline: Pipeline, polic
     first_block = next(iterator)
     session = storage.create_session(
         title=title or readable_stem(path), source=source, backend=pipeline.transcriber.name,
-        model=pipeline.transcriber.model, chunk_seconds=getattr(policy, "seconds", 0.0),
+        model=pipeline.transcriber.model, chunk_seconds=policy.seconds,
         chunk_policy=policy_label(policy))
     try:
         chunks, samples = _feed(session.id, policy, pipeline, first_block, iterator,

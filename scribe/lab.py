@@ -21,7 +21,6 @@ from __future__ import annotations
 
 import json
 import tempfile
-import time
 import uuid
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -37,10 +36,14 @@ from scribe.ingest import ingest_file, wait_for_session
 from scribe.pipeline import Pipeline, SegmentFilter
 from scribe.hallucination import guard_segments
 from scribe.storage import FINAL, LIVE, ChunkRow, Storage
+from scribe.timelabels import local_datetime
 from scribe.transcribers.base import Transcriber
 from scribe.wer import normalize, word_error_rate
 
 DEFAULT_POLICIES = ("whole", "fixed:15", "pause:15")
+PRESET_POLICIES = ("whole", "fixed:15", "quiet:15", "pause:15", "fixed:5", "pause:5", "pause:10", "pause:20",
+                   "fixed:30")
+"""The lab page's ready-made choices (any other spec can be typed in)."""
 BOUNDARY_WORDS = 2
 """How near a chunk junction (in hypothesis words) an error counts as a boundary error."""
 GEMINI_USD_PER_M_INPUT = 1.00
@@ -284,7 +287,7 @@ def runs_table(runs: Sequence[PolicyRun]) -> list[dict]:
 
 def stored_runs_table(storage: Storage, limit: int = 200) -> list[dict]:
     """Previous runs from DuckDB, newest first, for the history table."""
-    return [{"when": time.strftime("%Y-%m-%d %H:%M", time.localtime(r["created_at"])),
+    return [{"when": local_datetime(r["created_at"]),
              "recording": r["audio_label"], "policy": r["policy"], "backend": r["backend"],
              "WER %": round(r["wer"] * 100, 1), "chunks": r["chunks"],
              "listener latency (s)": r["latency_s"], "words lost": r["words_lost"],

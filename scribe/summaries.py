@@ -28,7 +28,9 @@ from typing import Any, Callable, Iterable, Sequence
 
 from scribe.config import Settings
 from scribe.errors import ScribeError
+from scribe.export import cited_transcript
 from scribe.storage import SegmentRow, Storage, SummaryRow
+from scribe.timelabels import parse_mmss
 
 Progress = Callable[[float, str], None]
 
@@ -349,15 +351,6 @@ GEMINI_INSTRUCTION = (
     "decision and action item, copy the time of the line where it is said. An action item is a task "
     "someone agreed or was asked to do; give its owner and due date only when the transcript states them. "
     "Write in the language of the transcript.")
-_CLOCK = re.compile(r"^\[?\s*(?:(\d+):)?(\d{1,2}):(\d{2})(?:\.\d+)?\s*\]?$")
-
-
-def transcript_lines(segments: Sequence[SegmentRow]) -> str:
-    """`[mm:ss] Speaker: text` per segment: the form Gemini reads and cites times from."""
-    from scribe.export import mmss
-
-    return "\n".join(f"[{mmss(s.start_ms)}] {s.speaker + ': ' if s.speaker else ''}{' '.join(s.text.split())}"
-                     for s in segments if s.text.strip())
 
 
 def summarize_gemini(settings: Settings, segments: Sequence[SegmentRow], *, transcript: str = "live",
@@ -370,7 +363,7 @@ def summarize_gemini(settings: Settings, segments: Sequence[SegmentRow], *, tran
     from scribe import gemini_client
 
     started = time.perf_counter()
-    text = transcript_lines(segments)
+    text = cited_transcript(segments)
     if len(text) > GEMINI_MAX_CHARS:
         raise ScribeError(f"the transcript is too long for one Gemini summary ({len(text):,} characters)")
     progress(0.1, "connecting to Gemini")
@@ -417,7 +410,7 @@ def summary_from_reply(data: Any, segments: Sequence[SegmentRow], *, model: str,
 def _timed_item(raw: dict, segments: Sequence[SegmentRow], with_owner: bool) -> TimedItem:
     """Snap the cited time to the segment said then; without a usable time, the segment sharing most words."""
     text = " ".join(str(raw["text"]).split())
-    at_ms = parse_clock(str(raw.get("time") or ""))
+    at_ms = parse_mmss(str(raw.get("time") or ""))
     segment = _segment_for(segments, at_ms, text)
     extra = {"owner": _clean(raw.get("owner")), "due": _clean(raw.get("due"))} if with_owner else {}
     if segment is None:
@@ -441,16 +434,3 @@ def _segment_for(segments: Sequence[SegmentRow], at_ms: int | None, text: str) -
 def _clean(value: Any) -> str | None:
     text = " ".join(str(value).split()) if value is not None else ""
     return text if text and text.lower() not in ("null", "none", "unknown", "n/a") else None
-
-
-def parse_clock(value: str) -> int | None:
-    """`12:34`, `[1:02:03]` or `75` (seconds) to milliseconds; None when it is none of these."""
-    value = value.strip()
-    if match := _CLOCK.match(value):
-        hours, minutes, seconds = (int(g) if g else 0 for g in match.groups())
-        return ((hours * 60 + minutes) * 60 + seconds) * 1000
-    try:
-        seconds = float(value)
-    except ValueError:
-        return None
-    return int(seconds * 1000) if seconds >= 0 else None

@@ -8,6 +8,8 @@ import pandas as pd
 import pytest
 
 from scribe import analytics
+from scribe.backpressure import assess_backlog, judge_backlog
+from scribe.pipeline import PipelineStats
 from scribe.storage import ChunkRow, Storage
 
 T0 = 1_700_000_000.0
@@ -129,9 +131,11 @@ def test_health_flags_each_alert_condition(storage: Storage) -> None:
         _chunk(storage, sid, seq, captured=T0 + seq * 15, wait=0, processing=12.0,
                status="failed" if seq == 0 else "done")
     df = analytics.load_chunks(storage)
-    checks = {c.name: c for c in analytics.health(df, backlog_audio_s=400, memory_percent=90)}
+    checks = {c.name: c for c in analytics.health(df, backlog=judge_backlog(400, 27, warn_seconds=300),
+                                                          memory_percent=90)}
     assert not any(c.ok for c in checks.values())
-    calm = {c.name: c for c in analytics.health(df.iloc[1:2], backlog_audio_s=10, memory_percent=20)}
+    calm = {c.name: c for c in analytics.health(df.iloc[1:2], backlog=judge_backlog(10, 1, warn_seconds=300),
+                                                        memory_percent=20)}
     assert calm["Backlog"].ok and calm["Memory"].ok and calm["Failures"].ok
     assert not calm["p95 processing"].ok
 
@@ -161,3 +165,16 @@ def test_empty_database_gives_empty_frames(storage: Storage) -> None:
     assert analytics.rtf_by_backend(df).empty and analytics.failures(df).empty
     assert analytics.summary(df)["chunks"] == 0
     assert [c.ok for c in analytics.health(df, memory_percent=10)] == [True] * 4
+
+
+def test_the_health_panel_and_the_record_page_give_one_backlog_verdict(storage: Storage) -> None:
+    # Little queued, much still being written: the verdict counts all audio not yet transcribed.
+    stats = PipelineStats(queued=1, in_flight=0, intake=25, processed=0, failed=0, retried=0,
+                          audio_seconds_done=0.0, audio_seconds_waiting=15.0, intake_audio_seconds=375.0)
+    backlog = assess_backlog(stats, warn_seconds=300)
+    panel = analytics.health(analytics.load_chunks(storage), backlog=backlog, memory_percent=1)[0]
+    assert backlog.message() is not None and "6 min 30 s of audio waiting" in backlog.message()
+    assert (panel.name, panel.ok, panel.value, panel.threshold) == ("Backlog", False, 390.0, 300)
+    calm = assess_backlog(stats, warn_seconds=400)
+    assert calm.message() is None and analytics.health(analytics.load_chunks(storage), backlog=calm,
+                                                       memory_percent=1)[0].ok

@@ -14,10 +14,10 @@ PAGE = str(Path(__file__).parent.parent / "pages" / "analytics.py")
 RATE = 16_000
 
 
-def _seed(db: Path) -> dict[str, str]:
+def _seed(db: Path, now: float | None = None) -> dict[str, str]:
     """Two sessions: 'Standup' (8 chunks, all done) and 'Review' (6 chunks, 2 failed, 1 retried)."""
     storage = Storage(db)
-    now = time.time() - 600
+    now = time.time() - 600 if now is None else now
     ids = {}
     try:
         for title, n, failed in (("Standup", 8, set()), ("Review", 6, {1, 4})):
@@ -83,3 +83,24 @@ def test_empty_database_explains_how_to_get_data(page: Path) -> None:
     assert not at.exception
     assert at.info and "No chunks" in at.info[0].value
     assert not at.get("plotly_chart")
+
+
+@pytest.fixture
+def auckland(monkeypatch):
+    """A zone far from UTC, so that local and UTC days differ for most of the day."""
+    monkeypatch.setenv("TZ", "Pacific/Auckland")
+    time.tzset()
+    yield
+    monkeypatch.undo()
+    time.tzset()
+
+
+def test_date_filter_picks_local_days_and_says_so(page: Path, auckland) -> None:
+    import datetime as dt
+
+    _seed(page, now=1_735_907_400)  # 2025-01-04 01:30 in Auckland, still 2025-01-03 in UTC
+    at = AppTest.from_file(PAGE, default_timeout=60).run()
+    at.date_input(key="analytics_days").set_value((dt.date(2025, 1, 4), dt.date(2025, 1, 4))).run()
+    assert not at.exception
+    assert _metric(at, "Chunks") == "14"
+    assert any("server's local time (NZDT)" in c.value for c in at.sidebar.caption)

@@ -9,13 +9,12 @@ import av
 import numpy as np
 import pytest
 
-from scribe.capture import (LiveCapture, LiveRegistry, chunk_table, level_fraction, rtc_configuration,
-                            transcript_lines)
+from scribe.capture import LiveCapture, LiveRegistry, rtc_configuration
 from scribe.chunking import FixedPolicy
 from scribe.config import Settings
 from scribe.errors import SessionLimitError
 from scribe.pipeline import Pipeline
-from scribe.storage import ChunkRow, SegmentRow
+from scribe.storage import ChunkRow
 from scribe.transcribers.stub import StubTranscriber
 
 RATE = 48_000
@@ -286,24 +285,3 @@ def test_ice_servers_come_from_settings():
     configured = Settings.from_env({"SCRIBE_ICE_SERVERS": "stun:stun.example.org:3478,turn:t.example.org"})
     assert rtc_configuration(configured) == {"iceServers": [{"urls": ["stun:stun.example.org:3478"]},
                                                             {"urls": ["turn:t.example.org"]}]}
-
-
-def test_transcript_is_in_seq_order_whatever_order_chunks_finished():
-    segs = [SegmentRow("s", 2, 0, 10_000, 11_000, " third"), SegmentRow("s", 0, 1, 1_000, 2_000, "second"),
-            SegmentRow("s", 0, 0, 0, 1_000, "first "), SegmentRow("s", 1, 0, 5_000, 6_000, "  ")]
-    assert transcript_lines(segs) == ["[00:00] first", "[00:01] second", "[00:10] third"]
-
-
-def test_chunk_table_shows_latency_only_once_a_chunk_is_done():
-    rows = chunk_table([ChunkRow("s", 0, 0, 5_000, 0, 80_000, "a", "done", attempts=1, captured_at=10.0,
-                                 finished_at=12.5),
-                        ChunkRow("s", 1, 5_000, 65_500, 80_000, 1, "b", "pending", captured_at=20.0)])
-    assert rows == [{"chunk": 0, "time": "00:00-00:05", "status": "done", "latency (s)": 2.5},
-                    {"chunk": 1, "time": "00:05-01:05", "status": "pending", "latency (s)": None}]
-    failed = ChunkRow("s", 2, 0, 1, 0, 1, "c", "failed", attempts=5, error="HTTP 500", captured_at=1.0,
-                      finished_at=2.0)
-    assert chunk_table([failed])[0]["error"] == "HTTP 500"
-
-
-def test_level_meter_maps_dbfs_to_a_fraction():
-    assert level_fraction(-120) == 0.0 and level_fraction(0) == 1.0 and level_fraction(-30) == 0.5

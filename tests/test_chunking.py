@@ -3,7 +3,9 @@ import pytest
 from hypothesis import given, settings, strategies as st
 
 from scribe.audio import SAMPLE_RATE
-from scribe.chunking import Chunker, FixedPolicy, PausePolicy, QuietestPolicy, WholePolicy, parse_policy
+from scribe.chunking import (DEFAULT_POLICY, FILE_POLICY_NAMES, LIVE_POLICY_NAMES, POLICY_HELP, POLICY_NAMES,
+                             Chunker, FixedPolicy, PausePolicy, QuietestPolicy, WholePolicy, parse_policy,
+                             policy_label)
 from scribe.errors import SettingsError
 
 
@@ -107,3 +109,28 @@ def test_chunk_times_are_in_session_time():
 def test_bad_policy_specs_are_refused(spec):
     with pytest.raises(SettingsError):
         parse_policy(spec)
+
+
+@pytest.mark.parametrize("name", POLICY_NAMES)
+def test_every_policy_name_builds_and_labels_itself(name):
+    policy = parse_policy(f"{name}:5")
+    assert policy.name == name
+    assert policy_label(policy) == ("whole" if name == "whole" else f"{name}:5")
+    assert name in POLICY_HELP
+
+
+def test_settings_and_file_policies_are_named_policies():
+    assert set(LIVE_POLICY_NAMES) < set(FILE_POLICY_NAMES) <= set(POLICY_NAMES)
+    assert "whole" not in LIVE_POLICY_NAMES and "quiet" not in FILE_POLICY_NAMES
+    assert parse_policy(DEFAULT_POLICY).name == DEFAULT_POLICY
+
+
+@pytest.mark.parametrize("name", POLICY_NAMES)
+def test_no_policy_cuts_later_than_its_max_frames(name):
+    policy = parse_policy(f"{name}:2")
+    signal = _speechy(12.0, seed=3, pauses=False)
+    chunks = _feed(Chunker("s", policy), signal, [3200])
+    if policy.max_frames == 0:
+        assert len(chunks) == 1
+    else:
+        assert all(c.end_sample - c.start_sample <= policy.max_frames * 160 for c in chunks)

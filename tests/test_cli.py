@@ -139,3 +139,16 @@ def test_transcribe_with_db_keeps_chunk_audio_beside_that_database(tmp_path, ton
     assert out.returncode == 0, out.stderr
     assert list((tmp_path / "elsewhere" / "audio").rglob("*.flac"))
     assert not (tmp_path / "data").exists()
+
+
+def test_transcribe_policy_flag_takes_the_file_policy_names():
+    from scribe.chunking import FILE_POLICY_NAMES, POLICY_NAMES
+    from scribe.cli import build_parser
+
+    for name in POLICY_NAMES:
+        argv = ["transcribe", "talk.wav", "--policy", name]
+        if name in FILE_POLICY_NAMES:
+            assert build_parser().parse_args(argv).policy == name
+        else:
+            with pytest.raises(SystemExit):
+                build_parser().parse_args(argv)

@@ -2,6 +2,7 @@ from pathlib import Path
 
 import pytest
 
+from scribe.chunking import LIVE_POLICY_NAMES, POLICY_NAMES
 from scribe.config import Settings
 from scribe.errors import SettingsError
 
@@ -50,3 +51,12 @@ def test_gemini_backend_needs_a_key_and_never_shows_it():
 def test_string_paths_become_paths():
     s = Settings.from_env({}, data_dir="/tmp/scribe-x", db_path="/tmp/scribe-x/a.duckdb")
     assert s.audio_dir == Path("/tmp/scribe-x/audio") and s.db == Path("/tmp/scribe-x/a.duckdb")
+
+
+def test_chunk_policy_settings_are_the_live_policy_names():
+    for name in POLICY_NAMES:
+        if name in LIVE_POLICY_NAMES:
+            assert Settings.from_env({"SCRIBE_CHUNK_POLICY": name}).chunk_policy == name
+        else:  # `whole` never cuts a live stream; `quiet` is for comparison in the lab
+            with pytest.raises(SettingsError, match="SCRIBE_CHUNK_POLICY"):
+                Settings.from_env({"SCRIBE_CHUNK_POLICY": name})

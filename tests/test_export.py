@@ -10,7 +10,7 @@ import pytest
 import srt
 import webvtt
 
-from scribe.export import FORMATS, download_name, md_escape, render
+from scribe.export import FORMATS, cited_transcript, download_name, md_escape, render, transcript_lines
 from scribe.storage import SegmentRow, SessionRow
 
 TRICKY = ["Hello <b>there</b> & welcome.", "Line one\n\nline two --> arrow", "**x** and <script>alert(1)</script>",
@@ -115,3 +115,18 @@ def test_download_name_is_a_safe_file_name():
     name = download_name(session_row(), "srt", "final")
     assert name == "demo-meeting-20260101-000000-abcdef-final.srt"
     assert "/" not in download_name(SessionRow(**{**session_row().__dict__, "title": "../../etc"}), "txt")
+
+
+def test_transcript_is_in_seq_order_whatever_order_chunks_finished():
+    segs = [SegmentRow("s", 2, 0, 10_000, 11_000, " third"), SegmentRow("s", 0, 1, 1_000, 2_000, "second"),
+            SegmentRow("s", 0, 0, 0, 1_000, "first "), SegmentRow("s", 1, 0, 5_000, 6_000, "  ")]
+    assert transcript_lines(segs) == ["[00:00] first", "[00:01] second", "[00:10] third"]
+
+
+def test_transcript_lines_name_the_speaker_at_turns_and_the_cited_form_on_every_line():
+    segs = [SegmentRow("s", 0, 0, 0, 1_000, "Hi.", speaker="Ann"), SegmentRow("s", 0, 1, 1_000, 2_000, " ", speaker="Bob"),
+            SegmentRow("s", 0, 2, 2_000, 3_000, "Still me.", speaker="Ann"),
+            SegmentRow("s", 1, 0, 5_000, 6_000, "Hello\n  Ann.", speaker="Bob")]
+    assert transcript_lines(segs) == ["[00:00] Ann: Hi.", "[00:02] Still me.", "[00:05] Bob: Hello\n  Ann."]
+    assert cited_transcript(segs).splitlines() == ["[00:00] Ann: Hi.", "[00:02] Ann: Still me.",
+                                                   "[00:05] Bob: Hello Ann."]

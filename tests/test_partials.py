@@ -18,7 +18,8 @@ import fake_gemini as fg
 import speech
 from fake_gemini import fake_gemini, fake_gemini_factory  # noqa: F401 (fixtures)
 from scribe.audio import SAMPLE_RATE
-from scribe.capture import LiveCapture, LiveRegistry, live_transcript
+from scribe.capture import LiveCapture, LiveRegistry
+from scribe.record_view import live_transcript
 from scribe.chunking import FixedPolicy, PausePolicy
 from scribe.partials import LocalAgreement, PartialLane, WhisperPartialDecoder, common_prefix
 from scribe.runtime import Runtime

@@ -123,10 +123,11 @@ def test_backlog_above_the_setting_warns(env, monkeypatch):
     monkeypatch.setenv("SCRIBE_BACKLOG_WARN_SECONDS", "60")
     monkeypatch.setattr(Pipeline, "stats", lambda self: PipelineStats(
         queued=30, in_flight=1, intake=0, processed=0, failed=0, retried=0, audio_seconds_done=0.0,
-        audio_seconds_waiting=450.0))
+        audio_seconds_waiting=420.0, intake_audio_seconds=30.0))
     at = run_page()
     assert "7 min 30 s of audio waiting" in at.warning[0].value
-    assert {m.label: m.value for m in at.metric}["Queue depth"] == "31"
+    depth = next(m for m in at.metric if m.label == "Queue depth")
+    assert depth.value == "31" and "450 s of audio waiting" in depth.proto.help
     fake.processor.on_ended()
 
 

@@ -45,6 +45,7 @@ def test_date_filter_narrows_the_list(demo, monkeypatch):
     three_days_ago = dt.date.fromtimestamp(time.time() - 86_400 * 3)
     at.date_input[0].set_value((three_days_ago - dt.timedelta(days=1), three_days_ago)).run()
     assert list(frames(at)[0]["title"]) == ["Migration"]
+    assert any("server's local time" in c.value for c in at.caption)
 
 
 def test_search_finds_a_phrase_in_one_session(demo, monkeypatch):

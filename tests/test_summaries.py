@@ -9,10 +9,10 @@ import pytest
 from fake_gemini import DEFAULT_KEY, fake_gemini, fake_gemini_factory  # noqa: F401 (fixtures)
 from fake_gemini import forbidden, json_reply, malformed, server_error
 from scribe.errors import ScribeError
+from scribe.export import cited_transcript
 from scribe.storage import SegmentRow
-from scribe.summaries import (Summary, find_action_items, find_decisions, from_row, parse_clock, save_summary,
-                              sentences, summarize_local, summarize_session, summary_from_reply,
-                              transcript_lines)
+from scribe.summaries import (Summary, find_action_items, find_decisions, from_row, save_summary,
+                              sentences, summarize_local, summarize_session, summary_from_reply)
 from seed_sessions import seed_session
 from transcript_gen import ACTIONS, DECISIONS, meeting_segments
 
@@ -155,13 +155,8 @@ def test_a_malformed_gemini_reply_is_a_clear_error(bad):
         summary_from_reply(bad, plan_segments(), model="m")
 
 
-def test_clock_parsing():
-    assert [parse_clock(v) for v in ("12:34", "[1:02:03]", "75", "00:05.5", "soon", "-3")] == \
-        [754_000, 3_723_000, 75_000, 5_000, None, None]
-
-
-def test_transcript_lines_carry_time_and_speaker():
-    assert transcript_lines(plan_segments()).splitlines()[2] == \
+def test_the_cited_transcript_carries_time_and_speaker_on_every_line():
+    assert cited_transcript(plan_segments()).splitlines()[2] == \
         "[00:10] Carol: Bob will send the budget spreadsheet by Friday."
 
 

@@ -1,0 +1,55 @@
+"""What the Record page shows, as plain values: the live transcript (stored lines, then
+partial text), the chunk table and the input level. Pure functions over rows, so they
+are tested without Streamlit; `pages/record.py` and `pages/_live_text.py` draw them.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+from scribe.export import transcript_lines
+from scribe.partials import PartialText
+from scribe.storage import ChunkRow, SegmentRow
+from scribe.timelabels import mmss
+
+
+def chunk_table(chunks: list[ChunkRow]) -> list[dict[str, Any]]:
+    """One row per chunk for the page: time range, status, end-to-end latency once the
+    chunk is settled (a waiting chunk has none yet), and attempts and error only when
+    some chunk needed them."""
+    troubled = any(c.error or c.attempts > 1 for c in chunks)
+    rows = []
+    for c in chunks:
+        finished = c.finished_at if c.status in ("done", "failed") else None
+        latency = finished - c.captured_at if finished and c.captured_at else None
+        row = {"chunk": c.seq, "time": f"{mmss(c.start_ms)}-{mmss(c.end_ms)}",
+               "status": c.status, "latency (s)": None if latency is None else round(latency, 1)}
+        if troubled:
+            row.update({"attempts": c.attempts, "error": c.error or ""})
+        rows.append(row)
+    return rows
+
+
+@dataclass(frozen=True)
+class LiveTranscript:
+    """What the Record page shows: stored lines, then partial lines (to be styled apart)."""
+
+    stored: list[str]
+    partial: list[str]
+
+
+def live_transcript(segments: list[SegmentRow], partials: list[PartialText]) -> LiveTranscript:
+    """Stored `[m:ss] text` lines, then the partial text of chunks whose stored text has
+    not arrived. Read the partials *before* the segments: a chunk stored in between
+    then shows once (stored) rather than not at all."""
+    stored_seqs = {s.seq for s in segments}
+    partial = [f"[{mmss(p.start_ms)}] {p.text}" for p in partials if p.seq not in stored_seqs and p.text]
+    return LiveTranscript(transcript_lines(segments), partial)
+
+
+def level_fraction(dbfs: float, floor_db: float = -60.0) -> float:
+    """An input level in dBFS as 0..1 for a meter (floor_db and below read as empty)."""
+    return float(np.clip((dbfs - floor_db) / -floor_db, 0.0, 1.0))

@@ -47,7 +47,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 import numpy as np  # noqa: E402
 import psutil  # noqa: E402
 
-from scribe.bench import FRAME_SECONDS, FrameSource, SessionFeed, _feed_session, speechlike_loop  # noqa: E402
+from scribe.bench import FRAME_SECONDS, FrameSource, SessionFeed, feed_session, speechlike_loop  # noqa: E402
 from scribe.chunking import parse_policy, policy_label  # noqa: E402
 from scribe.distributed import RemoteTranscriber  # noqa: E402
 from scribe.pipeline import Pipeline  # noqa: E402
@@ -213,7 +213,7 @@ def run(args: argparse.Namespace) -> dict:
     faults: list[str] = []
     frames = int(round(args.minutes * 60 / FRAME_SECONDS))
     t0 = time.monotonic()
-    threads = [threading.Thread(target=_feed_session, daemon=True, name=f"soak-session-{i}",
+    threads = [threading.Thread(target=feed_session, daemon=True, name=f"soak-session-{i}",
                                 kwargs=dict(feed=f, frames=frames, speed=1.0, policy_spec=args.policy,
                                             pipeline=pipeline, t0=t0, progress=[0]))
                for i, f in enumerate(feeds)]

@@ -15,6 +15,11 @@ none twice, the stored chunks tile each session's samples without gaps) and
 measures end-to-end latency percentiles from the chunk timestamps (via
 `scribe.analytics`), throughput, the queue backlog when the audio ends, RSS
 and CPU.
+
+This is the engine of the `python -m scribe bench` command, so it lives in the
+library. The measurement scripts in `benchmarks/` build on its public pieces:
+`run_bench` (local_capacity.py), and the simulated sessions `speechlike_loop`,
+`FrameSource`, `SessionFeed` and `feed_session` (soak.py, ingest_capacity.py).
 """
 
 from __future__ import annotations
@@ -103,7 +108,7 @@ class BenchConfig:
 
 @dataclass
 class BenchReport:
-    """What a run measured. `to_json()` holds the keys the issue names, and more."""
+    """What a run measured; `to_json()` is every figure but the RSS/backlog timeline."""
 
     sessions: int
     minutes: float
@@ -262,8 +267,8 @@ class SessionFeed:
     error: BaseException | None = None
 
 
-def _feed_session(feed: SessionFeed, *, frames: int, speed: float, policy_spec: str,
-                  pipeline: Pipeline, t0: float, progress: list[int]) -> None:
+def feed_session(feed: SessionFeed, *, frames: int, speed: float, policy_spec: str,
+                 pipeline: Pipeline, t0: float, progress: list[int]) -> None:
     """Runs on the session's own thread (like a WebRTC processor thread): frame -> resampler
     -> chunker -> submit_nowait, never waiting on disk, DuckDB or the backend."""
     try:
@@ -396,7 +401,7 @@ def _feed_all(config: BenchConfig, feeds: list[SessionFeed], pipeline: Pipeline,
     frames = int(round(config.minutes * 60 / FRAME_SECONDS))
     counter = [0]
     t0 = time.monotonic()
-    threads = [threading.Thread(target=_feed_session, name=f"bench-session-{i}", daemon=True,
+    threads = [threading.Thread(target=feed_session, name=f"bench-session-{i}", daemon=True,
                                 kwargs=dict(feed=feed, frames=frames, speed=config.speed,
                                             policy_spec=config.chunk_policy, pipeline=pipeline,
                                             t0=t0, progress=counter))

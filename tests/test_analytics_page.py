@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import json
 import time
 from pathlib import Path
 
+import plotly.io
 import pytest
 from streamlit.testing.v1 import AppTest
 
+from scribe import analytics, analytics_charts as charts
 from scribe.storage import ChunkRow, Storage
 
 PAGE = str(Path(__file__).parent.parent / "pages" / "analytics.py")
@@ -68,12 +71,46 @@ def test_page_shows_charts_figures_and_health_for_a_seeded_db(page: Path) -> Non
     assert at.warning and "alert conditions" in at.warning[0].value
 
 
-def test_session_filter_narrows_every_figure(page: Path) -> None:
+def _expected_figures(db: Path, session_ids: list[str]) -> list[list[dict]]:
+    """The traces of the page's six charts, in page order, built from the chunks of
+    `session_ids` alone (all sessions when empty)."""
+    storage = Storage(db)
+    try:
+        df = analytics.load_chunks(storage, session_ids=session_ids)
+    finally:
+        storage.close()
+    figures = [charts.latency_timeline(df), charts.latency_distribution(df),
+               charts.throughput_chart(analytics.throughput(df)),
+               charts.queue_depth_chart(analytics.queue_depth(df)), charts.rtf_chart(df),
+               charts.failures_chart(analytics.failures(df))]
+    assert not any(isinstance(f, str) for f in figures)  # every chart has something to draw
+    return [json.loads(plotly.io.to_json(f, validate=False))["data"] for f in figures]
+
+
+def _page_figures(at: AppTest) -> list[list[dict]]:
+    return [json.loads(chart.proto.spec)["data"] for chart in at.get("plotly_chart")]
+
+
+def test_session_filter_narrows_every_figure(page: Path, monkeypatch) -> None:
+    # The health panel also checks the host's memory; pin it so only the selection decides.
+    monkeypatch.setattr(analytics, "machine_memory_percent", lambda: 10.0)
     ids = _seed(page)
+    standup = _expected_figures(page, [ids["Standup"]])
+    both = _expected_figures(page, [])
+    assert all(a != b for a, b in zip(standup, both))  # each chart tells the selections apart
     at = AppTest.from_file(PAGE, default_timeout=60).run()
+    assert _page_figures(at) == both
     at.multiselect(key="analytics_sessions").select(ids["Standup"]).run()
     assert not at.exception
+    assert _page_figures(at) == standup
     assert _metric(at, "Chunks") == "8" and _metric(at, "Sessions") == "1"
+    for table in at.dataframe:  # rates, failures, latest errors, every chunk: Standup's only
+        frame = table.value
+        if "Session" in frame or "session_id" in frame:
+            assert set(frame.get("Session", frame.get("session_id"))) == {ids["Standup"]}
+        if "Chunks" in frame:
+            assert frame["Chunks"].sum() == 8
+    # the health panel judges the selection: Review's failed chunks no longer raise the alert
     assert any("0 of 8 chunks failed" in c.value for c in at.caption)
     assert not at.warning
 

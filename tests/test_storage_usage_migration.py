@@ -6,8 +6,8 @@ import time
 
 import duckdb
 
-from scribe import storage as storage_module
 from scribe.storage import ChunkRow, Storage
+from scribe.storage.migrations import _m1_initial
 from scribe.transcribers.base import Usage
 
 
@@ -15,7 +15,7 @@ def test_a_version_1_database_gains_skip_reason_and_keeps_its_rows(tmp_path):
     path = tmp_path / "old.duckdb"
     con = duckdb.connect(str(path))
     con.execute("CREATE TABLE schema_version (version INTEGER PRIMARY KEY, name VARCHAR, applied_at DOUBLE)")
-    storage_module._m1_initial(con)
+    _m1_initial(con)
     con.execute("INSERT INTO schema_version VALUES (1, 'initial schema', 0)")
     con.execute("""INSERT INTO chunks (session_id, seq, start_ms, end_ms, start_sample, end_sample, audio_path,
         status) VALUES ('s', 0, 0, 1000, 0, 16000, 'a.flac', 'done')""")

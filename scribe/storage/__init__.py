@@ -1,0 +1,42 @@
+"""DuckDB storage: the schema, its migrations, and every query the app runs.
+
+One `Storage` owns the process's single DuckDB connection (DuckDB allows one
+writing process per file). Each thread reads through its own cursor; writes are
+serialised by a lock and run inside `transaction()`, so a chunk's segments and
+its status change commit together or not at all.
+
+Times are epoch seconds (DOUBLE) for arithmetic on the chunk timeline;
+positions in a session are milliseconds (`*_ms`) and exact samples (`*_sample`).
+
+The queries are grouped by table, one module each (`sessions`, `chunks`,
+`segments` with edits and speaker names, `speakers`, `summaries`, `lab_runs`,
+`webhook_events`, `analytics`), on the connection in `database`; `Storage`
+composes them. Every public name is imported from here.
+"""
+
+from __future__ import annotations
+
+from scribe.errors import NotFoundError, ScribeError
+from scribe.storage.analytics import AnalyticsQueries
+from scribe.storage.chunks import ChunkQueries
+from scribe.storage.lab_runs import LabRunQueries
+from scribe.storage.migrations import MIGRATIONS
+from scribe.storage.rows import (CHUNK_STATUSES, FINAL, LIVE, SESSION_STATUSES, ChunkRow, SegmentRow,
+                                 SessionRow, SpeakerRow, SummaryRow)
+from scribe.storage.segments import SPEAKER_JOIN, SPEAKER_NAME, SegmentQueries, segments_from_backend
+from scribe.storage.sessions import NO_SPEECH_SQL, SessionQueries, new_session_id
+from scribe.storage.speakers import SpeakerQueries
+from scribe.storage.summaries import SummaryQueries
+from scribe.storage.webhook_events import WebhookEventQueries
+
+
+class Storage(SessionQueries, ChunkQueries, SegmentQueries, SpeakerQueries, SummaryQueries,
+              LabRunQueries, WebhookEventQueries, AnalyticsQueries):
+    """The one owner of the DuckDB file. Safe to share between threads."""
+
+
+__all__ = [
+    "CHUNK_STATUSES", "FINAL", "LIVE", "MIGRATIONS", "NO_SPEECH_SQL", "SESSION_STATUSES", "SPEAKER_JOIN",
+    "SPEAKER_NAME", "ChunkRow", "NotFoundError", "ScribeError", "SegmentRow", "SessionRow", "SpeakerRow",
+    "Storage", "SummaryRow", "new_session_id", "segments_from_backend",
+]

@@ -1,0 +1,98 @@
+"""The connection `Storage` is built on: a cursor per thread, serialised write
+transactions, small query helpers, and the schema migrations applied on open."""
+
+from __future__ import annotations
+
+import threading
+import time
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any, Iterator, Sequence
+
+import duckdb
+
+from scribe.errors import ScribeError
+from scribe.storage.migrations import MIGRATIONS
+
+
+class Database:
+    """One DuckDB file: the base every table's queries build on."""
+
+    def __init__(self, path: str | Path = ":memory:") -> None:
+        self.path = str(path)
+        if self.path != ":memory:":
+            Path(self.path).parent.mkdir(parents=True, exist_ok=True)
+        try:
+            self._con = duckdb.connect(self.path)
+        except duckdb.Error as exc:
+            raise ScribeError(f"cannot open database {self.path}: {exc}") from None
+        self._write_lock = threading.RLock()
+        self._local = threading.local()
+        self.migrate()
+
+    def close(self) -> None:
+        self._con.close()
+
+    def cursor(self) -> duckdb.DuckDBPyConnection:
+        """This thread's cursor (DuckDB connections are not shared across threads)."""
+        cur = getattr(self._local, "cursor", None)
+        if cur is None:
+            cur = self._local.cursor = self._con.cursor()
+        return cur
+
+    @contextmanager
+    def transaction(self) -> Iterator[duckdb.DuckDBPyConnection]:
+        """Serialised write transaction: commits on success, rolls back on error."""
+        with self._write_lock:
+            cur = self.cursor()
+            cur.execute("BEGIN TRANSACTION")
+            try:
+                yield cur
+            except BaseException:
+                cur.execute("ROLLBACK")
+                raise
+            cur.execute("COMMIT")
+
+    def _rows(self, sql: str, params: Sequence[Any] = ()) -> list[dict[str, Any]]:
+        cur = self.cursor().execute(sql, params)
+        names = [d[0] for d in cur.description]
+        return [dict(zip(names, row)) for row in cur.fetchall()]
+
+    def _scalar(self, sql: str, params: Sequence[Any] = ()) -> Any:
+        row = self.cursor().execute(sql, params).fetchone()
+        return row[0] if row else None
+
+    def migrate(self) -> int:
+        """Apply pending migrations in order; return the schema version."""
+        with self.transaction() as cur:
+            cur.execute("""CREATE TABLE IF NOT EXISTS schema_version (
+                version INTEGER PRIMARY KEY, name VARCHAR, applied_at DOUBLE)""")
+            current = cur.execute("SELECT coalesce(max(version), 0) FROM schema_version").fetchone()[0]
+            for version, (name, migration) in enumerate(MIGRATIONS, start=1):
+                if version > current:
+                    migration(cur)
+                    cur.execute("INSERT INTO schema_version VALUES (?, ?, ?)", [version, name, time.time()])
+        return len(MIGRATIONS)
+
+    def schema_version(self) -> int:
+        return int(self._scalar("SELECT max(version) FROM schema_version"))
+
+
+def _in_clause(column: str, values: Sequence[Any]) -> str:
+    return f"{column} IN ({', '.join('?' * len(values))})"
+
+
+def _filters(members: Sequence[tuple[str, Sequence[Any]]], time_column: str, since: float | None,
+             until: float | None) -> tuple[list[str], list[Any]]:
+    """WHERE clauses (and their parameters) for `column IN (...)` lists and a time range."""
+    clauses: list[str] = []
+    params: list[Any] = []
+    for column, values in members:
+        if values:
+            clauses.append(_in_clause(column, values))
+            params.extend(values)
+    for op, bound in ((">=", since), ("<", until)):
+        if bound is not None:
+            clauses.append(f"{time_column} {op} ?")
+            params.append(bound)
+    return clauses, params

@@ -1,0 +1,117 @@
+"""The schema as ordered migrations; `Database.migrate` applies the ones a file lacks."""
+
+from __future__ import annotations
+
+from typing import Callable
+
+import duckdb
+
+def _m1_initial(cur: duckdb.DuckDBPyConnection) -> None:
+    cur.execute("""
+        CREATE TABLE sessions (
+            id VARCHAR PRIMARY KEY, title VARCHAR NOT NULL, source VARCHAR NOT NULL,
+            status VARCHAR NOT NULL, backend VARCHAR NOT NULL, model VARCHAR NOT NULL,
+            chunk_seconds DOUBLE NOT NULL, chunk_policy VARCHAR NOT NULL,
+            created_at DOUBLE NOT NULL, ended_at DOUBLE, duration_ms BIGINT NOT NULL DEFAULT 0)""")
+    cur.execute("""
+        CREATE TABLE chunks (
+            session_id VARCHAR NOT NULL, seq INTEGER NOT NULL,
+            start_ms BIGINT NOT NULL, end_ms BIGINT NOT NULL,
+            start_sample BIGINT NOT NULL, end_sample BIGINT NOT NULL,
+            audio_path VARCHAR NOT NULL, status VARCHAR NOT NULL,
+            attempts INTEGER NOT NULL DEFAULT 0, error VARCHAR,
+            captured_at DOUBLE, enqueued_at DOUBLE, started_at DOUBLE, finished_at DOUBLE,
+            backend VARCHAR, model VARCHAR,
+            input_tokens BIGINT NOT NULL DEFAULT 0, output_tokens BIGINT NOT NULL DEFAULT 0,
+            PRIMARY KEY (session_id, seq))""")
+    cur.execute("""
+        CREATE TABLE segments (
+            session_id VARCHAR NOT NULL, transcript VARCHAR NOT NULL DEFAULT 'live',
+            seq INTEGER NOT NULL, idx INTEGER NOT NULL,
+            start_ms BIGINT NOT NULL, end_ms BIGINT NOT NULL, text VARCHAR NOT NULL,
+            speaker VARCHAR, confidence DOUBLE, no_speech_prob DOUBLE, flags VARCHAR,
+            PRIMARY KEY (session_id, transcript, seq, idx))""")
+    cur.execute("""
+        CREATE TABLE summaries (
+            session_id VARCHAR NOT NULL, version INTEGER NOT NULL, created_at DOUBLE NOT NULL,
+            backend VARCHAR NOT NULL, model VARCHAR, text VARCHAR NOT NULL,
+            key_points VARCHAR, action_items VARCHAR, details VARCHAR,
+            PRIMARY KEY (session_id, version))""")
+    cur.execute("CREATE INDEX sessions_by_created ON sessions (created_at)")
+    cur.execute("CREATE INDEX chunks_by_status ON chunks (status)")
+    cur.execute("CREATE INDEX segments_by_session ON segments (session_id)")
+
+
+def _m_chunk_skip_reason(cur: duckdb.DuckDBPyConnection) -> None:
+    """Chunks stored empty without calling the backend say why."""
+    cur.execute("ALTER TABLE chunks ADD COLUMN skip_reason VARCHAR")
+
+
+def _m_lab_runs(cur: duckdb.DuckDBPyConnection) -> None:
+    """Chunking-lab results: one row per policy run, grouped by experiment."""
+    cur.execute("""
+        CREATE TABLE lab_runs (
+            id VARCHAR PRIMARY KEY, experiment VARCHAR NOT NULL, created_at DOUBLE NOT NULL,
+            audio_label VARCHAR NOT NULL, audio_seconds DOUBLE NOT NULL, policy VARCHAR NOT NULL,
+            backend VARCHAR NOT NULL, model VARCHAR NOT NULL, wer DOUBLE NOT NULL,
+            chunks INTEGER NOT NULL, mean_chunk_s DOUBLE NOT NULL, latency_s DOUBLE NOT NULL,
+            processing_s DOUBLE NOT NULL, calls INTEGER NOT NULL, cost_usd DOUBLE NOT NULL,
+            words_lost INTEGER NOT NULL, words_duplicated INTEGER NOT NULL,
+            reference_words INTEGER NOT NULL, hypothesis VARCHAR NOT NULL)""")
+    cur.execute("CREATE INDEX lab_runs_by_created ON lab_runs (created_at)")
+
+
+def _m_partial_decodes(cur: duckdb.DuckDBPyConnection) -> None:
+    """Statistics of the partial lane (its text is never stored): one row per decode."""
+    cur.execute("""
+        CREATE TABLE partial_decodes (
+            session_id VARCHAR NOT NULL, seq INTEGER NOT NULL, produced_at DOUBLE NOT NULL,
+            audio_end_ms BIGINT NOT NULL, lag_s DOUBLE NOT NULL, decode_s DOUBLE NOT NULL,
+            words INTEGER NOT NULL, coalesced INTEGER NOT NULL, paused INTEGER NOT NULL)""")
+    cur.execute("CREATE INDEX partial_decodes_by_session ON partial_decodes (session_id)")
+
+
+def _m_webhook_events(cur: duckdb.DuckDBPyConnection) -> None:
+    """The webhook outbox: an event is stored before it is sent, so a restart resends it."""
+    cur.execute("""
+        CREATE TABLE webhook_events (
+            id VARCHAR PRIMARY KEY, event VARCHAR NOT NULL, session_id VARCHAR NOT NULL,
+            payload VARCHAR NOT NULL, created_at DOUBLE NOT NULL, attempts INTEGER NOT NULL DEFAULT 0,
+            next_attempt_at DOUBLE NOT NULL, delivered_at DOUBLE, failed_at DOUBLE,
+            last_error VARCHAR)""")
+
+
+def _m_speakers(cur: duckdb.DuckDBPyConnection) -> None:
+    """Speaker labels: the voices of each session, each segment's speaker, the expected count."""
+    cur.execute("""
+        CREATE TABLE speakers (
+            session_id VARCHAR NOT NULL, id INTEGER NOT NULL, name VARCHAR NOT NULL,
+            centroid FLOAT[], seconds DOUBLE NOT NULL DEFAULT 0,
+            PRIMARY KEY (session_id, id))""")
+    cur.execute("""
+        CREATE TABLE diarization (
+            session_id VARCHAR PRIMARY KEY, expected_speakers INTEGER,
+            stage VARCHAR NOT NULL DEFAULT 'live', updated_at DOUBLE)""")
+    cur.execute("ALTER TABLE segments ADD COLUMN speaker_id INTEGER")
+
+
+def _m_segment_edits(cur: duckdb.DuckDBPyConnection) -> None:
+    """A person's corrections, kept beside the machine text: re-transcription and the
+    final pass rewrite `segments`, never this table."""
+    cur.execute("""
+        CREATE TABLE segment_edits (
+            session_id VARCHAR NOT NULL, transcript VARCHAR NOT NULL, seq INTEGER NOT NULL,
+            idx INTEGER NOT NULL, text VARCHAR NOT NULL, edited_at DOUBLE NOT NULL,
+            PRIMARY KEY (session_id, transcript, seq, idx))""")
+
+
+MIGRATIONS: list[tuple[str, Callable[[duckdb.DuckDBPyConnection], None]]] = [
+    ("initial schema", _m1_initial),
+    ("chunks.skip_reason", _m_chunk_skip_reason),
+    ("lab runs", _m_lab_runs),
+    ("partial decodes", _m_partial_decodes),
+    ("webhook events", _m_webhook_events),
+    ("speakers", _m_speakers),
+    ("segment edits", _m_segment_edits),
+]
+"""Ordered; the position (1-based) is the version recorded in `schema_version`."""

@@ -7,10 +7,12 @@ of that markup.
 
 from __future__ import annotations
 
+from typing import Callable
+
 import streamlit as st
 
-from scribe.record_view import live_transcript
 from scribe.partials import PartialLane
+from scribe.record_view import live_transcript
 from scribe.storage import Storage
 
 PARTIAL_KEY = "live_partial_text"
@@ -18,14 +20,15 @@ _PARTIAL_STYLE = f"<style>.st-key-{PARTIAL_KEY} div {{ color: #8a8f98; font-styl
 
 
 def render_live_transcript(storage: Storage, session_id: str, partials: PartialLane | None,
-                           empty_text: str) -> None:
+                           empty_text: Callable[[], str]) -> None:
     """Stored transcript, then the partial text not yet replaced by it (the open chunk's
-    while recording, and after Stop the last chunks' until they are stored)."""
+    while recording, and after Stop the last chunks' until they are stored); with neither,
+    `empty_text()` (asked only then)."""
     shown = partials.partials(session_id) if partials is not None else []  # before the segments
     view = live_transcript(storage.list_segments(session_id), shown)
     st.html(_PARTIAL_STYLE)  # on every run, so it is in place before the first partial line is
     if not view.stored and not view.partial:
-        st.text(empty_text)
+        st.text(empty_text())
     if view.stored:
         st.text("\n".join(view.stored))
     if view.partial:

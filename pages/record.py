@@ -82,35 +82,57 @@ def _upload(title: str) -> None:
     show_session(result.session.id)
 
 
-@st.fragment(run_every=0.5)
-def _live_panel() -> None:
-    """Re-run every 0.5 s (so the page is not what holds live words back): reads DuckDB
-    and in-memory counters only."""
+def _shown_session() -> SessionRow | None:
     session_id = current_session_id()
-    session = rt.storage.find_session(session_id) if session_id else None
+    return rt.storage.find_session(session_id) if session_id else None
+
+
+def _status(session: SessionRow, chunks: list[ChunkRow], n_segments: int) -> str:
+    live = registry.get(session.id)
+    stats = live.stats() if live else None
+    return history.progress_status(session, chunks, n_segments, recording=stats is not None and not stats.ended)
+
+
+@st.fragment(run_every=1.0)
+def _live_status() -> None:
+    """Once a second: title, counters, input level (DuckDB and in-memory counters only)."""
+    session = _shown_session()
     if session is None:
         st.info("Press **Start** in the sidebar to record from your microphone, or upload a file.")
         return
     live = registry.get(session.id)
     stats = live.stats() if live else None
     chunks = rt.storage.list_chunks(session.id)
-    segments = rt.storage.list_segments(session.id)
-    queue = rt.pipeline.stats()
-    status = history.progress_status(session, chunks, len(segments),
-                                     recording=stats is not None and not stats.ended)
+    status = _status(session, chunks, len(rt.storage.list_segments(session.id)))
     st.subheader(literal(session.title), anchor=False)
-    _metrics(session, stats, chunks, queue, status)
+    _metrics(session, stats, chunks, rt.pipeline.stats(), status)
     render_backlog_warning(rt)
     if stats is not None:
         level = stats.level_dbfs
         st.progress(record_view.level_fraction(level), text=f"Input level {level:.0f} dBFS")
-    transcript, table = st.columns([3, 2])
-    with transcript:
-        st.markdown("**Transcript**")
-        render_live_transcript(rt.storage, session.id, rt.partials, _no_transcript_yet(status))
-    with table:
-        st.markdown("**Chunks**")
-        st.dataframe(record_view.chunk_table(chunks), hide_index=True, width="stretch")
+
+
+@st.fragment(run_every=0.25)
+def _live_words() -> None:
+    """Four times a second, the transcript alone (stored lines, then partial text): cheap
+    enough to repeat at that pace, so the page is not what holds a live word back."""
+    session = _shown_session()
+    if session is None:
+        return
+    st.markdown("**Transcript**")
+    render_live_transcript(rt.storage, session.id, rt.partials,
+                           lambda: _no_transcript_yet(_status(session, rt.storage.list_chunks(session.id), 0)))
+
+
+@st.fragment(run_every=1.0)
+def _live_chunks() -> None:
+    """Once a second, the chunk table (a table re-render is the heaviest part of the page)."""
+    session = _shown_session()
+    if session is None:
+        return
+    chunks = rt.storage.list_chunks(session.id)
+    st.markdown("**Chunks**")
+    st.dataframe(record_view.chunk_table(chunks), hide_index=True, width="stretch")
     if any(c.status == "failed" for c in chunks):
         with st.expander("Failed chunks: retry or re-transcribe", expanded=True):
             render_chunk_controls(rt, session.id)
@@ -168,4 +190,9 @@ with mic_tab:
     set_next_recording(title, resume_id)
 with upload_tab:
     _upload(title)
-_live_panel()
+_live_status()
+words_column, chunks_column = st.columns([3, 2])
+with words_column:
+    _live_words()
+with chunks_column:
+    _live_chunks()

@@ -25,10 +25,10 @@ sys.path.insert(0, str(ROOT))
 
 from scribe.audio import SAMPLE_RATE  # noqa: E402
 from scribe.chunking import Chunker, FixedPolicy  # noqa: E402
+from scribe.core import Segment  # noqa: E402
 from scribe.final_pass import final_pass_report  # noqa: E402
 from scribe.pipeline import Pipeline  # noqa: E402
 from scribe.storage import Storage  # noqa: E402
-from scribe.transcribers.base import Segment  # noqa: E402
 from scribe.transcribers.stub import StubTranscriber  # noqa: E402
 
 

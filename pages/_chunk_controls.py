@@ -11,11 +11,11 @@ from __future__ import annotations
 import streamlit as st
 
 from scribe import retranscribe
+from scribe.core import ChunkRow
 from scribe.costs import session_cost
 from scribe.errors import ScribeError
 from scribe.export import mmss
 from scribe.runtime import Runtime
-from scribe.storage import ChunkRow
 
 BACKEND_LABELS = {"local": "Local Whisper", "gemini": "Google Gemini", "stub": "Stub (tests)"}
 

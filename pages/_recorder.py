@@ -23,10 +23,10 @@ from pages._shared import chosen_settings, live_registry, runtime
 from pages._text import literal
 from scribe import capture
 from scribe.chunking import make_policy
+from scribe.core import SessionRow
 from scribe.errors import ScribeError
 from scribe.export import mmss
 from scribe.runtime import Runtime
-from scribe.storage import SessionRow
 
 STREAMER_KEY = "recorder"
 CAPTURE = "record_capture"

@@ -13,9 +13,10 @@ import streamlit as st
 
 from pages._text import literal
 from scribe import history
+from scribe.core import SegmentRow, SessionRow
 from scribe.errors import ScribeError
 from scribe.export import mmss
-from scribe.storage import SegmentRow, SessionRow, Storage
+from scribe.storage import Storage
 
 LINES_PER_PAGE = 100
 PLAY_AT = "transcript_play_at"

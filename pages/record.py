@@ -15,11 +15,11 @@ from pages._shared import chosen_settings, live_registry, runtime
 from pages._text import literal
 from scribe import capture, history
 from scribe.chunking import make_policy
+from scribe.core import ChunkRow, SessionRow
 from scribe.errors import ScribeError
 from scribe.export import mmss
 from scribe.ingest import check_upload_size, ingest_file
 from scribe.pipeline import PipelineStats
-from scribe.storage import ChunkRow, SessionRow
 
 rt = runtime()
 config = chosen_settings()

@@ -20,12 +20,13 @@ import duckdb
 
 from scribe.chunking import parse_policy
 from scribe.config import Settings, parse_latency_range
+from scribe.core import SessionRow
 from scribe.errors import ScribeError
 from scribe.export import FORMATS, render
 from scribe.ingest import ingest_file, wait_for_session
 from scribe.final_pass import KEPT_LIVE
 from scribe.runtime import Runtime, configure_logging, final_transcriber, recover_at_start
-from scribe.storage import SessionRow, Storage
+from scribe.storage import Storage
 from scribe.transcribers.base import Transcriber
 
 EXIT_ERROR = 2

@@ -38,8 +38,9 @@ from typing import Any, Callable
 import numpy as np
 
 from scribe.audio import encode_bytes
+from scribe.core import Segment, Usage
 from scribe.errors import BackendUnavailableError, TranscriptionError
-from scribe.transcribers.base import Segment, Transcriber, Usage
+from scribe.transcribers.base import Transcriber
 
 log = logging.getLogger("scribe.distributed")
 

@@ -7,7 +7,7 @@ import re
 import time
 from typing import Callable, Sequence
 
-from scribe.storage import SegmentRow, SessionRow
+from scribe.core import SegmentRow, SessionRow
 
 FORMATS = ("txt", "md", "srt", "vtt", "json")
 

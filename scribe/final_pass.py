@@ -29,11 +29,12 @@ import numpy as np
 from scribe.audio import SAMPLE_RATE, read_flac_range
 from scribe.background import RequestThread
 from scribe.config import Settings
+from scribe.core import FINAL, LIVE, ChunkRow, Segment, SegmentRow
 from scribe.errors import AudioDecodeError
 from scribe.hallucination import guard_segments
 from scribe.models import weaker
-from scribe.storage import FINAL, LIVE, ChunkRow, SegmentRow, Storage, segments_from_backend
-from scribe.transcribers.base import Segment, Transcriber
+from scribe.storage import Storage, segments_from_backend
+from scribe.transcribers.base import Transcriber
 
 log = logging.getLogger("scribe.final_pass")
 

@@ -30,8 +30,8 @@ import threading
 from dataclasses import dataclass
 from typing import Any
 
+from scribe.core import Usage
 from scribe.errors import BackendUnavailableError, TranscriptionError
-from scribe.transcribers.base import Usage
 
 log = logging.getLogger("scribe.gemini")
 

@@ -24,7 +24,7 @@ from typing import Sequence
 import numpy as np
 
 from scribe.audio import SAMPLE_RATE, rms_dbfs
-from scribe.transcribers.base import Segment
+from scribe.core import Segment
 
 STOCK_PHRASES = (
     "thanks for watching", "thank you for watching", "thank you so much for watching",

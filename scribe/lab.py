@@ -31,12 +31,13 @@ import jiwer
 
 from scribe.audio import SAMPLE_RATE, write_flac_atomic
 from scribe.chunking import parse_policy, policy_label
+from scribe.core import FINAL, LIVE, ChunkRow
 from scribe.errors import ScribeError
 from scribe.final_pass import session_audio
+from scribe.hallucination import guard_segments
 from scribe.ingest import ingest_file, wait_for_session
 from scribe.pipeline import Pipeline, SegmentFilter
-from scribe.hallucination import guard_segments
-from scribe.storage import FINAL, LIVE, ChunkRow, Storage
+from scribe.storage import Storage
 from scribe.transcribers.base import Transcriber
 from scribe.wer import normalize, word_error_rate
 

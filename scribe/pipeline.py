@@ -47,11 +47,12 @@ from tenacity import RetryCallState, Retrying, retry_if_exception, stop_after_at
 
 from scribe.audio import SAMPLE_RATE, read_flac, write_flac_atomic
 from scribe.chunking import Chunk, parse_policy
+from scribe.core import ChunkRow, Segment, Usage
 from scribe.errors import ScribeError, SettingsError, TranscriptionError
 from scribe.hallucination import guard_segments
 from scribe.health import HealthStats, StorageHealth, is_storage_fault
-from scribe.storage import ChunkRow, Storage, segments_from_backend
-from scribe.transcribers.base import Segment, Transcriber, Usage
+from scribe.storage import Storage, segments_from_backend
+from scribe.transcribers.base import Transcriber
 
 log = logging.getLogger("scribe.pipeline")
 

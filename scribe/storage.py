@@ -16,91 +16,14 @@ import threading
 import time
 import uuid
 from contextlib import contextmanager
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Iterator, Sequence
 
 import duckdb
 
+from scribe.core import (CHUNK_STATUSES, LIVE, SESSION_STATUSES, ChunkRow, Segment, SegmentRow,
+                         SessionRow, SpeakerRow, SummaryRow, Usage)
 from scribe.errors import NotFoundError, ScribeError
-from scribe.transcribers.base import Segment, Usage
-
-SESSION_STATUSES = ("recording", "interrupted", "stopped", "done")
-CHUNK_STATUSES = ("pending", "processing", "done", "failed")
-LIVE, FINAL = "live", "final"
-
-
-@dataclass
-class SessionRow:
-    id: str
-    title: str
-    source: str
-    status: str
-    backend: str
-    model: str
-    chunk_seconds: float
-    chunk_policy: str
-    created_at: float
-    ended_at: float | None = None
-    duration_ms: int = 0
-
-
-@dataclass
-class ChunkRow:
-    session_id: str
-    seq: int
-    start_ms: int
-    end_ms: int
-    start_sample: int
-    end_sample: int
-    audio_path: str
-    status: str
-    attempts: int = 0
-    error: str | None = None
-    captured_at: float | None = None
-    enqueued_at: float | None = None
-    started_at: float | None = None
-    finished_at: float | None = None
-    backend: str | None = None
-    model: str | None = None
-    input_tokens: int = 0
-    output_tokens: int = 0
-    skip_reason: str | None = None
-    """Why the backend was not called (`silence`: the speech check found no speech)."""
-
-
-@dataclass
-class SegmentRow:
-    session_id: str
-    seq: int
-    idx: int
-    start_ms: int
-    end_ms: int
-    text: str
-    speaker: str | None = None
-    confidence: float | None = None
-    no_speech_prob: float | None = None
-    flags: list[str] = field(default_factory=list)
-    transcript: str = LIVE
-    speaker_id: int | None = None
-    """The session's speaker (speakers table); reads put that speaker's name in `speaker`."""
-    machine_text: str | None = None
-    """What the backend wrote, when a person corrected `text` (None: `text` is the machine's)."""
-
-    @property
-    def edited(self) -> bool:
-        return self.machine_text is not None
-
-
-@dataclass
-class SpeakerRow:
-    """One voice in a session: `id` 1..N, a name shown everywhere, its voice centroid."""
-
-    session_id: str
-    id: int
-    name: str
-    centroid: list[float] = field(default_factory=list)
-    seconds: float = 0.0
 
 
 def _m1_initial(cur: duckdb.DuckDBPyConnection) -> None:
@@ -926,19 +849,6 @@ class Storage:
             FROM segments g {SPEAKER_JOIN} WHERE g.session_id = ? AND g.speaker_id = ?
             ORDER BY g.start_ms, g.transcript, g.seq, g.idx""", [session_id, speaker_id])
         return [_segment_row(r) for r in rows]
-
-
-@dataclass
-class SummaryRow:
-    session_id: str
-    version: int
-    created_at: float
-    backend: str
-    model: str | None
-    text: str
-    key_points: list[Any] = field(default_factory=list)
-    action_items: list[Any] = field(default_factory=list)
-    details: dict[str, Any] = field(default_factory=dict)
 
 
 def _summary_row(row: dict[str, Any]) -> SummaryRow:

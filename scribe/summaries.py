@@ -27,8 +27,9 @@ from dataclasses import asdict, dataclass, field
 from typing import Any, Callable, Iterable, Sequence
 
 from scribe.config import Settings
+from scribe.core import SegmentRow, SummaryRow
 from scribe.errors import ScribeError
-from scribe.storage import SegmentRow, Storage, SummaryRow
+from scribe.storage import Storage
 
 Progress = Callable[[float, str], None]
 

@@ -8,7 +8,8 @@ import pandas as pd
 import pytest
 
 from scribe import analytics
-from scribe.storage import ChunkRow, Storage
+from scribe.core import ChunkRow
+from scribe.storage import Storage
 
 T0 = 1_700_000_000.0
 CHUNK_S = 15

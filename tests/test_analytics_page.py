@@ -8,7 +8,8 @@ from pathlib import Path
 import pytest
 from streamlit.testing.v1 import AppTest
 
-from scribe.storage import ChunkRow, Storage
+from scribe.core import ChunkRow
+from scribe.storage import Storage
 
 PAGE = str(Path(__file__).parent.parent / "pages" / "analytics.py")
 RATE = 16_000

@@ -13,9 +13,9 @@ from scribe.capture import (LiveCapture, LiveRegistry, chunk_table, level_fracti
                             transcript_lines)
 from scribe.chunking import FixedPolicy
 from scribe.config import Settings
+from scribe.core import ChunkRow, SegmentRow
 from scribe.errors import SessionLimitError
 from scribe.pipeline import Pipeline
-from scribe.storage import ChunkRow, SegmentRow
 from scribe.transcribers.stub import StubTranscriber
 
 RATE = 48_000

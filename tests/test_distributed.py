@@ -13,10 +13,10 @@ import pytest
 
 from redis_server import redis_server
 from scribe.chunking import Chunk
+from scribe.core import Segment
 from scribe.distributed import RemoteTranscriber, TranscriptionWorker, safe_url
 from scribe.errors import TranscriptionError
 from scribe.pipeline import Pipeline
-from scribe.transcribers.base import Segment
 
 ROOT = Path(__file__).parent.parent
 SR = 16_000

@@ -8,9 +8,9 @@ import numpy as np
 
 from scribe.chunking import Chunker, FixedPolicy
 from scribe.config import Settings
+from scribe.core import FINAL, LIVE
 from scribe.final_pass import FinalPass, final_pass_enabled, run_final_pass, session_audio
 from scribe.pipeline import Pipeline
-from scribe.storage import FINAL, LIVE
 from scribe.transcribers.stub import StubTranscriber
 
 RATE = 16_000
@@ -181,7 +181,7 @@ class SureStub:
         self.longest_call = 0
 
     def transcribe(self, audio, *, prompt=None):
-        from scribe.transcribers.base import Segment
+        from scribe.core import Segment
 
         self.longest_call = max(self.longest_call, audio.size)
         return [Segment(0.0, audio.size / RATE, self.text, confidence=self.confidence)]
@@ -242,7 +242,7 @@ def test_final_pass_decodes_a_long_session_in_bounded_windows(storage, settings,
 
 def test_windows_for_ten_hours_stay_bounded_and_cover_everything():
     from scribe.final_pass import plan_windows
-    from scribe.storage import ChunkRow
+    from scribe.core import ChunkRow
 
     def chunk(seq, start_s, end_s):
         return ChunkRow(session_id="s", seq=seq, start_ms=int(start_s * 1000), end_ms=int(end_s * 1000),

@@ -8,9 +8,9 @@ import numpy as np
 import pytest
 
 from scribe.chunking import Chunk
+from scribe.core import Segment
 from scribe.hallucination import guard_segments, is_repetitive, segment_flags
 from scribe.pipeline import Pipeline
-from scribe.transcribers.base import Segment
 
 RATE = 16_000
 

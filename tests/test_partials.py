@@ -20,9 +20,9 @@ from fake_gemini import fake_gemini, fake_gemini_factory  # noqa: F401 (fixtures
 from scribe.audio import SAMPLE_RATE
 from scribe.capture import LiveCapture, LiveRegistry, live_transcript
 from scribe.chunking import FixedPolicy, PausePolicy
+from scribe.core import SegmentRow
 from scribe.partials import LocalAgreement, PartialLane, WhisperPartialDecoder, common_prefix
 from scribe.runtime import Runtime
-from scribe.storage import SegmentRow
 from scribe.wer import word_error_rate
 
 if not speech.have_espeak():

@@ -7,10 +7,10 @@ import numpy as np
 import pytest
 
 from scribe.chunking import Chunk
+from scribe.core import Segment
 from scribe.errors import TranscriptionError
 from scribe.pipeline import Pipeline
 from scribe.storage import Storage
-from scribe.transcribers.base import Segment
 
 SR = 16_000
 

@@ -7,8 +7,8 @@ import time
 import duckdb
 
 from scribe import storage as storage_module
-from scribe.storage import ChunkRow, Storage
-from scribe.transcribers.base import Usage
+from scribe.core import ChunkRow, Usage
+from scribe.storage import Storage
 
 
 def test_a_version_1_database_gains_skip_reason_and_keeps_its_rows(tmp_path):

@@ -8,8 +8,8 @@ import pytest
 
 from fake_gemini import DEFAULT_KEY, fake_gemini, fake_gemini_factory  # noqa: F401 (fixtures)
 from fake_gemini import forbidden, json_reply, malformed, server_error
+from scribe.core import SegmentRow
 from scribe.errors import ScribeError
-from scribe.storage import SegmentRow
 from scribe.summaries import (Summary, find_action_items, find_decisions, from_row, parse_clock, save_summary,
                               sentences, summarize_local, summarize_session, summary_from_reply,
                               transcript_lines)

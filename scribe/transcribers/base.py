@@ -2,33 +2,11 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
 from typing import Protocol, runtime_checkable
 
 import numpy as np
 
-
-@dataclass
-class Segment:
-    """One piece of recognised speech. Times are seconds from the start of the audio given."""
-
-    start: float
-    end: float
-    text: str
-    speaker: str | None = None
-    confidence: float | None = None
-    """Mean token probability (0..1) where the backend reports one."""
-    no_speech_prob: float | None = None
-    flags: list[str] = field(default_factory=list)
-    """Doubts about this segment (e.g. `clamped`, `low_confidence`, `hallucination`)."""
-
-
-@dataclass
-class Usage:
-    """What one backend call cost: tokens for metered APIs, zero for local models."""
-
-    input_tokens: int = 0
-    output_tokens: int = 0
+from scribe.core import Segment
 
 
 @runtime_checkable

@@ -21,9 +21,9 @@ from typing import Any
 import numpy as np
 
 from scribe.audio import SAMPLE_RATE, encode_bytes
+from scribe.core import Segment, Usage
 from scribe.errors import TranscriptionError
 from scribe.gemini_client import client_from_settings, generate_json
-from scribe.transcribers.base import Segment, Usage
 
 SCHEMA: dict[str, Any] = {
     "type": "OBJECT",

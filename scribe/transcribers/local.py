@@ -15,9 +15,9 @@ from typing import Any
 
 import numpy as np
 
+from scribe.core import Segment
 from scribe.errors import BackendUnavailableError, ModelNotFoundError
 from scribe.models import BUNDLED, Progress, model_folder
-from scribe.transcribers.base import Segment
 
 BUNDLED_MODEL = BUNDLED
 _models: dict[tuple[str, str, int], "_Loaded"] = {}

@@ -14,7 +14,7 @@ import time
 import numpy as np
 
 from scribe.audio import SAMPLE_RATE, rms_dbfs
-from scribe.transcribers.base import Segment
+from scribe.core import Segment
 
 
 class StubTranscriber:

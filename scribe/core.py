@@ -1,0 +1,143 @@
+"""The value types every layer shares: what a backend returns and the rows storage returns.
+
+This module is the bottom floor: it imports nothing from scribe, so storage, the
+backends, the guards and the pages may all depend on it without depending on
+each other.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+
+# -- what a backend returns ---------------------------------------------------
+@dataclass
+class Segment:
+    """One piece of recognised speech. Times are seconds from the start of the audio given."""
+
+    start: float
+    end: float
+    text: str
+    speaker: str | None = None
+    confidence: float | None = None
+    """Mean token probability (0..1) where the backend reports one."""
+    no_speech_prob: float | None = None
+    flags: list[str] = field(default_factory=list)
+    """Doubts about this segment (e.g. `clamped`, `low_confidence`, `hallucination`)."""
+
+
+@dataclass
+class Usage:
+    """What one backend call cost: tokens for metered APIs, zero for local models."""
+
+    input_tokens: int = 0
+    output_tokens: int = 0
+
+
+@dataclass
+class Transcription:
+    """One backend call's answer: its segments, what the call cost, and the model that answered.
+
+    Returned as one value, so a call's tokens can never be read from another call
+    running at the same time on another thread.
+    """
+
+    segments: list[Segment]
+    usage: Usage = field(default_factory=Usage)
+    model: str | None = None
+    """The model that answered, when the backend knows better than its configured name
+    (a remote worker); None means the transcriber's own `model`."""
+
+
+# -- the rows storage returns -------------------------------------------------
+SESSION_STATUSES = ("recording", "interrupted", "stopped", "done")
+CHUNK_STATUSES = ("pending", "processing", "done", "failed")
+LIVE, FINAL = "live", "final"
+"""A session's two transcripts: the chunk lane's, and the final pass's re-decode."""
+
+
+@dataclass
+class SessionRow:
+    id: str
+    title: str
+    source: str
+    status: str
+    backend: str
+    model: str
+    chunk_seconds: float
+    chunk_policy: str
+    created_at: float
+    ended_at: float | None = None
+    duration_ms: int = 0
+
+
+@dataclass
+class ChunkRow:
+    session_id: str
+    seq: int
+    start_ms: int
+    end_ms: int
+    start_sample: int
+    end_sample: int
+    audio_path: str
+    status: str
+    attempts: int = 0
+    error: str | None = None
+    captured_at: float | None = None
+    enqueued_at: float | None = None
+    started_at: float | None = None
+    finished_at: float | None = None
+    backend: str | None = None
+    model: str | None = None
+    input_tokens: int = 0
+    output_tokens: int = 0
+    skip_reason: str | None = None
+    """Why the backend was not called (`silence`: the speech check found no speech)."""
+
+
+@dataclass
+class SegmentRow:
+    session_id: str
+    seq: int
+    idx: int
+    start_ms: int
+    end_ms: int
+    text: str
+    speaker: str | None = None
+    confidence: float | None = None
+    no_speech_prob: float | None = None
+    flags: list[str] = field(default_factory=list)
+    transcript: str = LIVE
+    speaker_id: int | None = None
+    """The session's speaker (speakers table); reads put that speaker's name in `speaker`."""
+    machine_text: str | None = None
+    """What the backend wrote, when a person corrected `text` (None: `text` is the machine's)."""
+
+    @property
+    def edited(self) -> bool:
+        return self.machine_text is not None
+
+
+@dataclass
+class SpeakerRow:
+    """One voice in a session: `id` 1..N, a name shown everywhere, its voice centroid."""
+
+    session_id: str
+    id: int
+    name: str
+    centroid: list[float] = field(default_factory=list)
+    seconds: float = 0.0
+
+
+@dataclass
+class SummaryRow:
+    session_id: str
+    version: int
+    created_at: float
+    backend: str
+    model: str | None
+    text: str
+    key_points: list[Any] = field(default_factory=list)
+    action_items: list[Any] = field(default_factory=list)
+    details: dict[str, Any] = field(default_factory=dict)

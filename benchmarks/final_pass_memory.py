@@ -25,7 +25,7 @@ sys.path.insert(0, str(ROOT))
 
 from scribe.audio import SAMPLE_RATE  # noqa: E402
 from scribe.chunking import Chunker, FixedPolicy  # noqa: E402
-from scribe.core import Segment  # noqa: E402
+from scribe.core import Segment, Transcription  # noqa: E402
 from scribe.final_pass import final_pass_report  # noqa: E402
 from scribe.pipeline import Pipeline  # noqa: E402
 from scribe.storage import Storage  # noqa: E402
@@ -40,10 +40,10 @@ class Recorder:
     def __init__(self) -> None:
         self.calls, self.longest = 0, 0
 
-    def transcribe(self, audio: np.ndarray, *, prompt: str | None = None) -> list[Segment]:
+    def transcribe(self, audio: np.ndarray) -> Transcription:
         self.calls += 1
         self.longest = max(self.longest, audio.size)
-        return [Segment(0.0, audio.size / SAMPLE_RATE, "words", confidence=0.9)]
+        return Transcription([Segment(0.0, audio.size / SAMPLE_RATE, "words", confidence=0.9)])
 
 
 def store_session(storage: Storage, audio_dir: Path, hours: float) -> str:

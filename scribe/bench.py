@@ -40,6 +40,7 @@ from scribe import analytics
 from scribe.audio import SAMPLE_RATE, FrameResampler
 from scribe.chunking import Chunk, Chunker, parse_policy, policy_label
 from scribe.config import Settings
+from scribe.core import Transcription
 from scribe.errors import ScribeError, SettingsError, TranscriptionError
 from scribe.pipeline import Pipeline
 from scribe.storage import Storage
@@ -227,13 +228,16 @@ class FlakyTranscriber:
         self._random = random.Random(seed)
         self._lock = threading.Lock()
 
-    def transcribe(self, audio: np.ndarray, *, prompt: str | None = None):
+    def transcribe(self, audio: np.ndarray) -> Transcription:
         """Runs on a pipeline worker thread."""
         with self._lock:
             fail = self._random.random() < self._rate
         if fail:
             raise TranscriptionError("simulated 503 from the bench", retryable=True)
-        return self.inner.transcribe(audio, prompt=prompt)
+        return self.inner.transcribe(audio)
+
+    def close(self) -> None:
+        self.inner.close()
 
 
 def make_backend(config: BenchConfig) -> Transcriber:

@@ -198,7 +198,7 @@ def _decode_window(transcriber: Transcriber, chunks: Sequence[ChunkRow], start: 
                    segment_filter: SegmentFilter | None) -> list[Segment]:
     """The window's segments in session time (seconds)."""
     audio = window_audio(chunks, start, end)
-    segments = list(transcriber.transcribe(audio)) if audio.size else []
+    segments = list(transcriber.transcribe(audio).segments) if audio.size else []
     if segment_filter is not None:
         segments = segment_filter(segments, audio)
     offset = start / SAMPLE_RATE

@@ -47,7 +47,7 @@ from tenacity import RetryCallState, Retrying, retry_if_exception, stop_after_at
 
 from scribe.audio import SAMPLE_RATE, read_flac, write_flac_atomic
 from scribe.chunking import Chunk, parse_policy
-from scribe.core import ChunkRow, Segment, Usage
+from scribe.core import ChunkRow, Segment, Transcription
 from scribe.errors import ScribeError, SettingsError, TranscriptionError
 from scribe.hallucination import guard_segments
 from scribe.health import HealthStats, StorageHealth, is_storage_fault
@@ -690,15 +690,16 @@ class Pipeline:
             return
         context = self._context_for(row, audio)
         try:
-            segments, usage = self._transcribe_with_retries(row, audio, backend, context)
+            result = self._transcribe_with_retries(row, audio, backend, context)
         except TranscriptionError as exc:
             self._fail((session_id, seq), str(exc), backend.transcriber)
             return
-        rows = segments_from_backend(session_id, seq, row.start_ms, segments, chunk_end_ms=row.end_ms)
+        rows = segments_from_backend(session_id, seq, row.start_ms, result.segments, chunk_end_ms=row.end_ms)
         finished_at = self._clock()
 
         def write() -> None:
-            if self.storage.save_segments(session_id, seq, rows, finished_at=finished_at, usage=usage):
+            if self.storage.save_segments(session_id, seq, rows, finished_at=finished_at, usage=result.usage,
+                                          model=result.model):
                 self._record_done(row, len(rows), backend.transcriber)
             else:
                 log.info("session=%s seq=%d deleted while transcribing; text discarded", session_id, seq)
@@ -770,7 +771,7 @@ class Pipeline:
             return False
 
     def _transcribe_with_retries(self, row: ChunkRow, audio: np.ndarray, backend: Backend | None = None,
-                                 context: np.ndarray | None = None) -> tuple[list[Segment], Usage]:
+                                 context: np.ndarray | None = None) -> Transcription:
         backend = backend or Backend(self.transcriber, self._before_call)
         retrying = Retrying(
             stop=stop_after_attempt(self.max_attempts),
@@ -793,18 +794,18 @@ class Pipeline:
         raise AssertionError("unreachable")
 
     def _call_backend(self, audio: np.ndarray, row: ChunkRow, backend: Backend | None = None,
-                      context: np.ndarray | None = None) -> tuple[list[Segment], Usage]:
+                      context: np.ndarray | None = None) -> Transcription:
         backend = backend or Backend(self.transcriber, self._before_call)
         if backend.before_call is not None:
             backend.before_call()
         heard = audio if context is None or context.size == 0 else np.concatenate((context, audio))
-        segments = list(backend.transcriber.transcribe(heard))
+        result = backend.transcriber.transcribe(heard)
+        segments = list(result.segments)
         if self._segment_filter is not None:
             segments = self._segment_filter(segments, heard)
         if heard is not audio:
             segments = keep_own_segments(segments, (heard.size - audio.size) / SAMPLE_RATE)
-        usage = getattr(backend.transcriber, "last_usage", None)
-        return segments, usage if isinstance(usage, Usage) else Usage()
+        return Transcription(segments, result.usage, result.model or backend.transcriber.model)
 
     def _backoff(self, state: RetryCallState) -> float:
         """Exponential backoff with full jitter, never shorter than the server asked."""

@@ -175,9 +175,7 @@ class Runtime:
         if self.metrics is not None:
             self.metrics.stop()
         self.pipeline.stop(timeout)
-        closer = getattr(self.pipeline.transcriber, "close", None)
-        if callable(closer):
-            closer()
+        self.pipeline.transcriber.close()
         self.storage.close()
 
 

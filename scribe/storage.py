@@ -332,16 +332,20 @@ class Storage:
                 WHERE session_id = ? AND seq = ?""", [error, session_id, seq])
 
     def save_segments(self, session_id: str, seq: int, segments: Sequence[SegmentRow], *,
-                      finished_at: float, usage: Usage | None = None) -> bool:
+                      finished_at: float, usage: Usage | None = None, model: str | None = None) -> bool:
         """Replace the chunk's live segments and mark it done, in one transaction.
+
+        `usage` is this call's tokens; `model` the model that answered (None keeps the
+        one recorded when the chunk was claimed).
 
         Returns False and writes nothing when the chunk no longer exists (its session
         was deleted or discarded while it was being transcribed): deletes are final."""
         usage = usage or Usage()
         with self.transaction() as cur:
             marked = cur.execute("""UPDATE chunks SET status = 'done', finished_at = ?, error = NULL,
-                input_tokens = ?, output_tokens = ? WHERE session_id = ? AND seq = ? RETURNING seq""",
-                                 [finished_at, usage.input_tokens, usage.output_tokens, session_id,
+                input_tokens = ?, output_tokens = ?, model = coalesce(?, model)
+                WHERE session_id = ? AND seq = ? RETURNING seq""",
+                                 [finished_at, usage.input_tokens, usage.output_tokens, model, session_id,
                                   seq]).fetchall()
             if not marked:
                 return False

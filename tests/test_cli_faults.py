@@ -114,7 +114,7 @@ def test_unfinished_chunks_exit_non_zero_naming_them_and_retry_finishes_them(tmp
     db = tmp_path / "data" / "scribe.duckdb"
     audio = encode(tone(6.0), tmp_path / "a.wav")
 
-    def refuses(self, audio, *, prompt=None):
+    def refuses(self, audio):
         raise TranscriptionError("HTTP 400 from backend", retryable=False)
 
     monkeypatch.setenv("SCRIBE_SKIP_SILENCE", "false")

@@ -89,7 +89,7 @@ def test_the_text_of_a_chunk_is_stored_after_the_outage_without_calling_the_back
     echo = EchoTranscriber()
 
     class FillsDiskWhileTranscribing(EchoTranscriber):
-        def transcribe(self, audio, *, prompt=None):
+        def transcribe(self, audio):
             storage.full.set()
             return echo.transcribe(audio)
 
@@ -144,7 +144,7 @@ def test_segments_of_a_deleted_session_are_refused(storage, tmp_path):
     release = threading.Event()
 
     class Slow(EchoTranscriber):
-        def transcribe(self, audio, *, prompt=None):
+        def transcribe(self, audio):
             release.wait(10)
             return super().transcribe(audio)
 
@@ -167,7 +167,7 @@ def test_a_session_deleted_during_its_final_pass_keeps_no_final_transcript(stora
     assert pipe.wait_idle(10)
 
     class DeletesMidPass(EchoTranscriber):
-        def transcribe(self, audio, *, prompt=None):
+        def transcribe(self, audio):
             storage.delete_session(sid)
             return super().transcribe(audio)
 

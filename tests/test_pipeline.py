@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 
 from scribe.chunking import Chunk
-from scribe.core import Segment
+from scribe.core import Segment, Transcription
 from scribe.errors import TranscriptionError
 from scribe.pipeline import Pipeline
 from scribe.storage import Storage
@@ -24,11 +24,11 @@ class EchoTranscriber:
         self.calls = 0
         self._lock = threading.Lock()
 
-    def transcribe(self, audio, *, prompt=None):
+    def transcribe(self, audio):
         with self._lock:
             self.calls += 1
-        return [Segment(0.0, 0.5, f"chunk {round(float(audio[0]) * 1000)}"),
-                Segment(0.5, 1.0, "and more")]
+        return Transcription([Segment(0.0, 0.5, f"chunk {round(float(audio[0]) * 1000)}"),
+                              Segment(0.5, 1.0, "and more")])
 
 
 class FlakyTranscriber(EchoTranscriber):
@@ -39,7 +39,7 @@ class FlakyTranscriber(EchoTranscriber):
         self.failures, self.retryable, self.exc = failures, retryable, exc
         self.seen: dict[int, int] = {}
 
-    def transcribe(self, audio, *, prompt=None):
+    def transcribe(self, audio):
         key = round(float(audio[0]) * 1000)
         self.seen[key] = self.seen.get(key, 0) + 1
         if self.seen[key] <= self.failures:
@@ -94,7 +94,7 @@ class GatedEchoTranscriber(EchoTranscriber):
         self.release = threading.Event()
         self.heard: list[int] = []
 
-    def transcribe(self, audio, *, prompt=None):
+    def transcribe(self, audio):
         self.release.wait(10)
         self.heard.append(round(float(audio[0]) * 1000))
         return super().transcribe(audio)
@@ -296,7 +296,7 @@ def test_backoff_honours_a_server_given_delay(storage, tmp_path, delay):
     class Limited(EchoTranscriber):
         tries = 0
 
-        def transcribe(self, audio, *, prompt=None):
+        def transcribe(self, audio):
             Limited.tries += 1
             if Limited.tries == 1:
                 raise TranscriptionError("429 slow down", retryable=True, retry_after=delay)
@@ -350,10 +350,10 @@ class HearsLength(EchoTranscriber):
         super().__init__()
         self.lengths: list[int] = []
 
-    def transcribe(self, audio, *, prompt=None):
+    def transcribe(self, audio):
         self.lengths.append(audio.size)
         end = audio.size / SR
-        return [Segment(0.0, 0.4, "context words"), Segment(end - 0.5, end, f"heard {audio.size}")]
+        return Transcription([Segment(0.0, 0.4, "context words"), Segment(end - 0.5, end, f"heard {audio.size}")])
 
 
 def noisy_chunk(session: str, seq: int, seconds: float = 2.0, level: float = 0.05) -> Chunk:

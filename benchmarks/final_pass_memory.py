@@ -27,7 +27,7 @@ from scribe.audio import SAMPLE_RATE  # noqa: E402
 from scribe.chunking import Chunker, FixedPolicy  # noqa: E402
 from scribe.core import Segment, Transcription  # noqa: E402
 from scribe.final_pass import final_pass_report  # noqa: E402
-from scribe.pipeline import Pipeline  # noqa: E402
+from scribe.pipeline import Pipeline, PipelineOptions  # noqa: E402
 from scribe.storage import Storage  # noqa: E402
 from scribe.transcribers.stub import StubTranscriber  # noqa: E402
 
@@ -49,7 +49,8 @@ class Recorder:
 def store_session(storage: Storage, audio_dir: Path, hours: float) -> str:
     session = storage.create_session(title="long", source="cli", backend="stub", model="stub",
                                      chunk_seconds=15, chunk_policy="fixed:15")
-    pipeline = Pipeline(storage, StubTranscriber(), audio_dir=audio_dir, max_concurrency=4).start()
+    pipeline = Pipeline(storage, StubTranscriber(), audio_dir=audio_dir,
+                        options=PipelineOptions(max_concurrency=4)).start()
     chunker = Chunker(session.id, FixedPolicy(15.0))
     block = (0.05 * np.sin(2 * np.pi * 220 * np.arange(60 * SAMPLE_RATE) / SAMPLE_RATE)).astype(np.float32)
     try:

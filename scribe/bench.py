@@ -42,7 +42,7 @@ from scribe.chunking import Chunk, Chunker, parse_policy, policy_label
 from scribe.config import Settings
 from scribe.core import Transcription
 from scribe.errors import ScribeError, SettingsError, TranscriptionError
-from scribe.pipeline import Pipeline
+from scribe.pipeline import Pipeline, PipelineOptions
 from scribe.storage import Storage
 from scribe.transcribers import Transcriber, make_transcriber
 from scribe.transcribers.stub import StubTranscriber
@@ -354,8 +354,8 @@ def run_bench(config: BenchConfig, progress: Progress | None = None) -> BenchRep
 
 def _run(config: BenchConfig, storage: Storage, data_dir: Path, progress: Progress) -> BenchReport:
     backend = make_backend(config)
-    pipeline = Pipeline(storage, backend, audio_dir=data_dir / "audio",
-                        max_concurrency=config.concurrency, writer_threads=config.writers).start()
+    options = PipelineOptions(max_concurrency=config.concurrency, writer_threads=config.writers)
+    pipeline = Pipeline(storage, backend, audio_dir=data_dir / "audio", options=options).start()
     feeds = _make_sessions(config, storage, backend)
     process = psutil.Process()
     cpu0, t0 = _cpu_seconds(process), time.monotonic()

@@ -771,7 +771,7 @@ def cmd_retry(args: argparse.Namespace) -> int:
         session = runtime.storage.get_session(args.session_id)
         runtime.recovery = recover_at_start(runtime.storage, runtime.pipeline, [session.id])
         _print_recovery(runtime)
-        failed = runtime.pipeline.retry_failed(session.id)
+        failed = runtime.pipeline.requeue(session.id)
         runtime.pipeline.start(recover=False)
         counts = wait_for_session(runtime.storage, session.id, progress=_stderr_progress("transcribing"))
         _end_progress_line()

@@ -31,14 +31,12 @@ from scribe.background import RequestThread
 from scribe.config import Settings
 from scribe.core import FINAL, LIVE, ChunkRow, Segment, SegmentRow
 from scribe.errors import AudioDecodeError
-from scribe.hallucination import guard_segments
+from scribe.hallucination import SegmentFilter, guard_segments
 from scribe.models import weaker
 from scribe.storage import Storage, segments_from_backend
 from scribe.transcribers.base import Transcriber
 
 log = logging.getLogger("scribe.final_pass")
-
-SegmentFilter = Callable[[list[Segment], np.ndarray], list[Segment]]
 
 WINDOW_SECONDS = 120.0
 """Longest stretch decoded at once: ~7.7 MB of audio however long the session is.

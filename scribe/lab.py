@@ -36,9 +36,10 @@ from scribe.core import FINAL, LIVE, ChunkRow
 from scribe.errors import ScribeError
 from scribe.final_pass import session_audio
 from scribe.gemini_client import AUDIO_TOKENS_PER_SECOND, estimate_cost
-from scribe.hallucination import guard_segments
+from scribe.hallucination import SegmentFilter, guard_segments
 from scribe.ingest import ingest_file, wait_for_session
-from scribe.pipeline import Pipeline, SegmentFilter
+from scribe.noisy_context import NoisyContext
+from scribe.pipeline import Pipeline, PipelineOptions
 from scribe.storage import Storage
 from scribe.transcribers.base import Transcriber
 from scribe.wer import normalize, word_error_rate
@@ -145,9 +146,9 @@ def run_policy(audio: str | Path, reference: str, spec: str, *, transcriber: Tra
     policy = parse_policy(spec)
     with tempfile.TemporaryDirectory(prefix="scribe-lab-") as tmp:
         storage = Storage(":memory:")
-        pipeline = Pipeline(storage, transcriber, audio_dir=Path(tmp), max_attempts=3,
-                            retry_base_seconds=0.5, retry_max_seconds=5.0,
-                            segment_filter=segment_filter, context_seconds=context_seconds).start()
+        options = PipelineOptions(max_attempts=3, retry_base_seconds=0.5, retry_max_seconds=5.0)
+        pipeline = Pipeline(storage, transcriber, audio_dir=Path(tmp), options=options,
+                            context=NoisyContext(context_seconds), segment_filter=segment_filter).start()
         try:
             result = ingest_file(audio, storage=storage, pipeline=pipeline, policy=policy,
                                  title=spec, source="lab")

@@ -16,7 +16,7 @@ from scribe.chunking import Chunk
 from scribe.core import Segment, Transcription, Usage
 from scribe.distributed import RemoteTranscriber, TranscriptionWorker, safe_url
 from scribe.errors import TranscriptionError
-from scribe.pipeline import Pipeline
+from scribe.pipeline import Pipeline, PipelineOptions
 
 ROOT = Path(__file__).parent.parent
 SR = 16_000
@@ -56,8 +56,9 @@ def chunk(session: str, seq: int) -> Chunk:
 
 def remote_pipeline(storage, tmp_path, url, timeout=20.0, concurrency=8):
     remote = RemoteTranscriber(url, backend="rec", model="rec-1", timeout=timeout)
-    pipe = Pipeline(storage, remote, audio_dir=tmp_path / "audio", max_concurrency=concurrency,
-                    max_attempts=6, retry_base_seconds=0.05, retry_max_seconds=0.5)
+    pipe = Pipeline(storage, remote, audio_dir=tmp_path / "audio",
+                    options=PipelineOptions(max_concurrency=concurrency, max_attempts=6, retry_base_seconds=0.05,
+                                            retry_max_seconds=0.5))
     return remote, pipe.start()
 
 
@@ -136,7 +137,8 @@ def test_each_chunk_stores_the_tokens_and_model_of_its_own_answer(storage, tmp_p
 
     workers = [TranscriptionWorker(redis_url, BillsBySeq(), threads=2).start()]
     remote = RemoteTranscriber(redis_url, backend="rec", model="configured", timeout=20)
-    pipe = Pipeline(storage, remote, audio_dir=tmp_path / "audio", max_concurrency=2, max_attempts=2,
+    pipe = Pipeline(storage, remote, audio_dir=tmp_path / "audio",
+                    options=PipelineOptions(max_concurrency=2, max_attempts=2),
                     segment_filter=wait_for_the_other).start()
     sid = new_session(storage)
     try:

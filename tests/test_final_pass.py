@@ -75,7 +75,7 @@ def test_final_pass_runs_after_stop_only(storage, settings, tone):
         assert storage.list_segments(recording, FINAL) == []  # drained, but still recording
 
         storage.end_session(recording, "stopped")
-        pipeline.retry_failed(recording, [1])  # any later drain of a stopped session triggers it
+        pipeline.requeue(recording, [1])  # any later drain of a stopped session triggers it
         assert _eventually(lambda: recording in final.completed)
         assert [s.text for s in storage.list_segments(recording, FINAL)] == ["stub audio of 6.00 seconds"]
         assert len(storage.list_segments(recording, LIVE)) == 2

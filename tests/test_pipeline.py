@@ -1,6 +1,7 @@
 """The queue's promises, checked with tiny stub backends and a real tmp DuckDB."""
 
 import threading
+from dataclasses import fields
 from pathlib import Path
 
 import numpy as np
@@ -9,7 +10,8 @@ import pytest
 from scribe.chunking import Chunk
 from scribe.core import Segment, Transcription
 from scribe.errors import TranscriptionError
-from scribe.pipeline import Pipeline
+from scribe.noisy_context import NoisyContext
+from scribe.pipeline import Pipeline, PipelineOptions
 from scribe.storage import Storage
 
 SR = 16_000
@@ -67,11 +69,16 @@ def stop_pipelines():
         _made.pop().stop(timeout=5)
 
 
-def make_pipeline(storage: Storage, tmp_path: Path, transcriber, **kw) -> Pipeline:
-    options = dict(audio_dir=tmp_path / "audio", max_concurrency=2, max_attempts=3,
-                   retry_base_seconds=0.0, retry_max_seconds=0.0)
-    options.update(kw)
-    pipe = Pipeline(storage, transcriber, **options)
+def make_pipeline(storage: Storage, tmp_path: Path, transcriber, *, context_seconds: float = 0.0,
+                  **kw) -> Pipeline:
+    """A pipeline with fast retries; keyword arguments naming `PipelineOptions` fields set
+    those, the others go to `Pipeline` itself."""
+    names = {f.name for f in fields(PipelineOptions)}
+    options = PipelineOptions(**{"max_concurrency": 2, "max_attempts": 3, "retry_base_seconds": 0.0,
+                                 "retry_max_seconds": 0.0, **{k: v for k, v in kw.items() if k in names}})
+    pipe = Pipeline(storage, transcriber, audio_dir=tmp_path / "audio", options=options,
+                    context=NoisyContext(context_seconds),
+                    **{k: v for k, v in kw.items() if k not in names})
     _made.append(pipe)
     return pipe
 
@@ -179,7 +186,7 @@ def test_a_crashing_backend_never_kills_the_workers(storage, tmp_path):
     pipe.stop()
 
 
-def test_retry_failed_finishes_the_chunks_without_duplicates(storage, tmp_path):
+def test_requeued_failed_chunks_finish_without_duplicates(storage, tmp_path):
     flaky = FlakyTranscriber(failures=3)  # fails all 3 attempts of the first round
     pipe = make_pipeline(storage, tmp_path, flaky).start()
     sid = new_session(storage)
@@ -187,7 +194,7 @@ def test_retry_failed_finishes_the_chunks_without_duplicates(storage, tmp_path):
         pipe.submit(chunk(sid, seq))
     pipe.wait_idle(10)
     assert storage.chunk_counts(sid)["failed"] == 3
-    assert pipe.retry_failed(sid) == 3
+    assert pipe.requeue(sid) == 3
     pipe.wait_idle(10)
     assert storage.chunk_counts(sid)["done"] == 3
     assert segment_keys(storage, sid) == [(s, i) for s in range(3) for i in range(2)]
@@ -200,7 +207,7 @@ def test_retried_chunk_never_duplicates_segments(storage, tmp_path):
     pipe.submit(chunk(sid, 0))
     pipe.wait_idle(10)
     for _ in range(3):  # re-transcribe a done chunk several times
-        pipe.retry_failed(sid, [0])
+        pipe.requeue(sid, [0])
         pipe.wait_idle(10)
     assert segment_keys(storage, sid) == [(0, 0), (0, 1)]
     pipe.stop()

@@ -123,6 +123,7 @@ class PipelineOptions:
 
     @classmethod
     def from_settings(cls, settings: Settings) -> "PipelineOptions":
+        """The options the app and the CLI run with (SCRIBE_MAX_CONCURRENCY and friends)."""
         return cls(max_concurrency=settings.max_concurrency, max_attempts=settings.max_attempts,
                    retry_base_seconds=settings.retry_base_seconds, retry_max_seconds=settings.retry_max_seconds,
                    writer_threads=settings.writer_threads, intake_memory_seconds=settings.intake_memory_seconds,

@@ -34,10 +34,11 @@ import conversations  # noqa: E402
 
 from scribe.chunking import parse_policy  # noqa: E402
 from scribe.config import Settings  # noqa: E402
+from scribe.core import LIVE  # noqa: E402
 from scribe.final_pass import WINDOW_SECONDS, choose_per_window, decode_windows  # noqa: E402
 from scribe.ingest import ingest_file, wait_for_session  # noqa: E402
 from scribe.runtime import Runtime  # noqa: E402
-from scribe.storage import LIVE, Storage  # noqa: E402
+from scribe.storage import Storage  # noqa: E402
 from scribe.transcribers.local import LocalWhisperTranscriber  # noqa: E402
 from scribe.wer import normalize  # noqa: E402
 

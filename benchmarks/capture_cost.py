@@ -22,7 +22,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from scribe.capture import LiveCapture  # noqa: E402
 from scribe.chunking import parse_policy  # noqa: E402
-from scribe.storage import SessionRow  # noqa: E402
+from scribe.core import SessionRow  # noqa: E402
 
 
 class HandOff:

@@ -25,10 +25,10 @@ sys.path.insert(0, str(ROOT))
 
 from scribe.audio import SAMPLE_RATE  # noqa: E402
 from scribe.chunking import Chunker, FixedPolicy  # noqa: E402
+from scribe.core import Segment, Transcription  # noqa: E402
 from scribe.final_pass import final_pass_report  # noqa: E402
-from scribe.pipeline import Pipeline  # noqa: E402
+from scribe.pipeline import Pipeline, PipelineOptions  # noqa: E402
 from scribe.storage import Storage  # noqa: E402
-from scribe.transcribers.base import Segment  # noqa: E402
 from scribe.transcribers.stub import StubTranscriber  # noqa: E402
 
 
@@ -40,16 +40,17 @@ class Recorder:
     def __init__(self) -> None:
         self.calls, self.longest = 0, 0
 
-    def transcribe(self, audio: np.ndarray, *, prompt: str | None = None) -> list[Segment]:
+    def transcribe(self, audio: np.ndarray) -> Transcription:
         self.calls += 1
         self.longest = max(self.longest, audio.size)
-        return [Segment(0.0, audio.size / SAMPLE_RATE, "words", confidence=0.9)]
+        return Transcription([Segment(0.0, audio.size / SAMPLE_RATE, "words", confidence=0.9)])
 
 
 def store_session(storage: Storage, audio_dir: Path, hours: float) -> str:
     session = storage.create_session(title="long", source="cli", backend="stub", model="stub",
                                      chunk_seconds=15, chunk_policy="fixed:15")
-    pipeline = Pipeline(storage, StubTranscriber(), audio_dir=audio_dir, max_concurrency=4).start()
+    pipeline = Pipeline(storage, StubTranscriber(), audio_dir=audio_dir,
+                        options=PipelineOptions(max_concurrency=4)).start()
     chunker = Chunker(session.id, FixedPolicy(15.0))
     block = (0.05 * np.sin(2 * np.pi * 220 * np.arange(60 * SAMPLE_RATE) / SAMPLE_RATE)).astype(np.float32)
     try:

@@ -24,7 +24,7 @@ import fake_gemini as fg  # noqa: E402
 import speech  # noqa: E402
 from scribe import gemini_client as gc  # noqa: E402
 from scribe.chunking import Chunk  # noqa: E402
-from scribe.pipeline import Pipeline  # noqa: E402
+from scribe.pipeline import Pipeline, PipelineOptions  # noqa: E402
 from scribe.ratelimit import RateLimit  # noqa: E402
 from scribe.storage import Storage  # noqa: E402
 from scribe.transcribers.gemini import GeminiTranscriber  # noqa: E402
@@ -64,8 +64,9 @@ def flaky_run(n_chunks: int, fail: float, limit: int, window: float) -> None:
     with tempfile.TemporaryDirectory() as tmp:
         storage = Storage(Path(tmp) / "b.duckdb")
         client = gc.client_for(fg.DEFAULT_KEY, base_url=fake.base_url, timeout_s=2)
+        options = PipelineOptions(max_concurrency=4, retry_base_seconds=0.05, retry_max_seconds=1.0)
         pipeline = Pipeline(storage, GeminiTranscriber(client, "gemini-2.5-flash"), audio_dir=Path(tmp) / "a",
-                            max_concurrency=4, retry_base_seconds=0.05, retry_max_seconds=1.0,
+                            options=options,
                             before_call=RateLimit(limit, per_seconds=window, margin_seconds=0.5)).start()
         sid = storage.create_session(title="b", source="cli", backend="gemini", model="m", chunk_seconds=5,
                                      chunk_policy="fixed:5", status="stopped").id

@@ -163,13 +163,13 @@ async def _receive(n: int, seconds: float, folder: Path) -> dict:
     from streamlit_webrtc.receive import AudioReceiver
     from aiortc.contrib.media import MediaRelay
 
-    from scribe.pipeline import Pipeline
+    from scribe.pipeline import Pipeline, PipelineOptions
     from scribe.storage import Storage
     from scribe.transcribers.stub import StubTranscriber
 
     storage = Storage(folder / "scribe.duckdb")
     pipeline = Pipeline(storage, StubTranscriber((0.5, 1.5)), audio_dir=folder / "audio",
-                        max_concurrency=32).start()
+                        options=PipelineOptions(max_concurrency=32)).start()
     relay = MediaRelay()
     offers, answers, done = mp.Queue(), mp.Queue(), mp.Queue()
     sender = mp.Process(target=sender_main, args=(n, seconds, offers, answers, done), daemon=True)

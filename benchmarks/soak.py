@@ -50,7 +50,7 @@ import psutil  # noqa: E402
 from scribe.bench import FRAME_SECONDS, FrameSource, SessionFeed, feed_session, speechlike_loop  # noqa: E402
 from scribe.chunking import parse_policy, policy_label  # noqa: E402
 from scribe.distributed import RemoteTranscriber  # noqa: E402
-from scribe.pipeline import Pipeline  # noqa: E402
+from scribe.pipeline import Pipeline, PipelineOptions  # noqa: E402
 from scribe.runtime import configure_logging  # noqa: E402
 from scribe.storage import Storage  # noqa: E402
 
@@ -201,7 +201,8 @@ def run(args: argparse.Namespace) -> dict:
     remote = RemoteTranscriber(redis.url, backend="stub", model="stub", timeout=args.remote_timeout,
                                broker_wait=600.0)
     pipeline = Pipeline(storage, remote, audio_dir=disk.path / "data" / "audio",
-                        max_concurrency=args.workers * args.worker_threads, writer_threads=4).start()
+                        options=PipelineOptions(max_concurrency=args.workers * args.worker_threads,
+                                                writer_threads=4)).start()
     rng = random.Random(args.seed)
     policy = parse_policy(args.policy)
     loop = speechlike_loop(seed=args.seed)

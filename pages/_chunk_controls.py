@@ -11,10 +11,10 @@ from __future__ import annotations
 import streamlit as st
 
 from scribe import retranscribe
+from scribe.core import ChunkRow
 from scribe.costs import session_cost
 from scribe.errors import ScribeError
 from scribe.runtime import Runtime
-from scribe.storage import ChunkRow
 from scribe.timelabels import mmss
 
 BACKEND_LABELS = {"local": "Local Whisper", "gemini": "Google Gemini", "stub": "Stub (tests)"}

@@ -23,9 +23,9 @@ from pages._shared import chosen_settings, live_registry, runtime
 from pages._text import literal
 from scribe import capture
 from scribe.chunking import make_policy
+from scribe.core import SessionRow
 from scribe.errors import ScribeError
 from scribe.runtime import Runtime
-from scribe.storage import SessionRow
 from scribe.timelabels import mmss
 
 STREAMER_KEY = "recorder"

@@ -13,8 +13,9 @@ import streamlit as st
 
 from pages._text import literal
 from scribe import history
+from scribe.core import SegmentRow, SessionRow
 from scribe.errors import ScribeError
-from scribe.storage import SegmentRow, SessionRow, Storage
+from scribe.storage import Storage
 from scribe.timelabels import mmss
 
 LINES_PER_PAGE = 100

@@ -15,10 +15,10 @@ from pages._shared import chosen_settings, live_registry, runtime
 from pages._text import literal
 from scribe import capture, history, record_view
 from scribe.chunking import make_policy
+from scribe.core import ChunkRow, SessionRow
 from scribe.errors import ScribeError
 from scribe.ingest import check_upload_size, ingest_file
 from scribe.pipeline import PipelineStats
-from scribe.storage import ChunkRow, SessionRow
 from scribe.timelabels import mmss
 
 rt = runtime()

@@ -15,9 +15,9 @@ from pages._speakers import speakers_section
 from pages._text import literal
 from pages._transcript import render_transcript
 from scribe import export, history
+from scribe.core import SESSION_STATUSES
 from scribe.errors import ScribeError
 from scribe.search import SearchQueryError, search
-from scribe.storage import SESSION_STATUSES
 from scribe.timelabels import local_datetime, mmss, picked_days, time_zone_note
 
 PER_PAGE_CHOICES = (25, 50, 100)

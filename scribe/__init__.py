@@ -4,12 +4,13 @@ __version__ = "0.1.0"
 
 from scribe.chunking import Chunk, Chunker, parse_policy
 from scribe.config import Settings
+from scribe.core import Segment
 from scribe.errors import (AudioDecodeError, ModelNotFoundError, NotFoundError, ScribeError,
                            SettingsError, TranscriptionError)
 from scribe.pipeline import Pipeline
 from scribe.runtime import Runtime
 from scribe.storage import Storage
-from scribe.transcribers import Segment, Transcriber
+from scribe.transcribers import Transcriber
 
 __all__ = [
     "AudioDecodeError", "Chunk", "Chunker", "ModelNotFoundError", "NotFoundError", "Pipeline",

@@ -33,10 +33,11 @@ from starlette.formparsers import MultiPartException, MultiPartParser
 
 from scribe import __version__
 from scribe.chunking import FILE_POLICY_NAMES, parse_policy
+from scribe.core import SESSION_STATUSES, SessionRow
 from scribe.errors import AudioDecodeError, NotFoundError, ScribeError, UploadTooLargeError
 from scribe.export import FORMATS, MIME_TYPES, download_name, render
 from scribe.runtime import Runtime
-from scribe.storage import SESSION_STATUSES, SessionRow, Storage
+from scribe.storage import Storage
 
 log = logging.getLogger(__name__)
 

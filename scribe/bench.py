@@ -45,8 +45,9 @@ from scribe import analytics
 from scribe.audio import SAMPLE_RATE, FrameResampler
 from scribe.chunking import Chunk, Chunker, parse_policy, policy_label
 from scribe.config import Settings
+from scribe.core import Transcription
 from scribe.errors import ScribeError, SettingsError, TranscriptionError
-from scribe.pipeline import Pipeline
+from scribe.pipeline import Pipeline, PipelineOptions
 from scribe.storage import Storage
 from scribe.transcribers import Transcriber, make_transcriber
 from scribe.transcribers.stub import StubTranscriber
@@ -232,13 +233,16 @@ class FlakyTranscriber:
         self._random = random.Random(seed)
         self._lock = threading.Lock()
 
-    def transcribe(self, audio: np.ndarray, *, prompt: str | None = None):
+    def transcribe(self, audio: np.ndarray) -> Transcription:
         """Runs on a pipeline worker thread."""
         with self._lock:
             fail = self._random.random() < self._rate
         if fail:
             raise TranscriptionError("simulated 503 from the bench", retryable=True)
-        return self.inner.transcribe(audio, prompt=prompt)
+        return self.inner.transcribe(audio)
+
+    def close(self) -> None:
+        self.inner.close()
 
 
 def make_backend(config: BenchConfig) -> Transcriber:
@@ -355,8 +359,8 @@ def run_bench(config: BenchConfig, progress: Progress | None = None) -> BenchRep
 
 def _run(config: BenchConfig, storage: Storage, data_dir: Path, progress: Progress) -> BenchReport:
     backend = make_backend(config)
-    pipeline = Pipeline(storage, backend, audio_dir=data_dir / "audio",
-                        max_concurrency=config.concurrency, writer_threads=config.writers).start()
+    options = PipelineOptions(max_concurrency=config.concurrency, writer_threads=config.writers)
+    pipeline = Pipeline(storage, backend, audio_dir=data_dir / "audio", options=options).start()
     feeds = _make_sessions(config, storage, backend)
     process = psutil.Process()
     cpu0, t0 = _cpu_seconds(process), time.monotonic()

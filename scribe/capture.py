@@ -44,10 +44,11 @@ from streamlit_webrtc.shutdown import SessionShutdownObserver
 from scribe.audio import SAMPLE_RATE, FrameResampler, rms_dbfs
 from scribe.chunking import Chunk, ChunkPolicy, Chunker, parse_policy, policy_label
 from scribe.config import Settings
+from scribe.core import SessionRow
 from scribe.errors import ScribeError, SessionLimitError
 from scribe.partials import PartialDecode, PartialLane, PartialText
 from scribe.pipeline import Pipeline
-from scribe.storage import SessionRow, Storage
+from scribe.storage import Storage
 
 log = logging.getLogger("scribe.capture")
 

@@ -20,12 +20,13 @@ import duckdb
 
 from scribe.chunking import FILE_POLICY_NAMES, POLICY_HELP, POLICY_NAMES, parse_policy
 from scribe.config import Settings, parse_latency_range
+from scribe.core import SessionRow
 from scribe.errors import ScribeError
 from scribe.export import FORMATS, render
 from scribe.ingest import ingest_file, wait_for_session
 from scribe.final_pass import KEPT_LIVE
 from scribe.runtime import Runtime, configure_logging, final_transcriber, recover_at_start
-from scribe.storage import SessionRow, Storage
+from scribe.storage import Storage
 from scribe.timelabels import local_datetime
 from scribe.transcribers.base import Transcriber
 
@@ -769,7 +770,7 @@ def cmd_retry(args: argparse.Namespace) -> int:
         session = runtime.storage.get_session(args.session_id)
         runtime.recovery = recover_at_start(runtime.storage, runtime.pipeline, [session.id])
         _print_recovery(runtime)
-        failed = runtime.pipeline.retry_failed(session.id)
+        failed = runtime.pipeline.requeue(session.id)
         runtime.pipeline.start(recover=False)
         counts = wait_for_session(runtime.storage, session.id, progress=_stderr_progress("transcribing"))
         _end_progress_line()

@@ -20,8 +20,8 @@ from typing import Any, Callable
 from scribe import cli
 from scribe.api_client import ApiClient, ApiRequestError, ApiUnreachableError, lock_holder
 from scribe.config import Settings
+from scribe.core import SessionRow
 from scribe.errors import ScribeError
-from scribe.storage import SessionRow
 
 WAIT_TIMEOUT_S = 3600.0
 POLL_S = 0.3

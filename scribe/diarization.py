@@ -26,8 +26,9 @@ import numpy as np
 from scribe import speakers as sp
 from scribe.audio import SAMPLE_RATE, read_flac
 from scribe.background import RequestThread
+from scribe.core import FINAL, LIVE, SegmentRow, SpeakerRow
 from scribe.errors import AudioDecodeError, NotFoundError, ScribeError
-from scribe.storage import FINAL, LIVE, SegmentRow, SpeakerRow, Storage
+from scribe.storage import Storage
 
 log = logging.getLogger("scribe.diarization")
 

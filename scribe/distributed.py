@@ -38,8 +38,9 @@ from typing import Any, Callable
 import numpy as np
 
 from scribe.audio import encode_bytes
+from scribe.core import Segment, Transcription, Usage
 from scribe.errors import BackendUnavailableError, TranscriptionError
-from scribe.transcribers.base import Segment, Transcriber, Usage
+from scribe.transcribers.base import Transcriber
 
 log = logging.getLogger("scribe.distributed")
 
@@ -119,17 +120,18 @@ class RemoteTranscriber:
         self._waiting: dict[str, Future] = {}
         self._lock = threading.Lock()
         self._stop = threading.Event()
-        self.last_usage: Usage | None = None
         self._reader = threading.Thread(target=self._read_results, name="scribe-results", daemon=True)
         self._reader.start()
 
-    def transcribe(self, audio: np.ndarray, *, prompt: str | None = None) -> list[Segment]:
+    def transcribe(self, audio: np.ndarray) -> Transcription:
+        """Runs on a pipeline worker thread; the answer (with the worker's usage and model)
+        is this job's own, whatever other jobs are in flight."""
         job = uuid.uuid4().hex
         future: Future = Future()
         with self._lock:
             self._waiting[job] = future
         try:
-            self._send({"job": job, "reply_to": self._stream, "prompt": prompt,
+            self._send({"job": job, "reply_to": self._stream,
                         "audio": base64.b64encode(encode_bytes(audio, "FLAC")).decode("ascii")})
             return self._await(job, future)
         finally:
@@ -169,7 +171,7 @@ class RemoteTranscriber:
         if down is not None:
             log.warning("Redis reachable again after %.1f s", time.monotonic() - down)
 
-    def _await(self, job: str, future: Future) -> list[Segment]:
+    def _await(self, job: str, future: Future) -> Transcription:
         """The answer; the deadline moves while Redis is unreachable (up to `broker_wait`)."""
         deadline = time.monotonic() + self.timeout
         while True:
@@ -187,9 +189,8 @@ class RemoteTranscriber:
         if not answer["ok"]:
             raise TranscriptionError(answer["error"], retryable=answer["retryable"],
                                      retry_after=answer.get("retry_after"))
-        self.model = answer.get("model") or self.model
-        self.last_usage = Usage(**answer.get("usage", {}))
-        return _segments_from_json(answer["segments"])
+        return Transcription(_segments_from_json(answer["segments"]), Usage(**answer.get("usage", {})),
+                             model=answer.get("model"))
 
     def _read_results(self) -> None:
         """Runs on `scribe-results`: hand each answer to the thread waiting for it."""
@@ -217,6 +218,7 @@ class RemoteTranscriber:
             future.set_result(answer)
 
     def close(self) -> None:
+        """Stop the `scribe-results` thread and delete this process's reply stream."""
         self._stop.set()
         self._reader.join(2.0)
         self._redis.delete(self._stream)
@@ -265,15 +267,14 @@ class TranscriptionWorker:
 
         try:
             audio = read_flac_bytes(base64.b64decode(message["audio"]))
-            segments = list(self.transcriber.transcribe(audio, prompt=message.get("prompt")))
+            result = self.transcriber.transcribe(audio)
         except TranscriptionError as exc:
             return {"ok": False, "error": str(exc), "retryable": exc.retryable, "retry_after": exc.retry_after}
         except Exception as exc:  # reported to the app, which decides about retrying
             log.exception("job %s failed", message["job"][:8])
             return {"ok": False, "error": f"worker error: {type(exc).__name__}: {exc}", "retryable": True}
-        usage = getattr(self.transcriber, "last_usage", None)
-        return {"ok": True, "segments": [asdict(s) for s in segments], "model": self.transcriber.model,
-                "usage": asdict(usage) if isinstance(usage, Usage) else {}}
+        return {"ok": True, "segments": [asdict(s) for s in result.segments],
+                "model": result.model or self.transcriber.model, "usage": asdict(result.usage)}
 
     def _answer(self, message: dict, answer: dict) -> None:
         answer["job"] = message["job"]

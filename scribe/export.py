@@ -6,7 +6,7 @@ import json
 import re
 from typing import Callable, Sequence
 
-from scribe.storage import SegmentRow, SessionRow
+from scribe.core import SegmentRow, SessionRow
 from scribe.timelabels import iso_utc, local_datetime, mmss, subtitle_time
 
 FORMATS = ("txt", "md", "srt", "vtt", "json")

@@ -29,15 +29,14 @@ import numpy as np
 from scribe.audio import SAMPLE_RATE, read_flac_range
 from scribe.background import RequestThread
 from scribe.config import Settings
+from scribe.core import FINAL, LIVE, ChunkRow, Segment, SegmentRow
 from scribe.errors import AudioDecodeError
-from scribe.hallucination import guard_segments
+from scribe.hallucination import SegmentFilter, guard_segments
 from scribe.models import weaker
-from scribe.storage import FINAL, LIVE, ChunkRow, SegmentRow, Storage, segments_from_backend
-from scribe.transcribers.base import Segment, Transcriber
+from scribe.storage import Storage, segments_from_backend
+from scribe.transcribers.base import Transcriber
 
 log = logging.getLogger("scribe.final_pass")
-
-SegmentFilter = Callable[[list[Segment], np.ndarray], list[Segment]]
 
 WINDOW_SECONDS = 120.0
 """Longest stretch decoded at once: ~7.7 MB of audio however long the session is.
@@ -197,7 +196,7 @@ def _decode_window(transcriber: Transcriber, chunks: Sequence[ChunkRow], start: 
                    segment_filter: SegmentFilter | None) -> list[Segment]:
     """The window's segments in session time (seconds)."""
     audio = window_audio(chunks, start, end)
-    segments = list(transcriber.transcribe(audio)) if audio.size else []
+    segments = list(transcriber.transcribe(audio).segments) if audio.size else []
     if segment_filter is not None:
         segments = segment_filter(segments, audio)
     offset = start / SAMPLE_RATE

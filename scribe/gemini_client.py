@@ -30,8 +30,8 @@ import threading
 from dataclasses import dataclass
 from typing import Any
 
+from scribe.core import Usage
 from scribe.errors import BackendUnavailableError, TranscriptionError
-from scribe.transcribers.base import Usage
 
 log = logging.getLogger("scribe.gemini")
 
@@ -194,7 +194,11 @@ PRICES: dict[str, Price] = {
     "gemini-2.0-flash": Price(text_input=0.10, audio_input=0.70, output=0.40),
     "gemini-2.0-flash-lite": Price(text_input=0.075, audio_input=0.075, output=0.30),
 }
-"""Free-tier calls cost nothing; these are what the same tokens cost on a paid key."""
+"""Free-tier calls cost nothing; these are what the same tokens cost on a paid key.
+The one price table: session costs, summaries and the lab all price through `estimate_cost`."""
+
+AUDIO_TOKENS_PER_SECOND = 32
+"""Gemini counts 32 input tokens per second of audio (the estimate for a call that reported none)."""
 
 
 def price_for(model: str) -> Price | None:
@@ -208,7 +212,7 @@ def estimate_cost(model: str, input_tokens: int, output_tokens: int, *, audio: b
     """Dollars for these tokens, or None for a model not in PRICES.
 
     `audio=True` prices all input tokens at the audio rate: a transcription
-    prompt is mostly audio (32 tokens per second) plus ~100 text tokens, so
+    prompt is mostly audio (AUDIO_TOKENS_PER_SECOND) plus ~100 text tokens, so
     this slightly overstates the cost, never understates it.
     """
     price = price_for(model)

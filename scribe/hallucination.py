@@ -19,12 +19,12 @@ from __future__ import annotations
 import re
 import zlib
 from dataclasses import dataclass, replace
-from typing import Sequence
+from typing import Callable, Sequence
 
 import numpy as np
 
 from scribe.audio import SAMPLE_RATE, rms_dbfs
-from scribe.transcribers.base import Segment
+from scribe.core import Segment
 
 STOCK_PHRASES = (
     "thanks for watching", "thank you for watching", "thank you so much for watching",
@@ -56,6 +56,11 @@ class GuardOptions:
     sure_no_speech: float = 0.9
     """A no_speech_prob this high means no speech whatever the confidence (tiny.en
     writes "." at 0.45 confidence and 0.96 no-speech probability on faint noise)."""
+
+
+SegmentFilter = Callable[[list[Segment], np.ndarray], list[Segment]]
+"""A check on a backend's output, run on the caller's thread after each call: (segments, the
+audio they were heard in) -> the segments kept. `guard_segments` is the one the app uses."""
 
 
 def guard_segments(segments: Sequence[Segment], audio: np.ndarray | None = None,

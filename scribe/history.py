@@ -12,9 +12,10 @@ from pathlib import Path
 from typing import Sequence
 
 from scribe.audio import encode_bytes, read_flac
+from scribe.core import FINAL, LIVE, ChunkRow, SegmentRow, SessionRow
 from scribe.errors import ScribeError
 from scribe.final_pass import KEPT_LIVE
-from scribe.storage import FINAL, LIVE, ChunkRow, SegmentRow, SessionRow, Storage
+from scribe.storage import Storage
 
 LOW_CONFIDENCE = math.exp(-1.0)
 """Whisper's own `log_prob_threshold` (-1.0) as a probability: below it a segment is doubtful."""

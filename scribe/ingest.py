@@ -12,9 +12,10 @@ from typing import Callable
 
 from scribe.audio import SAMPLE_RATE, iter_decode, probe_duration
 from scribe.chunking import Chunker, ChunkPolicy, policy_label
+from scribe.core import SessionRow
 from scribe.errors import AudioDecodeError, UploadTooLargeError
 from scribe.pipeline import Pipeline
-from scribe.storage import SessionRow, Storage
+from scribe.storage import Storage
 
 log = logging.getLogger("scribe.ingest")
 

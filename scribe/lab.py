@@ -20,6 +20,7 @@ Results go to the app's DuckDB (`lab_runs`) for later comparison.
 from __future__ import annotations
 
 import json
+import logging
 import tempfile
 import uuid
 from dataclasses import asdict, dataclass
@@ -30,15 +31,20 @@ import jiwer
 
 from scribe.audio import SAMPLE_RATE, write_flac_atomic
 from scribe.chunking import parse_policy, policy_label
+from scribe.core import FINAL, LIVE, ChunkRow
 from scribe.errors import ScribeError
 from scribe.final_pass import session_audio
+from scribe.gemini_client import AUDIO_TOKENS_PER_SECOND, estimate_cost
+from scribe.hallucination import SegmentFilter, guard_segments
 from scribe.ingest import ingest_file, wait_for_session
-from scribe.pipeline import Pipeline, SegmentFilter
-from scribe.hallucination import guard_segments
-from scribe.storage import FINAL, LIVE, ChunkRow, Storage
+from scribe.noisy_context import NoisyContext
+from scribe.pipeline import Pipeline, PipelineOptions
+from scribe.storage import Storage
 from scribe.timelabels import local_datetime
 from scribe.transcribers.base import Transcriber
 from scribe.wer import normalize, word_error_rate
+
+log = logging.getLogger("scribe.lab")
 
 DEFAULT_POLICIES = ("whole", "fixed:15", "pause:15")
 PRESET_POLICIES = ("whole", "fixed:15", "quiet:15", "pause:15", "fixed:5", "pause:5", "pause:10", "pause:20",
@@ -46,11 +52,6 @@ PRESET_POLICIES = ("whole", "fixed:15", "quiet:15", "pause:15", "fixed:5", "paus
 """The lab page's ready-made choices (any other spec can be typed in)."""
 BOUNDARY_WORDS = 2
 """How near a chunk junction (in hypothesis words) an error counts as a boundary error."""
-GEMINI_USD_PER_M_INPUT = 1.00
-GEMINI_USD_PER_M_OUTPUT = 2.50
-"""Gemini 2.5 Flash list prices per million tokens (audio input, text output); change here."""
-GEMINI_AUDIO_TOKENS_PER_S = 32
-"""Gemini counts 32 tokens per second of audio: the estimate when a call reported none."""
 DEMO_DIR = Path(__file__).parent / "demo"
 JSON_KEYS = ("policy", "wer", "chunks", "boundary_errors", "latency_s", "calls",
              "mean_chunk_s", "processing_s", "words_lost", "words_duplicated", "cost_usd")
@@ -148,9 +149,9 @@ def run_policy(audio: str | Path, reference: str, spec: str, *, transcriber: Tra
     policy = parse_policy(spec)
     with tempfile.TemporaryDirectory(prefix="scribe-lab-") as tmp:
         storage = Storage(":memory:")
-        pipeline = Pipeline(storage, transcriber, audio_dir=Path(tmp), max_attempts=3,
-                            retry_base_seconds=0.5, retry_max_seconds=5.0,
-                            segment_filter=segment_filter, context_seconds=context_seconds).start()
+        options = PipelineOptions(max_attempts=3, retry_base_seconds=0.5, retry_max_seconds=5.0)
+        pipeline = Pipeline(storage, transcriber, audio_dir=Path(tmp), options=options,
+                            context=NoisyContext(context_seconds), segment_filter=segment_filter).start()
         try:
             result = ingest_file(audio, storage=storage, pipeline=pipeline, policy=policy,
                                  title=spec, source="lab")
@@ -183,7 +184,7 @@ def score(spec: str, reference: str, chunks: list[ChunkRow], texts: list[str],
         mean_chunk_s=round(sum(durations) / n, 2),
         latency_s=round((sum(durations) + sum(processing)) / n, 2),
         processing_s=round(sum(processing), 2), calls=sum(c.attempts for c in chunks),
-        cost_usd=round(estimate_cost(transcriber.name, chunks), 6), words_lost=lost,
+        cost_usd=round(run_cost(transcriber.name, str(transcriber.model), chunks), 6), words_lost=lost,
         words_duplicated=duplicated, reference_words=len(normalize(reference).split()),
         audio_seconds=round(sum(durations), 2), backend=transcriber.name,
         model=str(transcriber.model), hypothesis=hypothesis)
@@ -221,15 +222,22 @@ def _near(start: int, end: int, junctions: list[int]) -> bool:
     return any(start - BOUNDARY_WORDS <= j <= end + BOUNDARY_WORDS for j in junctions)
 
 
-def estimate_cost(backend: str, chunks: Sequence[ChunkRow]) -> float:
-    """USD for a run: zero for local models; Gemini from reported (or estimated) tokens."""
+def run_cost(backend: str, model: str, chunks: Sequence[ChunkRow]) -> float:
+    """USD for a run: zero for local models; Gemini chunks priced by `gemini_client.estimate_cost`
+    (the one price table) from their reported tokens, or for a call that reported none, its
+    audio's tokens per attempt. A model the table does not know counts as zero (and is logged)."""
     if backend != "gemini":
         return 0.0
-    cost = 0.0
+    cost, unpriced = 0.0, set()
     for c in chunks:
         seconds = (c.end_sample - c.start_sample) / SAMPLE_RATE
-        inputs = c.input_tokens or round(seconds * GEMINI_AUDIO_TOKENS_PER_S) * max(c.attempts, 1)
-        cost += inputs * GEMINI_USD_PER_M_INPUT / 1e6 + c.output_tokens * GEMINI_USD_PER_M_OUTPUT / 1e6
+        inputs = c.input_tokens or round(seconds * AUDIO_TOKENS_PER_SECOND) * max(c.attempts, 1)
+        dollars = estimate_cost(c.model or model, inputs, c.output_tokens, audio=True)
+        if dollars is None:
+            unpriced.add(c.model or model)
+        cost += dollars or 0.0
+    if unpriced:
+        log.warning("no price known for %s; counted as 0 in the lab's cost", ", ".join(sorted(unpriced)))
     return cost
 
 

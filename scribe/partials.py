@@ -44,8 +44,8 @@ import numpy as np
 
 from scribe.audio import SAMPLE_RATE
 from scribe.config import Settings
+from scribe.core import Segment
 from scribe.hallucination import guard_segments
-from scribe.transcribers.base import Segment
 
 log = logging.getLogger("scribe.partials")
 

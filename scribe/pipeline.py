@@ -46,19 +46,20 @@ import numpy as np
 from tenacity import RetryCallState, Retrying, retry_if_exception, stop_after_attempt, wait_random_exponential
 
 from scribe.audio import SAMPLE_RATE, read_flac, write_flac_atomic
-from scribe.chunking import Chunk, parse_policy
-from scribe.errors import ScribeError, SettingsError, TranscriptionError
-from scribe.hallucination import guard_segments
+from scribe.chunking import Chunk
+from scribe.config import Settings
+from scribe.core import ChunkRow, Transcription
+from scribe.errors import ScribeError, TranscriptionError
+from scribe.hallucination import SegmentFilter, guard_segments
 from scribe.health import HealthStats, StorageHealth, is_storage_fault
-from scribe.storage import ChunkRow, Storage, segments_from_backend
-from scribe.transcribers.base import Segment, Transcriber, Usage
+from scribe.noisy_context import NO_AUDIO, NoisyContext, keep_own_segments
+from scribe.storage import Storage, segments_from_backend
+from scribe.transcribers.base import Transcriber
 
 log = logging.getLogger("scribe.pipeline")
 
 Key = tuple[str, int]
 EventListener = Callable[[str, dict], None]
-SegmentFilter = Callable[[list[Segment], np.ndarray], list[Segment]]
-"""Runs on the worker thread after each backend call: (segments, chunk audio) -> kept segments."""
 
 
 @dataclass
@@ -98,6 +99,35 @@ class PipelineStats:
     def backlog_seconds(self) -> float:
         """All audio not yet transcribed: queued, in flight, and still in the writer's queue."""
         return self.audio_seconds_waiting + self.intake_audio_seconds
+
+
+@dataclass(frozen=True)
+class PipelineOptions:
+    """How the queue runs: its threads, retries and live-intake bounds (the Settings of the
+    same names; defaults suit a test or a one-off run)."""
+
+    max_concurrency: int = 1
+    """Worker threads: jobs transcribed at once."""
+    max_attempts: int = 5
+    """Backend calls per chunk (retries included) before it is failed."""
+    retry_base_seconds: float = 1.0
+    """First retry's backoff scale (exponential, full jitter)."""
+    retry_max_seconds: float = 60.0
+    """Longest wait between retries (also caps a server-given delay)."""
+    writer_threads: int = 1
+    """Chunk writers; a session always maps to the same one."""
+    intake_memory_seconds: float = 600.0
+    """Live audio held in RAM for the writers, in total, before chunks are spilled to disk."""
+    intake_session_seconds: float = 120.0
+    """The same bound per session."""
+
+    @classmethod
+    def from_settings(cls, settings: Settings) -> "PipelineOptions":
+        """The options the app and the CLI run with (SCRIBE_MAX_CONCURRENCY and friends)."""
+        return cls(max_concurrency=settings.max_concurrency, max_attempts=settings.max_attempts,
+                   retry_base_seconds=settings.retry_base_seconds, retry_max_seconds=settings.retry_max_seconds,
+                   writer_threads=settings.writer_threads, intake_memory_seconds=settings.intake_memory_seconds,
+                   intake_session_seconds=settings.intake_session_seconds)
 
 
 @dataclass(frozen=True)
@@ -171,41 +201,31 @@ class Pipeline:
         transcriber: Transcriber,
         *,
         audio_dir: Path,
-        max_concurrency: int = 1,
-        max_attempts: int = 5,
-        retry_base_seconds: float = 1.0,
-        retry_max_seconds: float = 60.0,
+        options: PipelineOptions = PipelineOptions(),
+        context: NoisyContext | None = None,
         clock: Callable[[], float] = time.time,
         sleep: Callable[[float], None] = time.sleep,
         before_call: Callable[[], None] | None = None,
         speech_check: Callable[[np.ndarray], bool] | None = None,
         segment_filter: SegmentFilter | None = guard_segments,
-        writer_threads: int = 1,
-        context_seconds: float = 0.0,
-        context_floor_dbfs: float = -50.0,
         health: StorageHealth | None = None,
-        intake_memory_seconds: float = 600.0,
-        intake_session_seconds: float = 120.0,
     ) -> None:
+        """`context`: the noisy-chunk context policy (None: chunks are heard alone).
+        `before_call` runs before every backend call, `speech_check` decides whether a chunk
+        is worth sending, `segment_filter` checks every backend's output (the hallucination
+        guard; None keeps raw output)."""
         self.storage = storage
         self.transcriber = transcriber
         self.audio_dir = Path(audio_dir)
-        self.max_concurrency = max_concurrency
-        self.max_attempts = max_attempts
-        self.retry_base_seconds = retry_base_seconds
-        self.retry_max_seconds = retry_max_seconds
+        self.options = options
+        self._context = context
         self._clock = clock
         self._sleep = sleep
-        self._before_call = before_call
-        # The hallucination guard by default, for every backend; None keeps raw output.
+        self._backend = Backend(transcriber, before_call)
+        """The default job's backend; `requeue(..., backend=...)` runs chosen jobs on another."""
         self._segment_filter = segment_filter
         self._jobs: queue.Queue[Key | None] = queue.Queue()
-        self._intake = _Intake(max(1, writer_threads))
-        # Audio context: in noise, the previous chunk's last seconds help the model
-        # (measured: BENCHMARKS.md); in quiet rooms they cost accuracy, so only noisy
-        # chunks (noise floor above context_floor_dbfs) get them.
-        self.context_seconds = context_seconds
-        self.context_floor_dbfs = context_floor_dbfs
+        self._intake = _Intake(max(1, options.writer_threads))
         self._queued: set[Key] = set()
         self._waiting_audio: dict[Key, float] = {}
         self._lock = threading.Lock()
@@ -231,8 +251,6 @@ class Pipeline:
         self._job_errors = 0
         # Live audio waiting for a writer is bounded in RAM, in total and per session;
         # past either bound `submit_nowait` writes the chunk's files itself (a spill).
-        self.intake_memory_seconds = intake_memory_seconds
-        self.intake_session_seconds = intake_session_seconds
         self._intake_memory = 0.0
         self._intake_by_session: dict[str, float] = {}
         self._spilled = 0
@@ -248,7 +266,7 @@ class Pipeline:
             self.recover()
         for n, intake in enumerate(self._intake.queues):
             self._spawn(f"scribe-writer-{n}", lambda q=intake: self._writer_loop(q))
-        for n in range(self.max_concurrency):
+        for n in range(self.options.max_concurrency):
             self._spawn(f"scribe-worker-{n}", self._worker_loop)
         return self
 
@@ -261,7 +279,7 @@ class Pipeline:
         """Finish the intake, stop the workers after their current chunk."""
         self._health.close()
         self._intake.put_all(None)
-        for _ in range(self.max_concurrency):
+        for _ in range(self.options.max_concurrency):
             self._jobs.put(None)
         deadline = time.monotonic() + timeout
         for thread in self._threads:
@@ -365,9 +383,9 @@ class Pipeline:
 
     def _room_for(self, chunk: Chunk) -> bool:
         """Caller holds the lock. One chunk always fits in an empty intake."""
-        return (self._intake_memory + chunk.duration_s <= self.intake_memory_seconds and
+        return (self._intake_memory + chunk.duration_s <= self.options.intake_memory_seconds and
                 self._intake_by_session.get(chunk.session_id, 0.0) + chunk.duration_s
-                <= self.intake_session_seconds) or self._intake_memory == 0
+                <= self.options.intake_session_seconds) or self._intake_memory == 0
 
     def _wait_for_room(self, chunk: Chunk) -> None:
         with self._room:
@@ -396,7 +414,7 @@ class Pipeline:
             log.warning("session=%s seq=%d writers behind; chunk written to disk by the feeder "
                         "(%d spilled so far)", chunk.session_id, chunk.seq, self._spilled)
         return _Spilled(Chunk(chunk.session_id, chunk.seq, chunk.start_sample, chunk.end_sample,
-                              _NO_AUDIO, chunk.captured_at))
+                              NO_AUDIO, chunk.captured_at))
 
     def call_after_intake(self, step: Callable[[], None], session_id: str | None = None) -> None:
         """Run `step` on a writer thread once the chunks handed to `submit_nowait` before
@@ -475,7 +493,7 @@ class Pipeline:
         try:
             meta = json.loads(sidecar.read_text())
             chunk = Chunk(session_id, int(meta["seq"]), int(meta["start_sample"]),
-                          int(meta["end_sample"]), _NO_AUDIO, float(meta.get("captured_at") or 0.0))
+                          int(meta["end_sample"]), NO_AUDIO, float(meta.get("captured_at") or 0.0))
         except (OSError, ValueError, KeyError, TypeError) as exc:
             log.error("session=%s %s unreadable (%s); left in place", session_id, sidecar.name, exc)
             return 0
@@ -530,10 +548,6 @@ class Pipeline:
         if count:
             log.info("recovered %d unfinished chunks", count)
         return count
-
-    def retry_failed(self, session_id: str, seqs: list[int] | None = None) -> int:
-        """Re-queue a session's failed chunks (or the chosen ones, even if done)."""
-        return self.requeue(session_id, seqs)
 
     # -- waiting and counters -----------------------------------------------
     def stats(self) -> PipelineStats:
@@ -640,15 +654,15 @@ class Pipeline:
             attempts = self.storage.chunk_attempts(*key)
             if attempts is None:
                 return None  # the chunk was deleted meanwhile
-            if attempts >= self.max_attempts:
-                self._fail(key, f"internal error: {type(exc).__name__}: {exc}"[:300])
+            if attempts >= self.options.max_attempts:
+                self._fail(key, f"internal error: {type(exc).__name__}: {exc}"[:300], self.transcriber)
                 return None
         except Exception as second:  # storage failing while recording the failure
             if is_storage_fault(second):
                 return self._health.failed(second)
             log.error("session=%s seq=%d could not record the job error: %s", *key, second)
         self._health.release_probe()
-        return min(self.retry_max_seconds, self.retry_base_seconds * 2 ** min(attempts, 10))
+        return min(self.options.retry_max_seconds, self.options.retry_base_seconds * 2 ** min(attempts, 10))
 
     def _settle(self, key: Key, retry_in: float | None = None) -> None:
         """The job is over (`retry_in` None) or will run again after `retry_in` seconds."""
@@ -677,7 +691,7 @@ class Pipeline:
     def _process(self, session_id: str, seq: int) -> None:
         with self._lock:
             job = self._job_options.pop((session_id, seq), _DEFAULT_JOB)
-        backend = job.backend or Backend(self.transcriber, self._before_call)
+        backend = job.backend or self._backend
         row = self.storage.claim_chunk(session_id, seq, backend=backend.transcriber.name,
                                        model=backend.transcriber.model, now=self._clock())
         self._health.succeeded()  # the claim was a write: an outage is over, don't hold others back
@@ -687,17 +701,18 @@ class Pipeline:
         if job.check_speech and self._is_silent(audio):
             self._store((session_id, seq), lambda: self._save_silent(row, backend.transcriber, self._clock()))
             return
-        context = self._context_for(row, audio)
+        context = NO_AUDIO if self._context is None else self._context.audio_before(self.storage, row, audio)
         try:
-            segments, usage = self._transcribe_with_retries(row, audio, backend, context)
+            result = self._transcribe_with_retries(row, audio, backend, context)
         except TranscriptionError as exc:
             self._fail((session_id, seq), str(exc), backend.transcriber)
             return
-        rows = segments_from_backend(session_id, seq, row.start_ms, segments, chunk_end_ms=row.end_ms)
+        rows = segments_from_backend(session_id, seq, row.start_ms, result.segments, chunk_end_ms=row.end_ms)
         finished_at = self._clock()
 
         def write() -> None:
-            if self.storage.save_segments(session_id, seq, rows, finished_at=finished_at, usage=usage):
+            if self.storage.save_segments(session_id, seq, rows, finished_at=finished_at, usage=result.usage,
+                                          model=result.model):
                 self._record_done(row, len(rows), backend.transcriber)
             else:
                 log.info("session=%s seq=%d deleted while transcribing; text discarded", session_id, seq)
@@ -719,8 +734,7 @@ class Pipeline:
             log.exception("speech check failed; transcribing the chunk anyway")
             return False
 
-    def _record_done(self, row: ChunkRow, n_segments: int, transcriber: Transcriber | None = None) -> None:
-        transcriber = transcriber or self.transcriber
+    def _record_done(self, row: ChunkRow, n_segments: int, transcriber: Transcriber) -> None:
         duration = (row.end_sample - row.start_sample) / SAMPLE_RATE
         with self._lock:
             self._counters["processed"] += 1
@@ -731,8 +745,7 @@ class Pipeline:
         self._emit("chunk_done", session_id=row.session_id, seq=row.seq, backend=transcriber.name,
                    processing_s=elapsed, duration_s=duration)
 
-    def _fail(self, key: Key, error: str, transcriber: Transcriber | None = None) -> None:
-        transcriber = transcriber or self.transcriber
+    def _fail(self, key: Key, error: str, transcriber: Transcriber) -> None:
         finished_at = self._clock()
 
         def write() -> None:
@@ -744,35 +757,10 @@ class Pipeline:
                        error=error)
         self._store(key, write)
 
-    def _context_for(self, row: ChunkRow, audio: np.ndarray) -> np.ndarray:
-        """The previous chunk's last `context_seconds` when this chunk is noisy, else empty.
-
-        Only for sessions whose policy cuts in pauses: where a cut splits a word, that
-        word would come back from both chunks (measured: fixed:15 in noise went
-        31.6 -> 37.6 % WER).
-        """
-        if self.context_seconds <= 0 or row.seq == 0 or noise_floor_dbfs(audio) < self.context_floor_dbfs:
-            return _NO_AUDIO
-        if not self._cut_in_pauses(row.session_id):
-            return _NO_AUDIO
-        try:
-            previous = read_flac(Path(self.storage.get_chunk(row.session_id, row.seq - 1).audio_path))
-        except ScribeError:  # no previous chunk (a resumed gap) or its audio is gone
-            return _NO_AUDIO
-        return previous[-int(self.context_seconds * SAMPLE_RATE):]
-
-    def _cut_in_pauses(self, session_id: str) -> bool:
-        session = self.storage.find_session(session_id)
-        try:
-            return session is not None and parse_policy(session.chunk_policy).cuts_in_pauses
-        except SettingsError:  # a label this version does not know
-            return False
-
-    def _transcribe_with_retries(self, row: ChunkRow, audio: np.ndarray, backend: Backend | None = None,
-                                 context: np.ndarray | None = None) -> tuple[list[Segment], Usage]:
-        backend = backend or Backend(self.transcriber, self._before_call)
+    def _transcribe_with_retries(self, row: ChunkRow, audio: np.ndarray, backend: Backend,
+                                 context: np.ndarray) -> Transcription:
         retrying = Retrying(
-            stop=stop_after_attempt(self.max_attempts),
+            stop=stop_after_attempt(self.options.max_attempts),
             wait=self._backoff,
             retry=retry_if_exception(_is_retryable),
             before_sleep=lambda state: self._note_retry(row, state, backend.transcriber),
@@ -780,41 +768,35 @@ class Pipeline:
             reraise=True,
         )
         try:
-            for attempt in retrying:
-                with attempt:
-                    return self._call_backend(audio, row, backend, context)
+            return retrying(self._call_backend, audio, backend, context)
         except TranscriptionError:
             raise
         except Exception as exc:  # an unexpected backend error, after its retries
             if is_storage_fault(exc):  # e.g. recording a retry on a full disk: the queue pauses
                 raise
             raise TranscriptionError(f"{type(exc).__name__}: {exc}", retryable=False) from exc
-        raise AssertionError("unreachable")
 
-    def _call_backend(self, audio: np.ndarray, row: ChunkRow, backend: Backend | None = None,
-                      context: np.ndarray | None = None) -> tuple[list[Segment], Usage]:
-        backend = backend or Backend(self.transcriber, self._before_call)
+    def _call_backend(self, audio: np.ndarray, backend: Backend, context: np.ndarray) -> Transcription:
         if backend.before_call is not None:
             backend.before_call()
-        heard = audio if context is None or context.size == 0 else np.concatenate((context, audio))
-        segments = list(backend.transcriber.transcribe(heard))
+        heard = audio if context.size == 0 else np.concatenate((context, audio))
+        result = backend.transcriber.transcribe(heard)
+        segments = list(result.segments)
         if self._segment_filter is not None:
             segments = self._segment_filter(segments, heard)
         if heard is not audio:
             segments = keep_own_segments(segments, (heard.size - audio.size) / SAMPLE_RATE)
-        usage = getattr(backend.transcriber, "last_usage", None)
-        return segments, usage if isinstance(usage, Usage) else Usage()
+        return Transcription(segments, result.usage, result.model or backend.transcriber.model)
 
     def _backoff(self, state: RetryCallState) -> float:
         """Exponential backoff with full jitter, never shorter than the server asked."""
-        jittered = wait_random_exponential(multiplier=self.retry_base_seconds,
-                                           max=self.retry_max_seconds)(state)
+        jittered = wait_random_exponential(multiplier=self.options.retry_base_seconds,
+                                           max=self.options.retry_max_seconds)(state)
         exc = state.outcome.exception() if state.outcome else None
         server_delay = getattr(exc, "retry_after", None) or 0.0
-        return max(jittered, min(server_delay, self.retry_max_seconds))
+        return max(jittered, min(server_delay, self.options.retry_max_seconds))
 
-    def _note_retry(self, row: ChunkRow, state: RetryCallState, transcriber: Transcriber | None = None) -> None:
-        transcriber = transcriber or self.transcriber
+    def _note_retry(self, row: ChunkRow, state: RetryCallState, transcriber: Transcriber) -> None:
         exc = state.outcome.exception() if state.outcome else None
         message = f"{type(exc).__name__}: {exc}" if exc else "unknown error"
         self.storage.record_retry(row.session_id, row.seq, message)
@@ -848,38 +830,15 @@ class Pipeline:
                     self._job_options[(session_id, seq)] = options
             row = self.storage.get_chunk(session_id, seq)
             self._enqueue((session_id, seq), (row.end_sample - row.start_sample) / SAMPLE_RATE)
-        name = backend.transcriber.name if backend else self.transcriber.name
+        name = (backend or self._backend).transcriber.name
         log.info("session=%s re-queued %d chunks for %s", session_id, len(requeued), name)
         return len(requeued)
 
-
-_NO_AUDIO = np.zeros(0, dtype=np.float32)
 
 
 def _health_fields(health: HealthStats) -> dict:
     return {"storage_ok": health.storage_ok, "storage_faults": health.storage_faults,
             "storage_down_s": health.storage_down_s, "storage_error": health.storage_error}
-
-
-def noise_floor_dbfs(audio: np.ndarray) -> float:
-    """Level of the quietest 10 % of 10 ms frames: a room's noise, not its speech."""
-    frames = audio[: audio.size - audio.size % 160].reshape(-1, 160)
-    if frames.size == 0:
-        return -120.0
-    power = np.mean(np.square(frames, dtype=np.float64), axis=1)
-    return float(10.0 * np.log10(np.percentile(power, 10) + 1e-12))
-
-
-def keep_own_segments(segments: list[Segment], offset_s: float) -> list[Segment]:
-    """Segments heard with `offset_s` of context before the chunk: keep those centred in
-    the chunk itself (the previous chunk already has the others), in chunk time."""
-    kept = []
-    for seg in segments:
-        if (seg.start + seg.end) / 2 < offset_s:
-            continue
-        seg.start, seg.end = max(0.0, seg.start - offset_s), max(0.0, seg.end - offset_s)
-        kept.append(seg)
-    return kept
 
 
 def _is_retryable(exc: BaseException) -> bool:

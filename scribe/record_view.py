@@ -10,9 +10,9 @@ from typing import Any
 
 import numpy as np
 
+from scribe.core import ChunkRow, SegmentRow
 from scribe.export import transcript_lines
 from scribe.partials import PartialText
-from scribe.storage import ChunkRow, SegmentRow
 from scribe.timelabels import mmss
 
 

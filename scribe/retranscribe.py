@@ -8,10 +8,10 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from scribe.core import ChunkRow
 from scribe.errors import ScribeError
 from scribe.gemini_client import KEY_MISSING, KEY_REJECTED
 from scribe.runtime import Runtime
-from scribe.storage import ChunkRow
 
 SWITCHABLE = ("local", "gemini")
 """Backends a person can pick (stub is for tests and benchmarks)."""

@@ -13,7 +13,8 @@ from typing import Any, Sequence
 from scribe.backpressure import Backlog, assess_backlog
 from scribe.config import Settings
 from scribe.final_pass import FinalPass, final_pass_enabled
-from scribe.pipeline import Backend, Pipeline
+from scribe.noisy_context import NoisyContext
+from scribe.pipeline import Backend, Pipeline, PipelineOptions
 from scribe.ratelimit import RateLimit
 from scribe.storage import Storage
 from scribe.transcribers import Transcriber, make_transcriber
@@ -111,15 +112,10 @@ class Runtime:
         speech_check = _speech_check() if settings.skip_silence else None
         pipeline = Pipeline(
             storage, backend.transcriber, audio_dir=settings.audio_dir,
-            max_concurrency=settings.max_concurrency, max_attempts=settings.max_attempts,
-            writer_threads=settings.writer_threads,
-            context_seconds=settings.noisy_context_seconds,
-            retry_base_seconds=settings.retry_base_seconds,
-            retry_max_seconds=settings.retry_max_seconds,
+            options=PipelineOptions.from_settings(settings),
+            context=NoisyContext(settings.noisy_context_seconds),
             before_call=backend.before_call,
             speech_check=speech_check,
-            intake_memory_seconds=settings.intake_memory_seconds,
-            intake_session_seconds=settings.intake_session_seconds,
         )
         runtime = cls(settings=settings, storage=storage, pipeline=pipeline,
                       backends={backend.transcriber.name: backend})
@@ -175,9 +171,7 @@ class Runtime:
         if self.metrics is not None:
             self.metrics.stop()
         self.pipeline.stop(timeout)
-        closer = getattr(self.pipeline.transcriber, "close", None)
-        if callable(closer):
-            closer()
+        self.pipeline.transcriber.close()
         self.storage.close()
 
 

@@ -27,9 +27,10 @@ from dataclasses import asdict, dataclass, field
 from typing import Any, Callable, Iterable, Sequence
 
 from scribe.config import Settings
+from scribe.core import SegmentRow, SummaryRow
 from scribe.errors import ScribeError
 from scribe.export import cited_transcript
-from scribe.storage import SegmentRow, Storage, SummaryRow
+from scribe.storage import Storage
 from scribe.timelabels import parse_mmss
 
 Progress = Callable[[float, str], None]

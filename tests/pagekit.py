@@ -8,7 +8,8 @@ from pathlib import Path
 from streamlit.testing.v1 import AppTest
 
 from scribe.config import Settings
-from scribe.storage import SegmentRow, Storage
+from scribe.core import SegmentRow
+from scribe.storage import Storage
 from seed_sessions import seed_session
 
 ROOT = Path(__file__).parent.parent

@@ -8,7 +8,8 @@ from typing import Sequence
 import numpy as np
 
 from scribe.audio import SAMPLE_RATE, write_flac_atomic
-from scribe.storage import ChunkRow, SegmentRow, SessionRow, Storage
+from scribe.core import ChunkRow, SegmentRow, SessionRow
+from scribe.storage import Storage
 
 CHUNK_MS = 5_000
 

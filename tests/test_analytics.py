@@ -9,8 +9,9 @@ import pytest
 
 from scribe import analytics
 from scribe.backpressure import assess_backlog, judge_backlog
+from scribe.core import ChunkRow
 from scribe.pipeline import PipelineStats
-from scribe.storage import ChunkRow, Storage
+from scribe.storage import Storage
 
 T0 = 1_700_000_000.0
 CHUNK_S = 15

@@ -11,7 +11,8 @@ import pytest
 from streamlit.testing.v1 import AppTest
 
 from scribe import analytics, analytics_charts as charts
-from scribe.storage import ChunkRow, Storage
+from scribe.core import ChunkRow
+from scribe.storage import Storage
 
 PAGE = str(Path(__file__).parent.parent / "pages" / "analytics.py")
 RATE = 16_000

@@ -320,7 +320,7 @@ def test_start_up_recovers_pending_chunks_without_any_request(tmp_path):
     """A chunk left pending by a dead process is transcribed once the server starts, before any
     browser or API client asks for anything."""
     from scribe.audio import write_flac_atomic
-    from scribe.storage import ChunkRow
+    from scribe.core import ChunkRow
 
     data = tmp_path / "data"
     settings = Settings.from_env({}, data_dir=data)

@@ -70,7 +70,7 @@ def test_paced_run_keeps_up_with_real_time() -> None:
 class AlwaysRejects:
     name, model = "reject", "reject-1"
 
-    def transcribe(self, audio, *, prompt=None):
+    def transcribe(self, audio):
         raise TranscriptionError("400 bad request", retryable=False)
 
 

@@ -6,7 +6,7 @@ import time
 
 from redis_server import free_port, start_redis
 from scribe.distributed import RemoteTranscriber
-from scribe.pipeline import Pipeline
+from scribe.pipeline import Pipeline, PipelineOptions
 from test_distributed import _start_worker_process, _wait_ready, chunk, new_session
 
 
@@ -18,8 +18,9 @@ def test_a_broker_restart_fails_no_chunk_and_duplicates_none(storage, tmp_path):
     _wait_ready(worker)
     # Few attempts and quick backoff: before, each send during the outage burned one.
     remote = RemoteTranscriber(url, backend="rec", model="rec-1", timeout=8.0, broker_wait=60.0)
-    pipe = Pipeline(storage, remote, audio_dir=tmp_path / "audio", max_concurrency=4, max_attempts=3,
-                    retry_base_seconds=0.05, retry_max_seconds=0.2).start()
+    pipe = Pipeline(storage, remote, audio_dir=tmp_path / "audio",
+                    options=PipelineOptions(max_concurrency=4, max_attempts=3, retry_base_seconds=0.05,
+                                            retry_max_seconds=0.2)).start()
     sid = new_session(storage)
     try:
         for seq in range(6):

@@ -12,9 +12,9 @@ import pytest
 from scribe.capture import LiveCapture, LiveRegistry, rtc_configuration
 from scribe.chunking import FixedPolicy
 from scribe.config import Settings
+from scribe.core import ChunkRow
 from scribe.errors import SessionLimitError
 from scribe.pipeline import Pipeline
-from scribe.storage import ChunkRow
 from scribe.transcribers.stub import StubTranscriber
 
 RATE = 48_000

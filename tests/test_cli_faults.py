@@ -114,7 +114,7 @@ def test_unfinished_chunks_exit_non_zero_naming_them_and_retry_finishes_them(tmp
     db = tmp_path / "data" / "scribe.duckdb"
     audio = encode(tone(6.0), tmp_path / "a.wav")
 
-    def refuses(self, audio, *, prompt=None):
+    def refuses(self, audio):
         raise TranscriptionError("HTTP 400 from backend", retryable=False)
 
     monkeypatch.setenv("SCRIBE_SKIP_SILENCE", "false")
@@ -138,7 +138,7 @@ def test_unfinished_chunks_exit_non_zero_naming_them_and_retry_finishes_them(tmp
 
 def test_chunks_still_open_when_the_wait_ends_are_named_not_hidden(storage, capsys):
     from scribe.cli import _report_unfinished
-    from scribe.storage import ChunkRow
+    from scribe.core import ChunkRow
 
     sid = storage.create_session(title="t", source="cli", backend="stub", model="m", chunk_seconds=2,
                                  chunk_policy="fixed:2").id

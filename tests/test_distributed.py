@@ -13,10 +13,10 @@ import pytest
 
 from redis_server import redis_server
 from scribe.chunking import Chunk
+from scribe.core import Segment, Transcription, Usage
 from scribe.distributed import RemoteTranscriber, TranscriptionWorker, safe_url
 from scribe.errors import TranscriptionError
-from scribe.pipeline import Pipeline
-from scribe.transcribers.base import Segment
+from scribe.pipeline import Pipeline, PipelineOptions
 
 ROOT = Path(__file__).parent.parent
 SR = 16_000
@@ -38,14 +38,14 @@ class Recorder:
         self.delay, self.fail_first = delay, fail_first
         self._lock = threading.Lock()
 
-    def transcribe(self, audio, *, prompt=None):
+    def transcribe(self, audio):
         with self._lock:
             self.calls.append(time.time())
             n = len(self.calls)
         time.sleep(self.delay)
         if n <= self.fail_first:
             raise TranscriptionError("503 busy", retryable=True)
-        return [Segment(0.0, 1.0, f"chunk {round(float(audio[0]) * 1000)}")]
+        return Transcription([Segment(0.0, 1.0, f"chunk {round(float(audio[0]) * 1000)}")])
 
 
 def chunk(session: str, seq: int) -> Chunk:
@@ -56,8 +56,9 @@ def chunk(session: str, seq: int) -> Chunk:
 
 def remote_pipeline(storage, tmp_path, url, timeout=20.0, concurrency=8):
     remote = RemoteTranscriber(url, backend="rec", model="rec-1", timeout=timeout)
-    pipe = Pipeline(storage, remote, audio_dir=tmp_path / "audio", max_concurrency=concurrency,
-                    max_attempts=6, retry_base_seconds=0.05, retry_max_seconds=0.5)
+    pipe = Pipeline(storage, remote, audio_dir=tmp_path / "audio",
+                    options=PipelineOptions(max_concurrency=concurrency, max_attempts=6, retry_base_seconds=0.05,
+                                            retry_max_seconds=0.5))
     return remote, pipe.start()
 
 
@@ -103,6 +104,50 @@ def test_global_rate_limit_holds_across_workers(storage, tmp_path, redis_url):
         for start in calls:
             in_window = [t for t in calls if start <= t < start + 1.0]
             assert len(in_window) <= 4
+    finally:
+        pipe.stop()
+        remote.close()
+        for w in workers:
+            w.stop()
+
+
+class BillsBySeq(Recorder):
+    """A metered backend: chunk n costs 1000 * (n + 1) input tokens and n + 1 output tokens."""
+
+    name, model = "rec", "rec-2"
+
+    def transcribe(self, audio):
+        seq = round(float(audio[0]) * 1000)
+        heard = super().transcribe(audio)
+        return Transcription(heard.segments, Usage(1000 * (seq + 1), seq + 1))
+
+
+def test_each_chunk_stores_the_tokens_and_model_of_its_own_answer(storage, tmp_path, redis_url):
+    """Two pipeline workers share one RemoteTranscriber; both answers arrive before either
+    worker stores its chunk (the filter waits for the other), so usage or a model kept on
+    the shared transcriber would be stored under the wrong chunk."""
+    both_answered = threading.Barrier(2)
+
+    def wait_for_the_other(segments, audio):
+        try:
+            both_answered.wait(10)
+        except threading.BrokenBarrierError:
+            pass
+        return segments
+
+    workers = [TranscriptionWorker(redis_url, BillsBySeq(), threads=2).start()]
+    remote = RemoteTranscriber(redis_url, backend="rec", model="configured", timeout=20)
+    pipe = Pipeline(storage, remote, audio_dir=tmp_path / "audio",
+                    options=PipelineOptions(max_concurrency=2, max_attempts=2),
+                    segment_filter=wait_for_the_other).start()
+    sid = new_session(storage)
+    try:
+        for seq in range(2):
+            pipe.submit(chunk(sid, seq))
+        assert pipe.wait_idle(60)
+        rows = storage.list_chunks(sid)
+        assert [(r.status, r.input_tokens, r.output_tokens) for r in rows] == [("done", 1000, 1), ("done", 2000, 2)]
+        assert [r.model for r in rows] == ["rec-2", "rec-2"]  # the model that answered, not the configured one
     finally:
         pipe.stop()
         remote.close()

@@ -10,8 +10,8 @@ import pytest
 import srt
 import webvtt
 
+from scribe.core import SegmentRow, SessionRow
 from scribe.export import FORMATS, cited_transcript, download_name, md_escape, render, transcript_lines
-from scribe.storage import SegmentRow, SessionRow
 
 TRICKY = ["Hello <b>there</b> & welcome.", "Line one\n\nline two --> arrow", "**x** and <script>alert(1)</script>",
           "Ünïcödé — fine.", "Last words."]

@@ -9,9 +9,10 @@ from contextlib import contextmanager
 import duckdb
 import numpy as np
 
+from scribe.core import FINAL
 from scribe.final_pass import run_final_pass
 from scribe.health import StorageHealth, is_storage_fault
-from scribe.storage import FINAL, Storage
+from scribe.storage import Storage
 from test_pipeline import EchoTranscriber, chunk, make_pipeline, new_session
 
 
@@ -88,7 +89,7 @@ def test_the_text_of_a_chunk_is_stored_after_the_outage_without_calling_the_back
     echo = EchoTranscriber()
 
     class FillsDiskWhileTranscribing(EchoTranscriber):
-        def transcribe(self, audio, *, prompt=None):
+        def transcribe(self, audio):
             storage.full.set()
             return echo.transcribe(audio)
 
@@ -143,7 +144,7 @@ def test_segments_of_a_deleted_session_are_refused(storage, tmp_path):
     release = threading.Event()
 
     class Slow(EchoTranscriber):
-        def transcribe(self, audio, *, prompt=None):
+        def transcribe(self, audio):
             release.wait(10)
             return super().transcribe(audio)
 
@@ -166,7 +167,7 @@ def test_a_session_deleted_during_its_final_pass_keeps_no_final_transcript(stora
     assert pipe.wait_idle(10)
 
     class DeletesMidPass(EchoTranscriber):
-        def transcribe(self, audio, *, prompt=None):
+        def transcribe(self, audio):
             storage.delete_session(sid)
             return super().transcribe(audio)
 

@@ -8,9 +8,9 @@ import numpy as np
 
 from scribe.chunking import Chunker, FixedPolicy
 from scribe.config import Settings
+from scribe.core import FINAL, LIVE, Transcription
 from scribe.final_pass import FinalPass, final_pass_enabled, run_final_pass, session_audio
 from scribe.pipeline import Pipeline
-from scribe.storage import FINAL, LIVE
 from scribe.transcribers.stub import StubTranscriber
 
 RATE = 16_000
@@ -75,7 +75,7 @@ def test_final_pass_runs_after_stop_only(storage, settings, tone):
         assert storage.list_segments(recording, FINAL) == []  # drained, but still recording
 
         storage.end_session(recording, "stopped")
-        pipeline.retry_failed(recording, [1])  # any later drain of a stopped session triggers it
+        pipeline.requeue(recording, [1])  # any later drain of a stopped session triggers it
         assert _eventually(lambda: recording in final.completed)
         assert [s.text for s in storage.list_segments(recording, FINAL)] == ["stub audio of 6.00 seconds"]
         assert len(storage.list_segments(recording, LIVE)) == 2
@@ -125,7 +125,7 @@ def test_final_pass_on_the_local_model_keeps_the_words(storage, settings, meetin
     finally:
         pipeline.stop()
     rows = run_final_pass(storage, local, session_id, keep_live_margin=None)  # the re-decode itself
-    whole = " ".join(s.text for s in local.transcribe(pcm))
+    whole = " ".join(s.text for s in local.transcribe(pcm).segments)
     final_text = storage.session_text(session_id, FINAL)
     assert final_text == " ".join(r.text for r in rows) and final_text
     first_turns = " ".join(reference.split()[: len(whole.split())])
@@ -180,11 +180,11 @@ class SureStub:
         self.model, self.text, self.confidence = f"sure-{confidence}", text, confidence
         self.longest_call = 0
 
-    def transcribe(self, audio, *, prompt=None):
-        from scribe.transcribers.base import Segment
+    def transcribe(self, audio):
+        from scribe.core import Segment, Transcription
 
         self.longest_call = max(self.longest_call, audio.size)
-        return [Segment(0.0, audio.size / RATE, self.text, confidence=self.confidence)]
+        return Transcription([Segment(0.0, audio.size / RATE, self.text, confidence=self.confidence)])
 
 
 def _live_session(storage, settings, pcm, transcriber) -> str:
@@ -217,8 +217,8 @@ def test_rule_keeps_live_text_where_the_redecode_heard_nothing(storage, settings
     from scribe.final_pass import final_pass_report
 
     class Deaf(SureStub):
-        def transcribe(self, audio, *, prompt=None):
-            return []
+        def transcribe(self, audio):
+            return Transcription([])
 
     session_id = _live_session(storage, settings, tone(6.0), SureStub("live words", 0.3))
     assert final_pass_report(storage, Deaf("", 1.0), session_id).kept_live == 1
@@ -242,7 +242,7 @@ def test_final_pass_decodes_a_long_session_in_bounded_windows(storage, settings,
 
 def test_windows_for_ten_hours_stay_bounded_and_cover_everything():
     from scribe.final_pass import plan_windows
-    from scribe.storage import ChunkRow
+    from scribe.core import ChunkRow
 
     def chunk(seq, start_s, end_s):
         return ChunkRow(session_id="s", seq=seq, start_ms=int(start_s * 1000), end_ms=int(end_s * 1000),

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import threading
 
-import numpy as np
 import pytest
 
 import fake_gemini as fg
@@ -22,7 +21,8 @@ def gemini_settings(settings, fake_gemini):
 
 def test_make_transcriber_routes_gemini_and_sends_flac_inline(gemini_settings, fake_gemini, tone):
     transcriber = make_transcriber(gemini_settings, "gemini")
-    segments = transcriber.transcribe(tone(3.0))
+    result = transcriber.transcribe(tone(3.0))
+    segments = result.segments
     assert isinstance(transcriber, GeminiTranscriber) and transcriber.model == gemini_settings.gemini_model
     (request,) = fake_gemini.requests
     assert request.audio_mime == "audio/flac" and request.audio_seconds == pytest.approx(3.0)
@@ -30,7 +30,7 @@ def test_make_transcriber_routes_gemini_and_sends_flac_inline(gemini_settings, f
     assert request.body["generationConfig"]["responseMimeType"] == "application/json"
     assert "segments" in request.body["generationConfig"]["responseSchema"]["properties"]
     assert segments[0].end == pytest.approx(3.0) and segments[0].speaker == "Speaker 1"
-    assert transcriber.last_usage.input_tokens == 32 * 3 + 60 and transcriber.last_usage.output_tokens == 25
+    assert result.usage.input_tokens == 32 * 3 + 60 and result.usage.output_tokens == 25
 
 
 def test_api_version_v1_is_honoured(gemini_settings, fake_gemini, tone):
@@ -47,7 +47,7 @@ def test_times_slightly_outside_the_chunk_are_clamped_and_flagged(gemini_setting
     fake_gemini.script(fg.transcript([
         {"start": 0.0, "end": 1.5, "speaker": "Speaker 1", "text": "hello"},
         {"start": 1.5, "end": 2.6, "speaker": "Speaker 2", "text": "there"}]))
-    segments = make_transcriber(gemini_settings, "gemini").transcribe(tone(2.0))
+    segments = make_transcriber(gemini_settings, "gemini").transcribe(tone(2.0)).segments
     assert [s.flags for s in segments] == [[], ["clamped"]]
     assert segments[1].end == pytest.approx(2.0)
 
@@ -85,13 +85,12 @@ def test_parse_segments_empty_list_is_no_speech():
     assert parse_segments({"segments": []}, duration=5.0) == []
 
 
-def test_last_usage_is_per_thread(gemini_settings, fake_gemini, tone):
+def test_each_call_returns_its_own_usage_when_threads_share_a_transcriber(gemini_settings, fake_gemini, tone):
     transcriber = make_transcriber(gemini_settings, "gemini")
     seen: dict[float, int] = {}
 
     def run(seconds: float) -> None:
-        transcriber.transcribe(tone(seconds))
-        seen[seconds] = transcriber.last_usage.input_tokens
+        seen[seconds] = transcriber.transcribe(tone(seconds)).usage.input_tokens
 
     threads = [threading.Thread(target=run, args=(s,)) for s in (1.0, 2.0, 4.0)]
     for t in threads:
@@ -100,8 +99,3 @@ def test_last_usage_is_per_thread(gemini_settings, fake_gemini, tone):
         t.join()
     assert seen == {s: int(32 * s) + 60 for s in (1.0, 2.0, 4.0)}
 
-
-def test_context_prompt_is_passed_but_bounded(gemini_settings, fake_gemini):
-    make_transcriber(gemini_settings, "gemini").transcribe(np.zeros(1600, np.float32), prompt="x" * 2000)
-    assert "for context only" in fake_gemini.requests[0].prompt
-    assert len(fake_gemini.requests[0].prompt) < 800

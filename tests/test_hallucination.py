@@ -8,9 +8,9 @@ import numpy as np
 import pytest
 
 from scribe.chunking import Chunk
+from scribe.core import Segment, Transcription
 from scribe.hallucination import guard_segments, is_repetitive, segment_flags
 from scribe.pipeline import Pipeline
-from scribe.transcribers.base import Segment
 
 RATE = 16_000
 
@@ -64,8 +64,9 @@ class _InventingBackend:
 
     name, model = "inventor", "test"
 
-    def transcribe(self, audio, *, prompt=None):
-        return [Segment(0.0, audio.size / RATE, "Thanks for watching", confidence=0.4, no_speech_prob=0.7)]
+    def transcribe(self, audio):
+        return Transcription([Segment(0.0, audio.size / RATE, "Thanks for watching", confidence=0.4,
+                                      no_speech_prob=0.7)])
 
 
 def test_pipeline_applies_the_guard_for_any_backend(storage, settings):
@@ -92,7 +93,7 @@ def local_model():
 @pytest.mark.parametrize("audio", [np.zeros(10 * RATE, np.float32), _noise(10.0, -50), _noise(10.0, -40)],
                          ids=["silence", "noise-50dBFS", "noise-40dBFS"])
 def test_real_model_emits_nothing_on_silence_and_low_noise(local_model, audio):
-    assert guard_segments(local_model.transcribe(audio), audio) == []
+    assert guard_segments(local_model.transcribe(audio).segments, audio) == []
 
 
 def test_guard_removes_what_the_model_invents_without_its_vad():
@@ -101,4 +102,4 @@ def test_guard_removes_what_the_model_invents_without_its_vad():
 
     raw_model = LocalWhisperTranscriber(vad_filter=False)
     for audio in (np.zeros(10 * RATE, np.float32), _noise(10.0, -50)):
-        assert guard_segments(raw_model.transcribe(audio), audio) == []
+        assert guard_segments(raw_model.transcribe(audio).segments, audio) == []

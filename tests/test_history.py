@@ -5,8 +5,8 @@ from __future__ import annotations
 import pytest
 
 from scribe import history
+from scribe.core import SegmentRow
 from scribe.errors import NotFoundError, ScribeError
-from scribe.storage import SegmentRow
 from seed_sessions import add_chunk, seed_session
 
 
@@ -113,7 +113,7 @@ def test_segment_at_finds_the_segment_playing_at_a_time(storage, settings):
 def test_live_text_kept_by_the_final_pass_is_said_but_not_a_doubt():
     from scribe.final_pass import KEPT_LIVE
     from scribe.history import doubts, final_note
-    from scribe.storage import SegmentRow
+    from scribe.core import SegmentRow
 
     kept = SegmentRow("s", 0, 0, 0, 1000, "kept words", confidence=0.9, flags=[KEPT_LIVE], transcript="final")
     fresh = SegmentRow("s", 0, 1, 1000, 2000, "new words", confidence=0.9, transcript="final")

@@ -14,6 +14,7 @@ from scribe import lab
 from scribe.audio import decode_file
 from scribe.chunking import Chunker, PausePolicy, parse_policy
 from scribe.cli import main
+from scribe.core import ChunkRow, Transcription
 from scribe.errors import ScribeError, SettingsError
 from scribe.storage import Storage
 
@@ -52,9 +53,9 @@ class DropsOneCall:
         self.inner, self.n, self.calls = inner, n, 0
         self.name, self.model = inner.name, inner.model
 
-    def transcribe(self, audio, *, prompt=None):
+    def transcribe(self, audio):
         self.calls += 1
-        return [] if self.calls == self.n + 1 else self.inner.transcribe(audio, prompt=prompt)
+        return Transcription([]) if self.calls == self.n + 1 else self.inner.transcribe(audio)
 
 
 def test_eval_scores_are_computed_and_a_dropped_chunk_scores_worse(short_meeting, local_model):
@@ -113,6 +114,23 @@ def test_boundary_errors_count_only_words_at_junctions():
     assert lab.boundary_errors(reference, ["alpha bravo charlie delta echo", "echo fox golf hotel india juliet"]) == (0, 1)
     # A mid-chunk error is the model's, not the cut's.
     assert lab.boundary_errors(reference, ["alpha bravo charlie delta echo", "fox golf hotel india"]) == (0, 0)
+
+
+def _billed_chunk(seconds: float, input_tokens: int, output_tokens: int, model: str | None = None,
+                  attempts: int = 1) -> ChunkRow:
+    return ChunkRow("s", 0, 0, int(seconds * 1000), 0, int(seconds * 16_000), "a.flac", "done",
+                    attempts=attempts, model=model, input_tokens=input_tokens, output_tokens=output_tokens)
+
+
+def test_run_cost_prices_chunks_with_the_gemini_price_table():
+    flash = [_billed_chunk(15, 1_000_000, 1_000_000)]
+    assert lab.run_cost("gemini", "gemini-2.5-flash", flash) == pytest.approx(1.00 + 2.50)  # audio in, out
+    pro = [_billed_chunk(15, 1_000_000, 1_000_000, model="gemini-2.5-pro")]
+    assert lab.run_cost("gemini", "gemini-2.5-flash", pro) == pytest.approx(1.25 + 10.00)  # the chunk's model
+    unreported = [_billed_chunk(10, 0, 0, attempts=2)]  # 32 audio tokens a second, per attempt
+    assert lab.run_cost("gemini", "gemini-2.5-flash", unreported) == pytest.approx(640 * 1.00 / 1e6)
+    assert lab.run_cost("local", "tiny.en", flash) == 0.0
+    assert lab.run_cost("gemini", "some-future-model", flash) == 0.0  # no price known: logged, not guessed
 
 
 def test_demo_recording_ships_small_with_its_reference():

@@ -13,6 +13,7 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from scribe.chunking import Chunk
 from scribe.config import Settings
+from scribe.core import Transcription
 from scribe.errors import TranscriptionError
 from scribe.runtime import Runtime
 from scribe.transcribers.stub import StubTranscriber
@@ -49,13 +50,16 @@ class FailsFirst:
     def __init__(self) -> None:
         self.calls = 0
 
-    def transcribe(self, audio: np.ndarray, *, prompt: str | None = None):
+    def transcribe(self, audio: np.ndarray) -> Transcription:
         self.calls += 1
         if self.calls == 1:
             raise TranscriptionError("503", retryable=True)
         if audio.size == 16_000:  # the 1 s chunk is rejected for good
             raise TranscriptionError("400 bad audio", retryable=False)
         return StubTranscriber().transcribe(audio)
+
+    def close(self) -> None:
+        pass
 
 
 @pytest.fixture

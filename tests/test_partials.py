@@ -21,9 +21,9 @@ from scribe.audio import SAMPLE_RATE
 from scribe.capture import LiveCapture, LiveRegistry
 from scribe.record_view import live_transcript
 from scribe.chunking import FixedPolicy, PausePolicy
+from scribe.core import SegmentRow
 from scribe.partials import LocalAgreement, PartialLane, WhisperPartialDecoder, common_prefix
 from scribe.runtime import Runtime
-from scribe.storage import SegmentRow
 from scribe.wer import word_error_rate
 
 if not speech.have_espeak():

@@ -1,16 +1,18 @@
 """The queue's promises, checked with tiny stub backends and a real tmp DuckDB."""
 
 import threading
+from dataclasses import fields
 from pathlib import Path
 
 import numpy as np
 import pytest
 
 from scribe.chunking import Chunk
+from scribe.core import Segment, Transcription
 from scribe.errors import TranscriptionError
-from scribe.pipeline import Pipeline
+from scribe.noisy_context import NoisyContext
+from scribe.pipeline import Pipeline, PipelineOptions
 from scribe.storage import Storage
-from scribe.transcribers.base import Segment
 
 SR = 16_000
 
@@ -24,11 +26,11 @@ class EchoTranscriber:
         self.calls = 0
         self._lock = threading.Lock()
 
-    def transcribe(self, audio, *, prompt=None):
+    def transcribe(self, audio):
         with self._lock:
             self.calls += 1
-        return [Segment(0.0, 0.5, f"chunk {round(float(audio[0]) * 1000)}"),
-                Segment(0.5, 1.0, "and more")]
+        return Transcription([Segment(0.0, 0.5, f"chunk {round(float(audio[0]) * 1000)}"),
+                              Segment(0.5, 1.0, "and more")])
 
 
 class FlakyTranscriber(EchoTranscriber):
@@ -39,7 +41,7 @@ class FlakyTranscriber(EchoTranscriber):
         self.failures, self.retryable, self.exc = failures, retryable, exc
         self.seen: dict[int, int] = {}
 
-    def transcribe(self, audio, *, prompt=None):
+    def transcribe(self, audio):
         key = round(float(audio[0]) * 1000)
         self.seen[key] = self.seen.get(key, 0) + 1
         if self.seen[key] <= self.failures:
@@ -67,11 +69,16 @@ def stop_pipelines():
         _made.pop().stop(timeout=5)
 
 
-def make_pipeline(storage: Storage, tmp_path: Path, transcriber, **kw) -> Pipeline:
-    options = dict(audio_dir=tmp_path / "audio", max_concurrency=2, max_attempts=3,
-                   retry_base_seconds=0.0, retry_max_seconds=0.0)
-    options.update(kw)
-    pipe = Pipeline(storage, transcriber, **options)
+def make_pipeline(storage: Storage, tmp_path: Path, transcriber, *, context_seconds: float = 0.0,
+                  **kw) -> Pipeline:
+    """A pipeline with fast retries; keyword arguments naming `PipelineOptions` fields set
+    those, the others go to `Pipeline` itself."""
+    names = {f.name for f in fields(PipelineOptions)}
+    options = PipelineOptions(**{"max_concurrency": 2, "max_attempts": 3, "retry_base_seconds": 0.0,
+                                 "retry_max_seconds": 0.0, **{k: v for k, v in kw.items() if k in names}})
+    pipe = Pipeline(storage, transcriber, audio_dir=tmp_path / "audio", options=options,
+                    context=NoisyContext(context_seconds),
+                    **{k: v for k, v in kw.items() if k not in names})
     _made.append(pipe)
     return pipe
 
@@ -94,7 +101,7 @@ class GatedEchoTranscriber(EchoTranscriber):
         self.release = threading.Event()
         self.heard: list[int] = []
 
-    def transcribe(self, audio, *, prompt=None):
+    def transcribe(self, audio):
         self.release.wait(10)
         self.heard.append(round(float(audio[0]) * 1000))
         return super().transcribe(audio)
@@ -179,7 +186,7 @@ def test_a_crashing_backend_never_kills_the_workers(storage, tmp_path):
     pipe.stop()
 
 
-def test_retry_failed_finishes_the_chunks_without_duplicates(storage, tmp_path):
+def test_requeued_failed_chunks_finish_without_duplicates(storage, tmp_path):
     flaky = FlakyTranscriber(failures=3)  # fails all 3 attempts of the first round
     pipe = make_pipeline(storage, tmp_path, flaky).start()
     sid = new_session(storage)
@@ -187,7 +194,7 @@ def test_retry_failed_finishes_the_chunks_without_duplicates(storage, tmp_path):
         pipe.submit(chunk(sid, seq))
     pipe.wait_idle(10)
     assert storage.chunk_counts(sid)["failed"] == 3
-    assert pipe.retry_failed(sid) == 3
+    assert pipe.requeue(sid) == 3
     pipe.wait_idle(10)
     assert storage.chunk_counts(sid)["done"] == 3
     assert segment_keys(storage, sid) == [(s, i) for s in range(3) for i in range(2)]
@@ -200,7 +207,7 @@ def test_retried_chunk_never_duplicates_segments(storage, tmp_path):
     pipe.submit(chunk(sid, 0))
     pipe.wait_idle(10)
     for _ in range(3):  # re-transcribe a done chunk several times
-        pipe.retry_failed(sid, [0])
+        pipe.requeue(sid, [0])
         pipe.wait_idle(10)
     assert segment_keys(storage, sid) == [(0, 0), (0, 1)]
     pipe.stop()
@@ -296,7 +303,7 @@ def test_backoff_honours_a_server_given_delay(storage, tmp_path, delay):
     class Limited(EchoTranscriber):
         tries = 0
 
-        def transcribe(self, audio, *, prompt=None):
+        def transcribe(self, audio):
             Limited.tries += 1
             if Limited.tries == 1:
                 raise TranscriptionError("429 slow down", retryable=True, retry_after=delay)
@@ -350,10 +357,10 @@ class HearsLength(EchoTranscriber):
         super().__init__()
         self.lengths: list[int] = []
 
-    def transcribe(self, audio, *, prompt=None):
+    def transcribe(self, audio):
         self.lengths.append(audio.size)
         end = audio.size / SR
-        return [Segment(0.0, 0.4, "context words"), Segment(end - 0.5, end, f"heard {audio.size}")]
+        return Transcription([Segment(0.0, 0.4, "context words"), Segment(end - 0.5, end, f"heard {audio.size}")])
 
 
 def noisy_chunk(session: str, seq: int, seconds: float = 2.0, level: float = 0.05) -> Chunk:

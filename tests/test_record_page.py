@@ -11,8 +11,9 @@ from streamlit.testing.v1 import AppTest
 
 import scribe.capture
 from pages._text import literal
+from scribe.core import ChunkRow, SegmentRow
 from scribe.pipeline import Pipeline, PipelineStats
-from scribe.storage import ChunkRow, SegmentRow, Storage
+from scribe.storage import Storage
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -187,7 +188,7 @@ def _storage(env) -> Storage:
 
 
 def test_a_recording_with_nothing_said_says_no_speech(env, monkeypatch):
-    from scribe.storage import ChunkRow
+    from scribe.core import ChunkRow
 
     streamer(monkeypatch)
     run_page()  # builds the runtime and its storage
@@ -204,7 +205,7 @@ def test_a_recording_with_nothing_said_says_no_speech(env, monkeypatch):
 
 
 def test_an_upload_in_progress_shows_chunks_done_of_total_and_no_latency_yet(env, monkeypatch):
-    from scribe.storage import ChunkRow
+    from scribe.core import ChunkRow
 
     streamer(monkeypatch)
     run_page()

@@ -1,8 +1,8 @@
 """The Record page's views as plain values: chunk table, live transcript, level meter."""
 
+from scribe.core import ChunkRow, SegmentRow
 from scribe.partials import PartialText
 from scribe.record_view import chunk_table, level_fraction, live_transcript
-from scribe.storage import ChunkRow, SegmentRow
 
 
 def test_chunk_table_shows_latency_only_once_a_chunk_is_done():

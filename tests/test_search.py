@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
+from scribe.core import SegmentRow
 from scribe.search import SearchQueryError, Term, like_pattern, parse_query, regex_pattern, search
-from scribe.storage import SegmentRow
 from seed_sessions import seed_session
 
 

@@ -20,12 +20,12 @@ from scribe import speakers as sp
 from scribe.audio import SAMPLE_RATE
 from scribe.chunking import Chunker, FixedPolicy
 from scribe.config import Settings
+from scribe.core import FINAL, LIVE
 from scribe.diarization import SpeakerLabeler, label_chunk, relabel_session, split_speaker
 from scribe.errors import NotFoundError, ScribeError, SettingsError, SpeakerModelError
 from scribe.export import render
 from scribe.pipeline import Pipeline
 from scribe.search import search
-from scribe.storage import FINAL, LIVE
 from scribe.transcribers.stub import StubTranscriber
 
 VOICES = ("en-us+m8", "en-us+f4", "en-us+Andy")

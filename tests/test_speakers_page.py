@@ -9,7 +9,8 @@ import pytest
 
 from pagekit import app, close_runtime
 from scribe.config import Settings
-from scribe.storage import LIVE, SpeakerRow, Storage
+from scribe.core import LIVE, SpeakerRow
+from scribe.storage import Storage
 from seed_sessions import seed_session
 
 

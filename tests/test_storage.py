@@ -1,5 +1,6 @@
-from scribe.storage import MIGRATIONS, ChunkRow, SegmentRow, Storage
+from scribe.core import ChunkRow, SegmentRow
 from scribe.errors import NotFoundError
+from scribe.storage import MIGRATIONS, Storage
 
 import pytest
 

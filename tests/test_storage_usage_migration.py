@@ -6,9 +6,9 @@ import time
 
 import duckdb
 
-from scribe.storage import ChunkRow, Storage
+from scribe.core import ChunkRow, Usage
+from scribe.storage import Storage
 from scribe.storage.migrations import _m1_initial
-from scribe.transcribers.base import Usage
 
 
 def test_a_version_1_database_gains_skip_reason_and_keeps_its_rows(tmp_path):

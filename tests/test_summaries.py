@@ -8,9 +8,9 @@ import pytest
 
 from fake_gemini import DEFAULT_KEY, fake_gemini, fake_gemini_factory  # noqa: F401 (fixtures)
 from fake_gemini import forbidden, json_reply, malformed, server_error
+from scribe.core import SegmentRow
 from scribe.errors import ScribeError
 from scribe.export import cited_transcript
-from scribe.storage import SegmentRow
 from scribe.summaries import (Summary, find_action_items, find_decisions, from_row, save_summary,
                               sentences, summarize_local, summarize_session, summary_from_reply)
 from seed_sessions import seed_session

@@ -7,8 +7,9 @@ import time
 
 from scribe import export
 from scribe.config import Settings
+from scribe.core import SegmentRow
 from scribe.search import search
-from scribe.storage import SegmentRow, Storage
+from scribe.storage import Storage
 from scribe.summaries import summarize_session
 from seed_sessions import seed_session
 

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import random
 
-from scribe.storage import SegmentRow
+from scribe.core import SegmentRow
 
 SPEAKERS = ("Alice", "Bob", "Carol")
 TOPICS = ("budget review", "launch date", "customer feedback", "hiring plan", "database migration",

@@ -16,13 +16,13 @@ composes them. Every public name is imported from here.
 
 from __future__ import annotations
 
+from scribe.core import (CHUNK_STATUSES, FINAL, LIVE, SESSION_STATUSES, ChunkRow, SegmentRow,
+                         SessionRow, SpeakerRow, SummaryRow)
 from scribe.errors import NotFoundError, ScribeError
 from scribe.storage.analytics import AnalyticsQueries
 from scribe.storage.chunks import ChunkQueries
 from scribe.storage.lab_runs import LabRunQueries
 from scribe.storage.migrations import MIGRATIONS
-from scribe.storage.rows import (CHUNK_STATUSES, FINAL, LIVE, SESSION_STATUSES, ChunkRow, SegmentRow,
-                                 SessionRow, SpeakerRow, SummaryRow)
 from scribe.storage.segments import SPEAKER_JOIN, SPEAKER_NAME, SegmentQueries, segments_from_backend
 from scribe.storage.sessions import NO_SPEECH_SQL, SessionQueries, new_session_id
 from scribe.storage.speakers import SpeakerQueries

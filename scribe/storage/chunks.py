@@ -6,11 +6,10 @@ from __future__ import annotations
 from typing import Any, Sequence
 
 from scribe.audio import SAMPLE_RATE
+from scribe.core import CHUNK_STATUSES, ChunkRow, SegmentRow, Usage
 from scribe.errors import NotFoundError
 from scribe.storage.database import Database, _in_clause
-from scribe.storage.rows import CHUNK_STATUSES, ChunkRow, SegmentRow
 from scribe.storage.segments import _insert_segments
-from scribe.transcribers.base import Usage
 
 
 class ChunkQueries(Database):
@@ -97,16 +96,20 @@ class ChunkQueries(Database):
         return self.get_chunk(session_id, seq) if updated else None
 
     def save_segments(self, session_id: str, seq: int, segments: Sequence[SegmentRow], *,
-                      finished_at: float, usage: Usage | None = None) -> bool:
+                      finished_at: float, usage: Usage | None = None, model: str | None = None) -> bool:
         """Replace the chunk's live segments and mark it done, in one transaction.
+
+        `usage` is this call's tokens; `model` the model that answered (None keeps the
+        one recorded when the chunk was claimed).
 
         Returns False and writes nothing when the chunk no longer exists (its session
         was deleted or discarded while it was being transcribed): deletes are final."""
         usage = usage or Usage()
         with self.transaction() as cur:
             marked = cur.execute("""UPDATE chunks SET status = 'done', finished_at = ?, error = NULL,
-                input_tokens = ?, output_tokens = ? WHERE session_id = ? AND seq = ? RETURNING seq""",
-                                 [finished_at, usage.input_tokens, usage.output_tokens, session_id,
+                input_tokens = ?, output_tokens = ?, model = coalesce(?, model)
+                WHERE session_id = ? AND seq = ? RETURNING seq""",
+                                 [finished_at, usage.input_tokens, usage.output_tokens, model, session_id,
                                   seq]).fetchall()
             if not marked:
                 return False

@@ -10,10 +10,9 @@ from typing import Any, Sequence
 
 import duckdb
 
+from scribe.core import LIVE, Segment, SegmentRow
 from scribe.errors import NotFoundError, ScribeError
 from scribe.storage.database import Database, _in_clause
-from scribe.storage.rows import LIVE, SegmentRow
-from scribe.transcribers.base import Segment
 
 SPEAKER_JOIN = "LEFT JOIN speakers sp ON sp.session_id = g.session_id AND sp.id = g.speaker_id"
 SPEAKER_NAME = "coalesce(sp.name, g.speaker)"

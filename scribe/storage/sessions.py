@@ -6,9 +6,9 @@ import time
 import uuid
 from typing import Any, Sequence
 
+from scribe.core import SESSION_STATUSES, SessionRow
 from scribe.errors import NotFoundError
 from scribe.storage.database import Database, _filters, _in_clause
-from scribe.storage.rows import SESSION_STATUSES, SessionRow
 
 NO_SPEECH_SQL = """(sessions.status IN ('done', 'stopped')
     AND NOT EXISTS (SELECT 1 FROM segments g WHERE g.session_id = sessions.id)

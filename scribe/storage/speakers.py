@@ -6,9 +6,9 @@ from __future__ import annotations
 import time
 from typing import Any, Sequence
 
+from scribe.core import LIVE, SegmentRow, SpeakerRow
 from scribe.errors import NotFoundError, ScribeError
 from scribe.storage.database import Database
-from scribe.storage.rows import LIVE, SegmentRow, SpeakerRow
 from scribe.storage.segments import SPEAKER_JOIN, SPEAKER_NAME, _segment_row
 
 

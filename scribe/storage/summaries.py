@@ -6,8 +6,8 @@ import json
 import time
 from typing import Any, Sequence
 
+from scribe.core import SummaryRow
 from scribe.storage.database import Database
-from scribe.storage.rows import SummaryRow
 
 
 class SummaryQueries(Database):

@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 from scribe.config import Settings
-from scribe.transcribers.base import Segment, Transcriber, Usage
+from scribe.transcribers.base import Transcriber
 
-__all__ = ["Segment", "Transcriber", "Usage", "make_transcriber"]
+__all__ = ["Transcriber", "make_transcriber"]
 
 
 def make_transcriber(settings: Settings, backend: str | None = None, *, model: str | None = None,

@@ -1,47 +1,34 @@
-"""The backend protocol: 16 kHz float32 audio in, segments (times relative to the chunk) out."""
+"""The backend protocol: 16 kHz float32 audio in, a `Transcription` (segments in chunk time) out."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
 from typing import Protocol, runtime_checkable
 
 import numpy as np
 
-
-@dataclass
-class Segment:
-    """One piece of recognised speech. Times are seconds from the start of the audio given."""
-
-    start: float
-    end: float
-    text: str
-    speaker: str | None = None
-    confidence: float | None = None
-    """Mean token probability (0..1) where the backend reports one."""
-    no_speech_prob: float | None = None
-    flags: list[str] = field(default_factory=list)
-    """Doubts about this segment (e.g. `clamped`, `low_confidence`, `hallucination`)."""
-
-
-@dataclass
-class Usage:
-    """What one backend call cost: tokens for metered APIs, zero for local models."""
-
-    input_tokens: int = 0
-    output_tokens: int = 0
+from scribe.core import Transcription
 
 
 @runtime_checkable
 class Transcriber(Protocol):
-    """A backend. `transcribe` runs on a pipeline worker thread and may block.
+    """A backend, as the pipeline, the final pass, the lab and the distributed worker use it.
 
-    It raises `scribe.errors.TranscriptionError` (with `retryable`) on failure;
-    anything else it raises is treated as a retryable internal error.
+    `transcribe` runs on the caller's thread (a pipeline worker, `scribe-final-pass`,
+    a Dramatiq worker thread) and may block; several threads may call it at once, so
+    what one call returns never passes through the transcriber's attributes. It raises
+    `scribe.errors.TranscriptionError` (with `retryable`) on failure; anything else it
+    raises is treated as a retryable internal error.
     """
 
     name: str
+    """The backend's name (`local`, `gemini`, `stub`), stored with each chunk it transcribes."""
     model: str
+    """The model it is configured with, stored when a chunk is claimed."""
 
-    def transcribe(self, audio: np.ndarray, *, prompt: str | None = None) -> list[Segment]:
-        """Transcribe a whole chunk; return finished segments (never a lazy generator)."""
+    def transcribe(self, audio: np.ndarray) -> Transcription:
+        """Transcribe a whole chunk: finished segments (never a lazy generator) and this call's usage."""
+        ...
+
+    def close(self) -> None:
+        """Release what the backend holds (threads, connections); called once, when its runtime closes."""
         ...

@@ -15,15 +15,14 @@ error is mapped to TranscriptionError by `scribe.gemini_client`.
 from __future__ import annotations
 
 import re
-import threading
 from typing import Any
 
 import numpy as np
 
 from scribe.audio import SAMPLE_RATE, encode_bytes
+from scribe.core import Segment, Transcription
 from scribe.errors import TranscriptionError
 from scribe.gemini_client import client_from_settings, generate_json
-from scribe.transcribers.base import Segment, Usage
 
 SCHEMA: dict[str, Any] = {
     "type": "OBJECT",
@@ -59,7 +58,7 @@ CLAMP_TOLERANCE_S = 1.0
 
 
 class GeminiTranscriber:
-    """Gemini over the google-genai SDK. Thread-safe: one shared client, usage kept per thread."""
+    """Gemini over the google-genai SDK. Thread-safe: one shared client, each call's usage in its answer."""
 
     name = "gemini"
 
@@ -69,7 +68,6 @@ class GeminiTranscriber:
         self._client = client  # kept referenced: an unreferenced genai.Client closes itself
         self._api_key = api_key  # only to redact it from server messages
         self._format = audio_format.upper()
-        self._local = threading.local()
 
     @classmethod
     def from_settings(cls, settings: Any) -> "GeminiTranscriber":
@@ -77,27 +75,21 @@ class GeminiTranscriber:
         return cls(client_from_settings(settings), settings.gemini_model,
                    api_key=settings.gemini_api_key)
 
-    @property
-    def last_usage(self) -> Usage:
-        """Tokens of this thread's most recent call (the pipeline reads it on the same thread)."""
-        return getattr(self._local, "usage", Usage())
-
-    def transcribe(self, audio: np.ndarray, *, prompt: str | None = None) -> list[Segment]:
+    def transcribe(self, audio: np.ndarray) -> Transcription:
         """Runs on a pipeline worker thread; blocks for one API call (no retries here)."""
-        self._local.usage = Usage()
         duration = audio.size / SAMPLE_RATE
-        reply = generate_json(self._client, model=self.model, contents=self._contents(audio, duration, prompt),
+        reply = generate_json(self._client, model=self.model, contents=self._contents(audio, duration),
                               schema=SCHEMA, system_instruction=INSTRUCTION, api_key=self._api_key)
-        self._local.usage = reply.usage
-        return parse_segments(reply.data, duration)
+        return Transcription(parse_segments(reply.data, duration), reply.usage)
 
-    def _contents(self, audio: np.ndarray, duration: float, prompt: str | None) -> list[Any]:
+    def close(self) -> None:
+        """Nothing to release: the client stays referenced as long as this transcriber is."""
+
+    def _contents(self, audio: np.ndarray, duration: float) -> list[Any]:
         from google.genai import types
 
         mime = "audio/flac" if self._format == "FLAC" else "audio/wav"
         ask = f"Transcribe this {duration:.1f}-second clip."
-        if prompt:
-            ask += f" Earlier in the meeting (for context only, do not repeat): {prompt[-500:]}"
         return [types.Part.from_bytes(data=encode_bytes(audio, self._format), mime_type=mime), ask]
 
 

@@ -15,9 +15,9 @@ from typing import Any
 
 import numpy as np
 
+from scribe.core import Segment, Transcription
 from scribe.errors import BackendUnavailableError, ModelNotFoundError
 from scribe.models import BUNDLED, Progress, model_folder
-from scribe.transcribers.base import Segment
 
 BUNDLED_MODEL = BUNDLED
 _models: dict[tuple[str, str, int], "_Loaded"] = {}
@@ -85,17 +85,19 @@ class LocalWhisperTranscriber:
         self.language = "en" if english_only else language
         self.vad_filter = vad_filter
 
-    def transcribe(self, audio: np.ndarray, *, prompt: str | None = None) -> list[Segment]:
-        """Runs on a worker thread. Forces the lazy generator before returning."""
+    def transcribe(self, audio: np.ndarray) -> Transcription:
+        """Runs on a worker thread. Forces the lazy generator before returning; costs no tokens."""
         # vad_filter: without it tiny.en writes "You" for 15 s of silence.
         segments, _info = self._whisper.transcribe(
             audio,
             language=self.language,
             vad_filter=self.vad_filter,
-            initial_prompt=prompt or None,
             condition_on_previous_text=False,
         )
-        return [_to_segment(s) for s in list(segments) if s.text.strip()]
+        return Transcription([_to_segment(s) for s in list(segments) if s.text.strip()])
+
+    def close(self) -> None:
+        """Nothing to release: the model is the process's, shared with other lanes."""
 
 
 def _to_segment(whisper_segment: Any) -> Segment:

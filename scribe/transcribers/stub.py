@@ -14,7 +14,7 @@ import time
 import numpy as np
 
 from scribe.audio import SAMPLE_RATE, rms_dbfs
-from scribe.transcribers.base import Segment
+from scribe.core import Segment, Transcription
 
 
 class StubTranscriber:
@@ -29,7 +29,7 @@ class StubTranscriber:
         self._sleep = sleep
         self.calls = 0
 
-    def transcribe(self, audio: np.ndarray, *, prompt: str | None = None) -> list[Segment]:
+    def transcribe(self, audio: np.ndarray) -> Transcription:
         with self._lock:
             self.calls += 1
             delay = self._random.uniform(*self._latency)
@@ -37,5 +37,8 @@ class StubTranscriber:
             self._sleep(delay)
         seconds = audio.size / SAMPLE_RATE
         if audio.size == 0 or rms_dbfs(audio) < -60:
-            return []
-        return [Segment(0.0, seconds, f"stub audio of {seconds:.2f} seconds", confidence=1.0)]
+            return Transcription([])
+        return Transcription([Segment(0.0, seconds, f"stub audio of {seconds:.2f} seconds", confidence=1.0)])
+
+    def close(self) -> None:
+        """Nothing to release."""

@@ -1,13 +1,60 @@
-"""The rows `Storage` returns, and the fixed values of their status and transcript fields."""
+"""The value types every layer shares: what a backend returns and the rows storage returns.
+
+This module is the bottom floor: it imports nothing from scribe, so storage, the
+backends, the guards and the pages may all depend on it without depending on
+each other.
+"""
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
 from typing import Any
 
+
+# -- what a backend returns ---------------------------------------------------
+@dataclass
+class Segment:
+    """One piece of recognised speech. Times are seconds from the start of the audio given."""
+
+    start: float
+    end: float
+    text: str
+    speaker: str | None = None
+    confidence: float | None = None
+    """Mean token probability (0..1) where the backend reports one."""
+    no_speech_prob: float | None = None
+    flags: list[str] = field(default_factory=list)
+    """Doubts about this segment (e.g. `clamped`, `low_confidence`, `hallucination`)."""
+
+
+@dataclass
+class Usage:
+    """What one backend call cost: tokens for metered APIs, zero for local models."""
+
+    input_tokens: int = 0
+    output_tokens: int = 0
+
+
+@dataclass
+class Transcription:
+    """One backend call's answer: its segments, what the call cost, and the model that answered.
+
+    Returned as one value, so a call's tokens can never be read from another call
+    running at the same time on another thread.
+    """
+
+    segments: list[Segment]
+    usage: Usage = field(default_factory=Usage)
+    model: str | None = None
+    """The model that answered, when the backend knows better than its configured name
+    (a remote worker); None means the transcriber's own `model`."""
+
+
+# -- the rows storage returns -------------------------------------------------
 SESSION_STATUSES = ("recording", "interrupted", "stopped", "done")
 CHUNK_STATUSES = ("pending", "processing", "done", "failed")
 LIVE, FINAL = "live", "final"
+"""A session's two transcripts: the chunk lane's, and the final pass's re-decode."""
 
 
 @dataclass

@@ -14,6 +14,7 @@ from scribe.final_pass import run_final_pass
 from scribe.health import StorageHealth, is_storage_fault
 from scribe.storage import Storage
 from test_pipeline import EchoTranscriber, chunk, make_pipeline, new_session
+from waiting import eventually
 
 
 class FullDisk(Storage):
@@ -32,15 +33,6 @@ class FullDisk(Storage):
                 self.refused += 1
                 raise duckdb.TransactionException(
                     'Failed to commit: Could not write file "scribe.duckdb.wal": No space left on device')
-
-
-def wait_until(condition, timeout: float = 20.0) -> bool:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if condition():
-            return True
-        time.sleep(0.02)
-    return condition()
 
 
 def test_storage_faults_are_told_apart_from_bad_jobs():
@@ -62,7 +54,7 @@ def test_a_full_disk_pauses_the_workers_and_they_resume_when_space_returns(setti
     storage.full.set()  # the disk fills: every commit fails, including recording the failure
     for seq in range(3, 8):
         pipe.submit_nowait(chunk(sid, seq))
-    assert wait_until(lambda: storage.refused >= 6 and not pipe.stats().storage_ok)
+    assert eventually(lambda: storage.refused >= 6 and not pipe.stats().storage_ok)
     time.sleep(0.5)
     stats = pipe.stats()
     assert stats.workers_alive == 2 and stats.storage_faults >= 2
@@ -97,7 +89,7 @@ def test_the_text_of_a_chunk_is_stored_after_the_outage_without_calling_the_back
                          health=StorageHealth(base_seconds=0.05, max_seconds=0.1)).start()
     sid = new_session(storage, status="stopped")
     pipe.submit(chunk(sid, 0))
-    assert wait_until(lambda: storage.refused >= 3)
+    assert eventually(lambda: storage.refused >= 3)
     storage.full.clear()
     assert pipe.wait_idle(10)
     assert storage.get_chunk(sid, 0).status == "done"
@@ -116,7 +108,7 @@ def test_an_error_inside_a_job_is_retried_with_backoff_and_never_kills_a_worker(
     good = path.read_bytes()
     path.write_bytes(b"not flac at all")  # reading it fails inside the job
     pipe.start()
-    assert wait_until(lambda: pipe.stats().job_errors >= 1)
+    assert eventually(lambda: pipe.stats().job_errors >= 1)
     path.write_bytes(good)  # the next try, after the backoff, succeeds
     assert pipe.wait_idle(10)
     row = storage.get_chunk(sid, 0)
@@ -151,7 +143,7 @@ def test_segments_of_a_deleted_session_are_refused(storage, tmp_path):
     pipe = make_pipeline(storage, tmp_path, Slow(), max_concurrency=1).start()
     sid = new_session(storage, status="stopped")
     pipe.submit(chunk(sid, 0))
-    assert wait_until(lambda: storage.get_chunk(sid, 0).status == "processing")
+    assert eventually(lambda: storage.get_chunk(sid, 0).status == "processing")
     storage.delete_session(sid)  # e.g. a decode error discards the half-read session
     release.set()
     assert pipe.wait_idle(10)

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import time
-
 import numpy as np
 
 from scribe.chunking import Chunker, FixedPolicy
@@ -12,6 +10,7 @@ from scribe.core import FINAL, LIVE, Transcription
 from scribe.final_pass import FinalPass, final_pass_enabled, run_final_pass, session_audio
 from scribe.pipeline import Pipeline
 from scribe.transcribers.stub import StubTranscriber
+from waiting import eventually
 
 RATE = 16_000
 
@@ -76,23 +75,13 @@ def test_final_pass_runs_after_stop_only(storage, settings, tone):
 
         storage.end_session(recording, "stopped")
         pipeline.requeue(recording, [1])  # any later drain of a stopped session triggers it
-        assert _eventually(lambda: recording in final.completed)
+        assert eventually(lambda: recording in final.completed)
         assert [s.text for s in storage.list_segments(recording, FINAL)] == ["stub audio of 6.00 seconds"]
         assert len(storage.list_segments(recording, LIVE)) == 2
     finally:
         final.stop()
         pipeline.stop()
     assert final.errors == {}
-
-
-def _eventually(check, timeout: float = 20.0) -> bool:
-    """The drained event reaches the final pass just after the pipeline goes idle."""
-    deadline = time.monotonic() + timeout
-    while not check():
-        if time.monotonic() > deadline:
-            return False
-        time.sleep(0.05)
-    return True
 
 
 def test_final_pass_is_on_by_default_for_local_only():
@@ -149,7 +138,7 @@ def test_an_ingested_file_gets_its_final_pass_even_when_chunks_finish_first(stor
     pipeline.start()
     try:
         result = ingest_file(wav, storage=storage, pipeline=pipeline, policy=FixedPolicy(2.0))
-        assert _eventually(lambda: result.session.id in final.completed)
+        assert eventually(lambda: result.session.id in final.completed)
     finally:
         final.stop()
         pipeline.stop()

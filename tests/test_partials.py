@@ -19,12 +19,13 @@ import speech
 from fake_gemini import fake_gemini, fake_gemini_factory  # noqa: F401 (fixtures)
 from scribe.audio import SAMPLE_RATE
 from scribe.capture import LiveCapture, LiveRegistry
-from scribe.record_view import live_transcript
 from scribe.chunking import FixedPolicy, PausePolicy
 from scribe.core import SegmentRow
 from scribe.partials import LocalAgreement, PartialLane, WhisperPartialDecoder, common_prefix
+from scribe.record_view import live_transcript
 from scribe.runtime import Runtime
 from scribe.wer import word_error_rate
+from waiting import eventually
 
 if not speech.have_espeak():
     pytest.skip("espeak-ng is not installed", allow_module_level=True)
@@ -47,15 +48,6 @@ def speech_frames(pcm16k: np.ndarray) -> list[av.AudioFrame]:
         frame.sample_rate, frame.pts = RATE, i * FRAME
         out.append(frame)
     return out
-
-
-def wait_for(condition, timeout: float = 30.0) -> bool:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if condition():
-            return True
-        time.sleep(0.02)
-    return condition()
 
 
 @pytest.fixture(scope="module")
@@ -125,10 +117,10 @@ def test_partial_text_follows_speech_fed_faster_than_real_time(decoder, turns, s
         seen_words = []
         for start in range(0, len(frames), 50):  # 1 s of audio per step, as fast as the model allows
             capture.take(frames[start:start + 50])
-            assert wait_for(lambda: not _in_flight(lane, capture) and _waiting(lane, capture) is None)
+            assert eventually(lambda: not _in_flight(lane, capture) and _waiting(lane, capture) is None)
             seen_words.append(len(" ".join(p.text for p in capture.partial_text()).split()))
         lane.offer(capture.session_id, 0, 0, capture._chunker.buffered_audio())  # the whole open chunk
-        assert wait_for(lambda: not _in_flight(lane, capture) and _waiting(lane, capture) is None)
+        assert eventually(lambda: not _in_flight(lane, capture) and _waiting(lane, capture) is None)
         (shown,) = capture.partial_text()
         assert pipeline_stub.chunks == []  # still the first, open chunk: nothing stored yet
         assert word_error_rate(reference, shown.text) < 0.3, shown.text
@@ -151,7 +143,7 @@ def test_a_newer_request_replaces_a_waiting_one_and_at_most_one_decode_runs_per_
         time.sleep(0.3)
         assert gated.lengths == [8000]  # a second thread was free, yet the session's next one waited
         gated.gate.set()
-        assert wait_for(lambda: lane.stats("s").decodes == 2)
+        assert eventually(lambda: lane.stats("s").decodes == 2)
         time.sleep(0.2)
         stats = lane.stats("s")
         assert gated.lengths == [8000, 6 * 8000] and stats.decodes == 2
@@ -170,7 +162,7 @@ def test_sessions_take_turns_so_one_busy_session_cannot_starve_another():
             lane.offer("a", 0, 0, np.zeros(n * 8000, np.float32))
             lane.offer("b", 0, 0, np.zeros(n * 8000 + 1, np.float32))
             time.sleep(0.05)
-        assert wait_for(lambda: lane.stats("a").decodes >= 1 and lane.stats("b").decodes >= 1)
+        assert eventually(lambda: lane.stats("a").decodes >= 1 and lane.stats("b").decodes >= 1)
     finally:
         lane.stop()
 
@@ -187,7 +179,7 @@ def test_partials_pause_while_final_chunks_wait_and_resume_after():
             time.sleep(0.15)
         assert gated.lengths == []  # nothing decoded while chunks wait for the chunk lane
         backlog.clear()
-        assert wait_for(lambda: lane.stats("s").decodes == 1)
+        assert eventually(lambda: lane.stats("s").decodes == 1)
         stats = lane.stats("s")
         assert gated.lengths == [4 * 8000]  # only the newest request, once the backlog cleared
         assert stats.paused == 3 and stats.coalesced == 3
@@ -208,9 +200,9 @@ def test_partials_keep_coming_while_a_chunk_is_being_transcribed(settings, tone)
 
         (chunk,) = Chunker(session.id, FixedPolicy(2.0)).push(tone(2.0))
         rt.pipeline.submit(chunk)
-        assert wait_for(lambda: rt.pipeline.stats().in_flight == 1, 10)
+        assert eventually(lambda: rt.pipeline.stats().in_flight == 1, 10)
         rt.partials.offer("x", 0, 0, tone(2.0))
-        assert wait_for(lambda: rt.partials.stats("x").decodes == 1, 30)
+        assert eventually(lambda: rt.partials.stats("x").decodes == 1, 30)
         assert rt.pipeline.stats().in_flight == 1  # decoded while the chunk was still being transcribed
     finally:
         rt.close()
@@ -233,7 +225,7 @@ def test_runtime_pauses_partials_while_the_pipeline_has_chunks_waiting(settings,
         time.sleep(1.0)
         assert before is None and rt.partials.stats("x").decodes == 0
         assert rt.pipeline.wait_idle(30)
-        assert wait_for(lambda: rt.partials.stats("x").decodes == 1, 30)
+        assert eventually(lambda: rt.partials.stats("x").decodes == 1, 30)
     finally:
         rt.close()
 
@@ -255,12 +247,12 @@ def test_stored_text_replaces_the_partial_text_of_its_chunk(decoder, turns, sett
         for start in range(0, first, 50):
             capture.take(frames[start:start + 50])
             time.sleep(0.3)
-        assert wait_for(lambda: bool(capture.partial_text()), 30)
+        assert eventually(lambda: bool(capture.partial_text()), 30)
         view = live_transcript(rt.storage.list_segments(capture.session_id), capture.partial_text())
         assert view.stored == [] and view.partial and view.partial[0].startswith("[00:00] ")
         capture.take(frames[first:])  # the chunk closes; the chunk lane transcribes it
         assert rt.pipeline.wait_idle(60)
-        assert wait_for(lambda: all(p.seq != 0 for p in capture.partial_text()), 10)
+        assert eventually(lambda: all(p.seq != 0 for p in capture.partial_text()), 10)
         view = live_transcript(rt.storage.list_segments(capture.session_id), capture.partial_text())
         assert view.stored and all(not line.startswith("[00:00]") for line in view.partial)
         assert word_error_rate(reference, rt.storage.session_text(capture.session_id)) < 0.3
@@ -299,7 +291,7 @@ def test_with_gemini_partials_use_the_local_model_and_never_call_gemini(settings
         for start in range(0, len(frames), 50):
             capture.take(frames[start:start + 50])
             time.sleep(0.3)
-        assert wait_for(lambda: rt.partials.stats(capture.session_id).decodes >= 2, 30)
+        assert eventually(lambda: rt.partials.stats(capture.session_id).decodes >= 2, 30)
         assert fake_gemini.audio_requests() == []  # partial decodes of an open chunk: local only
         capture.end("test over")
         assert rt.pipeline.wait_idle(30)
@@ -357,8 +349,8 @@ def test_prometheus_counts_partial_decodes_and_their_lag(storage, settings):
     try:
         for n in (1, 2):
             lane.offer("s", 0, 0, np.zeros(n * 8000, np.float32))
-            assert wait_for(lambda: lane.stats("s").decodes == n)
-        assert wait_for(lambda: metrics.registry.get_sample_value("scribe_partial_decodes_total") == 2)
+            assert eventually(lambda: lane.stats("s").decodes == n)
+        assert eventually(lambda: metrics.registry.get_sample_value("scribe_partial_decodes_total") == 2)
         assert metrics.registry.get_sample_value("scribe_partial_lag_seconds_count") == 2
         lags = lane.stats("s").lags
         assert metrics.registry.get_sample_value("scribe_partial_lag_seconds_sum") == pytest.approx(sum(lags), abs=1e-3)
@@ -370,7 +362,7 @@ def test_after_stop_the_last_chunks_partial_stays_until_its_stored_text_arrives(
     lane = PartialLane(lambda audio: "the last words", interval_seconds=0.5).start()
     try:
         lane.offer("s", 3, 48_000, np.zeros(16_000, np.float32))
-        assert wait_for(lambda: lane.stats("s").decodes == 1)
+        assert eventually(lambda: lane.stats("s").decodes == 1)
         lane.chunk_closed("s", 3)
         records = lane.end_session("s")
         assert [r.seq for r in records] == [3]

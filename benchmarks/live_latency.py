@@ -33,13 +33,9 @@ import json
 import os
 import re
 import shutil
-import signal
-import socket
-import subprocess
 import sys
 import tempfile
 import time
-import urllib.request
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -53,6 +49,7 @@ import speech  # noqa: E402
 
 from scribe.audio import SAMPLE_RATE, read_flac  # noqa: E402
 from scribe.wer import word_error_rate  # noqa: E402
+from scribe_app import ScribeApp  # noqa: E402
 
 CHROMIUM = "/usr/bin/chromium"
 IFRAME = 'iframe[title="streamlit_webrtc.component.webrtc_streamer"]'
@@ -127,47 +124,13 @@ def reference_words(pcm: np.ndarray) -> list[Word]:
     return [w for w in words if w.text]
 
 
-class App:
-    """The real app on 127.0.0.1:<free port>, its own data folder; stopped by pid."""
-
-    def __init__(self, data_dir: Path, partials: bool) -> None:
-        self.data_dir, self.log_path = data_dir, data_dir.parent / "app.log"
-        with socket.socket() as sock:
-            sock.bind(("127.0.0.1", 0))
-            self.port = sock.getsockname()[1]
-        env = {**os.environ, "SCRIBE_DATA_DIR": str(data_dir), "HF_HUB_OFFLINE": "1",
-               "SCRIBE_LOG_LEVEL": "INFO", "SCRIBE_PARTIALS": "true" if partials else "false"}
-        for var in ("SCRIBE_BACKEND", "SCRIBE_CHUNK_SECONDS", "SCRIBE_CHUNK_POLICY", "SCRIBE_DB"):
-            env.pop(var, None)  # the defaults are what is measured
-        self._log = open(self.log_path, "w")
-        self.proc = subprocess.Popen([sys.executable, "-m", "streamlit", "run", "app.py", "--server.headless",
-                                      "true", "--server.address", "127.0.0.1", "--server.port", str(self.port)],
-                                     cwd=ROOT, env=env, stdout=self._log, stderr=subprocess.STDOUT)
-        deadline = time.monotonic() + 90
-        while time.monotonic() < deadline:
-            try:
-                with urllib.request.urlopen(f"{self.url}_stcore/health", timeout=2):
-                    return
-            except OSError:
-                time.sleep(0.3)
-        raise RuntimeError("the app did not start:\n" + self.log())
-
-    @property
-    def url(self) -> str:
-        return f"http://127.0.0.1:{self.port}/"
-
-    def log(self) -> str:
-        return self.log_path.read_text(errors="replace")
-
-    def stop(self) -> None:
-        if self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGTERM)
-            try:
-                self.proc.wait(20)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait(5)
-        self._log.close()
+def start_app(data_dir: Path, partials: bool) -> ScribeApp:
+    """The real app with its default settings (the caller's SCRIBE_ variables dropped, but for
+    SCRIBE_PARTIAL_*, so the partial lane's settings can be varied from the command line)."""
+    data_dir.mkdir(parents=True, exist_ok=True)
+    varied = {k: v for k, v in os.environ.items() if k.startswith("SCRIBE_PARTIAL_")}
+    return ScribeApp(data_dir, data_dir.parent / "app.log", stub=False,
+                     **{**varied, "SCRIBE_PARTIALS": "true" if partials else "false"})
 
 
 def page_words(page) -> list[str]:
@@ -214,7 +177,7 @@ def _status(page) -> str:
     return values[0] if values else ""
 
 
-def drive(app: App, wav: Path, sessions: int, poll_s: float, audio_s: float) -> tuple[dict[str, list], float]:
+def drive(app: ScribeApp, wav: Path, sessions: int, poll_s: float, audio_s: float) -> tuple[dict[str, list], float]:
     """Record `sessions` tabs at once; returns {tab title: [(wall time, words)]} and the app's
     CPU seconds from the first Start to the last session done (model loading excluded)."""
     from playwright.sync_api import sync_playwright
@@ -283,7 +246,7 @@ def run(partials: bool, sessions: int, poll_s: float, wav: Path, pcm: np.ndarray
 
     work = Path(tempfile.mkdtemp(prefix="scribe-live-latency-"))
     load_before = os.getloadavg()
-    app = App(work / "data", partials)
+    app = start_app(work / "data", partials)
     try:
         polls, app_cpu_s = drive(app, wav, sessions, poll_s, pcm.size / SAMPLE_RATE)
     finally:

@@ -24,13 +24,18 @@ def free_port() -> int:
 
 
 class ScribeApp:
-    def __init__(self, data_dir: Path, log_path: Path, **extra_env: str) -> None:
+    """The app with none of the caller's SCRIBE_/GEMINI_ variables: the stub backend (no speech
+    check) unless `stub=False`, which leaves every other setting at its default."""
+
+    def __init__(self, data_dir: Path, log_path: Path, *, stub: bool = True, **extra_env: str) -> None:
         self.data_dir = data_dir
         self.log_path = log_path
         self.port = free_port()
         env = {k: v for k, v in os.environ.items() if not k.startswith(("SCRIBE_", "GEMINI_"))}
-        env.update({"SCRIBE_DATA_DIR": str(data_dir), "SCRIBE_BACKEND": "stub", "SCRIBE_SKIP_SILENCE": "false",
-                    "HF_HUB_OFFLINE": "1", "SCRIBE_LOG_LEVEL": "INFO", **extra_env})
+        env.update({"SCRIBE_DATA_DIR": str(data_dir), "HF_HUB_OFFLINE": "1", "SCRIBE_LOG_LEVEL": "INFO"})
+        if stub:
+            env.update({"SCRIBE_BACKEND": "stub", "SCRIBE_SKIP_SILENCE": "false"})
+        env.update(extra_env)
         self._log = open(log_path, "w")
         self.proc = subprocess.Popen(
             [sys.executable, "-m", "streamlit", "run", "app.py", "--server.headless", "true",

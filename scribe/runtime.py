@@ -210,10 +210,10 @@ def _partial_lane(settings: Settings, pipeline: Pipeline) -> Any:
     queued: a backlog comes first), and told when a chunk's text is stored so the partial
     text for it goes away.
 
-    A chunk being transcribed does not pause it. Measured on 2 idle cores (base, 13 s chunk,
-    2 threads): a niced one-thread partial decode beside it costs the chunk 18 % (1.56 ->
-    1.84 s) and itself 0.68 s; pausing instead left a partial already in flight starved for
-    the whole chunk (7 s in the live benchmark), and no partial text came meanwhile."""
+    A chunk being transcribed does not pause it: beside a niced partial decode a chunk's decode
+    takes about 16-18 % longer on idle cores (benchmarks/partial_cost.py), while pausing left a
+    partial already in flight starved for the whole chunk (7 s in the live benchmark), and no
+    partial text came meanwhile."""
     from scribe.partials import build_partial_lane
 
     def chunks_waiting() -> bool:

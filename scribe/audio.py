@@ -17,6 +17,7 @@ import av
 import numpy as np
 import soundfile as sf
 
+from scribe.durable import fsync_dir
 from scribe.errors import AudioDecodeError, AudioTooLongError
 
 SAMPLE_RATE = 16_000
@@ -241,15 +242,7 @@ def write_flac_atomic(pcm: np.ndarray, path: Path) -> None:
         os.replace(tmp, path)
     finally:
         tmp.unlink(missing_ok=True)  # an error (a full disk) leaves no partial file behind
-    _fsync_dir(path.parent)
-
-
-def _fsync_dir(folder: Path) -> None:
-    fd = os.open(folder, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
+    fsync_dir(path.parent)
 
 
 def read_flac(path: Path) -> np.ndarray:

@@ -28,6 +28,7 @@ from importlib import import_module
 from pathlib import Path
 from typing import Callable
 
+from scribe.durable import fsync_dir
 from scribe.errors import ModelNotFoundError
 
 BUNDLED = "tiny.en"
@@ -238,15 +239,7 @@ def _fsync_tree(folder: Path) -> None:
     for path in folder.iterdir():
         with open(path, "rb") as f:
             os.fsync(f.fileno())
-    _fsync_dir(folder)
-
-
-def _fsync_dir(folder: Path) -> None:
-    fd = os.open(folder, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
+    fsync_dir(folder)
 
 
 def _swap_into_place(tmp: Path, folder: Path) -> None:
@@ -256,7 +249,7 @@ def _swap_into_place(tmp: Path, folder: Path) -> None:
         aside = folder.with_name(f".{folder.name}.bad-{uuid.uuid4().hex[:8]}")
         os.rename(folder, aside)
     os.rename(tmp, folder)
-    _fsync_dir(folder.parent)
+    fsync_dir(folder.parent)
     if aside is not None:
         shutil.rmtree(aside, ignore_errors=True)
 

@@ -448,6 +448,7 @@ def _add_speakers(sub) -> None:
 
 def cmd_speakers(args: argparse.Namespace) -> int:
     from scribe import diarization
+    from scribe.history import choose_transcript
 
     settings, storage = _open_storage(args)
     try:
@@ -461,8 +462,7 @@ def cmd_speakers(args: argparse.Namespace) -> int:
         elif args.relabel is not None:
             storage.set_expected_speakers(session.id, args.relabel or None)
             diarization.relabel_session(storage, session.id, max_speakers=settings.max_speakers)
-        rows = storage.speaker_stats(session.id, "final" if storage.transcript_counts(session.id).get("final")
-                                     else "live")
+        rows = storage.speaker_stats(session.id, choose_transcript(storage, session.id)[0])
     finally:
         storage.close()
     if args.json:

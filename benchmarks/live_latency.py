@@ -46,12 +46,12 @@ sys.path[:0] = [str(ROOT), str(ROOT / "tests")]
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
 import speech  # noqa: E402
+from fake_mic import CHROMIUM, chromium_args, write_wav_48k  # noqa: E402
 
 from scribe.audio import SAMPLE_RATE, read_flac  # noqa: E402
 from scribe.wer import word_error_rate  # noqa: E402
 from scribe_app import ScribeApp  # noqa: E402
 
-CHROMIUM = "/usr/bin/chromium"
 IFRAME = 'iframe[title="streamlit_webrtc.component.webrtc_streamer"]'
 CACHE = Path("/tmp/scribe-bench")
 LEAD_S, TAIL_S = 2.0, 20.0
@@ -95,23 +95,8 @@ def build_mic() -> tuple[Path, np.ndarray, str]:
     pcm = np.concatenate([np.zeros(int(LEAD_S * SAMPLE_RATE), np.float32), audio,
                           np.zeros(int(TAIL_S * SAMPLE_RATE), np.float32)])
     if not wav48.exists():
-        _write_48k(pcm, wav48)
+        write_wav_48k(pcm, wav48)
     return wav48, pcm, text
-
-
-def _write_48k(pcm16k: np.ndarray, path: Path) -> None:
-    import av
-
-    with av.open(str(path), "w", format="wav") as out:
-        stream = out.add_stream("pcm_s16le", rate=48_000, layout="mono")
-        resampler = av.AudioResampler(format="s16", layout="mono", rate=48_000)
-        frame = av.AudioFrame.from_ndarray(pcm16k.reshape(1, -1), format="flt", layout="mono")
-        frame.sample_rate = SAMPLE_RATE
-        for chunk in [*resampler.resample(frame), *resampler.resample(None)]:
-            for packet in stream.encode(chunk):
-                out.mux(packet)
-        for packet in stream.encode(None):
-            out.mux(packet)
 
 
 def reference_words(pcm: np.ndarray) -> list[Word]:
@@ -182,14 +167,10 @@ def drive(app: ScribeApp, wav: Path, sessions: int, poll_s: float, audio_s: floa
     CPU seconds from the first Start to the last session done (model loading excluded)."""
     from playwright.sync_api import sync_playwright
 
-    args = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-            "--disable-background-networking", "--disable-component-update", "--disable-sync",
-            "--disable-background-timer-throttling", "--disable-renderer-backgrounding",
-            "--use-fake-ui-for-media-stream", "--use-fake-device-for-media-stream",
-            f"--use-file-for-fake-audio-capture={wav}%noloop"]
     polls: dict[str, list] = {}
     with sync_playwright() as pw:
-        browser = pw.chromium.launch(executable_path=CHROMIUM, args=args)
+        browser = pw.chromium.launch(executable_path=CHROMIUM, args=chromium_args(
+            wav, "--disable-background-timer-throttling", "--disable-renderer-backgrounding"))  # every tab at full pace
         pages = {}
         for n in range(sessions):
             page = browser.new_context(viewport={"width": 1400, "height": 1000}).new_page()

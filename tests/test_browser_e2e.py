@@ -18,22 +18,20 @@ import urllib.request
 from dataclasses import dataclass
 from pathlib import Path
 
-import av
 import duckdb
 import numpy as np
 import pytest
 
 import speech
+from fake_mic import CHROMIUM, chromium_args, write_wav_48k
 from scribe.wer import word_error_rate
 
 pytestmark = [pytest.mark.browser, pytest.mark.slow]
 
 ROOT = Path(__file__).resolve().parent.parent
-CHROMIUM = "/usr/bin/chromium"
 IFRAME = 'iframe[title="streamlit_webrtc.component.webrtc_streamer"]'
 CHUNK_SECONDS = 5
 LEAD_S = 2.0  # silence before speech: covers the ~1 s between getUserMedia and the first frame
-FAKE_RATE = 48_000
 CAPTURE_LOG = re.compile(r"session=(\S+) (stopped|interrupted) \((.+?)\): received ([\d.]+) s of audio "
                          r"over ([\d.]+) s wall in (\d+) frames, (\d+) chunks; (\d+) gaps, ([\d.]+) s missing")
 
@@ -57,22 +55,8 @@ def mic(tmp_path_factory) -> Mic:
     lead = np.zeros(int(LEAD_S * 16_000), np.float32)
     tail = np.zeros(max(0, 60 * 16_000 - lead.size - audio.size), np.float32)
     path = tmp_path_factory.mktemp("mic") / "mic.wav"
-    _write_wav_48k(np.concatenate([lead, audio, tail]), path)
+    write_wav_48k(np.concatenate([lead, audio, tail]), path)
     return Mic(path, reference, audio.size / 16_000)
-
-
-def _write_wav_48k(pcm16k: np.ndarray, path: Path) -> None:
-    """Upsample with PyAV's resampler and write 16-bit PCM WAV (what Chromium reads best)."""
-    with av.open(str(path), "w", format="wav") as out:
-        stream = out.add_stream("pcm_s16le", rate=FAKE_RATE, layout="mono")
-        resampler = av.AudioResampler(format="s16", layout="mono", rate=FAKE_RATE)
-        frame = av.AudioFrame.from_ndarray(pcm16k.reshape(1, -1), format="flt", layout="mono")
-        frame.sample_rate = 16_000
-        for chunk in [*resampler.resample(frame), *resampler.resample(None)]:
-            for packet in stream.encode(chunk):
-                out.mux(packet)
-        for packet in stream.encode(None):
-            out.mux(packet)
 
 
 class App:
@@ -153,12 +137,8 @@ def app(tmp_path):
 def browser(mic):
     from playwright.sync_api import sync_playwright
 
-    args = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-            "--disable-background-networking", "--disable-component-update", "--disable-sync",
-            "--use-fake-ui-for-media-stream", "--use-fake-device-for-media-stream",
-            f"--use-file-for-fake-audio-capture={mic.wav}%noloop"]
     with sync_playwright() as pw:
-        chromium = pw.chromium.launch(executable_path=CHROMIUM, args=args)
+        chromium = pw.chromium.launch(executable_path=CHROMIUM, args=chromium_args(mic.wav))
         yield chromium
         chromium.close()
 

@@ -12,7 +12,8 @@ from scribe.config import Settings
 from scribe.storage import Storage
 from scribe.summaries import summarize_session
 from seed_sessions import seed_session
-from test_browser_e2e import CHROMIUM, App
+from fake_mic import CHROMIUM
+from test_browser_e2e import App
 
 pytestmark = [pytest.mark.browser, pytest.mark.slow]
 

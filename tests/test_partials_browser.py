@@ -17,7 +17,8 @@ import numpy as np
 import pytest
 
 import speech
-from test_browser_e2e import CHROMIUM, App, _recorder_button, _wait_idle, _wait_status, _write_wav_48k
+from fake_mic import CHROMIUM, chromium_args, write_wav_48k
+from test_browser_e2e import App, _recorder_button, _wait_idle, _wait_status
 from scribe.wer import word_error_rate
 
 pytestmark = [pytest.mark.browser, pytest.mark.slow]
@@ -33,7 +34,7 @@ def mic_wav(tmp_path_factory) -> tuple[Path, str]:
     audio, reference = speech.meeting_audio(speech.MEETING_TURNS[4:8])
     pcm = np.concatenate([np.zeros(32_000, np.float32), audio, np.zeros(20 * 16_000, np.float32)])
     path = tmp_path_factory.mktemp("mic") / "partials.wav"
-    _write_wav_48k(pcm, path)
+    write_wav_48k(pcm, path)
     return path, reference
 
 
@@ -41,12 +42,8 @@ def mic_wav(tmp_path_factory) -> tuple[Path, str]:
 def browser(mic_wav):
     from playwright.sync_api import sync_playwright
 
-    args = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-            "--disable-background-networking", "--disable-component-update", "--disable-sync",
-            "--use-fake-ui-for-media-stream", "--use-fake-device-for-media-stream",
-            f"--use-file-for-fake-audio-capture={mic_wav[0]}%noloop"]
     with sync_playwright() as pw:
-        chromium = pw.chromium.launch(executable_path=CHROMIUM, args=args)
+        chromium = pw.chromium.launch(executable_path=CHROMIUM, args=chromium_args(mic_wav[0]))
         yield chromium
         chromium.close()
 

@@ -112,10 +112,15 @@ def _live_status() -> None:
         st.progress(record_view.level_fraction(level), text=f"Input level {level:.0f} dBFS")
 
 
-@st.fragment(run_every=0.25)
+# While this browser records, the transcript redraws four times a second so the page is not
+# what holds a live word back; otherwise (an upload, a finished or resumed session) only whole
+# chunks arrive, and once a second is enough for them and easier on a server with many viewers.
+WORDS_PACE_RECORDING = 0.25
+WORDS_PACE_OTHERWISE = 1.0
+
+
 def _live_words() -> None:
-    """Four times a second, the transcript alone (stored lines, then partial text): cheap
-    enough to repeat at that pace, so the page is not what holds a live word back."""
+    """The transcript alone (stored lines, then partial text): cheap enough to repeat often."""
     session = _shown_session()
     if session is None:
         return
@@ -193,6 +198,7 @@ with upload_tab:
 _live_status()
 words_column, chunks_column = st.columns([3, 2])
 with words_column:
-    _live_words()
+    st.fragment(_live_words,
+                run_every=WORDS_PACE_RECORDING if live_capture() is not None else WORDS_PACE_OTHERWISE)()
 with chunks_column:
     _live_chunks()

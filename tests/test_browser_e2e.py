@@ -175,6 +175,19 @@ def _page_transcript(page) -> str:
     return " ".join(m.group(1) for m in re.finditer(r"^\[\d+:\d\d\] (?:Speaker \d+: )?(.*)$", text, re.MULTILINE))
 
 
+def _page_wer(page, reference: str, bound: float, timeout: float = 15) -> tuple[float, str]:
+    """WER of the page's transcript against `reference`, read until it is under `bound` or
+    `timeout` runs out. The transcript fragment redraws four times a second, so one read can
+    land while every line is marked stale (on a loaded machine, most reads do)."""
+    deadline = time.monotonic() + timeout
+    while True:
+        text = _page_transcript(page)
+        wer = word_error_rate(reference, text)
+        if wer < bound or time.monotonic() > deadline:
+            return wer, text
+        page.wait_for_timeout(250)
+
+
 def _chunks(db) -> list[tuple]:
     return db.execute("SELECT session_id, seq, start_sample, end_sample, status FROM chunks "
                       "ORDER BY session_id, seq").fetchall()
@@ -215,9 +228,9 @@ def test_live_recording_transcribes_what_the_microphone_heard(app, browser, mic,
     _wait_status(page, "done", 120)
     page.wait_for_timeout(1500)  # the chunk table's grid redraws a moment after the metrics
     page.screenshot(path=str(shots / "record-done.png"), full_page=True)
-    page_wer = word_error_rate(mic.reference, _page_transcript(page))
+    page_wer, page_text = _page_wer(page, mic.reference, 0.3)
     print(f"WER on the page {page_wer:.3f}")
-    assert page_wer < 0.3, _page_transcript(page)
+    assert page_wer < 0.3, page_text
     page.close()
     app.stop()
 
@@ -298,10 +311,8 @@ def test_upload_goes_through_the_pipeline_and_bad_files_are_refused(app, browser
     choose(good)
     page.get_by_role("button", name="Transcribe file").click()
     _wait_status(page, "done", 90)
-    # The status metric is drawn before the transcript in the same refresh: give it a moment.
-    page.locator('[data-testid="stText"]').filter(has_text=re.compile(r"^\[\d+:\d\d\] ")).first.wait_for(
-        timeout=10_000)
-    assert word_error_rate(speech.MEETING_TURNS[1], _page_transcript(page)) < 0.3
+    page_wer, page_text = _page_wer(page, speech.MEETING_TURNS[1], 0.3)
+    assert page_wer < 0.3, page_text
     page.close()
     app.stop()
     with app.db() as db:

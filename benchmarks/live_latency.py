@@ -10,9 +10,10 @@ used by any test or tuning: `EVAL_TURNS`), presses Start in each, and reads each
 tab's transcript lines every `--poll` seconds while the audio plays, then presses
 Stop and keeps reading until the session is done.
 
-For every spoken word, its end time in the WAV comes from a whole-file decode with
-word timestamps (tiny.en); the page's words are aligned to those (difflib, runs of
-2+ words) and the first poll that shows a word gives its latency:
+For every spoken word of the reference text, its end time in the WAV comes from a
+whole-file decode with word timestamps (base) aligned to that text; the page's words
+are aligned to the reference (difflib, runs of 2+ words) and the first poll that shows
+a word gives its latency:
     latency = seen on the page - (the WAV's start in wall time + the word's end).
 The WAV's start in wall time is the first frame's arrival (logged by the capture)
 minus where in the WAV that frame was (the session's first chunk cross-correlated
@@ -49,13 +50,13 @@ import speech  # noqa: E402
 from fake_mic import CHROMIUM, chromium_args, write_wav_48k  # noqa: E402
 
 from scribe.audio import SAMPLE_RATE, read_flac  # noqa: E402
-from scribe.wer import word_error_rate  # noqa: E402
+from scribe.wer import normalize, word_error_rate  # noqa: E402
 from scribe_app import ScribeApp  # noqa: E402
 
 IFRAME = 'iframe[title="streamlit_webrtc.component.webrtc_streamer"]'
 CACHE = Path("/tmp/scribe-bench")
 LEAD_S, TAIL_S = 2.0, 20.0
-LINE = re.compile(r"^\[\d+:\d\d\] (.*)$", re.MULTILINE)
+LINE = re.compile(r"^\[\d+:\d\d\] (?:Speaker \d+: )?(.*)$", re.MULTILINE)
 CAPTURE_END = re.compile(r"session=(\S+) (?:stopped|interrupted) \(.+?\): received ([\d.]+) s of audio over "
                          r"([\d.]+) s wall")
 FIRST_FRAME = re.compile(r"^(\d{4}-\d\d-\d\d \d\d:\d\d:\d\d,\d{3}) INFO scribe\.capture .*session=(\S+) first frame",
@@ -83,10 +84,6 @@ class Word:
     """Seconds from the start of the WAV."""
 
 
-def norm(word: str) -> str:
-    return re.sub(r"[^\w']", "", word.lower())
-
-
 def build_mic() -> tuple[Path, np.ndarray, str]:
     """The fake microphone's 48 kHz WAV (cached), the same audio at 16 kHz, and its text."""
     CACHE.mkdir(parents=True, exist_ok=True)
@@ -99,14 +96,29 @@ def build_mic() -> tuple[Path, np.ndarray, str]:
     return wav48, pcm, text
 
 
-def reference_words(pcm: np.ndarray) -> list[Word]:
-    """Word end times from one whole-file decode with word timestamps."""
+def reference_words(pcm: np.ndarray, text: str) -> list[Word]:
+    """The spoken words (the reference text), each with its end time in the WAV.
+
+    Times come from one whole-file decode with word timestamps (base, the most accurate
+    bundled model), aligned to the reference text; a word that decode got wrong takes
+    its time from its neighbours. The words themselves are never the decode's: a word a
+    model mishears would otherwise count as "spoken" and be looked for on the page."""
     from scribe.transcribers.local import load_model
 
-    segments, _ = load_model("tiny.en").transcribe(pcm, language="en", word_timestamps=True,
-                                                   condition_on_previous_text=False, vad_filter=True)
-    words = [Word(norm(w.word), float(w.end)) for s in list(segments) for w in (s.words or [])]
-    return [w for w in words if w.text]
+    segments, _ = load_model("base").transcribe(pcm, language="en", word_timestamps=True,
+                                                condition_on_previous_text=False, vad_filter=True)
+    # Whisper's English normalizer on both sides ("twenty" and "20" are one word).
+    heard = [(token, float(w.end)) for s in list(segments) for w in (s.words or [])
+             for token in normalize(w.word).split()]
+    spoken = normalize(text).split()
+    ends: list[float | None] = [None] * len(spoken)
+    matcher = difflib.SequenceMatcher(None, spoken, [h[0] for h in heard], autojunk=False)
+    for block in matcher.get_matching_blocks():
+        for k in range(block.size):
+            ends[block.a + k] = heard[block.b + k][1]
+    known = [i for i, end in enumerate(ends) if end is not None]
+    filled = np.interp(range(len(spoken)), known, [ends[i] for i in known])
+    return [Word(word, float(end)) for word, end in zip(spoken, filled)]
 
 
 def start_app(data_dir: Path, partials: bool) -> ScribeApp:
@@ -121,7 +133,7 @@ def start_app(data_dir: Path, partials: bool) -> ScribeApp:
 def page_words(page) -> list[str]:
     """The transcript lines on a tab (stored and partial), as normalised words."""
     text = page.locator('[data-testid="stMain"]').inner_text(timeout=5000)
-    return [w for line in LINE.findall(text) for w in map(norm, line.split()) if w]
+    return [w for line in LINE.findall(text) for w in normalize(line).split()]
 
 
 def seen_times(reference: list[Word], polls: list[tuple[float, list[str]]]) -> list[float | None]:
@@ -331,7 +343,7 @@ def main() -> None:
     if not Path(CHROMIUM).exists() or not speech.have_espeak():
         sys.exit("needs /usr/bin/chromium and espeak-ng")
     wav, pcm, text = build_mic()
-    reference = reference_words(pcm)
+    reference = reference_words(pcm, text)
     print(f"evaluation audio {pcm.size / SAMPLE_RATE:.1f} s, {len(reference)} words", flush=True)
     for sessions in args.sessions or [1]:
         for mode in args.partials or ["on", "off"]:

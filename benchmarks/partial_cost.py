@@ -1,11 +1,11 @@
 """What a partial decode costs, and what it costs a chunk decoded beside it.
 
-    HF_HUB_OFFLINE=1 python3 benchmarks/partial_cost.py [--chunk-model base] [--repeat 3]
+    HF_HUB_OFFLINE=1 python3 benchmarks/partial_cost.py [--chunk-model base] [--partial-model base] [--repeat 3]
 
 Without the app, on espeak-ng speech (tests/speech.py's meeting turns):
-1. the partial decoder the app uses (`WhisperPartialDecoder`, `tiny.en`, greedy, one
-   CTranslate2 thread, Silero VAD) on the first 2, 5, 10, 15 and 20 s of the audio:
-   median wall seconds per decode;
+1. the partial decoder the app uses (`WhisperPartialDecoder`, `--partial-model`, default
+   the app's; greedy on a short window, one CTranslate2 thread, Silero VAD) on the first
+   2, 5, 10, 15 and 20 s of the audio: median wall seconds per decode;
 2. the chunk lane's model (`--chunk-model`, 13 s of the audio, beam 5, VAD) with 2 and
    with 1 CTranslate2 threads: median wall seconds alone, and beside a loop of partial
    decodes (8 s of audio) on a thread at the partial lane's nice +10, with that loop's
@@ -31,6 +31,7 @@ import numpy as np  # noqa: E402
 
 import speech  # noqa: E402
 from scribe.audio import SAMPLE_RATE  # noqa: E402
+from scribe.config import DEFAULT_PARTIAL_MODEL  # noqa: E402
 from scribe.partials import WhisperPartialDecoder, lower_priority  # noqa: E402
 from scribe.transcribers.local import load_model  # noqa: E402
 
@@ -86,10 +87,11 @@ def chunk_beside_partials(model_name: str, threads: int, decoder: WhisperPartial
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--chunk-model", default="base")
+    parser.add_argument("--partial-model", default=DEFAULT_PARTIAL_MODEL)
     parser.add_argument("--repeat", type=int, default=3)
     args = parser.parse_args()
     audio, _text = speech.meeting_audio(speech.MEETING_TURNS[:6], gap_s=0.8)
-    decoder = WhisperPartialDecoder("tiny.en")
+    decoder = WhisperPartialDecoder(args.partial_model)
     decoder.warm()
     print(f"load average {os.getloadavg()[0]:.2f}", flush=True)
     partial_by_length(decoder, audio, args.repeat)

@@ -20,8 +20,11 @@ BACKENDS = ("local", "gemini", "stub")
 LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR")
 DEFAULT_WHISPER_MODEL = "base"
 DEFAULT_FINAL_MODEL = "base"
-DEFAULT_PARTIAL_MODEL = "tiny.en"
-"""Partial text is re-decoded every second: the bundled English model, the fastest there is."""
+DEFAULT_PARTIAL_MODEL = "base"
+"""Partial text is re-decoded every second, so its model must be fast; on the partial lane's
+short window `base` takes 0.4 s a decode on one thread, and it hears far more words right
+than `tiny.en` (0.2 s), whose misheard words are what kept words off the page longest
+(BENCHMARKS.md, live latency). A lane of its own: one CTranslate2 thread, niced."""
 DEFAULT_GEMINI_MODEL = "gemini-2.5-flash"
 
 
@@ -110,7 +113,8 @@ class Settings:
     partial_interval_seconds: float = 1.0
     """SCRIBE_PARTIAL_INTERVAL_SECONDS: re-decode the open chunk after this much new audio."""
     partial_model: str = DEFAULT_PARTIAL_MODEL
-    """SCRIBE_PARTIAL_MODEL: local Whisper model for partial text (never Gemini); `tiny.en` is bundled."""
+    """SCRIBE_PARTIAL_MODEL: local Whisper model for partial text (never Gemini); `base` and
+    `tiny.en` (faster, less accurate) are bundled."""
     api_token: str | None = field(default=None, repr=False)
     """SCRIBE_API_TOKEN: every /api request needs `Authorization: Bearer <token>` (at least 16
     characters); unset, only loopback clients are served. Never logged, never stored."""

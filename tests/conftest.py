@@ -12,9 +12,10 @@ import pytest
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 # Tests run the bundled tiny.en for every job (fast); tests about another model ask for it.
 # Set in the environment too, so CLI subprocesses and AppTest pages inherit it.
-TEST_MODELS = {"whisper_model": "tiny.en", "final_model": "tiny.en"}
+TEST_MODELS = {"whisper_model": "tiny.en", "final_model": "tiny.en", "partial_model": "tiny.en"}
 os.environ.setdefault("SCRIBE_WHISPER_MODEL", TEST_MODELS["whisper_model"])
 os.environ.setdefault("SCRIBE_FINAL_MODEL", TEST_MODELS["final_model"])
+os.environ.setdefault("SCRIBE_PARTIAL_MODEL", TEST_MODELS["partial_model"])
 sys.path.insert(0, str(Path(__file__).parent))
 sys.path.insert(0, str(Path(__file__).parent.parent))
 

@@ -189,9 +189,9 @@ def test_partials_pause_while_final_chunks_wait_and_resume_after():
         lane.stop()
 
 
-def test_partials_keep_coming_while_a_chunk_is_being_transcribed(settings, tone):
-    """A chunk in flight has its own cores: the lane decodes beside it (only a backlog pauses it)."""
-    settings = settings.with_changes(backend="stub", stub_latency=(3.0, 3.0), skip_silence=False)
+def test_partials_wait_while_a_chunk_is_being_transcribed_and_resume_after(settings, tone):
+    """A chunk in flight has the cores: the lane starts no decode until its text is stored."""
+    settings = settings.with_changes(backend="stub", stub_latency=(2.0, 2.0), skip_silence=False)
     rt = Runtime.build(settings, partials=True)
     try:
         session = rt.storage.create_session(title="t", source="mic", backend="stub", model="m",
@@ -202,8 +202,10 @@ def test_partials_keep_coming_while_a_chunk_is_being_transcribed(settings, tone)
         rt.pipeline.submit(chunk)
         assert eventually(lambda: rt.pipeline.stats().in_flight == 1, 10)
         rt.partials.offer("x", 0, 0, tone(2.0))
+        time.sleep(0.5)
+        assert rt.pipeline.stats().in_flight == 1 and rt.partials.stats("x").decodes == 0
         assert eventually(lambda: rt.partials.stats("x").decodes == 1, 30)
-        assert rt.pipeline.stats().in_flight == 1  # decoded while the chunk was still being transcribed
+        assert rt.storage.list_chunks(session.id)[0].status == "done"  # decoded once the chunk was stored
     finally:
         rt.close()
 
@@ -300,6 +302,28 @@ def test_with_gemini_partials_use_the_local_model_and_never_call_gemini(settings
         rt.close()
 
 
+def test_a_chunk_waiting_for_gemini_does_not_pause_partials(settings, fake_gemini, tone):
+    """Gemini's answer uses no core here: partials go on while a chunk waits for it."""
+    fake_gemini.script(fg.hang(3.0))  # a slow answer, well within the client's timeout
+    settings = settings.with_changes(backend="gemini", gemini_api_key=fg.DEFAULT_KEY,
+                                     gemini_base_url=fake_gemini.base_url, gemini_timeout=10.0,
+                                     skip_silence=False, final_pass=False)
+    rt = Runtime.build(settings, partials=True)
+    try:
+        session = rt.storage.create_session(title="t", source="mic", backend="gemini", model="m",
+                                            chunk_seconds=2, chunk_policy="fixed:2")
+        from scribe.chunking import Chunker
+
+        (chunk,) = Chunker(session.id, FixedPolicy(2.0)).push(tone(2.0))
+        rt.pipeline.submit(chunk)
+        assert eventually(lambda: rt.pipeline.stats().in_flight == 1, 10)
+        rt.partials.offer("x", 0, 0, tone(2.0))
+        assert eventually(lambda: rt.partials.stats("x").decodes == 1, 10)
+        assert rt.pipeline.stats().in_flight == 1  # decoded while the chunk still waited for Gemini
+    finally:
+        rt.close()
+
+
 def test_partials_off_builds_no_lane(settings):
     rt = Runtime.build(settings.with_changes(backend="stub", partials=False), partials=True)
     try:
@@ -374,34 +398,52 @@ def test_after_stop_the_last_chunks_partial_stays_until_its_stored_text_arrives(
 
 
 # -- the partial model ------------------------------------------------------------
-def test_the_default_partial_model_is_the_bundled_english_one_not_the_chunk_lanes():
+def test_the_default_partial_model_is_bundled_and_decodes_on_its_own_instance():
     from scribe.config import Settings
+    from scribe.models import BUNDLED, PACKAGED
+    from scribe.transcribers.local import load_model
 
     defaults = Settings()
-    assert defaults.partial_model == "tiny.en"
-    assert defaults.whisper_model != defaults.partial_model  # the chunk lane's model is the slow, accurate one
-
-
-class _MultilingualModel:
-    """Stands in for a multilingual WhisperModel: records the language each call asked for."""
-
-    class model:  # noqa: N801 (mirrors WhisperModel.model)
-        is_multilingual = True
-
-    def __init__(self) -> None:
-        self.languages: list[str | None] = []
-
-    def transcribe(self, audio, **options):
-        self.languages.append(options.get("language"))
-        return iter(()), None
+    assert defaults.partial_model in {BUNDLED, *PACKAGED}  # offline, from the installed packages
+    partial = WhisperPartialDecoder(defaults.partial_model)
+    chunk_lane = load_model(defaults.whisper_model)
+    # Its own one-thread model, never the chunk lane's: a partial never waits for a chunk's decode.
+    assert partial._whisper is not chunk_lane
 
 
 def test_a_multilingual_partial_model_is_told_the_language_instead_of_detecting_it(monkeypatch):
-    import scribe.transcribers.local as local
-
-    fake = _MultilingualModel()
-    monkeypatch.setattr(local, "load_model", lambda *args, **kwargs: fake)
     decoder = WhisperPartialDecoder("base", language="de")
-    decoder.warm()
-    decoder(np.zeros(SAMPLE_RATE, np.float32))
-    assert fake.languages == ["de", "de"]  # None would run language detection on every partial
+    tokenizer = decoder._tokenizer
+    # The prompt names the language: without it, every partial would run language detection.
+    assert tokenizer.language_code == "de"
+    assert tokenizer.sot_sequence[1] == tokenizer.tokenizer.token_to_id("<|de|>")
+    asked = []
+    monkeypatch.setattr(decoder._whisper, "transcribe",
+                        lambda audio, **options: (asked.append(options["language"]), (iter(()), None))[1])
+    decoder._decode_windows(np.zeros(SAMPLE_RATE, np.float32))  # the path for speech past one window
+    assert asked == ["de"]
+
+
+def test_the_short_window_reads_speech_as_well_as_whispers_30_s_window(decoder, turns):
+    audio, reference = turns
+    window = WhisperPartialDecoder("tiny.en", short_window=False)
+    short_wer, window_wer = word_error_rate(reference, decoder(audio)), word_error_rate(reference, window(audio))
+    print(f"WER short window {short_wer:.3f}, 30 s window {window_wer:.3f}")
+    assert short_wer < 0.25
+    assert short_wer <= window_wer + 0.1
+
+
+def test_silence_and_steady_noise_give_no_partial_text(decoder):
+    rng = np.random.default_rng(1)
+    assert decoder(np.zeros(5 * SAMPLE_RATE, np.float32)) == ""
+    assert decoder((0.003 * rng.standard_normal(5 * SAMPLE_RATE)).astype(np.float32)) == ""
+
+
+def test_speech_longer_than_one_window_is_read_in_windows(decoder, monkeypatch):
+    audio, reference = speech.meeting_audio(speech.MEETING_TURNS[:9], gap_s=0.4)
+    assert audio.size > 30 * SAMPLE_RATE  # more speech than one encoder window holds
+    windowed = []
+    read_in_windows = decoder._decode_windows
+    monkeypatch.setattr(decoder, "_decode_windows", lambda pcm: windowed.append(pcm.size) or read_in_windows(pcm))
+    assert word_error_rate(reference, decoder(audio)) < 0.3
+    assert windowed == [audio.size]

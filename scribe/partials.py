@@ -14,9 +14,8 @@ It never costs the chunk lane anything it can avoid:
 - at most one decode per session in flight; a newer request replaces a waiting
   older one (coalesced, counted), so requests never queue up;
 - its own `scribe-partial-N` threads serve sessions round-robin;
-- while `busy()` reports that the chunk lane has work (the runtime's: chunks in its
-  intake, queued, or being transcribed on this machine), no decode starts; requests
-  meanwhile keep only the newest (counted as paused);
+- while `busy()` reports a backlog in the chunk lane (chunks in its intake or queue),
+  no decode starts; requests meanwhile keep only the newest (counted as paused);
 - the model is always local (`load_model`), whatever backend the chunk lane uses:
   partials are never billed.
 
@@ -55,7 +54,7 @@ Decoder = Callable[[np.ndarray], str]
 PartialListener = Callable[["PartialDecode"], None]
 
 BUSY_POLL_SECONDS = 0.1
-"""While the chunk lane has work, look again this often (its queue cannot wake us)."""
+"""While the chunk lane has work waiting, look again this often (its queue cannot wake us)."""
 MAX_LAGS_KEPT = 2000
 """Per session, the lags kept in memory for the live percentiles (the table keeps all)."""
 NICE = 10

@@ -206,24 +206,21 @@ def _with_limit(settings: Settings, transcriber: Transcriber) -> Backend:
 
 
 def _partial_lane(settings: Settings, pipeline: Pipeline) -> Any:
-    """The partial lane, paused whenever the chunk lane has work (chunks not yet written,
-    queued, or being transcribed on this machine: the stored transcript comes first), and
-    told when a chunk's text is stored so the partial text for it goes away.
+    """The partial lane, paused whenever chunks wait for the chunk lane (not yet written, or
+    queued: a backlog comes first), and told when a chunk's text is stored so the partial
+    text for it goes away.
 
-    Pausing for a chunk being transcribed here keeps that chunk's closed -> stored time where
-    it is without partials (BENCHMARKS.md, live latency); a partial decode already running
-    when the chunk starts is short (a few tenths of a second on the lane's short window), so
-    it finishes soon after instead of holding the chunk up. A chunk sent to Gemini or to the
-    Redis workers uses no core here, so it does not pause the lane."""
+    A chunk being transcribed does not pause it. A chunk is transcribed in the first seconds
+    of the next one, so pausing then held those words back by the chunk's whole decode: word
+    p95 3.2-5.1 s against 2.7-3.0 s in the live benchmark, for a chunk lane about 0.2 s faster
+    at p95 (BENCHMARKS.md, live latency)."""
     from scribe.partials import build_partial_lane
 
-    decodes_here = not settings.redis_url and settings.backend != "gemini"
-
-    def chunk_lane_working() -> bool:
+    def chunks_waiting() -> bool:
         stats = pipeline.stats()
-        return stats.queued + stats.intake + (stats.in_flight if decodes_here else 0) > 0
+        return stats.queued + stats.intake > 0
 
-    lane = build_partial_lane(settings, busy=chunk_lane_working)
+    lane = build_partial_lane(settings, busy=chunks_waiting)
     pipeline.add_listener(lane.on_pipeline_event)
     return lane
 

@@ -189,9 +189,9 @@ def test_partials_pause_while_final_chunks_wait_and_resume_after():
         lane.stop()
 
 
-def test_partials_wait_while_a_chunk_is_being_transcribed_and_resume_after(settings, tone):
-    """A chunk in flight has the cores: the lane starts no decode until its text is stored."""
-    settings = settings.with_changes(backend="stub", stub_latency=(2.0, 2.0), skip_silence=False)
+def test_partials_keep_coming_while_a_chunk_is_being_transcribed(settings, tone):
+    """A chunk in flight does not hold the lane back (only a backlog pauses it)."""
+    settings = settings.with_changes(backend="stub", stub_latency=(3.0, 3.0), skip_silence=False)
     rt = Runtime.build(settings, partials=True)
     try:
         session = rt.storage.create_session(title="t", source="mic", backend="stub", model="m",
@@ -202,10 +202,8 @@ def test_partials_wait_while_a_chunk_is_being_transcribed_and_resume_after(setti
         rt.pipeline.submit(chunk)
         assert eventually(lambda: rt.pipeline.stats().in_flight == 1, 10)
         rt.partials.offer("x", 0, 0, tone(2.0))
-        time.sleep(0.5)
-        assert rt.pipeline.stats().in_flight == 1 and rt.partials.stats("x").decodes == 0
         assert eventually(lambda: rt.partials.stats("x").decodes == 1, 30)
-        assert rt.storage.list_chunks(session.id)[0].status == "done"  # decoded once the chunk was stored
+        assert rt.pipeline.stats().in_flight == 1  # decoded while the chunk was still being transcribed
     finally:
         rt.close()
 
@@ -298,28 +296,6 @@ def test_with_gemini_partials_use_the_local_model_and_never_call_gemini(settings
         capture.end("test over")
         assert rt.pipeline.wait_idle(30)
         assert len(fake_gemini.audio_requests()) == 1  # the one stored chunk
-    finally:
-        rt.close()
-
-
-def test_a_chunk_waiting_for_gemini_does_not_pause_partials(settings, fake_gemini, tone):
-    """Gemini's answer uses no core here: partials go on while a chunk waits for it."""
-    fake_gemini.script(fg.hang(3.0))  # a slow answer, well within the client's timeout
-    settings = settings.with_changes(backend="gemini", gemini_api_key=fg.DEFAULT_KEY,
-                                     gemini_base_url=fake_gemini.base_url, gemini_timeout=10.0,
-                                     skip_silence=False, final_pass=False)
-    rt = Runtime.build(settings, partials=True)
-    try:
-        session = rt.storage.create_session(title="t", source="mic", backend="gemini", model="m",
-                                            chunk_seconds=2, chunk_policy="fixed:2")
-        from scribe.chunking import Chunker
-
-        (chunk,) = Chunker(session.id, FixedPolicy(2.0)).push(tone(2.0))
-        rt.pipeline.submit(chunk)
-        assert eventually(lambda: rt.pipeline.stats().in_flight == 1, 10)
-        rt.partials.offer("x", 0, 0, tone(2.0))
-        assert eventually(lambda: rt.partials.stats("x").decodes == 1, 10)
-        assert rt.pipeline.stats().in_flight == 1  # decoded while the chunk still waited for Gemini
     finally:
         rt.close()
 

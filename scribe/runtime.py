@@ -212,8 +212,8 @@ def _partial_lane(settings: Settings, pipeline: Pipeline) -> Any:
 
     A chunk being transcribed does not pause it. A chunk is transcribed in the first seconds
     of the next one, so pausing then held those words back by the chunk's whole decode: word
-    p95 3.2-5.1 s against 2.7-3.0 s in the live benchmark, for a chunk lane about 0.2 s faster
-    at p95 (BENCHMARKS.md, live latency)."""
+    p95 2.9-5.1 s against 2.6-4.1 s in the live benchmark, for a chunk lane about 0.3 s faster
+    at p95 on a quiet machine (BENCHMARKS.md, live latency)."""
     from scribe.partials import build_partial_lane
 
     def chunks_waiting() -> bool:

@@ -113,8 +113,8 @@ def _live_status() -> None:
 
 
 # While this browser records, the transcript redraws four times a second so the page is not
-# what holds a live word back; otherwise (an upload, a finished or resumed session) only whole
-# chunks arrive, and once a second is enough for them and easier on a server with many viewers.
+# what holds a live word back; otherwise (an upload, a finished session) only whole chunks
+# arrive, and once a second is enough for them and easier on a server with many viewers.
 WORDS_PACE_RECORDING = 0.25
 WORDS_PACE_OTHERWISE = 1.0
 

@@ -177,8 +177,8 @@ def _page_transcript(page) -> str:
 
 def _page_wer(page, reference: str, bound: float, timeout: float = 15) -> tuple[float, str]:
     """WER of the page's transcript against `reference`, read until it is under `bound` or
-    `timeout` runs out. The transcript fragment redraws four times a second, so one read can
-    land while every line is marked stale (on a loaded machine, most reads do)."""
+    `timeout` runs out. The transcript fragment redraws every 0.25-1 s, so one read can land
+    while every line is marked stale (on a loaded machine, many reads do)."""
     deadline = time.monotonic() + timeout
     while True:
         text = _page_transcript(page)

@@ -19,7 +19,8 @@ The WAV's start in wall time is the first frame's arrival (logged by the capture
 minus where in the WAV that frame was (the session's first chunk cross-correlated
 with the WAV): audio produced before the WebRTC connection stood is never sent.
 
-Also printed per run: partial lag p50/p95 (partial_decodes), the chunk lane's
+Also printed per run: partial lag p50/p95 (partial_decodes), decode -> page p50/p95 (a
+partial decode that added words, to the first poll showing a change), the chunk lane's
 end-to-end (chunk closed -> text stored) p50/p95 and where a chunk's time goes
 (last word -> closed, closed -> durable, queue, processing), stored-transcript
 WER, and the load average.
@@ -249,7 +250,7 @@ def run(partials: bool, sessions: int, poll_s: float, wav: Path, pcm: np.ndarray
     db = duckdb.connect(str(work / "data" / "scribe.duckdb"), read_only=True)
     titles = dict(db.execute("SELECT title, id FROM sessions").fetchall())
     received = {sid: (float(r), float(w)) for sid, r, w in CAPTURE_END.findall(log)}
-    latencies, shown, wers, lane = [], [], [], {}
+    latencies, shown, wers, lane, page_delays = [], [], [], {}, []
     for title, samples in polls.items():
         session_id = titles.get(title)
         if session_id not in frames:
@@ -267,6 +268,7 @@ def run(partials: bool, sessions: int, poll_s: float, wav: Path, pcm: np.ndarray
         wers.append(word_error_rate(text, stored))
         for name, values in _chunk_parts(db, session_id, reference, wav_start, delta).items():
             lane.setdefault(name, []).extend(values)
+        page_delays += _page_delays(db, session_id, samples)
     if dump is not None:
         _dump(dump, db, polls, titles, frames, reference, work, pcm)
     lags = [r[0] for r in db.execute("SELECT lag_s FROM partial_decodes").fetchall()]
@@ -281,6 +283,7 @@ def run(partials: bool, sessions: int, poll_s: float, wav: Path, pcm: np.ndarray
         "word_p50_s": pct(latencies, 50), "word_p95_s": pct(latencies, 95),
         "word_max_s": round(max(latencies), 2) if latencies else None,
         "partial_lag_p50_s": pct(lags, 50), "partial_lag_p95_s": pct(lags, 95),
+        "decode_to_page_p50_s": pct(page_delays, 50), "decode_to_page_p95_s": pct(page_delays, 95),
         "partial_decodes": decodes[0], "partial_skipped_share": round((decodes[1]) / max(1, decodes[0] + decodes[1]), 3),
         "partial_decodes_per_audio_s": round(decodes[0] / audio_s, 2) if audio_s else None,
         "stored_wer": round(float(np.mean(wers)), 3) if wers else None,
@@ -291,6 +294,27 @@ def run(partials: bool, sessions: int, poll_s: float, wav: Path, pcm: np.ndarray
     }
     shutil.rmtree(work, ignore_errors=True)
     return result
+
+
+def _page_delays(db, session_id: str, samples: list[tuple[float, list[str]]]) -> list[float]:
+    """For each partial decode that added words, seconds from its text being ready to the
+    first poll after it whose transcript differs from the poll before (the page's share of
+    a word's latency: the fragment's refresh, the browser, and this benchmark's polling)."""
+    changes, before = [], None
+    for at, words in samples:
+        if words != before:
+            changes.append(at)
+        before = words
+    delays, last = [], (None, 0)
+    for seq, produced_at, words in db.execute(
+            "SELECT seq, produced_at, words FROM partial_decodes WHERE session_id = ? ORDER BY produced_at",
+            [session_id]).fetchall():
+        if seq != last[0] or words > last[1]:
+            later = [c for c in changes if c >= produced_at]
+            if later:
+                delays.append(later[0] - produced_at)
+        last = (seq, words)
+    return delays
 
 
 def _dump(path: Path, db, polls: dict, titles: dict, frames: dict, reference: list[Word], work: Path,

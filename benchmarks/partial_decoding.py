@@ -22,7 +22,6 @@ hypothesis against the reference.
 from __future__ import annotations
 
 import argparse
-import difflib
 import os
 import sys
 import time
@@ -35,7 +34,7 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 import numpy as np  # noqa: E402
 
 import speech  # noqa: E402
-from live_latency import EVAL_TURNS, Word, reference_words  # noqa: E402
+from live_latency import EVAL_TURNS, Word, reference_words, seen_times  # noqa: E402
 from scribe.audio import SAMPLE_RATE  # noqa: E402
 from scribe.partials import LocalAgreement, WhisperPartialDecoder, words_of  # noqa: E402
 from scribe.wer import normalize, word_error_rate  # noqa: E402
@@ -74,14 +73,8 @@ def simulate(decoder: WhisperPartialDecoder, audio: np.ndarray, cuts: list[int],
 
 
 def word_latencies(reference: list[Word], shown: list[tuple[float, list[str]]]) -> list[float]:
-    spoken = [w.text for w in reference]
-    first: list[float | None] = [None] * len(spoken)
-    for at, words in shown:
-        for block in difflib.SequenceMatcher(None, spoken, words, autojunk=False).get_matching_blocks():
-            if block.size >= 2:
-                for i in range(block.a, block.a + block.size):
-                    first[i] = at if first[i] is None else first[i]
-    return [max(0.0, at - w.end_s) for at, w in zip(first, reference) if at is not None]
+    """Seconds from each shown word's end to the first decode showing it (as live_latency)."""
+    return [max(0.0, at - w.end_s) for at, w in zip(seen_times(reference, shown), reference) if at is not None]
 
 
 def main() -> None:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import sys
+import time
 from pathlib import Path
 
 import numpy as np
@@ -57,3 +58,16 @@ def meeting(tmp_path_factory) -> tuple[Path, str]:
     audio, reference = speech.meeting_audio()
     path = tmp_path_factory.mktemp("speech") / "meeting.wav"
     return speech.write_wav(audio, path), reference
+
+
+@pytest.fixture
+def local_zone(monkeypatch):
+    """A function that sets this process's local time zone (TZ) for the test; the zone
+    is restored afterwards."""
+    def use(name: str) -> None:
+        monkeypatch.setenv("TZ", name)
+        time.tzset()
+
+    yield use
+    monkeypatch.undo()
+    time.tzset()

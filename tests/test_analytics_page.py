@@ -124,13 +124,9 @@ def test_empty_database_explains_how_to_get_data(page: Path) -> None:
 
 
 @pytest.fixture
-def auckland(monkeypatch):
+def auckland(local_zone):
     """A zone far from UTC, so that local and UTC days differ for most of the day."""
-    monkeypatch.setenv("TZ", "Pacific/Auckland")
-    time.tzset()
-    yield
-    monkeypatch.undo()
-    time.tzset()
+    local_zone("Pacific/Auckland")
 
 
 def test_date_filter_picks_local_days_and_says_so(page: Path, auckland) -> None:

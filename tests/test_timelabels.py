@@ -10,13 +10,9 @@ from scribe.timelabels import (day_bounds, iso_utc, local_date, local_datetime, 
 
 
 @pytest.fixture
-def berlin(monkeypatch):
+def berlin(local_zone):
     """A zone that is not UTC (and has DST), so a UTC-for-local mix-up shows."""
-    monkeypatch.setenv("TZ", "Europe/Berlin")
-    time.tzset()
-    yield
-    monkeypatch.undo()
-    time.tzset()
+    local_zone("Europe/Berlin")
 
 
 def test_positions_read_as_mm_ss_and_h_mm_ss():

@@ -70,6 +70,17 @@ def _received(page) -> float:
     return float(found.group(1)) if found else 0.0
 
 
+def _opening_cer(words: list[str], reference: str) -> float:
+    """Character error rate of a partial against as many opening words of the reference.
+
+    Characters, not words, so a word the fast model spelled differently ("re-support" for
+    "agree, support") costs letters only. The first shown word is the [m:ss] stamp.
+    """
+    shown = " ".join(_norm(w) for w in words[1:])
+    opening = " ".join(_norm(w) for w in reference.split()[:len(words)])
+    return jiwer.cer(opening, shown)
+
+
 def test_partial_text_appears_before_the_first_chunk_closes(app, browser, mic_wav, tmp_path):
     wav, reference = mic_wav
     page = browser.new_page(viewport={"width": 1400, "height": 1000})
@@ -79,27 +90,28 @@ def test_partial_text_appears_before_the_first_chunk_closes(app, browser, mic_wa
     _recorder_button(page, "Start").click(timeout=60_000)
     _wait_status(page, "recording", 30)
     partial = page.locator(PARTIAL)
+    # A partial is rough at its end (audio cut mid-word) and the fast model's first guesses
+    # on 2-3 s of speech can be far off; each later hypothesis hears more. So read partials
+    # until one of at least five words matches the opening of what was said, while the first
+    # chunk is still open.
     deadline = time.monotonic() + 40
-    words: list[str] = []
-    sent = -1
-    while time.monotonic() < deadline and len(words) < 5:
-        if partial.count():
-            words = partial.inner_text().split()
-            sent = _chunks_sent(page)
+    seen: list[tuple[float, str, int]] = []
+    while time.monotonic() < deadline:
+        words = partial.inner_text().split() if partial.count() else []
+        sent = _chunks_sent(page)
+        if len(words) >= 5:
+            seen.append((_opening_cer(words, reference), " ".join(words), sent))
+            if seen[-1][0] < 0.5 or sent != 0:
+                break
         time.sleep(0.25)
-    assert len(words) >= 5, f"no partial text within 40 s:\n{app.log()[-2000:]}"
-    assert sent == 0, "the partial text must come before the first chunk closes"
+    assert seen, f"no partial text within 40 s:\n{app.log()[-2000:]}"
+    assert seen[0][2] == 0, "the partial text must come before the first chunk closes"
+    best_cer, best, sent = min(seen)
+    assert best_cer < 0.5 and sent == 0, (best_cer, best, reference)
     partial_line = partial.locator('[data-testid="stText"]').first
     page.wait_for_function("e => getComputedStyle(e).fontStyle === 'italic'", arg=partial_line.element_handle(),
                            timeout=5000)  # visibly not the stored transcript
     page.screenshot(path=str(tmp_path / "partial.png"), full_page=True)
-    # A partial is rough at its end (audio cut mid-word); its start is the speech's start,
-    # and most of what it heard is in the opening words of what was said.
-    # Character error rate against as many opening words (plus one: the cut word), so a word
-    # the fast model spelled differently ("re-support" for "agree, support") costs letters only.
-    shown = " ".join(_norm(w) for w in words[1:])  # without the [m:ss] stamp
-    opening = " ".join(_norm(w) for w in reference.split()[:len(words)])
-    assert jiwer.cer(opening, shown) < 0.5, (shown, opening)
 
     deadline = time.monotonic() + 60
     while time.monotonic() < deadline and _received(page) < 21:  # all the speech went in

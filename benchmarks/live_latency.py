@@ -127,7 +127,7 @@ def start_app(data_dir: Path, partials: bool) -> ScribeApp:
     SCRIBE_PARTIAL_*, so the partial lane's settings can be varied from the command line)."""
     data_dir.mkdir(parents=True, exist_ok=True)
     varied = {k: v for k, v in os.environ.items() if k.startswith("SCRIBE_PARTIAL_")}
-    return ScribeApp(data_dir, data_dir.parent / "app.log", stub=False,
+    return ScribeApp(data_dir, data_dir.parent / "app.log", stub=False, inherit=(),
                      **{**varied, "SCRIBE_PARTIALS": "true" if partials else "false"})
 
 

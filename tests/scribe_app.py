@@ -1,10 +1,12 @@
-"""A real `streamlit run app.py` for API, CLI and webhook tests: free port on 127.0.0.1, its own
-data folder, the stub backend unless told otherwise, stopped by pid."""
+"""A real `streamlit run app.py` for the API, CLI, webhook and browser tests and the live
+benchmark: free port on 127.0.0.1, its own data folder, the stub backend unless told otherwise,
+stopped by pid."""
 
 from __future__ import annotations
 
 import json
 import os
+import re
 import signal
 import socket
 import subprocess
@@ -14,7 +16,11 @@ import urllib.error
 import urllib.request
 from pathlib import Path
 
+import duckdb
+
 ROOT = Path(__file__).resolve().parent.parent
+MODEL_VARIABLES = ("SCRIBE_WHISPER_MODEL", "SCRIBE_FINAL_MODEL", "SCRIBE_PARTIAL_MODEL")
+"""Passed on from the caller by default: under pytest, the tests' models (conftest)."""
 
 
 def free_port() -> int:
@@ -24,14 +30,17 @@ def free_port() -> int:
 
 
 class ScribeApp:
-    """The app with none of the caller's SCRIBE_/GEMINI_ variables: the stub backend (no speech
-    check) unless `stub=False`, which leaves every other setting at its default."""
+    """The app with none of the caller's SCRIBE_/GEMINI_ variables but those named in `inherit`
+    (the models): the stub backend (no speech check) unless `stub=False`, which leaves every
+    other setting at its default; `extra_env` on top."""
 
-    def __init__(self, data_dir: Path, log_path: Path, *, stub: bool = True, **extra_env: str) -> None:
+    def __init__(self, data_dir: Path, log_path: Path, *, stub: bool = True,
+                 inherit: tuple[str, ...] = MODEL_VARIABLES, **extra_env: str) -> None:
         self.data_dir = data_dir
         self.log_path = log_path
         self.port = free_port()
-        env = {k: v for k, v in os.environ.items() if not k.startswith(("SCRIBE_", "GEMINI_"))}
+        env = {k: v for k, v in os.environ.items()
+               if k in inherit or not k.startswith(("SCRIBE_", "GEMINI_"))}
         env.update({"SCRIBE_DATA_DIR": str(data_dir), "HF_HUB_OFFLINE": "1", "SCRIBE_LOG_LEVEL": "INFO"})
         if stub:
             env.update({"SCRIBE_BACKEND": "stub", "SCRIBE_SKIP_SILENCE": "false"})
@@ -75,6 +84,21 @@ class ScribeApp:
 
     def log(self) -> str:
         return self.log_path.read_text(errors="replace")
+
+    def wait_log(self, pattern: re.Pattern, timeout: float, count: int = 1) -> list[re.Match]:
+        """The first `count` log lines matching `pattern`, waiting up to `timeout` s."""
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            found = list(pattern.finditer(self.log()))
+            if len(found) >= count:
+                return found[:count]
+            time.sleep(0.5)
+        raise AssertionError(f"no log line matching {pattern.pattern!r}:\n{self.log()[-3000:]}")
+
+    def db(self) -> duckdb.DuckDBPyConnection:
+        """The app's database, read-only, once the app has stopped (one process per file)."""
+        assert self.proc.poll() is not None, "read the DB only after the app stopped"
+        return duckdb.connect(str(self.db_path), read_only=True)
 
     def stop(self) -> None:
         if self.proc.poll() is None:

@@ -9,26 +9,20 @@ from __future__ import annotations
 
 import os
 import re
-import signal
-import socket
-import subprocess
-import sys
 import time
-import urllib.request
 from dataclasses import dataclass
 from pathlib import Path
 
-import duckdb
 import numpy as np
 import pytest
 
 import speech
 from fake_mic import CHROMIUM, chromium_args, write_wav_48k
+from scribe_app import ScribeApp
 from scribe.wer import word_error_rate
 
 pytestmark = [pytest.mark.browser, pytest.mark.slow]
 
-ROOT = Path(__file__).resolve().parent.parent
 IFRAME = 'iframe[title="streamlit_webrtc.component.webrtc_streamer"]'
 CHUNK_SECONDS = 5
 LEAD_S = 2.0  # silence before speech: covers the ~1 s between getUserMedia and the first frame
@@ -59,76 +53,10 @@ def mic(tmp_path_factory) -> Mic:
     return Mic(path, reference, audio.size / 16_000)
 
 
-class App:
-    """`streamlit run app.py` on 127.0.0.1:<free port>, stopped by pid."""
-
-    def __init__(self, data_dir: Path, log_path: Path, **extra_env: str) -> None:
-        self.data_dir = data_dir
-        self.log_path = log_path
-        self.port = _free_port()
-        env = {**os.environ, "SCRIBE_DATA_DIR": str(data_dir), "SCRIBE_CHUNK_SECONDS": str(CHUNK_SECONDS),
-               "SCRIBE_BACKEND": "local", "HF_HUB_OFFLINE": "1", "SCRIBE_LOG_LEVEL": "INFO", **extra_env}
-        self._log = open(log_path, "w")
-        self.proc = subprocess.Popen(
-            [sys.executable, "-m", "streamlit", "run", "app.py", "--server.headless", "true",
-             "--server.address", "127.0.0.1", "--server.port", str(self.port)],
-            cwd=ROOT, env=env, stdout=self._log, stderr=subprocess.STDOUT)
-        self._wait_healthy(60)
-
-    @property
-    def url(self) -> str:
-        return f"http://127.0.0.1:{self.port}/"
-
-    def _wait_healthy(self, timeout: float) -> None:
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            if self.proc.poll() is not None:
-                raise RuntimeError(f"app exited early:\n{self.log()}")
-            try:
-                with urllib.request.urlopen(self.url + "_stcore/health", timeout=2) as resp:
-                    if resp.status == 200:
-                        return
-            except OSError:
-                time.sleep(0.3)
-        raise RuntimeError(f"app not healthy after {timeout} s:\n{self.log()}")
-
-    def log(self) -> str:
-        return self.log_path.read_text(errors="replace")
-
-    def wait_log(self, pattern: re.Pattern, timeout: float, count: int = 1) -> list[re.Match]:
-        """The first `count` log lines matching `pattern`, waiting up to `timeout` s."""
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            found = list(pattern.finditer(self.log()))
-            if len(found) >= count:
-                return found[:count]
-            time.sleep(0.5)
-        raise AssertionError(f"no log line matching {pattern.pattern!r}:\n{self.log()[-3000:]}")
-
-    def stop(self) -> None:
-        if self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGTERM)
-            try:
-                self.proc.wait(15)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait(5)
-        self._log.close()
-
-    def db(self) -> duckdb.DuckDBPyConnection:
-        assert self.proc.poll() is not None, "read the DB only after the app stopped"
-        return duckdb.connect(str(self.data_dir / "scribe.duckdb"), read_only=True)
-
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
 @pytest.fixture
 def app(tmp_path):
-    server = App(tmp_path / "data", tmp_path / "app.log", SCRIBE_MAX_UPLOAD_MB="1")
+    server = ScribeApp(tmp_path / "data", tmp_path / "app.log", stub=False,
+                       SCRIBE_CHUNK_SECONDS=str(CHUNK_SECONDS), SCRIBE_MAX_UPLOAD_MB="1")
     yield server
     server.stop()
 
@@ -143,7 +71,7 @@ def browser(mic):
         chromium.close()
 
 
-def _open(browser, app: App):
+def _open(browser, app: ScribeApp):
     page = browser.new_page(viewport={"width": 1400, "height": 1100})
     page.goto(app.url)
     page.get_by_role("heading", name="Record").wait_for(timeout=60_000)
@@ -324,7 +252,7 @@ def test_a_deep_link_as_the_first_request_still_gets_the_apps_navigation(app, br
     """The first request after a start opens /sessions directly: the page must come with
     app.py's navigation and sidebar, not Streamlit's pages/ folder listing."""
     page = browser.new_page(viewport={"width": 1400, "height": 1000})
-    page.goto(app.url + "sessions")
+    page.goto(app.url + "/sessions")
     page.get_by_role("heading", name="Sessions").wait_for(timeout=60_000)
     sidebar = page.locator('[data-testid="stSidebar"]')
     sidebar.get_by_text("Chunking lab").wait_for(timeout=30_000)

@@ -13,7 +13,7 @@ from scribe.storage import Storage
 from scribe.summaries import summarize_session
 from seed_sessions import seed_session
 from fake_mic import CHROMIUM
-from test_browser_e2e import App
+from scribe_app import ScribeApp
 
 pytestmark = [pytest.mark.browser, pytest.mark.slow]
 
@@ -56,7 +56,7 @@ def test_hostile_title_and_transcript_show_as_typed_on_every_page(tmp_path):
     from playwright.sync_api import sync_playwright
 
     session_id = _seed(tmp_path / "data")
-    app = App(tmp_path / "data", tmp_path / "app.log", SCRIBE_BACKEND="stub")
+    app = ScribeApp(tmp_path / "data", tmp_path / "app.log")
     visits = [("", "Record", f"?recording={session_id}", True), ("sessions", "Sessions", "", False),
               ("sessions", "Export", f"?session={session_id}", True), ("summary", "Summary", f"?session={session_id}", False),
               ("analytics", "Analytics", "", False), ("lab", "Chunking lab", "", False)]
@@ -65,13 +65,13 @@ def test_hostile_title_and_transcript_show_as_typed_on_every_page(tmp_path):
             browser = pw.chromium.launch(executable_path=CHROMIUM, args=["--headless", "--no-sandbox"])
             page = browser.new_page(viewport={"width": 1400, "height": 1100})
             for path, heading, query, shows_title in visits:
-                page.goto(app.url + path + query)
+                page.goto(f"{app.url}/{path}{query}")
                 page.get_by_role("heading", name=heading).first.wait_for(timeout=60_000)
                 page.wait_for_timeout(2500)
                 assert page.evaluate(MARKUP) == [], (path, query)
                 if shows_title:
                     assert HOSTILE in _visible_text(page), (path, query)
-            page.goto(app.url + "sessions")  # search results hold the transcript too
+            page.goto(app.url + "/sessions")  # search results hold the transcript too
             page.get_by_label("Search every transcript").fill("evil")
             page.get_by_label("Search every transcript").press("Enter")
             page.get_by_text("matching segment").wait_for(timeout=30_000)

@@ -17,7 +17,7 @@ from scribe.summaries import summarize_session
 from seed_sessions import seed_session
 from test_analytics_page import _seed as seed_timings
 from fake_mic import CHROMIUM
-from test_browser_e2e import App
+from scribe_app import ScribeApp
 
 pytestmark = [pytest.mark.browser, pytest.mark.slow]
 
@@ -48,13 +48,13 @@ def test_a_transcript_reads_as_lines_plays_from_a_line_and_undoes_a_correction(t
 
     shots = Path(os.environ.get("SCRIBE_E2E_SCREENSHOTS", tmp_path))
     session_id = _seed(tmp_path / "data")
-    app = App(tmp_path / "data", tmp_path / "app.log", SCRIBE_BACKEND="stub")
+    app = ScribeApp(tmp_path / "data", tmp_path / "app.log")
     try:
         with sync_playwright() as pw:
             browser = pw.chromium.launch(executable_path=CHROMIUM, args=["--headless", "--no-sandbox",
                                                                           "--autoplay-policy=no-user-gesture-required"])
             page = browser.new_page(viewport={"width": 1400, "height": 1000})
-            page.goto(app.url + f"sessions?session={session_id}")
+            page.goto(app.url + f"/sessions?session={session_id}")
             main = page.get_by_test_id("stMain")
             main.get_by_text("approved for Q3.").wait_for(timeout=60_000)  # the corrected line, in full
             assert main.get_by_text("Edited · the machine heard:").count() == 1
@@ -65,7 +65,7 @@ def test_a_transcript_reads_as_lines_plays_from_a_line_and_undoes_a_correction(t
             main.get_by_text("approved for the next quarter.").wait_for(timeout=30_000)
             main.get_by_text("Edited · the machine heard:").wait_for(state="detached", timeout=30_000)
 
-            page.goto(app.url + "analytics")
+            page.goto(app.url + "/analytics")
             page.get_by_role("heading", name="Analytics").wait_for(timeout=60_000)
             page.get_by_test_id("stPlotlyChart").first.wait_for(timeout=60_000)
             page.wait_for_timeout(1500)

@@ -18,7 +18,8 @@ import pytest
 
 import speech
 from fake_mic import CHROMIUM, chromium_args, write_wav_48k
-from test_browser_e2e import App, _page_wer, _recorder_button, _wait_idle, _wait_status
+from scribe_app import ScribeApp
+from test_browser_e2e import _page_wer, _recorder_button, _wait_idle, _wait_status
 
 pytestmark = [pytest.mark.browser, pytest.mark.slow]
 
@@ -49,8 +50,8 @@ def browser(mic_wav):
 
 @pytest.fixture
 def app(tmp_path):
-    server = App(tmp_path / "data", tmp_path / "app.log", SCRIBE_CHUNK_SECONDS="30",
-                 SCRIBE_CHUNK_POLICY="pause")
+    server = ScribeApp(tmp_path / "data", tmp_path / "app.log", stub=False, SCRIBE_CHUNK_SECONDS="30",
+                       SCRIBE_CHUNK_POLICY="pause")
     yield server
     server.stop()
 

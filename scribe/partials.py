@@ -529,9 +529,12 @@ class WhisperPartialDecoder:
         padded = np.concatenate([speech, np.zeros(int(CONTEXT_PADDING_SECONDS * SAMPLE_RATE), np.float32)])
         if padded.size > self._window_samples:
             return self._decode_windows(audio)
-        text, no_speech_prob = self._decode_short(padded, speech.size / SAMPLE_RATE)
-        found = [Segment(start=0.0, end=speech.size / SAMPLE_RATE, text=text, no_speech_prob=no_speech_prob)]
-        return " ".join(s.text for s in guard_segments([s for s in found if s.text], speech))
+        seconds = speech.size / SAMPLE_RATE
+        text, no_speech_prob = self._decode_short(padded, seconds)
+        if not text:
+            return ""
+        found = Segment(start=0.0, end=seconds, text=text, no_speech_prob=no_speech_prob)
+        return " ".join(s.text for s in guard_segments([found], speech))
 
     def _speech_only(self, audio: np.ndarray) -> np.ndarray:
         from faster_whisper.vad import VadOptions, get_speech_timestamps

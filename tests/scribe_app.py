@@ -111,16 +111,6 @@ class ScribeApp:
         self._log.close()
 
 
-def wait_until(predicate, timeout: float, what: str, poll: float = 0.2):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = predicate()
-        if value:
-            return value
-        time.sleep(poll)
-    raise AssertionError(f"timed out after {timeout} s waiting for {what}")
-
-
 def get_json(url: str, headers: dict[str, str] | None = None) -> tuple[int, dict]:
     request = urllib.request.Request(url, headers=headers or {})
     try:

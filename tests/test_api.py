@@ -18,7 +18,8 @@ from scribe.export import FORMATS, render
 from scribe.history import choose_transcript
 from scribe.search import search
 from scribe.storage import Storage
-from scribe_app import ScribeApp, wait_until
+from scribe_app import ScribeApp
+from waiting import wait_until
 
 TOKEN = "t0ken-for-tests-0123456789"
 QUERIES = ["budget", '"launch date"', "migration", "thank"]

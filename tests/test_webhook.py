@@ -21,7 +21,8 @@ from scribe.ingest import ingest_file, wait_for_session
 from scribe.runtime import Runtime
 from scribe.storage import Storage
 from scribe.webhook import FINAL_PASS_STORED, SESSION_DONE, Webhook, backoff_seconds
-from scribe_app import ScribeApp, free_port, wait_until
+from scribe_app import ScribeApp, free_port
+from waiting import wait_until
 
 SECRET_PATH = "/hooks/s3cr3t-path-token"
 

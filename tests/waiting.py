@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import time
-from typing import Callable
+from typing import Callable, TypeVar
+
+T = TypeVar("T")
 
 
 def eventually(condition: Callable[[], object], timeout: float = 30.0, poll: float = 0.02) -> bool:
@@ -15,3 +17,14 @@ def eventually(condition: Callable[[], object], timeout: float = 30.0, poll: flo
             return True
         time.sleep(poll)
     return bool(condition())
+
+
+def wait_until(predicate: Callable[[], T], timeout: float, what: str, poll: float = 0.2) -> T:
+    """`predicate()`'s first true answer; after `timeout` seconds, an AssertionError naming `what`."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        value = predicate()
+        if value:
+            return value
+        time.sleep(poll)
+    raise AssertionError(f"timed out after {timeout} s waiting for {what}")

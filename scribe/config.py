@@ -325,4 +325,7 @@ _ENV_VARS: dict[str, tuple[str, Any]] = {
     "language": ("SCRIBE_LANGUAGE", str.lower),
 }
 
+ENV_VARS: dict[str, str] = {name: var for name, (var, _parse) in _ENV_VARS.items()}
+"""Each setting's environment variable, by field name (README's settings table lists them all)."""
+
 assert set(_ENV_VARS) <= {f.name for f in fields(Settings)}

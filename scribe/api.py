@@ -392,15 +392,15 @@ def _add_upload_route(router: APIRouter, context: ApiContext) -> None:
         if declared.isdigit() and int(declared) > limit * MB + FORM_OVERHEAD_BYTES:
             raise UploadTooLargeError(f"file is {int(declared) / MB:.0f} MB; the limit is {limit} MB "
                                       "(SCRIBE_MAX_UPLOAD_MB)")
-        form = await _read_form(request, limit * MB + FORM_OVERHEAD_BYTES)
+        form = await read_form(request, limit * MB + FORM_OVERHEAD_BYTES)
         try:
             return await run_in_threadpool(_ingest_upload, context, form)
         finally:
             await form.close()
 
 
-async def _read_form(request: Request, max_bytes: int):
-    """The multipart body, refused with 413 as soon as it passes `max_bytes`."""
+async def read_form(request: Request, max_bytes: int, *, max_fields: int = 8):
+    """The multipart body, refused with 413 as soon as it passes `max_bytes` (also `/v1`'s)."""
     if not request.headers.get("content-type", "").startswith("multipart/form-data"):
         raise ApiError(400, "send the audio as multipart/form-data with a `file` field")
 
@@ -413,7 +413,7 @@ async def _read_form(request: Request, max_bytes: int):
                                           "(SCRIBE_MAX_UPLOAD_MB)")
             yield piece
     try:
-        return await MultiPartParser(request.headers, limited(), max_files=1, max_fields=8).parse()
+        return await MultiPartParser(request.headers, limited(), max_files=1, max_fields=max_fields).parse()
     except MultiPartException as exc:
         raise ApiError(400, f"bad multipart body: {exc.message}") from None
 

@@ -74,7 +74,9 @@ class AppServer:
 
         context = ApiContext(runtime=self.current_runtime, runtime_for=self.runtime_for,
                              token=self.token, live_sessions=self.live_sessions)
-        return [Mount("/api", app=create_api(context))]
+        from scribe.openai_api import create_openai_api
+
+        return [Mount("/api", app=create_api(context)), Mount("/v1", app=create_openai_api(context))]
 
     @asynccontextmanager
     async def lifespan(self, _app: Any) -> AsyncIterator[None]:

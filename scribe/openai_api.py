@@ -19,20 +19,38 @@ import json
 import logging
 import tempfile
 import time
+from collections.abc import AsyncIterator, Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, AsyncIterator, Callable, Sequence
+from typing import Any
 
 from fastapi import APIRouter, FastAPI, Request, WebSocket
-from fastapi.responses import JSONResponse, PlainTextResponse, Response, StreamingResponse
+from fastapi.responses import (
+    JSONResponse,
+    PlainTextResponse,
+    Response,
+    StreamingResponse,
+)
 from starlette.concurrency import run_in_threadpool
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from scribe import models
-from scribe.api import FORM_OVERHEAD_BYTES, MB, ApiContext, ApiError, access_error, read_form
+from scribe.api import (
+    FORM_OVERHEAD_BYTES,
+    MB,
+    ApiContext,
+    ApiError,
+    access_error,
+    read_form,
+)
 from scribe.chunking import parse_policy
 from scribe.core import SegmentRow, SessionRow
-from scribe.errors import AudioDecodeError, NotFoundError, ScribeError, UploadTooLargeError
+from scribe.errors import (
+    AudioDecodeError,
+    NotFoundError,
+    ScribeError,
+    UploadTooLargeError,
+)
 from scribe.export import plain_text, to_srt, to_vtt
 from scribe.runtime import Runtime
 
@@ -227,8 +245,8 @@ def render_answer(request: TranscriptionRequest, session: SessionRow, segments: 
     if fmt == "text":
         return PlainTextResponse(plain_text(segments) + "\n")
     if fmt in ("srt", "vtt"):
-        body = (to_srt if fmt == "srt" else to_vtt)(session, segments)
-        return PlainTextResponse(body, media_type="text/vtt" if fmt == "vtt" else "application/x-subrip")
+        subtitles = (to_srt if fmt == "srt" else to_vtt)(session, segments)
+        return PlainTextResponse(subtitles, media_type="text/vtt" if fmt == "vtt" else "application/x-subrip")
     body: dict[str, Any] = {"text": plain_text(segments), "usage": usage(seconds)}
     if fmt == "verbose_json":
         body.update(task="transcribe", language=language, duration=round(seconds, 3),
@@ -342,7 +360,7 @@ async def stream_events(done: Ingested) -> AsyncIterator[bytes]:
     """Server-sent events: one `transcript.text.delta` per chunk in order as it is stored, then
     `transcript.text.done` with the whole text (the deltas' concatenation) and the usage."""
     storage, sid = done.runtime.storage, done.session.id
-    sent, pieces = 0, []
+    sent, pieces = 0, list[str]()
     deadline = time.monotonic() + SETTLE_TIMEOUT_S
     while time.monotonic() < deadline:
         chunks = await run_in_threadpool(storage.list_chunks, sid)

@@ -6,17 +6,18 @@ made this way, and every bad input answered in OpenAI's error shape with nothing
 from __future__ import annotations
 
 import io
+import itertools
 from pathlib import Path
 
 import httpx2
 import openai
 import pytest
+import speech
 import srt
 import webvtt
-
-import speech
-from scribe.wer import word_error_rate
 from scribe_app import ScribeApp
+
+from scribe.wer import word_error_rate
 
 TOKEN = "v1-t0ken-for-tests-0123456789"
 TURNS = speech.MEETING_TURNS[:4]
@@ -85,7 +86,7 @@ def test_text_format_is_the_same_text(client, spoken, as_json):
 def test_srt_and_vtt_parse_and_carry_the_text_in_time_order(client, spoken, as_json):
     cues = list(srt.parse(_transcribe(client, spoken[0], model="whisper-1", response_format="srt")))
     assert len(cues) >= 2 and " ".join(c.content for c in cues) == as_json.text
-    assert all(a.start <= b.start for a, b in zip(cues, cues[1:])) and all(c.end > c.start for c in cues)
+    assert all(a.start <= b.start for a, b in itertools.pairwise(cues)) and all(c.end > c.start for c in cues)
     vtt = webvtt.from_buffer(io.StringIO(_transcribe(client, spoken[0], model="whisper-1",
                                                      response_format="vtt")))
     assert [c.text for c in vtt] == [c.content for c in cues]

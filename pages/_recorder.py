@@ -37,6 +37,8 @@ NEXT_TITLE = "recorder_next_title"
 NEXT_RESUME = "recorder_next_resume"
 AUTOSTART = "recorder_autostart"
 TITLE_WIDGET = "record_title"
+PEOPLE_WIDGET = "record_people"
+"""The Record page's "People in the meeting" box (0: not given)."""
 RESUME_WIDGET = "record_resume"
 """The Record page's "Session" box: Resume sets it, so the page does not undo the choice."""
 URL_KEY = "recording"
@@ -100,10 +102,15 @@ def _widget(rt: Runtime, registry: capture.LiveRegistry) -> None:
     title = state.get(TITLE_WIDGET, state.get(NEXT_TITLE)) or "Untitled recording"
     resume_id = state[RESUME_WIDGET] if RESUME_WIDGET in state else state.get(NEXT_RESUME)
 
+    people = int(state.get(PEOPLE_WIDGET) or 0)
+
     def factory() -> capture.LiveCapture:  # process_offer thread: no st.* here
-        return registry.open(rt.storage, rt.pipeline, title=title,
+        live = registry.open(rt.storage, rt.pipeline, title=title,
                              policy=make_policy(config.chunk_policy, config.chunk_seconds),
                              resume_id=resume_id, partials=rt.partials)
+        if people:  # before the first chunk settles, so live labels use it too
+            rt.storage.set_expected_speakers(live.session_id, people)
+        return live
 
     mine = st.session_state.get(CAPTURE)
     if registry.is_full() and (mine is None or mine.end_status is not None):

@@ -9,8 +9,8 @@ import streamlit as st
 
 from pages._chunk_controls import render_backlog_warning, render_chunk_controls
 from pages._live_text import render_live_transcript
-from pages._recorder import (RESUME_WIDGET, TITLE_WIDGET, current_session_id, live_capture, set_next_recording,
-                             show_session)
+from pages._recorder import (PEOPLE_WIDGET, RESUME_WIDGET, TITLE_WIDGET, current_session_id, live_capture,
+                             set_next_recording, show_session)
 from pages._shared import chosen_settings, live_registry, runtime
 from pages._text import literal
 from scribe import capture, history, record_view
@@ -19,6 +19,7 @@ from scribe.core import ChunkRow, SessionRow
 from scribe.errors import ScribeError
 from scribe.ingest import check_upload_size, ingest_file
 from scribe.pipeline import PipelineStats
+from scribe.storage import MAX_EXPECTED_SPEAKERS
 from scribe.timelabels import mmss
 
 rt = runtime()
@@ -50,7 +51,7 @@ def _not_recording(live: capture.LiveCapture | None) -> bool:
     return live is None or live.stop_requested or live.end_status is not None
 
 
-def _upload(title: str) -> None:
+def _upload(title: str, people: int) -> None:
     """A file through the same pipeline, with a progress bar while it is read."""
     uploaded = st.file_uploader("Audio or video file", key="upload_file")
     if uploaded is None or not st.button("Transcribe file", type="primary"):
@@ -68,7 +69,7 @@ def _upload(title: str) -> None:
             result = ingest_file(path, storage=rt.storage, pipeline=rt.pipeline,
                                  policy=make_policy(config.chunk_policy, config.chunk_seconds),
                                  title=title or path.stem, source="upload",
-                                 max_audio_hours=config.max_audio_hours,
+                                 max_audio_hours=config.max_audio_hours, expected_speakers=people or None,
                                  progress=lambda fraction, message: bar.progress(fraction, text=message))
         except ScribeError as exc:
             bar.empty()
@@ -181,6 +182,12 @@ def _title_default() -> None:
 _title_default()
 title = st.text_input("Title", placeholder="Weekly planning", key=TITLE_WIDGET,
                       max_chars=history.MAX_TITLE_CHARS)
+people = 0
+if rt.speakers is not None:  # speaker labels are on
+    people = st.number_input("People in the meeting (optional)", min_value=0, max_value=MAX_EXPECTED_SPEAKERS,
+                             step=1, key=PEOPLE_WIDGET,
+                             help="Speaker labels then find exactly this many voices instead of guessing "
+                                  "the number. Leave 0 if you are not sure.")
 mic_tab, upload_tab = st.tabs(["Microphone", "Upload a file"])
 with mic_tab:
     resumable = _resumable()
@@ -194,7 +201,7 @@ with mic_tab:
                    (" into the chosen session." if resume_id else " a new session."))
     set_next_recording(title, resume_id)
 with upload_tab:
-    _upload(title)
+    _upload(title, int(people))
 _live_status()
 words_column, chunks_column = st.columns([3, 2])
 with words_column:

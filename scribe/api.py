@@ -37,7 +37,7 @@ from scribe.core import SESSION_STATUSES, SessionRow
 from scribe.errors import AudioDecodeError, NotFoundError, ScribeError, UploadTooLargeError
 from scribe.export import FORMATS, MIME_TYPES, download_name, render
 from scribe.runtime import Runtime
-from scribe.storage import Storage
+from scribe.storage import MAX_EXPECTED_SPEAKERS, Storage, check_expected_speakers
 
 log = logging.getLogger(__name__)
 
@@ -271,7 +271,8 @@ def _add_routes(router: APIRouter, context: ApiContext) -> None:
         chunks = db.list_chunks(session.id)
         return {**session_json(session, db.chunk_counts(session.id)),
                 "chunk_list": [_chunk_json(c) for c in chunks],
-                "transcripts": db.transcript_counts(session.id)}
+                "transcripts": db.transcript_counts(session.id),
+                "expected_speakers": (db.diarization_state(session.id) or {}).get("expected_speakers")}
 
     @router.get("/sessions/{session_id}/transcript", summary="the transcript, as the export writes it",
                 response_class=Response)
@@ -380,6 +381,8 @@ _UPLOAD_FORM = {"requestBody": {"required": True, "content": {"multipart/form-da
         "file": {"type": "string", "format": "binary"}, "title": {"type": "string"},
         "backend": {"type": "string", "enum": ["local", "gemini", "stub"]}, "model": {"type": "string"},
         "chunk_seconds": {"type": "number"}, "policy": {"type": "string", "enum": list(FILE_POLICY_NAMES)},
+        "speakers": {"type": "integer", "minimum": 1, "maximum": MAX_EXPECTED_SPEAKERS,
+                     "description": "how many people speak (speaker labels use it; default: estimated)"},
     }}}}}}
 
 
@@ -426,7 +429,8 @@ def _ingest_upload(context: ApiContext, form) -> JSONResponse:
     if upload is None or isinstance(upload, str):
         raise ApiError(400, "no `file` field in the form")
     fields = {name: str(form.get(name) or "").strip() or None
-              for name in ("title", "backend", "model", "chunk_seconds", "policy")}
+              for name in ("title", "backend", "model", "chunk_seconds", "policy", "speakers")}
+    speakers = _speaker_count(fields["speakers"])
     rt = context.runtime_for(fields["backend"], fields["model"])
     check_upload_size(upload.size or 0, rt.settings.max_upload_mb)
     policy = parse_policy(fields["policy"] or rt.settings.chunk_policy, _chunk_seconds(fields, rt))
@@ -437,15 +441,25 @@ def _ingest_upload(context: ApiContext, form) -> JSONResponse:
         started = time.monotonic()
         try:
             result = ingest_file(path, storage=rt.storage, pipeline=rt.pipeline, policy=policy,
-                                 title=fields["title"] or path.stem, source="upload")
+                                 title=fields["title"] or path.stem, source="upload",
+                                 expected_speakers=speakers)
         except AudioDecodeError as exc:  # name the upload, not this server's temp folder
             raise AudioDecodeError(str(exc).replace(f"{tmp}/", "")) from None
     log.info("session=%s uploaded through the API: %d chunks, %.1f s of audio in %.1f s",
              result.session.id, result.chunks, result.audio_seconds, time.monotonic() - started)
     body = {**session_json(result.session, rt.storage.chunk_counts(result.session.id)),
             "session_id": result.session.id, "chunk_count": result.chunks,
-            "audio_seconds": result.audio_seconds}
+            "audio_seconds": result.audio_seconds, "expected_speakers": speakers}
     return JSONResponse(body, status_code=202, headers={"Location": f"sessions/{result.session.id}"})
+
+
+def _speaker_count(raw: str | None) -> int | None:
+    if raw is None:
+        return None
+    try:
+        return check_expected_speakers(int(raw))
+    except ValueError:
+        raise ApiError(400, f"speakers must be a whole number of people, not {raw!r}") from None
 
 
 def _chunk_seconds(fields: dict[str, str | None], rt: Runtime) -> float:

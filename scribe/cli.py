@@ -26,7 +26,7 @@ from scribe.export import FORMATS, render
 from scribe.ingest import ingest_file, wait_for_session
 from scribe.final_pass import KEPT_LIVE
 from scribe.runtime import Runtime, configure_logging, final_transcriber, recover_at_start
-from scribe.storage import Storage
+from scribe.storage import Storage, check_expected_speakers
 from scribe.timelabels import local_datetime
 from scribe.transcribers.base import Transcriber
 
@@ -138,16 +138,15 @@ def _add_transcribe(sub) -> None:
 
 
 def _speaker_count(raw: str) -> int:
-    """`auto` is 0 (estimate the count); otherwise 1..20 voices."""
+    """`auto` is 0 (estimate the count); otherwise 1..MAX_EXPECTED_SPEAKERS voices."""
     if raw.strip().lower() == "auto":
         return 0
     try:
-        count = int(raw)
+        return check_expected_speakers(int(raw)) or 0
     except ValueError:
         raise argparse.ArgumentTypeError(f"expected a number of speakers or auto, not {raw!r}") from None
-    if not 1 <= count <= 20:
-        raise argparse.ArgumentTypeError("the number of speakers must be between 1 and 20")
-    return count
+    except ScribeError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
 
 
 def cmd_transcribe(args: argparse.Namespace) -> int:
@@ -179,7 +178,8 @@ def _run_transcribe(runtime: Runtime, path: Path, policy, args: argparse.Namespa
     started = time.monotonic()
     result = ingest_file(path, storage=runtime.storage, pipeline=runtime.pipeline, policy=policy,
                          title=args.title, source="cli", progress=_stderr_progress("reading"),
-                         max_audio_hours=runtime.settings.max_audio_hours)
+                         max_audio_hours=runtime.settings.max_audio_hours,
+                         expected_speakers=args.speakers or None)
     counts = wait_for_session(runtime.storage, result.session.id, progress=_stderr_progress("transcribing"))
     wall = time.monotonic() - started
     _end_progress_line()

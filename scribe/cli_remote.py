@@ -112,7 +112,8 @@ def transcribe(args: argparse.Namespace, client: ApiClient) -> int:
     path = Path(args.file)
     started = time.monotonic()
     made = client.upload(path, {"title": args.title, "backend": args.backend, "model": args.model,
-                                "chunk_seconds": args.chunk_seconds, "policy": args.policy})
+                                "chunk_seconds": args.chunk_seconds, "policy": args.policy,
+                                "speakers": args.speakers or None})
     session_id = made["session_id"]
     counts, detail = wait_for_session(client, session_id, cli._stderr_progress("transcribing"))
     wall = time.monotonic() - started

@@ -44,8 +44,12 @@ def check_upload_size(n_bytes: int, max_mb: int) -> None:
 def ingest_file(path: str | Path, *, storage: Storage, pipeline: Pipeline, policy: ChunkPolicy,
                 title: str | None = None, source: str = "cli",
                 progress: Progress | None = None,
-                max_audio_hours: float = DEFAULT_MAX_AUDIO_HOURS) -> IngestResult:
+                max_audio_hours: float = DEFAULT_MAX_AUDIO_HOURS,
+                expected_speakers: int | None = None) -> IngestResult:
     """Create a session from a file and submit all its chunks; returns once they are durable.
+
+    `expected_speakers` (the number of people, when the user knows it) is stored on the
+    session before any chunk is queued, so the speaker labels use it from the first chunk.
 
     On a decode error (or a file longer than `max_audio_hours`) the half-made session
     (rows and audio) is removed again, so a bad file leaves the database as it was, and
@@ -61,6 +65,8 @@ def ingest_file(path: str | Path, *, storage: Storage, pipeline: Pipeline, polic
         title=title or readable_stem(path), source=source, backend=pipeline.transcriber.name,
         model=pipeline.transcriber.model, chunk_seconds=policy.seconds,
         chunk_policy=policy_label(policy))
+    if expected_speakers:
+        storage.set_expected_speakers(session.id, expected_speakers)
     try:
         chunks, samples = _feed(session.id, policy, pipeline, first_block, iterator,
                                 probe_duration(path), progress)

@@ -156,6 +156,22 @@ def test_upload_is_transcribed_through_the_pipeline(api, tmp_path):
     assert text.count("stub audio of") == 3
 
 
+def test_upload_with_the_number_of_people_stores_it_and_refuses_a_bad_one(api, tmp_path):
+    wav = _tone_file(tmp_path / "trio.wav", 6.0)
+    before = api.get("/sessions").json()["total"]
+    for bad in ("many", "0.5", "21", "-1"):
+        with open(wav, "rb") as handle:
+            answer = api.post("/transcriptions", files={"file": ("trio.wav", handle)}, data={"speakers": bad})
+        assert answer.status_code == 400 and "people" in answer.json()["error"], (bad, answer.text)
+    assert api.get("/sessions").json()["total"] == before  # nothing made by a refused upload
+    with open(wav, "rb") as handle:
+        made = api.post("/transcriptions", files={"file": ("trio.wav", handle)}, data={"speakers": "3"})
+    assert made.status_code == 202, made.text
+    assert made.json()["expected_speakers"] == 3
+    detail = api.get(f"/sessions/{made.json()['session_id']}").json()
+    assert detail["expected_speakers"] == 3
+
+
 def test_upload_errors_leave_nothing_behind(api, tmp_path):
     before = api.get("/sessions").json()["total"]
     junk = tmp_path / "notes.wav"

@@ -222,3 +222,17 @@ def test_an_upload_in_progress_shows_chunks_done_of_total_and_no_latency_yet(env
     assert metrics["Chunks done"] == "0/3"
     assert at.get("progress")[0].proto.text == "Transcribed 0 of 3 chunks"
     assert list(at.dataframe[0].value["latency (s)"].isna()) == [True, True, True]
+
+
+def test_people_in_the_meeting_is_stored_on_the_recorded_session(env, monkeypatch):
+    fake = streamer(monkeypatch)
+    at = run_page()
+    assert at.number_input(key="record_people").value == 0  # optional: 0 means "estimate"
+    at.number_input(key="record_people").set_value(3).run()
+    fake.start = True  # then the user pressed Start
+    at.text_input(key="record_title").set_value("Three of us").run()
+    capture = fake.processor
+    assert capture is not None and not at.exception
+    assert capture.storage.diarization_state(capture.session_id)["expected_speakers"] == 3
+    capture.request_stop()
+    capture.on_ended()

@@ -25,7 +25,7 @@ from scribe.storage.lab_runs import LabRunQueries
 from scribe.storage.migrations import MIGRATIONS
 from scribe.storage.segments import SPEAKER_JOIN, SPEAKER_NAME, SegmentQueries, segments_from_backend
 from scribe.storage.sessions import NO_SPEECH_SQL, SessionQueries, new_session_id
-from scribe.storage.speakers import SpeakerQueries
+from scribe.storage.speakers import MAX_EXPECTED_SPEAKERS, SpeakerQueries, check_expected_speakers
 from scribe.storage.summaries import SummaryQueries
 from scribe.storage.webhook_events import WebhookEventQueries
 
@@ -36,7 +36,7 @@ class Storage(SessionQueries, ChunkQueries, SegmentQueries, SpeakerQueries, Summ
 
 
 __all__ = [
-    "CHUNK_STATUSES", "FINAL", "LIVE", "MIGRATIONS", "NO_SPEECH_SQL", "SESSION_STATUSES", "SPEAKER_JOIN",
+    "CHUNK_STATUSES", "FINAL", "LIVE", "MAX_EXPECTED_SPEAKERS", "MIGRATIONS", "NO_SPEECH_SQL", "SESSION_STATUSES", "SPEAKER_JOIN",
     "SPEAKER_NAME", "ChunkRow", "NotFoundError", "ScribeError", "SegmentRow", "SessionRow", "SpeakerRow",
-    "Storage", "SummaryRow", "new_session_id", "segments_from_backend",
+    "Storage", "SummaryRow", "check_expected_speakers", "new_session_id", "segments_from_backend",
 ]

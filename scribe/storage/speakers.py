@@ -12,6 +12,19 @@ from scribe.storage.database import Database
 from scribe.storage.segments import SPEAKER_JOIN, SPEAKER_NAME, _segment_row
 
 
+MAX_EXPECTED_SPEAKERS = 20
+"""The most people a user can say a meeting has (the page, the CLI and the API check it here)."""
+
+
+def check_expected_speakers(count: int | None) -> int | None:
+    """A number of people given by a user: None or 0 means "estimate it" (None)."""
+    if not count:
+        return None
+    if not 1 <= count <= MAX_EXPECTED_SPEAKERS:
+        raise ScribeError(f"the number of people must be between 1 and {MAX_EXPECTED_SPEAKERS}, not {count}")
+    return count
+
+
 class SpeakerQueries(Database):
     """Speakers and the diarization state of each session."""
 
@@ -35,6 +48,7 @@ class SpeakerQueries(Database):
 
     def set_expected_speakers(self, session_id: str, count: int | None) -> None:
         """The number of voices the user says the session has (None: estimate it)."""
+        count = check_expected_speakers(count)
         with self.transaction() as cur:
             cur.execute("""INSERT INTO diarization (session_id, expected_speakers, updated_at)
                 VALUES (?, ?, ?) ON CONFLICT (session_id) DO UPDATE SET

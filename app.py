@@ -20,7 +20,7 @@ if __name__ != "__main__":
         return server_hooks()
 
     server = AppServer(_server_hooks)
-    app = st.App(__file__, routes=server.routes(), lifespan=server.lifespan)
+    app = st.App(__file__, routes=server.routes(), middleware=server.middleware(), lifespan=server.lifespan)
 else:
     from pages._recorder import shared_recorder
     from pages._shared import mark_app_ran, sidebar

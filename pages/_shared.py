@@ -21,6 +21,7 @@ from scribe.chunking import LIVE_POLICY_NAMES
 from scribe.config import BACKENDS, Settings
 from scribe.errors import ScribeError
 from scribe.runtime import Runtime, configure_logging
+from scribe.guard import Site, host_of
 from scribe.server import ServerHooks, adopt
 from scribe.storage import Storage
 
@@ -221,6 +222,29 @@ def _public_url() -> str:
     return f"http://{host}:{port}" + (f"/{base_path}" if base_path else "")
 
 
+def _addresses() -> list[str]:
+    """The names this server binds and is reached at, as Streamlit was told them."""
+    from streamlit import config as streamlit_config
+
+    found = [streamlit_config.get_option("server.address") or ""]
+    if streamlit_config.is_manually_set("browser.serverAddress"):
+        found.append(streamlit_config.get_option("browser.serverAddress") or "")
+    return [a for a in found if a and a not in ("0.0.0.0", "::")]
+
+
+def _accept_site(site: Site) -> None:
+    """Streamlit checks a WebSocket's Origin again after SiteGuard: accept SCRIBE_PUBLIC_URL's
+    origin there too, and name it as the server address so that check never falls through to
+    asking an outside service for this machine's address."""
+    from streamlit import config as streamlit_config
+
+    if site.origins:
+        origins = sorted(site.origins)
+        streamlit_config.set_option("server.corsAllowedOrigins", origins)
+        streamlit_config.set_option("browser.serverAddress", host_of(origins[0].split("://", 1)[-1]))
+
+
 def server_hooks() -> ServerHooks:
     """What the server's start-up (scribe/server.py) takes from here."""
-    return ServerHooks(settings=server_settings, build_runtime=server_runtime, public_url=_public_url)
+    return ServerHooks(settings=server_settings, build_runtime=server_runtime, public_url=_public_url,
+                       addresses=_addresses, accept_site=_accept_site)

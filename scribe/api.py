@@ -13,8 +13,8 @@ OpenAPI docs are served at `/api/docs` (Swagger UI from local files; no CDN).
 
 from __future__ import annotations
 
+import asyncio
 import hmac
-import ipaddress
 import logging
 import tempfile
 import time
@@ -29,6 +29,7 @@ from fastapi.responses import JSONResponse, Response
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from starlette.concurrency import run_in_threadpool
 from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.datastructures import Headers
 from starlette.formparsers import MultiPartException, MultiPartParser
 
 from scribe import __version__
@@ -36,6 +37,7 @@ from scribe.chunking import FILE_POLICY_NAMES, parse_policy
 from scribe.core import SESSION_STATUSES, SessionRow
 from scribe.errors import AudioDecodeError, NotFoundError, ScribeError, UploadTooLargeError
 from scribe.export import FORMATS, MIME_TYPES, download_name, render
+from scribe.guard import host_of, is_loopback, send_json
 from scribe.runtime import Runtime
 from scribe.storage import MAX_EXPECTED_SPEAKERS, Storage, check_expected_speakers
 
@@ -72,17 +74,26 @@ class ApiContext:
 
 # -- access -------------------------------------------------------------------
 _FORWARDING_HEADERS = ("forwarded", "x-forwarded-for", "x-real-ip")
+JSON_BODY_LIMIT = MB
+"""Largest request body of any route but the upload (renames, summaries, lab runs are small)."""
+BODY_IDLE_SECONDS = 30.0
+"""A request body that sends nothing for this long is answered 408 (a held-open slow body)."""
 
 
 def access_error(client_host: str | None, headers: Mapping[str, str], token: str | None) -> ApiError | None:
     """Why a request may not use the API, or None when it may.
 
-    With a token: a matching `Authorization: Bearer` (compared in constant time), else 401.
-    Without one: only this machine, else 403. "This machine" means a loopback peer that is
-    not relaying someone else (no forwarding header naming another address), asked for by a
-    loopback host name (a DNS-rebinding page has its own name in Host) and not sent by a web
-    page from elsewhere (Origin, when present, is loopback too).
+    A browser's no-cors request from another site (Sec-Fetch-Site other than same-origin, not a
+    navigation) is refused whatever else it carries. With a token: a matching
+    `Authorization: Bearer` (compared in constant time), else 401. Without one: only this
+    machine, else 403. "This machine" means a loopback peer that is not relaying someone else
+    (no forwarding header naming another address), asked for by a loopback host name (a
+    DNS-rebinding page has its own name in Host) and not sent by another web page (Origin, when
+    present, is this server itself).
     """
+    if headers.get("sec-fetch-site", "same-origin") not in ("same-origin", "none") \
+            and headers.get("sec-fetch-mode") != "navigate":
+        return ApiError(403, "the API does not answer requests from other sites' pages")
     if token:
         scheme, _, given = headers.get("authorization", "").partition(" ")
         if scheme.lower() == "bearer" and hmac.compare_digest(given.strip().encode(), token.encode()):
@@ -100,32 +111,11 @@ def _from_this_machine(client_host: str | None, headers: Mapping[str, str]) -> b
     for name in _FORWARDING_HEADERS:
         if name in headers and not all(is_loopback(a) for a in _forwarded_addresses(headers[name])):
             return False
+    host = headers.get("host", "")
     origin = headers.get("origin")
-    if origin is not None and not is_loopback(_host_of(origin.split("://", 1)[-1])):
-        return False
-    return is_loopback(_host_of(headers.get("host", "")))
-
-
-def is_loopback(host: str | None) -> bool:
-    """127.0.0.0/8, ::1 (also IPv4-mapped) or the name localhost."""
-    if not host:
-        return False
-    if host.lower() in ("localhost", "localhost."):
-        return True
-    try:
-        address = ipaddress.ip_address(host.strip("[]"))
-    except ValueError:
-        return False
-    mapped = getattr(address, "ipv4_mapped", None)
-    return (mapped or address).is_loopback
-
-
-def _host_of(authority: str) -> str:
-    """`host` from `host:port`, `[v6]:port` or a URL's authority."""
-    authority = authority.split("/", 1)[0].strip()
-    if authority.startswith("["):
-        return authority[1:authority.find("]")] if "]" in authority else authority
-    return authority.rsplit(":", 1)[0] if authority.count(":") == 1 else authority
+    if origin is not None and origin.split("://", 1)[-1].rstrip("/").lower() != host.lower():
+        return False  # another port of localhost is another site, with its own pages
+    return is_loopback(host_of(host))
 
 
 def _forwarded_addresses(value: str) -> list[str]:
@@ -137,8 +127,70 @@ def _forwarded_addresses(value: str) -> list[str]:
             if sep and key.lower() != "for":
                 continue
             raw = (val if sep else key).strip().strip('"')
-            found.append(_host_of(raw) if raw.startswith("[") or raw.count(":") == 1 else raw)
+            found.append(host_of(raw) if raw.startswith("[") or raw.count(":") == 1 else raw)
     return [a for a in found if a]
+
+
+class AccessGate:
+    """ASGI middleware in front of the API's routes: decides access from the headers alone,
+    before any body byte is read, then bounds the body (size and idle time).
+
+    FastAPI reads and parses a JSON body before a route's dependencies run, so a check there
+    comes after a caller without access has made the process hold their whole body."""
+
+    def __init__(self, app: Any, context: "ApiContext") -> None:
+        self.app = app
+        self.context = context
+
+    async def __call__(self, scope: dict[str, Any], receive: Callable, send: Callable) -> None:
+        if scope["type"] != "http":
+            return await self.app(scope, receive, send)
+        headers = Headers(scope=scope)
+        client = scope["client"][0] if scope.get("client") else None
+        try:
+            error = access_error(client, headers, self.context.token())
+            limit = self._body_limit(scope)
+        except ApiError as exc:
+            error = exc
+        if error is not None:
+            return await send_json(send, error.status, {"error": error.message})
+        declared = headers.get("content-length", "")
+        if declared.isdigit() and int(declared) > limit:
+            return await send_json(send, 413, {"error": _too_large(limit)})
+        await self.app(scope, _bounded(receive, limit), send)
+
+    def _body_limit(self, scope: dict[str, Any]) -> int:
+        path = scope.get("path", "")
+        root = scope.get("root_path", "")
+        if path.startswith(root):
+            path = path[len(root):]
+        if path.rstrip("/") == "/transcriptions":
+            return self.context.runtime().settings.max_upload_mb * MB + FORM_OVERHEAD_BYTES
+        return JSON_BODY_LIMIT
+
+
+def _too_large(limit: int) -> str:
+    if limit > JSON_BODY_LIMIT:
+        return f"upload is over the limit of {limit // MB} MB (SCRIBE_MAX_UPLOAD_MB)"
+    return f"request body is over {limit // 1024} KB"
+
+
+def _bounded(receive: Callable, limit: int) -> Callable:
+    """`receive` that stops a body at `limit` bytes (413) or after BODY_IDLE_SECONDS of silence (408)."""
+    seen = 0
+
+    async def bounded() -> dict[str, Any]:
+        nonlocal seen
+        try:
+            message = await asyncio.wait_for(receive(), BODY_IDLE_SECONDS)
+        except asyncio.TimeoutError:
+            raise StarletteHTTPException(408, f"no request body data for {BODY_IDLE_SECONDS:.0f} s") from None
+        if message["type"] == "http.request":
+            seen += len(message.get("body", b""))
+            if seen > limit:
+                raise StarletteHTTPException(413, _too_large(limit))
+        return message
+    return bounded
 
 
 # -- the app -------------------------------------------------------------------
@@ -153,14 +205,13 @@ def create_api(context: ApiContext) -> FastAPI:
 
     def require_access(request: Request,
                        _credentials: HTTPAuthorizationCredentials | None = Depends(bearer)) -> None:
-        client = request.client.host if request.client else None
-        if (error := access_error(client, request.headers, context.token())) is not None:
-            raise error
+        """Declares the bearer scheme in the OpenAPI document; AccessGate has already decided."""
 
     router = APIRouter(dependencies=[Depends(require_access)])
     _add_routes(router, context)
     api.include_router(router)
     _add_error_handlers(api)
+    api.add_middleware(AccessGate, context=context)
     return api
 
 

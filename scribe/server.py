@@ -22,6 +22,7 @@ from typing import Any, AsyncIterator, Callable
 from scribe.api import ApiContext, ApiError, create_api
 from scribe.config import Settings
 from scribe.errors import ScribeError
+from scribe.guard import Site, SiteGuard
 from scribe.runtime import Runtime
 from scribe.webhook import Webhook
 
@@ -49,6 +50,11 @@ class ServerHooks:
     build_runtime: RuntimeBuilder
     public_url: Callable[[], str]
     """This server's own base URL (links in webhook events when SCRIBE_PUBLIC_URL is unset)."""
+    addresses: Callable[[], list[str]] = list
+    """The names the server binds and is reached at (Streamlit's server.address and
+    browser.serverAddress): Hosts it answers besides loopback, IP addresses and SCRIBE_PUBLIC_URL."""
+    accept_site: Callable[[Site], None] = lambda _site: None
+    """Tell Streamlit's own WebSocket check the origins SiteGuard accepts."""
 
 
 class AppServer:
@@ -67,8 +73,19 @@ class AppServer:
         self._problem = "Scribe is starting"
         self._adopted: list[Runtime] = []
         self._lock = threading.Lock()
+        self._site = Site()
 
     # -- what app.py hands to st.App --------------------------------------------
+    def middleware(self) -> list[Any]:
+        """The Host/Origin check in front of every request, UI WebSocket and API alike."""
+        from starlette.middleware import Middleware
+
+        return [Middleware(SiteGuard, site=self.site)]
+
+    def site(self) -> Site:
+        """Who this server answers (loopback and IP addresses only until start-up read the settings)."""
+        return self._site
+
     def routes(self) -> list[Any]:
         from starlette.routing import Mount
 
@@ -94,6 +111,8 @@ class AppServer:
         try:
             self._hooks = hooks = self._load_hooks()
             self.settings = settings = hooks.settings()
+            self._site = Site.from_addresses(settings.public_url, hooks.addresses())
+            hooks.accept_site(self._site)
             self.runtime = hooks.build_runtime(None, None)
         except (ScribeError, ImportError) as exc:  # what a page would show as "cannot start"
             self._problem = f"Scribe cannot start: {exc}"

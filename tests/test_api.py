@@ -257,11 +257,12 @@ def test_retry_requeues_failed_chunks(api, seeded):
 # -- access and docs -----------------------------------------------------------------------------
 def test_a_relayed_client_without_token_is_403(api):
     """A local reverse proxy relaying someone else (X-Forwarded-For) is not this machine."""
-    for headers in ({"X-Forwarded-For": "203.0.113.5"}, {"Forwarded": "for=198.51.100.7"},
-                    {"Host": "scribe.example.com"}, {"Origin": "https://evil.example"}):
+    for headers in ({"X-Forwarded-For": "203.0.113.5"}, {"Forwarded": "for=198.51.100.7"}):
         answer = api.get("/sessions", headers=headers)
         assert answer.status_code == 403, headers
         assert "SCRIBE_API_TOKEN" in answer.json()["error"]
+    for headers in ({"Host": "scribe.example.com"}, {"Origin": "https://evil.example"}):  # scribe.guard
+        assert api.get("/sessions", headers=headers).status_code == 403, headers
     assert api.get("/sessions", headers={"X-Forwarded-For": "127.0.0.1"}).status_code == 200
 
 
@@ -316,6 +317,11 @@ def test_with_a_token_every_request_needs_it(token_app):
     ("127.0.0.1", {"host": "rebound.example:8501"}, None, 403),
     ("127.0.0.1", {"host": "localhost:8501", "origin": "http://localhost:8501"}, None, None),
     ("127.0.0.1", {"host": "localhost:8501", "origin": "https://evil.example"}, None, 403),
+    ("127.0.0.1", {"host": "localhost:8501", "origin": "http://localhost:9999"}, None, 403),
+    ("127.0.0.1", {"host": "localhost:8501", "sec-fetch-site": "same-site", "sec-fetch-mode": "no-cors"}, None, 403),
+    ("127.0.0.1", {"host": "localhost:8501", "sec-fetch-site": "cross-site", "sec-fetch-mode": "navigate"}, None, None),
+    ("127.0.0.1", {"host": "localhost:8501", "sec-fetch-site": "same-origin", "sec-fetch-mode": "cors"}, None, None),
+    ("192.168.1.20", {"host": "x", "authorization": f"Bearer {TOKEN}", "sec-fetch-site": "cross-site"}, TOKEN, 403),
     ("192.168.1.20", {"host": "x", "authorization": f"Bearer {TOKEN}"}, TOKEN, None),
     ("192.168.1.20", {"host": "x", "authorization": f"bearer {TOKEN}"}, TOKEN, None),
     ("127.0.0.1", {"host": "localhost"}, TOKEN, 401),

@@ -1,0 +1,182 @@
+"""What a hostile web page or caller can do to a running app, over real sockets: the UI's WebSocket
+driven with Streamlit's own protobuf messages under a forged Host or a foreign Origin, the API with
+forged headers and oversized, slow or odd requests. One app serves the module (stub backend, a
+seeded data folder); tests that need other settings start their own."""
+
+from __future__ import annotations
+
+import json
+import socket
+import time
+
+import httpx2
+import psutil
+import pytest
+
+from hostile import Refused, StreamlitSocket, raw_request, read_response
+from pagekit import seed_demo
+from scribe_app import ScribeApp
+
+MB = 1024 * 1024
+
+
+@pytest.fixture(scope="module")
+def seeded(tmp_path_factory):
+    data = tmp_path_factory.mktemp("sec") / "data"
+    return data, seed_demo(data)
+
+
+@pytest.fixture(scope="module")
+def app(seeded, tmp_path_factory):
+    data, _ = seeded
+    server = ScribeApp(data, tmp_path_factory.mktemp("log") / "app.log", SCRIBE_MAX_UPLOAD_MB="2")
+    yield server
+    server.stop()
+
+
+def _sessions_page(port: int, host: str = "127.0.0.1", origin: str | None = None) -> str:
+    """What the Sessions page sends a socket opened under this Host and Origin."""
+    with StreamlitSocket(port, host=host, origin=origin) as ui:
+        ui.rerun("sessions")
+        text = ui.read_until_finished(60)
+        if "Weekly planning" not in text:  # the first run of a fresh session goes through app.py
+            ui.rerun("sessions")
+            text = ui.read_until_finished(60)
+        return text
+
+
+# -- 1. DNS rebinding and foreign origins --------------------------------------------------------
+def test_the_ui_socket_serves_this_servers_own_pages(app, seeded):
+    data, _ = seeded
+    text = _sessions_page(app.port, origin=app.url)
+    assert "Weekly planning" in text  # the control: the same socket under the right names works
+
+
+@pytest.mark.parametrize("host, origin", [
+    ("evil.example", "http://evil.example:{port}"),  # DNS rebinding: the page's own name in Host
+    ("evil.example", None),
+    ("127.0.0.1", "http://localhost:9999"),  # a page on another port of this machine
+    ("127.0.0.1", "http://127.0.0.1:{other}"),
+    ("127.0.0.1", "null"),  # a sandboxed frame or a file:// page
+])
+def test_the_ui_socket_refuses_a_foreign_host_or_origin(app, host, origin):
+    origin = origin and origin.format(port=app.port, other=app.port + 1)
+    with pytest.raises(Refused):
+        _sessions_page(app.port, host=host, origin=origin)
+
+
+@pytest.mark.parametrize("headers", [
+    {"Host": "evil.example:{port}", "Origin": "http://evil.example:{port}"},
+    {"Host": "evil.example:{port}"},
+    {"Origin": "http://localhost:9999"},
+    {"Origin": "http://127.0.0.1:{other}"},
+    {"Sec-Fetch-Site": "same-site", "Sec-Fetch-Mode": "no-cors"},  # <img src> from another port
+    {"Sec-Fetch-Site": "cross-site", "Sec-Fetch-Mode": "no-cors"},
+])
+def test_the_api_refuses_a_foreign_host_or_origin(app, headers):
+    headers = {k: v.format(port=app.port, other=app.port + 1) for k, v in headers.items()}
+    for method, path in (("GET", "/api/sessions"), ("GET", "/api/health"), ("DELETE", "/api/sessions/x")):
+        answer = httpx2.request(method, f"{app.url}{path}", headers=headers, timeout=30)
+        assert answer.status_code == 403, (method, path, headers, answer.text)
+        assert "Weekly planning" not in answer.text
+
+
+def test_the_api_serves_its_own_pages_and_programs(app):
+    same = {"Origin": app.url, "Sec-Fetch-Site": "same-origin", "Sec-Fetch-Mode": "cors"}
+    assert httpx2.get(f"{app.url}/api/sessions", headers=same, timeout=30).status_code == 200
+    assert httpx2.get(f"{app.url}/api/sessions", timeout=30).status_code == 200
+    assert httpx2.get(f"http://localhost:{app.port}/api/sessions", timeout=30).status_code == 200
+
+
+def test_a_team_deployment_answers_its_public_name(tmp_path):
+    """SCRIBE_PUBLIC_URL names the server: that Host and Origin are served (as a reverse proxy at
+    that address passes them on), others are not."""
+    server = ScribeApp(tmp_path / "data", tmp_path / "app.log", SCRIBE_PUBLIC_URL="https://scribe.team.example",
+                       SCRIBE_API_TOKEN="a-long-enough-test-token")
+    try:
+        with StreamlitSocket(server.port, host="scribe.team.example:443",
+                             origin="https://scribe.team.example") as ui:
+            ui.rerun("")
+            assert ui.read_until_finished(60)
+        with pytest.raises(Refused):
+            StreamlitSocket(server.port, host="other.example", origin="http://other.example")
+        token = {"Authorization": "Bearer a-long-enough-test-token"}
+        good = httpx2.get(f"{server.url}/api/health", headers={**token, "Host": "scribe.team.example"})
+        assert good.status_code == 200
+        bad = httpx2.get(f"{server.url}/api/health", headers={**token, "Host": "other.example"})
+        assert bad.status_code == 403 and "SCRIBE_PUBLIC_URL" in bad.json()["error"]
+    finally:
+        server.stop()
+
+
+# -- 3. no body is read before the access check; every body is bounded ---------------------------
+def _rss(app: ScribeApp) -> int:
+    return psutil.Process(app.proc.pid).memory_info().rss
+
+
+@pytest.mark.parametrize("content_type, origin", [("application/json", None),
+                                                   ("text/plain", "http://evil.example")])
+def test_a_body_without_access_is_not_read(tmp_path, content_type, origin):
+    """With a token set and none sent, a 200 MB body is answered 401/403 before it is read."""
+    server = ScribeApp(tmp_path / "data", tmp_path / "app.log", SCRIBE_API_TOKEN="a-long-enough-test-token")
+    try:
+        before = _rss(server)
+        size = 200 * MB
+        head = (f"PATCH /api/sessions/x HTTP/1.1\r\nHost: 127.0.0.1:{server.port}\r\n"
+                f"Content-Type: {content_type}\r\nTransfer-Encoding: chunked\r\n"
+                + (f"Origin: {origin}\r\n" if origin else "") + "\r\n")
+        status, sent = _send_chunked(server.port, head, size)
+        grown = _rss(server) - before
+        assert status in (401, 403), status
+        assert grown < 60 * MB, f"RSS grew {grown / MB:.0f} MB for a refused {size // MB} MB body"
+    finally:
+        server.stop()
+
+
+def _send_chunked(port: int, head: str, size: int, piece: int = MB) -> tuple[int, int]:
+    """`head` with `Transfer-Encoding: chunked`, then `size` bytes of JSON-ish body in chunks."""
+    payload = b"[" + b"1," * (piece // 2 - 1) + b"1"
+    frame = f"{len(payload):x}\r\n".encode() + payload + b"\r\n"
+    sent = 0
+    with socket.create_connection(("127.0.0.1", port), timeout=60) as sock:
+        sock.sendall(head.encode())
+        try:
+            while sent < size:
+                sock.sendall(frame)
+                sent += len(payload)
+            sock.sendall(b"0\r\n\r\n")
+        except OSError:
+            pass
+        status, _ = read_response(sock)
+    return status, sent
+
+
+def test_every_json_body_is_capped(app):
+    """A caller with access still cannot make the process hold a huge JSON body."""
+    before = _rss(app)
+    head = (f"PATCH /api/sessions/x HTTP/1.1\r\nHost: 127.0.0.1:{app.port}\r\n"
+            "Content-Type: application/json\r\nTransfer-Encoding: chunked\r\n\r\n")
+    status, _ = _send_chunked(app.port, head, 100 * MB)
+    assert status == 413
+    assert _rss(app) - before < 60 * MB
+    declared = (f"POST /api/lab/runs HTTP/1.1\r\nHost: 127.0.0.1:{app.port}\r\n"
+                f"Content-Type: application/json\r\nContent-Length: {50 * MB}\r\n\r\n").encode()
+    status, _ = raw_request(app.port, declared)
+    assert status == 413
+    small = httpx2.patch(f"{app.url}/api/sessions/nope", json={"title": "x"}, timeout=30)
+    assert small.status_code == 404
+
+
+def test_a_stalled_body_is_answered_not_held(app):
+    """A body that stops arriving gets 408 after the idle limit instead of holding a worker."""
+    import scribe.api
+
+    head = (f"PATCH /api/sessions/x HTTP/1.1\r\nHost: 127.0.0.1:{app.port}\r\n"
+            "Content-Type: application/json\r\nContent-Length: 100\r\n\r\n{\"title\": ").encode()
+    started = time.monotonic()
+    with socket.create_connection(("127.0.0.1", app.port), timeout=scribe.api.BODY_IDLE_SECONDS + 30) as sock:
+        sock.sendall(head)
+        status, data = read_response(sock)
+    assert status == 408, data
+    assert time.monotonic() - started < scribe.api.BODY_IDLE_SECONDS + 10
+    assert json.loads(data.split(b"\r\n\r\n", 1)[1] or b"{}").get("error")

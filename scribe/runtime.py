@@ -263,6 +263,27 @@ HTTP_LOGGERS = ("httpx", "httpcore", "httpx2", "httpcore2", "urllib3", "google_g
 """Libraries that log request lines or headers at DEBUG; kept at INFO or above."""
 
 
+ICE_LOGGERS = {"aioice.ice": "", "streamlit_webrtc.webrtc": "ICE candidate"}
+"""WebRTC loggers whose INFO lines carry ICE candidates, i.e. every participant's IP addresses
+(logger name -> text that marks such a line; empty: every line). A shared server's log must not
+collect them, so they are logged at DEBUG."""
+
+
+class DemoteToDebug(logging.Filter):
+    """Logger filter: a record whose message contains `marker` is logged at DEBUG, and only
+    when its logger is enabled for DEBUG (the level check already let it through at INFO)."""
+
+    def __init__(self, marker: str) -> None:
+        super().__init__()
+        self.marker = marker
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if record.levelno != logging.INFO or self.marker not in record.getMessage():
+            return True
+        record.levelno, record.levelname = logging.DEBUG, "DEBUG"
+        return logging.getLogger(record.name).isEnabledFor(logging.DEBUG)
+
+
 def configure_logging(level: str = "INFO") -> None:
     """stdlib logging to stderr; pipeline lines carry `session=` and `seq=`.
 
@@ -275,5 +296,9 @@ def configure_logging(level: str = "INFO") -> None:
         if not any(isinstance(f, RedactingFilter) for f in handler.filters):
             handler.addFilter(RedactingFilter())
     logging.getLogger("faster_whisper").setLevel(max(logging.WARNING, logging.getLevelName(level)))
+    for name, pattern in ICE_LOGGERS.items():
+        logger = logging.getLogger(name)
+        if not any(isinstance(f, DemoteToDebug) for f in logger.filters):
+            logger.addFilter(DemoteToDebug(pattern))
     for name in HTTP_LOGGERS:
         logging.getLogger(name).setLevel(max(logging.INFO, logging.getLevelName(level)))

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import asyncio
+import logging
+import threading
 import time
 
 import av
@@ -15,6 +17,7 @@ from scribe.config import Settings
 from scribe.core import ChunkRow
 from scribe.errors import SessionLimitError
 from scribe.pipeline import Pipeline
+from scribe.runtime import configure_logging
 from scribe.transcribers.stub import StubTranscriber
 
 RATE = 48_000
@@ -285,3 +288,63 @@ def test_ice_servers_come_from_settings():
     configured = Settings.from_env({"SCRIBE_ICE_SERVERS": "stun:stun.example.org:3478,turn:t.example.org"})
     assert rtc_configuration(configured) == {"iceServers": [{"urls": ["stun:stun.example.org:3478"]},
                                                             {"urls": ["turn:t.example.org"]}]}
+
+
+class _Records(logging.Handler):
+    def __init__(self) -> None:
+        super().__init__(logging.NOTSET)
+        self.records: list[logging.LogRecord] = []
+
+    def emit(self, record: logging.LogRecord) -> None:
+        self.records.append(record)
+
+
+async def _relay():
+    from aiortc.contrib.media import MediaRelay
+
+    return MediaRelay()  # made on the worker's loop, as WebRtcWorker asks
+
+
+def _no_media() -> dict:
+    """WebRtcWorker's other arguments: nothing to send, play or record."""
+    import inspect
+
+    from streamlit_webrtc.webrtc import WebRtcWorker
+
+    names = [n for n, p in inspect.signature(WebRtcWorker).parameters.items()
+             if p.default is inspect.Parameter.empty and n not in ("self", "mode")]
+    return {n: 4 if n.endswith("receiver_size") else False if n.startswith(("sendback", "async")) else None
+            for n in names}
+
+
+@pytest.mark.parametrize("level", ["INFO", "DEBUG"])
+def test_ice_candidates_with_client_addresses_are_logged_at_debug_only(level):
+    """streamlit-webrtc logs the browser's ICE candidates (its IP addresses) at INFO; a shared
+    server's log must not collect every participant's address."""
+    from streamlit_webrtc import WebRtcMode
+    from streamlit_webrtc.webrtc import WebRtcWorker
+
+    configure_logging(level)
+    handler = _Records()
+    root = logging.getLogger()
+    root.addHandler(handler)
+    loop = asyncio.new_event_loop()
+    thread = threading.Thread(target=loop.run_forever, daemon=True)
+    thread.start()
+    previous = root.level
+    root.setLevel(level)
+    try:
+        relay = asyncio.run_coroutine_threadsafe(_relay(), loop).result(5)
+        worker = WebRtcWorker(mode=WebRtcMode.SENDONLY, loop=loop, relay=relay, **_no_media())
+        worker.set_ice_candidates_from_offerer({"c1": {
+            "candidate": "candidate:1 1 udp 2122260223 203.0.113.7 54400 typ host",
+            "sdpMid": "0", "sdpMLineIndex": 0}})
+        asyncio.run_coroutine_threadsafe(worker.pc.close(), loop).result(5)
+    finally:
+        root.setLevel(previous)
+        root.removeHandler(handler)
+        loop.call_soon_threadsafe(loop.stop)
+        thread.join(5)
+    with_address = [r for r in handler.records if "203.0.113.7" in r.getMessage()]
+    assert all(r.levelno == logging.DEBUG for r in with_address), [(r.levelname, r.getMessage()) for r in with_address]
+    assert bool(with_address) == (level == "DEBUG")

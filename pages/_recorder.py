@@ -15,6 +15,7 @@ continues the same session where its audio stopped.
 from __future__ import annotations
 
 import time
+from typing import NoReturn
 
 import streamlit as st
 from streamlit.delta_generator import DeltaGenerator
@@ -29,6 +30,10 @@ from scribe.runtime import Runtime
 from scribe.timelabels import mmss
 
 STREAMER_KEY = "recorder"
+STREAMER_GENERATION = "recorder_generation"
+"""Bumped after a Start the app refused: a fresh widget key gives the browser a fresh, idle
+recorder (the old one would wait for an answer that never comes, then blame STUN/TURN)."""
+START_ERROR = "recorder_start_error"
 CAPTURE = "record_capture"
 """This browser's live capture (set on the script thread)."""
 CURRENT = "record_session"
@@ -79,10 +84,15 @@ def shared_recorder(slot: DeltaGenerator | None = None) -> None:
             _indicator(rt)
 
 
+def _streamer_key() -> str:
+    generation = st.session_state.get(STREAMER_GENERATION, 0)
+    return f"{STREAMER_KEY}-{generation}" if generation else STREAMER_KEY
+
+
 def _on_change() -> None:
     """Script thread (widget callback): the recorder's state changed; a stop by the
     user makes the capture end `stopped` rather than `interrupted`."""
-    ctx = st.session_state[STREAMER_KEY]
+    ctx = st.session_state[_streamer_key()]
     live = st.session_state.get(CAPTURE) or _registry().get(st.session_state.get(CURRENT) or "")
     if live is not None and not ctx.state.playing and not ctx.state.signalling:
         live.request_stop()
@@ -118,18 +128,29 @@ def _widget(rt: Runtime, registry: capture.LiveRegistry) -> None:
                  f"(SCRIBE_MAX_LIVE_SESSIONS). Try again when one of them stops.")
         return
     autostart = st.session_state.pop(AUTOSTART, None)
+    if (error := st.session_state.get(START_ERROR)) is not None:
+        st.error(f"Cannot start recording: {error}", icon=":material/error:")
     try:
-        ctx = capture.mic_streamer(STREAMER_KEY, rt.settings, factory, on_change=_on_change,
+        ctx = capture.mic_streamer(_streamer_key(), rt.settings, factory, on_change=_on_change,
                                    desired_playing_state=True if autostart else None)
-    except ScribeError as exc:  # raised by the factory: limit reached, session busy
-        st.error(f"Cannot start recording: {exc}")
-        return
+    except ScribeError as exc:  # raised by the factory: limit reached, session busy or gone
+        _refused(exc)
     processor = ctx.audio_processor
+    if ctx.state.playing or ctx.state.signalling:
+        st.session_state.pop(START_ERROR, None)
     if ctx.state.playing and isinstance(processor, capture.LiveCapture):
         st.session_state[CAPTURE] = processor
         st.session_state[CURRENT] = processor.session_id
         if st.query_params.get(URL_KEY) != processor.session_id:
             st.query_params[URL_KEY] = processor.session_id
+
+
+def _refused(exc: ScribeError) -> NoReturn:
+    """The app refused a Start: say why, and give the browser a fresh recorder (the refused one
+    would show Stop and wait for a connection that is never answered)."""
+    st.session_state[START_ERROR] = str(exc)
+    st.session_state[STREAMER_GENERATION] = st.session_state.get(STREAMER_GENERATION, 0) + 1
+    st.rerun()
 
 
 def _indicator(rt: Runtime) -> None:

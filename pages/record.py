@@ -20,7 +20,7 @@ from scribe.errors import ScribeError
 from scribe.ingest import check_upload_size, ingest_file
 from scribe.pipeline import PipelineStats
 from scribe.storage import MAX_EXPECTED_SPEAKERS
-from scribe.timelabels import mmss
+from scribe.timelabels import local_datetime, mmss
 
 rt = runtime()
 config = chosen_settings()
@@ -33,10 +33,19 @@ st.caption(f"Backend `{rt.transcriber.name}` · model `{rt.transcriber.model}` �
 
 
 def _session_label(session: SessionRow | None) -> str:
+    """The picker's label for a session: only what does not change while the page is open
+    (Streamlit keeps a choice by its label, so a label that changed would lose the choice)."""
     if session is None:
         return "New session"
-    return (f"Continue “{session.title}” ({session.status}, "
-            f"{mmss(session.duration_ms)}) · {session.id}")
+    return f"Continue “{session.title}” · started {local_datetime(session.created_at)} · {session.id}"
+
+
+def _keep_choice_valid(resumable: dict[str, SessionRow]) -> None:
+    """A chosen session that can no longer be continued (deleted, recording elsewhere, or
+    renamed) goes back to a new session, before the box is drawn."""
+    chosen = st.session_state.get(RESUME_WIDGET)
+    if chosen is not None and chosen not in resumable:
+        st.session_state[RESUME_WIDGET] = None
 
 
 def _resumable() -> dict[str, SessionRow]:
@@ -191,14 +200,19 @@ if rt.speakers is not None:  # speaker labels are on
 mic_tab, upload_tab = st.tabs(["Microphone", "Upload a file"])
 with mic_tab:
     resumable = _resumable()
+    _keep_choice_valid(resumable)
     resume_id = st.selectbox("Session", [None, *resumable], key=RESUME_WIDGET,
                              format_func=lambda sid: _session_label(resumable.get(sid)),
                              help="Continue a stopped or interrupted recording")
+    if resume_id not in resumable:
+        resume_id = None  # a label from a moment ago (renamed since): the box shows it reset next run
     if live_capture() is not None:
         st.caption("Recording now. Press **Stop** in the sidebar to end it.")
+    elif resume_id is not None:
+        st.caption(f"Press **Start** in the sidebar to continue “{literal(resumable[resume_id].title)}” "
+                   "where it ended.")
     else:
-        st.caption("Press **Start** in the sidebar to record" +
-                   (" into the chosen session." if resume_id else " a new session."))
+        st.caption("Press **Start** in the sidebar to record a new session.")
     set_next_recording(title, resume_id)
 with upload_tab:
     _upload(title, int(people))

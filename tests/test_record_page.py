@@ -15,6 +15,8 @@ from scribe.core import ChunkRow, SegmentRow
 from scribe.pipeline import Pipeline, PipelineStats
 from scribe.storage import Storage
 
+from pagekit import markup_values as pagekit_values
+
 ROOT = Path(__file__).resolve().parent.parent
 
 
@@ -30,6 +32,7 @@ class FakeStreamer:
     def __call__(self, **kwargs):
         self.calls.append(kwargs)
         if self.start and self.processor is None:
+            self.start = False  # one press of Start is one offer, answered or refused
             self.processor = kwargs["audio_processor_factory"]()
         playing = self.processor is not None
         return SimpleNamespace(state=SimpleNamespace(playing=playing, signalling=False),
@@ -236,3 +239,71 @@ def test_people_in_the_meeting_is_stored_on_the_recorded_session(env, monkeypatc
     assert capture.storage.diarization_state(capture.session_id)["expected_speakers"] == 3
     capture.request_stop()
     capture.on_ended()
+
+
+def _mic_session(storage: Storage, title: str) -> str:
+    return storage.create_session(title=title, source="mic", backend="stub", model="m",
+                                  chunk_seconds=5, chunk_policy="pause").id
+
+
+def _pick_as_the_browser_does(monkeypatch, box, session_id: str) -> None:
+    """The browser sends the label it shows, from the options of the run that drew them, and
+    sends that same label again on every later run until the box is redrawn with other
+    options; AppTest would format the value anew with the latest run's labels."""
+    from streamlit.proto.WidgetStates_pb2 import WidgetState
+    from streamlit.testing.v1.element_tree import Selectbox
+
+    (label,) = [option for option in box.options if session_id in option]
+    widget_id, formatted = box.id, Selectbox._widget_state
+
+    def shown(self) -> WidgetState:
+        return WidgetState(id=self.id, string_value=label) if self.id == widget_id else formatted.fget(self)
+
+    monkeypatch.setattr(Selectbox, "_widget_state", property(shown))
+
+
+def test_continue_picked_before_the_session_settles_records_into_it(env, monkeypatch):
+    """Picked from options drawn a moment before Stop settled the session (stopped, then done)."""
+    fake = streamer(monkeypatch)
+    run_page()
+    storage = _storage(env)
+    session_id = _mic_session(storage, "Resume repro")  # just stopped: still marked recording, 00:00
+    at = run_page()
+    storage.end_session(session_id, "stopped")
+    storage.update_session(session_id, status="done", duration_ms=90_000)
+    _pick_as_the_browser_does(monkeypatch, at.selectbox(key="record_resume"), session_id)
+    at.run()
+    fake.start = True  # the user presses Start
+    at.run()
+    assert not at.error, [e.value for e in at.error]
+    assert fake.processor is not None and fake.processor.session_id == session_id
+    assert storage.get_session(session_id).status == "recording"
+    fake.processor.request_stop()
+    fake.processor.on_ended()
+
+
+def test_a_refused_start_says_why_and_leaves_a_fresh_recorder(env, monkeypatch):
+    fake = streamer(monkeypatch)
+    run_page()
+    storage = _storage(env)
+    session_id = _mic_session(storage, "Gone soon")
+    storage.end_session(session_id, "stopped")
+    at = run_page()
+    at.selectbox(key="record_resume").set_value(session_id).run()
+    storage.delete_session(session_id)  # deleted elsewhere (the Sessions page, the API)
+    fake.start = True
+    at.run()
+    assert not at.exception, at.exception
+    (error,) = [e.value for e in at.error]
+    assert error.startswith("Cannot start recording") and session_id in error
+    assert "STUN" not in " ".join(pagekit_values(at))
+    keys = [call["key"] for call in fake.calls]
+    assert keys[-1] != keys[0]  # the browser gets a fresh, idle recorder (Start, not Stop)
+    assert at.selectbox(key="record_resume").value is None  # the next Start records a new session
+    fake.start = True
+    at.run()
+    assert fake.processor is not None and fake.processor.session_id != session_id
+    at.run()
+    assert not at.error
+    fake.processor.request_stop()
+    fake.processor.on_ended()

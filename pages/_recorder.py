@@ -22,7 +22,7 @@ from streamlit.delta_generator import DeltaGenerator
 
 from pages._shared import chosen_settings, live_registry, runtime
 from pages._text import literal
-from scribe import capture
+from scribe import capture, history
 from scribe.chunking import make_policy
 from scribe.core import SessionRow
 from scribe.errors import ScribeError
@@ -97,6 +97,7 @@ def _on_change() -> None:
     if live is not None and not ctx.state.playing and not ctx.state.signalling:
         live.request_stop()
         st.session_state[CAPTURE] = None
+        st.session_state[TITLE_WIDGET] = ""  # the next recording is another meeting
 
 
 def _registry() -> capture.LiveRegistry:
@@ -115,7 +116,7 @@ def _widget(rt: Runtime, registry: capture.LiveRegistry) -> None:
     people = int(state.get(PEOPLE_WIDGET) or 0)
 
     def factory() -> capture.LiveCapture:  # process_offer thread: no st.* here
-        live = registry.open(rt.storage, rt.pipeline, title=title,
+        live = registry.open(rt.storage, rt.pipeline, title=history.check_title(title),
                              policy=make_policy(config.chunk_policy, config.chunk_seconds),
                              resume_id=resume_id, partials=rt.partials)
         if people:  # before the first chunk settles, so live labels use it too
@@ -172,6 +173,12 @@ def _recording_badge(rt: Runtime, live: capture.LiveCapture) -> None:
     name = session.title if session else live.session_id
     st.markdown(f":red[:material/radio_button_checked: **Recording**] {mmss(int(stats.session_seconds * 1000))}")
     st.caption(literal(name))
+
+
+def resume_offered() -> SessionRow | None:
+    """The session the sidebar offers to resume after a reload, if any (the Record page
+    explains the choice between it and a new recording)."""
+    return _interrupted_by_reload(runtime())
 
 
 def _interrupted_by_reload(rt: Runtime) -> SessionRow | None:

@@ -26,3 +26,17 @@ def literal(text: str | None) -> str:
     """`text` on one line, escaped so a Markdown element shows exactly these characters."""
     escaped = " ".join(str(text or "").split()).translate(_ESCAPE)
     return _AUTOLINK.sub(lambda m: (m.group(1) or "") + WORD_JOINER, escaped)
+
+
+def literal_marked(pieces: list[tuple[str, bool]]) -> str:
+    """Pieces of one line as literal Markdown, the marked ones in bold (search matches);
+    the spaces between pieces are kept."""
+    out = []
+    for piece, marked in pieces:
+        core = literal(piece)
+        if not core:
+            out.append(" " if piece else "")
+            continue
+        core = f"**{core}**" if marked else core
+        out.append((" " if piece[0].isspace() else "") + core + (" " if piece[-1].isspace() else ""))
+    return "".join(out).strip()

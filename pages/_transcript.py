@@ -98,8 +98,8 @@ def _line(storage: Storage, seg: SegmentRow, doubts: list[str], key: str, playin
 
 
 def _editor(storage: Storage, session_id: str, shown: str, segments: list[SegmentRow]) -> None:
-    st.caption("Change the text of any line, then save. Emptying a line is not allowed; "
-               "use Undo on a line to go back to the machine's text.")
+    st.caption("Change the text of any line, then save. Emptying a line is not allowed. To go back to "
+               "the machine's text, turn *Correct the transcript* off: each corrected line has an Undo button there.")
     frame = pd.DataFrame([{"at": mmss(s.start_ms), "speaker": s.speaker or "", "text": s.text,
                            "edited": s.edited} for s in segments])
     edited = st.data_editor(frame, hide_index=True, width="stretch", num_rows="fixed",

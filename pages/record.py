@@ -10,7 +10,7 @@ import streamlit as st
 from pages._chunk_controls import render_backlog_warning, render_chunk_controls
 from pages._live_text import render_live_transcript
 from pages._recorder import (PEOPLE_WIDGET, RESUME_WIDGET, TITLE_WIDGET, current_session_id, live_capture,
-                             set_next_recording, show_session)
+                             resume_offered, set_next_recording, show_session)
 from pages._shared import chosen_settings, live_registry, runtime
 from pages._text import literal
 from scribe import capture, history, record_view
@@ -189,8 +189,11 @@ def _title_default() -> None:
 
 
 _title_default()
-title = st.text_input("Title", placeholder="Weekly planning", key=TITLE_WIDGET,
-                      max_chars=history.MAX_TITLE_CHARS)
+title = st.text_input("Title", placeholder="Weekly planning", key=TITLE_WIDGET)
+try:
+    history.check_title(title)
+except ScribeError as exc:  # a longer title is refused with the reason, never cut silently
+    st.error(f"Title too long: {exc}. Shorten it before pressing Start.", icon=":material/title:")
 people = 0
 if rt.speakers is not None:  # speaker labels are on
     people = st.number_input("People in the meeting (optional)", min_value=0, max_value=MAX_EXPECTED_SPEAKERS,
@@ -208,6 +211,9 @@ with mic_tab:
         resume_id = None  # a label from a moment ago (renamed since): the box shows it reset next run
     if live_capture() is not None:
         st.caption("Recording now. Press **Stop** in the sidebar to end it.")
+    elif resume_id is None and (offered := resume_offered()) is not None:
+        st.caption(f"The reload cut off “{literal(offered.title)}”: **Resume recording** in the sidebar "
+                   "continues it; **Start** records a new session instead.")
     elif resume_id is not None:
         st.caption(f"Press **Start** in the sidebar to continue “{literal(resumable[resume_id].title)}” "
                    "where it ended.")

@@ -12,12 +12,12 @@ import streamlit as st
 from pages._chunk_controls import render_chunk_controls
 from pages._shared import runtime
 from pages._speakers import speakers_section
-from pages._text import literal
+from pages._text import literal, literal_marked
 from pages._transcript import render_transcript
 from scribe import export, history
 from scribe.core import SESSION_STATUSES
 from scribe.errors import ScribeError
-from scribe.search import SearchQueryError, search
+from scribe.search import SearchQueryError, highlight, search
 from scribe.timelabels import local_datetime, mmss, picked_days, time_zone_note
 
 PER_PAGE_CHOICES = (25, 50, 100)
@@ -36,7 +36,10 @@ def open_session(session_id: str, at_ms: int | None = None) -> None:
 
 
 def selected_row(event) -> int | None:
-    rows = event.selection.rows if event is not None else []
+    """The row picked by its checkbox or by a click on any of its cells."""
+    if event is None:
+        return None
+    rows = event.selection.rows or [row for row, _column in event.selection.cells]
     return rows[0] if rows else None
 
 
@@ -58,15 +61,15 @@ def search_section() -> bool:
     if not result.total:
         st.info("No transcript contains that.")
         return True
-    st.caption(f"{result.total} matching segment(s). Select one to open the session at that moment.")
-    frame = pd.DataFrame([{"session": h.title, "date": local_datetime(h.created_at), "at": mmss(h.start_ms),
-                           "speaker": h.speaker or "", "text": h.text} for h in result.hits])
-    event = st.dataframe(frame, hide_index=True, on_select="rerun", selection_mode="single-row",
-                         key=f"hits-{st.session_state.table_nonce}-{page_no}",
-                         column_config={"text": st.column_config.TextColumn(width="large")})
-    if (row := selected_row(event)) is not None:
-        hit = result.hits[row]
-        open_session(hit.session_id, hit.start_ms)
+    st.caption(f"{result.total} matching line(s), the words found in bold. Open one to hear it in its session.")
+    for hit in result.hits:
+        opener, text = st.columns([1, 4], vertical_alignment="center")
+        if opener.button(f"{hit.title} · {mmss(hit.start_ms)}", key=f"hit-{hit.session_id}-{hit.transcript}-"
+                         f"{hit.seq}-{hit.idx}", type="tertiary", icon=":material/play_arrow:",
+                         help=f"Open the session at {mmss(hit.start_ms)} ({local_datetime(hit.created_at)})"):
+            open_session(hit.session_id, hit.start_ms)
+        speaker = f"{literal(hit.speaker)}: " if hit.speaker else ""
+        text.markdown(speaker + literal_marked(highlight(hit.text, result.terms)))
     if result.pages > 1:
         st.number_input(f"Results page (of {result.pages})", 1, result.pages, key="search_page")
     return True
@@ -95,9 +98,9 @@ def list_view() -> None:
     page_no = int(st.session_state.get("list_page", 1))
     listings, total = history.list_page(storage, page=page_no, per_page=per_page, statuses=statuses,
                                         since=since, until=until, hide_no_speech=hide_silent)
-    st.caption(f"{total} session(s), newest first. Select one to open it.")
+    st.caption(f"{total} session(s), newest first. Click one to open it.")
     event = st.dataframe(sessions_frame(listings), hide_index=True, on_select="rerun",
-                         selection_mode="single-row", key=f"sessions-{st.session_state.table_nonce}")
+                         selection_mode=["single-row", "single-cell"], key=f"sessions-{st.session_state.table_nonce}")
     if (row := selected_row(event)) is not None:
         open_session(listings[row].session.id)
     if pages > 1:
@@ -177,7 +180,7 @@ def chunk_section(session, counts: dict[str, int]) -> None:
 def manage_section(session) -> None:
     with st.expander("Rename, summarize or delete"):
         with st.form(f"rename-{session.id}", border=False):
-            title = st.text_input("Title", value=session.title, max_chars=history.MAX_TITLE_CHARS)
+            title = st.text_input("Title", value=session.title)  # a longer one is refused with the reason
             if st.form_submit_button("Rename"):
                 try:
                     history.rename_session(storage, session.id, title)

@@ -103,13 +103,20 @@ def doubts(segment: SegmentRow) -> list[str]:
     return reasons
 
 
+def check_title(title: str) -> str:
+    """`title` with its whitespace tidied; ScribeError if it is longer than MAX_TITLE_CHARS."""
+    clean = " ".join(title.split())
+    if len(clean) > MAX_TITLE_CHARS:
+        raise ScribeError(f"a session title is at most {MAX_TITLE_CHARS} characters; "
+                          f"this one has {len(clean)}")
+    return clean
+
+
 def rename_session(storage: Storage, session_id: str, title: str) -> SessionRow:
     """Set a new title (trimmed, not empty, at most MAX_TITLE_CHARS)."""
-    clean = " ".join(title.split())
+    clean = check_title(title)
     if not clean:
         raise ScribeError("a session title cannot be empty")
-    if len(clean) > MAX_TITLE_CHARS:
-        raise ScribeError(f"a session title is at most {MAX_TITLE_CHARS} characters")
     storage.get_session(session_id)
     storage.update_session(session_id, title=clean)
     return storage.get_session(session_id)

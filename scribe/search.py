@@ -124,6 +124,27 @@ def _ascii_word(ch: str) -> bool:
     return ch.isascii() and (ch.isalnum() or ch == "_")
 
 
+def highlight(text: str, terms: list[Term]) -> list[tuple[str, bool]]:
+    """`text` cut into pieces, each marked True where a term matched (what a reader looks for
+    in a hit); the same patterns as the search, any case."""
+    spans = sorted((m.start(), m.end()) for t in terms
+                   for m in re.finditer(regex_pattern(t), text, re.IGNORECASE) if m.end() > m.start())
+    pieces: list[tuple[str, bool]] = []
+    at = 0
+    for start, end in spans:
+        if start < at:  # overlaps the previous match: extend it
+            start = at
+        if end <= at:
+            continue
+        if start > at:
+            pieces.append((text[at:start], False))
+        pieces.append((text[start:end], True))
+        at = end
+    if at < len(text):
+        pieces.append((text[at:], False))
+    return pieces
+
+
 def search(storage: Storage, query: str, *, limit: int = 20, offset: int = 0) -> SearchPage:
     """One page of hits for `query`, newest session first, then by time in the session."""
     if limit < 1 or offset < 0:

@@ -27,10 +27,15 @@ class FakeStreamer:
     def __init__(self, start: bool = False) -> None:
         self.calls: list[dict] = []
         self.start = start
+        self.stop = False
         self.processor = None
 
     def __call__(self, **kwargs):
         self.calls.append(kwargs)
+        if self.stop and self.processor is not None:  # the user pressed Stop: the widget's callback
+            self.stop, self.processor = False, None
+            st.session_state[kwargs["key"]] = SimpleNamespace(state=SimpleNamespace(playing=False, signalling=False))
+            kwargs["on_change"]()
         if self.start and self.processor is None:
             self.start = False  # one press of Start is one offer, answered or refused
             self.processor = kwargs["audio_processor_factory"]()
@@ -307,3 +312,46 @@ def test_a_refused_start_says_why_and_leaves_a_fresh_recorder(env, monkeypatch):
     assert not at.error
     fake.processor.request_stop()
     fake.processor.on_ended()
+
+
+def test_a_title_over_the_limit_is_refused_with_the_reason(env, monkeypatch):
+    fake = streamer(monkeypatch)
+    at = run_page()
+    at.text_input(key="record_title").set_value("x" * 250).run()
+    assert any("at most 200 characters; this one has 250" in e.value for e in at.error)
+    fake.start = True
+    at.run()
+    assert fake.processor is None  # nothing recorded under a cut title
+    assert any(e.value.startswith("Cannot start recording: a session title is at most 200") for e in at.error)
+    assert _storage(env).list_sessions() == []
+
+
+def test_stop_clears_the_title_for_the_next_recording(env, monkeypatch):
+    fake = streamer(monkeypatch)
+    at = run_page()
+    fake.start = True
+    at.text_input(key="record_title").set_value("Board meeting").run()
+    capture = fake.processor
+    assert _storage(env).get_session(capture.session_id).title == "Board meeting"
+    fake.stop = True
+    at.run()
+    capture.on_ended()
+    assert capture.end_status == "stopped"
+    at.run()
+    assert at.text_input(key="record_title").value == ""
+
+
+def test_after_a_reload_the_page_explains_resume_against_start(env, monkeypatch):
+    streamer(monkeypatch)
+    run_page()
+    storage = _storage(env)
+    session_id = _mic_session(storage, "Cut off")
+    storage.end_session(session_id, "interrupted")
+    at = AppTest.from_string(FRAME, default_timeout=60)
+    at.query_params["recording"] = session_id
+    at.run()
+    assert not at.exception, at.exception
+    assert any(b.label == "Resume recording" for b in at.sidebar.button)
+    captions = [c.value for c in at.caption]
+    assert any("**Resume recording** in the sidebar continues it" in c and "new session instead" in c
+               for c in captions), captions

@@ -30,6 +30,14 @@ def test_list_shows_sessions_newest_first_with_chunk_counts(demo, monkeypatch):
     assert (row["chunks"], row["failed"]) == ("1/2", 1)
 
 
+def test_a_click_on_any_cell_opens_that_session(demo, monkeypatch):
+    data_dir, ids = demo
+    at = app("sessions", data_dir, monkeypatch)
+    at.session_state["sessions-0"] = {"selection": {"rows": [], "columns": [], "cells": [(1, "duration")]}}
+    at.run()
+    assert at.query_params["session"] == ids["plan"]
+
+
 def test_status_filter_narrows_the_list(demo, monkeypatch):
     data_dir, _ids = demo
     at = app("sessions", data_dir, monkeypatch)
@@ -52,8 +60,13 @@ def test_search_finds_a_phrase_in_one_session(demo, monkeypatch):
     data_dir, _ids = demo
     at = app("sessions", data_dir, monkeypatch)
     at.text_input(key="q").set_value('"launch date"').run()
-    hits = frames(at)[0]
-    assert list(hits["session"]) == ["Weekly planning"] and list(hits["at"]) == ["00:05"]
+    (hit,) = [b for b in at.button if b.key.startswith("hit-")]
+    assert hit.label == "Weekly planning · 00:05"
+    # The whole line, the match in bold (the line is text, so the rest stays escaped).
+    assert "Bob: We agreed to move the **launch date** to March\\." in markup_values(at)
+    hit.click().run()
+    assert at.query_params["session"] == _ids["plan"] and at.query_params["t"] == "5200"
+    at = app("sessions", data_dir, monkeypatch)
     at.text_input(key="q").set_value('"date launch"').run()
     assert any("No transcript contains" in v for v in markup_values(at)) and not frames(at)
 
@@ -117,6 +130,15 @@ def test_a_corrected_line_is_marked_and_undo_restores_the_machine_text(demo, mon
     assert not any(c.value.startswith("Edited") for c in at.caption)
 
 
+def test_correct_mode_says_where_undo_is(demo, monkeypatch):
+    data_dir, ids = demo
+    at = app("sessions", data_dir, monkeypatch, session=ids["plan"])
+    at.toggle(key=f"editing-{ids['plan']}-live").set_value(True).run()
+    assert not any(b.label == "Undo" for b in at.button)  # no Undo in correct mode ...
+    assert any("turn *Correct the transcript* off: each corrected line has an Undo button there" in c.value
+               for c in at.caption)  # ... so the help says where it is
+
+
 def test_rename_from_the_detail_view(demo, monkeypatch):
     data_dir, ids = demo
     at = app("sessions", data_dir, monkeypatch, session=ids["final"])
@@ -153,6 +175,10 @@ def test_unknown_session_is_a_clear_message(demo, monkeypatch):
     assert any("no session nope" in w.value for w in at.warning)
 
 
+def _hit_buttons(at) -> list:
+    return [b for b in at.button if b.key.startswith("hit-")]
+
+
 def test_paging_resets_when_filters_or_query_shrink_the_results(tmp_path, monkeypatch):
     from scribe.config import Settings
     from scribe.storage import Storage
@@ -173,8 +199,8 @@ def test_paging_resets_when_filters_or_query_shrink_the_results(tmp_path, monkey
         assert not at.exception and list(frames(at)[0]["title"]) == ["S01", "S00"]
         at.text_input(key="q").set_value("budget").run()
         at.number_input(key="search_page").set_value(2).run()
-        assert len(frames(at)[0]) == 10
+        assert len(_hit_buttons(at)) == 10
         at.text_input(key="q").set_value('"item 7"').run()
-        assert not at.exception and list(frames(at)[0]["session"]) == ["S07"]
+        assert not at.exception and [b.label.split(" · ")[0] for b in _hit_buttons(at)] == ["S07"]
     finally:
         close_runtime(settings.data_dir)

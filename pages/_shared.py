@@ -247,4 +247,5 @@ def _accept_site(site: Site) -> None:
 def server_hooks() -> ServerHooks:
     """What the server's start-up (scribe/server.py) takes from here."""
     return ServerHooks(settings=server_settings, build_runtime=server_runtime, public_url=_public_url,
-                       addresses=_addresses, accept_site=_accept_site)
+                       addresses=_addresses, accept_site=_accept_site,
+                       live_registry=lambda: live_registry(server_settings().max_live_sessions))

@@ -1,8 +1,10 @@
 """The WebRTC bridge: browser microphone frames -> Chunker -> pipeline.
 
-The only `scribe` module that imports streamlit-webrtc. Everything here runs
-without a Streamlit script context, so tests drive it with synthetic
-`av.AudioFrame`s.
+The only `scribe` module that imports streamlit-webrtc, and only inside `mic_streamer`:
+the library registers its component with the running server when first imported from a
+script run, and the server's own start-up code (the realtime socket, scribe/realtime.py)
+uses `LiveRegistry` and `LiveCapture` too. Everything else here runs without a Streamlit
+script context, so tests drive it with synthetic `av.AudioFrame`s.
 
 Threads (who calls what):
 - `LiveRegistry.open` runs on streamlit-webrtc's `process_offer` thread when the
@@ -34,12 +36,10 @@ import threading
 import time
 from collections import deque
 from dataclasses import dataclass
-from typing import Any, Callable
+from typing import TYPE_CHECKING, Any, Callable
 
 import av
 import numpy as np
-from streamlit_webrtc import AudioProcessorBase, WebRtcMode, WebRtcStreamerContext, webrtc_streamer
-from streamlit_webrtc.shutdown import SessionShutdownObserver
 
 from scribe.audio import SAMPLE_RATE, FrameResampler, rms_dbfs
 from scribe.chunking import Chunk, ChunkPolicy, Chunker, parse_policy, policy_label
@@ -49,6 +49,9 @@ from scribe.errors import ScribeError, SessionLimitError
 from scribe.partials import PartialDecode, PartialLane, PartialText
 from scribe.pipeline import Pipeline
 from scribe.storage import Storage
+
+if TYPE_CHECKING:
+    from streamlit_webrtc import WebRtcStreamerContext
 
 log = logging.getLogger("scribe.capture")
 
@@ -90,8 +93,9 @@ class LiveStats:
     ended: bool
 
 
-class LiveCapture(AudioProcessorBase):
-    """One browser connection's audio: resample, chunk, hand chunks to the pipeline."""
+class LiveCapture:
+    """One live connection's audio (a browser's WebRTC track or a realtime socket): resample,
+    chunk, hand chunks to the pipeline. streamlit-webrtc calls `recv_queued` and `on_ended`."""
 
     def __init__(self, session: SessionRow, *, storage: Storage, pipeline: Pipeline,
                  policy: ChunkPolicy, start_seq: int = 0, start_sample: int = 0,
@@ -168,6 +172,28 @@ class LiveCapture(AudioProcessorBase):
             self.chunks_submitted += 1
         if chunks and self._partials is not None:
             self._store_partial_decodes(self._partials.take_decodes(self.session_id))
+
+    @property
+    def next_seq(self) -> int:
+        """The seq the open chunk will get: chunks below it have been handed to the pipeline."""
+        return self._chunker.next_seq
+
+    def commit(self) -> None:
+        """Close the open chunk now, whatever the policy says (a realtime client's commit)."""
+        with self._lock:
+            if self.end_status is None:
+                self._submit(self._chunker.push(self._resampler.flush()))
+                self._submit(self._chunker.finish())
+                self._resampler = FrameResampler()  # a flushed resampler is closed
+
+    def clear(self) -> None:
+        """Drop the open chunk's audio, never stored (a realtime client's clear)."""
+        with self._lock:
+            if self._partials is not None:
+                self._partials.chunk_closed(self.session_id, self._chunker.next_seq)
+                self._partials.forget_chunk(self.session_id, self._chunker.next_seq)
+            self._chunker.discard()
+            self._resampler = FrameResampler()
 
     # -- the partial lane (best effort, never blocks) ---------------------------
     def _offer_partial(self) -> None:
@@ -382,6 +408,8 @@ def mic_streamer(key: str, settings: Settings, factory: Callable[[], LiveCapture
     """The browser-side recorder: send-only, audio-only, raw microphone, every frame
     delivered to the capture made by `factory` (on streamlit-webrtc's processor thread).
     `desired_playing_state=True` starts the microphone without a click (Resume)."""
+    from streamlit_webrtc import WebRtcMode, webrtc_streamer
+
     _recording_outlives_pages()
     _not_orphaned(key)
     return webrtc_streamer(
@@ -402,6 +430,8 @@ def _recording_outlives_pages() -> None:
     on every page, so a page switch must not end a recording: an empty start page turns
     that check off. Closing the tab still stops the worker (the session shuts down), and
     the capture watchdog ends a capture whose frames stop."""
+    from streamlit_webrtc.shutdown import SessionShutdownObserver
+
     SessionShutdownObserver._resolve_initial_page_script_hash = staticmethod(lambda app_session: "")
 
 

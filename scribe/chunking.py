@@ -405,6 +405,12 @@ class Chunker:
             return []
         return [self._close(self._buffered)]
 
+    def discard(self) -> None:
+        """Drop the open chunk's samples (never a chunk); the next one starts where this one did."""
+        self._blocks, self._buffered = [], 0
+        self._n_energy, self._checked_at = 0, 0
+        self._unmeasured = np.zeros(0, dtype=np.float32)
+
     def _measure(self, samples: np.ndarray) -> None:
         pending = np.concatenate((self._unmeasured, samples)) if self._unmeasured.size else samples
         whole = pending.size - pending.size % FRAME

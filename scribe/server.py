@@ -55,6 +55,8 @@ class ServerHooks:
     browser.serverAddress): Hosts it answers besides loopback, IP addresses and SCRIBE_PUBLIC_URL."""
     accept_site: Callable[[Site], None] = lambda _site: None
     """Tell Streamlit's own WebSocket check the origins SiteGuard accepts."""
+    live_registry: Callable[[], Any] | None = None
+    """The process's `capture.LiveRegistry`, shared with the browser recorder (the realtime socket's)."""
 
 
 class AppServer:
@@ -92,8 +94,11 @@ class AppServer:
         context = ApiContext(runtime=self.current_runtime, runtime_for=self.runtime_for,
                              token=self.token, live_sessions=self.live_sessions)
         from scribe.openai_api import create_openai_api
+        from scribe.realtime import RealtimeEndpoint
 
-        return [Mount("/api", app=create_api(context)), Mount("/v1", app=create_openai_api(context))]
+        realtime = RealtimeEndpoint(context, self.live_registry)
+        return [Mount("/api", app=create_api(context)),
+                Mount("/v1", app=create_openai_api(context, realtime=realtime.serve))]
 
     @asynccontextmanager
     async def lifespan(self, _app: Any) -> AsyncIterator[None]:
@@ -168,6 +173,13 @@ class AppServer:
     def live_sessions(self) -> int:
         """Sessions recording now: recordings a dead process left were marked at start-up."""
         return self.current_runtime().storage.count_sessions(statuses=["recording"])
+
+    def live_registry(self) -> Any:
+        """The live captures of this process (browser recordings and realtime sockets)."""
+        self.current_runtime()
+        if self._hooks is None or self._hooks.live_registry is None:
+            raise ApiError(503, "live audio is not available in this process")
+        return self._hooks.live_registry()
 
     def token(self) -> str | None:
         if self.settings is None:  # fail closed: unreadable settings never open the API

@@ -1,14 +1,15 @@
 """What every page shares: the process-wide Runtime, the settings, the sidebar.
 
-Pages call `runtime()`; it is built once per distinct Settings (st.cache_resource),
-so every browser session in this process shares one DuckDB connection and one
-transcription queue. `sidebar()` (called by app.py on every page) lets a user
+Pages call `runtime()`; it is built once per distinct Settings (`RUNTIMES`, a process
+singleton no client message can empty), so every browser session in this process shares
+one DuckDB connection and one transcription queue. `sidebar()` (called by app.py on every page) lets a user
 pick backend, model, chunking and data folder; `chosen_settings()` returns the
 result (the environment's settings when no sidebar ran, e.g. in AppTest).
 """
 
 from __future__ import annotations
 
+import threading
 from dataclasses import replace
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -20,7 +21,7 @@ from streamlit.runtime.scriptrunner import get_script_run_ctx
 from scribe.chunking import LIVE_POLICY_NAMES
 from scribe.config import BACKENDS, Settings
 from scribe.errors import ScribeError
-from scribe.runtime import Runtime, configure_logging
+from scribe.runtime import ProcessRuntimes, Runtime, configure_logging
 from scribe.guard import Site, host_of
 from scribe.server import ServerHooks, adopt
 from scribe.storage import Storage
@@ -127,18 +128,26 @@ def _apply(base: Settings, backend: str, model: str, seconds: float, policy: str
     return chosen
 
 
-@st.cache_resource(show_spinner=False)
+RUNTIMES = ProcessRuntimes()
+"""This process's Runtimes and Storages (the pages', the API's: the same objects)."""
+
+
 def _storage(db: str) -> Storage:
     """One Storage per database file per process; start-up recovery (orphaned
     recordings, unfinished chunks) runs in `Runtime.build`, once per Storage."""
-    return Storage(db)
+    return RUNTIMES.storage(db)
 
 
-@st.cache_resource(show_spinner="Loading the transcription model...")
 def _build_runtime(config: Settings) -> Runtime:
-    configure_logging(config.log_level)
-    return adopt(Runtime.build(config, storage=_storage(str(config.db)), final_pass=True,
-                               partials=True, warm=True))
+    def build() -> Runtime:
+        configure_logging(config.log_level)
+        return adopt(Runtime.build(config, storage=_storage(str(config.db)), final_pass=True,
+                                   partials=True, warm=True))
+
+    if RUNTIMES.built(config) or get_script_run_ctx() is None:
+        return RUNTIMES.get(config, build)
+    with st.spinner("Loading the transcription model..."):
+        return RUNTIMES.get(config, build)
 
 
 def _runtime_key(config: Settings) -> Settings:
@@ -177,14 +186,21 @@ def _prepare_models(config: Settings) -> None:
             bar.empty()
 
 
-@st.cache_resource(show_spinner=False)
+_live: dict[int, LiveRegistry] = {}
+_live_lock = threading.Lock()
+
+
 def live_registry(max_sessions: int) -> LiveRegistry:
-    """The process's live WebRTC captures (one registry per process)."""
+    """The process's live WebRTC captures (one registry per process; like RUNTIMES, out of
+    reach of a client's `clear_cache`)."""
     # Imported here, inside a script run: streamlit-webrtc registers its component with the
     # running server only when first imported from one (start-up code imports this module too).
     from scribe.capture import LiveRegistry
 
-    return LiveRegistry(max_sessions)
+    with _live_lock:
+        if max_sessions not in _live:
+            _live[max_sessions] = LiveRegistry(max_sessions)
+        return _live[max_sessions]
 
 
 # -- the app process: app.py's st.App builds the shared Runtime at server start ------------

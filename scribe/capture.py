@@ -293,7 +293,7 @@ class LiveCapture:
 class LiveRegistry:
     """The process's live captures: enforces the session limit, runs the watchdog.
 
-    One per process (the app keeps it in `st.cache_resource`). Thread-safe.
+    One per process (the app keeps it in `pages/_shared.live_registry`). Thread-safe.
     """
 
     def __init__(self, max_sessions: int, *, stall_seconds: float = STALL_SECONDS,

@@ -1,6 +1,6 @@
 """The Runtime: settings, storage, backend and pipeline, built once per process.
 
-The app builds one with `st.cache_resource`; the CLI builds one per command.
+The app keeps its Runtimes in one `ProcessRuntimes`; the CLI builds one per command.
 """
 
 from __future__ import annotations
@@ -8,7 +8,7 @@ from __future__ import annotations
 import logging
 import threading
 from dataclasses import dataclass, field
-from typing import Any, Sequence
+from typing import Any, Callable, Hashable, Sequence
 
 from scribe.backpressure import Backlog, assess_backlog
 from scribe.config import Settings
@@ -302,3 +302,53 @@ def configure_logging(level: str = "INFO") -> None:
             logger.addFilter(DemoteToDebug(pattern))
     for name in HTTP_LOGGERS:
         logging.getLogger(name).setLevel(max(logging.INFO, logging.getLevelName(level)))
+
+
+class ProcessRuntimes:
+    """The app process's Runtimes, one per key (the settings a page runs with), and their Storages,
+    one per database file: each built on first use under a lock, then kept until `discard`.
+
+    Not `st.cache_resource`: any WebSocket client may send Streamlit's `clear_cache` message, which
+    empties that cache, and the next page would build a second Runtime on the same database: start-up
+    recovery again beside the live pipeline (live sessions marked interrupted, queued chunks queued
+    twice, DuckDB write conflicts)."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._key_locks: dict[Hashable, threading.Lock] = {}
+        self._runtimes: dict[Hashable, Runtime] = {}
+        self._storages: dict[str, Storage] = {}
+
+    def storage(self, db: str) -> Storage:
+        with self._lock:
+            if db not in self._storages:
+                self._storages[db] = Storage(db)
+            return self._storages[db]
+
+    def get(self, key: Hashable, build: Callable[[], Runtime]) -> Runtime:
+        """The Runtime for `key`, built by `build()` the first time (other keys are not held up)."""
+        with self._lock:
+            if key in self._runtimes:
+                return self._runtimes[key]
+            key_lock = self._key_locks.setdefault(key, threading.Lock())
+        with key_lock:
+            with self._lock:
+                if key in self._runtimes:
+                    return self._runtimes[key]
+            runtime = build()
+            with self._lock:
+                self._runtimes[key] = runtime
+            return runtime
+
+    def built(self, key: Hashable) -> bool:
+        with self._lock:
+            return key in self._runtimes
+
+    def discard(self, key: Hashable) -> None:
+        """Close and forget the Runtime for `key` and its Storage (tests; a closed data folder)."""
+        with self._lock:
+            runtime = self._runtimes.pop(key, None)
+            if runtime is not None:
+                self._storages = {db: s for db, s in self._storages.items() if s is not runtime.storage}
+        if runtime is not None:
+            runtime.close()

@@ -55,12 +55,11 @@ def app(page: str, data_dir: Path, monkeypatch, env: dict[str, str] | None = Non
 
 
 def close_runtime(data_dir: Path, env: dict[str, str] | None = None) -> None:
-    """Close the Runtime the pages built on `data_dir` (st.cache_resource keeps one per Settings)."""
+    """Close the Runtime the pages built on `data_dir` (RUNTIMES keeps one per Settings)."""
     from pages import _shared
 
     settings = Settings.from_env({"SCRIBE_DATA_DIR": str(data_dir), "SCRIBE_BACKEND": "stub", **(env or {})})
-    _shared._build_runtime(settings).close()  # the cached instance: same Settings, same key
-    _shared._build_runtime.clear()
+    _shared.RUNTIMES.discard(settings)  # the kept instance: same Settings, same key
 
 
 def markup_values(at: AppTest) -> list[str]:

@@ -180,3 +180,38 @@ def test_a_stalled_body_is_answered_not_held(app):
     assert status == 408, data
     assert time.monotonic() - started < scribe.api.BODY_IDLE_SECONDS + 10
     assert json.loads(data.split(b"\r\n\r\n", 1)[1] or b"{}").get("error")
+
+
+# -- 2. the Runtime is the process's: no client message rebuilds it ------------------------------
+def test_clear_cache_from_a_client_does_not_build_a_second_runtime(tmp_path):
+    """Streamlit's `clear_cache` message (any page may send it) must not split the process: the
+    session being transcribed keeps its one queue, nothing is marked interrupted or queued twice."""
+    import numpy as np
+
+    from audio_files import encode
+
+    server = ScribeApp(tmp_path / "data", tmp_path / "app.log", SCRIBE_STUB_LATENCY="0.3-0.3")
+    try:
+        t = np.arange(30 * 16_000) / 16_000
+        wav = encode((0.3 * np.sin(2 * np.pi * 220 * t)).astype(np.float32), tmp_path / "long.wav")
+        with open(wav, "rb") as handle:
+            made = httpx2.post(f"{server.url}/api/transcriptions", files={"file": ("long.wav", handle)},
+                               data={"chunk_seconds": "1", "policy": "fixed"}, timeout=60)
+        assert made.status_code == 202, made.text
+        session = made.json()["session_id"]
+        with StreamlitSocket(server.port, origin=server.url) as ui:
+            ui.rerun("sessions")
+            ui.read_until_finished(60)
+            ui.clear_cache()
+            ui.rerun("sessions")
+            ui.read_until_finished(60)
+            ui.rerun("record")
+            ui.read_until_finished(60)
+        depth = httpx2.get(f"{server.url}/api/health", timeout=30).json()["queue"]["depth"]
+        assert depth <= 30
+        assert "runtime 2 in this process" not in server.log()
+        assert "start-up recovery" not in server.log()
+        row = httpx2.get(f"{server.url}/api/sessions/{session}", timeout=30).json()
+        assert row["status"] != "interrupted"
+    finally:
+        server.stop()

@@ -3,10 +3,11 @@
 Live: each chunk the pipeline settles is embedded and its windows are matched
 against the session's speaker centroids (stored in the `speakers` table, so a
 resumed session or a restarted app continues with the same voices); a voice far
-from all of them becomes a new speaker. After stop (and after the final pass, so
-both transcripts get labels), the whole recording is clustered again with the
-user's speaker count when given; the new clusters take over the live speaker
-ids (and names) they overlap most, so labels do not jump.
+from all of them becomes a new speaker, numbered next once it speaks a line. After
+stop (and after the final pass, so both transcripts get labels), the whole
+recording is clustered again with the user's speaker count when given; speakers
+are numbered 1..N in the order they first speak, and each keeps the name a
+person gave the live speaker it overlaps most.
 
 Threads: the pipeline's events arrive on worker threads and only queue work;
 one daemon thread `scribe-speakers` does it, one chunk at a time (~10 ms of CPU
@@ -64,15 +65,28 @@ def label_chunk(storage: Storage, session_id: str, seq: int, *, max_speakers: in
     expected = (storage.diarization_state(session_id) or {}).get("expected_speakers")
     picks = sp.assign_online(windows.embeddings, windows.seconds, centroids, weights,
                              max_speakers=expected or max_speakers)
-    while len(ids) < len(centroids):
-        ids.append(max(ids, default=0) + 1)
-    labels = sp.frame_labels(windows, np.array([ids[p] for p in picks]))
-    assignments = label_segments(segments, labels, offset_ms=chunk.start_ms)
+    # Lines take a voice by index first; voices are numbered once we know who spoke a line.
+    by_index = label_segments(segments, sp.frame_labels(windows, np.array(picks)), offset_ms=chunk.start_ms)
+    ids = _number_new_voices(ids, len(centroids), [v for *_, v in by_index])
+    assignments = [(t, seq_, idx, None if v is None else ids[v]) for t, seq_, idx, v in by_index]
     names = {s.id: s.name for s in known}
     rows = [SpeakerRow(session_id, sid, names.get(sid, default_name(sid)), list(map(float, c)), w)
-            for sid, c, w in zip(ids, centroids, weights)]
+            for sid, c, w in zip(ids, centroids, weights) if sid is not None]
     storage.save_speakers(session_id, rows, assignments, stage=LIVE)
     return assignments
+
+
+def _number_new_voices(known_ids: list[int], n_voices: int, spoken: list[int | None]) -> list[int | None]:
+    """An id per voice index: known voices keep theirs; a new voice that speaks a line gets
+    the next number, in the order the lines come; one that won no line (a short overlap, a
+    turn's edge) gets None and is not kept, so people see Speaker 1, 2, 3 without gaps."""
+    ids: list[int | None] = list(known_ids) + [None] * (n_voices - len(known_ids))
+    next_id = max(known_ids, default=0) + 1
+    for voice in spoken:
+        if voice is not None and ids[voice] is None:
+            ids[voice] = next_id
+            next_id += 1
+    return ids
 
 
 # -- after stop --------------------------------------------------------------------------
@@ -82,7 +96,8 @@ def relabel_session(storage: Storage, session_id: str, *, n_speakers: int | None
     """Cluster the whole recording and relabel every transcript of the session.
 
     `n_speakers` (else the count stored for the session, else estimated) fixes the
-    number of voices. Clusters inherit the live speaker ids they overlap most.
+    number of voices. Speakers are numbered by first turn; names people gave the live
+    speakers stay with the voices they overlap most.
     """
     state = storage.diarization_state(session_id) or {}
     n_speakers = n_speakers or state.get("expected_speakers")
@@ -91,14 +106,14 @@ def relabel_session(storage: Storage, session_id: str, *, n_speakers: int | None
     frames = sp.frame_labels(windows, clusters)
     segments = [s for name in (LIVE, FINAL) for s in storage.list_segments(session_id, name)]
     known = {s.id: s for s in storage.list_speakers(session_id)}
-    ids = _inherit_ids(frames, segments, int(clusters.max()) + 1 if clusters.size else 0)
+    n_clusters = int(clusters.max()) + 1 if clusters.size else 0
+    ids = list(range(1, n_clusters + 1))  # clusters are numbered by first turn: no gaps
     rows = []
-    for cluster, sid in enumerate(ids):
+    for cluster, live_id in enumerate(_inherit_ids(frames, segments, n_clusters)):
         members = clusters == cluster
         centroid = sp.mean_voice(windows.embeddings[members], windows.seconds[members])
-        name = known[sid].name if sid in known else default_name(sid)
-        rows.append(SpeakerRow(session_id, sid, name, list(map(float, centroid)),
-                               float(windows.seconds[members].sum())))
+        rows.append(SpeakerRow(session_id, ids[cluster], _kept_name(known.get(live_id), ids[cluster]),
+                               list(map(float, centroid)), float(windows.seconds[members].sum())))
     id_of = np.array(ids or [0])
     by_id = np.where(frames >= 0, id_of[np.clip(frames, 0, None)], -1)
     assignments = label_segments(segments, by_id)
@@ -130,9 +145,17 @@ def _chunk_audio(chunk) -> np.ndarray | None:
         return None
 
 
+def _kept_name(live: SpeakerRow | None, speaker_id: int) -> str:
+    """A name a person gave the live speaker stays with its voice; a default name follows
+    the new number."""
+    if live is None or live.name == default_name(live.id):
+        return default_name(speaker_id)
+    return live.name
+
+
 def _inherit_ids(frames: np.ndarray, segments: list[SegmentRow], n_clusters: int) -> list[int]:
-    """A speaker id per cluster: the live id it overlaps most (each id used once), else the
-    lowest free id. So a relabel keeps the numbers and names people already saw."""
+    """The live speaker id each cluster overlaps most (each id used once), else an id no live
+    speaker has. So a relabel keeps the names people already gave."""
     overlap: dict[tuple[int, int], int] = {}
     for seg in segments:
         if seg.transcript != LIVE or seg.speaker_id is None:

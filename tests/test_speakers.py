@@ -306,3 +306,34 @@ def test_transcribe_with_speakers_labels_json_and_keeps_the_text(tmp_path, turns
         assert len(store.list_sessions()) == 2  # the bad flag stored nothing
     finally:
         store.close()
+
+
+def test_live_speakers_are_numbered_without_gaps(storage, settings, turns):
+    """A chunk ending with a moment of another voice (too short to win its line) does not use
+    up a number: the next voice that speaks a line is Speaker 2, not Speaker 3."""
+    (a, voice_a), (b, voice_b), (c, voice_c) = turns[:3]
+    pause = np.zeros(SAMPLE_RATE // 4, np.float32)
+    tail = voice_b[:int(0.75 * SAMPLE_RATE)]
+    first = np.concatenate([voice_a[:3 * SAMPLE_RATE], pause, tail])  # 4 s: A, then a bit of B
+    pipeline = Pipeline(storage, StubTranscriber(), audio_dir=settings.audio_dir).start()
+    try:
+        session_id = _record(storage, pipeline, np.concatenate([first, voice_c, voice_a]), stop=False)
+        assert pipeline.wait_idle(60)
+    finally:
+        pipeline.stop()
+    for seq in range(3):
+        label_chunk(storage, session_id, seq)
+    assert [s.speaker for s in storage.list_segments(session_id, LIVE)] == ["Speaker 1", "Speaker 2", "Speaker 1"]
+    assert [s.id for s in storage.list_speakers(session_id)] == [1, 2]
+
+
+def test_relabel_after_stop_numbers_speakers_in_order_and_keeps_given_names(storage, labelled):
+    """Told there are two people, the relabel joins the two closest voices (the first and
+    the third); the second voice is Speaker 2 by number and keeps the name given live."""
+    storage.merge_speakers(labelled, 3, 2)  # live: 1 = first voice, 3 = second + third
+    storage.rename_speaker(labelled, 3, "Ana")
+    relabel_session(storage, labelled, n_speakers=2)
+    assert [s.id for s in storage.list_speakers(labelled)] == [1, 2]  # not 1 and 3
+    names = [s.speaker for s in storage.list_segments(labelled, LIVE)]
+    assert names == ["Speaker 1", "Ana", "Speaker 1"] * 3
+    assert [s.speaker_id for s in storage.list_segments(labelled, LIVE)] == [1, 2, 1] * 3

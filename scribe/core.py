@@ -128,6 +128,37 @@ class SpeakerRow:
     name: str
     centroid: list[float] = field(default_factory=list)
     seconds: float = 0.0
+    profile_id: str | None = None
+    """The voice profile this speaker was recognised as (or tied to by a person), if any."""
+    profile_by: str | None = None
+    """'auto' (recognised; re-checked on relabel), 'person' (tied by a person) or 'refused'
+    (a person undid a match: no profile names this speaker again)."""
+
+
+@dataclass
+class VoiceProfile:
+    """A named voice kept across sessions: the unit mean of its speech's voice windows."""
+
+    id: str
+    name: str
+    embedding: list[float]
+    seconds: float
+    recordings: int
+    created_by: str | None
+    created_at: float
+    updated_at: float
+
+
+@dataclass
+class VocabularyTerm:
+    """A word the team uses (a name, product, jargon) and where it came from."""
+
+    term: str
+    source: str
+    """'typed' (the vocabulary page, CLI or API) or 'correction' (suggested by an edit, accepted)."""
+    detail: str | None
+    created_by: str | None
+    created_at: float
 
 
 @dataclass

@@ -25,6 +25,7 @@ from typing import Callable
 import numpy as np
 
 from scribe import speakers as sp
+from scribe import voices
 from scribe.audio import SAMPLE_RATE, read_flac
 from scribe.background import RequestThread
 from scribe.core import FINAL, LIVE, SegmentRow, SpeakerRow
@@ -73,6 +74,7 @@ def label_chunk(storage: Storage, session_id: str, seq: int, *, max_speakers: in
     rows = [SpeakerRow(session_id, sid, names.get(sid, default_name(sid)), list(map(float, c)), w)
             for sid, c, w in zip(ids, centroids, weights) if sid is not None]
     storage.save_speakers(session_id, rows, assignments, stage=LIVE)
+    voices.recognise(storage, session_id)
     return assignments
 
 
@@ -118,6 +120,7 @@ def relabel_session(storage: Storage, session_id: str, *, n_speakers: int | None
     by_id = np.where(frames >= 0, id_of[np.clip(frames, 0, None)], -1)
     assignments = label_segments(segments, by_id)
     storage.save_speakers(session_id, rows, assignments, stage=FINAL, replace_all=True)
+    voices.recognise(storage, session_id)
     log.info("session=%s speakers: %d voices over %.1f s", session_id, len(rows),
              windows.speech.size * sp.FRAME_MS / 1000)
     return rows

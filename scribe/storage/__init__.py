@@ -10,7 +10,7 @@ positions in a session are milliseconds (`*_ms`) and exact samples (`*_sample`).
 
 The queries are grouped by table, one module each (`sessions`, `chunks`,
 `segments` with edits and speaker names, `speakers`, `summaries`, `lab_runs`,
-`webhook_events`, `analytics`), on the connection in `database`; `Storage`
+`webhook_events`, `analytics`, voice `profiles`, `vocabulary`), on the connection in `database`; `Storage`
 composes them. Every public name is imported from here.
 """
 
@@ -23,15 +23,17 @@ from scribe.storage.analytics import AnalyticsQueries
 from scribe.storage.chunks import ChunkQueries
 from scribe.storage.lab_runs import LabRunQueries
 from scribe.storage.migrations import MIGRATIONS
+from scribe.storage.profiles import ProfileQueries
 from scribe.storage.segments import SPEAKER_JOIN, SPEAKER_NAME, SegmentQueries, segments_from_backend
 from scribe.storage.sessions import NO_SPEECH_SQL, SessionQueries, new_session_id
 from scribe.storage.speakers import MAX_EXPECTED_SPEAKERS, SpeakerQueries, check_expected_speakers
 from scribe.storage.summaries import SummaryQueries
+from scribe.storage.vocabulary import VocabularyQueries
 from scribe.storage.webhook_events import WebhookEventQueries
 
 
 class Storage(SessionQueries, ChunkQueries, SegmentQueries, SpeakerQueries, SummaryQueries,
-              LabRunQueries, WebhookEventQueries, AnalyticsQueries):
+              LabRunQueries, WebhookEventQueries, AnalyticsQueries, ProfileQueries, VocabularyQueries):
     """The one owner of the DuckDB file. Safe to share between threads."""
 
 

@@ -105,6 +105,31 @@ def _m_segment_edits(cur: duckdb.DuckDBPyConnection) -> None:
             PRIMARY KEY (session_id, transcript, seq, idx))""")
 
 
+def _m_team_memory(cur: duckdb.DuckDBPyConnection) -> None:
+    """A team's memory: named voices, the vocabulary, and which session speaker is which voice.
+
+    `speakers.profile_by` says who tied a speaker to a profile: 'auto' (recognised, and
+    re-checked on every relabel), 'person' (never changed by Scribe) or 'refused' (a person
+    undid a match: that speaker is never named by a profile again)."""
+    cur.execute("""
+        CREATE TABLE voice_profiles (
+            id VARCHAR PRIMARY KEY, name VARCHAR NOT NULL, embedding FLOAT[] NOT NULL,
+            seconds DOUBLE NOT NULL, recordings INTEGER NOT NULL DEFAULT 1,
+            created_by VARCHAR, created_at DOUBLE NOT NULL, updated_at DOUBLE NOT NULL)""")
+    cur.execute("""
+        CREATE TABLE vocabulary (
+            key VARCHAR PRIMARY KEY, term VARCHAR NOT NULL, source VARCHAR NOT NULL,
+            detail VARCHAR, created_by VARCHAR, created_at DOUBLE NOT NULL)""")
+    cur.execute("""
+        CREATE TABLE session_vocabulary (
+            session_id VARCHAR NOT NULL, term VARCHAR NOT NULL, PRIMARY KEY (session_id, term))""")
+    cur.execute("ALTER TABLE speakers ADD COLUMN profile_id VARCHAR")
+    cur.execute("ALTER TABLE speakers ADD COLUMN profile_by VARCHAR")
+    # Speakers a person already named keep their names: recognition never renames them.
+    cur.execute("""UPDATE speakers SET profile_by = 'person'
+        WHERE NOT regexp_full_match(name, 'Speaker [0-9]+')""")
+
+
 MIGRATIONS: list[tuple[str, Callable[[duckdb.DuckDBPyConnection], None]]] = [
     ("initial schema", _m1_initial),
     ("chunks.skip_reason", _m_chunk_skip_reason),
@@ -113,5 +138,6 @@ MIGRATIONS: list[tuple[str, Callable[[duckdb.DuckDBPyConnection], None]]] = [
     ("webhook events", _m_webhook_events),
     ("speakers", _m_speakers),
     ("segment edits", _m_segment_edits),
+    ("team memory", _m_team_memory),
 ]
 """Ordered; the position (1-based) is the version recorded in `schema_version`."""

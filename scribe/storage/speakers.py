@@ -90,8 +90,10 @@ class SpeakerQueries(Database):
                 AND lower(name) = lower(?)""", [session_id, speaker_id, name]).fetchone()
             if taken:
                 raise ScribeError(f"another speaker is already called {name!r}; merge them instead")
-            changed = cur.execute("""UPDATE speakers SET name = ? WHERE session_id = ? AND id = ?
-                RETURNING id""", [name, session_id, speaker_id]).fetchall()
+            # A person's name wins over a recognised voice: the profile no longer names it.
+            changed = cur.execute("""UPDATE speakers SET name = ?, profile_id = NULL,
+                profile_by = CASE WHEN profile_by = 'refused' THEN 'refused' ELSE 'person' END
+                WHERE session_id = ? AND id = ? RETURNING id""", [name, session_id, speaker_id]).fetchall()
         if not changed:
             raise NotFoundError(f"no speaker {speaker_id} in session {session_id!r}")
 

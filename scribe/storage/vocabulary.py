@@ -1,0 +1,100 @@
+"""The `vocabulary` table (the team's words) and `session_vocabulary` (words added for one
+session only, e.g. `transcribe FILE --vocabulary`)."""
+
+from __future__ import annotations
+
+import time
+import unicodedata
+from typing import Iterable
+
+from scribe.core import VocabularyTerm
+from scribe.errors import NotFoundError, ScribeError
+from scribe.storage.database import Database
+
+MAX_TERMS = 100
+"""The most terms the team vocabulary holds: Whisper reads at most ~220 prompt tokens."""
+MAX_TERM_CHARS = 40
+MAX_TERM_WORDS = 5
+
+
+def clean_term(term: str) -> str:
+    """A term as stored; ScribeError saying why it cannot be one."""
+    cleaned = " ".join(str(term).split())
+    if not cleaned:
+        raise ScribeError("a vocabulary term cannot be empty")
+    if len(cleaned) > MAX_TERM_CHARS or len(cleaned.split()) > MAX_TERM_WORDS:
+        raise ScribeError(f"{cleaned[:50]!r} is too long for a term (at most {MAX_TERM_CHARS} characters "
+                          f"and {MAX_TERM_WORDS} words)")
+    if any(ch in ",;" or unicodedata.category(ch)[0] == "C" for ch in cleaned):
+        raise ScribeError(f"{cleaned!r}: a term cannot hold commas, semicolons or control characters "
+                          "(commas separate terms)")
+    if not any(ch.isalnum() for ch in cleaned):
+        raise ScribeError(f"{cleaned!r}: a term needs at least one letter or digit")
+    return cleaned
+
+
+def split_terms(text: str) -> list[str]:
+    """'a, b; c' -> ['a', 'b', 'c'] (each cleaned; duplicates dropped, any case)."""
+    out: dict[str, str] = {}
+    for part in str(text).replace(";", ",").split(","):
+        if part.strip():
+            term = clean_term(part)
+            out.setdefault(term.lower(), term)
+    return list(out.values())
+
+
+class VocabularyQueries(Database):
+    """The team vocabulary and per-session additions."""
+
+    def list_vocabulary(self) -> list[VocabularyTerm]:
+        rows = self._rows("SELECT * EXCLUDE (key) FROM vocabulary ORDER BY lower(term)")
+        return [VocabularyTerm(**r) for r in rows]
+
+    def add_terms(self, terms: Iterable[str], *, source: str = "typed", detail: str | None = None,
+                  created_by: str | None = None) -> list[str]:
+        """Add terms (ones already there, in any case, are skipped); all or none.
+        Returns the terms that were new. ScribeError for a bad term or past MAX_TERMS."""
+        cleaned = {clean_term(t).lower(): clean_term(t) for t in terms}
+        with self.transaction() as cur:
+            have = {r[0] for r in cur.execute("SELECT key FROM vocabulary").fetchall()}
+            new = [term for key, term in cleaned.items() if key not in have]
+            if len(have) + len(new) > MAX_TERMS:
+                raise ScribeError(f"the vocabulary holds at most {MAX_TERMS} terms ({len(have)} now, "
+                                  f"{len(new)} more asked): Whisper reads only ~220 tokens of it; "
+                                  "remove some first")
+            now = time.time()
+            cur.executemany("INSERT INTO vocabulary VALUES (?, ?, ?, ?, ?, ?)",
+                            [[t.lower(), t, source, detail, created_by, now] for t in new])
+        return new
+
+    def get_term(self, term: str) -> VocabularyTerm:
+        rows = self._rows("SELECT * EXCLUDE (key) FROM vocabulary WHERE key = lower(?)", [" ".join(term.split())])
+        if not rows:
+            raise NotFoundError(f"{term!r} is not in the vocabulary")
+        return VocabularyTerm(**rows[0])
+
+    def remove_term(self, term: str) -> None:
+        """Remove a term (any case); NotFoundError if it is not there."""
+        self.get_term(term)
+        with self.transaction() as cur:
+            cur.execute("DELETE FROM vocabulary WHERE key = lower(?)", [" ".join(term.split())])
+
+    def set_session_terms(self, session_id: str, terms: Iterable[str]) -> None:
+        """Words for one session only (on top of the team's)."""
+        cleaned = {clean_term(t).lower(): clean_term(t) for t in terms}
+        with self.transaction() as cur:
+            cur.execute("DELETE FROM session_vocabulary WHERE session_id = ?", [session_id])
+            cur.executemany("INSERT INTO session_vocabulary VALUES (?, ?)",
+                            [[session_id, t] for t in cleaned.values()])
+
+    def vocabulary_for(self, session_id: str | None = None) -> list[str]:
+        """The words a lane gives its model for a session: the session's own, then the team's
+        (newest first), each once."""
+        rows = self.cursor().execute("""SELECT term FROM (
+                SELECT term, 0 AS rank, 0.0 AS at FROM session_vocabulary WHERE session_id = ?
+                UNION ALL SELECT term, 1, created_at FROM vocabulary) ORDER BY rank, at DESC""",
+                                     [session_id]).fetchall()
+        seen: dict[str, str] = {}
+        for (term,) in rows:
+            seen.setdefault(term.lower(), term)
+        return list(seen.values())

@@ -215,3 +215,38 @@ def test_clear_cache_from_a_client_does_not_build_a_second_runtime(tmp_path):
         assert row["status"] != "interrupted"
     finally:
         server.stop()
+
+
+# -- 4 and 9. nothing leaves the machine: no address lookup on a request, no telemetry ------------
+def test_no_outbound_connection_during_handshakes_and_a_transcription(tmp_path, meeting):
+    """With every proxy variable pointing at a local sink, a foreign-origin WebSocket handshake
+    (Streamlit would look up this machine's external address) and a whole transcription with
+    the local backend and the speech check (onnxruntime would send telemetry) attempt nothing.
+    (The app is started without the telemetry switch this test process inherited from scribe.)"""
+    from hostile import ProxySink
+
+    sink = ProxySink()
+    proxies = {name: sink.url for name in ("HTTP_PROXY", "HTTPS_PROXY", "http_proxy", "https_proxy")}
+    server = ScribeApp(tmp_path / "data", tmp_path / "app.log", stub=False, SCRIBE_DIARIZATION="false",
+                       NO_PROXY="", no_proxy="", ORT_DISABLE_TELEMETRY="", **proxies)
+    try:
+        for origin in ("http://evil.example", f"http://192.0.2.1:{server.port}"):
+            started = time.monotonic()
+            with pytest.raises(Refused):
+                StreamlitSocket(server.port, origin=origin)
+            assert time.monotonic() - started < 1.0
+        path, _ = meeting
+        with open(path, "rb") as handle:
+            made = httpx2.post(f"{server.url}/api/transcriptions", files={"file": ("meeting.wav", handle)},
+                               timeout=120)
+        assert made.status_code == 202, made.text
+        url = f"{server.url}/api/sessions/{made.json()['session_id']}"
+        deadline = time.monotonic() + 300
+        while httpx2.get(url, timeout=30).json()["status"] != "done":
+            assert time.monotonic() < deadline, "the transcription did not finish"
+            time.sleep(1)
+        time.sleep(3)  # onnxruntime's uploader sends within seconds of a session loading
+        assert sink.attempts == [], sink.attempts
+    finally:
+        server.stop()
+        sink.stop()

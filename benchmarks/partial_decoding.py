@@ -1,22 +1,30 @@
-"""The partial lane's decoding, offline: how soon and how right its words are.
+"""The partial lane's decoding, offline: how soon and how right its words are, and what
+they cost in CPU.
 
-    HF_HUB_OFFLINE=1 python3 benchmarks/partial_decoding.py [--interval 1.0] [--noise -35 ...]
+    HF_HUB_OFFLINE=1 python3 benchmarks/partial_decoding.py [--model base] [--mode tail --mode whole]
+        [--sessions 1 --sessions 4] [--commit-after 3.0] [--noise -35 ...] [--root CHECKOUT]
 
 Without the app or a browser: espeak-ng speech is cut into chunks at the pauses nearest
-12-15 s, and each chunk's audio so far is decoded every `--interval` seconds of audio,
-as the partial lane does, through LocalAgreement-2. For every spoken word (the reference
-text, times as in live_latency.py), its latency is the first decode whose shown text has
-it (aligned, runs of 2+ words), counted from the word's end: audio still to come before
-that decode plus the decode's own time. No page, network or CPU contention is counted,
-so these are lower bounds for benchmarks/live_latency.py.
+12-15 s and fed, a step of `--interval` seconds of audio at a time, as the lane gets it:
+- `whole`: every step decodes the whole open chunk so far (`decoder(audio)`) through
+  LocalAgreement-2: the lane before tails. With `--root` pointing at an older checkout
+  (e.g. a worktree of the commit before), its `WhisperPartialDecoder` is the one measured:
+  the before figures.
+- `tail`: the lane's own state (`ChunkText`): only the tail after the committed words is
+  decoded, with them as the prompt, no decode when VAD finds no new speech, and with
+  `--sessions N` the N sessions' tails of each step in one batched model call (the
+  sessions play the set's turns rotated, so each says something different).
+For every spoken word (the reference text, times as in live_latency.py), its latency is the
+first step whose shown text has it (aligned, runs of 2+ words), counted from the word's end:
+audio still to come before that step plus the step's own decode time. No page, network or
+contention is counted, so these are lower bounds for benchmarks/live_latency.py.
 
-Two decoders of the same model (`WhisperPartialDecoder`): `short` (the app's: the speech
-plus a little silence through the encoder) and `window` (faster-whisper's 30 s windows).
-Two sets: `tune` (tests/speech.py's meeting turns, which the short window's padding was
-chosen on) and `eval` (live_latency.py's evaluation turns, used for nothing else), each
-clean and with every `--noise` level (white noise, dBFS). Reported: decode seconds
-p50/p95, words shown (of all), latency p50/p95, and the WER of each chunk's last
-hypothesis against the reference.
+Two sets: `tune` (tests/speech.py's meeting turns; padding and commit length were chosen
+on it) and `eval` (live_latency.py's evaluation turns, used for nothing else), each clean
+and with every `--noise` level (white noise, dBFS). Reported per set: CPU seconds per
+second of audio per session (the process's CPU time over the decodes, all threads), decode
+seconds p50/p95 (one step of all sessions), words shown (of all, summed over sessions),
+latency p50/p95, and the WER of each chunk's last shown text against the reference.
 """
 
 from __future__ import annotations
@@ -28,8 +36,14 @@ import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
-sys.path[:0] = [str(ROOT), str(ROOT / "tests"), str(ROOT / "benchmarks")]
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
+
+
+def _paths(root: Path) -> None:
+    sys.path[:0] = [str(root), str(ROOT / "tests"), str(ROOT / "benchmarks")]
+
+
+_paths(Path(next((a.split("=", 1)[1] for a in sys.argv if a.startswith("--root=")), ROOT)))
 
 import numpy as np  # noqa: E402
 
@@ -40,6 +54,7 @@ from scribe.partials import LocalAgreement, WhisperPartialDecoder, words_of  # n
 from scribe.wer import normalize, word_error_rate  # noqa: E402
 
 SETS = {"tune": speech.MEETING_TURNS[:10], "eval": EVAL_TURNS}
+Shown = list[tuple[float, list[str]]]
 
 
 def pause_cuts(clean: np.ndarray, target_s: float = 12.0) -> list[int]:
@@ -54,56 +69,145 @@ def pause_cuts(clean: np.ndarray, target_s: float = 12.0) -> list[int]:
     return cuts + [clean.size]
 
 
-def simulate(decoder: WhisperPartialDecoder, audio: np.ndarray, cuts: list[int],
-             interval_s: float) -> tuple[list[tuple[float, list[str]]], list[float], list[str]]:
-    """(when each decode's text was ready in audio seconds, its shown words), decode
-    seconds, and each chunk's last hypothesis."""
+def simulate_whole(decoder, audio: np.ndarray, cuts: list[int], interval_s: float) -> tuple[Shown, list[float], list[str]]:
+    """The whole open chunk every step: (when each decode's text was ready in audio seconds,
+    its shown words), decode seconds, and each chunk's last shown text."""
     step = int(interval_s * SAMPLE_RATE)
-    shown, seconds, last = [], [], []
+    shown: Shown = []
+    seconds, last = [], []
     for start, end in zip(cuts, cuts[1:]):
-        agreement, text = LocalAgreement(2), ""
-        for until in range(start + step, end + 1, step):
+        agreement, words = LocalAgreement(2), []
+        for until in _steps(start, end, step):
             began = time.perf_counter()
             text = decoder(audio[start:until])
             seconds.append(time.perf_counter() - began)
             stable, tail = agreement.update(words_of(text))
-            shown.append((until / SAMPLE_RATE + seconds[-1], normalize(" ".join(stable + tail)).split()))
-        last.append(text)
+            words = stable + tail
+            shown.append((until / SAMPLE_RATE + seconds[-1], normalize(" ".join(words)).split()))
+        last.append(" ".join(words))
     return shown, seconds, last
 
 
-def word_latencies(reference: list[Word], shown: list[tuple[float, list[str]]]) -> list[float]:
+def _steps(start: int, end: int, step: int) -> list[int]:
+    """Where the lane is offered the chunk: every `step` of audio, and at its close."""
+    points = list(range(start + step, end, step))
+    return points + [end]
+
+
+def simulate_tail(decoder, sessions: list[tuple[np.ndarray, list[int]]], interval_s: float,
+                  commit_after_s: float) -> tuple[list[Shown], list[float], list[list[str]]]:
+    """The lane's way, N sessions in lockstep (one batched decode per step): per session its
+    shown words over time and each chunk's last text; and the seconds of each step."""
+    from scribe.partials import ChunkText
+
+    step = int(interval_s * SAMPLE_RATE)
+    n = len(sessions)
+    shown: list[Shown] = [[] for _ in range(n)]
+    last: list[list[str]] = [[] for _ in range(n)]
+    state = [{"chunk": 0, "text": None, "context": ""} for _ in range(n)]
+    plans = [[(s, e, u) for s, e in zip(cuts, cuts[1:]) for u in _steps(s, e, step)] for _, cuts in sessions]
+    seconds = []
+    for k in range(max(map(len, plans))):
+        began = time.perf_counter()
+        due, speeches = [], []
+        for i, (audio, _cuts) in enumerate(sessions):
+            if k >= len(plans[i]):
+                continue
+            start, end, until = plans[i][k]
+            st = state[i]
+            if st["text"] is None or st["start"] != start:
+                if st["text"] is not None:
+                    last[i].append(" ".join(st["text"].words()))
+                    st["context"] = " ".join(st["text"].words())
+                st["text"], st["start"] = ChunkText(st["context"], commit_after_s=commit_after_s), start
+            chunk: ChunkText = st["text"]
+            open_audio = audio[start:until]
+            tail, offset = chunk.tail_audio(open_audio)
+            speech = decoder.prepare(tail, offset, chunk.prompt())
+            if not chunk.unchanged(speech, open_audio.size / SAMPLE_RATE):
+                due.append((i, chunk, open_audio.size / SAMPLE_RATE))
+                speeches.append(speech)
+        heard = decoder.decode(speeches) if speeches else []
+        seconds.append(time.perf_counter() - began)
+        for (i, chunk, end_s), words, speech in zip(due, heard, speeches):
+            chunk.accept(words, end_s, speech.speech_end_s)
+        for i in range(n):
+            if k < len(plans[i]):
+                until = plans[i][k][2]
+                words = state[i]["text"].words()
+                shown[i].append((until / SAMPLE_RATE + seconds[-1], normalize(" ".join(words)).split()))
+    for i in range(n):
+        last[i].append(" ".join(state[i]["text"].words()))
+    return shown, seconds, last
+
+
+def word_latencies(reference: list[Word], shown: Shown) -> list[float]:
     """Seconds from each shown word's end to the first decode showing it (as live_latency)."""
     return [max(0.0, at - w.end_s) for at, w in zip(seen_times(reference, shown), reference) if at is not None]
 
 
+def rotated(turns: list[str], k: int) -> list[str]:
+    return turns[k:] + turns[:k]
+
+
+def run_set(decoder, mode: str, turns: list[str], noise: float | None, sessions: int, interval_s: float,
+            commit_after_s: float) -> str:
+    prepared = []
+    for k in range(sessions):
+        clean, text = speech.meeting_audio(rotated(turns, 3 * k), gap_s=0.9)
+        audio = clean if noise is None else speech.add_noise(clean, noise)
+        prepared.append((audio, pause_cuts(clean), text, reference_words(clean, text)))
+    cpu = time.process_time()
+    if mode == "tail":
+        shown, seconds, last = simulate_tail(decoder, [(a, c) for a, c, _, _ in prepared], interval_s, commit_after_s)
+    else:
+        shown, seconds, last = [], [], []
+        for audio, cuts, _, _ in prepared:
+            s, sec, la = simulate_whole(decoder, audio, cuts, interval_s)
+            shown.append(s)
+            seconds += sec
+            last.append(la)
+    cpu = time.process_time() - cpu
+    audio_s = sum(a.size for a, *_ in prepared) / SAMPLE_RATE
+    lat, n_words, wers = [], 0, []
+    for (audio, cuts, text, reference), s, la in zip(prepared, shown, last):
+        lat += word_latencies(reference, s)
+        n_words += len(reference)
+        wers.append(word_error_rate(text, " ".join(la)))
+    return (f"{cpu / audio_s:>8.3f}{np.median(seconds):>8.2f} / {np.percentile(seconds, 95):.2f}"
+            f"{len(lat):>6}/{n_words}{np.median(lat):>8.2f} / {np.percentile(lat, 95):.2f}{np.mean(wers):>7.3f}")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--model", default="tiny.en")
+    parser.add_argument("--model", default="base")
     parser.add_argument("--interval", type=float, default=1.0, help="seconds of new audio between decodes")
     parser.add_argument("--noise", type=float, action="append", default=[], help="dBFS, repeatable")
-    parser.add_argument("--decoder", choices=("short", "window"), action="append", help="default: both")
+    parser.add_argument("--mode", choices=("tail", "whole"), action="append", help="default: both")
+    parser.add_argument("--sessions", type=int, action="append", help="simultaneous sessions (tail: batched)")
+    parser.add_argument("--commit-after", type=float, action="append", help="tail length that commits (s)")
+    parser.add_argument("--set", choices=tuple(SETS), action="append", help="default: both")
+    parser.add_argument("--root", type=Path, help="import scribe from this checkout (before figures; whole only; "
+                        "give it as --root=PATH)")
     args = parser.parse_args()
-    decoders = {label: WhisperPartialDecoder(args.model, short_window=label == "short")
-                for label in args.decoder or ["short", "window"]}
-    for decoder in decoders.values():
-        decoder.warm()
-    print(f"{args.model}, a decode every {args.interval:g} s of audio")
-    print(f"{'set':<6}{'noise':>7}  {'decoder':<8}{'decode p50/p95':>16}{'shown':>9}{'latency p50/p95':>17}{'WER':>7}")
-    for name, turns in SETS.items():
-        clean, text = speech.meeting_audio(turns, gap_s=0.9)
-        cuts = pause_cuts(clean)
-        reference = reference_words(clean, text)
+    decoder = WhisperPartialDecoder(args.model)
+    decoder.warm()
+    print(f"{args.model}, a step every {args.interval:g} s of audio, load average {os.getloadavg()[0]:.2f}"
+          f"{f', scribe from {args.root}' if args.root else ''}")
+    print(f"{'set':<6}{'noise':>7}  {'mode':<14}{'n':>3}{'CPU/s':>8}{'step p50/p95':>14}{'shown':>11}"
+          f"{'latency p50/p95':>17}{'WER':>7}")
+    import scribe.partials
+
+    default_commit = getattr(scribe.partials, "COMMIT_AFTER_SECONDS", 0.0)  # absent before tails
+    for name in args.set or list(SETS):
         for noise in [None, *args.noise]:
-            audio = clean if noise is None else speech.add_noise(clean, noise)
-            for label, decoder in decoders.items():
-                shown, seconds, last = simulate(decoder, audio, cuts, args.interval)
-                lat = word_latencies(reference, shown)
-                print(f"{name:<6}{'clean' if noise is None else f'{noise:g}':>7}  {label:<8}"
-                      f"{np.median(seconds):>8.2f} / {np.percentile(seconds, 95):.2f}"
-                      f"{len(lat):>5}/{len(reference)}"
-                      f"{np.median(lat):>9.2f} / {np.percentile(lat, 95):.2f}"
-                      f"{word_error_rate(text, ' '.join(last)):>7.3f}", flush=True)
+            for mode in args.mode or ["whole", "tail"]:
+                for sessions in args.sessions or [1]:
+                    for commit in (args.commit_after or [default_commit]) if mode == "tail" else [0.0]:
+                        label = f"tail {commit:g}s" if mode == "tail" else "whole"
+                        row = run_set(decoder, mode, SETS[name], noise, sessions, args.interval, commit)
+                        print(f"{name:<6}{'clean' if noise is None else f'{noise:g}':>7}  {label:<14}{sessions:>3}{row}",
+                              flush=True)
 
 
 if __name__ == "__main__":

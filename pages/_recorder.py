@@ -25,6 +25,7 @@ from pages._text import literal
 from scribe import capture, history
 from scribe.chunking import make_policy
 from scribe.core import SessionRow
+from scribe.record_view import live_words_note
 from scribe.errors import ScribeError
 from scribe.runtime import Runtime
 from scribe.timelabels import mmss
@@ -128,6 +129,9 @@ def _widget(rt: Runtime, registry: capture.LiveRegistry) -> None:
         st.error(f"This server is already recording {registry.count()} sessions, its limit "
                  f"(SCRIBE_MAX_LIVE_SESSIONS). Try again when one of them stops.")
         return
+    if (mine is None or mine.end_status is not None) and rt.partials is not None:
+        if note := live_words_note(rt.partials.load(), registry.count()):
+            st.warning(note)
     autostart = st.session_state.pop(AUTOSTART, None)
     if (error := st.session_state.get(START_ERROR)) is not None:
         st.error(f"Cannot start recording: {error}", icon=":material/error:")

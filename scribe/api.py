@@ -283,6 +283,16 @@ def _epoch(value: str | None, name: str) -> float | None:
     return parsed.timestamp()
 
 
+def _live_words(rt: Any) -> dict[str, Any] | None:
+    """The partial lane's capacity and load (None when partials are off)."""
+    if rt.partials is None:
+        return None
+    load = rt.partials.load()
+    return {"capacity": load.capacity, "live": load.live, "lagging": load.over,
+            "session_cost": None if load.session_cost is None else round(load.session_cost, 3),
+            "pace_s": round(load.pace_s, 3)}
+
+
 # -- routes ---------------------------------------------------------------------
 def _add_routes(router: APIRouter, context: ApiContext) -> None:
     def storage() -> Storage:
@@ -297,7 +307,8 @@ def _add_routes(router: APIRouter, context: ApiContext) -> None:
                 "queue": {"depth": stats.queued + stats.in_flight + stats.intake,
                           "in_flight": stats.in_flight,
                           "audio_seconds_waiting": round(stats.audio_seconds_waiting, 3)},
-                "live_sessions": context.live_sessions(), "token_required": bool(context.token())}
+                "live_sessions": context.live_sessions(), "live_words": _live_words(rt),
+                "token_required": bool(context.token())}
 
     @router.get("/sessions", summary="sessions, newest first")
     def list_sessions(status: list[str] = Query(default=[], description="repeat or comma-separate"),

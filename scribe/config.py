@@ -115,6 +115,10 @@ class Settings:
     partial_model: str = DEFAULT_PARTIAL_MODEL
     """SCRIBE_PARTIAL_MODEL: local Whisper model for partial text (never Gemini); `base` and
     `tiny.en` (faster, less accurate) are bundled."""
+    partial_capacity: int = 0
+    """SCRIBE_PARTIAL_CAPACITY: live sessions given live words at once; 0 = worked out from the
+    measured decode cost and the lane's threads. Past it a recording still records and is
+    transcribed; the Record page says its live words will lag."""
     api_token: str | None = field(default=None, repr=False)
     """SCRIBE_API_TOKEN: every /api request needs `Authorization: Bearer <token>` (at least 16
     characters); unset, only loopback clients are served. Never logged, never stored."""
@@ -217,6 +221,7 @@ class Settings:
             (0.2 <= self.partial_interval_seconds <= 30.0, "SCRIBE_PARTIAL_INTERVAL_SECONDS",
              "must be between 0.2 and 30"),
             (bool(self.partial_model.strip()), "SCRIBE_PARTIAL_MODEL", "must not be empty"),
+            (self.partial_capacity >= 0, "SCRIBE_PARTIAL_CAPACITY", "must not be negative"),
             (self.api_token is None or len(self.api_token) >= 16, "SCRIBE_API_TOKEN",
              "must be at least 16 characters"),
             (_is_http_url(self.api_url), "SCRIBE_API_URL", "must start with http:// or https://"),
@@ -312,6 +317,7 @@ _ENV_VARS: dict[str, tuple[str, Any]] = {
     "partials": ("SCRIBE_PARTIALS", _bool),
     "partial_interval_seconds": ("SCRIBE_PARTIAL_INTERVAL_SECONDS", float),
     "partial_model": ("SCRIBE_PARTIAL_MODEL", str),
+    "partial_capacity": ("SCRIBE_PARTIAL_CAPACITY", int),
     "api_token": ("SCRIBE_API_TOKEN", str),
     "api_url": ("SCRIBE_API_URL", str),
     "public_url": ("SCRIBE_PUBLIC_URL", str),

@@ -32,13 +32,14 @@ from __future__ import annotations
 
 import difflib
 import logging
+import math
 import os
 import re
 import threading
 import time
 from collections import deque
 from dataclasses import dataclass, field
-from typing import Callable
+from typing import Any, Callable
 
 import numpy as np
 
@@ -122,6 +123,13 @@ class PartialStats:
     paused: int = 0
     decode_seconds: float = 0.0
     lags: list[float] = field(default_factory=list)
+    quiet: int = 0
+    """Requests not decoded because no new speech had arrived since the last decode."""
+
+    @property
+    def served(self) -> int:
+        """Requests the lane took: decoded, or found to hold no new speech."""
+        return self.decodes + self.quiet
 
     def lag_percentile(self, q: float) -> float | None:
         return float(np.percentile(self.lags, q)) if self.lags else None
@@ -190,6 +198,142 @@ def tail_after(stable: list[str], words: list[str]) -> list[str]:
     return list(words[last.b + last.size + unmatched_stable:])
 
 
+COMMIT_AFTER_SECONDS = 3.0
+"""Once the tail being decoded is this long, its stable words up to a pause are committed:
+never decoded again, the prompt of the decodes after them. Each decode then reads a few
+seconds of audio whatever the chunk's length (chosen on the tuning set,
+benchmarks/partial_decoding.py)."""
+PAUSE_SECONDS = 0.3
+"""A gap this long between two decoded words is a pause where the tail may be cut. Whisper
+reads a tail that starts at a pause (a new phrase) well; one cut between two words of a
+running phrase it misreads ("the third quarter" cut after "the" became "free from the noon")."""
+SETTLE_SECONDS = 0.5
+"""Only words ending this long before the decoded audio's end are committed (the last
+words' times are the least sure)."""
+OVERLAP_SECONDS = 0.1
+"""A tail starts this much before the middle of the pause it was cut at (still silence)."""
+QUIET_SECONDS = 0.3
+"""No decode while VAD finds no speech past what the last decode heard, once that decode
+already had this much audio after the speech (the last words were not cut off)."""
+CONTEXT_WORDS = 40
+"""Words of the session kept as the prompt's source (the decoder takes its last tokens)."""
+
+
+class ChunkText:
+    """One open chunk's words: the committed words (stable, whose audio is never decoded
+    again) and the hypotheses of the tail after them (LocalAgreement over the tail).
+
+    Pure state, no threads: the lane holds one per session under its lock, and
+    benchmarks/partial_decoding.py drives one directly. Stable words, committed or not, are
+    never taken back within the chunk."""
+
+    def __init__(self, context: str = "", agreement: int = 2,
+                 commit_after_s: float = COMMIT_AFTER_SECONDS) -> None:
+        self.context = context
+        """Words shown before this chunk (the prompt's start)."""
+        self.committed: list[str] = []
+        self.cut_s = 0.0
+        """Where the tail starts, in seconds from the chunk's start."""
+        self._n = agreement
+        self.agreement = LocalAgreement(agreement)
+        self.commit_after_s = commit_after_s
+        self.tail: list[str] = []
+        self.speech_end_s: float | None = None
+        self.decoded_end_s = 0.0
+
+    @property
+    def stable(self) -> list[str]:
+        return self.committed + self.agreement.stable
+
+    def words(self) -> list[str]:
+        return self.stable + self.tail
+
+    def tail_audio(self, audio: np.ndarray) -> tuple[np.ndarray, float]:
+        """The part of the open chunk's audio still to decode, and where it starts (s)."""
+        start = max(0, int((self.cut_s - OVERLAP_SECONDS) * SAMPLE_RATE)) if self.cut_s > 0 else 0
+        return audio[start:], start / SAMPLE_RATE
+
+    def prompt(self) -> str:
+        return " ".join([*self.context.split(), *self.committed][-CONTEXT_WORDS:])
+
+    def unchanged(self, speech: "Speech | None", audio_end_s: float) -> bool:
+        """True when a decode of this tail could tell nothing new: no speech in it (the
+        cut then moves past the silence when nothing uncommitted is shown), or no speech
+        since a decode that heard enough silence after it."""
+        if speech is None:
+            if not self.tail and not self.agreement.stable:
+                self.cut_s = max(self.cut_s, audio_end_s - 1.0)
+            self.decoded_end_s = audio_end_s
+            return True
+        if self.speech_end_s is not None and speech.speech_end_s <= self.speech_end_s + 0.05 \
+                and self.decoded_end_s - self.speech_end_s >= QUIET_SECONDS:
+            self.decoded_end_s = audio_end_s
+            return True
+        return False
+
+    def accept(self, heard: list[TimedWord], audio_end_s: float, speech_end_s: float) -> None:
+        """A decode of the tail up to `audio_end_s`: update the stable words and the tail, and
+        once the tail is long commit its stable words up to a pause (words with times only)."""
+        heard = _without_repeat(self.committed, heard)
+        texts = [w.text for w in heard]
+        stable, self.tail = self.agreement.update(texts)
+        self.decoded_end_s, self.speech_end_s = audio_end_s, speech_end_s
+        if audio_end_s - self.cut_s < self.commit_after_s or not stable \
+                or common_prefix(stable, texts) < len(stable):
+            return
+        pause = _last_pause(heard[: len(stable) + 1], len(stable), audio_end_s - SETTLE_SECONDS,
+                            forced=audio_end_s - self.cut_s >= 2 * self.commit_after_s)
+        if pause is None:
+            return
+        k, cut_s = pause
+        self.cut_s = max(self.cut_s, cut_s)
+        self.committed += stable[:k]
+        self.agreement = LocalAgreement(self._n)
+        self.agreement.update(texts[k:])  # the next hypothesis of the tail can agree at once
+        self.tail = texts[k:]
+
+
+def _without_repeat(committed: list[str], heard: list[TimedWord]) -> list[TimedWord]:
+    """`heard` without leading words that repeat the last committed ones (the overlap heard
+    again)."""
+    for k in range(min(3, len(committed), len(heard)), 0, -1):
+        if common_prefix(committed[-k:], [w.text for w in heard[:k]]) == k:
+            return heard[k:]
+    return heard
+
+
+def _last_pause(words: list[TimedWord], limit: int, settled_s: float, forced: bool) -> tuple[int, float] | None:
+    """Where to cut: (words before the cut, its time) at the last pause after one of the first
+    `limit` words that ended by `settled_s`; when `forced` (a long tail with no pause) the
+    widest gap there. None when nothing qualifies or the words have no times."""
+    best: tuple[float, int, float] | None = None
+    for k in range(1, min(limit, len(words)) + 1):
+        last = words[k - 1]
+        if not math.isfinite(last.end) or last.end > settled_s:
+            break
+        after = words[k].start if k < len(words) else settled_s + SETTLE_SECONDS
+        gap = after - last.end
+        if gap >= PAUSE_SECONDS:
+            best = (math.inf, k, last.end + gap / 2)
+        elif forced and (best is None or (best[0] != math.inf and gap > best[0])):
+            best = (gap, k, last.end + max(gap, 0.0) / 2)
+    return None if best is None else (best[1], best[2])
+
+
+class _PlainDecoder:
+    """A `Decoder` callable (audio -> text) as the lane's batch decoder: the whole open
+    chunk each time, words without times (so nothing is committed). For stand-ins in tests."""
+
+    def __init__(self, decode: Decoder) -> None:
+        self.decode_one = decode
+
+    def prepare(self, audio: np.ndarray, offset_s: float = 0.0, prompt: str = "") -> "Speech | None":
+        return Speech(audio, offset_s, offset_s + audio.size / SAMPLE_RATE, prompt)
+
+    def decode(self, batch: list["Speech"]) -> list[list["TimedWord"]]:
+        return [[TimedWord(w, math.nan, math.nan) for w in words_of(self.decode_one(s.audio))] for s in batch]
+
+
 @dataclass
 class _Request:
     session_id: str
@@ -198,6 +342,11 @@ class _Request:
     audio: np.ndarray = field(repr=False)
     offered_at: float
     """Monotonic time the audio's last sample had arrived."""
+    chunk: "ChunkText | None" = None
+    """The chunk's state when the request was taken (its answer applies only to it)."""
+    tail: np.ndarray | None = field(default=None, repr=False)
+    tail_offset_s: float = 0.0
+    prompt: str = ""
 
 
 @dataclass
@@ -206,7 +355,9 @@ class _Session:
     start_sample: int = 0
     offered_until: int = 0
     """Open-chunk samples covered by the last request (0 when the chunk is new)."""
-    agreement: LocalAgreement = field(default_factory=LocalAgreement)
+    chunk: ChunkText = field(default_factory=ChunkText)
+    context: str = ""
+    """The session's last shown words (the next chunk's prompt)."""
     waiting: _Request | None = None
     in_flight: bool = False
     current: PartialText | None = None
@@ -218,20 +369,38 @@ class _Session:
     ended: bool = False
 
 
-class PartialLane:
-    """Best-effort partial text for live sessions. Construct, `start()`, feed, `stop()`."""
+MAX_BATCH = 8
+"""Sessions decoded together in one model call at most (more wait for the next tick)."""
+PACE_SMOOTHING = 0.3
+"""Weight of the newest tick in the lane's running tick length (its pace under load)."""
+TARGET_LOAD = 0.7
+"""Share of the lane's decoding time that live sessions may fill before words lag: the
+rest absorbs a speaker's burst (capacity = this x threads / one session's cost)."""
 
-    def __init__(self, decode: Decoder, *, interval_seconds: float = 1.0,
+
+class PartialLane:
+    """Best-effort partial text for live sessions. Construct, `start()`, feed, `stop()`.
+
+    `decode` is a batch decoder (`WhisperPartialDecoder`: `prepare` + `decode`) or a plain
+    callable audio -> text (decoded one by one, nothing committed)."""
+
+    def __init__(self, decode: Any, *, interval_seconds: float = 1.0,
                  busy: Callable[[], bool] = lambda: False, threads: int = 1, agreement: int = 2,
                  monotonic: Callable[[], float] = time.monotonic,
-                 clock: Callable[[], float] = time.time) -> None:
+                 clock: Callable[[], float] = time.time, max_batch: int = MAX_BATCH,
+                 session_cost: float | None = None, capacity: int = 0) -> None:
+        """`session_cost`: a first estimate of one session's decoding seconds per second of
+        audio (refined by every tick); `capacity` > 0 fixes the sessions served live words."""
         self._decode = decode
+        self._decoder = decode if hasattr(decode, "prepare") else _PlainDecoder(decode)
         self.interval_samples = max(1, int(interval_seconds * SAMPLE_RATE))
+        self.interval_seconds = interval_seconds
         self._busy = busy
         self._n_threads = max(1, threads)
         self._agreement_n = agreement
         self._monotonic = monotonic
         self._clock = clock
+        self.max_batch = max(1, max_batch)
         self._sessions: dict[str, _Session] = {}
         self._ready: deque[str] = deque()
         self._cond = threading.Condition()
@@ -239,6 +408,11 @@ class PartialLane:
         self._stopping = False
         self._paused = False
         self._listeners: list[PartialListener] = []
+        self._pace = 0.0
+        """Running length of a tick (seconds): the interval between decodes grows to it."""
+        self._cost = session_cost
+        """Running estimate: decoding seconds one live session needs per second of audio."""
+        self._capacity = capacity
 
     # -- lifecycle -------------------------------------------------------------
     def start(self) -> "PartialLane":
@@ -266,12 +440,14 @@ class PartialLane:
 
     # -- capture side (processor thread): never blocks ----------------------------
     def due(self, session_id: str, seq: int, buffered_samples: int) -> bool:
-        """True when the open chunk has `interval` of audio not yet offered (or is new)."""
+        """True when the open chunk has `interval` of audio not yet offered (or is new); the
+        interval grows to the lane's tick under load, the same for every session."""
         with self._cond:
+            interval = max(self.interval_samples, int(self._pace * SAMPLE_RATE))
             state = self._sessions.get(session_id)
             if state is None or state.seq != seq:
                 return buffered_samples >= self.interval_samples
-            return buffered_samples - state.offered_until >= self.interval_samples
+            return buffered_samples - state.offered_until >= interval
 
     def offer(self, session_id: str, seq: int, start_sample: int, audio: np.ndarray) -> None:
         """The open chunk's audio so far; replaces a request of this session still waiting."""
@@ -298,6 +474,7 @@ class PartialLane:
                 return
             if state.current is not None and state.current.text:
                 state.held[seq] = state.current
+                state.context = state.current.text
             state.current = None
             state.seq, state.offered_until = -1, 0
             if state.waiting is not None and state.waiting.seq == seq:
@@ -361,17 +538,28 @@ class PartialLane:
             if state is None:
                 return None
             s = state.stats
-            return PartialStats(s.offered, s.decodes, s.coalesced, s.paused, s.decode_seconds, list(s.lags))
+            return PartialStats(s.offered, s.decodes, s.coalesced, s.paused, s.decode_seconds, list(s.lags),
+                                s.quiet)
+
+    def load(self) -> LaneLoad:
+        """How many live sessions this lane serves and can serve live words to."""
+        with self._cond:
+            live = sum(1 for state in self._sessions.values() if not state.ended)
+            cost = self._cost
+        capacity = self._capacity or (None if cost is None else
+                                      max(1, int(TARGET_LOAD * self._n_threads / max(cost, 1e-3))))
+        return LaneLoad(live, capacity, cost, self._pace)
 
     # -- internals ---------------------------------------------------------------
     def _new_session(self) -> _Session:
-        return _Session(agreement=LocalAgreement(self._agreement_n))
+        return _Session(chunk=ChunkText(agreement=self._agreement_n))
 
     def _open_chunk(self, state: _Session, seq: int, start_sample: int) -> None:
         if state.current is not None and state.current.text and state.seq >= 0:
             state.held[state.seq] = state.current  # closed without chunk_closed (resume)
+            state.context = state.current.text
         state.seq, state.start_sample, state.offered_until = seq, start_sample, 0
-        state.agreement = LocalAgreement(self._agreement_n)
+        state.chunk = ChunkText(state.context, agreement=self._agreement_n)
         state.current = None
 
     def _note_replaced(self, state: _Session) -> None:
@@ -382,18 +570,54 @@ class PartialLane:
             state.paused_since += 1
 
     def _run(self) -> None:
-        """Partial thread: take the next session's newest request, decode it, repeat."""
+        """Partial thread: take every waiting session's newest request (one each, in turn),
+        decode those with new speech in one batch, repeat."""
         lower_priority()
-        while (request := self._next_request()) is not None:
+        while (batch := self._next_batch()) is not None:
             started = self._monotonic()
-            try:
-                text: str | None = self._decode(request.audio)
-            except Exception:  # a failed partial costs one refresh, never the lane
-                log.exception("session=%s partial decode failed", request.session_id)
-                text = None
-            self._finish(request, text, started)
+            results = self._decode_batch(batch)
+            finished = self._monotonic()
+            for request, result in zip(batch, results):
+                self._finish(request, result, started, finished, len(batch))
+            self._note_tick(finished - started)
 
-    def _next_request(self) -> _Request | None:
+    def _decode_batch(self, batch: list[_Request]) -> list[Any]:
+        """Per request: its words, `QUIET` (no new speech: nothing decoded) or None (failed)."""
+        results: list[Any] = [None] * len(batch)
+        todo: list[tuple[int, Speech]] = []
+        for i, request in enumerate(batch):
+            try:
+                speech = self._decoder.prepare(request.tail, request.tail_offset_s, request.prompt)
+            except Exception:  # a failed partial costs one refresh, never the lane
+                log.exception("session=%s partial VAD failed", request.session_id)
+                continue
+            end_s = request.tail_offset_s + request.tail.size / SAMPLE_RATE
+            with self._cond:
+                quiet = request.chunk is not None and request.chunk.unchanged(speech, end_s)
+            if quiet:
+                results[i] = QUIET
+            elif speech is not None:
+                todo.append((i, speech))
+        if todo:
+            try:
+                for (i, speech), words in zip(todo, self._decoder.decode([s for _, s in todo])):
+                    results[i] = (words, speech.speech_end_s)
+            except Exception:
+                log.exception("partial decode of %d session(s) failed", len(todo))
+        return results
+
+    def _note_tick(self, seconds: float) -> None:
+        """The lane's pace, and one live session's cost per second of audio: a tick serves
+        each live session at most once, about once per max(interval, tick)."""
+        with self._cond:
+            self._pace = seconds if self._pace == 0 else (1 - PACE_SMOOTHING) * self._pace + PACE_SMOOTHING * seconds
+            live = max(1, sum(1 for state in self._sessions.values() if not state.ended))
+        per_session = seconds / live / max(self.interval_seconds, self._pace)
+        with self._cond:
+            self._cost = per_session if self._cost is None else \
+                (1 - PACE_SMOOTHING) * self._cost + PACE_SMOOTHING * per_session
+
+    def _next_batch(self) -> list[_Request] | None:
         while True:
             with self._cond:
                 while not self._ready and not self._stopping:
@@ -405,9 +629,9 @@ class PartialLane:
                     self._cond.wait(BUSY_POLL_SECONDS)
                 continue
             with self._cond:
-                request = self._pop_ready()
-                if request is not None:
-                    return request
+                batch = self._pop_ready()
+                if batch:
+                    return batch
 
     def _chunk_lane_busy(self) -> bool:
         try:
@@ -419,19 +643,25 @@ class PartialLane:
             self._paused = busy
         return busy
 
-    def _pop_ready(self) -> _Request | None:
-        while self._ready:
+    def _pop_ready(self) -> list[_Request]:
+        """Up to `max_batch` sessions' newest requests, each session once, in turn (caller
+        holds the lock): no session gets a second decode before every waiting one had one."""
+        batch: list[_Request] = []
+        while self._ready and len(batch) < self.max_batch:
             session_id = self._ready.popleft()
             state = self._sessions.get(session_id)
             if state is None or state.waiting is None or state.in_flight:
                 continue
             request, state.waiting = state.waiting, None
             state.in_flight = True
-            return request
-        return None
+            request.chunk = state.chunk if request.seq == state.seq else None
+            request.tail, request.tail_offset_s = (state.chunk.tail_audio(request.audio) if request.chunk
+                                                   else (request.audio, 0.0))
+            request.prompt = state.chunk.prompt() if request.chunk else ""
+            batch.append(request)
+        return batch
 
-    def _finish(self, request: _Request, text: str | None, started: float) -> None:
-        done = self._monotonic()
+    def _finish(self, request: _Request, result: Any, started: float, done: float, batch_size: int) -> None:
         record = None
         with self._cond:
             state = self._sessions.get(request.session_id)
@@ -444,8 +674,10 @@ class PartialLane:
             if state.waiting is not None:
                 self._ready.append(request.session_id)
                 self._cond.notify()
-            if text is not None:
-                record = self._apply(state, request, text, started, done)
+            if result is QUIET:
+                state.stats.quiet += 1
+            elif result is not None:
+                record = self._apply(state, request, result, started, done, batch_size)
         if record is not None:
             for listener in self._listeners:
                 try:
@@ -453,27 +685,49 @@ class PartialLane:
                 except Exception:
                     log.exception("partial listener failed")
 
-    def _apply(self, state: _Session, request: _Request, text: str, started: float,
-               done: float) -> PartialDecode:
-        words = words_of(text)
-        if request.seq == state.seq:  # a late answer for a closed chunk is only counted
-            stable, tail = state.agreement.update(words)
+    def _apply(self, state: _Session, request: _Request, result: tuple[list[TimedWord], float],
+               started: float, done: float, batch_size: int) -> PartialDecode:
+        words, speech_end_s = result
+        end_sample = request.start_sample + request.audio.size
+        if request.chunk is not None and request.chunk is state.chunk:  # a late answer for a closed chunk is only counted
+            chunk = state.chunk
+            chunk.accept(words, request.audio.size / SAMPLE_RATE, speech_end_s)
             state.current = PartialText(
                 request.session_id, request.seq, request.start_sample * 1000 // SAMPLE_RATE,
-                (request.start_sample + request.audio.size) * 1000 // SAMPLE_RATE,
-                " ".join(stable), " ".join(tail))
+                end_sample * 1000 // SAMPLE_RATE, " ".join(chunk.stable), " ".join(chunk.tail))
         lag = done - request.offered_at
+        share = (done - started) / batch_size
         record = PartialDecode(
-            request.session_id, request.seq, self._clock(),
-            (request.start_sample + request.audio.size) * 1000 // SAMPLE_RATE, round(lag, 4),
-            round(done - started, 4), len(words), state.coalesced_since, state.paused_since)
+            request.session_id, request.seq, self._clock(), end_sample * 1000 // SAMPLE_RATE, round(lag, 4),
+            round(share, 4), len(words), state.coalesced_since, state.paused_since)
         state.coalesced_since = state.paused_since = 0
         state.stats.decodes += 1
-        state.stats.decode_seconds += done - started
+        state.stats.decode_seconds += share
         state.stats.lags.append(lag)
         del state.stats.lags[:-MAX_LAGS_KEPT]
         state.records.append(record)
         return record
+
+
+QUIET = object()
+"""A request whose tail held no new speech: nothing was decoded."""
+
+
+@dataclass(frozen=True)
+class LaneLoad:
+    """The partial lane's live sessions against what it can serve (for admission and health)."""
+
+    live: int
+    capacity: int | None
+    """Live sessions it can give live words to (None until a decode cost is known)."""
+    session_cost: float | None
+    """Decoding seconds one live session needs per second of audio (running estimate)."""
+    pace_s: float
+    """Running length of one decoding tick: the interval between a session's decodes grows to it."""
+
+    @property
+    def over(self) -> bool:
+        return self.capacity is not None and self.live > self.capacity
 
 
 CONTEXT_PADDING_SECONDS = 2.0
@@ -485,18 +739,49 @@ Accuracy is a wash: over clean and noisy speech, tuning and evaluation sets, the
 mean WER, 2 % fewer words ever shown (benchmarks/partial_decoding.py). Chosen on the
 tuning set; with much less silence the model drops the last words more often."""
 TOKENS_PER_SECOND = 12
-"""A bound on the decoded tokens per second of speech (speech is about 4, timestamps
-included): a decode that loops on a phrase stops there instead of at Whisper's 448."""
+"""A bound on the decoded tokens per second of speech (speech is about 4): a decode that
+loops on a phrase stops there instead of at Whisper's 448."""
+PROMPT_TOKENS = 24
+"""Previous-text tokens given to every decode that has that many (the words already shown
+stable, across chunks): the model continues the sentence instead of starting a new one.
+CTranslate2 batches only prompts of one length, so a decode has exactly this many or none."""
+LEAD_SECONDS = 0.2
+"""Audio kept before the first speech VAD found (its onset is a little late)."""
+
+
+@dataclass(frozen=True)
+class TimedWord:
+    """A decoded word and where it was heard, in seconds from the open chunk's start."""
+
+    text: str
+    start: float
+    end: float
+
+
+@dataclass(frozen=True)
+class Speech:
+    """One decode's input, prepared (VAD) on the partial thread: the speech of a tail of the
+    open chunk, where it starts in the chunk, and the words before it as the prompt."""
+
+    audio: np.ndarray = field(repr=False)
+    offset_s: float
+    """Where `audio` starts, in seconds from the open chunk's start."""
+    speech_end_s: float
+    """Where the last speech VAD found ends (chunk seconds): no decode when it has not moved."""
+    prompt: str = ""
 
 
 class WhisperPartialDecoder:
-    """Greedy decoding of an open chunk with the shared local model, on a short window.
+    """Greedy decoding of open-chunk tails with the shared local model, on a short window,
+    every session due in one batched CTranslate2 call.
 
-    Silero VAD first, so silence costs no decoder pass and never turns into "Thank you.";
-    then the speech, plus `CONTEXT_PADDING_SECONDS` of silence, through the encoder and
-    a greedy (beam 1: a partial is replaced a second later anyway) decode in one
-    CTranslate2 call; the hallucination guard as on the chunk lane. Speech too long for
-    one Whisper window goes through faster-whisper's own windowed decoding instead.
+    `prepare`: Silero VAD over the tail, so silence costs no decoder pass and never turns
+    into "Thank you."; the audio from just before the first speech to the end of the last.
+    `decode`: those pieces, each plus `CONTEXT_PADDING_SECONDS` of silence (padded to the
+    batch's longest), through one encoder pass, one greedy `generate` (beam 1: a partial is
+    replaced a second later anyway) and one `align` for word times; the hallucination guard
+    as on the chunk lane. Speech too long for one Whisper window goes through
+    faster-whisper's own windowed decoding instead (no word times: nothing is committed).
     """
 
     def __init__(self, model: str, *, compute_type: str = "int8", threads: int = PARTIAL_THREADS,
@@ -519,43 +804,95 @@ class WhisperPartialDecoder:
         extractor = self._whisper.feature_extractor
         self._window_frames = extractor.nb_max_frames
         self._window_samples = extractor.nb_max_frames * extractor.hop_length
+        self.warm_seconds: float | None = None
+        """Wall seconds of the warm-up decode (3 s of audio): the lane's first cost estimate."""
 
+    # -- the whole audio, one call (tests, benchmarks, speech past one window) ------------
     def __call__(self, audio: np.ndarray) -> str:
+        """The text of `audio` (a whole open chunk), without a prompt."""
         if not self.short_window:
             return self._decode_windows(audio)
-        speech = self._speech_only(audio)
-        if speech.size == 0:
-            return ""
-        padded = np.concatenate([speech, np.zeros(int(CONTEXT_PADDING_SECONDS * SAMPLE_RATE), np.float32)])
-        if padded.size > self._window_samples:
-            return self._decode_windows(audio)
-        seconds = speech.size / SAMPLE_RATE
-        text, no_speech_prob = self._decode_short(padded, seconds)
-        if not text:
-            return ""
-        found = Segment(start=0.0, end=seconds, text=text, no_speech_prob=no_speech_prob)
-        return " ".join(s.text for s in guard_segments([found], speech))
+        speech = self.prepare(audio)
+        return "" if speech is None else " ".join(w.text for w in self.decode([speech])[0])
 
-    def _speech_only(self, audio: np.ndarray) -> np.ndarray:
+    # -- the lane's path --------------------------------------------------------------
+    def prepare(self, audio: np.ndarray, offset_s: float = 0.0, prompt: str = "") -> Speech | None:
+        """The speech in `audio` (a tail of the open chunk starting at `offset_s`), or None."""
         from faster_whisper.vad import VadOptions, get_speech_timestamps
 
         spans = get_speech_timestamps(audio, VadOptions())
         if not spans:
-            return np.zeros(0, np.float32)
-        return np.concatenate([audio[span["start"]:span["end"]] for span in spans]).astype(np.float32)
+            return None
+        first = max(0, spans[0]["start"] - int(LEAD_SECONDS * SAMPLE_RATE))
+        last = spans[-1]["end"]
+        return Speech(audio[first:last].astype(np.float32, copy=False), offset_s + first / SAMPLE_RATE,
+                      offset_s + last / SAMPLE_RATE, prompt)
 
-    def _decode_short(self, padded: np.ndarray, speech_seconds: float) -> tuple[str, float]:
-        """Text and no-speech probability of `padded` (shorter than one window)."""
+    def decode(self, batch: list[Speech]) -> list[list[TimedWord]]:
+        """The words of each piece of speech, timed in chunk seconds (one model pass for all
+        whose prompt has the same length; a piece past one window is read on its own)."""
+        out: list[list[TimedWord]] = [[] for _ in batch]
+        pad = int(CONTEXT_PADDING_SECONDS * SAMPLE_RATE)
+        short = [i for i, s in enumerate(batch) if self.short_window and s.audio.size + pad <= self._window_samples]
+        for i in set(range(len(batch))) - set(short):
+            out[i] = [TimedWord(w, batch[i].offset_s, batch[i].speech_end_s)
+                      for w in words_of(self._decode_windows(batch[i].audio))]
+        groups: dict[int, list[int]] = {}
+        for i in short:
+            groups.setdefault(len(self._prompt_tokens(batch[i].prompt)), []).append(i)
+        for indexes in groups.values():
+            for i, words in zip(indexes, self._decode_short([batch[i] for i in indexes])):
+                out[i] = words
+        return out
+
+    def _prompt_tokens(self, prompt: str) -> list[int]:
+        tokens = self._tokenizer.encode(" " + prompt.strip()) if prompt.strip() else []
+        return tokens[-PROMPT_TOKENS:] if len(tokens) >= PROMPT_TOKENS else []
+
+    def _decode_short(self, batch: list[Speech]) -> list[list[TimedWord]]:
+        """One encoder pass, one greedy generate and one align over `batch` (equal prompts)."""
         from faster_whisper.transcribe import get_ctranslate2_storage
 
-        features = self._whisper.feature_extractor(padded)[:, : self._window_frames]
-        result = self._whisper.model.generate(
-            get_ctranslate2_storage(np.ascontiguousarray(features[None])), [list(self._tokenizer.sot_sequence)],
-            beam_size=1, max_length=min(448, 16 + int(TOKENS_PER_SECOND * speech_seconds)),
-            return_no_speech_prob=True, suppress_blank=True, suppress_tokens=self._suppress)[0]
-        # Timestamp tokens (at and after eot) mark segment times; only the words are wanted.
-        words = [token for token in result.sequences_ids[0] if token < self._tokenizer.eot]
-        return self._tokenizer.decode(words).strip(), float(result.no_speech_prob)
+        longest = max(s.audio.size for s in batch) + int(CONTEXT_PADDING_SECONDS * SAMPLE_RATE)
+        features = np.stack([self._whisper.feature_extractor(
+            np.concatenate([s.audio, np.zeros(longest - s.audio.size, np.float32)]))[:, : self._window_frames]
+            for s in batch])
+        encoded = self._whisper.model.encode(get_ctranslate2_storage(np.ascontiguousarray(features)))
+        prompts = [self._full_prompt(s.prompt) for s in batch]
+        seconds = max(s.audio.size for s in batch) / SAMPLE_RATE
+        results = self._whisper.model.generate(
+            encoded, prompts, beam_size=1, max_length=min(448, max(map(len, prompts)) + 16 +
+                                                       int(TOKENS_PER_SECOND * seconds)),
+            return_no_speech_prob=True, suppress_blank=True, suppress_tokens=self._suppress)
+        tokens = [[t for t in r.sequences_ids[0] if t < self._tokenizer.eot] for r in results]
+        aligned = self._whisper.find_alignment(self._tokenizer, tokens, encoded, features.shape[-1])
+        return [self._guarded(s, self._tokenizer.decode(t).strip(), float(r.no_speech_prob), a)
+                for s, t, r, a in zip(batch, tokens, results, aligned)]
+
+    def _full_prompt(self, prompt: str) -> list[int]:
+        previous = self._prompt_tokens(prompt)
+        head = [self._tokenizer.sot_prev, *previous] if previous else []
+        return [*head, *self._tokenizer.sot_sequence, self._tokenizer.no_timestamps]
+
+    def _guarded(self, speech: Speech, text: str, no_speech_prob: float, aligned: list[dict]) -> list[TimedWord]:
+        """The hallucination guard on the piece's text; its words timed (punctuation joins
+        the word before it, as Whisper's tokenizer splits it off)."""
+        if not text:
+            return []
+        seconds = speech.audio.size / SAMPLE_RATE
+        found = Segment(start=0.0, end=seconds, text=text, no_speech_prob=no_speech_prob)
+        if not guard_segments([found], speech.audio):
+            return []
+        words: list[TimedWord] = []
+        for item in aligned:
+            piece = str(item["word"])
+            start, end = speech.offset_s + float(item["start"]), speech.offset_s + float(item["end"])
+            if words and (not piece.startswith(" ") or not re.search(r"\w", piece)):
+                last = words[-1]
+                words[-1] = TimedWord(last.text + piece.strip(), last.start, last.end)
+            elif piece.strip():
+                words.append(TimedWord(piece.strip(), start, end))
+        return words
 
     def _decode_windows(self, audio: np.ndarray) -> str:
         segments, _info = self._whisper.transcribe(
@@ -566,11 +903,14 @@ class WhisperPartialDecoder:
         return " ".join(s.text for s in guard_segments(found, audio))
 
     def warm(self) -> None:
-        """One decode now, so the first session's first partial pays no start-up cost."""
+        """One decode now, so the first session's first partial pays no start-up cost (and the
+        lane has a first estimate of what a decode costs)."""
         rng = np.random.default_rng(0)
-        noise = (0.01 * rng.standard_normal(SAMPLE_RATE)).astype(np.float32)
-        self._speech_only(noise)
-        self._decode_short(noise, 1.0)
+        noise = (0.01 * rng.standard_normal(3 * SAMPLE_RATE)).astype(np.float32)
+        self.prepare(noise)
+        started = time.perf_counter()
+        self._decode_short([Speech(noise, 0.0, 3.0)])
+        self.warm_seconds = time.perf_counter() - started
 
 
 def build_partial_lane(settings: Settings, busy: Callable[[], bool]) -> PartialLane:
@@ -596,5 +936,7 @@ def build_partial_lane(settings: Settings, busy: Callable[[], bool]) -> PartialL
     thread.join()
     if "error" in loaded:
         raise loaded["error"]  # type: ignore[misc]
-    return PartialLane(loaded["decoder"], interval_seconds=settings.partial_interval_seconds,  # type: ignore[arg-type]
-                       busy=busy)
+    decoder: WhisperPartialDecoder = loaded["decoder"]  # type: ignore[assignment]
+    prior = decoder.warm_seconds / settings.partial_interval_seconds if decoder.warm_seconds else None
+    return PartialLane(decoder, interval_seconds=settings.partial_interval_seconds, busy=busy, session_cost=prior,
+                       capacity=settings.partial_capacity)

@@ -12,7 +12,7 @@ import numpy as np
 
 from scribe.core import ChunkRow, SegmentRow
 from scribe.export import transcript_lines
-from scribe.partials import PartialText
+from scribe.partials import LaneLoad, PartialText
 from scribe.timelabels import mmss
 
 
@@ -48,6 +48,16 @@ def live_transcript(segments: list[SegmentRow], partials: list[PartialText]) -> 
     stored_seqs = {s.seq for s in segments}
     partial = [f"[{mmss(p.start_ms)}] {p.text}" for p in partials if p.seq not in stored_seqs and p.text]
     return LiveTranscript(transcript_lines(segments), partial)
+
+
+def live_words_note(load: LaneLoad | None, recording: int) -> str | None:
+    """Before Start: a sentence when a new recording would be past the live sessions the
+    partial lane can give live words to (None when it fits, or partials are off)."""
+    if load is None or load.capacity is None or recording < load.capacity:
+        return None
+    return (f"This server is recording {recording} session(s) and shows live words for about "
+            f"{load.capacity} at once. A new recording still records and is transcribed chunk by "
+            "chunk, but its live words will lag.")
 
 
 def level_fraction(dbfs: float, floor_db: float = -60.0) -> float:

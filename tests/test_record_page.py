@@ -127,6 +127,22 @@ def test_full_server_refuses_a_new_recording_clearly(env, monkeypatch):
     first.processor.on_ended()
 
 
+def test_past_the_live_words_capacity_the_page_says_before_start_that_live_words_will_lag(env, monkeypatch):
+    """The partial lane's capacity (fixed here at one session): a second browser still gets
+    Start (it records and transcribes), with a warning above it; the first got none."""
+    monkeypatch.setenv("SCRIBE_PARTIAL_MODEL", "tiny.en")
+    monkeypatch.setenv("SCRIBE_PARTIAL_CAPACITY", "1")
+    first = streamer(monkeypatch, start=True)
+    at = run_page()
+    assert not any("live words will lag" in w.value for w in at.warning)
+    second = streamer(monkeypatch)
+    at = run_page()  # a second browser while the first records
+    assert second.calls, "Start is still offered"
+    (note,) = [w.value for w in at.warning if "live words will lag" in w.value]
+    assert "recording 1 session(s)" in note and "about 1 at once" in note
+    first.processor.on_ended()
+
+
 def test_backlog_above_the_setting_warns(env, monkeypatch):
     fake = streamer(monkeypatch, start=True)
     monkeypatch.setenv("SCRIBE_BACKLOG_WARN_SECONDS", "60")

@@ -123,7 +123,7 @@ def simulate_tail(decoder, sessions: list[tuple[np.ndarray, list[int]]], interva
             chunk: ChunkText = st["text"]
             open_audio = audio[start:until]
             tail, offset = chunk.tail_audio(open_audio)
-            speech = decoder.prepare(tail, offset, chunk.prompt())
+            speech = decoder.prepare(tail, offset, chunk.prompt(), chunk.wants_times(open_audio.size / SAMPLE_RATE))
             if not chunk.unchanged(speech, open_audio.size / SAMPLE_RATE):
                 due.append((i, chunk, open_audio.size / SAMPLE_RATE))
                 speeches.append(speech)
@@ -187,10 +187,11 @@ def main() -> None:
     parser.add_argument("--sessions", type=int, action="append", help="simultaneous sessions (tail: batched)")
     parser.add_argument("--commit-after", type=float, action="append", help="tail length that commits (s)")
     parser.add_argument("--set", choices=tuple(SETS), action="append", help="default: both")
+    parser.add_argument("--padding", type=float, help="seconds of silence after the speech (default: the app's)")
     parser.add_argument("--root", type=Path, help="import scribe from this checkout (before figures; whole only; "
                         "give it as --root=PATH)")
     args = parser.parse_args()
-    decoder = WhisperPartialDecoder(args.model)
+    decoder = WhisperPartialDecoder(args.model, **({"padding_s": args.padding} if args.padding is not None else {}))
     decoder.warm()
     print(f"{args.model}, a step every {args.interval:g} s of audio, load average {os.getloadavg()[0]:.2f}"
           f"{f', scribe from {args.root}' if args.root else ''}")

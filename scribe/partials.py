@@ -256,6 +256,10 @@ class ChunkText:
     def prompt(self) -> str:
         return " ".join([*self.context.split(), *self.committed][-CONTEXT_WORDS:])
 
+    def wants_times(self, audio_end_s: float) -> bool:
+        """Word times are needed only by a decode that may commit (a long tail)."""
+        return audio_end_s - self.cut_s >= self.commit_after_s
+
     def unchanged(self, speech: "Speech | None", audio_end_s: float) -> bool:
         """True when a decode of this tail could tell nothing new: no speech in it (the
         cut then moves past the silence when nothing uncommitted is shown), or no speech
@@ -327,8 +331,8 @@ class _PlainDecoder:
     def __init__(self, decode: Decoder) -> None:
         self.decode_one = decode
 
-    def prepare(self, audio: np.ndarray, offset_s: float = 0.0, prompt: str = "") -> "Speech | None":
-        return Speech(audio, offset_s, offset_s + audio.size / SAMPLE_RATE, prompt)
+    def prepare(self, audio: np.ndarray, offset_s: float = 0.0, prompt: str = "", times: bool = True) -> "Speech | None":
+        return Speech(audio, offset_s, offset_s + audio.size / SAMPLE_RATE, prompt, times)
 
     def decode(self, batch: list["Speech"]) -> list[list["TimedWord"]]:
         return [[TimedWord(w, math.nan, math.nan) for w in words_of(self.decode_one(s.audio))] for s in batch]
@@ -587,7 +591,9 @@ class PartialLane:
         todo: list[tuple[int, Speech]] = []
         for i, request in enumerate(batch):
             try:
-                speech = self._decoder.prepare(request.tail, request.tail_offset_s, request.prompt)
+                speech = self._decoder.prepare(request.tail, request.tail_offset_s, request.prompt,
+                                               request.chunk is not None and request.chunk.wants_times(
+                                                   request.audio.size / SAMPLE_RATE))
             except Exception:  # a failed partial costs one refresh, never the lane
                 log.exception("session=%s partial VAD failed", request.session_id)
                 continue
@@ -745,6 +751,9 @@ PROMPT_TOKENS = 24
 """Previous-text tokens given to every decode that has that many (the words already shown
 stable, across chunks): the model continues the sentence instead of starting a new one.
 CTranslate2 batches only prompts of one length, so a decode has exactly this many or none."""
+BUCKET_SECONDS = 1.0
+"""Encoder inputs are padded (with silence) up to a multiple of this: pieces of one bucket and
+one prompt length share a model call, and a piece reads the same alone as in a batch."""
 LEAD_SECONDS = 0.2
 """Audio kept before the first speech VAD found (its onset is a little late)."""
 
@@ -769,6 +778,8 @@ class Speech:
     speech_end_s: float
     """Where the last speech VAD found ends (chunk seconds): no decode when it has not moved."""
     prompt: str = ""
+    times: bool = True
+    """Word times wanted (an `align` pass): only when the words may be committed."""
 
 
 class WhisperPartialDecoder:
@@ -777,15 +788,17 @@ class WhisperPartialDecoder:
 
     `prepare`: Silero VAD over the tail, so silence costs no decoder pass and never turns
     into "Thank you."; the audio from just before the first speech to the end of the last.
-    `decode`: those pieces, each plus `CONTEXT_PADDING_SECONDS` of silence (padded to the
-    batch's longest), through one encoder pass, one greedy `generate` (beam 1: a partial is
-    replaced a second later anyway) and one `align` for word times; the hallucination guard
-    as on the chunk lane. Speech too long for one Whisper window goes through
+    `decode`: those pieces, each plus `CONTEXT_PADDING_SECONDS` of silence (rounded up to a
+    `BUCKET_SECONDS` length), one model call per bucket and prompt length: one encoder pass,
+    one greedy `generate` (beam 1: a partial is replaced a second later anyway) and, when a
+    piece may be committed, one `align` for word times; the hallucination guard as on the
+    chunk lane. Speech too long for one Whisper window goes through
     faster-whisper's own windowed decoding instead (no word times: nothing is committed).
     """
 
     def __init__(self, model: str, *, compute_type: str = "int8", threads: int = PARTIAL_THREADS,
-                 workers: int = 1, language: str = "en", short_window: bool = True) -> None:
+                 workers: int = 1, language: str = "en", short_window: bool = True,
+                 padding_s: float = CONTEXT_PADDING_SECONDS) -> None:
         """`short_window=False` always decodes in Whisper's 30 s windows (for comparison)."""
         from faster_whisper.tokenizer import Tokenizer
         from faster_whisper.transcribe import get_suppressed_tokens
@@ -794,6 +807,7 @@ class WhisperPartialDecoder:
 
         self.model = model
         self.short_window = short_window
+        self.padding = int(padding_s * SAMPLE_RATE)
         self._whisper = load_model(model, compute_type=compute_type, threads=threads, workers=workers)
         # Always a language: left to the model, a multilingual one would detect it on every
         # decode, a second encoder pass per partial.
@@ -816,7 +830,7 @@ class WhisperPartialDecoder:
         return "" if speech is None else " ".join(w.text for w in self.decode([speech])[0])
 
     # -- the lane's path --------------------------------------------------------------
-    def prepare(self, audio: np.ndarray, offset_s: float = 0.0, prompt: str = "") -> Speech | None:
+    def prepare(self, audio: np.ndarray, offset_s: float = 0.0, prompt: str = "", times: bool = True) -> Speech | None:
         """The speech in `audio` (a tail of the open chunk starting at `offset_s`), or None."""
         from faster_whisper.vad import VadOptions, get_speech_timestamps
 
@@ -826,34 +840,39 @@ class WhisperPartialDecoder:
         first = max(0, spans[0]["start"] - int(LEAD_SECONDS * SAMPLE_RATE))
         last = spans[-1]["end"]
         return Speech(audio[first:last].astype(np.float32, copy=False), offset_s + first / SAMPLE_RATE,
-                      offset_s + last / SAMPLE_RATE, prompt)
+                      offset_s + last / SAMPLE_RATE, prompt, times)
 
     def decode(self, batch: list[Speech]) -> list[list[TimedWord]]:
         """The words of each piece of speech, timed in chunk seconds (one model pass for all
         whose prompt has the same length; a piece past one window is read on its own)."""
         out: list[list[TimedWord]] = [[] for _ in batch]
-        pad = int(CONTEXT_PADDING_SECONDS * SAMPLE_RATE)
-        short = [i for i, s in enumerate(batch) if self.short_window and s.audio.size + pad <= self._window_samples]
+        short = [i for i, s in enumerate(batch) if self.short_window and s.audio.size + self.padding <= self._window_samples]
         for i in set(range(len(batch))) - set(short):
             out[i] = [TimedWord(w, batch[i].offset_s, batch[i].speech_end_s)
                       for w in words_of(self._decode_windows(batch[i].audio))]
-        groups: dict[int, list[int]] = {}
+        groups: dict[tuple[int, int], list[int]] = {}
         for i in short:
-            groups.setdefault(len(self._prompt_tokens(batch[i].prompt)), []).append(i)
+            groups.setdefault((len(self._prompt_tokens(batch[i].prompt)), self._bucket(batch[i])), []).append(i)
         for indexes in groups.values():
             for i, words in zip(indexes, self._decode_short([batch[i] for i in indexes])):
                 out[i] = words
         return out
+
+    def _bucket(self, speech: Speech) -> int:
+        """The encoder input's length in samples: speech, padding, rounded up to a bucket."""
+        step = int(BUCKET_SECONDS * SAMPLE_RATE)
+        return min(self._window_samples, -(-(speech.audio.size + self.padding) // step) * step)
 
     def _prompt_tokens(self, prompt: str) -> list[int]:
         tokens = self._tokenizer.encode(" " + prompt.strip()) if prompt.strip() else []
         return tokens[-PROMPT_TOKENS:] if len(tokens) >= PROMPT_TOKENS else []
 
     def _decode_short(self, batch: list[Speech]) -> list[list[TimedWord]]:
-        """One encoder pass, one greedy generate and one align over `batch` (equal prompts)."""
+        """One encoder pass, one greedy generate and one align over `batch` (one bucket, prompts
+        of one length)."""
         from faster_whisper.transcribe import get_ctranslate2_storage
 
-        longest = max(s.audio.size for s in batch) + int(CONTEXT_PADDING_SECONDS * SAMPLE_RATE)
+        longest = max(self._bucket(s) for s in batch)
         features = np.stack([self._whisper.feature_extractor(
             np.concatenate([s.audio, np.zeros(longest - s.audio.size, np.float32)]))[:, : self._window_frames]
             for s in batch])
@@ -865,7 +884,8 @@ class WhisperPartialDecoder:
                                                        int(TOKENS_PER_SECOND * seconds)),
             return_no_speech_prob=True, suppress_blank=True, suppress_tokens=self._suppress)
         tokens = [[t for t in r.sequences_ids[0] if t < self._tokenizer.eot] for r in results]
-        aligned = self._whisper.find_alignment(self._tokenizer, tokens, encoded, features.shape[-1])
+        aligned = (self._whisper.find_alignment(self._tokenizer, tokens, encoded, features.shape[-1])
+                   if any(s.times for s in batch) else [[] for _ in batch])
         return [self._guarded(s, self._tokenizer.decode(t).strip(), float(r.no_speech_prob), a)
                 for s, t, r, a in zip(batch, tokens, results, aligned)]
 
@@ -883,6 +903,8 @@ class WhisperPartialDecoder:
         found = Segment(start=0.0, end=seconds, text=text, no_speech_prob=no_speech_prob)
         if not guard_segments([found], speech.audio):
             return []
+        if not aligned:
+            return [TimedWord(w, math.nan, math.nan) for w in words_of(text)]
         words: list[TimedWord] = []
         for item in aligned:
             piece = str(item["word"])

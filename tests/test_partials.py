@@ -21,7 +21,8 @@ from scribe.audio import SAMPLE_RATE
 from scribe.capture import LiveCapture, LiveRegistry
 from scribe.chunking import FixedPolicy, PausePolicy
 from scribe.core import SegmentRow
-from scribe.partials import LocalAgreement, PartialLane, WhisperPartialDecoder, common_prefix
+from scribe.partials import (ChunkText, LocalAgreement, PartialLane, Speech, TimedWord, WhisperPartialDecoder,
+                             common_prefix)
 from scribe.record_view import live_transcript
 from scribe.runtime import Runtime
 from scribe.wer import word_error_rate
@@ -163,6 +164,131 @@ def test_sessions_take_turns_so_one_busy_session_cannot_starve_another():
             lane.offer("b", 0, 0, np.zeros(n * 8000 + 1, np.float32))
             time.sleep(0.05)
         assert eventually(lambda: lane.stats("a").decodes >= 1 and lane.stats("b").decodes >= 1)
+    finally:
+        lane.stop()
+
+
+class GatedBatchDecoder:
+    """A batch decoder (the lane's `prepare`/`decode` protocol) that records each batch's
+    sessions (by audio length) and holds the first batch until the gate opens."""
+
+    def __init__(self) -> None:
+        self.gate = threading.Event()
+        self.started = threading.Event()
+        self.batches: list[list[int]] = []
+
+    def prepare(self, audio, offset_s=0.0, prompt="", times=True):
+        return Speech(audio, offset_s, offset_s + audio.size / SAMPLE_RATE, prompt, times)
+
+    def decode(self, batch):
+        self.batches.append([s.audio.size for s in batch])
+        self.started.set()
+        self.gate.wait(10)
+        return [[TimedWord(f"w{s.audio.size}", float("nan"), float("nan"))] for s in batch]
+
+
+def test_every_waiting_session_gets_a_decode_before_any_gets_a_second_one_call_for_all():
+    """Fairness under load: a tick takes each waiting session's newest request once, all in
+    one decoder call (up to max_batch); a session asking again waits behind the others."""
+    gated = GatedBatchDecoder()
+    lane = PartialLane(gated, interval_seconds=0.5, max_batch=3).start()
+    try:
+        lane.offer("a", 0, 0, np.zeros(1000, np.float32))
+        assert gated.started.wait(5)  # a's first decode is held
+        for length, session in [(2000, "b"), (3000, "c"), (1100, "a"), (4000, "d"), (1200, "a"), (2100, "b")]:
+            lane.offer(session, 0, 0, np.zeros(length, np.float32))
+        gated.gate.set()
+        assert eventually(lambda: sum(map(len, gated.batches)) == 5)
+        # b (its newest), c and d before a's second decode; a's newest only, after them
+        assert gated.batches == [[1000], [2100, 3000, 4000], [1200]]
+        assert lane.stats("a").coalesced == 1 and lane.stats("b").coalesced == 1
+    finally:
+        gated.gate.set()
+        lane.stop()
+
+
+def test_under_load_the_interval_between_decodes_grows_to_the_lanes_pace():
+    """A slow tick (here 0.6 s per batch) stretches every session's interval alike: the
+    capture is asked for audio about once per tick, not once per `interval`."""
+    lane = PartialLane(lambda audio: time.sleep(0.6) or "words", interval_seconds=0.2).start()
+    try:
+        for n in range(1, 4):
+            lane.offer("a", 0, 0, np.zeros(n * 3200, np.float32))
+            assert eventually(lambda: lane.stats("a").decodes == n, 10)
+        assert lane.load().pace_s > 0.5
+        assert not lane.due("a", 0, 3 * 3200 + 4000)  # 0.25 s of new audio: past interval, within the pace
+        assert lane.due("a", 0, 3 * 3200 + 16_000)  # 1 s: past both
+    finally:
+        lane.stop()
+
+
+def test_batched_decoding_gives_the_same_words_as_one_by_one(decoder):
+    """Tails of different sessions (different speech, with and without a prompt) in one
+    model call read as each does alone: the lane pads them to one length (silence after
+    the speech, as a lone decode has) and gives prompts of one length."""
+    audio, _ = speech.meeting_audio(speech.MEETING_TURNS[:6], gap_s=0.9)
+    prompt = " ".join(speech.MEETING_TURNS[6:9])
+    pieces = [(0.0, ""), (6.0, ""), (13.0, ""), (4.0, prompt), (20.0, prompt), (26.0, prompt)]
+    speeches = [decoder.prepare(audio[int(at * SAMPLE_RATE): int((at + 3.0) * SAMPLE_RATE)], at, text)
+                for at, text in pieces]
+    assert all(s is not None and s.audio.size >= 2.5 * SAMPLE_RATE for s in speeches)
+    together = decoder.decode(speeches)
+    alone = [decoder.decode([s])[0] for s in speeches]
+    assert [[w.text for w in ws] for ws in together] == [[w.text for w in ws] for ws in alone]
+    assert all(len(ws) >= 3 for ws in together)
+    for ws, at in zip(together, [at for at, _ in pieces]):  # times are chunk seconds, in order
+        assert all(at - 0.3 <= w.start <= at + 3.3 and w.start <= w.end for w in ws), [(w.start, w.end) for w in ws]
+        assert [w.start for w in ws] == sorted(w.start for w in ws)
+
+
+def test_stable_words_are_never_taken_back_across_commits():
+    """The tail's stable words are committed at a pause and never decoded again; what was
+    shown stable stays, word for word, whatever the later hypotheses say."""
+    def timed(text: str, start: float) -> list[TimedWord]:
+        return [TimedWord(w, start + 0.4 * i, start + 0.4 * i + 0.3) for i, w in enumerate(text.split())]
+
+    chunk = ChunkText(commit_after_s=2.0)
+    hypotheses = [
+        (timed("good morning every", 0.0), 1.5),
+        (timed("good morning everyone thanks", 0.0), 2.5),
+        (timed("good morning everyone", 0.0) + timed("thanks for joining", 2.0), 3.5),
+        (timed("good morning everyone", 0.0) + timed("thanks for joining the weekly", 2.0), 4.5),
+    ]
+    shown: list[list[str]] = []
+    for heard, end_s in hypotheses:
+        chunk.accept(heard, end_s, end_s)
+        shown.append(chunk.stable)
+    assert chunk.committed == ["good", "morning", "everyone"] and chunk.cut_s == pytest.approx(1.55)  # the middle of the pause
+    tail, offset = chunk.tail_audio(np.zeros(int(4.5 * SAMPLE_RATE), np.float32))
+    assert offset == pytest.approx(1.45) and tail.size == int(4.5 * SAMPLE_RATE) - int(1.45 * SAMPLE_RATE)
+    assert chunk.prompt() == "good morning everyone"
+    later = timed("good morning everyone", 0.0) + timed("thinks four", 2.0)  # the model changes its mind
+    chunk.accept(later[3:], 5.5, 5.5)  # a tail decode: the committed words are not in it
+    shown.append(chunk.stable)
+    for before, after in zip(shown, shown[1:]):
+        assert after[: len(before)] == before, (before, after)
+    assert chunk.words()[:3] == ["good", "morning", "everyone"]
+
+
+def test_no_decode_while_no_new_speech_arrives(decoder, turns):
+    """After the speech, the lane keeps being offered the open chunk (silence added):
+    once one decode heard the silence after the speech, VAD alone answers the rest."""
+    audio, _ = turns
+    lane = PartialLane(decoder, interval_seconds=1.0).start()
+    try:
+        chunk = np.concatenate([audio, np.zeros(6 * SAMPLE_RATE, np.float32)])
+        end = audio.size + SAMPLE_RATE
+        lane.offer("s", 0, 0, chunk[:end])
+        assert eventually(lambda: lane.stats("s").served == 1, 30)
+        lane.offer("s", 0, 0, chunk[:end + SAMPLE_RATE])
+        assert eventually(lambda: lane.stats("s").served == 2, 30)
+        decodes = lane.stats("s").decodes
+        for extra in range(2, 6):
+            lane.offer("s", 0, 0, chunk[:end + extra * SAMPLE_RATE])
+            assert eventually(lambda: lane.stats("s").served == extra + 1, 30)
+        stats = lane.stats("s")
+        assert stats.decodes == decodes and stats.quiet >= 4
+        assert lane.partials("s")[0].text  # the words heard stay shown
     finally:
         lane.stop()
 

@@ -4,9 +4,11 @@ Local: the transcript is cut into sentences that keep the time and segment they
 start in; YAKE (statistical keyword extraction, stopword lists bundled in the
 package, nothing downloaded) picks keywords; sentences are ranked by the
 keywords they carry and the top ones, in meeting order, form the overview and
-key points. Decisions and action items are found by the phrasing people use
-for them ("we agreed", "Alice will ... by Friday", "can you ...") and keep the
-time they were said, the owner and a due phrase where one is stated.
+key points; only whole sentences are used (a piece cut off by an interruption is
+not). Decisions and action items are found by the phrasing people use for them
+("we agreed", "Alice will ... by Friday", "can you ...") and keep the time they
+were said, the owner (written as the speakers' names are) and a due phrase where
+one is stated; a task said twice by the same owner is listed once.
 
 Gemini: the transcript goes out as `[mm:ss] Speaker: text` lines with a JSON
 response schema (title, overview, keywords, key points, decisions, action items
@@ -53,6 +55,7 @@ _COMMIT_SELF = re.compile(r"\b(I will|I'll|I am going to|I'm going to|let me|I n
 _COMMIT_WE = re.compile(r"\b(we will|we'll|we need to|we have to|we should|we must)\s+\w+"
                         r"|\blet's\s+(?!start|begin|go\b|see\b|move on|continue|get started|wrap)\w+", re.I)
 _REQUEST = re.compile(r"\b(can|could|would) you\b|\bplease\b", re.I)
+_ASKED = re.compile(r"\b(can|could|would) you\b.*\?\s*$", re.I)
 _ACTION_WORDS = re.compile(r"\b(action item|to-?do|follow[- ]up|take care of|owner|deadline)\b", re.I)
 _VOCATIVE = re.compile(r"^" + _OWNER_NAME + r",|,\s*" + _OWNER_NAME + r"\s*[?.!]?$")
 _DUE = re.compile(
@@ -119,6 +122,13 @@ class Sentence:
     def item(self, **extra: Any) -> TimedItem:
         return TimedItem(self.text, self.start_ms, self.seq, self.idx, self.speaker, **extra)
 
+    @property
+    def complete(self) -> bool:
+        """Starts like a sentence and ends with its mark: not a piece cut off by an
+        interruption or a lost word."""
+        text = self.text.strip().lstrip("\"'([")
+        return bool(text) and (text[0].isupper() or text[0].isdigit()) and self.text.rstrip().endswith((".", "!", "?"))
+
 
 def _noop(_fraction: float, _message: str) -> None:
     pass
@@ -129,12 +139,14 @@ def sentences(segments: Sequence[SegmentRow]) -> list[Sentence]:
     """Sentences across segment boundaries, each with the time of the segment it starts in.
 
     Whisper cuts segments mid-sentence, so text is carried over until an end
-    mark; a change of speaker always ends a sentence.
+    mark. A change of speaker ends a sentence, except where the new line goes on
+    with a lower-case word: that is one voice's sentence that the speaker labels
+    cut in two, and it stays whole (with its first speaker).
     """
     out: list[Sentence] = []
     pending: Sentence | None = None
     for seg in segments:
-        if pending and seg.speaker != pending.speaker:
+        if pending and seg.speaker != pending.speaker and not _continues(seg.text):
             out.append(pending)
             pending = None
         for piece in _SENTENCE_END.split(seg.text.strip()):
@@ -150,6 +162,11 @@ def sentences(segments: Sequence[SegmentRow]) -> list[Sentence]:
     if pending:
         out.append(pending)
     return [s for s in out if _WORD.search(s.text)]
+
+
+def _continues(text: str) -> bool:
+    words = _WORD.findall(text)
+    return bool(words) and words[0][0].islower() and text.lstrip()[:1].isalpha()
 
 
 # -- keywords and ranking -------------------------------------------------------
@@ -177,7 +194,7 @@ def rank_sentences(candidates: Sequence[Sentence], phrases: Sequence[str], count
     scored = []
     for position, sentence in enumerate(candidates):
         words = sentence.text.split()
-        if not 6 <= len(words) <= 60:
+        if not sentence.complete or not 6 <= len(words) <= 60:
             continue  # fragments and run-ons make poor summary lines
         lowered = sentence.text.lower()
         score = sum(w for p, w in weights.items() if p in lowered) / len(words) ** 0.5
@@ -218,16 +235,78 @@ def find_decisions(candidates: Iterable[Sentence]) -> list[TimedItem]:
 
 
 def find_action_items(candidates: Iterable[Sentence]) -> list[TimedItem]:
-    """Commitments and requests, strongest first when there are too many, returned in time order."""
+    """Commitments and requests in whole sentences, each once, strongest first when there are
+    too many, returned in time order. Owners are written the way the speakers' names are."""
+    found = list(candidates)
+    names = OwnerNames([s.speaker for s in found])
     scored = []
-    for position, sentence in enumerate(candidates):
+    answers: set[int] = set()  # "Yes, I can do that." is the request it answers, not a task of its own
+    for position, sentence in enumerate(found):
         strength, owner = _action_strength(sentence)
-        if strength and len(sentence.text.split()) >= 4:
-            due = _DUE.search(sentence.text)
-            scored.append((strength + (1 if due else 0), position,
-                           sentence.item(owner=owner, due=due.group(0) if due else None)))
-    best = sorted(scored, key=lambda t: (-t[0], t[1]))[:MAX_ACTIONS]
+        if not strength or not sentence.complete or len(sentence.text.split()) < 4 or position in answers:
+            continue
+        if owner is None and _ASKED.search(sentence.text):
+            owner, reply = _answerer(found, position)
+            answers.add(reply)
+        due = _DUE.search(sentence.text)
+        scored.append((strength + (1 if due else 0), position,
+                       sentence.item(owner=names.canonical(owner), due=due.group(0) if due else None)))
+    best = sorted(_distinct(scored), key=lambda t: (-t[0], t[1]))[:MAX_ACTIONS]
     return [item for _s, _p, item in sorted(best, key=lambda t: t[1])]
+
+
+def _answerer(found: Sequence[Sentence], position: int) -> tuple[str | None, int]:
+    """Who takes on a question asked of nobody by name: the other speaker whose next words
+    take it on ("Yes, I can do that."), and the position of that answer (-1: nobody)."""
+    asker = found[position].speaker
+    for reply in range(position + 1, min(position + 3, len(found))):
+        if found[reply].speaker and found[reply].speaker != asker:
+            taken = _COMMIT_SELF.search(found[reply].text)
+            return (found[reply].speaker, reply) if taken else (None, -1)
+    return None, -1
+
+
+def _distinct(scored: list[tuple[int, int, TimedItem]]) -> list[tuple[int, int, TimedItem]]:
+    """One item per task: the same owner saying much the same thing again is kept once
+    (the strongest, then the earliest), with a due phrase from either."""
+    kept: list[tuple[int, int, TimedItem]] = []
+    for entry in sorted(scored, key=lambda t: (-t[0], t[1])):
+        item = entry[2]
+        twin = next((k for k in kept if k[2].owner == item.owner and _overlap(k[2].text, item.text) >= 0.6), None)
+        if twin is None:
+            kept.append(entry)
+        elif twin[2].due is None:
+            twin[2].due = item.due
+    return kept
+
+
+class OwnerNames:
+    """One spelling per person: an owner's name that differs from a speaker's or another
+    owner's only by case or a letter or two ("Marcus", "Markus") is written one way, a
+    speaker's name first."""
+
+    def __init__(self, speakers: Iterable[str | None]) -> None:
+        self._known = list(dict.fromkeys(s for s in speakers if s))
+
+    def canonical(self, name: str | None) -> str | None:
+        if not name or name == "team":
+            return name
+        for known in self._known:
+            if _same_name(known, name):
+                return known
+        self._known.append(name)
+        return name
+
+
+def _same_name(a: str, b: str) -> bool:
+    from difflib import SequenceMatcher
+
+    a, b = a.lower(), b.lower()
+    if a == b:
+        return True
+    # Only one-word names are spelled two ways by a model; "Speaker 1" and "Speaker 2" are two people.
+    return (a.isalpha() and b.isalpha() and a[:1] == b[:1] and min(len(a), len(b)) >= 4
+            and SequenceMatcher(None, a, b).ratio() >= 0.8)
 
 
 def _action_strength(sentence: Sentence) -> tuple[int, str | None]:

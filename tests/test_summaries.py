@@ -222,3 +222,44 @@ def test_gemini_without_a_key_says_which_setting_is_missing(storage, settings):
     session = seeded_plan(storage, settings)
     with pytest.raises(ScribeError, match="GEMINI_API_KEY"):
         summarize_session(storage, settings, session.id, backend="gemini")
+
+
+# -- whole sentences, one item per task, owners as the speakers are named ----------------------
+MISLABELLED = [  # one voice's sentences cut across speakers by the labels, an interrupted start,
+    # the same task said twice with two spellings of one name, and a request answered by a speaker
+    SegmentRow("s", 0, 0, 0, 4000, "First item is the budget review for the", speaker="Speaker 1"),
+    SegmentRow("s", 1, 0, 4000, 9000, "second quarter, which we finished on Monday.", speaker="Speaker 2"),
+    SegmentRow("s", 2, 0, 9000, 12000, "And we have decided, um", speaker="Speaker 1"),
+    SegmentRow("s", 3, 0, 12000, 17000, "Marcus will send the final budget report to finance by Friday.",
+               speaker="Marcus"),
+    SegmentRow("s", 4, 0, 17000, 21000, "Can you also book the room for the quarterly review meeting?",
+               speaker="Priya"),
+    SegmentRow("s", 5, 0, 21000, 24000, "Yes, I can do that.", speaker="Speaker 3"),
+    SegmentRow("s", 6, 0, 24000, 30000, "So Markus will send the final budget report to finance.",
+               speaker="Priya"),
+    SegmentRow("s", 7, 0, 30000, 36000, "The travel budget stays the same as last year for every team.",
+               speaker="Marcus"),
+]
+
+
+def test_a_sentence_cut_across_speakers_stays_whole():
+    found = sentences(MISLABELLED)
+    assert found[0].text == "First item is the budget review for the second quarter, which we finished on Monday."
+    assert (found[0].speaker, found[0].start_ms) == ("Speaker 1", 0)
+    assert [s.complete for s in found[:2]] == [True, False]  # "And we have decided, um" was cut off
+
+
+def test_overview_and_key_points_are_whole_sentences():
+    summary = summarize_local(MISLABELLED)
+    assert summary.key_points and summary.overview
+    for point in summary.key_points:
+        assert point.text[0].isupper() and point.text.endswith((".", "!", "?")), point.text
+        assert point.text in summary.overview or point not in summary.key_points[:3]
+    assert "for the And" not in summary.overview and "decided, um" not in summary.overview
+
+
+def test_action_items_are_whole_owned_and_listed_once():
+    items = summarize_local(MISLABELLED).action_items
+    assert [(i.owner, i.due, i.start_ms) for i in items] == [("Marcus", "by Friday", 12000),
+                                                            ("Speaker 3", None, 17000)]
+    assert all(i.owner for i in items)

@@ -27,9 +27,9 @@ config = chosen_settings()
 registry = live_registry(rt.settings.max_live_sessions)
 
 st.title("Record")
-st.caption(f"Backend `{rt.transcriber.name}` · model `{rt.transcriber.model}` · "
-           f"chunks `{config.chunk_policy}:{config.chunk_seconds:g}s` · "
-           "Start and Stop are in the sidebar, so a recording goes on while you look at other pages.")
+st.caption(f"{record_view.setup_words(rt.transcriber.name, rt.transcriber.model, config.chunk_policy, config.chunk_seconds)} "
+           "Start and Stop are in the sidebar, so a recording goes on while you look at other pages.",
+           help="Change these in the sidebar (backend, model, chunk length) or with the SCRIBE_* settings.")
 
 
 def _session_label(session: SessionRow | None) -> str:
@@ -147,7 +147,9 @@ def _live_chunks() -> None:
         return
     chunks = rt.storage.list_chunks(session.id)
     st.markdown("**Chunks**")
-    st.dataframe(record_view.chunk_table(chunks), hide_index=True, width="stretch")
+    st.dataframe(record_view.chunk_table(chunks), hide_index=True, width="stretch",
+                 column_config={record_view.LATENCY: st.column_config.TextColumn(
+                     help="From the end of the chunk's audio to its text being stored")})
     if any(c.status == "failed" for c in chunks):
         with st.expander("Failed chunks: retry or re-transcribe", expanded=True):
             render_chunk_controls(rt, session.id)
@@ -170,14 +172,16 @@ def _metrics(session: SessionRow, stats: capture.LiveStats | None, chunks: list[
     cols[0].metric("Status", status)
     cols[1].metric("Elapsed" if status == "recording" else "Length", mmss(elapsed_ms))
     cols[2].metric("Chunks done", f"{done}/{len(chunks)}" + (f" ({failed} failed)" if failed else ""))
-    cols[3].metric("Queue depth", queue.queued + queue.in_flight + queue.intake,
-                   help=f"{queue.backlog_seconds:.0f} s of audio waiting")
+    waiting = queue.queued + queue.in_flight + queue.intake
+    cols[3].metric("Waiting on this server", f"{waiting} chunk" + ("" if waiting == 1 else "s"),
+                   help=f"Chunks of every session on this server not transcribed yet: "
+                        f"{queue.backlog_seconds:.0f} s of audio waiting")
     if status == history.TRANSCRIBING and chunks:
         settled = done + failed
         st.progress(settled / len(chunks), text=f"Transcribed {settled} of {len(chunks)} chunks")
     if stats is not None:
-        st.caption(f"Received {stats.received_seconds:.1f} s of audio in {stats.wall_seconds:.1f} s "
-                   f"· {stats.frames} frames · {stats.chunks_submitted} chunks sent · "
+        st.caption(f"Heard {stats.received_seconds:.1f} s of audio in {stats.wall_seconds:.1f} s "
+                   f"· {stats.chunks_submitted} chunks sent for transcription · "
                    f"{registry.count()} live sessions on this server")
 
 

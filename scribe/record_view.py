@@ -16,6 +16,22 @@ from scribe.partials import LaneLoad, PartialText
 from scribe.timelabels import mmss
 
 
+LATENCY = "text after"
+"""The chunk table's latency column: from the chunk's end to its stored text."""
+
+BACKEND_WORDS = {"local": "Whisper {model}, on this server", "gemini": "Google Gemini ({model})",
+                 "stub": "the test stand-in ({model})"}
+POLICY_WORDS = {"pause": "cut at a pause near every {seconds:g} s", "fixed": "cut every {seconds:g} s",
+                "quiet": "cut at the quietest moment near every {seconds:g} s", "whole": "in one piece"}
+
+
+def setup_words(backend: str, model: str, policy: str, seconds: float) -> str:
+    """The Record page's one line on how it transcribes, in words rather than setting values."""
+    engine = BACKEND_WORDS.get(backend, backend + " ({model})").format(model=model)
+    cutting = POLICY_WORDS.get(policy, policy + " {seconds:g} s").format(seconds=seconds)
+    return f"Transcribed by {engine}; the audio is {cutting}."
+
+
 def chunk_table(chunks: list[ChunkRow]) -> list[dict[str, Any]]:
     """One row per chunk for the page: time range, status, end-to-end latency once the
     chunk is settled (a waiting chunk has none yet), and attempts and error only when
@@ -26,7 +42,7 @@ def chunk_table(chunks: list[ChunkRow]) -> list[dict[str, Any]]:
         finished = c.finished_at if c.status in ("done", "failed") else None
         latency = finished - c.captured_at if finished and c.captured_at else None
         row = {"chunk": c.seq, "time": f"{mmss(c.start_ms)}-{mmss(c.end_ms)}",
-               "status": c.status, "latency (s)": None if latency is None else round(latency, 1)}
+               "status": c.status, LATENCY: "not yet" if latency is None else f"{latency:.1f} s"}
         if troubled:
             row.update({"attempts": c.attempts, "error": c.error or ""})
         rows.append(row)

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+
 import time
 from pathlib import Path
 
@@ -54,8 +56,13 @@ def test_analytics_page_shows_the_live_latency_view(page: Path) -> None:
     at = AppTest.from_file(PAGE, default_timeout=60).run()
     assert not at.exception
     assert any(s.value == "Live latency" for s in at.subheader)
-    assert _metric(at, "Partial lag p95") == f"{np.percentile(LAGS, 95):.2f} s"
-    assert _metric(at, "Partial decodes per audio s") == f"{len(LAGS) / 120:.2f}"
+    assert _metric(at, "Live words, slow") == f"{np.percentile(LAGS, 95):.2f} s"
+    assert _metric(at, "Live guesses per second") == f"{len(LAGS) / 120:.2f}"
+    table = next(d for d in at.dataframe if "lag_p50_s" in d.value.columns)
+    config = json.loads(table.proto.columns)  # every column shown by a label in words, with help
+    shown = list(table.proto.column_order)
+    assert all(config[name]["label"] and config[name].get("help") or name == "title" for name in shown), config
+    assert config["lag_p50_s"]["label"] == "Words lag, typical" and "session_id" not in shown
 
 
 def test_without_partial_text_the_view_says_so(page: Path) -> None:

@@ -9,8 +9,8 @@ def test_chunk_table_shows_latency_only_once_a_chunk_is_done():
     rows = chunk_table([ChunkRow("s", 0, 0, 5_000, 0, 80_000, "a", "done", attempts=1, captured_at=10.0,
                                  finished_at=12.5),
                         ChunkRow("s", 1, 5_000, 65_500, 80_000, 1, "b", "pending", captured_at=20.0)])
-    assert rows == [{"chunk": 0, "time": "00:00-00:05", "status": "done", "latency (s)": 2.5},
-                    {"chunk": 1, "time": "00:05-01:05", "status": "pending", "latency (s)": None}]
+    assert rows == [{"chunk": 0, "time": "00:00-00:05", "status": "done", "text after": "2.5 s"},
+                    {"chunk": 1, "time": "00:05-01:05", "status": "pending", "text after": "not yet"}]
     failed = ChunkRow("s", 2, 0, 1, 0, 1, "c", "failed", attempts=5, error="HTTP 500", captured_at=1.0,
                       finished_at=2.0)
     assert chunk_table([failed])[0]["error"] == "HTTP 500"

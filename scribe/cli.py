@@ -21,13 +21,13 @@ import duckdb
 from scribe.chunking import FILE_POLICY_NAMES, POLICY_HELP, POLICY_NAMES, parse_policy
 from scribe.config import Settings, parse_latency_range
 from scribe.core import SessionRow
-from scribe.errors import ScribeError
+from scribe.errors import ScribeError, StorageOutageError
 from scribe.export import FORMATS, render
 from scribe.ingest import ingest_file, wait_for_session
 from scribe.final_pass import KEPT_LIVE
 from scribe.runtime import Runtime, configure_logging, final_transcriber, recover_at_start
 from scribe.storage import Storage, check_expected_speakers
-from scribe.timelabels import local_datetime
+from scribe.timelabels import local_datetime, mmss
 from scribe.transcribers.base import Transcriber
 
 EXIT_ERROR = 2
@@ -176,11 +176,19 @@ def cmd_transcribe(args: argparse.Namespace) -> int:
 def _run_transcribe(runtime: Runtime, path: Path, policy, args: argparse.Namespace,
                     final: Transcriber | None = None) -> int:
     started = time.monotonic()
-    result = ingest_file(path, storage=runtime.storage, pipeline=runtime.pipeline, policy=policy,
-                         title=args.title, source="cli", progress=_stderr_progress("reading"),
-                         max_audio_hours=runtime.settings.max_audio_hours,
-                         expected_speakers=args.speakers or None)
-    counts = wait_for_session(runtime.storage, result.session.id, progress=_stderr_progress("transcribing"))
+    wait_s = runtime.settings.storage_wait_seconds
+    result = None
+    try:
+        result = ingest_file(path, storage=runtime.storage, pipeline=runtime.pipeline, policy=policy,
+                             title=args.title, source="cli", progress=_stderr_progress("reading"),
+                             max_audio_hours=runtime.settings.max_audio_hours,
+                             expected_speakers=args.speakers or None, storage_wait_seconds=wait_s)
+        counts = wait_for_session(runtime.storage, result.session.id, progress=_stderr_progress("transcribing"),
+                                  check=lambda: _outage_check(runtime, wait_s))
+    except StorageOutageError as exc:
+        _end_progress_line()
+        session_id = result.session.id if result is not None else exc.session_id
+        return _stopped_by_outage(runtime.storage, session_id or "?", exc, read_all=result is not None)
     wall = time.monotonic() - started
     _end_progress_line()
     session = runtime.storage.get_session(result.session.id)
@@ -192,6 +200,27 @@ def _run_transcribe(runtime: Runtime, path: Path, policy, args: argparse.Namespa
         _write_output(_final_output(runtime.storage, final, session, segments, args.format), args.output)
     _print_timing(runtime.storage, session.id, result.audio_seconds, wall, counts)
     return _report_unfinished(runtime.storage, session.id)
+
+
+def _outage_check(runtime: Runtime, wait_s: float) -> None:
+    """Stop waiting for the transcription once storage has refused writes for `wait_s`."""
+    stats = runtime.pipeline.stats()
+    if not stats.storage_ok and stats.storage_down_s >= wait_s:
+        raise StorageOutageError(f"storage has refused writes for {stats.storage_down_s:.0f} s "
+                                 f"({stats.storage_error})", seconds=stats.storage_down_s)
+
+
+def _stopped_by_outage(storage: Storage, session_id: str, exc: StorageOutageError, *, read_all: bool) -> int:
+    """A full or failing disk outlasted SCRIBE_STORAGE_WAIT_SECONDS: say what is kept and how to finish."""
+    chunks = storage.list_chunks(session_id)
+    done = sum(c.status == "done" for c in chunks)
+    kept = f"{len(chunks)} chunk(s), {mmss(chunks[-1].end_ms)} of audio" if chunks else "no chunk"
+    print(f"error: {exc}; stopped waiting (SCRIBE_STORAGE_WAIT_SECONDS). Session {session_id} keeps "
+          f"{kept} ({done} transcribed). Free space, then run `python -m scribe retry {session_id}` "
+          "to transcribe the stored chunks" + ("." if read_all else
+                                               "; the rest of the file was not read, so run transcribe "
+                                               "again for all of it."), file=sys.stderr)
+    return EXIT_ERROR
 
 
 def _print_recovery(runtime: Runtime) -> None:

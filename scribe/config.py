@@ -80,6 +80,9 @@ class Settings:
     """SCRIBE_MAX_LIVE_SESSIONS: live WebRTC sessions one process accepts."""
     backlog_warn_seconds: float = 300.0
     """SCRIBE_BACKLOG_WARN_SECONDS: audio waiting in the queue before the UI warns."""
+    storage_wait_seconds: float = 120.0
+    """SCRIBE_STORAGE_WAIT_SECONDS: how long a CLI command waits for a full or failing disk
+    before it stops and says how to finish later (the app waits as long as it takes)."""
     ice_servers: tuple[str, ...] = ()
     """SCRIBE_ICE_SERVERS: comma-separated STUN/TURN URLs; empty works on one machine/LAN."""
     final_pass: bool = True
@@ -215,6 +218,8 @@ class Settings:
             (self.gemini_api_version in ("v1", "v1beta", "v1alpha"), "SCRIBE_GEMINI_API_VERSION",
              "must be v1, v1beta or v1alpha"),
             (0 < self.max_audio_hours <= 48, "SCRIBE_MAX_AUDIO_HOURS", "must be above 0 and at most 48"),
+            (0 <= self.storage_wait_seconds <= 86_400, "SCRIBE_STORAGE_WAIT_SECONDS",
+             "must be between 0 and 86400"),
             (self.intake_memory_seconds >= 1, "SCRIBE_INTAKE_MEMORY_SECONDS", "must be at least 1"),
             (self.intake_session_seconds >= 1, "SCRIBE_INTAKE_SESSION_SECONDS", "must be at least 1"),
             (self.broker_wait_seconds >= 0, "SCRIBE_BROKER_WAIT_SECONDS", "must not be negative"),
@@ -302,6 +307,7 @@ _ENV_VARS: dict[str, tuple[str, Any]] = {
     "max_upload_mb": ("SCRIBE_MAX_UPLOAD_MB", int),
     "max_live_sessions": ("SCRIBE_MAX_LIVE_SESSIONS", int),
     "backlog_warn_seconds": ("SCRIBE_BACKLOG_WARN_SECONDS", float),
+    "storage_wait_seconds": ("SCRIBE_STORAGE_WAIT_SECONDS", float),
     "ice_servers": ("SCRIBE_ICE_SERVERS", _urls),
     "final_pass": ("SCRIBE_FINAL_PASS", _bool),
     "metrics_port": ("SCRIBE_METRICS_PORT", int),

@@ -55,3 +55,13 @@ class SessionLimitError(ScribeError):
 
 class SpeakerModelError(ScribeError):
     """The speaker model is not installed, or its file is not the one expected."""
+
+
+class StorageOutageError(ScribeError):
+    """The disk or database refused writes for longer than a caller would wait."""
+
+    def __init__(self, message: str, *, seconds: float = 0.0, session_id: str | None = None) -> None:
+        super().__init__(message)
+        self.seconds = seconds
+        self.session_id = session_id
+        """The session whose chunks so far are stored (set by the caller that made it)."""

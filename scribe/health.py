@@ -4,7 +4,11 @@ When the disk or the database cannot take a write, retrying each job on its own
 would burn through its attempts and mark good audio failed. Instead the thread
 that hit the fault reports it here; every pipeline thread then waits before its
 next write, one thread at a time probes again after an exponential backoff
-(tenacity's `wait_exponential`), and the first write that succeeds resumes all.
+(tenacity's `wait_exponential`). The outage ends when the write that failed goes through,
+or when another thread's write succeeds *and* a probe of the failed kind does too: a small
+database write can succeed on a disk that has no room for a chunk's audio file, so its
+success alone proves nothing (the probe writes and fsyncs a file of the failed write's size).
+A caller that must not wait for ever (the CLI) gives `write_through_outages` a bound.
 DuckDB itself recovers from a failed commit once space is back (checked on a
 full tmpfs), so nothing has to be reopened.
 """
@@ -13,15 +17,18 @@ from __future__ import annotations
 
 import errno
 import logging
+import os
 import threading
 import time
+import uuid
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Callable, TypeVar
 
 import duckdb
 from tenacity import RetryCallState, wait_exponential
 
-from scribe.errors import ScribeError
+from scribe.errors import ScribeError, StorageOutageError
 
 T = TypeVar("T")
 log = logging.getLogger("scribe.health")
@@ -44,6 +51,28 @@ def is_storage_fault(exc: BaseException) -> bool:
     return cause is not None and cause is not exc and is_storage_fault(cause)
 
 
+PROBE_BYTES = 256 * 1024
+"""The probe's size when the failed write's size is not known (a database commit)."""
+
+
+def space_probe(folder: Path) -> Callable[[int], None]:
+    """A probe that writes `size` bytes into `folder`, fsyncs and removes them: a real write
+    of the size that failed (a tmpfs or a quota refuses it exactly as it refused the chunk)."""
+    def probe(size: int) -> None:
+        folder.mkdir(parents=True, exist_ok=True)
+        path = folder / f".storage-probe-{uuid.uuid4().hex}.tmp"
+        try:
+            with open(path, "wb") as handle:
+                block = bytes(1 << 16)
+                for start in range(0, size, len(block)):
+                    handle.write(block[:size - start])
+                handle.flush()
+                os.fsync(handle.fileno())
+        finally:
+            path.unlink(missing_ok=True)
+    return probe
+
+
 @dataclass(frozen=True)
 class HealthStats:
     storage_ok: bool
@@ -59,8 +88,13 @@ class StorageHealth:
     """A gate every writing thread passes before a write. Thread-safe."""
 
     def __init__(self, *, base_seconds: float = 0.5, max_seconds: float = 30.0,
-                 clock: Callable[[], float] = time.monotonic) -> None:
+                 clock: Callable[[], float] = time.monotonic,
+                 probe: Callable[[int], None] | None = None) -> None:
+        """`probe(size)`: a write like the one that failed (see `space_probe`); without one,
+        any successful write ends an outage."""
         self._wait = wait_exponential(multiplier=base_seconds, max=max_seconds)
+        self._probe = probe
+        self._probe_bytes = PROBE_BYTES
         self._clock = clock
         self._cond = threading.Condition()
         self._down_since: float | None = None
@@ -71,12 +105,17 @@ class StorageHealth:
         self._faults = 0
         self._last_error: str | None = None
 
-    def wait_turn(self) -> bool:
+    def wait_turn(self, give_up_after: float | None = None) -> bool:
         """Block while storage is down; return True when this thread may write (it may be
-        the one probing), False once `close()` was called."""
+        the one probing), False once `close()` was called. With `give_up_after`, raise
+        StorageOutageError once the outage has lasted that many seconds."""
         with self._cond:
             while not self._closed and self._down_since is not None:
                 now = self._clock()
+                if give_up_after is not None and now - self._down_since >= give_up_after:
+                    raise StorageOutageError(
+                        f"storage has refused writes for {now - self._down_since:.0f} s "
+                        f"({self._last_error})", seconds=now - self._down_since)
                 if not self._probing and now >= self._probe_at:
                     self._probing = True
                     return True
@@ -84,14 +123,16 @@ class StorageHealth:
                 self._cond.wait(max(0.02, min(delay, 1.0)))
             return not self._closed
 
-    def failed(self, exc: BaseException) -> float:
-        """A write failed for a storage reason: pause everyone; returns the backoff in seconds.
-
-        Logged once per outage (at its start), not once per job."""
+    def failed(self, exc: BaseException, size: int | None = None) -> float:
+        """A write (of `size` bytes, if known) failed for a storage reason: pause everyone;
+        returns the backoff in seconds. Logged once per outage (at its start), not once per job."""
         with self._cond:
             first = self._down_since is None
             if first:
                 self._down_since, self._streak = self._clock(), 0
+                self._probe_bytes = PROBE_BYTES
+            if size:
+                self._probe_bytes = max(self._probe_bytes, size)
             self._streak += 1
             self._faults += 1
             self._last_error = _one_line(exc)
@@ -106,8 +147,15 @@ class StorageHealth:
                       self._last_error, delay, self._wait.max)
         return delay
 
-    def succeeded(self) -> None:
-        """A write went through: resume everyone (logged once when an outage ends)."""
+    def succeeded(self, *, proof: bool = False) -> None:
+        """A write went through: resume everyone (logged once when an outage ends). Unless
+        it was the failed write itself (`proof`), the probe must pass too."""
+        with self._cond:
+            if self._down_since is None and not self._probing:
+                return
+            size = self._probe_bytes
+        if not proof and self._down_since is not None and not self._probe_passes(size):
+            return
         with self._cond:
             if self._down_since is None and not self._probing:
                 return
@@ -116,19 +164,38 @@ class StorageHealth:
             self._cond.notify_all()
         log.warning("storage writes again after %.1f s; the queue resumes", lasted)
 
-    def write_through_outages(self, write: Callable[[], T], *, stopped: str) -> T:
-        """Run `write`; on a storage fault pause with everyone, back off and write again.
-        Other errors propagate. Raises ScribeError(`stopped`) if closed during an outage."""
-        while self.wait_turn():
+    def _probe_passes(self, size: int) -> bool:
+        if self._probe is None:
+            return True
+        try:
+            self._probe(size)
+        except Exception as exc:
+            if not is_storage_fault(exc):
+                raise
+            self.failed(exc)  # still down: the backoff grows, nothing is logged again
+            return False
+        return True
+
+    def write_through_outages(self, write: Callable[[], T], *, stopped: str, size: int | None = None,
+                              give_up_after: float | None = None) -> T:
+        """Run `write` (of `size` bytes, if known); on a storage fault pause with everyone,
+        back off and write again. Other errors propagate. Raises ScribeError(`stopped`) if
+        closed during an outage, StorageOutageError once an outage lasts `give_up_after` s."""
+        told = False
+        while self.wait_turn(give_up_after):
             try:
                 result = write()
             except Exception as exc:
                 if not is_storage_fault(exc):
                     self.release_probe()
                     raise
-                self.failed(exc)
+                self.failed(exc, size)
+                if give_up_after is not None and not told:
+                    told = True
+                    log.warning("waiting up to %.0f s for storage to take writes again "
+                                "(SCRIBE_STORAGE_WAIT_SECONDS), then stopping", give_up_after)
                 continue
-            self.succeeded()
+            self.succeeded(proof=True)
             return result
         raise ScribeError(stopped)
 

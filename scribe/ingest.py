@@ -13,7 +13,7 @@ from typing import Callable
 from scribe.audio import SAMPLE_RATE, iter_decode, probe_duration
 from scribe.chunking import Chunker, ChunkPolicy, policy_label
 from scribe.core import SessionRow
-from scribe.errors import AudioDecodeError, UploadTooLargeError
+from scribe.errors import AudioDecodeError, StorageOutageError, UploadTooLargeError
 from scribe.pipeline import Pipeline
 from scribe.storage import Storage
 
@@ -45,7 +45,8 @@ def ingest_file(path: str | Path, *, storage: Storage, pipeline: Pipeline, polic
                 title: str | None = None, source: str = "cli",
                 progress: Progress | None = None,
                 max_audio_hours: float = DEFAULT_MAX_AUDIO_HOURS,
-                expected_speakers: int | None = None) -> IngestResult:
+                expected_speakers: int | None = None,
+                storage_wait_seconds: float | None = None) -> IngestResult:
     """Create a session from a file and submit all its chunks; returns once they are durable.
 
     `expected_speakers` (the number of people, when the user knows it) is stored on the
@@ -55,7 +56,9 @@ def ingest_file(path: str | Path, *, storage: Storage, pipeline: Pipeline, polic
     (rows and audio) is removed again, so a bad file leaves the database as it was, and
     the error propagates; chunks of it still being transcribed find their rows gone and
     store nothing. Any other interruption (Ctrl-C, a bug) ends the session
-    `interrupted`, keeping what was stored. A storage outage is waited out.
+    `interrupted`, keeping what was stored. A storage outage is waited out, for at most
+    `storage_wait_seconds` if given (then StorageOutageError, naming the session, and the
+    session ends `interrupted` with the chunks stored so far).
     """
     path = Path(path)
     # Opens and validates the container before anything is stored.
@@ -69,7 +72,11 @@ def ingest_file(path: str | Path, *, storage: Storage, pipeline: Pipeline, polic
         storage.set_expected_speakers(session.id, expected_speakers)
     try:
         chunks, samples = _feed(session.id, policy, pipeline, first_block, iterator,
-                                probe_duration(path), progress)
+                                probe_duration(path), progress, storage_wait_seconds)
+    except StorageOutageError as exc:
+        exc.session_id = session.id
+        _interrupt(session.id, pipeline)
+        raise
     except AudioDecodeError:
         _discard(session.id, storage, pipeline)
         raise
@@ -89,22 +96,24 @@ def readable_stem(path: Path) -> str:
 def _interrupt(session_id: str, pipeline: Pipeline) -> None:
     try:
         pipeline.finish_session(session_id, "interrupted")
-    except Exception:  # e.g. the disk is full; the next start marks it interrupted instead
-        log.warning("session=%s could not be marked interrupted now", session_id, exc_info=True)
+    except Exception as exc:  # e.g. the disk is full; the next start marks it interrupted instead
+        log.warning("session=%s could not be marked interrupted now (%s); the next start does it",
+                    session_id, exc)
 
 
-def _feed(session_id, policy, pipeline, first_block, rest, total_s, progress) -> tuple[int, int]:
+def _feed(session_id, policy, pipeline, first_block, rest, total_s, progress,
+          wait_s: float | None = None) -> tuple[int, int]:
     chunker = Chunker(session_id, policy)
     submitted = 0
     for block in _chain(first_block, rest):
         for chunk in chunker.push(block):
-            pipeline.submit_waiting_out_faults(chunk)
+            pipeline.submit_waiting_out_faults(chunk, wait_s)
             submitted += 1
         if progress and total_s:
             done = chunker.position / SAMPLE_RATE
             progress(min(1.0, done / total_s), f"read {done:.0f} s of {total_s:.0f} s")
     for chunk in chunker.finish():
-        pipeline.submit_waiting_out_faults(chunk)
+        pipeline.submit_waiting_out_faults(chunk, wait_s)
         submitted += 1
     return submitted, chunker.samples_in
 
@@ -120,11 +129,15 @@ def _discard(session_id: str, storage: Storage, pipeline: Pipeline) -> None:
 
 
 def wait_for_session(storage: Storage, session_id: str, *, timeout: float = 3600.0,
-                     progress: Progress | None = None, poll: float = 0.2) -> dict[str, int]:
+                     progress: Progress | None = None, poll: float = 0.2,
+                     check: Callable[[], None] | None = None) -> dict[str, int]:
     """Block until no chunk of the session is pending or processing; return status counts
-    (still-open chunks are counted when the timeout passes first: the caller must check)."""
+    (still-open chunks are counted when the timeout passes first: the caller must check).
+    `check` runs every poll and may raise to stop waiting (a storage outage too long)."""
     deadline = time.monotonic() + timeout
     while True:
+        if check is not None:
+            check()
         counts = storage.chunk_counts(session_id)
         total = sum(counts.values())
         settled = counts["done"] + counts["failed"]

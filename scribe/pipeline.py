@@ -51,7 +51,7 @@ from scribe.config import Settings
 from scribe.core import ChunkRow, Transcription
 from scribe.errors import ScribeError, TranscriptionError
 from scribe.hallucination import SegmentFilter, guard_segments
-from scribe.health import HealthStats, StorageHealth, is_storage_fault
+from scribe.health import HealthStats, StorageHealth, is_storage_fault, space_probe
 from scribe.noisy_context import NO_AUDIO, NoisyContext, keep_own_segments
 from scribe.storage import Storage, segments_from_backend
 from scribe.transcribers.base import Transcriber
@@ -241,7 +241,7 @@ class Pipeline:
         self._intake_audio = 0.0
         self._skipped_silent = 0
         # Storage outages pause every thread here instead of failing jobs (scribe.health).
-        self._health = health or StorageHealth()
+        self._health = health or StorageHealth(probe=space_probe(self.audio_dir))
         self._held: dict[Key, Callable[[], None]] = {}
         """Outcomes computed but not yet stored (storage was down): written on the job's next run."""
         self._rerun: set[Key] = set()
@@ -342,12 +342,14 @@ class Pipeline:
                    duration_s=chunk.duration_s)
         return True
 
-    def submit_waiting_out_faults(self, chunk: Chunk) -> bool:
+    def submit_waiting_out_faults(self, chunk: Chunk, give_up_after: float | None = None) -> bool:
         """`submit`, waiting while the disk or database refuses writes (one log line per
         outage), then writing the same chunk again: audio is never dropped for an outage.
-        Raises ScribeError if the pipeline stops during the outage."""
+        Raises ScribeError if the pipeline stops during the outage, StorageOutageError once
+        it has lasted `give_up_after` seconds (None: wait as long as it takes)."""
         return self._health.write_through_outages(
-            lambda: self.submit(chunk),
+            lambda: self.submit(chunk), size=(chunk.end_sample - chunk.start_sample) * 2,
+            give_up_after=give_up_after,
             stopped=f"stopped while storage was down; session {chunk.session_id} chunk {chunk.seq} "
                     "was not stored")
 

@@ -70,3 +70,42 @@ def test_the_cli_waits_out_a_full_disk_and_finishes_every_chunk(small_disk, tmp_
     store.close()
     assert not list(data.rglob("*.tmp")) and not list(data.rglob("*.json"))
     assert (tmp_path / "out.txt").read_text().count("stub audio of 2.00 seconds") == 60
+
+
+def test_a_disk_that_stays_full_stops_the_cli_after_the_wait_and_says_how_to_finish(small_disk, tmp_path, tone):
+    """The health probe writes what failed (a chunk's audio), so small database writes that still
+    fit never announce a recovery; the CLI waits SCRIBE_STORAGE_WAIT_SECONDS, then exits non-zero
+    naming what is stored and the `retry` command, which finishes the job once space is back."""
+    data = small_disk / "data"
+    Storage(data / "scribe.duckdb").close()
+    audio = encode(tone(360.0), tmp_path / "long.wav")
+    filler = fill(small_disk, leave_bytes=400_000)  # room for some chunks, never for six minutes
+    env = {**os.environ, "HF_HUB_OFFLINE": "1", "SCRIBE_DATA_DIR": str(data), "SCRIBE_SKIP_SILENCE": "false",
+           "SCRIBE_STUB_LATENCY": "0.02-0.05", "SCRIBE_STORAGE_WAIT_SECONDS": "4"}
+    started = time.monotonic()
+    proc = subprocess.run([sys.executable, "-m", "scribe", "transcribe", str(audio), "--backend", "stub",
+                           "--policy", "fixed", "--chunk-seconds", "2"],
+                          cwd=ROOT, env=env, capture_output=True, text=True, timeout=120)
+    took = time.monotonic() - started
+    err = proc.stderr
+    assert proc.returncode != 0 and took < 100, (proc.returncode, took, err[-2000:])
+    assert err.count("storage cannot write") == 1, err[-3000:]
+    assert "storage writes again" not in err, err[-3000:]  # no recovery announced that was none
+    assert err.count("waiting up to 4 s for storage") == 1, err[-3000:]
+    assert "Traceback" not in err, err[-3000:]
+    store = Storage(data / "scribe.duckdb")
+    (session,) = store.list_sessions()
+    stored = store.list_chunks(session.id)
+    store.close()
+    assert 0 < len(stored) < 180
+    assert f"python -m scribe retry {session.id}" in err and f"keeps {len(stored)} chunk(s)" in err, err[-2000:]
+    assert "the rest of the file was not read" in err
+
+    filler.unlink()
+    finish = subprocess.run([sys.executable, "-m", "scribe", "retry", session.id], cwd=ROOT, env=env,
+                            capture_output=True, text=True, timeout=120)
+    assert finish.returncode == 0, finish.stderr[-2000:]
+    store = Storage(data / "scribe.duckdb")
+    chunks = store.list_chunks(session.id)
+    store.close()
+    assert [c.seq for c in chunks] == [c.seq for c in stored] and {c.status for c in chunks} == {"done"}

@@ -9,7 +9,6 @@ import pytest
 import streamlit as st
 from streamlit.testing.v1 import AppTest
 
-import scribe.capture
 from pages._text import literal
 from scribe.core import ChunkRow, SegmentRow
 from scribe.pipeline import Pipeline, PipelineStats
@@ -56,8 +55,10 @@ def env(tmp_path, monkeypatch):
 
 
 def streamer(monkeypatch, **kwargs) -> FakeStreamer:
+    import streamlit_webrtc
+
     fake = FakeStreamer(**kwargs)
-    monkeypatch.setattr(scribe.capture, "webrtc_streamer", fake)
+    monkeypatch.setattr(streamlit_webrtc, "webrtc_streamer", fake)  # mic_streamer imports it when called
     return fake
 
 

@@ -97,14 +97,26 @@ def raw_request(port: int, head: bytes, body: bytes = b"", timeout: float = 30) 
 
 
 def read_response(sock: socket.socket) -> tuple[int, bytes]:
+    """(status, head and body) of one response: the body as far as its Content-Length."""
     data = b""
-    while b"\r\n\r\n" not in data:
-        piece = sock.recv(65536)
+    while b"\r\n\r\n" not in data or len(data.split(b"\r\n\r\n", 1)[1]) < _content_length(data):
+        try:
+            piece = sock.recv(65536)
+        except OSError:
+            break
         if not piece:
             break
         data += piece
     status = int(data.split(b" ", 2)[1]) if data.startswith(b"HTTP/") else 0
     return status, data
+
+
+def _content_length(data: bytes) -> int:
+    for line in data.split(b"\r\n\r\n", 1)[0].split(b"\r\n")[1:]:
+        name, _, value = line.partition(b":")
+        if name.strip().lower() == b"content-length" and value.strip().isdigit():
+            return int(value)
+    return 0
 
 
 class ProxySink:

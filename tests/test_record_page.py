@@ -7,6 +7,7 @@ from types import SimpleNamespace
 
 import pytest
 import streamlit as st
+import streamlit_webrtc
 from streamlit.testing.v1 import AppTest
 
 from pages._text import literal

@@ -41,7 +41,6 @@ import av
 import numpy as np
 import psutil
 
-from scribe import analytics
 from scribe.audio import SAMPLE_RATE, FrameResampler
 from scribe.chunking import Chunk, Chunker, parse_policy, policy_label
 from scribe.config import Settings
@@ -433,6 +432,9 @@ def _cpu_seconds(process: psutil.Process) -> float:
 def _report(config: BenchConfig, storage: Storage, backend: Transcriber, feeds: list[SessionFeed],
             samples: list[dict[str, float]], at_end: dict[str, float], *, feed_s: float,
             wall_s: float, cpu_s: float, data_dir: str | None) -> BenchReport:
+    # pandas (~90 MB) only for the report: the run's RSS is the queue's, not the report's.
+    from scribe import analytics
+
     df = analytics.load_chunks(storage, session_ids=[f.session_id for f in feeds], limit=10**9)
     expected = {(f.session_id, seq) for f in feeds for seq, _s, _e in f.chunks}
     done = df[df["status"] == "done"]

@@ -456,7 +456,9 @@ class Chunker:
 
     def _take(self, n_samples: int) -> np.ndarray:
         buffer = np.concatenate(self._blocks) if len(self._blocks) > 1 else self._blocks[0]
-        pcm, rest = buffer[:n_samples].copy(), buffer[n_samples:]
+        # Both halves are copies: a view would keep the whole old buffer alive (the chunk's
+        # audio twice over) until the next chunk closes, for every session.
+        pcm, rest = buffer[:n_samples].copy(), buffer[n_samples:].copy()
         self._blocks = [rest] if rest.size else []
         self._buffered = rest.size
         return pcm

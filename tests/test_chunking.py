@@ -134,3 +134,16 @@ def test_no_policy_cuts_later_than_its_max_frames(name):
         assert len(chunks) == 1
     else:
         assert all(c.end_sample - c.start_sample <= policy.max_frames * 160 for c in chunks)
+
+
+def test_closing_a_chunk_keeps_only_the_audio_after_the_cut():
+    """What stays buffered after a cut owns its memory: a view into the joined buffer would
+    keep the closed chunk's audio alive too (for every live session) until the next cut."""
+    chunker = Chunker("s", FixedPolicy(5.0))
+    block = np.full(int(0.3 * SAMPLE_RATE), 0.1, np.float32)  # 300 ms blocks: cuts fall inside one
+    closed = []
+    for _ in range(40):
+        closed += chunker.push(block.copy())
+    assert len(closed) == 2 and all(c.pcm.base is None for c in closed)
+    held = sum((b if b.base is None else b.base).nbytes for b in chunker._blocks)
+    assert held <= chunker.buffered_audio().nbytes + block.nbytes

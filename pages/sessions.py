@@ -6,6 +6,8 @@ Transcript text only ever goes into literal elements (dataframes, st.text, st.co
 
 from __future__ import annotations
 
+from typing import Callable
+
 import pandas as pd
 import streamlit as st
 
@@ -33,6 +35,24 @@ def open_session(session_id: str, at_ms: int | None = None) -> None:
     st.session_state.table_nonce += 1
     st.query_params.from_dict({"session": session_id, **({"t": str(at_ms)} if at_ms is not None else {})})
     st.rerun()
+
+
+REFRESH_SECONDS = 2.0
+
+
+def refresh_when_changed(key: str, mark: Callable[[], tuple]) -> None:
+    """Redraw the page when background work (transcription, recording, speaker labels) changed
+    what it shows: a small fragment compares `mark()` every REFRESH_SECONDS."""
+    st.session_state[key] = mark()
+
+    @st.fragment(run_every=REFRESH_SECONDS)
+    def watch() -> None:
+        now = mark()
+        if st.session_state.get(key) != now:
+            st.session_state[key] = now
+            st.rerun(scope="app")
+
+    watch()
 
 
 def selected_row(event) -> int | None:
@@ -96,8 +116,12 @@ def list_view() -> None:
     if int(st.session_state.get("list_page", 1)) > pages:  # filters shrank the list
         st.session_state.list_page = 1
     page_no = int(st.session_state.get("list_page", 1))
-    listings, total = history.list_page(storage, page=page_no, per_page=per_page, statuses=statuses,
-                                        since=since, until=until, hide_no_speech=hide_silent)
+    def page() -> tuple[list[history.SessionListing], int]:
+        return history.list_page(storage, page=page_no, per_page=per_page, statuses=statuses,
+                                 since=since, until=until, hide_no_speech=hide_silent)
+
+    listings, total = page()
+    refresh_when_changed("list-mark", lambda: history.listing_mark(page()[0]))
     st.caption(f"{total} session(s), newest first. Click one to open it.")
     event = st.dataframe(sessions_frame(listings), hide_index=True, on_select="rerun",
                          selection_mode=["single-row", "single-cell"], key=f"sessions-{st.session_state.table_nonce}")
@@ -110,7 +134,7 @@ def list_view() -> None:
 def sessions_frame(listings: list[history.SessionListing]) -> pd.DataFrame:
     return pd.DataFrame([{
         "title": item.session.title, "date": local_datetime(item.session.created_at),
-        "duration": mmss(item.session.duration_ms), "status": item.status,
+        "duration": mmss(item.duration_ms), "status": item.status,
         "backend": item.session.backend,
         "chunks": f"{item.chunks['done']}/{item.total_chunks}",
         "failed": item.chunks["failed"],
@@ -128,12 +152,14 @@ def detail_view(session_id: str, jump_ms: int | None) -> None:
         st.warning(f"There is no session {literal(session_id)} (it may have been deleted).")
         return
     st.title(literal(session.title), anchor=False)
+    refresh_when_changed(f"mark-{session.id}", lambda: history.session_mark(storage, session.id))
     counts = storage.chunk_counts(session.id)
     shown, available = history.choose_transcript(storage, session.id,
                                                  st.session_state.get(f"transcript-{session.id}"))
     segments = storage.list_segments(session.id, shown)
     status = history.progress_status(session, storage.list_chunks(session.id), len(segments))
-    st.caption(f"{local_datetime(session.created_at)} · {mmss(session.duration_ms)} · {status} · "
+    length_ms = max(session.duration_ms, storage.stored_audio_ms_many([session.id]).get(session.id, 0))
+    st.caption(f"{local_datetime(session.created_at)} · {mmss(length_ms)} · {status} · "
                f"{session.source} · {session.backend} / {literal(session.model)} · "
                f"{counts['done']}/{sum(counts.values())} chunks done · id {session.id}")
     transcript_section(session, shown, available, segments, status, jump_ms)

@@ -33,6 +33,12 @@ class SessionListing:
     session: SessionRow
     chunks: dict[str, int]
     no_speech: bool = False
+    stored_ms: int = 0
+    """Audio stored as chunks so far (a session being recorded has no duration yet)."""
+
+    @property
+    def duration_ms(self) -> int:
+        return max(self.session.duration_ms or 0, self.stored_ms)
 
     @property
     def status(self) -> str:
@@ -61,9 +67,29 @@ def list_page(storage: Storage, *, page: int = 1, per_page: int = 25, statuses: 
     total = storage.count_sessions(statuses=statuses, since=since, until=until, hide_no_speech=hide_no_speech)
     rows = storage.list_sessions(limit=per_page, offset=max(0, page - 1) * per_page, statuses=statuses,
                                  since=since, until=until, hide_no_speech=hide_no_speech)
-    counts = storage.chunk_counts_many([r.id for r in rows])
-    silent = storage.no_speech_sessions([r.id for r in rows])
-    return [SessionListing(r, counts[r.id], r.id in silent) for r in rows], total
+    ids = [r.id for r in rows]
+    counts, stored = storage.chunk_counts_many(ids), storage.stored_audio_ms_many(ids)
+    silent = storage.no_speech_sessions(ids)
+    return [SessionListing(r, counts[r.id], r.id in silent, stored.get(r.id, 0)) for r in rows], total
+
+
+def session_mark(storage: Storage, session_id: str) -> tuple:
+    """What background work changes about one session (status, length, chunks, transcripts,
+    speaker labels): a page showing it redraws when this changes."""
+    session = storage.find_session(session_id)
+    if session is None:
+        return ()
+    counts = storage.chunk_counts(session_id)
+    speakers = storage.diarization_state(session_id) or {}
+    return (session.status, session.duration_ms, session.title, tuple(sorted(counts.items())),
+            tuple(sorted(storage.transcript_counts(session_id).items())), speakers.get("updated_at"),
+            tuple((s.id, s.name) for s in storage.list_speakers(session_id)))
+
+
+def listing_mark(listings: list[SessionListing]) -> tuple:
+    """What background work changes about a page of the session list."""
+    return tuple((item.session.id, item.session.title, item.status, item.duration_ms,
+                  tuple(sorted(item.chunks.items()))) for item in listings)
 
 
 def choose_transcript(storage: Storage, session_id: str, preferred: str | None = None) -> tuple[str, list[str]]:

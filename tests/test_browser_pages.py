@@ -96,3 +96,41 @@ def _play_from(page, time_button, tries: int = 3) -> None:
         except PlaywrightTimeout:
             if attempt == tries - 1:
                 raise
+
+
+def _rename(app: ScribeApp, session_id: str, title: str) -> None:
+    import json
+    import urllib.request
+
+    request = urllib.request.Request(f"{app.url}/api/sessions/{session_id}", method="PATCH",
+                                     data=json.dumps({"title": title}).encode(),
+                                     headers={"Content-Type": "application/json"})
+    with urllib.request.urlopen(request, timeout=30) as resp:
+        assert resp.status == 200
+
+
+def test_open_pages_redraw_themselves_when_the_session_changes_elsewhere(tmp_path):
+    """Background work and other clients change a session; the list and the detail view a person
+    has open show it within seconds, without a reload or a click."""
+    from playwright.sync_api import sync_playwright
+
+    shots = Path(os.environ.get("SCRIBE_E2E_SCREENSHOTS", tmp_path))
+    session_id = _seed(tmp_path / "data")
+    app = ScribeApp(tmp_path / "data", tmp_path / "app.log")
+    try:
+        with sync_playwright() as pw:
+            browser = pw.chromium.launch(executable_path=CHROMIUM, args=["--headless", "--no-sandbox"])
+            listing = browser.new_page(viewport={"width": 1400, "height": 900})
+            listing.goto(app.url + "/sessions")
+            listing.get_by_role("heading", name="Sessions").wait_for(timeout=60_000)
+            detail = browser.new_page(viewport={"width": 1400, "height": 900})
+            detail.goto(app.url + f"/sessions?session={session_id}")
+            detail.get_by_role("heading", name="Weekly planning").wait_for(timeout=60_000)
+            _rename(app, session_id, "Planning, renamed elsewhere")
+            detail.get_by_role("heading", name="Planning, renamed elsewhere").wait_for(timeout=20_000)
+            # The list is a canvas grid: its accessible table carries the cells' text.
+            listing.get_by_text("Planning, renamed elsewhere").first.wait_for(timeout=20_000, state="attached")
+            listing.screenshot(path=str(shots / "sessions-list.png"))
+            browser.close()
+    finally:
+        app.stop()

@@ -204,3 +204,21 @@ def test_paging_resets_when_filters_or_query_shrink_the_results(tmp_path, monkey
         assert not at.exception and [b.label.split(" · ")[0] for b in _hit_buttons(at)] == ["S07"]
     finally:
         close_runtime(settings.data_dir)
+
+
+def test_a_session_being_recorded_lists_the_audio_stored_so_far(tmp_path, monkeypatch):
+    from pages._shared import _storage
+    from scribe.config import Settings
+    from scribe.core import ChunkRow
+
+    at = app("sessions", tmp_path / "data", monkeypatch)  # the runtime is up: nothing recovers this session
+    storage = _storage(str(Settings.from_env({}, data_dir=tmp_path / "data").db))
+    session = storage.create_session(title="Still talking", source="mic", backend="stub", model="m",
+                                     chunk_seconds=15, chunk_policy="pause")
+    for seq in range(3):
+        storage.insert_chunk(ChunkRow(session.id, seq, seq * 18_000, (seq + 1) * 18_000, seq * 288_000,
+                                      (seq + 1) * 288_000, "x.flac", "pending", captured_at=1.0))
+    at.run()
+    row = frames(at)[0].iloc[0]
+    assert (row["title"], row["status"], row["duration"]) == ("Still talking", "recording", "00:54")
+    close_runtime(tmp_path / "data")

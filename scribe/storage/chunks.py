@@ -73,6 +73,14 @@ class ChunkQueries(Database):
             counts[sid][status] = int(n)
         return counts
 
+    def stored_audio_ms_many(self, session_ids: Sequence[str]) -> dict[str, int]:
+        """How much audio each session has stored as chunks (its length while recording)."""
+        if not session_ids:
+            return {}
+        rows = self.cursor().execute(f"""SELECT session_id, max(end_ms) FROM chunks
+            WHERE {_in_clause('session_id', session_ids)} GROUP BY session_id""", list(session_ids)).fetchall()
+        return {sid: int(ms or 0) for sid, ms in rows}
+
     def count_open_chunks(self, *, excluding: Sequence[str] = ()) -> int:
         """Chunks pending or processing, outside the given sessions."""
         where = f" AND NOT {_in_clause('session_id', excluding)}" if excluding else ""

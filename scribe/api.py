@@ -390,11 +390,14 @@ def _add_routes(router: APIRouter, context: ApiContext) -> None:
         return {"session_id": report.session_id, "segments": report.segments, "chunks": report.chunks,
                 "summaries": report.summaries, "audio_files": report.audio_files}
 
-    @router.post("/sessions/{session_id}/retry", summary="re-queue the session's failed chunks")
-    def retry(session_id: str) -> dict[str, Any]:
+    @router.post("/sessions/{session_id}/retry",
+                 summary="re-queue the session's failed chunks (on the chosen backend and model)")
+    def retry(session_id: str, body: dict[str, Any] | None = Body(
+            default=None, examples=[{"backend": "local", "model": "base"}])) -> dict[str, Any]:
         from scribe.retranscribe import retry_failed
 
-        rt = context.runtime()
+        body = body or {}
+        rt = context.runtime_for(_text(body, "backend"), _text(body, "model"))
         rt.storage.get_session(session_id)
         return {"session_id": session_id, "requeued": retry_failed(rt, session_id)}
 
@@ -408,7 +411,23 @@ def _add_routes(router: APIRouter, context: ApiContext) -> None:
         return {"stored": True}
 
     _add_summary_routes(router, context)
+    _add_speaker_routes(router, context)
     _add_upload_route(router, context)
+
+
+def _text(body: dict[str, Any], name: str) -> str | None:
+    """An optional text field of a JSON body; anything else is a 400."""
+    value = body.get(name)
+    if value is not None and not isinstance(value, str):
+        raise ApiError(400, f"{name} must be a string")
+    return value or None
+
+
+def _number(body: dict[str, Any], name: str) -> int:
+    value = body.get(name)
+    if not isinstance(value, int) or isinstance(value, bool):
+        raise ApiError(400, f"{name} must be a whole number")
+    return value
 
 
 def _add_summary_routes(router: APIRouter, context: ApiContext) -> None:
@@ -435,6 +454,57 @@ def _add_summary_routes(router: APIRouter, context: ApiContext) -> None:
         if not rows:
             raise ApiError(404, f"session {session_id} has no summary yet")
         return {"session_id": session_id, "version": rows[0].version, **from_row(rows[0]).to_dict()}
+
+
+def _add_speaker_routes(router: APIRouter, context: ApiContext) -> None:
+    """The `speakers` command's twins; each answers the session's speakers after the change."""
+    from scribe import diarization
+
+    def answer(session_id: str) -> dict[str, Any]:
+        return {"session_id": session_id, "speakers": diarization.speaker_table(context.runtime().storage,
+                                                                                session_id)}
+
+    @router.get("/sessions/{session_id}/speakers", summary="the session's speakers: id, name, segments, seconds")
+    def list_speakers(session_id: str) -> dict[str, Any]:
+        context.runtime().storage.get_session(session_id)
+        return answer(session_id)
+
+    @router.patch("/sessions/{session_id}/speakers/{speaker_id}", summary="name a speaker")
+    def rename_speaker(session_id: str, speaker_id: int,
+                       body: dict[str, Any] = Body(examples=[{"name": "Ana"}])) -> dict[str, Any]:
+        if not isinstance(body.get("name"), str):
+            raise ApiError(400, 'send {"name": "..."}')
+        db = context.runtime().storage
+        db.get_session(session_id)
+        db.rename_speaker(session_id, speaker_id, body["name"])
+        return answer(session_id)
+
+    @router.post("/sessions/{session_id}/speakers/merge", summary="DROP's segments become KEEP's")
+    def merge_speakers(session_id: str, body: dict[str, Any] = Body(examples=[{"keep": 1, "drop": 2}])
+                       ) -> dict[str, Any]:
+        db = context.runtime().storage
+        db.get_session(session_id)
+        db.merge_speakers(session_id, _number(body, "keep"), _number(body, "drop"))
+        return answer(session_id)
+
+    @router.post("/sessions/{session_id}/speakers/{speaker_id}/split",
+                 summary="split a speaker into two voices (embeds that speaker's audio: seconds)")
+    def split_speaker(session_id: str, speaker_id: int) -> dict[str, Any]:
+        db = context.runtime().storage
+        db.get_session(session_id)
+        diarization.split_speaker(db, session_id, speaker_id)
+        return answer(session_id)
+
+    @router.post("/sessions/{session_id}/speakers/relabel",
+                 summary="cluster the whole recording again with N voices (null: estimate); waits for it")
+    def relabel_speakers(session_id: str, body: dict[str, Any] | None = Body(
+            default=None, examples=[{"speakers": 3}])) -> dict[str, Any]:
+        count = None if (body or {}).get("speakers") is None else _number(body or {}, "speakers")
+        rt = context.runtime()
+        rt.storage.get_session(session_id)
+        rt.storage.set_expected_speakers(session_id, count)
+        diarization.relabel_session(rt.storage, session_id, max_speakers=rt.settings.max_speakers)
+        return answer(session_id)
 
 
 # -- uploads ----------------------------------------------------------------------

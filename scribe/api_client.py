@@ -106,8 +106,26 @@ class ApiClient:
     def delete(self, session_id: str, *, force: bool) -> dict[str, Any]:
         return self.json("DELETE", f"/sessions/{_quote(session_id)}", params={"force": str(force).lower()})
 
-    def retry(self, session_id: str) -> dict[str, Any]:
-        return self.json("POST", f"/sessions/{_quote(session_id)}/retry")
+    def retry(self, session_id: str, *, backend: str | None = None, model: str | None = None) -> dict[str, Any]:
+        body = {k: v for k, v in (("backend", backend), ("model", model)) if v}
+        return self.json("POST", f"/sessions/{_quote(session_id)}/retry", json=body or None)
+
+    def speakers(self, session_id: str) -> dict[str, Any]:
+        return self.json("GET", f"/sessions/{_quote(session_id)}/speakers")
+
+    def rename_speaker(self, session_id: str, speaker_id: int, name: str) -> dict[str, Any]:
+        return self.json("PATCH", f"/sessions/{_quote(session_id)}/speakers/{speaker_id}", json={"name": name})
+
+    def merge_speakers(self, session_id: str, keep: int, drop: int) -> dict[str, Any]:
+        return self.json("POST", f"/sessions/{_quote(session_id)}/speakers/merge",
+                         json={"keep": keep, "drop": drop})
+
+    def split_speaker(self, session_id: str, speaker_id: int) -> dict[str, Any]:
+        return self.json("POST", f"/sessions/{_quote(session_id)}/speakers/{speaker_id}/split")
+
+    def relabel_speakers(self, session_id: str, count: int | None) -> dict[str, Any]:
+        """Cluster the whole recording again with `count` voices (None: estimate)."""
+        return self.json("POST", f"/sessions/{_quote(session_id)}/speakers/relabel", json={"speakers": count})
 
     def save_lab_run(self, run: dict[str, Any]) -> None:
         """`Storage.save_lab_run` through the app (lets the lab's eval store its runs)."""

@@ -93,6 +93,14 @@ def _number_new_voices(known_ids: list[int], n_voices: int, spoken: list[int | N
 
 # -- after stop --------------------------------------------------------------------------
 
+def speaker_table(storage: Storage, session_id: str) -> list[dict]:
+    """The session's speakers (id, name, segments, seconds) in the transcript a reader sees
+    (the final one when there is one): what `speakers` prints and `/api/.../speakers` answers."""
+    from scribe.history import choose_transcript
+
+    return storage.speaker_stats(session_id, choose_transcript(storage, session_id)[0])
+
+
 def relabel_session(storage: Storage, session_id: str, *, n_speakers: int | None = None,
                     max_speakers: int = 8, encoder: sp.VoiceEncoder | None = None) -> list[SpeakerRow]:
     """Cluster the whole recording and relabel every transcript of the session.

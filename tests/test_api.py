@@ -254,6 +254,24 @@ def test_retry_requeues_failed_chunks(api, seeded):
     assert api.post("/sessions/nope/retry").status_code == 404
 
 
+def test_speaker_and_retry_calls_refuse_bad_input_with_a_message(api, seeded):
+    _, ids, *_ = seeded
+    plan = ids["plan"]
+    bad = [api.post(f"/sessions/{plan}/speakers/merge", json={"keep": "1", "drop": 2}),
+           api.post(f"/sessions/{plan}/speakers/merge", json={"keep": True, "drop": 2}),
+           api.post(f"/sessions/{plan}/speakers/relabel", json={"speakers": 40}),
+           api.post(f"/sessions/{plan}/speakers/relabel", json={"speakers": "three"}),
+           api.patch(f"/sessions/{plan}/speakers/1", json={"title": "x"}),
+           api.patch(f"/sessions/{plan}/speakers/one", json={"name": "x"}),
+           api.post(f"/sessions/{plan}/retry", json={"backend": 3}),
+           api.post(f"/sessions/{plan}/retry", json={"backend": "gemini"})]  # no key in this app
+    for answer in bad:
+        assert answer.status_code == 400 and answer.json()["error"], answer.request.url
+    assert api.get("/sessions/nope/speakers").status_code == 404
+    assert api.post("/sessions/nope/speakers/relabel").status_code == 404
+    assert api.get(f"/sessions/{plan}/speakers").json() == {"session_id": plan, "speakers": []}
+
+
 # -- access and docs -----------------------------------------------------------------------------
 def test_a_relayed_client_without_token_is_403(api):
     """A local reverse proxy relaying someone else (X-Forwarded-For) is not this machine."""

@@ -125,6 +125,70 @@ def test_write_commands_through_the_app(env, tmp_path, monkeypatch, capsys):
         assert db.execute("SELECT policy FROM lab_runs").fetchall() == [("fixed:3",)]
 
 
+def _seed_speakers(data: Path, session_id: str) -> None:
+    """Three labelled voices on the planning session (chunks 0 and 2, 1, 3)."""
+    from scribe.core import SpeakerRow
+    from scribe.storage import Storage
+
+    storage = Storage(data / "scribe.duckdb")
+    try:
+        rows = [SpeakerRow(session_id, i, f"Speaker {i}", [0.0] * 4, 2.0) for i in (1, 2, 3)]
+        storage.save_speakers(session_id, rows, [("live", 0, 0, 1), ("live", 1, 0, 2), ("live", 2, 0, 1),
+                                                 ("live", 3, 0, 3)], stage="live")
+    finally:
+        storage.close()
+
+
+SPEAKER_COMMANDS = [
+    ["--json"], ["--rename", "1", "Alice Smith"], ["--merge", "1", "3"], ["--json"], ["--rename", "x", "Bob"],
+    ["--merge", "2", "9"], ["--rename", "2", " "],
+]
+
+
+def _speaker_runs(capsys, session_id: str) -> list[tuple[int, str, str]]:
+    runs = [_cli(capsys, "speakers", session_id, *argv) for argv in SPEAKER_COMMANDS]
+    runs.append(_cli(capsys, "speakers", "no-such-session"))
+    return [(rc, out, err.replace(session_id, "SID")) for rc, out, err in runs]
+
+
+def test_speakers_through_the_app_match_the_database(env, tmp_path, monkeypatch, capsys):
+    data, ids = env
+    _seed_speakers(data, ids["plan"])
+    app = _start(data, tmp_path, monkeypatch)
+    try:
+        through_app = _speaker_runs(capsys, ids["plan"])
+    finally:
+        app.stop()
+    other = tmp_path / "other"
+    other_ids = seed_demo(other)
+    _seed_speakers(other, other_ids["plan"])
+    monkeypatch.setenv("SCRIBE_DATA_DIR", str(other))
+    _cli(capsys, "sessions")  # its start-up note (a session left recording), as the app's start did
+    on_database = _speaker_runs(capsys, other_ids["plan"])
+    for argv, remote, local in zip([*SPEAKER_COMMANDS, ["no-such-session"]], through_app, on_database):
+        assert remote == local, argv
+    assert [rc for rc, _, _ in on_database] == [0, 0, 0, 0, 2, 2, 2, 2]
+    assert [row["name"] for row in json.loads(on_database[3][1])] == ["Alice Smith", "Speaker 2"]
+    assert "Alice Smith" in on_database[1][1] and "Speaker 3" not in on_database[2][1]
+
+
+def test_retry_through_the_app_finishes_the_failed_chunks(env, tmp_path, monkeypatch, capsys):
+    data, ids = env
+    app = _start(data, tmp_path, monkeypatch)
+    try:
+        rc, out, err = _cli(capsys, "retry", ids["tricky"], "--format", "txt")
+        assert rc == 0, err
+        assert f"session {ids['tricky']}: 1 failed chunk(s) retried; 2 of 2 chunks done" in err
+        assert "stub audio of" in out and "Onboarding feedback." not in out
+        rc, listed, _ = _cli(capsys, "sessions", "--json")
+        tricky = next(s for s in json.loads(listed) if s["id"] == ids["tricky"])
+        assert tricky["chunks"] == {"pending": 0, "processing": 0, "done": 2, "failed": 0}
+        rc, out, err = _cli(capsys, "retry", "no-such-session")
+        assert rc == 2 and out == "" and "no session 'no-such-session'" in err
+    finally:
+        app.stop()
+
+
 def test_a_token_app_needs_the_token_from_the_cli(env, tmp_path, monkeypatch, capsys):
     data, _ = env
     app = _start(data, tmp_path, monkeypatch, SCRIBE_API_TOKEN=TOKEN)

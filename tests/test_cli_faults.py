@@ -137,7 +137,7 @@ def test_unfinished_chunks_exit_non_zero_naming_them_and_retry_finishes_them(tmp
 
 
 def test_chunks_still_open_when_the_wait_ends_are_named_not_hidden(storage, capsys):
-    from scribe.cli import _report_unfinished
+    from scribe.cli.printers import report_unfinished
     from scribe.core import ChunkRow
 
     sid = storage.create_session(title="t", source="cli", backend="stub", model="m", chunk_seconds=2,
@@ -146,7 +146,7 @@ def test_chunks_still_open_when_the_wait_ends_are_named_not_hidden(storage, caps
         storage.insert_chunk(ChunkRow(sid, seq, seq * 2000, seq * 2000 + 2000, seq * 32000,
                                       seq * 32000 + 32000, f"/x/{seq}.flac", "pending"))
     storage.save_segments(sid, 0, [], finished_at=1.0)
-    assert _report_unfinished(storage, sid) == 1
+    assert report_unfinished(storage.list_chunks(sid), sid) == 1
     err = capsys.readouterr().err
     assert "2 chunk(s) not transcribed yet (seq 1, 2)" in err and f"python -m scribe retry {sid}" in err
 

@@ -1,0 +1,101 @@
+"""Reaching a running Scribe app's API, for when that app holds the database.
+
+`main.run` tries every command on the database first; when DuckDB says another process holds
+the file and the command has an API twin (`remote=` in its parser's defaults), `run()` here
+finds the app at SCRIBE_API_URL (with SCRIBE_API_TOKEN), checks that the app really serves that
+database, and hands the twin a connected client. The twins live beside their commands and
+print through the same `printers`, so output and exit codes match. When no app can take over,
+one line says what holds the database and what to do.
+"""
+
+from __future__ import annotations
+
+import argparse
+import time
+from dataclasses import fields
+from pathlib import Path
+from typing import Any, Callable
+
+from scribe.api_client import ApiClient, ApiRequestError, ApiUnreachableError, lock_holder
+from scribe.config import Settings
+from scribe.core import ChunkRow, SessionRow
+from scribe.errors import ScribeError
+
+WAIT_TIMEOUT_S = 3600.0
+POLL_S = 0.3
+
+RemoteCommand = Callable[[argparse.Namespace, ApiClient], int]
+"""A command's API twin: the parsed flags and a client of the app that holds the database."""
+
+
+def database_holder(exc: BaseException) -> str | None:
+    """Who holds the database, when `exc` is DuckDB refusing a second process; else None."""
+    return lock_holder(str(exc))
+
+
+def run(args: argparse.Namespace, holder: str, twin: RemoteCommand) -> int:
+    settings = Settings.from_env(db_path=Path(args.db) if getattr(args, "db", None) else None)
+    client = connect(settings, holder)
+    try:
+        return twin(args, client)
+    finally:
+        client.close()
+
+
+def connect(settings: Settings, holder: str) -> ApiClient:
+    """The API of the app that holds `settings.db`, or a ScribeError saying what to do."""
+    db, url = settings.db.resolve(), settings.api_url
+    client = ApiClient(url, settings.api_token)
+    try:
+        served = Path(client.health()["database"]).resolve()
+    except ApiUnreachableError:
+        client.close()
+        raise ScribeError(f"{db} is in use by {holder} and no Scribe app answers at {url}: stop that "
+                          "process, or set SCRIBE_API_URL to the Scribe app that holds it") from None
+    except ApiRequestError as exc:
+        client.close()
+        todo = ("set SCRIBE_API_TOKEN to the app's token" if exc.status in (401, 403)
+                else "try again once the app has started, or see its log")
+        raise ScribeError(f"{db} is in use by {holder}; the Scribe app at {url} answered HTTP "
+                          f"{exc.status} ({exc}): {todo}") from None
+    if served != db:
+        client.close()
+        raise ScribeError(f"{db} is in use by {holder}; the Scribe app at {url} serves {served} instead: "
+                          "stop that process, or set SCRIBE_API_URL to the app that holds it")
+    return client
+
+
+# -- what several twins need ----------------------------------------------------------
+def wait_for_session(client: ApiClient, session_id: str, progress: Callable[[float, str], None],
+                     *, timeout: float = WAIT_TIMEOUT_S) -> tuple[dict[str, int], dict[str, Any]]:
+    """Poll until no chunk is pending or processing (as `ingest.wait_for_session` does locally)."""
+    deadline = time.monotonic() + timeout
+    while True:
+        detail = client.session(session_id)
+        counts = detail["chunks"]
+        total, settled = sum(counts.values()), counts["done"] + counts["failed"]
+        if total:
+            progress(settled / total, f"transcribed {settled}/{total} chunks")
+        if settled == total or time.monotonic() > deadline:
+            return counts, detail
+        time.sleep(POLL_S)
+
+
+def live_transcript(client: ApiClient, session_id: str, fmt: str) -> str:
+    """The chunk transcript, as the local command prints it, even once a final pass exists."""
+    try:
+        return client.transcript(session_id, fmt, "live")
+    except ApiRequestError as exc:
+        if exc.status != 404:
+            raise
+        return client.transcript(session_id, fmt)  # nothing was said: the empty live transcript
+
+
+def session_row(item: dict[str, Any]) -> SessionRow:
+    return SessionRow(**{f.name: item[f.name] for f in fields(SessionRow)})
+
+
+def chunk_rows(items: list[dict[str, Any]]) -> list[ChunkRow]:
+    """The API's chunk list (it leaves out the server's file path) as rows."""
+    names = [f.name for f in fields(ChunkRow)]
+    return [ChunkRow(**{**{k: v for k, v in item.items() if k in names}, "audio_path": ""}) for item in items]

@@ -119,6 +119,11 @@ class SegmentRow:
         return self.machine_text is not None
 
 
+def default_speaker_name(speaker_id: int) -> str:
+    """The name of a session's speaker nobody has named: "Speaker N"."""
+    return f"Speaker {speaker_id}"
+
+
 @dataclass
 class SpeakerRow:
     """One voice in a session: `id` 1..N, a name shown everywhere, its voice centroid."""

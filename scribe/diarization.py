@@ -28,6 +28,7 @@ from scribe import speakers as sp
 from scribe import voices
 from scribe.audio import SAMPLE_RATE, read_flac
 from scribe.background import RequestThread
+from scribe.core import default_speaker_name as default_name
 from scribe.core import FINAL, LIVE, SegmentRow, SpeakerRow
 from scribe.errors import AudioDecodeError, NotFoundError, ScribeError
 from scribe.storage import Storage
@@ -37,8 +38,6 @@ log = logging.getLogger("scribe.diarization")
 Assignment = tuple[str, int, int, "int | None"]
 
 
-def default_name(speaker_id: int) -> str:
-    return f"Speaker {speaker_id}"
 
 
 def label_segments(segments: list[SegmentRow], labels: np.ndarray, *, offset_ms: int = 0) -> list[Assignment]:

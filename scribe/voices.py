@@ -25,7 +25,7 @@ import numpy as np
 
 from scribe import speakers as sp
 from scribe.audio import decode_file, rms_dbfs
-from scribe.core import SpeakerRow, VoiceProfile
+from scribe.core import SpeakerRow, VoiceProfile, default_speaker_name
 from scribe.errors import ScribeError
 from scribe.storage import Storage
 
@@ -207,10 +207,8 @@ def recognise(storage: Storage, session_id: str, *, threshold: float = MATCH_THR
 
 
 def _unname(storage: Storage, speaker: SpeakerRow, *, refused: bool) -> None:
-    from scribe.diarization import default_name  # diarization calls into this module
-
     storage.set_speaker_profile(speaker.session_id, speaker.id, None, by="refused" if refused else None,
-                                name=default_name(speaker.id))
+                                name=default_speaker_name(speaker.id))
 
 
 def _speaker(storage: Storage, session_id: str, speaker_id: int) -> SpeakerRow:

@@ -317,3 +317,136 @@ def wait_for_redis(url: str, timeout: float = 10.0) -> None:
             if time.monotonic() > deadline:
                 raise BackendUnavailableError(f"cannot reach Redis at {safe_url(url)}: {exc}") from None
             time.sleep(0.1)
+
+
+# -- the partial lane on workers ------------------------------------------------------
+PARTIAL_QUEUE = "scribe-partials"
+PARTIAL_ACTOR = "decode_partials"
+PARTIAL_LATEST = "scribe:partials:latest:"
+"""+ reply stream: the newest tick that app sent. A worker skips any older one."""
+PARTIAL_MAX_AGE_S = 2.0
+"""A partial request older than this when a worker takes it is dropped, never decoded (the
+session has newer audio by then), and the app stops waiting for it."""
+
+
+def declare_partial_actor(broker, handler: Callable[[dict], None]):
+    """The partial lane's actor, on its own queue so it never waits behind chunks; never retried."""
+    import dramatiq
+
+    return dramatiq.actor(handler, broker=broker, actor_name=PARTIAL_ACTOR, queue_name=PARTIAL_QUEUE,
+                          max_retries=0, time_limit=30_000)
+
+
+def _pcm16(audio: np.ndarray) -> str:
+    return base64.b64encode((np.clip(audio, -1.0, 1.0) * 32767).astype("<i2").tobytes()).decode("ascii")
+
+
+def _from_pcm16(text: str) -> np.ndarray:
+    return np.frombuffer(base64.b64decode(text), dtype="<i2").astype(np.float32) / 32767
+
+
+class RemotePartialDecoder:
+    """App side of the partial lane on workers: the lane's batch decoder (`prepare` +
+    `decode`). VAD runs here (cheap, and it spares a round trip when nothing new was said);
+    each tick's speech goes out as one message and its words come back on this process's
+    own stream. A tick not answered within `max_age_s` is skipped (its sessions get their
+    next decode on the next tick); nothing is ever resent."""
+
+    def __init__(self, redis_url: str, *, max_age_s: float = PARTIAL_MAX_AGE_S) -> None:
+        self.max_age_s = max_age_s
+        self._redis = _redis(redis_url)
+        self._stream = f"{RESULTS_PREFIX}partials:{uuid.uuid4().hex}"
+        self._actor = declare_partial_actor(make_broker(redis_url), _never_called)
+        self._last_id = "0-0"
+        self.skipped = 0
+        """Ticks not answered in time (or lost with a worker)."""
+
+    def prepare(self, audio: np.ndarray, offset_s: float = 0.0, prompt: str = "", times: bool = True):
+        from scribe.partials import prepare_speech
+
+        return prepare_speech(audio, offset_s, prompt, times)
+
+    def decode(self, batch: list) -> list[list]:
+        """The words of each piece, from whichever worker took the tick; raises
+        TranscriptionError (not retryable) when no answer came within `max_age_s`."""
+        from scribe.partials import TimedWord
+
+        tick = uuid.uuid4().hex
+        sent = time.time()
+        self._redis.set(PARTIAL_LATEST + self._stream, tick, ex=60)
+        self._actor.send({"tick": tick, "reply_to": self._stream, "sent_at": sent, "max_age_s": self.max_age_s,
+                          "items": [{"audio": _pcm16(s.audio), "offset_s": s.offset_s, "speech_end_s": s.speech_end_s,
+                                     "prompt": s.prompt, "times": s.times} for s in batch]})
+        answer = self._await(tick, sent + self.max_age_s + 1.0)
+        if answer is None:
+            self.skipped += 1
+            raise TranscriptionError(f"no worker answered partial tick {tick[:8]} in time", retryable=False)
+        return [[TimedWord(*w) for w in words] for words in answer["words"]]
+
+    def _await(self, tick: str, deadline: float) -> dict | None:
+        """This tick's answer; older ticks' late answers are read past and dropped."""
+        while (left := deadline - time.time()) > 0:
+            batches = self._redis.xread({self._stream: self._last_id}, count=10, block=max(1, int(left * 1000)))
+            for _stream, entries in batches or []:
+                for entry_id, fields in entries:
+                    self._last_id = entry_id
+                    answer = json.loads(fields[b"answer"])
+                    if answer["tick"] == tick:
+                        self._redis.xtrim(self._stream, minid=entry_id)
+                        return answer
+        return None
+
+    def close(self) -> None:
+        self._redis.delete(self._stream, PARTIAL_LATEST + self._stream)
+
+
+class PartialWorker:
+    """Worker side: decodes partial ticks on its own queue with a local partial model.
+    A tick older than its `max_age_s`, or no longer its app's newest, is dropped undecoded."""
+
+    def __init__(self, redis_url: str, decoder: Any, *, threads: int = 1, heartbeat_ms: int = 60_000,
+                 clock: Callable[[], float] = time.time) -> None:
+        self.decoder = decoder
+        self.threads = threads
+        self.dropped = 0
+        self.decoded = 0
+        self._clock = clock
+        self._redis = _redis(redis_url)
+        self._broker = make_broker(redis_url, heartbeat_ms=heartbeat_ms)
+        declare_partial_actor(self._broker, self.handle)
+        self._worker = None
+
+    def handle(self, message: dict) -> None:
+        if self.stale(message):
+            self.dropped += 1
+            log.info("partial tick %s dropped: stale", message["tick"][:8])
+            return
+        from scribe.partials import Speech
+
+        speeches = [Speech(_from_pcm16(i["audio"]), i["offset_s"], i["speech_end_s"], i["prompt"], i["times"])
+                    for i in message["items"]]
+        words = self.decoder.decode(speeches)
+        self.decoded += 1
+        answer = {"tick": message["tick"], "words": [[[w.text, w.start, w.end] for w in ws] for ws in words],
+                  "worker": f"{os.uname().nodename}:{os.getpid()}"}
+        self._redis.xadd(message["reply_to"], {"answer": json.dumps(answer)}, maxlen=1000, approximate=True)
+
+    def stale(self, message: dict) -> bool:
+        """Too old, or a newer tick of the same app was sent since (the latest wins)."""
+        if self._clock() - float(message["sent_at"]) > float(message["max_age_s"]):
+            return True
+        latest = self._redis.get(PARTIAL_LATEST + message["reply_to"])
+        return latest is not None and latest.decode() != message["tick"]
+
+    def start(self) -> "PartialWorker":
+        from dramatiq import Worker
+
+        self._worker = Worker(self._broker, queues={PARTIAL_QUEUE}, worker_threads=self.threads, worker_timeout=100)
+        self._worker.start()
+        return self
+
+    def stop(self) -> None:
+        if self._worker is not None:
+            self._worker.stop()
+            self._worker = None
+        self._broker.close()

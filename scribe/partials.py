@@ -46,6 +46,7 @@ import numpy as np
 from scribe.audio import SAMPLE_RATE
 from scribe.config import Settings
 from scribe.core import Segment
+from scribe.errors import TranscriptionError
 from scribe.hallucination import guard_segments
 
 log = logging.getLogger("scribe.partials")
@@ -437,6 +438,8 @@ class PartialLane:
         for thread in self._threads:
             thread.join(max(0.0, deadline - time.monotonic()))
         self._threads = []
+        if callable(close := getattr(self._decoder, "close", None)):
+            close()  # a remote decoder's reply stream
 
     def add_listener(self, listener: PartialListener) -> None:
         """Called on a partial thread after every decode (metrics); must not block."""
@@ -608,6 +611,8 @@ class PartialLane:
             try:
                 for (i, speech), words in zip(todo, self._decoder.decode([s for _, s in todo])):
                     results[i] = (words, speech.speech_end_s)
+            except TranscriptionError as exc:  # a remote tick not answered in time: skipped
+                log.info("partial decode of %d session(s) skipped: %s", len(todo), exc)
             except Exception:
                 log.exception("partial decode of %d session(s) failed", len(todo))
         return results
@@ -832,15 +837,7 @@ class WhisperPartialDecoder:
     # -- the lane's path --------------------------------------------------------------
     def prepare(self, audio: np.ndarray, offset_s: float = 0.0, prompt: str = "", times: bool = True) -> Speech | None:
         """The speech in `audio` (a tail of the open chunk starting at `offset_s`), or None."""
-        from faster_whisper.vad import VadOptions, get_speech_timestamps
-
-        spans = get_speech_timestamps(audio, VadOptions())
-        if not spans:
-            return None
-        first = max(0, spans[0]["start"] - int(LEAD_SECONDS * SAMPLE_RATE))
-        last = spans[-1]["end"]
-        return Speech(audio[first:last].astype(np.float32, copy=False), offset_s + first / SAMPLE_RATE,
-                      offset_s + last / SAMPLE_RATE, prompt, times)
+        return prepare_speech(audio, offset_s, prompt, times)
 
     def decode(self, batch: list[Speech]) -> list[list[TimedWord]]:
         """The words of each piece of speech, timed in chunk seconds (one model pass for all
@@ -935,12 +932,32 @@ class WhisperPartialDecoder:
         self.warm_seconds = time.perf_counter() - started
 
 
+def prepare_speech(audio: np.ndarray, offset_s: float = 0.0, prompt: str = "", times: bool = True) -> Speech | None:
+    """Silero VAD over a tail of the open chunk starting at `offset_s`: the audio from just
+    before its first speech to the end of its last, or None when it holds none."""
+    from faster_whisper.vad import VadOptions, get_speech_timestamps
+
+    spans = get_speech_timestamps(audio, VadOptions())
+    if not spans:
+        return None
+    first = max(0, spans[0]["start"] - int(LEAD_SECONDS * SAMPLE_RATE))
+    last = spans[-1]["end"]
+    return Speech(audio[first:last].astype(np.float32, copy=False), offset_s + first / SAMPLE_RATE,
+                  offset_s + last / SAMPLE_RATE, prompt, times)
+
+
 def build_partial_lane(settings: Settings, busy: Callable[[], bool]) -> PartialLane:
     """The app's lane: the local partial model (loaded once per process through `load_model`,
-    shared by every session), warmed before any session starts.
+    shared by every session), warmed before any session starts; with SCRIBE_REDIS_URL the
+    workers' (`RemotePartialDecoder`: the app process loads no model).
 
     It is loaded on a nicer thread of its own: CTranslate2's compute threads inherit that
     priority, so partial decodes yield the CPU to everything else."""
+    if settings.redis_url:
+        from scribe.distributed import RemotePartialDecoder
+
+        return PartialLane(RemotePartialDecoder(settings.redis_url), interval_seconds=settings.partial_interval_seconds,
+                           busy=busy, capacity=settings.partial_capacity)
     loaded: dict[str, object] = {}
 
     def load() -> None:

@@ -1,5 +1,6 @@
 """Scale-out through a real redis-server and Dramatiq workers (in-process and as subprocesses)."""
 
+import json
 import os
 import signal
 import subprocess
@@ -165,15 +166,22 @@ def test_no_worker_means_a_retryable_timeout(redis_url):
         remote.close()
 
 
-def _start_worker_process(url: str, latency: str) -> subprocess.Popen:
-    env = {**os.environ, "SCRIBE_BACKEND": "stub", "SCRIBE_STUB_LATENCY": latency, "HF_HUB_OFFLINE": "1"}
-    return subprocess.Popen([sys.executable, "-m", "scribe", "worker", "--redis", url, "--threads", "2"],
-                            cwd=ROOT, env=env, stderr=subprocess.PIPE, text=True)
+def _start_worker_process(url: str, latency: str, lanes: str = "chunks") -> subprocess.Popen:
+    env = {**os.environ, "SCRIBE_BACKEND": "stub", "SCRIBE_STUB_LATENCY": latency, "HF_HUB_OFFLINE": "1",
+           "SCRIBE_PARTIAL_MODEL": "tiny.en"}
+    return subprocess.Popen([sys.executable, "-m", "scribe", "worker", "--redis", url, "--threads", "2",
+                             "--lanes", lanes], cwd=ROOT, env=env, stderr=subprocess.PIPE, text=True)
 
 
-def _wait_ready(proc: subprocess.Popen) -> None:
-    line = proc.stderr.readline()
-    assert "worker ready" in line, line
+def _wait_ready(proc: subprocess.Popen) -> list[str]:
+    """Lines the worker wrote up to "worker ready" (model loading may log first)."""
+    lines = []
+    for _ in range(200):
+        lines.append(proc.stderr.readline())
+        if "worker ready" in lines[-1] or not lines[-1]:
+            break
+    assert "worker ready" in lines[-1], lines
+    return lines
 
 
 def test_a_killed_worker_loses_nothing_and_duplicates_nothing(storage, tmp_path, redis_url):
@@ -214,3 +222,126 @@ def test_worker_without_redis_is_one_clear_line():
 
 def test_redis_password_never_shown():
     assert safe_url("redis://:hunter2@cache.internal:6380/1") == "redis://cache.internal:6380/1"
+
+
+# -- the partial lane on workers ----------------------------------------------------
+@pytest.fixture(scope="module")
+def partial_decoder():
+    from scribe.partials import WhisperPartialDecoder
+
+    return WhisperPartialDecoder("tiny.en")
+
+
+@pytest.fixture(scope="module")
+def spoken():
+    import speech
+
+    if not speech.have_espeak():
+        pytest.skip("espeak-ng is not installed")
+    audio, text = speech.meeting_audio(speech.MEETING_TURNS[:1])
+    return audio, text
+
+
+def _partial_message(decoder, tick: str, sent_at: float, audio) -> dict:
+    from scribe.distributed import _pcm16
+
+    return {"tick": tick, "reply_to": decoder._stream, "sent_at": sent_at, "max_age_s": decoder.max_age_s,
+            "items": [{"audio": _pcm16(audio), "offset_s": 0.0, "speech_end_s": audio.size / SR,
+                       "prompt": "", "times": False}]}
+
+
+def test_partials_on_a_worker_latest_wins_and_stale_requests_are_dropped_never_decoded(redis_url, partial_decoder, spoken):
+    from scribe.distributed import PARTIAL_LATEST, PartialWorker, RemotePartialDecoder
+    from scribe.wer import word_error_rate
+
+    audio, text = spoken
+    remote = RemotePartialDecoder(redis_url, max_age_s=10.0)  # room for a decode on a busy test machine
+    worker = PartialWorker(redis_url, partial_decoder)
+    try:
+        # queued while no worker runs: one too old by the time it is taken, one superseded
+        remote._actor.send(_partial_message(remote, "too-old", time.time() - 60.0, audio))
+        remote._actor.send(_partial_message(remote, "superseded", time.time(), audio))
+        remote._redis.set(PARTIAL_LATEST + remote._stream, "a-newer-tick")
+        worker.start()
+        speech_ = remote.prepare(audio)
+        (words,) = remote.decode([speech_])  # a new tick: the latest, answered
+        assert word_error_rate(text, " ".join(w.text for w in words)) < 0.35
+        assert worker.dropped == 2 and worker.decoded == 1  # the two stale ones never decoded
+        time.sleep(0.5)
+        answered = [json.loads(f[b"answer"])["tick"] for _, f in remote._redis.xrange(remote._stream)]
+        assert "too-old" not in answered and "superseded" not in answered
+    finally:
+        worker.stop()
+        remote.close()
+
+
+def test_no_partial_worker_means_a_skipped_partial_not_a_wait(redis_url):
+    from scribe.distributed import RemotePartialDecoder
+    from scribe.partials import Speech
+
+    remote = RemotePartialDecoder(redis_url, max_age_s=0.5)
+    try:
+        started = time.monotonic()
+        with pytest.raises(TranscriptionError) as err:
+            remote.decode([Speech(np.zeros(SR, np.float32), 0.0, 1.0)])
+        assert not err.value.retryable and time.monotonic() - started < 3.0 and remote.skipped == 1
+    finally:
+        remote.close()
+
+
+def test_a_worker_killed_mid_partial_decode_costs_a_skipped_partial_never_a_lost_chunk(storage, tmp_path, redis_url,
+                                                                                        spoken):
+    """One worker serves both lanes; it is killed while it decodes a partial tick with a chunk
+    in flight. The tick is skipped (never answered, never decoded later: its redelivery is
+    stale); the chunk is transcribed by the next worker, once."""
+    from scribe.distributed import RemotePartialDecoder
+
+    audio, _ = spoken
+    first = _start_worker_process(redis_url, "1.5-1.5", lanes="chunks,partials")
+    _wait_ready(first)
+    remote, pipe = remote_pipeline(storage, tmp_path, redis_url, timeout=4.0, concurrency=2)
+    partials = RemotePartialDecoder(redis_url, max_age_s=2.0)
+    sid = new_session(storage)
+    second = None
+    try:
+        long_speech = np.concatenate([audio] * 3)  # ~12 s: tiny.en takes a while on it
+        pipe.submit(chunk(sid, 0))
+        outcome: dict = {}
+
+        def tick() -> None:
+            try:
+                outcome["words"] = partials.decode([partials.prepare(long_speech)])
+            except TranscriptionError as exc:
+                outcome["error"] = exc
+
+        ticker = threading.Thread(target=tick)
+        ticker.start()
+        time.sleep(0.4)  # the worker has taken the tick and decodes it; the chunk is in flight
+        first.send_signal(signal.SIGKILL)
+        first.wait(10)
+        ticker.join(10)
+        assert "error" in outcome and partials.skipped == 1  # a skipped partial
+        second = _start_worker_process(redis_url, "0.05-0.1", lanes="chunks,partials")
+        lines = _wait_ready(second)
+        assert pipe.wait_idle(90)
+        assert storage.chunk_counts(sid) == {"pending": 0, "processing": 0, "done": 1, "failed": 0}
+        assert [(s.seq, s.idx) for s in storage.list_segments(sid)] == [(0, 0)]
+        time.sleep(1.0)
+        assert partials._redis.xlen(partials._stream) == 0  # the killed tick was never answered late
+        assert "error" in outcome
+        assert not any("Traceback" in line for line in lines)
+    finally:
+        pipe.stop()
+        remote.close()
+        partials.close()
+        for proc in (first, second):
+            if proc and proc.poll() is None:
+                proc.terminate()
+                proc.wait(10)
+
+
+def test_worker_lanes_are_checked():
+    env = {**os.environ, "SCRIBE_REDIS_URL": "redis://127.0.0.1:1/0"}
+    out = subprocess.run([sys.executable, "-m", "scribe", "worker", "--lanes", "chunks,words"], cwd=ROOT, env=env,
+                         capture_output=True, text=True, timeout=60)
+    assert out.returncode != 0 and "--lanes 'chunks,words'" in out.stderr

@@ -948,16 +948,11 @@ def prepare_speech(audio: np.ndarray, offset_s: float = 0.0, prompt: str = "", t
 
 def build_partial_lane(settings: Settings, busy: Callable[[], bool]) -> PartialLane:
     """The app's lane: the local partial model (loaded once per process through `load_model`,
-    shared by every session), warmed before any session starts; with SCRIBE_REDIS_URL the
-    workers' (`RemotePartialDecoder`: the app process loads no model).
+    shared by every session), warmed before any session starts. (With SCRIBE_REDIS_URL the
+    Runtime gives the lane `distributed.RemotePartialDecoder` instead.)
 
     It is loaded on a nicer thread of its own: CTranslate2's compute threads inherit that
     priority, so partial decodes yield the CPU to everything else."""
-    if settings.redis_url:
-        from scribe.distributed import RemotePartialDecoder
-
-        return PartialLane(RemotePartialDecoder(settings.redis_url), interval_seconds=settings.partial_interval_seconds,
-                           busy=busy, capacity=settings.partial_capacity)
     loaded: dict[str, object] = {}
 
     def load() -> None:

@@ -222,7 +222,14 @@ def _partial_lane(settings: Settings, pipeline: Pipeline) -> Any:
         stats = pipeline.stats()
         return stats.queued + stats.intake > 0
 
-    lane = build_partial_lane(settings, busy=chunks_waiting)
+    if settings.redis_url:  # decoded on the workers (`worker --lanes partials`): no model here
+        from scribe.distributed import RemotePartialDecoder
+        from scribe.partials import PartialLane
+
+        lane = PartialLane(RemotePartialDecoder(settings.redis_url), interval_seconds=settings.partial_interval_seconds,
+                           busy=chunks_waiting, capacity=settings.partial_capacity)
+    else:
+        lane = build_partial_lane(settings, busy=chunks_waiting)
     pipeline.add_listener(lane.on_pipeline_event)
     return lane
 

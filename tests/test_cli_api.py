@@ -235,3 +235,44 @@ def test_an_app_serving_another_database_is_not_used(held, tmp_path, monkeypatch
         assert str((tmp_path / "other-data" / "scribe.duckdb").resolve()) in err
     finally:
         other.stop()
+
+
+def _outside(cwd: Path, *argv: str, **env: str) -> subprocess.CompletedProcess:
+    """The CLI as someone runs it in another folder: no SCRIBE_* settings but `env`."""
+    import os
+
+    clean = {k: v for k, v in os.environ.items() if not k.startswith("SCRIBE_")}
+    return subprocess.run([sys.executable, "-m", "scribe", *argv], cwd=cwd, capture_output=True, text=True,
+                          timeout=120, env={**clean, "PYTHONPATH": str(Path(__file__).resolve().parents[1]),
+                                            "HF_HUB_OFFLINE": "1", **env})
+
+
+def test_outside_the_app_the_cli_uses_a_named_app_and_never_creates_a_database(env, tmp_path):
+    """Run in an empty folder: without a database it says where it looked and creates nothing;
+    with SCRIBE_API_URL naming a running app, it lists that app's sessions."""
+    data, _ids = env
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    lost = _outside(elsewhere, "sessions")
+    assert lost.returncode == 2 and lost.stdout == ""
+    assert str(elsewhere / "data" / "scribe.duckdb") in lost.stderr and "SCRIBE_API_URL" in lost.stderr
+    assert not (elsewhere / "data").exists()  # no empty database made by accident
+
+    app = ScribeApp(data, tmp_path / "app.log")
+    try:
+        listed = _outside(elsewhere, "sessions", SCRIBE_API_URL=app.url)
+        assert listed.returncode == 0, listed.stderr
+        assert "Weekly planning" in listed.stdout and app.url in listed.stderr
+        assert not (elsewhere / "data").exists()
+    finally:
+        app.stop()
+
+
+def test_an_empty_list_says_which_database_it_read(tmp_path, capsys, monkeypatch):
+    from scribe.storage import Storage
+
+    monkeypatch.setenv("SCRIBE_DATA_DIR", str(tmp_path / "data"))
+    Storage(tmp_path / "data" / "scribe.duckdb").close()
+    rc, out, err = _cli(capsys, "sessions")
+    assert rc == 0 and out == ""
+    assert err.strip() == f"no sessions in {(tmp_path / 'data' / 'scribe.duckdb').resolve()}"

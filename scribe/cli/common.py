@@ -55,6 +55,9 @@ def open_storage(args: argparse.Namespace) -> tuple[Settings, Storage]:
     """The database, after marking sessions a dead process left `recording` as
     interrupted (this process holds the file, so no live process is recording them)."""
     settings = settings_from(args)
+    if not settings.db.exists():  # reading commands never create an empty database by accident
+        raise ScribeError(f"no Scribe database at {settings.db.resolve()}: point --db, SCRIBE_DB or "
+                          "SCRIBE_DATA_DIR at the app's data, or SCRIBE_API_URL at the running app")
     storage = Storage(settings.db)
     try:
         interrupted = storage.interrupt_orphans_once()

@@ -48,7 +48,10 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 def run(args: argparse.Namespace) -> int:
-    """The database first; when a running Scribe app holds it, the command's twin through its API."""
+    """The database first; when a running Scribe app holds it, the command's twin through its API.
+    With SCRIBE_API_URL set and no database named, the app at that URL when it answers."""
+    if (app := remote.named_app(args)) is not None:
+        return remote.run_with(args, app, args.remote)
     try:
         return args.func(args)
     except ScribeError as exc:

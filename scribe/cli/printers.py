@@ -15,10 +15,14 @@ from scribe.core import ChunkRow, SessionRow
 from scribe.timelabels import local_datetime, mmss
 
 
-def print_sessions(rows: list[SessionRow], counts: dict[str, dict[str, int]], *, as_json: bool) -> int:
+def print_sessions(rows: list[SessionRow], counts: dict[str, dict[str, int]], *, as_json: bool,
+                   source: str) -> int:
+    """The list on stdout; an empty one says on stderr where it looked (`source`)."""
     if as_json:
         print(json.dumps([{**r.__dict__, "chunks": counts[r.id]} for r in rows], indent=2))
         return 0
+    if not rows:
+        print(f"no sessions in {source}", file=sys.stderr)
     for r in rows:
         when = local_datetime(r.created_at)
         c = counts[r.id]

@@ -11,10 +11,12 @@ one line says what holds the database and what to do.
 from __future__ import annotations
 
 import argparse
+import os
+import sys
 import time
 from dataclasses import fields
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any, Callable, Mapping
 
 from scribe.api_client import ApiClient, ApiRequestError, ApiUnreachableError, lock_holder
 from scribe.config import Settings
@@ -33,13 +35,45 @@ def database_holder(exc: BaseException) -> str | None:
     return lock_holder(str(exc))
 
 
+DATABASE_VARS = ("SCRIBE_DB", "SCRIBE_DATA_DIR")
+"""Settings that name a database; with one of them (or --db) a command uses that database."""
+
+
 def run(args: argparse.Namespace, holder: str, twin: RemoteCommand) -> int:
     settings = Settings.from_env(db_path=Path(args.db) if getattr(args, "db", None) else None)
-    client = connect(settings, holder)
+    return run_with(args, connect(settings, holder), twin)
+
+
+def run_with(args: argparse.Namespace, client: ApiClient, twin: RemoteCommand) -> int:
     try:
         return twin(args, client)
     finally:
         client.close()
+
+
+def named_app(args: argparse.Namespace, environ: Mapping[str, str] = os.environ) -> ApiClient | None:
+    """The app SCRIBE_API_URL names, when that is set, the app answers, and the command (one with
+    an API twin) was given no database of its own (--db, SCRIBE_DB, SCRIBE_DATA_DIR): it then
+    runs through that app, whatever folder it was started in (one stderr line says which)."""
+    if (args.remote is None or getattr(args, "db", None) or not environ.get("SCRIBE_API_URL")
+            or any(environ.get(var) for var in DATABASE_VARS)):
+        return None
+    settings = Settings.from_env()
+    client = ApiClient(settings.api_url, settings.api_token)
+    try:
+        served = client.health()["database"]
+    except ApiUnreachableError:
+        client.close()
+        print(f"note: no Scribe app answers at {settings.api_url} (SCRIBE_API_URL); using the database "
+              f"at {settings.db.resolve()}", file=sys.stderr)
+        return None
+    except ApiRequestError as exc:
+        client.close()
+        todo = "set SCRIBE_API_TOKEN to the app's token" if exc.status in (401, 403) else "see the app's log"
+        raise ScribeError(f"the Scribe app at {settings.api_url} (SCRIBE_API_URL) answered HTTP {exc.status} "
+                          f"({exc}): {todo}") from None
+    print(f"note: through the Scribe app at {settings.api_url} (database {served})", file=sys.stderr)
+    return client
 
 
 def connect(settings: Settings, holder: str) -> ApiClient:

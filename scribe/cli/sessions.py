@@ -46,13 +46,13 @@ def _add_sessions(sub: Any) -> None:
 def cmd_sessions(args: argparse.Namespace) -> int:
     if not 1 <= args.limit <= MAX_LIMIT:
         raise ScribeError(f"--limit must be between 1 and {MAX_LIMIT}")
-    _config, storage = open_storage(args)
+    config, storage = open_storage(args)
     try:
         rows = storage.list_sessions(limit=args.limit)
         counts = storage.chunk_counts_many([r.id for r in rows])
     finally:
         storage.close()
-    return print_sessions(rows, counts, as_json=args.json)
+    return print_sessions(rows, counts, as_json=args.json, source=str(config.db.resolve()))
 
 
 def sessions_through_api(args: argparse.Namespace, client: ApiClient) -> int:
@@ -65,7 +65,7 @@ def sessions_through_api(args: argparse.Namespace, client: ApiClient) -> int:
             counts[item["id"]] = item["chunks"]
         if len(page["sessions"]) == 0 or len(rows) >= page["total"]:
             break
-    return print_sessions(rows, counts, as_json=args.json)
+    return print_sessions(rows, counts, as_json=args.json, source=f"the Scribe app at {client.base_url}")
 
 
 # -- export -----------------------------------------------------------------------------

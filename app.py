@@ -23,7 +23,7 @@ if __name__ != "__main__":
     app = st.App(__file__, routes=server.routes(), middleware=server.middleware(), lifespan=server.lifespan)
 else:
     from pages._recorder import shared_recorder
-    from pages._shared import mark_app_ran, sidebar
+    from pages._shared import account_box, mark_app_ran, open_to_network_banner, principal, sidebar
 
     PAGES = [
         ("pages/record.py", "Record", ":material/mic:"),
@@ -31,6 +31,7 @@ else:
         ("pages/summary.py", "Summary", ":material/summarize:"),
         ("pages/analytics.py", "Analytics", ":material/monitoring:"),
         ("pages/lab.py", "Chunking lab", ":material/science:"),
+        ("pages/account.py", "Account", ":material/person:"),
     ]
 
     here = Path(__file__).parent
@@ -38,6 +39,10 @@ else:
     # and Scribe works offline.
     st.set_page_config(page_title="Scribe", page_icon=str(here / "scribe" / "assets" / "scribe-icon.png"),
                        layout="wide")
+    # Before anything else is drawn: with sign-in configured, this shows the sign-in screen
+    # (or a refusal) and stops; no recorder, no sidebar, no page runs for a stranger.
+    who = principal()
+    open_to_network_banner()
     available = [st.Page(path, title=title, icon=icon) for path, title, icon in PAGES if (here / path).exists()]
     if not available:
         st.title("Scribe")
@@ -49,6 +54,7 @@ else:
     # here, not by a page, so switching pages never unmounts it and a recording goes on;
     # it goes above the settings but runs after them (it uses the runtime they choose).
     recorder_slot = st.sidebar.container()
+    account_box(who)
     sidebar()
     shared_recorder(recorder_slot)
     page.run()

@@ -20,13 +20,16 @@ from scribe.timelabels import mmss
 BACKEND_LABELS = {"local": "Local Whisper", "gemini": "Google Gemini", "stub": "Stub (tests)"}
 
 
-def render_chunk_controls(rt: Runtime, session_id: str) -> None:
-    """Draw the controls for `session_id` (runs on the Streamlit script thread)."""
+def render_chunk_controls(rt: Runtime, session_id: str, can_change: bool = True) -> None:
+    """Draw the controls for `session_id` (runs on the Streamlit script thread); a reader
+    (`can_change` False) sees the overview only, no retry or re-transcription."""
     chunks = rt.storage.list_chunks(session_id)
     if not chunks:
         st.caption("No chunks stored for this session yet.")
         return
     _overview(rt, session_id, chunks)
+    if not can_change:
+        return
     _failures(rt, session_id)
     with st.expander("Re-transcribe with another backend"):
         _retranscribe(rt, session_id, chunks)

@@ -15,9 +15,10 @@ def _seconds(value: float) -> str:
     return "-" if math.isnan(value) else f"{value:.2f} s"
 
 
-def render_live_latency(storage: Storage, df: pd.DataFrame, *, session_ids, since, until) -> None:
+def render_live_latency(storage: Storage, df: pd.DataFrame, *, session_ids, since, until, visible_to=None) -> None:
     """Headline numbers and a per-session table; a short note when no session had partial text."""
-    view = analytics.live_latency(storage, df, session_ids=session_ids, since=since, until=until)
+    view = analytics.live_latency(storage, df, session_ids=session_ids, since=since, until=until,
+                                  visible_to=visible_to)
     st.subheader("Live latency")
     if view["sessions"].empty:
         st.caption("No live recording with partial text in this selection (SCRIBE_PARTIALS).")

@@ -20,9 +20,10 @@ from typing import NoReturn
 import streamlit as st
 from streamlit.delta_generator import DeltaGenerator
 
-from pages._shared import chosen_settings, live_registry, runtime
+from pages._shared import chosen_settings, live_registry, principal, runtime
 from pages._text import literal
 from scribe import capture, history
+from scribe.access import can_write
 from scribe.chunking import make_policy
 from scribe.core import SessionRow
 from scribe.record_view import live_words_note
@@ -113,13 +114,14 @@ def _widget(rt: Runtime, registry: capture.LiveRegistry) -> None:
     state = st.session_state
     title = state.get(TITLE_WIDGET, state.get(NEXT_TITLE)) or "Untitled recording"
     resume_id = state[RESUME_WIDGET] if RESUME_WIDGET in state else state.get(NEXT_RESUME)
+    owner = principal()
 
     people = int(state.get(PEOPLE_WIDGET) or 0)
 
     def factory() -> capture.LiveCapture:  # process_offer thread: no st.* here
         live = registry.open(rt.storage, rt.pipeline, title=history.check_title(title),
                              policy=make_policy(config.chunk_policy, config.chunk_seconds),
-                             resume_id=resume_id, partials=rt.partials)
+                             resume_id=resume_id, partials=rt.partials, owner=owner)
         if people:  # before the first chunk settles, so live labels use it too
             rt.storage.set_expected_speakers(live.session_id, people)
         return live
@@ -190,8 +192,9 @@ def _interrupted_by_reload(rt: Runtime) -> SessionRow | None:
     wanted = st.query_params.get(URL_KEY)
     if not wanted:
         return None
-    session = rt.storage.find_session(wanted)
-    if session is None or session.status != "interrupted" or session.source != "mic":
+    session = rt.storage.find_readable_session(wanted, principal())
+    if session is None or not can_write(principal(), session) or session.status != "interrupted" \
+            or session.source != "mic":
         return None
     if session.ended_at is not None and time.time() - session.ended_at > RESUME_WINDOW_S:
         return None

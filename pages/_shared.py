@@ -1,16 +1,19 @@
-"""What every page shares: the process-wide Runtime, the settings, the sidebar.
+"""What every page shares: who is signed in, the process-wide Runtime, the settings, the sidebar.
 
-Pages call `runtime()`; it is built once per distinct Settings (`RUNTIMES`, a process
-singleton no client message can empty), so every browser session in this process shares
-one DuckDB connection and one transcription queue. `sidebar()` (called by app.py on every page) lets a user
-pick backend, model, chunking and data folder; `chosen_settings()` returns the
-result (the environment's settings when no sidebar ran, e.g. in AppTest).
+`principal()` is the person using this browser session: with sign-in configured (`[auth]`
+in .streamlit/secrets.toml) nothing is drawn before they sign in (st.login) and are admitted
+by the email rules; without it, the local user. Pages call `runtime()`, which checks that
+first; it is built once per distinct Settings (`RUNTIMES`, a process singleton no client
+message can empty), so every browser session in this process shares one DuckDB connection
+and one transcription queue. `sidebar()` (called by app.py on every page) lets a person pick
+backend, model and chunking, within what the administrators allow; `chosen_settings()`
+returns the result (the environment's settings when no sidebar ran, e.g. in AppTest). The
+data folder, database, Redis, keys and model cache come from the environment only.
 """
 
 from __future__ import annotations
 
 import threading
-from dataclasses import replace
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -21,9 +24,10 @@ from streamlit.runtime.scriptrunner import get_script_run_ctx
 from scribe.chunking import LIVE_POLICY_NAMES
 from scribe.config import BACKENDS, Settings
 from scribe.errors import ScribeError
-from scribe.runtime import ProcessRuntimes, Runtime, configure_logging
 from scribe.guard import Site, host_of
-from scribe.server import ServerHooks, adopt
+from scribe.identity import LOCAL, Principal
+from scribe.runtime import ProcessRuntimes, Runtime, configure_logging
+from scribe.server import ServerHooks, adopt, startup_refusal
 from scribe.storage import Storage
 
 if TYPE_CHECKING:
@@ -33,6 +37,70 @@ CHOSEN = "scribe_settings"
 """st.session_state key holding the Settings picked in the sidebar."""
 APP_RAN = "scribe_app_ran"
 """st.session_state key app.py sets: this browser session went through app.py's navigation."""
+RECORDED_USER = "scribe_recorded_user"
+"""st.session_state key: the signed-in person already stored in `users` this browser session."""
+
+
+# -- who is using this browser session -----------------------------------------------------
+def sign_in_configured() -> bool:
+    """Team mode: `[auth]` in .streamlit/secrets.toml (Streamlit's OpenID Connect sign-in)."""
+    try:
+        return "auth" in st.secrets
+    except Exception:  # no secrets file at all
+        return False
+
+
+def principal() -> Principal:
+    """The person using this page. In team mode, until they have signed in and been admitted,
+    this draws the sign-in screen (or the refusal) and stops the script: nothing else is drawn."""
+    if not sign_in_configured():
+        return LOCAL
+    user = st.user
+    if not user.is_logged_in:
+        _sign_in_screen()
+    rules = server_settings().entry_rules
+    email = str(user.get("email") or "")
+    if refusal := rules.refusal(email):
+        st.title("Scribe")
+        st.error(refusal)
+        st.button("Sign out", on_click=st.logout, key="refused-sign-out")
+        st.stop()
+    person = rules.person(str(user.get("iss") or ""), str(user.get("sub") or ""), email,
+                          str(user.get("name") or ""))
+    if st.session_state.get(RECORDED_USER) != person:
+        _storage(str(server_settings().db)).record_user(person)  # so others can share with them
+        st.session_state[RECORDED_USER] = person
+    return person
+
+
+def _sign_in_screen() -> None:
+    st.title("Scribe")
+    st.write("Sign in to see your meetings and record new ones.")
+    st.button("Sign in", type="primary", icon=":material/login:", on_click=st.login, key="sign-in")
+    st.stop()
+
+
+def account_box(who: Principal) -> None:
+    """In the sidebar with sign-in on: who is signed in, and Sign out."""
+    if not sign_in_configured():
+        return
+    with st.sidebar.container(horizontal=True, vertical_alignment="center"):
+        st.caption(f"Signed in as {who.label.replace('@', '&#64;')}")  # text, not a mailto link
+        st.button("Sign out", on_click=st.logout, key="sign-out", icon=":material/logout:", type="tertiary")
+
+
+def open_to_network_banner() -> None:
+    """Without sign-in on a non-loopback address (SCRIBE_ALLOW_ANONYMOUS): say so on every page."""
+    if sign_in_configured() or startup_refusal(listen_address(), False, False) is None:
+        return
+    st.warning("This Scribe is open to everyone on the network: anyone who reaches it sees, changes and "
+               "deletes every meeting. Configure sign-in (README, Serving a team).", icon=":material/public:")
+
+
+def listen_address() -> str | None:
+    from streamlit import config as streamlit_config
+
+    return streamlit_config.get_option("server.address") or None
 
 
 def mark_app_ran() -> None:
@@ -84,48 +152,48 @@ def chosen_settings() -> Settings:
 
 
 def sidebar() -> Settings:
-    """The shared sidebar: backend, model, chunk seconds and policy, data folder.
+    """The shared sidebar: backend, model, chunk seconds and policy.
 
     Widget defaults come from the environment once (via session_state), so a
-    choice survives reruns and page switches."""
+    choice survives reruns and page switches. A person who is not an administrator picks
+    among the backends the administrators allow (SCRIBE_USER_BACKENDS) and keeps the
+    server's models: another model is another model loaded on the server."""
     base = settings()
+    admin = principal().is_admin
+    backends = BACKENDS if admin else tuple(dict.fromkeys((base.backend, *base.user_backends)))
     defaults = {"sb_backend": base.backend, "sb_model_local": base.whisper_model,
                 "sb_model_gemini": base.gemini_model, "sb_model_stub": "",
-                "sb_chunk_seconds": float(base.chunk_seconds), "sb_chunk_policy": base.chunk_policy,
-                "sb_data_dir": str(base.data_dir)}
+                "sb_chunk_seconds": float(base.chunk_seconds), "sb_chunk_policy": base.chunk_policy}
     for key, value in defaults.items():
         st.session_state.setdefault(key, value)
+    if st.session_state["sb_backend"] not in backends:
+        st.session_state["sb_backend"] = base.backend
     # Folded away: set once per session, not something every page needs in view.
     with st.sidebar.expander("Settings", icon=":material/tune:"):
-        backend = st.selectbox("Backend", BACKENDS, key="sb_backend",
+        backend = st.selectbox("Backend", backends, key="sb_backend",
                                help="local: Whisper on this machine; gemini needs GEMINI_API_KEY")
-        model = st.text_input("Model", key=f"sb_model_{backend}", disabled=backend == "stub",
+        model = st.text_input("Model", key=f"sb_model_{backend}", disabled=backend == "stub" or not admin,
                               help="local: base, tiny.en, a hub name such as small.en, or a model "
-                                   "folder (`python -m scribe models` lists them)")
+                                   "folder (`python -m scribe models` lists them)" if admin else
+                                   "the models are chosen by this server's administrators")
         seconds = st.number_input("Chunk seconds", min_value=1.0, max_value=600.0, step=1.0,
                                   key="sb_chunk_seconds")
         policy = st.selectbox("Chunk policy", LIVE_POLICY_NAMES, key="sb_chunk_policy",
                               help="pause: cut in a pause near the target; fixed: exact length")
-        data_dir = st.text_input("Data folder", key="sb_data_dir")
-    st.session_state[CHOSEN] = _apply(base, backend, model, float(seconds), policy, data_dir)
+    st.session_state[CHOSEN] = _apply(base, backend, model if admin else "", float(seconds), policy)
     return st.session_state[CHOSEN]
 
 
-def _apply(base: Settings, backend: str, model: str, seconds: float, policy: str,
-           data_dir: str) -> Settings:
+def _apply(base: Settings, backend: str, model: str, seconds: float, policy: str) -> Settings:
     """The sidebar's values on top of the environment; a bad one is shown, not applied."""
-    changes = {"backend": backend, "chunk_seconds": seconds, "chunk_policy": policy,
-               "data_dir": Path(data_dir.strip() or base.data_dir)}
+    changes = {"backend": backend, "chunk_seconds": seconds, "chunk_policy": policy}
     if backend != "stub" and model.strip():
         changes["gemini_model" if backend == "gemini" else "whisper_model"] = model.strip()
     try:
-        chosen = base.with_changes(**changes)
+        return base.with_changes(**changes)
     except ScribeError as exc:
         st.sidebar.error(f"Bad setting: {exc}")
         return chosen_settings()
-    if chosen.data_dir != base.data_dir:
-        chosen = replace(chosen, db_path=None)  # a chosen folder holds its own database
-    return chosen
 
 
 RUNTIMES = ProcessRuntimes()
@@ -158,8 +226,9 @@ def _runtime_key(config: Settings) -> Settings:
 
 def runtime() -> Runtime:
     """The shared Runtime for the chosen settings; stops the page with a clear message
-    if it cannot start."""
+    if it cannot start. In team mode nothing is returned before the person signed in."""
     _ensure_app_navigation()
+    principal()
     try:
         config = _runtime_key(chosen_settings())
         _prepare_models(config)
@@ -264,4 +333,5 @@ def server_hooks() -> ServerHooks:
     """What the server's start-up (scribe/server.py) takes from here."""
     return ServerHooks(settings=server_settings, build_runtime=server_runtime, public_url=_public_url,
                        addresses=_addresses, accept_site=_accept_site,
-                       live_registry=lambda: live_registry(server_settings().max_live_sessions))
+                       live_registry=lambda: live_registry(server_settings().max_live_sessions),
+                       sign_in_configured=sign_in_configured, listen_address=listen_address)

@@ -15,7 +15,8 @@ from scribe.diarization import split_speaker
 from scribe.errors import ScribeError
 
 
-def speakers_section(rt, session, shown: str) -> None:
+def speakers_section(rt, session, shown: str, can_change: bool = True) -> None:
+    """`can_change`: the owner or an administrator; a reader sees the speakers only."""
     storage = rt.storage
     stats = storage.speaker_stats(session.id, shown)
     state = storage.diarization_state(session.id) or {}
@@ -29,11 +30,14 @@ def speakers_section(rt, session, shown: str) -> None:
             st.caption(f"Labelled {stage}. A new name shows in the transcript, search, summaries and exports.")
             st.dataframe([{"speaker": r["name"], "segments": r["segments"], "seconds": round(r["seconds"], 1)}
                           for r in stats], hide_index=True)
+            if not can_change:
+                return
             _rename(storage, session.id, stats)
             if len(stats) > 1:
                 _merge(storage, session.id, stats)
             _split(storage, session.id, stats)
-        _count(rt, session, state)
+        if can_change:
+            _count(rt, session, state)
 
 
 def _names(stats) -> dict[int, str]:

@@ -24,19 +24,21 @@ EDITED = "Edited"
 
 
 def render_transcript(storage: Storage, session: SessionRow, shown: str, segments: list[SegmentRow],
-                      jump_ms: int | None) -> None:
-    """Player, then the lines (or the editor); a clicked time plays the recording from there."""
+                      jump_ms: int | None, can_change: bool = True) -> None:
+    """Player, then the lines (or the editor); a clicked time plays the recording from there.
+    `can_change`: the owner or an administrator may correct lines; a reader reads."""
     key = f"{PLAY_AT}-{session.id}"
     if jump_ms is not None and st.session_state.get(f"{key}-jumped") != jump_ms:
         st.session_state[f"{key}-jumped"] = jump_ms  # a link's ?t= plays once, then clicks win
         st.session_state[key] = history.segment_start(segments, jump_ms)
     _player(storage, session.id, st.session_state.get(key))
-    editing = st.toggle("Correct the transcript", key=f"editing-{session.id}-{shown}",
-                        help="Fix wrong words. The machine's text is kept; each line can go back to it.")
+    editing = can_change and st.toggle("Correct the transcript", key=f"editing-{session.id}-{shown}",
+                                       help="Fix wrong words. The machine's text is kept; each line "
+                                            "can go back to it.")
     if editing:
         _editor(storage, session.id, shown, segments)
     else:
-        _lines(storage, session.id, shown, segments, key)
+        _lines(storage, session.id, shown, segments, key, can_change)
 
 
 def _player(storage: Storage, session_id: str, play_at: int | None) -> None:
@@ -54,7 +56,8 @@ def _session_audio(_storage: Storage, session_id: str, done_chunks: int) -> byte
     return history.session_audio_bytes(_storage, session_id)
 
 
-def _lines(storage: Storage, session_id: str, shown: str, segments: list[SegmentRow], key: str) -> None:
+def _lines(storage: Storage, session_id: str, shown: str, segments: list[SegmentRow], key: str,
+           can_change: bool) -> None:
     doubtful = [history.doubts(s) for s in segments]
     n_doubtful = sum(1 for d in doubtful if d)
     only_doubtful = n_doubtful > 0 and st.toggle(f"Only doubtful lines ({n_doubtful})",
@@ -64,7 +67,7 @@ def _lines(storage: Storage, session_id: str, shown: str, segments: list[Segment
     playing = st.session_state.get(key)
     st.caption("Click a time to play the recording from there.")
     for i in page:
-        _line(storage, segments[i], doubtful[i], key, playing)
+        _line(storage, segments[i], doubtful[i], key, playing, can_change)
 
 
 def _page_of(rows: list[int], session_id: str) -> list[int]:
@@ -77,7 +80,8 @@ def _page_of(rows: list[int], session_id: str) -> list[int]:
     return rows[start:start + LINES_PER_PAGE]
 
 
-def _line(storage: Storage, seg: SegmentRow, doubts: list[str], key: str, playing: int | None) -> None:
+def _line(storage: Storage, seg: SegmentRow, doubts: list[str], key: str, playing: int | None,
+          can_change: bool) -> None:
     at, text, extra = st.columns([1, 12, 2], vertical_alignment="center")
     if at.button(f"[{mmss(seg.start_ms)}]", key=f"at-{seg.transcript}-{seg.seq}-{seg.idx}", type="tertiary",
                  help="Play from here"):
@@ -91,7 +95,7 @@ def _line(storage: Storage, seg: SegmentRow, doubts: list[str], key: str, playin
         text.caption("May be wrong: " + ", ".join(d.replace("_", " ") for d in doubts))
     if seg.edited:
         text.caption(f"{EDITED} · the machine heard: {literal(seg.machine_text)}")
-        if extra.button("Undo", key=f"undo-{seg.transcript}-{seg.seq}-{seg.idx}", type="tertiary",
+        if can_change and extra.button("Undo", key=f"undo-{seg.transcript}-{seg.seq}-{seg.idx}", type="tertiary",
                         icon=":material/undo:", help="Back to the machine's text"):
             storage.undo_edit(seg.session_id, seg.transcript, seg.seq, seg.idx)
             st.rerun()

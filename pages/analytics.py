@@ -7,12 +7,13 @@ import datetime as dt
 import streamlit as st
 
 from pages._live_latency import render_live_latency
-from pages._shared import runtime
+from pages._shared import principal, runtime
 from scribe import analytics, analytics_charts as charts
 from scribe.timelabels import local_date, picked_days, time_zone_note, today
 
 rt = runtime()
-facets = rt.storage.timing_facets()
+who = principal()  # a person sees the figures of the sessions they may read
+facets = rt.storage.timing_facets(visible_to=who)
 
 # -- sidebar: filters ------------------------------------------------------------
 with st.sidebar:
@@ -37,7 +38,7 @@ st.caption("Chunk timeline: closed -> stored (disk + DB) -> queue wait -> proces
 
 since, until = picked_days(days)
 df = analytics.load_chunks(rt.storage, session_ids=session_ids, backends=backends, models=models,
-                           since=since, until=until)
+                           since=since, until=until, visible_to=who)
 
 
 # -- health ----------------------------------------------------------------------
@@ -115,4 +116,4 @@ with data:
                        mime="text/csv", icon=":material/download:")
     st.dataframe(charts.readable(df[analytics.CSV_COLUMNS], decimals=3, rename=False), hide_index=True)
 
-render_live_latency(rt.storage, df, session_ids=session_ids, since=since, until=until)
+render_live_latency(rt.storage, df, session_ids=session_ids, since=since, until=until, visible_to=who)

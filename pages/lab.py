@@ -9,7 +9,7 @@ import pandas as pd
 import plotly.express as px
 import streamlit as st
 
-from pages._shared import runtime
+from pages._shared import principal, runtime
 from pages._text import literal
 from scribe import lab
 from scribe.chunking import POLICY_HELP, POLICY_NAMES
@@ -62,7 +62,8 @@ elif source == UPLOAD:
             st.session_state.lab_upload = (upload.file_id, lab.save_upload(upload.getvalue(), upload.name))
         audio_path = st.session_state.lab_upload[1]
 else:
-    sessions = [s for s in rt.storage.list_sessions(limit=200) if s.status in ("stopped", "done")]
+    sessions = [s for s in rt.storage.list_sessions(limit=200, visible_to=principal())
+                if s.status in ("stopped", "done")]
     if not sessions:
         st.info("No finished sessions yet. Record or upload one first, or use the built-in demo.")
         st.stop()
@@ -90,7 +91,8 @@ if st.button("Run policies", type="primary", disabled=not ready):
     bar = st.progress(0.0, text="starting")
     try:
         st.session_state.lab_runs = lab.run_eval(
-            audio_path, reference, specs, transcriber=rt.transcriber, results=rt.storage,
+            audio_path, reference, specs, transcriber=rt.transcriber,
+            results=lab.OwnedResults(rt.storage, principal().user_id),
             label=audio_path.name, progress=lambda f, msg: bar.progress(min(f, 1.0), text=msg),
             context_seconds=rt.settings.noisy_context_seconds)
         st.session_state.lab_label = audio_path.name
@@ -123,7 +125,7 @@ if runs:
             st.text(run.hypothesis or "(nothing)")
 
 st.subheader("Previous runs")
-history = lab.stored_runs_table(rt.storage)
+history = lab.stored_runs_table(rt.storage, visible_to=principal())
 if history:
     st.dataframe(pd.DataFrame(history), hide_index=True, width="stretch")
 else:

@@ -11,7 +11,7 @@ from pages._chunk_controls import render_backlog_warning, render_chunk_controls
 from pages._live_text import render_live_transcript
 from pages._recorder import (PEOPLE_WIDGET, RESUME_WIDGET, TITLE_WIDGET, current_session_id, live_capture,
                              resume_offered, set_next_recording, show_session)
-from pages._shared import chosen_settings, live_registry, runtime
+from pages._shared import chosen_settings, live_registry, principal, runtime
 from pages._text import literal
 from scribe import capture, history, record_view
 from scribe.chunking import make_policy
@@ -51,7 +51,7 @@ def _keep_choice_valid(resumable: dict[str, SessionRow]) -> None:
 def _resumable() -> dict[str, SessionRow]:
     """Sessions Start can continue: any recent microphone session nobody records now
     (one stopped a moment ago is still marked recording until its last chunk is stored)."""
-    sessions = rt.storage.resumable_sessions(include_recording=True)
+    sessions = rt.storage.resumable_sessions(include_recording=True, owner_id=principal().user_id)
     return {s.id: s for s in sessions if _not_recording(registry.get(s.id))}
 
 
@@ -77,7 +77,7 @@ def _upload(title: str, people: int) -> None:
         try:
             result = ingest_file(path, storage=rt.storage, pipeline=rt.pipeline,
                                  policy=make_policy(config.chunk_policy, config.chunk_seconds),
-                                 title=title or path.stem, source="upload",
+                                 title=title or path.stem, source="upload", owner_id=principal().user_id,
                                  max_audio_hours=config.max_audio_hours, expected_speakers=people or None,
                                  progress=lambda fraction, message: bar.progress(fraction, text=message))
         except ScribeError as exc:
@@ -94,7 +94,7 @@ def _upload(title: str, people: int) -> None:
 
 def _shown_session() -> SessionRow | None:
     session_id = current_session_id()
-    return rt.storage.find_session(session_id) if session_id else None
+    return rt.storage.find_readable_session(session_id, principal()) if session_id else None
 
 
 def _status(session: SessionRow, chunks: list[ChunkRow], n_segments: int) -> str:
@@ -188,7 +188,7 @@ def _metrics(session: SessionRow, stats: capture.LiveStats | None, chunks: list[
 def _title_default() -> None:
     """After a reload the box starts with the title of the session being recorded or resumed."""
     if TITLE_WIDGET not in st.session_state and (sid := current_session_id() or st.query_params.get("recording")):
-        if (session := rt.storage.find_session(sid)) is not None:
+        if (session := rt.storage.find_readable_session(sid, principal())) is not None:
             st.session_state[TITLE_WIDGET] = session.title
 
 

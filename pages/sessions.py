@@ -12,11 +12,13 @@ import pandas as pd
 import streamlit as st
 
 from pages._chunk_controls import render_chunk_controls
-from pages._shared import runtime
+from pages._sharing import sharing_section
+from pages._shared import principal, runtime
 from pages._speakers import speakers_section
 from pages._text import literal, literal_marked
 from pages._transcript import render_transcript
 from scribe import export, history
+from scribe.access import can_write
 from scribe.core import SESSION_STATUSES
 from scribe.errors import ScribeError
 from scribe.search import SearchQueryError, highlight, search
@@ -27,6 +29,7 @@ SEARCH_PAGE = 20
 
 rt = runtime()
 storage = rt.storage
+who = principal()
 if "table_nonce" not in st.session_state:
     st.session_state.table_nonce = 0  # a new key resets a table's row selection
 
@@ -74,7 +77,7 @@ def search_section() -> bool:
         st.session_state.search_page = 1
     page_no = int(st.session_state.get("search_page", 1))
     try:
-        result = search(storage, query, limit=SEARCH_PAGE, offset=(page_no - 1) * SEARCH_PAGE)
+        result = search(storage, query, limit=SEARCH_PAGE, offset=(page_no - 1) * SEARCH_PAGE, visible_to=who)
     except SearchQueryError as exc:
         st.warning(str(exc))
         return True
@@ -104,12 +107,17 @@ def list_view() -> None:
     picked = middle.date_input("Created between", value=(), format="YYYY-MM-DD")
     middle.caption(time_zone_note())
     per_page = right.selectbox("Per page", PER_PAGE_CHOICES)
-    hide_silent = st.toggle("Hide sessions with no speech", key="hide_no_speech")
+    toggles = st.columns(2)
+    hide_silent = toggles[0].toggle("Hide sessions with no speech", key="hide_no_speech")
+    shared = toggles[1].toggle("Shared with me", key="shared_with_me",
+                               help="Only other people's sessions they shared with you or the team")
     since, until = picked_days(picked)
-    total = storage.count_sessions(statuses=statuses, since=since, until=until, hide_no_speech=hide_silent)
+    filters = dict(statuses=statuses, since=since, until=until, hide_no_speech=hide_silent,
+                   visible_to=who, shared_with_me=shared)
+    total = storage.count_sessions(**filters)
     if not total:
         st.info("No sessions yet. Record one on the Record page, or run "
-                "`python -m scribe transcribe FILE`." if not (statuses or since or hide_silent)
+                "`python -m scribe transcribe FILE`." if not (statuses or since or hide_silent or shared)
                 else "No session matches.")
         return
     pages = max(1, -(-total // per_page))
@@ -117,8 +125,7 @@ def list_view() -> None:
         st.session_state.list_page = 1
     page_no = int(st.session_state.get("list_page", 1))
     def page() -> tuple[list[history.SessionListing], int]:
-        return history.list_page(storage, page=page_no, per_page=per_page, statuses=statuses,
-                                 since=since, until=until, hide_no_speech=hide_silent)
+        return history.list_page(storage, page=page_no, per_page=per_page, **filters)
 
     listings, total = page()
     refresh_when_changed("list-mark", lambda: history.listing_mark(page()[0]))
@@ -147,8 +154,8 @@ def detail_view(session_id: str, jump_ms: int | None) -> None:
         st.session_state.table_nonce += 1
         st.query_params.clear()
         st.rerun()
-    session = storage.find_session(session_id)
-    if session is None:
+    session = storage.find_readable_session(session_id, who)
+    if session is None:  # missing or not this person's to read: the same answer
         st.warning(f"There is no session {literal(session_id)} (it may have been deleted).")
         return
     st.title(literal(session.title), anchor=False)
@@ -162,16 +169,19 @@ def detail_view(session_id: str, jump_ms: int | None) -> None:
     st.caption(f"{local_datetime(session.created_at)} · {mmss(length_ms)} · {status} · "
                f"{session.source} · {session.backend} / {literal(session.model)} · "
                f"{counts['done']}/{sum(counts.values())} chunks done · id {session.id}")
-    transcript_section(session, shown, available, segments, status, jump_ms)
+    mine = can_write(who, session)
+    transcript_section(session, shown, available, segments, status, jump_ms, mine)
     st.divider()
     export_section(session, shown, segments)
-    speakers_section(rt, session, shown)
-    chunk_section(session, counts)
-    manage_section(session)
+    sharing_section(storage, who, session)
+    speakers_section(rt, session, shown, can_change=mine)
+    chunk_section(session, counts, mine)
+    if mine:
+        manage_section(session)
 
 
 def transcript_section(session, shown: str, available: list[str], segments, status: str,
-                       jump_ms: int | None) -> None:
+                       jump_ms: int | None, can_change: bool) -> None:
     if len(available) > 1:
         st.radio("Transcript", available, index=available.index(shown), horizontal=True,
                  key=f"transcript-{session.id}", format_func=history.transcript_label)
@@ -184,7 +194,7 @@ def transcript_section(session, shown: str, available: list[str], segments, stat
                  "recording": "No transcript yet: it is still being recorded."}.get(
             status, "No transcript: its chunks failed. Retry them under Chunks below."))
         return
-    render_transcript(storage, session, shown, segments, jump_ms)
+    render_transcript(storage, session, shown, segments, jump_ms, can_change)
 
 
 def export_section(session, shown: str, segments) -> None:
@@ -197,10 +207,10 @@ def export_section(session, shown: str, segments) -> None:
                                mime=export.MIME_TYPES[fmt], key=f"dl-{fmt}", disabled=not segments)
 
 
-def chunk_section(session, counts: dict[str, int]) -> None:
+def chunk_section(session, counts: dict[str, int], can_change: bool) -> None:
     """Progress, cost, failed chunks with their errors, retry and re-transcription."""
     with st.expander("Chunks", expanded=bool(counts["failed"])):
-        render_chunk_controls(rt, session.id)
+        render_chunk_controls(rt, session.id, can_change)
 
 
 def manage_section(session) -> None:
@@ -228,7 +238,7 @@ def delete_controls(session) -> None:
                        key=f"sure-{session.id}")
     if st.button("Delete session", type="primary", disabled=not sure, key=f"delete-{session.id}"):
         try:
-            report = history.delete_session(storage, rt.settings.audio_dir, session.id)
+            report = history.delete_session(storage, rt.settings.audio_dir, session.id, actor=who)
         except ScribeError as exc:
             st.error(str(exc))
             return

@@ -10,7 +10,8 @@ from __future__ import annotations
 import pandas as pd
 import streamlit as st
 
-from pages._shared import runtime
+from pages._shared import principal, runtime
+from scribe.access import can_write
 from scribe import history
 from scribe.errors import ScribeError
 from scribe.summaries import SUMMARY_BACKENDS, TimedItem, from_row, summarize_session
@@ -20,14 +21,16 @@ RECENT = 200
 
 rt = runtime()
 storage = rt.storage
+who = principal()
 st.title("Summary")
 
 
 def session_choice() -> str | None:
     """The newest sessions, plus the one named in `?session=` when it is older."""
-    sessions = storage.list_sessions(limit=RECENT)
+    sessions = storage.list_sessions(limit=RECENT, visible_to=who)
     wanted = st.query_params.get("session")
-    if wanted and wanted not in {s.id for s in sessions} and (found := storage.find_session(wanted)):
+    if wanted and wanted not in {s.id for s in sessions} and (
+            found := storage.find_readable_session(wanted, who)):
         sessions.insert(0, found)
     if not sessions:
         st.info("No sessions yet. Record or upload one first.")
@@ -44,7 +47,9 @@ def session_choice() -> str | None:
 
 def run_controls(session_id: str, has_versions: bool) -> None:
     left, right = st.columns([3, 2])
-    backend = left.radio("Summarizer", SUMMARY_BACKENDS, horizontal=True,
+    allowed = (rt.settings.backend, *rt.settings.user_backends)
+    choices = [b for b in SUMMARY_BACKENDS if who.is_admin or b == "local" or b in allowed]  # Gemini is billed
+    backend = left.radio("Summarizer", choices, horizontal=True,
                          format_func={"local": "Local (offline)", "gemini": "Gemini"}.get)
     key = f"summary-transcript-{session_id}"
     shown, available = history.choose_transcript(storage, session_id, st.session_state.get(key))
@@ -110,7 +115,7 @@ def show_version(session_id: str) -> None:
     summary = from_row(by_version[st.session_state[key]])
     st.subheader("Suggested title", anchor=False)
     st.text(summary.title)
-    if st.button("Use as session title"):
+    if can_write(who, storage.get_session(session_id)) and st.button("Use as session title"):
         history.rename_session(storage, session_id, summary.title)
         st.toast("Session renamed.")
     st.subheader("Overview", anchor=False)
@@ -131,6 +136,7 @@ def show_version(session_id: str) -> None:
 
 chosen_id = session_choice()
 if chosen_id:
-    run_controls(chosen_id, bool(storage.list_summaries(chosen_id)))
+    if can_write(who, storage.get_session(chosen_id)):  # readers read the stored summaries
+        run_controls(chosen_id, bool(storage.list_summaries(chosen_id)))
     st.divider()
     show_version(chosen_id)

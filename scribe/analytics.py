@@ -27,6 +27,7 @@ import pandas as pd
 
 from scribe.audio import SAMPLE_RATE
 from scribe.backpressure import Backlog, judge_backlog
+from scribe.identity import Principal
 from scribe.storage import Storage
 from scribe.timelabels import local_zone
 
@@ -38,10 +39,11 @@ OPEN = ("pending", "processing")
 # -- the per-chunk frame --------------------------------------------------------
 def load_chunks(storage: Storage, *, session_ids: Sequence[str] = (), backends: Sequence[str] = (),
                 models: Sequence[str] = (), since: float | None = None, until: float | None = None,
-                limit: int = 200_000) -> pd.DataFrame:
-    """The filtered chunks of `storage` as a per-chunk latency frame (see `chunk_frame`)."""
+                limit: int = 200_000, visible_to: Principal | None = None) -> pd.DataFrame:
+    """The filtered chunks of `storage` as a per-chunk latency frame (see `chunk_frame`), of
+    the sessions `visible_to` may read (scribe.access)."""
     raw = storage.chunk_timings(session_ids=session_ids, backends=backends, models=models,
-                                since=since, until=until, limit=limit)
+                                since=since, until=until, limit=limit, visible_to=visible_to)
     return chunk_frame(raw)
 
 
@@ -303,7 +305,8 @@ def to_csv(df: pd.DataFrame) -> bytes:
 
 # -- live latency: the partial lane beside the chunk lane ----------------------------
 def live_latency(storage: Storage, df: pd.DataFrame, *, session_ids: Sequence[str] = (),
-                 since: float | None = None, until: float | None = None) -> dict[str, Any]:
+                 since: float | None = None, until: float | None = None,
+                 visible_to: Principal | None = None) -> dict[str, Any]:
     """How soon words show while recording: partial-text lag, the chunk lane's end-to-end
     (only for sessions that had partial text, so the two describe the same recordings),
     partial decodes per audio second and the share of partial requests skipped (replaced by
@@ -311,8 +314,10 @@ def live_latency(storage: Storage, df: pd.DataFrame, *, session_ids: Sequence[st
 
     `df` is the page's chunk frame; the partial rows are filtered by the same sessions and
     time range (their `produced_at`)."""
-    sessions = pd.DataFrame(storage.partial_lane_stats(session_ids=session_ids, since=since, until=until))
-    lags = pd.Series(storage.partial_lags(session_ids=session_ids, since=since, until=until), dtype="float64")
+    sessions = pd.DataFrame(storage.partial_lane_stats(session_ids=session_ids, since=since, until=until,
+                                                       visible_to=visible_to))
+    lags = pd.Series(storage.partial_lags(session_ids=session_ids, since=since, until=until,
+                                          visible_to=visible_to), dtype="float64")
     live = df[df["session_id"].isin(sessions["session_id"])] if not sessions.empty else df.iloc[0:0]
     decodes = int(sessions["decodes"].sum()) if not sessions.empty else 0
     skipped = int(sessions["coalesced"].sum()) if not sessions.empty else 0

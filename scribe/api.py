@@ -7,7 +7,9 @@ connection, the transcription queue and the loaded model. Handlers are plain fun
 calls as the pages and the CLI: `export.render`, `search.search`, `ingest.ingest_file`,
 `summaries.summarize_session`, `history.*`, `retranscribe.retry_failed`.
 
-Errors are `{"error": "..."}` with a status code; access rules are in `access_error`.
+Errors are `{"error": "..."}` with a status code. Who calls is resolved by
+`scribe.api_auth.current_principal` (every route depends on it); what they may see and change
+is decided by `scribe.access`: a session the caller may not read answers 404 like a missing one.
 OpenAPI docs are served at `/api/docs` (Swagger UI from local files; no CDN).
 """
 
@@ -24,20 +26,24 @@ from pathlib import Path
 from typing import Any, AsyncIterator, Callable, Mapping
 
 from fastapi import APIRouter, Body, Depends, FastAPI, Query, Request
+from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, Response
-from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from starlette.concurrency import run_in_threadpool
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.datastructures import Headers
 from starlette.formparsers import MultiPartException, MultiPartParser
 
 from scribe import __version__
+from scribe.access import readable_session, writable_session
+from scribe.api_auth import PRINCIPAL_KEY, AuthContext, current_principal, install, resolve
 from scribe.chunking import FILE_POLICY_NAMES, parse_policy
 from scribe.core import SESSION_STATUSES, SessionRow
-from scribe.errors import AudioDecodeError, NotFoundError, ScribeError, UploadTooLargeError
+from scribe.errors import (AccessDeniedError, AudioDecodeError, NotFoundError, ScribeError, SignInError,
+                           UploadTooLargeError)
 from scribe.export import FORMATS, MIME_TYPES, download_name, render
 from scribe.guard import host_of, is_loopback, send_json
+from scribe.identity import Principal
 from scribe.runtime import Runtime
 from scribe.storage import MAX_EXPECTED_SPEAKERS, Storage, check_expected_speakers
 
@@ -70,6 +76,8 @@ class ApiContext:
     """SCRIBE_API_TOKEN; None serves loopback clients only. Raises ApiError (503) when the
     settings could not be read, so a bad setting never opens the API."""
     live_sessions: Callable[[], int] = lambda: 0
+    team_mode: Callable[[], bool] = lambda: False
+    """Sign-in is configured: the API then serves no caller without a token."""
 
 
 # -- access -------------------------------------------------------------------
@@ -91,9 +99,8 @@ def access_error(client_host: str | None, headers: Mapping[str, str], token: str
     DNS-rebinding page has its own name in Host) and not sent by another web page (Origin, when
     present, is this server itself).
     """
-    if headers.get("sec-fetch-site", "same-origin") not in ("same-origin", "none") \
-            and headers.get("sec-fetch-mode") != "navigate":
-        return ApiError(403, "the API does not answer requests from other sites' pages")
+    if (error := cross_site_error(headers)) is not None:
+        return error
     if token:
         scheme, _, given = headers.get("authorization", "").partition(" ")
         if scheme.lower() == "bearer" and hmac.compare_digest(given.strip().encode(), token.encode()):
@@ -103,6 +110,15 @@ def access_error(client_host: str | None, headers: Mapping[str, str], token: str
         return None
     return ApiError(403, "without SCRIBE_API_TOKEN the API only serves this machine; set SCRIBE_API_TOKEN "
                          "on the app and send Authorization: Bearer <token>")
+
+
+def cross_site_error(headers: Mapping[str, str]) -> ApiError | None:
+    """A browser's no-cors request from another site (Sec-Fetch-Site other than same-origin,
+    not a navigation) is refused whatever else it carries."""
+    if headers.get("sec-fetch-site", "same-origin") not in ("same-origin", "none") \
+            and headers.get("sec-fetch-mode") != "navigate":
+        return ApiError(403, "the API does not answer requests from other sites' pages")
+    return None
 
 
 def _from_this_machine(client_host: str | None, headers: Mapping[str, str]) -> bool:
@@ -138,17 +154,20 @@ class AccessGate:
     FastAPI reads and parses a JSON body before a route's dependencies run, so a check there
     comes after a caller without access has made the process hold their whole body."""
 
-    def __init__(self, app: Any, context: "ApiContext") -> None:
+    def __init__(self, app: Any, context: "ApiContext", auth: AuthContext) -> None:
         self.app = app
         self.context = context
+        self.auth = auth
 
     async def __call__(self, scope: dict[str, Any], receive: Callable, send: Callable) -> None:
         if scope["type"] != "http":
             return await self.app(scope, receive, send)
         headers = Headers(scope=scope)
         client = scope["client"][0] if scope.get("client") else None
+        error = None
         try:
-            error = access_error(client, headers, self.context.token())
+            # The caller, once per request (a personal token is a database lookup: off the loop).
+            scope[PRINCIPAL_KEY] = await run_in_threadpool(resolve, client, headers, self.auth)
             limit = self._body_limit(scope)
         except ApiError as exc:
             error = exc
@@ -201,17 +220,23 @@ def create_api(context: ApiContext) -> FastAPI:
     api = FastAPIOffline(title="Scribe API", version=__version__, docs_url="/docs", redoc_url=None,
                          description="Sessions, transcripts, search, uploads and summaries of a "
                                      "running Scribe app. Errors are `{\"error\": \"...\"}`.")
-    bearer = HTTPBearer(auto_error=False, description="SCRIBE_API_TOKEN, when the app has one")
+    bearer = HTTPBearer(auto_error=False, description="a personal API token, or SCRIBE_API_TOKEN")
+    api.state.scribe_auth = auth = AuthContext(
+        service_token=context.token, team_mode=context.team_mode,
+        storage=lambda: context.runtime().storage, rules=lambda: context.runtime().settings.entry_rules)
+    install(auth)
 
     def require_access(request: Request,
                        _credentials: HTTPAuthorizationCredentials | None = Depends(bearer)) -> None:
-        """Declares the bearer scheme in the OpenAPI document; AccessGate has already decided."""
+        """Declares the bearer scheme in the OpenAPI document; AccessGate has already resolved
+        the caller (scribe.api_auth), before any body byte was read."""
+        current_principal(request)
 
     router = APIRouter(dependencies=[Depends(require_access)])
     _add_routes(router, context)
     api.include_router(router)
     _add_error_handlers(api)
-    api.add_middleware(AccessGate, context=context)
+    api.add_middleware(AccessGate, context=context, auth=auth)
     return api
 
 
@@ -246,6 +271,10 @@ def status_for(exc: ScribeError) -> int:
 
     if isinstance(exc, NotFoundError):
         return 404
+    if isinstance(exc, SignInError):
+        return 401
+    if isinstance(exc, AccessDeniedError):
+        return 403
     if isinstance(exc, UploadTooLargeError):
         return 413
     if isinstance(exc, DeleteRefusedError):
@@ -294,12 +323,16 @@ def _live_words(rt: Any) -> dict[str, Any] | None:
 
 
 # -- routes ---------------------------------------------------------------------
+Caller = Depends(current_principal)
+"""Every route's caller (`scribe.api_auth.current_principal`)."""
+
+
 def _add_routes(router: APIRouter, context: ApiContext) -> None:
     def storage() -> Storage:
         return context.runtime().storage
 
     @router.get("/health", summary="status, version, backend, model, queue depth, live sessions")
-    def health() -> dict[str, Any]:
+    def health(who: Principal = Caller) -> dict[str, Any]:
         rt = context.runtime()
         stats = rt.pipeline.stats()
         return {"status": "ok", "version": __version__, "backend": rt.transcriber.name,
@@ -308,28 +341,36 @@ def _add_routes(router: APIRouter, context: ApiContext) -> None:
                           "in_flight": stats.in_flight,
                           "audio_seconds_waiting": round(stats.audio_seconds_waiting, 3)},
                 "live_sessions": context.live_sessions(), "live_words": _live_words(rt),
-                "token_required": bool(context.token())}
+                "token_required": bool(context.token()), "sign_in": context.team_mode()}
 
-    @router.get("/sessions", summary="sessions, newest first")
+    @router.get("/me", summary="who the API takes the caller for")
+    def me(who: Principal = Caller) -> dict[str, Any]:
+        return {"user_id": who.user_id, "email": who.email, "name": who.name, "is_admin": who.is_admin}
+
+    @router.get("/sessions", summary="sessions the caller may read, newest first")
     def list_sessions(status: list[str] = Query(default=[], description="repeat or comma-separate"),
                       since: str | None = Query(default=None, description="epoch seconds or ISO 8601"),
                       until: str | None = Query(default=None, description="epoch seconds or ISO 8601"),
                       limit: int = Query(default=50, ge=1, le=MAX_PAGE),
-                      offset: int = Query(default=0, ge=0)) -> dict[str, Any]:
+                      offset: int = Query(default=0, ge=0),
+                      shared_with_me: bool = Query(default=False, description="only other people's "
+                                                   "sessions shared with the caller"),
+                      who: Principal = Caller) -> dict[str, Any]:
         statuses = [s.strip() for raw in status for s in raw.split(",") if s.strip()]
         if bad := [s for s in statuses if s not in SESSION_STATUSES]:
             raise ApiError(400, f"unknown status {bad[0]!r}: use {', '.join(SESSION_STATUSES)}")
         db = storage()
-        filters = {"statuses": statuses, "since": _epoch(since, "since"), "until": _epoch(until, "until")}
+        filters = {"statuses": statuses, "since": _epoch(since, "since"), "until": _epoch(until, "until"),
+                   "visible_to": who, "shared_with_me": shared_with_me}
         rows = db.list_sessions(limit=limit, offset=offset, **filters)
         counts = db.chunk_counts_many([r.id for r in rows])
         return {"sessions": [session_json(r, counts[r.id]) for r in rows],
                 "total": db.count_sessions(**filters), "limit": limit, "offset": offset}
 
     @router.get("/sessions/{session_id}", summary="one session with its chunks")
-    def get_session(session_id: str) -> dict[str, Any]:
+    def get_session(session_id: str, who: Principal = Caller) -> dict[str, Any]:
         db = storage()
-        session = db.get_session(session_id)
+        session = readable_session(db, who, session_id)
         chunks = db.list_chunks(session.id)
         return {**session_json(session, db.chunk_counts(session.id)),
                 "chunk_list": [_chunk_json(c) for c in chunks],
@@ -340,15 +381,16 @@ def _add_routes(router: APIRouter, context: ApiContext) -> None:
                 response_class=Response)
     def transcript(session_id: str, format: str = Query(default="txt", description="txt|md|srt|vtt|json"),
                    transcript: str | None = Query(default=None, description="live|final; default: "
-                                                  "final when there is one")) -> Response:
+                                                  "final when there is one"),
+                   who: Principal = Caller) -> Response:
         from scribe.history import choose_transcript
 
+        db = storage()
+        session = readable_session(db, who, session_id)
         if format not in FORMATS:
             raise ApiError(400, f"unknown format {format!r}: use one of {', '.join(FORMATS)}")
         if transcript not in (None, "live", "final"):
             raise ApiError(400, f"unknown transcript {transcript!r}: use live or final")
-        db = storage()
-        session = db.get_session(session_id)
         shown, available = choose_transcript(db, session.id, transcript)
         if transcript and transcript not in available:
             raise ApiError(404, f"session {session.id} has no {transcript} transcript")
@@ -358,60 +400,79 @@ def _add_routes(router: APIRouter, context: ApiContext) -> None:
                         headers={"Content-Disposition": f'attachment; filename="{name}"',
                                  "X-Scribe-Transcript": shown})
 
-    @router.get("/search", summary="search every transcript (words, \"quoted phrases\")")
+    @router.get("/sessions/{session_id}/audio", summary="the session's audio (FLAC)", response_class=Response)
+    def audio(session_id: str, who: Principal = Caller) -> Response:
+        from scribe.history import session_audio_bytes
+
+        db = storage()
+        session = readable_session(db, who, session_id)
+        body = session_audio_bytes(db, session.id)
+        if not body:
+            raise ApiError(404, f"session {session.id} has no stored audio")
+        return Response(body, media_type="audio/flac",
+                        headers={"Content-Disposition": f'attachment; filename="{session.id}.flac"'})
+
+    @router.get("/search", summary="search the transcripts the caller may read (words, \"quoted phrases\")")
     def search(q: str = Query(description='words and "quoted phrases"'),
                limit: int = Query(default=20, ge=1, le=MAX_PAGE),
-               offset: int = Query(default=0, ge=0)) -> dict[str, Any]:
+               offset: int = Query(default=0, ge=0), who: Principal = Caller) -> dict[str, Any]:
         from scribe.search import search as run_search
 
-        page = run_search(storage(), q, limit=limit, offset=offset)
+        page = run_search(storage(), q, limit=limit, offset=offset, visible_to=who)
         return {"query": page.query, "total": page.total, "limit": limit, "offset": offset,
                 "hits": [{**asdict(h), "start": h.start_ms / 1000, "end": h.end_ms / 1000}
                          for h in page.hits]}
 
-    @router.patch("/sessions/{session_id}", summary="rename a session")
-    def rename(session_id: str, body: dict[str, Any] = Body(examples=[{"title": "Weekly planning"}])
-               ) -> dict[str, Any]:
+    @router.patch("/sessions/{session_id}", summary="rename a session (owner or admin)")
+    def rename(session_id: str, body: dict[str, Any] = Body(examples=[{"title": "Weekly planning"}]),
+               who: Principal = Caller) -> dict[str, Any]:
         from scribe.history import rename_session
 
+        db = storage()
+        writable_session(db, who, session_id)
         if not isinstance(body.get("title"), str):
             raise ApiError(400, 'send {"title": "..."}')
-        db = storage()
         session = rename_session(db, session_id, body["title"])
         return session_json(session, db.chunk_counts(session.id))
 
-    @router.delete("/sessions/{session_id}", summary="delete a session: its rows and its audio folder")
+    @router.delete("/sessions/{session_id}", summary="delete a session: its rows and its audio folder "
+                   "(owner or admin)")
     def delete(session_id: str, force: bool = Query(default=False, description="even while recording "
-                                                    "or queued")) -> dict[str, Any]:
+                                                    "or queued"), who: Principal = Caller) -> dict[str, Any]:
         from scribe.history import delete_session
 
         rt = context.runtime()
-        report = delete_session(rt.storage, rt.settings.audio_dir, session_id, force=force)
+        report = delete_session(rt.storage, rt.settings.audio_dir, session_id, force=force, actor=who)
         return {"session_id": report.session_id, "segments": report.segments, "chunks": report.chunks,
                 "summaries": report.summaries, "audio_files": report.audio_files}
 
     @router.post("/sessions/{session_id}/retry",
-                 summary="re-queue the session's failed chunks (on the chosen backend and model)")
+                 summary="re-queue the session's failed chunks (on the chosen backend and model; owner or admin)")
     def retry(session_id: str, body: dict[str, Any] | None = Body(
-            default=None, examples=[{"backend": "local", "model": "base"}])) -> dict[str, Any]:
+            default=None, examples=[{"backend": "local", "model": "base"}]),
+            who: Principal = Caller) -> dict[str, Any]:
         from scribe.retranscribe import retry_failed
 
         body = body or {}
+        writable_session(context.runtime().storage, who, session_id)
+        if _text(body, "backend") or _text(body, "model"):
+            check_backend_allowed(who, context.runtime().settings, _text(body, "backend"), _text(body, "model"))
         rt = context.runtime_for(_text(body, "backend"), _text(body, "model"))
-        rt.storage.get_session(session_id)
         return {"session_id": session_id, "requeued": retry_failed(rt, session_id)}
 
     @router.post("/lab/runs", status_code=201, summary="store one chunking-lab run (python -m scribe eval)")
-    def save_lab_run(run: dict[str, Any] = Body()) -> dict[str, Any]:
+    def save_lab_run(run: dict[str, Any] = Body(), who: Principal = Caller) -> dict[str, Any]:
         db = storage()
         missing = [name for name in db.LAB_RUN_FIELDS if name not in ("id", "created_at") and name not in run]
         if missing:
             raise ApiError(400, f"lab run is missing {', '.join(missing)}")
-        db.save_lab_run({name: run[name] for name in db.LAB_RUN_FIELDS if name in run})
+        db.save_lab_run({name: run[name] for name in db.LAB_RUN_FIELDS if name in run}, owner_id=who.user_id)
         return {"stored": True}
 
     _add_summary_routes(router, context)
     _add_speaker_routes(router, context)
+    _add_sharing_routes(router, context)
+    _add_token_routes(router, context)
     _add_upload_route(router, context)
 
 
@@ -432,24 +493,27 @@ def _number(body: dict[str, Any], name: str) -> int:
 
 def _add_summary_routes(router: APIRouter, context: ApiContext) -> None:
     @router.post("/sessions/{session_id}/summary", status_code=201,
-                 summary="summarize (local or gemini) and store a new version")
+                 summary="summarize (local or gemini) and store a new version (owner or admin)")
     def summarize(session_id: str, body: dict[str, Any] | None = Body(
-            default=None, examples=[{"backend": "local", "transcript": None}])) -> dict[str, Any]:
+            default=None, examples=[{"backend": "local", "transcript": None}]),
+            who: Principal = Caller) -> dict[str, Any]:
         from scribe.summaries import summarize_session
 
         body = body or {}
         rt = context.runtime()
-        summary, row = summarize_session(rt.storage, rt.settings, session_id,
-                                         backend=str(body.get("backend") or "local"),
+        writable_session(rt.storage, who, session_id)
+        backend = str(body.get("backend") or "local")
+        check_backend_allowed(who, rt.settings, backend)
+        summary, row = summarize_session(rt.storage, rt.settings, session_id, backend=backend,
                                          transcript=body.get("transcript"))
         return {"session_id": row.session_id, "version": row.version, **summary.to_dict()}
 
     @router.get("/sessions/{session_id}/summary", summary="the latest stored summary")
-    def latest_summary(session_id: str) -> dict[str, Any]:
+    def latest_summary(session_id: str, who: Principal = Caller) -> dict[str, Any]:
         from scribe.summaries import from_row
 
         db = context.runtime().storage
-        db.get_session(session_id)
+        readable_session(db, who, session_id)
         rows = db.list_summaries(session_id)
         if not rows:
             raise ApiError(404, f"session {session_id} has no summary yet")
@@ -465,46 +529,143 @@ def _add_speaker_routes(router: APIRouter, context: ApiContext) -> None:
                                                                                 session_id)}
 
     @router.get("/sessions/{session_id}/speakers", summary="the session's speakers: id, name, segments, seconds")
-    def list_speakers(session_id: str) -> dict[str, Any]:
-        context.runtime().storage.get_session(session_id)
+    def list_speakers(session_id: str, who: Principal = Caller) -> dict[str, Any]:
+        readable_session(context.runtime().storage, who, session_id)
         return answer(session_id)
 
     @router.patch("/sessions/{session_id}/speakers/{speaker_id}", summary="name a speaker")
     def rename_speaker(session_id: str, speaker_id: int,
-                       body: dict[str, Any] = Body(examples=[{"name": "Ana"}])) -> dict[str, Any]:
+                       body: dict[str, Any] = Body(examples=[{"name": "Ana"}]),
+                       who: Principal = Caller) -> dict[str, Any]:
+        db = context.runtime().storage
+        writable_session(db, who, session_id)
         if not isinstance(body.get("name"), str):
             raise ApiError(400, 'send {"name": "..."}')
-        db = context.runtime().storage
-        db.get_session(session_id)
         db.rename_speaker(session_id, speaker_id, body["name"])
         return answer(session_id)
 
     @router.post("/sessions/{session_id}/speakers/merge", summary="DROP's segments become KEEP's")
-    def merge_speakers(session_id: str, body: dict[str, Any] = Body(examples=[{"keep": 1, "drop": 2}])
-                       ) -> dict[str, Any]:
+    def merge_speakers(session_id: str, body: dict[str, Any] = Body(examples=[{"keep": 1, "drop": 2}]),
+                       who: Principal = Caller) -> dict[str, Any]:
         db = context.runtime().storage
-        db.get_session(session_id)
+        writable_session(db, who, session_id)
         db.merge_speakers(session_id, _number(body, "keep"), _number(body, "drop"))
         return answer(session_id)
 
     @router.post("/sessions/{session_id}/speakers/{speaker_id}/split",
                  summary="split a speaker into two voices (embeds that speaker's audio: seconds)")
-    def split_speaker(session_id: str, speaker_id: int) -> dict[str, Any]:
+    def split_speaker(session_id: str, speaker_id: int, who: Principal = Caller) -> dict[str, Any]:
         db = context.runtime().storage
-        db.get_session(session_id)
+        writable_session(db, who, session_id)
         diarization.split_speaker(db, session_id, speaker_id)
         return answer(session_id)
 
     @router.post("/sessions/{session_id}/speakers/relabel",
                  summary="cluster the whole recording again with N voices (null: estimate); waits for it")
     def relabel_speakers(session_id: str, body: dict[str, Any] | None = Body(
-            default=None, examples=[{"speakers": 3}])) -> dict[str, Any]:
-        count = None if (body or {}).get("speakers") is None else _number(body or {}, "speakers")
+            default=None, examples=[{"speakers": 3}]), who: Principal = Caller) -> dict[str, Any]:
         rt = context.runtime()
-        rt.storage.get_session(session_id)
+        writable_session(rt.storage, who, session_id)
+        count = None if (body or {}).get("speakers") is None else _number(body or {}, "speakers")
         rt.storage.set_expected_speakers(session_id, count)
         diarization.relabel_session(rt.storage, session_id, max_speakers=rt.settings.max_speakers)
         return answer(session_id)
+
+
+def _sharing_json(db: Storage, session: SessionRow) -> dict[str, Any]:
+    from scribe.accounts import owner_label
+
+    return {"session_id": session.id, "owner": owner_label(db, session), "visibility": session.visibility,
+            "shared_with": [p.email for p in db.session_shares(session.id)]}
+
+
+def _add_sharing_routes(router: APIRouter, context: ApiContext) -> None:
+    @router.get("/sessions/{session_id}/sharing", summary="owner, visibility and the people it is shared with")
+    def sharing(session_id: str, who: Principal = Caller) -> dict[str, Any]:
+        db = context.runtime().storage
+        return _sharing_json(db, readable_session(db, who, session_id))
+
+    @router.put("/sessions/{session_id}/sharing", summary="change visibility, share with or unshare "
+                "people by email (owner or admin)")
+    def change_sharing(session_id: str, body: dict[str, Any] = Body(examples=[
+            {"visibility": "shared", "add": ["ana@example.com"], "remove": []}]),
+            who: Principal = Caller) -> dict[str, Any]:
+        from scribe import accounts
+
+        db = context.runtime().storage
+        writable_session(db, who, session_id)
+        add, remove = _emails(body, "add"), _emails(body, "remove")
+        for email in add:
+            accounts.person_by_email(db, email)  # every name checked before anything changes
+        for email in add:
+            accounts.share_with(db, who, session_id, email)
+        for email in remove:
+            for person in db.users_by_email(email):
+                accounts.unshare(db, who, session_id, person.id)
+        if body.get("visibility") is not None:
+            accounts.set_visibility(db, who, session_id, str(body["visibility"]))
+        return _sharing_json(db, db.get_session(session_id))
+
+    @router.put("/sessions/{session_id}/owner", summary="hand a session to another person (admin)")
+    def reassign(session_id: str, body: dict[str, Any] = Body(examples=[{"email": "ana@example.com"}]),
+                 who: Principal = Caller) -> dict[str, Any]:
+        from scribe.accounts import reassign_owner
+
+        db = context.runtime().storage
+        if not isinstance(body.get("email"), str):
+            raise ApiError(400, 'send {"email": "..."}')
+        return _sharing_json(db, reassign_owner(db, who, session_id, body["email"]))
+
+    @router.get("/audit", summary="the audit log: deletes, sharing, tokens, reassignments (admin)")
+    def audit(limit: int = Query(default=200, ge=1, le=MAX_PAGE), offset: int = Query(default=0, ge=0),
+              who: Principal = Caller) -> dict[str, Any]:
+        if not who.is_admin:
+            raise ApiError(403, "only an administrator may read the audit log")
+        rows = context.runtime().storage.list_audit(limit=limit, offset=offset)
+        return {"events": [asdict(r) for r in rows]}
+
+
+def _emails(body: dict[str, Any], key: str) -> list[str]:
+    value = body.get(key) or []
+    if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
+        raise ApiError(400, f"{key} must be a list of email addresses")
+    return value
+
+
+def _add_token_routes(router: APIRouter, context: ApiContext) -> None:
+    @router.get("/tokens", summary="the caller's personal API tokens (never the secrets)")
+    def tokens(who: Principal = Caller) -> dict[str, Any]:
+        return {"tokens": [asdict(t) for t in context.runtime().storage.list_tokens(who.user_id)]}
+
+    @router.post("/tokens", status_code=201, summary="create a personal API token: its secret is in "
+                 "this answer only")
+    def create_token(body: dict[str, Any] = Body(examples=[{"name": "laptop CLI"}]),
+                     who: Principal = Caller) -> dict[str, Any]:
+        from scribe.accounts import create_token as make
+
+        new = make(context.runtime().storage, who, str(body.get("name") or ""))
+        return {**asdict(new.row), "token": new.secret}
+
+    @router.delete("/tokens/{token_id}", summary="revoke one of the caller's tokens")
+    def revoke(token_id: str, who: Principal = Caller) -> dict[str, Any]:
+        from scribe.accounts import revoke_token
+
+        revoke_token(context.runtime().storage, who, token_id)
+        return {"revoked": token_id}
+
+
+def check_backend_allowed(who: Principal, settings, backend: str | None, model: str | None = None) -> None:
+    """A person (not an admin) may use only the backends the administrators allow
+    (SCRIBE_USER_BACKENDS), with the server's models: another model loads on the server."""
+    if who.is_admin:
+        return
+    backend = backend or settings.backend
+    allowed = tuple(dict.fromkeys((settings.backend, *settings.user_backends)))
+    if backend not in allowed:
+        raise AccessDeniedError(f"the {backend} backend is not open to you here; the administrators allow "
+                                f"{', '.join(allowed)}")
+    if model and model != {"gemini": settings.gemini_model, "local": settings.whisper_model}.get(backend, model):
+        raise AccessDeniedError("the models are chosen by this server's administrators; leave model out")
 
 
 # -- uploads ----------------------------------------------------------------------
@@ -527,9 +688,10 @@ def _add_upload_route(router: APIRouter, context: ApiContext) -> None:
         if declared.isdigit() and int(declared) > limit * MB + FORM_OVERHEAD_BYTES:
             raise UploadTooLargeError(f"file is {int(declared) / MB:.0f} MB; the limit is {limit} MB "
                                       "(SCRIBE_MAX_UPLOAD_MB)")
+        who = current_principal(request)
         form = await read_form(request, limit * MB + FORM_OVERHEAD_BYTES)
         try:
-            return await run_in_threadpool(_ingest_upload, context, form)
+            return await run_in_threadpool(_ingest_upload, context, form, who)
         finally:
             await form.close()
 
@@ -553,7 +715,7 @@ async def read_form(request: Request, max_bytes: int, *, max_fields: int = 8):
         raise ApiError(400, f"bad multipart body: {exc.message}") from None
 
 
-def _ingest_upload(context: ApiContext, form) -> JSONResponse:
+def _ingest_upload(context: ApiContext, form, who: Principal) -> JSONResponse:
     """Same checks and ingest path as the Record page's upload (runs on a pool thread)."""
     from scribe.ingest import check_upload_size, ingest_file
 
@@ -563,6 +725,8 @@ def _ingest_upload(context: ApiContext, form) -> JSONResponse:
     fields = {name: str(form.get(name) or "").strip() or None
               for name in ("title", "backend", "model", "chunk_seconds", "policy", "speakers")}
     speakers = _speaker_count(fields["speakers"])
+    if fields["backend"] or fields["model"]:
+        check_backend_allowed(who, context.runtime().settings, fields["backend"], fields["model"])
     rt = context.runtime_for(fields["backend"], fields["model"])
     check_upload_size(upload.size or 0, rt.settings.max_upload_mb)
     policy = parse_policy(fields["policy"] or rt.settings.chunk_policy, _chunk_seconds(fields, rt))
@@ -574,7 +738,7 @@ def _ingest_upload(context: ApiContext, form) -> JSONResponse:
         try:
             result = ingest_file(path, storage=rt.storage, pipeline=rt.pipeline, policy=policy,
                                  title=fields["title"] or path.stem, source="upload",
-                                 expected_speakers=speakers)
+                                 expected_speakers=speakers, owner_id=who.user_id)
         except AudioDecodeError as exc:  # name the upload, not this server's temp folder
             raise AudioDecodeError(str(exc).replace(f"{tmp}/", "")) from None
     log.info("session=%s uploaded through the API: %d chunks, %.1f s of audio in %.1f s",

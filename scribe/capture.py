@@ -41,11 +41,13 @@ from typing import TYPE_CHECKING, Any, Callable
 import av
 import numpy as np
 
+from scribe.access import writable_session
 from scribe.audio import SAMPLE_RATE, FrameResampler, rms_dbfs
 from scribe.chunking import Chunk, ChunkPolicy, Chunker, parse_policy, policy_label
 from scribe.config import Settings
 from scribe.core import SessionRow
 from scribe.errors import ScribeError, SessionLimitError
+from scribe.identity import LOCAL, Principal
 from scribe.partials import PartialDecode, PartialLane, PartialText
 from scribe.pipeline import Pipeline
 from scribe.storage import Storage
@@ -310,11 +312,12 @@ class LiveRegistry:
 
     def open(self, storage: Storage, pipeline: Pipeline, *, title: str, policy: ChunkPolicy,
              resume_id: str | None = None, source: str = "mic",
-             partials: PartialLane | None = None) -> LiveCapture:
-        """Start (or resume) a session and return its capture.
+             partials: PartialLane | None = None, owner: Principal = LOCAL) -> LiveCapture:
+        """Start (or resume) a session of `owner`'s and return its capture.
 
         Called as the `audio_processor_factory`, on the process_offer thread.
         Raises SessionLimitError past `max_sessions`; running sessions are untouched.
+        Resuming needs the right to change that session (`scribe.access`).
         """
         with self._lock:
             if len(self._live) >= self.max_sessions:
@@ -324,22 +327,23 @@ class LiveRegistry:
             if resume_id is not None and resume_id in self._live:
                 raise ScribeError(f"session {resume_id} is already being recorded")
             capture = self._make(storage, pipeline, title=title, policy=policy,
-                                 resume_id=resume_id, source=source, partials=partials)
+                                 resume_id=resume_id, source=source, partials=partials, owner=owner)
             self._live[capture.session_id] = capture
         self._ensure_watchdog()
         log.info("session=%s live capture opened (%d live)", capture.session_id, self.count())
         return capture
 
     def _make(self, storage: Storage, pipeline: Pipeline, *, title: str, policy: ChunkPolicy,
-              resume_id: str | None, source: str, partials: PartialLane | None = None) -> LiveCapture:
+              resume_id: str | None, source: str, partials: PartialLane | None = None,
+              owner: Principal = LOCAL) -> LiveCapture:
         if resume_id is None:
             session = storage.create_session(
                 title=title, source=source, backend=pipeline.transcriber.name,
                 model=pipeline.transcriber.model, chunk_seconds=policy.seconds,
-                chunk_policy=policy_label(policy))
+                chunk_policy=policy_label(policy), owner_id=owner.user_id)
             return LiveCapture(session, storage=storage, pipeline=pipeline, policy=policy,
                                registry=self, partials=partials)
-        session = storage.get_session(resume_id)
+        session = writable_session(storage, owner, resume_id)
         seq, sample = storage.resume_point(resume_id)
         storage.update_session(resume_id, status="recording", ended_at=None)
         # A resumed session keeps its own chunking, so its chunks stay comparable.

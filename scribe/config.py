@@ -14,6 +14,7 @@ from typing import Any, Mapping
 
 from scribe.chunking import DEFAULT_POLICY, DEFAULT_SECONDS, LIVE_POLICY_NAMES
 from scribe.errors import SettingsError
+from scribe.identity import EntryRules, parse_list
 from scribe.models import default_model_dir
 
 BACKENDS = ("local", "gemini", "stub")
@@ -148,6 +149,24 @@ class Settings:
     """SCRIBE_MODEL_DIR: where `base` is reassembled; default `~/.cache/scribe/models`."""
     language: str = "en"
     """SCRIBE_LANGUAGE: language spoken, passed to multilingual models (English-only ones ignore it)."""
+    # Sign-in (team mode: `[auth]` in .streamlit/secrets.toml; see scribe.identity).
+    allowed_email_domains: frozenset[str] = frozenset()
+    """SCRIBE_ALLOWED_EMAIL_DOMAINS: who may sign in, by email domain (comma-separated)."""
+    allowed_emails: frozenset[str] = frozenset()
+    """SCRIBE_ALLOWED_EMAILS: who may sign in, by email (comma-separated), besides the domains."""
+    admins: frozenset[str] = frozenset()
+    """SCRIBE_ADMINS: emails of administrators (case and spaces do not matter)."""
+    allow_anonymous: bool = False
+    """SCRIBE_ALLOW_ANONYMOUS: serve a non-loopback address without sign-in (everyone is the
+    local user; the pages show an "open to everyone on the network" banner)."""
+    user_backends: tuple[str, ...] = ("local",)
+    """SCRIBE_USER_BACKENDS: backends a person (not an admin) may choose for their recordings in
+    team mode, comma-separated; the server's SCRIBE_BACKEND is always allowed. Gemini is billed."""
+
+    @property
+    def entry_rules(self) -> EntryRules:
+        """Who may sign in and who administers (scribe.identity)."""
+        return EntryRules(self.allowed_email_domains, self.allowed_emails, self.admins)
 
     def __post_init__(self) -> None:
         # Overrides may come in as strings (CLI flags, tests); paths are always Paths.
@@ -241,6 +260,10 @@ class Settings:
             (bool(self.final_model.strip()), "SCRIBE_FINAL_MODEL", "must not be empty"),
             (re.fullmatch(r"[a-z]{2,3}", self.language) is not None, "SCRIBE_LANGUAGE",
              "must be a language code such as en, de or yue"),
+            (set(self.user_backends) <= set(BACKENDS), "SCRIBE_USER_BACKENDS",
+             f"must list some of {', '.join(BACKENDS)}"),
+            (all("@" in e for e in self.admins | self.allowed_emails), "SCRIBE_ADMINS/SCRIBE_ALLOWED_EMAILS",
+             "must be email addresses"),
         ]
         for ok, var, message in checks:
             if not ok:
@@ -335,6 +358,11 @@ _ENV_VARS: dict[str, tuple[str, Any]] = {
     "final_model": ("SCRIBE_FINAL_MODEL", str),
     "model_dir": ("SCRIBE_MODEL_DIR", Path),
     "language": ("SCRIBE_LANGUAGE", str.lower),
+    "allowed_email_domains": ("SCRIBE_ALLOWED_EMAIL_DOMAINS", parse_list),
+    "allowed_emails": ("SCRIBE_ALLOWED_EMAILS", parse_list),
+    "admins": ("SCRIBE_ADMINS", parse_list),
+    "allow_anonymous": ("SCRIBE_ALLOW_ANONYMOUS", _bool),
+    "user_backends": ("SCRIBE_USER_BACKENDS", lambda raw: tuple(sorted(parse_list(raw)))),
 }
 
 ENV_VARS: dict[str, str] = {name: var for name, (var, _parse) in _ENV_VARS.items()}

@@ -70,6 +70,10 @@ class SessionRow:
     created_at: float
     ended_at: float | None = None
     duration_ms: int = 0
+    owner_id: str = "local"
+    """Who recorded or uploaded it (`scribe.identity`: issuer|subject, or `local`)."""
+    visibility: str = "private"
+    """private, team or shared (`scribe.access`)."""
 
 
 @dataclass

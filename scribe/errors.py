@@ -65,3 +65,11 @@ class StorageOutageError(ScribeError):
         self.seconds = seconds
         self.session_id = session_id
         """The session whose chunks so far are stored (set by the caller that made it)."""
+
+
+class AccessDeniedError(ScribeError):
+    """The caller may read this session but not change it (only its owner or an admin may)."""
+
+
+class SignInError(ScribeError):
+    """A sign-in or token problem: unknown, revoked or malformed token, or a refused person."""

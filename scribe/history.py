@@ -11,10 +11,12 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Sequence
 
+from scribe.access import writable_session
 from scribe.audio import encode_bytes, read_flac
 from scribe.core import FINAL, LIVE, ChunkRow, SegmentRow, SessionRow
 from scribe.errors import ScribeError
 from scribe.final_pass import KEPT_LIVE
+from scribe.identity import LOCAL, Principal
 from scribe.storage import Storage
 
 LOW_CONFIDENCE = math.exp(-1.0)
@@ -61,12 +63,15 @@ class DeleteReport:
 
 
 def list_page(storage: Storage, *, page: int = 1, per_page: int = 25, statuses: Sequence[str] = (),
-              since: float | None = None, until: float | None = None,
-              hide_no_speech: bool = False) -> tuple[list[SessionListing], int]:
-    """One page of sessions (newest first) with their chunk counts, and the total: two queries plus one."""
-    total = storage.count_sessions(statuses=statuses, since=since, until=until, hide_no_speech=hide_no_speech)
-    rows = storage.list_sessions(limit=per_page, offset=max(0, page - 1) * per_page, statuses=statuses,
-                                 since=since, until=until, hide_no_speech=hide_no_speech)
+              since: float | None = None, until: float | None = None, hide_no_speech: bool = False,
+              visible_to: Principal | None = None, shared_with_me: bool = False
+              ) -> tuple[list[SessionListing], int]:
+    """One page of the sessions `visible_to` may read (newest first) with their chunk counts, and
+    the total: two queries plus one."""
+    filters = dict(statuses=statuses, since=since, until=until, hide_no_speech=hide_no_speech,
+                   visible_to=visible_to, shared_with_me=shared_with_me)
+    total = storage.count_sessions(**filters)
+    rows = storage.list_sessions(limit=per_page, offset=max(0, page - 1) * per_page, **filters)
     ids = [r.id for r in rows]
     counts, stored = storage.chunk_counts_many(ids), storage.stored_audio_ms_many(ids)
     silent = storage.no_speech_sessions(ids)
@@ -175,12 +180,14 @@ def session_audio_dir(audio_dir: Path, session_id: str) -> Path:
 
 
 def delete_session(storage: Storage, audio_dir: Path, session_id: str, *, force: bool = False,
-                   queue_running: bool = True) -> DeleteReport:
-    """Delete a session's rows (segments, chunks, summaries, session) and its audio folder only.
+                   queue_running: bool = True, actor: Principal = LOCAL) -> DeleteReport:
+    """Delete a session's rows (segments, chunks, summaries, session) and its audio folder only,
+    when `actor` may (`scribe.access`); the audit log records who deleted what.
 
     Rows go first, in one transaction: if removing files then fails, what is left
     is unreferenced audio, never rows pointing at missing files.
     """
+    session = writable_session(storage, actor, session_id)
     folder = session_audio_dir(audio_dir, session_id)
     if not force and (reason := delete_blocker(storage, session_id, queue_running=queue_running)):
         raise DeleteRefusedError(f"not deleting {session_id}: {reason}")
@@ -190,6 +197,7 @@ def delete_session(storage: Storage, audio_dir: Path, session_id: str, *, force:
                           summaries=len(storage.list_summaries(session_id)),
                           audio_files=0, audio_dir=None)
     storage.delete_session(session_id)
+    storage.audit(actor, "delete", session_id, session.title)
     if folder.is_dir():
         report.audio_files = sum(1 for p in folder.rglob("*") if p.is_file())
         report.audio_dir = folder

@@ -14,6 +14,7 @@ from scribe.audio import SAMPLE_RATE, iter_decode, probe_duration
 from scribe.chunking import Chunker, ChunkPolicy, policy_label
 from scribe.core import SessionRow
 from scribe.errors import AudioDecodeError, StorageOutageError, UploadTooLargeError
+from scribe.identity import LOCAL_ID
 from scribe.pipeline import Pipeline
 from scribe.storage import Storage
 
@@ -46,8 +47,9 @@ def ingest_file(path: str | Path, *, storage: Storage, pipeline: Pipeline, polic
                 progress: Progress | None = None,
                 max_audio_hours: float = DEFAULT_MAX_AUDIO_HOURS,
                 expected_speakers: int | None = None,
-                storage_wait_seconds: float | None = None) -> IngestResult:
-    """Create a session from a file and submit all its chunks; returns once they are durable.
+                storage_wait_seconds: float | None = None, owner_id: str = LOCAL_ID) -> IngestResult:
+    """Create a session (owned by `owner_id`) from a file and submit all its chunks; returns once
+    they are durable.
 
     `expected_speakers` (the number of people, when the user knows it) is stored on the
     session before any chunk is queued, so the speaker labels use it from the first chunk.
@@ -67,7 +69,7 @@ def ingest_file(path: str | Path, *, storage: Storage, pipeline: Pipeline, polic
     session = storage.create_session(
         title=title or readable_stem(path), source=source, backend=pipeline.transcriber.name,
         model=pipeline.transcriber.model, chunk_seconds=policy.seconds,
-        chunk_policy=policy_label(policy))
+        chunk_policy=policy_label(policy), owner_id=owner_id)
     if expected_speakers:
         storage.set_expected_speakers(session.id, expected_speakers)
     try:

@@ -39,6 +39,7 @@ from scribe.hallucination import SegmentFilter, guard_segments
 from scribe.ingest import ingest_file, wait_for_session
 from scribe.noisy_context import NoisyContext
 from scribe.pipeline import Pipeline, PipelineOptions
+from scribe.identity import Principal
 from scribe.storage import Storage
 from scribe.timelabels import local_datetime
 from scribe.transcribers.base import Transcriber
@@ -293,14 +294,24 @@ def runs_table(runs: Sequence[PolicyRun]) -> list[dict]:
              "backend calls": r.calls, "est. cost (USD)": r.cost_usd} for r in runs]
 
 
-def stored_runs_table(storage: Storage, limit: int = 200) -> list[dict]:
-    """Previous runs from DuckDB, newest first, for the history table."""
+class OwnedResults:
+    """Where `run_eval` stores runs for a page: `storage`, as `owner_id`'s runs."""
+
+    def __init__(self, storage: Storage, owner_id: str) -> None:
+        self.storage, self.owner_id = storage, owner_id
+
+    def save_lab_run(self, run: dict) -> None:
+        self.storage.save_lab_run(run, owner_id=self.owner_id)
+
+
+def stored_runs_table(storage: Storage, limit: int = 200, visible_to: Principal | None = None) -> list[dict]:
+    """Previous runs from DuckDB, newest first, for the history table (`visible_to`'s own)."""
     return [{"when": local_datetime(r["created_at"]),
              "recording": r["audio_label"], "policy": r["policy"], "backend": r["backend"],
              "WER %": round(r["wer"] * 100, 1), "chunks": r["chunks"],
              "listener latency (s)": r["latency_s"], "words lost": r["words_lost"],
              "words dup": r["words_duplicated"], "experiment": r["experiment"]}
-            for r in storage.list_lab_runs(limit=limit)]
+            for r in storage.list_lab_runs(limit=limit, visible_to=visible_to)]
 
 
 def coverage_warning(reference: str, hypothesis: str, ratio: float = 1.5) -> str | None:

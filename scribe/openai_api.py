@@ -8,7 +8,7 @@ one queue and model, its answer is read back from storage and rendered by `scrib
 (srt, vtt) or as OpenAI's JSON shapes. The realtime socket (`/v1/realtime`) is in
 `scribe/realtime.py`.
 
-Access is `/api`'s rule (`api.access_error`); errors are OpenAI's shape,
+Access is `/api`'s (`scribe.api_auth`: the caller is a person, the service or the local user); errors are OpenAI's shape,
 `{"error": {"message", "type", "param", "code"}}`, with the matching status.
 """
 
@@ -35,12 +35,12 @@ from starlette.concurrency import run_in_threadpool
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from scribe import models
+from scribe.api_auth import principal_of
 from scribe.api import (
     FORM_OVERHEAD_BYTES,
     MB,
     ApiContext,
     ApiError,
-    access_error,
     read_form,
 )
 from scribe.chunking import parse_policy
@@ -52,6 +52,7 @@ from scribe.errors import (
     UploadTooLargeError,
 )
 from scribe.export import plain_text, to_srt, to_vtt
+from scribe.identity import LOCAL, Principal
 from scribe.runtime import Runtime
 
 log = logging.getLogger(__name__)
@@ -285,8 +286,10 @@ class Ingested:
     seconds: float
 
 
-def ingest_upload(context: ApiContext, form: Any, request: TranscriptionRequest) -> Ingested:
-    """The upload into a session (pool thread): `/api`'s checks and ingest path, source `api`."""
+def ingest_upload(context: ApiContext, form: Any, request: TranscriptionRequest,
+                  owner: Principal = LOCAL) -> Ingested:
+    """The upload into a session of `owner`'s (pool thread): `/api`'s checks and ingest path,
+    source `api`."""
     from scribe.ingest import check_upload_size, ingest_file
 
     upload = form.get("file")
@@ -303,7 +306,8 @@ def ingest_upload(context: ApiContext, form: Any, request: TranscriptionRequest)
         _copy(upload.file, path)
         try:
             result = ingest_file(path, storage=rt.storage, pipeline=rt.pipeline, policy=policy,
-                                 title=path.stem, source=SOURCE, max_audio_hours=rt.settings.max_audio_hours)
+                                 title=path.stem, source=SOURCE, max_audio_hours=rt.settings.max_audio_hours,
+                                 owner_id=owner.user_id)
         except AudioDecodeError as exc:  # name the upload, not this server's temp folder
             raise type(exc)(str(exc).replace(f"{tmp}/", "")) from None
     log.info("session=%s from /v1/audio/transcriptions: %d chunks, %.1f s of audio",
@@ -413,10 +417,13 @@ def create_openai_api(context: ApiContext, realtime: Callable[[WebSocket], Any] 
     return api
 
 
-def check_access(context: ApiContext, request: Request) -> None:
+def check_access(context: ApiContext, request: Request) -> Principal:
+    """The caller, by `/api`'s resolution (scribe.api_auth): a personal token acts as its person."""
     client = request.client.host if request.client else None
-    if (error := access_error(client, request.headers, context.token())) is not None:
-        raise from_library(error)
+    try:
+        return principal_of(client, request.headers)
+    except ApiError as error:
+        raise from_library(error) from None
 
 
 def _add_routes(router: APIRouter, context: ApiContext) -> None:
@@ -436,7 +443,7 @@ def _add_routes(router: APIRouter, context: ApiContext) -> None:
 
     @router.post("/audio/transcriptions")
     async def transcriptions(request: Request) -> Response:
-        check_access(context, request)
+        who = check_access(context, request)
         limit = context.runtime().settings.max_upload_mb * MB + FORM_OVERHEAD_BYTES
         declared = request.headers.get("content-length", "")
         if declared.isdigit() and int(declared) > limit:
@@ -445,7 +452,7 @@ def _add_routes(router: APIRouter, context: ApiContext) -> None:
         form = await read_form(request, limit, max_fields=16)
         try:
             parsed = parse_request(form)
-            done = await run_in_threadpool(ingest_upload, context, form, parsed)
+            done = await run_in_threadpool(ingest_upload, context, form, parsed, who)
         finally:
             await form.close()
         if parsed.stream:

@@ -39,9 +39,11 @@ import av
 import numpy as np
 from starlette.websockets import WebSocket, WebSocketDisconnect, WebSocketState
 
-from scribe.api import ApiContext, ApiError, access_error
+from scribe.api import ApiContext, ApiError
+from scribe.api_auth import PRINCIPAL_KEY, principal_of
 from scribe.chunking import parse_policy
 from scribe.errors import ScribeError, SessionLimitError
+from scribe.identity import LOCAL
 from scribe.openai_api import (
     OpenAIError,
     TranscriptionRequest,
@@ -337,7 +339,8 @@ class RealtimeSocket:
         policy = parse_policy(rt.settings.chunk_policy, rt.settings.chunk_seconds)
         capture = await asyncio.to_thread(
             registry.open, rt.storage, rt.pipeline, title=f"Realtime {time.strftime('%Y-%m-%d %H:%M')}",
-            policy=policy, resume_id=self.resume_id, source=SOURCE, partials=rt.partials)
+            policy=policy, resume_id=self.resume_id, source=SOURCE, partials=rt.partials,
+            owner=self.ws.scope.get(PRINCIPAL_KEY, LOCAL))
         self.state.runtime, self.state.capture = rt, capture
         self.state.seen_seq = capture.next_seq
         ChunkEvents.of(rt.pipeline).subscribe(
@@ -477,7 +480,13 @@ class RealtimeEndpoint:
         if token and "authorization" not in headers:
             headers["authorization"] = f"Bearer {token}"
         try:
-            denied = access_error(ws.client.host if ws.client else None, headers, self.context.token())
+            denied = None
+            ws.scope[PRINCIPAL_KEY] = principal_of(ws.client.host if ws.client else None, headers)
+        except ApiError as exc:
+            if exc.status == 503:
+                return from_library(exc), TRY_AGAIN_LATER
+            denied = exc
+        try:
             registry = self.registry()
         except (ApiError, ScribeError) as exc:  # the app could not start: 503 as an event
             return from_library(exc), TRY_AGAIN_LATER

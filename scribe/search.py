@@ -22,6 +22,7 @@ from functools import lru_cache
 import snowballstemmer
 
 from scribe.errors import ScribeError
+from scribe.identity import Principal
 from scribe.storage import Storage
 
 MAX_QUERY_CHARS = 200
@@ -145,14 +146,16 @@ def highlight(text: str, terms: list[Term]) -> list[tuple[str, bool]]:
     return pieces
 
 
-def search(storage: Storage, query: str, *, limit: int = 20, offset: int = 0) -> SearchPage:
-    """One page of hits for `query`, newest session first, then by time in the session."""
+def search(storage: Storage, query: str, *, limit: int = 20, offset: int = 0,
+           visible_to: Principal | None = None) -> SearchPage:
+    """One page of hits for `query`, newest session first, then by time in the session.
+    `visible_to`: only sessions that principal may read (hits and total alike)."""
     if limit < 1 or offset < 0:
         raise SearchQueryError("limit must be positive and offset not negative")
     terms = parse_query(query)
     words = sorted({w for t in terms for w in (t.text.split() if t.phrase else [word_root(t.text)])})
     rows, total = storage.search_segments(like=[like_pattern(w) for w in words],
                                           regex=[regex_pattern(t) for t in terms],
-                                          limit=limit, offset=offset)
+                                          limit=limit, offset=offset, visible_to=visible_to)
     return SearchPage(query=query, terms=terms, hits=[SearchHit(**r) for r in rows], total=total,
                       limit=limit, offset=offset)

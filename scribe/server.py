@@ -14,6 +14,8 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
+import sys
 import threading
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
@@ -58,6 +60,23 @@ class ServerHooks:
     """Tell Streamlit's own WebSocket check the origins SiteGuard accepts."""
     live_registry: Callable[[], Any] | None = None
     """The process's `capture.LiveRegistry`, shared with the browser recorder (the realtime socket's)."""
+    sign_in_configured: Callable[[], bool] = lambda: False
+    """`[auth]` is in .streamlit/secrets.toml: team mode."""
+    listen_address: Callable[[], str | None] = lambda: "127.0.0.1"
+    """The address the server listens on (None or empty: every address)."""
+
+
+def startup_refusal(address: str | None, sign_in: bool, allow_anonymous: bool) -> str | None:
+    """The one line that stops a server which would show everyone's meetings to its network:
+    listening beyond this machine with no sign-in configured and no explicit opt-out."""
+    from scribe.api import is_loopback
+
+    if sign_in or allow_anonymous or is_loopback(address):
+        return None
+    where = address or "every address"
+    return (f"Scribe refuses to listen on {where} without sign-in: add an [auth] section to "
+            ".streamlit/secrets.toml (see .streamlit/secrets.toml.example and README, Serving a team), "
+            "listen on 127.0.0.1, or set SCRIBE_ALLOW_ANONYMOUS=true to open it to everyone on the network")
 
 
 class AppServer:
@@ -93,7 +112,7 @@ class AppServer:
         from starlette.routing import Mount
 
         context = ApiContext(runtime=self.current_runtime, runtime_for=self.runtime_for,
-                             token=self.token, live_sessions=self.live_sessions)
+                             token=self.token, live_sessions=self.live_sessions, team_mode=self.team_mode)
         from scribe.openai_api import create_openai_api
         from scribe.realtime import RealtimeEndpoint
 
@@ -118,6 +137,11 @@ class AppServer:
         try:
             self._hooks = hooks = self._load_hooks()
             self.settings = settings = hooks.settings()
+            refusal = startup_refusal(hooks.listen_address(), hooks.sign_in_configured(),
+                                      settings.allow_anonymous)
+            if refusal:  # before the first request is served; nothing is open yet
+                print(refusal, file=sys.stderr, flush=True)
+                os._exit(2)  # a raise here would bury the line under uvicorn's traceback
             self._site = Site.from_addresses(settings.public_url, hooks.addresses())
             hooks.accept_site(self._site)
             self.runtime = hooks.build_runtime(None, None)
@@ -182,6 +206,12 @@ class AppServer:
         if self._hooks is None or self._hooks.live_registry is None:
             raise ApiError(503, "live audio is not available in this process")
         return self._hooks.live_registry()
+
+    def team_mode(self) -> bool:
+        """Sign-in configured: the API serves no caller without a token."""
+        if self._hooks is None:  # not started: fail closed
+            raise ApiError(503, self._problem)
+        return self._hooks.sign_in_configured()
 
     def token(self) -> str | None:
         if self.settings is None:  # fail closed: unreadable settings never open the API

@@ -62,7 +62,11 @@ def describe_url(url: str) -> str:
 
 
 def session_event(storage: Storage, event: str, session_id: str, links_base: str) -> dict[str, Any]:
-    """The JSON body for `event` about a session: id, title, duration, status, counts, links."""
+    """The JSON body for `event` about a session: id, title, owner, visibility, duration, status,
+    counts, links. No transcript text: the links answer only callers the access rule lets read
+    the session (scribe.access), so the receiver fetches text with its own token."""
+    from scribe.accounts import owner_label
+
     session = storage.get_session(session_id)
     api = f"{links_base.rstrip('/')}/api/sessions/{session.id}"
     return {
@@ -70,7 +74,8 @@ def session_event(storage: Storage, event: str, session_id: str, links_base: str
         "session": {"id": session.id, "title": session.title, "status": session.status,
                     "source": session.source, "backend": session.backend, "model": session.model,
                     "duration_seconds": session.duration_ms / 1000, "created_at": session.created_at,
-                    "ended_at": session.ended_at},
+                    "ended_at": session.ended_at, "owner": owner_label(storage, session),
+                    "visibility": session.visibility},
         "chunks": storage.chunk_counts(session.id),
         "segments": storage.transcript_counts(session.id),
         "links": {"session": api, "transcript": f"{api}/transcript?format=txt",

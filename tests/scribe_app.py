@@ -35,10 +35,10 @@ class ScribeApp:
     other setting at its default; `extra_env` on top."""
 
     def __init__(self, data_dir: Path, log_path: Path, *, stub: bool = True,
-                 inherit: tuple[str, ...] = MODEL_VARIABLES, **extra_env: str) -> None:
+                 inherit: tuple[str, ...] = MODEL_VARIABLES, port: int | None = None, **extra_env: str) -> None:
         self.data_dir = data_dir
         self.log_path = log_path
-        self.port = free_port()
+        self.port = port or free_port()
         env = {k: v for k, v in os.environ.items()
                if k in inherit or not k.startswith(("SCRIBE_", "GEMINI_"))}
         env.update({"SCRIBE_DATA_DIR": str(data_dir), "HF_HUB_OFFLINE": "1", "SCRIBE_LOG_LEVEL": "INFO"})

@@ -187,9 +187,10 @@ def test_sidebar_choices_become_the_chosen_settings(env, tmp_path):
     assert at.markdown[0].value == f"stub pause:5 {env / 'scribe.duckdb'}"
     at.sidebar.number_input(key="sb_chunk_seconds").set_value(7.0)
     at.sidebar.selectbox(key="sb_chunk_policy").set_value("fixed")
-    at.sidebar.text_input(key="sb_data_dir").set_value(str(tmp_path / "other"))
     at.run()
-    assert at.markdown[0].value == f"stub fixed:7 {tmp_path / 'other' / 'scribe.duckdb'}"
+    # The data folder comes from the environment only: no visitor can point the server elsewhere.
+    assert at.markdown[0].value == f"stub fixed:7 {env / 'scribe.duckdb'}"
+    assert [t.label for t in at.sidebar.text_input] == ["Model"]
 
 
 def test_bad_sidebar_value_is_reported_not_applied(env):

@@ -10,7 +10,8 @@ positions in a session are milliseconds (`*_ms`) and exact samples (`*_sample`).
 
 The queries are grouped by table, one module each (`sessions`, `chunks`,
 `segments` with edits and speaker names, `speakers`, `summaries`, `lab_runs`,
-`webhook_events`, `analytics`, voice `profiles`, `vocabulary`), on the connection in `database`; `Storage`
+`webhook_events`, `analytics`, voice `profiles`, `vocabulary`, `accounts`: people, shares, tokens,
+audit), on the connection in `database`; `Storage`
 composes them. Every public name is imported from here.
 """
 
@@ -19,6 +20,7 @@ from __future__ import annotations
 from scribe.core import (CHUNK_STATUSES, FINAL, LIVE, SESSION_STATUSES, ChunkRow, SegmentRow,
                          SessionRow, SpeakerRow, SummaryRow)
 from scribe.errors import NotFoundError, ScribeError
+from scribe.storage.accounts import AccountQueries, AuditRow, TokenRow, UserRow
 from scribe.storage.analytics import AnalyticsQueries
 from scribe.storage.chunks import ChunkQueries
 from scribe.storage.lab_runs import LabRunQueries
@@ -33,12 +35,14 @@ from scribe.storage.webhook_events import WebhookEventQueries
 
 
 class Storage(SessionQueries, ChunkQueries, SegmentQueries, SpeakerQueries, SummaryQueries,
-              LabRunQueries, WebhookEventQueries, AnalyticsQueries, ProfileQueries, VocabularyQueries):
+              LabRunQueries, WebhookEventQueries, AnalyticsQueries, ProfileQueries, VocabularyQueries,
+              AccountQueries):
     """The one owner of the DuckDB file. Safe to share between threads."""
 
 
 __all__ = [
-    "CHUNK_STATUSES", "FINAL", "LIVE", "MAX_EXPECTED_SPEAKERS", "MIGRATIONS", "NO_SPEECH_SQL", "SESSION_STATUSES", "SPEAKER_JOIN",
-    "SPEAKER_NAME", "ChunkRow", "NotFoundError", "ScribeError", "SegmentRow", "SessionRow", "SpeakerRow",
-    "Storage", "SummaryRow", "check_expected_speakers", "new_session_id", "segments_from_backend",
+    "AuditRow", "CHUNK_STATUSES", "FINAL", "LIVE", "MAX_EXPECTED_SPEAKERS", "MIGRATIONS", "NO_SPEECH_SQL",
+    "SESSION_STATUSES", "SPEAKER_JOIN", "SPEAKER_NAME", "ChunkRow", "NotFoundError", "ScribeError", "SegmentRow",
+    "SessionRow", "SpeakerRow", "Storage", "SummaryRow", "TokenRow", "UserRow", "check_expected_speakers",
+    "new_session_id", "segments_from_backend",
 ]

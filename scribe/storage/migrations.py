@@ -130,6 +130,39 @@ def _m_team_memory(cur: duckdb.DuckDBPyConnection) -> None:
         WHERE NOT regexp_full_match(name, 'Speaker [0-9]+')""")
 
 
+def _m_accounts(cur: duckdb.DuckDBPyConnection) -> None:
+    """Owners, visibility and shares of sessions; people who signed in; their API tokens; the
+    audit log. Sessions and lab runs made before accounts existed belong to the local user."""
+    cur.execute("DROP INDEX sessions_by_created")  # DuckDB alters no table an index depends on
+    cur.execute("ALTER TABLE sessions ADD COLUMN owner_id VARCHAR DEFAULT 'local'")
+    cur.execute("ALTER TABLE sessions ADD COLUMN visibility VARCHAR DEFAULT 'private'")
+    cur.execute("CREATE INDEX sessions_by_created ON sessions (created_at)")
+    cur.execute("CREATE INDEX sessions_by_owner ON sessions (owner_id)")
+    cur.execute("DROP INDEX lab_runs_by_created")
+    cur.execute("ALTER TABLE lab_runs ADD COLUMN owner_id VARCHAR DEFAULT 'local'")
+    cur.execute("CREATE INDEX lab_runs_by_created ON lab_runs (created_at)")
+    cur.execute("""
+        CREATE TABLE users (
+            id VARCHAR PRIMARY KEY, email VARCHAR NOT NULL, name VARCHAR NOT NULL DEFAULT '',
+            first_seen DOUBLE NOT NULL, last_seen DOUBLE NOT NULL)""")
+    cur.execute("CREATE INDEX users_by_email ON users (email)")
+    cur.execute("""
+        CREATE TABLE session_shares (
+            session_id VARCHAR NOT NULL, user_id VARCHAR NOT NULL, shared_by VARCHAR NOT NULL,
+            shared_at DOUBLE NOT NULL, PRIMARY KEY (session_id, user_id))""")
+    cur.execute("""
+        CREATE TABLE api_tokens (
+            id VARCHAR PRIMARY KEY, user_id VARCHAR NOT NULL, label VARCHAR NOT NULL,
+            token_hash VARCHAR NOT NULL UNIQUE, created_at DOUBLE NOT NULL,
+            last_used_at DOUBLE, revoked_at DOUBLE)""")
+    cur.execute("""
+        CREATE TABLE audit_log (
+            id VARCHAR PRIMARY KEY, "at" DOUBLE NOT NULL, actor_id VARCHAR NOT NULL,
+            actor VARCHAR NOT NULL, action VARCHAR NOT NULL, target VARCHAR NOT NULL,
+            detail VARCHAR NOT NULL DEFAULT '')""")
+    cur.execute('CREATE INDEX audit_log_by_time ON audit_log ("at")')
+
+
 MIGRATIONS: list[tuple[str, Callable[[duckdb.DuckDBPyConnection], None]]] = [
     ("initial schema", _m1_initial),
     ("chunks.skip_reason", _m_chunk_skip_reason),
@@ -139,5 +172,6 @@ MIGRATIONS: list[tuple[str, Callable[[duckdb.DuckDBPyConnection], None]]] = [
     ("speakers", _m_speakers),
     ("segment edits", _m_segment_edits),
     ("team memory", _m_team_memory),
+    ("accounts, ownership and sharing", _m_accounts),
 ]
 """Ordered; the position (1-based) is the version recorded in `schema_version`."""

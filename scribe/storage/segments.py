@@ -10,8 +10,10 @@ from typing import Any, Sequence
 
 import duckdb
 
+from scribe.access import readable_sql
 from scribe.core import LIVE, Segment, SegmentRow
 from scribe.errors import NotFoundError, ScribeError
+from scribe.identity import Principal
 from scribe.storage.database import Database, _in_clause
 
 SPEAKER_JOIN = "LEFT JOIN speakers sp ON sp.session_id = g.session_id AND sp.id = g.speaker_id"
@@ -55,18 +57,20 @@ class SegmentQueries(Database):
                                 list(session_ids)))
 
     def search_segments(self, *, like: Sequence[str], regex: Sequence[str], limit: int = 50,
-                        offset: int = 0) -> tuple[list[dict[str, Any]], int]:
+                        offset: int = 0, visible_to: Principal | None = None) -> tuple[list[dict[str, Any]], int]:
         """Segments matching every ILIKE pattern (escape char backslash) and every regex, any case.
 
         Each session is searched in the transcript a reader sees: 'final' where it
         exists, else 'live'. Newest session first, then time in the session; the
-        full key makes paging stable. Returns (one page of hits, total hits).
+        full key makes paging stable. Returns (one page of hits, total hits). `visible_to`:
+        only sessions that principal may read (`scribe.access`), in the hits and the total.
         """
         if not like and not regex:
             return [], 0
         conditions = [r"g.text ILIKE ? ESCAPE '\'" for _ in like]
         conditions += ["regexp_matches(g.text, ?, 'i')" for _ in regex]
         # A person's edit is what a reader sees, so it is what search matches.
+        readable, readable_params = readable_sql(visible_to, "s") if visible_to else ("TRUE", [])
         edited = """(SELECT g.session_id, g.transcript, g.seq, g.idx, g.start_ms, g.end_ms, g.speaker,
                 g.speaker_id, coalesce(e.text, g.text) AS text
             FROM segments g LEFT JOIN segment_edits e USING (session_id, transcript, seq, idx))"""
@@ -76,9 +80,9 @@ class SegmentQueries(Database):
             SELECT h.session_id, s.title, s.created_at, h.transcript, h.seq, h.idx, h.start_ms, h.end_ms,
                    h.text, {SPEAKER_NAME.replace('g.', 'h.')} AS speaker, count(*) OVER () AS total
             FROM hits h JOIN sessions s ON s.id = h.session_id {SPEAKER_JOIN.replace('g.', 'h.')}
-            WHERE h.transcript = 'final' OR h.session_id NOT IN
-                  (SELECT session_id FROM segments WHERE transcript = 'final')"""
-        params = [*like, *regex]
+            WHERE (h.transcript = 'final' OR h.session_id NOT IN
+                  (SELECT session_id FROM segments WHERE transcript = 'final')) AND {readable}"""
+        params = [*like, *regex, *readable_params]
         rows = self._rows(f"""{base} ORDER BY s.created_at DESC, h.session_id DESC, h.start_ms, h.seq, h.idx
             LIMIT ? OFFSET ?""", [*params, limit, offset])
         if rows:

@@ -6,8 +6,10 @@ import time
 import uuid
 from typing import Any, Sequence
 
+from scribe.access import readable_sql
 from scribe.core import SESSION_STATUSES, SessionRow
 from scribe.errors import NotFoundError
+from scribe.identity import LOCAL_ID, Principal
 from scribe.storage.database import Database, _filters, _in_clause
 
 NO_SPEECH_SQL = """(sessions.status IN ('done', 'stopped')
@@ -22,16 +24,19 @@ class SessionQueries(Database):
 
     def create_session(self, *, title: str, source: str, backend: str, model: str,
                        chunk_seconds: float, chunk_policy: str, session_id: str | None = None,
-                       status: str = "recording", now: float | None = None) -> SessionRow:
+                       status: str = "recording", now: float | None = None,
+                       owner_id: str = LOCAL_ID) -> SessionRow:
         row = SessionRow(id=session_id or new_session_id(), title=title.strip() or "Untitled",
                          source=source, status=status, backend=backend, model=model,
                          chunk_seconds=chunk_seconds, chunk_policy=chunk_policy,
-                         created_at=now if now is not None else time.time())
+                         created_at=now if now is not None else time.time(), owner_id=owner_id)
         with self.transaction() as cur:
             cur.execute("""INSERT INTO sessions (id, title, source, status, backend, model,
-                chunk_seconds, chunk_policy, created_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)""",
+                chunk_seconds, chunk_policy, created_at, owner_id, visibility)
+                VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)""",
                         [row.id, row.title, row.source, row.status, row.backend, row.model,
-                         row.chunk_seconds, row.chunk_policy, row.created_at])
+                         row.chunk_seconds, row.chunk_policy, row.created_at, row.owner_id,
+                         row.visibility])
         return row
 
     def get_session(self, session_id: str) -> SessionRow:
@@ -46,19 +51,28 @@ class SessionQueries(Database):
         except NotFoundError:
             return None
 
+    def find_readable_session(self, session_id: str, principal: Principal) -> SessionRow | None:
+        """The session if `principal` may read it (`scribe.access`), else None."""
+        condition, params = readable_sql(principal)
+        rows = self._rows(f"SELECT * FROM sessions WHERE id = ? AND {condition}", [session_id, *params])
+        return SessionRow(**rows[0]) if rows else None
+
     def list_sessions(self, *, limit: int = 50, offset: int = 0, statuses: Sequence[str] = (),
                       since: float | None = None, until: float | None = None,
-                      hide_no_speech: bool = False) -> list[SessionRow]:
+                      hide_no_speech: bool = False, visible_to: Principal | None = None,
+                      shared_with_me: bool = False) -> list[SessionRow]:
         """Newest first; `id` breaks ties so paging is stable. `hide_no_speech` leaves out
-        finished sessions in which nothing was said (see NO_SPEECH_SQL)."""
-        where, params = _session_filters(statuses, since, until, hide_no_speech)
+        finished sessions in which nothing was said (see NO_SPEECH_SQL). `visible_to` keeps
+        the sessions that principal may read; `shared_with_me` only those of other owners."""
+        where, params = _session_filters(statuses, since, until, hide_no_speech, visible_to, shared_with_me)
         rows = self._rows(f"SELECT * FROM sessions {where} ORDER BY created_at DESC, id DESC "
                           "LIMIT ? OFFSET ?", [*params, limit, offset])
         return [SessionRow(**r) for r in rows]
 
     def count_sessions(self, *, statuses: Sequence[str] = (), since: float | None = None,
-                       until: float | None = None, hide_no_speech: bool = False) -> int:
-        where, params = _session_filters(statuses, since, until, hide_no_speech)
+                       until: float | None = None, hide_no_speech: bool = False,
+                       visible_to: Principal | None = None, shared_with_me: bool = False) -> int:
+        where, params = _session_filters(statuses, since, until, hide_no_speech, visible_to, shared_with_me)
         return int(self._scalar(f"SELECT count(*) FROM sessions {where}", params))
 
     def no_speech_sessions(self, session_ids: Sequence[str]) -> set[str]:
@@ -70,18 +84,21 @@ class SessionQueries(Database):
         return {r[0] for r in rows}
 
     def resumable_sessions(self, *, source: str = "mic", limit: int = 20,
-                           include_recording: bool = False) -> list[SessionRow]:
+                           include_recording: bool = False, owner_id: str | None = None) -> list[SessionRow]:
         """Recent sessions of `source` that can be continued (not currently recording).
 
         `include_recording` keeps sessions still marked recording, for a caller that knows
-        which captures are live (a capture stopped a moment ago ends on the writer thread)."""
+        which captures are live (a capture stopped a moment ago ends on the writer thread).
+        `owner_id`: only that person's sessions (one continues only one's own recording)."""
         status = "" if include_recording else "AND status <> 'recording'"
-        rows = self._rows(f"""SELECT * FROM sessions WHERE source = ? {status}
-            ORDER BY created_at DESC, id DESC LIMIT ?""", [source, limit])
+        owner = "" if owner_id is None else "AND owner_id = ?"
+        rows = self._rows(f"""SELECT * FROM sessions WHERE source = ? {status} {owner}
+            ORDER BY created_at DESC, id DESC LIMIT ?""",
+                          [source, *([] if owner_id is None else [owner_id]), limit])
         return [SessionRow(**r) for r in rows]
 
     def update_session(self, session_id: str, **fields: Any) -> None:
-        allowed = {"title", "status", "ended_at", "duration_ms", "backend", "model"}
+        allowed = {"title", "status", "ended_at", "duration_ms", "backend", "model", "owner_id", "visibility"}
         unknown = set(fields) - allowed
         if unknown:
             raise ValueError(f"cannot update session fields {sorted(unknown)}")
@@ -133,15 +150,24 @@ class SessionQueries(Database):
             for table, key in (("segments", "session_id"), ("segment_edits", "session_id"),
                                ("chunks", "session_id"), ("summaries", "session_id"),
                                ("partial_decodes", "session_id"), ("speakers", "session_id"),
-                               ("diarization", "session_id"), ("sessions", "id")):
+                               ("diarization", "session_id"), ("session_shares", "session_id"),
+                               ("sessions", "id")):
                 cur.execute(f"DELETE FROM {table} WHERE {key} = ?", [session_id])
 
 
-def _session_filters(statuses: Sequence[str], since: float | None,
-                     until: float | None, hide_no_speech: bool = False) -> tuple[str, list[Any]]:
+def _session_filters(statuses: Sequence[str], since: float | None, until: float | None,
+                     hide_no_speech: bool = False, visible_to: Principal | None = None,
+                     shared_with_me: bool = False) -> tuple[str, list[Any]]:
     clauses, params = _filters([("status", statuses)], "created_at", since, until)
     if hide_no_speech:
         clauses.append(f"NOT {NO_SPEECH_SQL}")
+    if visible_to is not None:
+        condition, more = readable_sql(visible_to)
+        clauses.append(condition)
+        params.extend(more)
+        if shared_with_me:
+            clauses.append("sessions.owner_id <> ?")
+            params.append(visible_to.user_id)
     return ("WHERE " + " AND ".join(clauses)) if clauses else "", params
 
 

@@ -1,0 +1,238 @@
+"""Sign-in, ownership and sharing in a real browser against a real OpenID Connect provider.
+
+`oidc-provider-mock` (PyPI) runs on 127.0.0.1 with four people; the app (stub backend) has
+`[auth]` pointing at it and admits only example.com. Olga signs in and uploads a recording;
+sharing with Rita before Rita ever signed in is refused with a clear message; Rita signs in,
+Olga shares, Rita sees it in Sessions and in search but cannot delete it; Sam sees nothing
+(list, search, the session's URL, the export link); Olga unshares and Rita loses it; signing
+out returns to the sign-in screen; eve@elsewhere.org is refused; a forged cookie is not a
+sign-in. Each browser context is one person."""
+
+from __future__ import annotations
+
+import io
+import os
+import wave
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from fake_mic import CHROMIUM
+from oidc_provider import OidcProvider
+from scribe_app import ScribeApp, free_port
+
+pytestmark = [pytest.mark.browser, pytest.mark.slow]
+
+PEOPLE = {"olga": {"email": "olga@example.com", "name": "Olga Owner"},
+          "rita": {"email": "Rita@Example.com", "name": "Rita Reader"},
+          "sam": {"email": "sam@example.com", "name": "Sam Stranger"},
+          "eve": {"email": "eve@elsewhere.org", "name": "Eve Outsider"}}
+TITLE = "Hiring panel notes"
+WAIT = 60_000
+
+
+def _tone_wav(path: Path, seconds: float = 3.0) -> Path:
+    t = np.arange(int(16_000 * seconds)) / 16_000
+    pcm = (0.3 * np.sin(2 * np.pi * 220 * t) * 32767).astype(np.int16)
+    with wave.open(str(path), "wb") as w:
+        w.setnchannels(1), w.setsampwidth(2), w.setframerate(16_000), w.writeframes(pcm.tobytes())
+    return path
+
+
+@pytest.fixture(scope="module")
+def served(tmp_path_factory):
+    root = tmp_path_factory.mktemp("signin")
+    provider = OidcProvider(PEOPLE, root / "oidc.log")
+    port = free_port()
+    home = root / "home"
+    (home / ".streamlit").mkdir(parents=True)
+    (home / ".streamlit" / "secrets.toml").write_text(provider.secrets_toml(f"http://127.0.0.1:{port}"))
+    try:
+        app = ScribeApp(root / "data", root / "app.log", port=port, HOME=str(home),
+                        SCRIBE_ALLOWED_EMAIL_DOMAINS="example.com", SCRIBE_PARTIALS="false",
+                        SCRIBE_DIARIZATION="false", SCRIBE_FINAL_PASS="false",
+                        SCRIBE_MODEL_DIR=os.environ.get("SCRIBE_MODEL_DIR", str(home / "models")))
+    except BaseException:
+        provider.stop()
+        raise
+    yield app, provider, root
+    app.stop()
+    provider.stop()
+
+
+@pytest.fixture(scope="module")
+def browser():
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as pw:
+        chromium = pw.chromium.launch(executable_path=CHROMIUM, args=["--headless", "--no-sandbox"])
+        yield chromium
+        chromium.close()
+
+
+def _sign_in(browser, app, sub: str):
+    """A new browser context (one person) signed in through the provider's form."""
+    context = browser.new_context(viewport={"width": 1400, "height": 1000})
+    context.set_default_timeout(WAIT)  # a shared, busy machine
+    page = context.new_page()
+    page.goto(app.url)
+    page.get_by_role("button", name="Sign in").click(timeout=WAIT)
+    page.get_by_role("button", name=sub, exact=True).click(timeout=WAIT)  # the provider's form
+    page.wait_for_url(f"{app.url}/**", timeout=WAIT)
+    return context, page
+
+
+def _sessions(page, app, query: str = "") -> None:
+    page.goto(f"{app.url}/sessions{query}")
+    main = page.get_by_test_id("stMain")
+    main.get_by_role("heading").or_(main.get_by_role("button", name="All sessions")).first.wait_for(timeout=WAIT)
+
+
+def test_sign_in_share_unshare_and_refusals(served, browser, tmp_path):
+    app, provider, root = served
+    shots = Path(os.environ.get("SCRIBE_E2E_SCREENSHOTS", tmp_path))
+
+    # Nothing before sign-in: no recorder, no settings, no pages.
+    stranger = browser.new_context().new_page()
+    stranger.goto(app.url)
+    stranger.get_by_role("button", name="Sign in").wait_for(timeout=WAIT)
+    stranger.screenshot(path=str(shots / "sign-in.png"))
+    assert stranger.get_by_text("Settings").count() == 0 and stranger.get_by_role("button", name="Start").count() == 0
+    stranger.context.close()
+
+    # Olga signs in and uploads a recording.
+    olga_ctx, olga = _sign_in(browser, app, "olga")
+    olga.get_by_text("Signed in as olga@example.com").wait_for(timeout=WAIT)
+    olga.goto(app.url)  # the Record page
+    main = olga.get_by_test_id("stMain")
+    main.get_by_label("Title").fill(TITLE)
+    main.get_by_label("Title").press("Enter")
+    main.get_by_role("tab", name="Upload a file").click()
+    main.locator("input[type=file]").set_input_files(str(_tone_wav(tmp_path / "panel.wav")))
+    main.get_by_role("button", name="Transcribe file").click(timeout=WAIT)
+    main.get_by_text("queued for transcription").wait_for(timeout=WAIT)
+
+    _sessions(olga, app)
+    _listed(olga, TITLE)
+    session_id = _session_id(app, root)
+    _sessions(olga, app, f"?session={session_id}")
+    sharing = olga.get_by_test_id("stMain").get_by_text("Sharing: private")
+    sharing.click(timeout=WAIT)
+
+    # Sharing with someone who never signed in: a clear message, nothing changes.
+    _share(olga, "rita@example.com")
+    olga.get_by_text("no one has signed in to Scribe as rita@example.com yet").wait_for(timeout=WAIT)
+
+    rita_ctx, rita = _sign_in(browser, app, "rita")
+    rita.get_by_text("Signed in as rita@example.com").wait_for(timeout=WAIT)
+    _sessions(rita, app)
+    assert rita.get_by_text(TITLE).count() == 0
+
+    _sessions(olga, app, f"?session={session_id}")
+    olga.get_by_test_id("stMain").get_by_text("Sharing: private").click(timeout=WAIT)
+    _share(olga, " RITA@example.com ")
+    olga.get_by_test_id("stMain").get_by_text("Sharing: shared").wait_for(timeout=WAIT)
+    olga.screenshot(path=str(shots / "session-sharing.png"))
+
+    # Rita reads it: in Sessions, under "Shared with me", in search; she cannot delete it.
+    _sessions(rita, app)
+    _listed(rita, TITLE)
+    rita.get_by_text("Shared with me").click()
+    _listed(rita, TITLE)
+    _search(rita, "stub")
+    rita.get_by_text("matching segment(s)").wait_for(timeout=WAIT)
+    _sessions(rita, app, f"?session={session_id}")
+    rita_main = rita.get_by_test_id("stMain")
+    rita_main.get_by_role("heading", name=TITLE).wait_for(timeout=WAIT)
+    assert rita_main.get_by_text("Rename, summarize or delete").count() == 0
+    assert rita_main.get_by_role("button", name="Delete session").count() == 0
+    rita_main.get_by_text("Sharing: shared").click()
+    rita_main.get_by_text("Only the owner or an administrator may change").wait_for(timeout=WAIT)
+
+    # Sam sees nothing of it: list, search, its URL, its export link.
+    sam_ctx, sam = _sign_in(browser, app, "sam")
+    _sessions(sam, app)
+    sam.get_by_text("No sessions yet").wait_for(timeout=WAIT)
+    _search(sam, "stub")
+    sam.get_by_text("No transcript contains that.").wait_for(timeout=WAIT)
+    _sessions(sam, app, f"?session={session_id}")
+    sam.get_by_text(f"There is no session {session_id}").wait_for(timeout=WAIT)
+    assert sam.get_by_text(TITLE).count() == 0
+    export = sam.request.get(f"{app.url}/api/sessions/{session_id}/transcript?format=txt")
+    assert export.status == 401 and TITLE not in export.text()
+
+    # Olga unshares; Rita no longer sees it.
+    _sessions(olga, app, f"?session={session_id}")
+    olga_main = olga.get_by_test_id("stMain")
+    olga_main.get_by_text("Sharing: shared").click(timeout=WAIT)
+    olga_main.get_by_role("button", name="Unshare").click(timeout=WAIT)
+    try:
+        olga_main.get_by_text("Sharing: private").wait_for(timeout=WAIT)  # nobody left to share with
+    except Exception:
+        olga.screenshot(path="/tmp/i22/debug-unshare.png", full_page=True)
+        raise
+    _sessions(rita, app)
+    rita.get_by_text("No session").first.wait_for(timeout=WAIT)
+    assert rita.get_by_text(TITLE).count() == 0
+
+    # Signing out returns to the sign-in screen.
+    olga.get_by_role("button", name="Sign out").click(timeout=WAIT)
+    olga.get_by_role("button", name="End session").click(timeout=WAIT)  # the provider's own step
+    olga.get_by_role("button", name="Sign in").wait_for(timeout=WAIT)
+    olga.goto(f"{app.url}/sessions?session={session_id}")
+    olga.get_by_role("button", name="Sign in").wait_for(timeout=WAIT)
+    assert olga.get_by_text(TITLE).count() == 0
+    for context in (olga_ctx, rita_ctx, sam_ctx):
+        context.close()
+
+
+def test_an_email_outside_the_allowed_domain_is_refused(served, browser, tmp_path):
+    app, *_ = served
+    context, page = _sign_in(browser, app, "eve")
+    page.get_by_text("eve@elsewhere.org may not use this Scribe").wait_for(timeout=WAIT)
+    page.screenshot(path=str(Path(os.environ.get("SCRIBE_E2E_SCREENSHOTS", tmp_path)) / "sign-in-refused.png"))
+    assert page.get_by_role("button", name="Start").count() == 0
+    page.goto(f"{app.url}/sessions")
+    page.get_by_text("eve@elsewhere.org may not use this Scribe").wait_for(timeout=WAIT)
+    assert page.get_by_text("Search every transcript").count() == 0
+    context.close()
+
+
+def test_a_forged_sign_in_cookie_is_not_a_sign_in(served, browser):
+    app, *_ = served
+    context = browser.new_context()
+    context.add_cookies([{"name": "_streamlit_user", "url": app.url,
+                          "value": '{"email": "olga@example.com", "is_logged_in": true}'}])
+    page = context.new_page()
+    page.goto(f"{app.url}/sessions")
+    page.get_by_role("button", name="Sign in").wait_for(timeout=WAIT)
+    assert page.get_by_text("Search every transcript").count() == 0
+    context.close()
+
+
+def _listed(page, title: str) -> None:
+    """A row of the Sessions table (the grid draws on a canvas: its cells are in the DOM, hidden)."""
+    page.get_by_text(title).first.wait_for(state="attached", timeout=WAIT)
+
+
+def _share(page, email: str) -> None:
+    main = page.get_by_test_id("stMain")
+    main.get_by_label("Share with (email)").fill(email)
+    main.get_by_role("button", name="Share", exact=True).click(timeout=WAIT)
+
+
+def _search(page, words: str) -> None:
+    box = page.get_by_test_id("stMain").get_by_label("Search every transcript")
+    box.fill(words)
+    box.press("Enter")
+
+
+def _session_id(app, root: Path) -> str:
+    """The uploaded session's id, from the app's log (its pipeline names each session)."""
+    import re
+
+    for line in app.log().splitlines():
+        if (match := re.search(r"session=(\d{8}-\d{6}-[0-9a-f]{6})", line)):
+            return match.group(1)
+    raise AssertionError("no session id in the app's log")

@@ -36,7 +36,7 @@ from starlette.formparsers import MultiPartException, MultiPartParser
 
 from scribe import __version__
 from scribe.access import readable_session, writable_session
-from scribe.api_auth import PRINCIPAL_KEY, AuthContext, current_principal, install, resolve
+from scribe.api_auth import PRINCIPAL_KEY, AuthContext, carries_personal_token, current_principal, install, resolve
 from scribe.chunking import FILE_POLICY_NAMES, parse_policy
 from scribe.core import SESSION_STATUSES, SessionRow
 from scribe.errors import (AccessDeniedError, AudioDecodeError, NotFoundError, ScribeError, SignInError,
@@ -166,8 +166,11 @@ class AccessGate:
         client = scope["client"][0] if scope.get("client") else None
         error = None
         try:
-            # The caller, once per request (a personal token is a database lookup: off the loop).
-            scope[PRINCIPAL_KEY] = await run_in_threadpool(resolve, client, headers, self.auth)
+            # The caller, once per request; a personal token is a database lookup, done off the loop.
+            if carries_personal_token(headers):
+                scope[PRINCIPAL_KEY] = await run_in_threadpool(resolve, client, headers, self.auth)
+            else:
+                scope[PRINCIPAL_KEY] = resolve(client, headers, self.auth)
             limit = self._body_limit(scope)
         except ApiError as exc:
             error = exc

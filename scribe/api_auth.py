@@ -49,6 +49,14 @@ def install(context: AuthContext) -> None:
     _installed = context
 
 
+def carries_personal_token(headers: Mapping[str, str]) -> bool:
+    """A personal token (its check reads the database); other callers resolve without I/O."""
+    from scribe.accounts import TOKEN_PREFIX
+
+    scheme, _, given = headers.get("authorization", "").partition(" ")
+    return scheme.lower() == "bearer" and given.strip().startswith(TOKEN_PREFIX)
+
+
 def resolve(client_host: str | None, headers: Mapping[str, str], context: AuthContext) -> Principal:
     """The caller of a request, or the API's 401/403 error saying what to send."""
     from scribe.accounts import TOKEN_PREFIX, principal_for_token

@@ -138,9 +138,13 @@ class AccessGate:
     FastAPI reads and parses a JSON body before a route's dependencies run, so a check there
     comes after a caller without access has made the process hold their whole body."""
 
-    def __init__(self, app: Any, context: "ApiContext") -> None:
+    def __init__(self, app: Any, context: "ApiContext",
+                 error_body: Callable[[int, str], dict[str, Any]] = lambda _status, message: {"error": message},
+                 ) -> None:
         self.app = app
         self.context = context
+        self.error_body = error_body
+        """The answer's JSON for (status, message): `/api`'s shape, or `/v1`'s (OpenAI's)."""
 
     async def __call__(self, scope: dict[str, Any], receive: Callable, send: Callable) -> None:
         if scope["type"] != "http":
@@ -153,10 +157,10 @@ class AccessGate:
         except ApiError as exc:
             error = exc
         if error is not None:
-            return await send_json(send, error.status, {"error": error.message})
+            return await send_json(send, error.status, self.error_body(error.status, error.message))
         declared = headers.get("content-length", "")
         if declared.isdigit() and int(declared) > limit:
-            return await send_json(send, 413, {"error": _too_large(limit)})
+            return await send_json(send, 413, self.error_body(413, _too_large(limit)))
         await self.app(scope, _bounded(receive, limit), send)
 
     def _body_limit(self, scope: dict[str, Any]) -> int:
@@ -164,7 +168,7 @@ class AccessGate:
         root = scope.get("root_path", "")
         if path.startswith(root):
             path = path[len(root):]
-        if path.rstrip("/") == "/transcriptions":
+        if path.rstrip("/") in ("/transcriptions", "/audio/transcriptions"):  # /api's, /v1's
             return self.context.runtime().settings.max_upload_mb * MB + FORM_OVERHEAD_BYTES
         return JSON_BODY_LIMIT
 

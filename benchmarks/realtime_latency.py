@@ -15,7 +15,8 @@ once it arrived, else the deltas received for it. Every event that changed it is
 words); word end times in the audio come from `live_latency.reference_words` (a whole-file
 decode with word timestamps aligned to the text). The audio's sample 0 is sent at t0, so
     latency = first shown - (t0 + the word's end in the audio).
-Printed: first delta latency (first delta event - the first spoken word's end), word latency
+Printed: first delta latency (the first delta holding a spoken word - the first spoken word's
+end), word latency
 p50/p95/max over all words, the share of words first shown by a delta (before their chunk was
 stored), chunk lane latency (committed -> completed) p50/p95, words never shown, the stored
 transcript's WER, and the load average.
@@ -82,9 +83,10 @@ def stream(url: str, pcm: bytes) -> tuple[float, list[tuple[float, dict]]]:
                                 "audio": base64.b64encode(pcm[start:start + step]).decode()}))
         committed_at = time.time()
         ws.send(json.dumps({"type": "input_audio_buffer.commit"}))
-        # The last commit answers committed (or, with nothing left to commit, an error).
-        _wait(events, lambda: any(at >= committed_at and e["type"] in ("input_audio_buffer.committed", "error")
-                                  for at, e in list(events)), 60)
+        # The last commit answers committed (or, with nothing left to commit, an error) at once.
+        time.sleep(3.0)
+        print("after the last commit:", [(round(at - committed_at, 2), e["type"]) for at, e in list(events)
+                                         if e["type"] in ("input_audio_buffer.committed", "error")][-3:], flush=True)
         _wait(events, lambda: _all_completed(events), 600)
     reader.join(10)
     return t0, events
@@ -140,7 +142,8 @@ def measure(t0: float, events: list[tuple[float, dict]], reference: list, text: 
     seen = live_latency.seen_times(reference, polls)
     latencies = [at - (t0 + word.end_s) for word, at in zip(reference, seen) if at is not None]
     by_delta = [kinds[[p[0] for p in polls].index(at)] for at in seen if at is not None]
-    first_delta = next(at for at, e in events if e["type"] == DELTA)
+    spoken = {w.text for w in reference}  # a delta on silence or noise ("you") is not a first word
+    first_delta = next(at for at, e in events if e["type"] == DELTA and spoken & set(normalize(e["delta"]).split()))
     committed = {e["item_id"]: at for at, e in events if e["type"] == "input_audio_buffer.committed"}
     lane = [at - committed[e["item_id"]] for at, e in events if e["type"] == COMPLETED and e["item_id"] in committed]
     stored = " ".join(e["transcript"] for _, e in sorted(
@@ -166,14 +169,15 @@ def main() -> None:
     pcm = pcm16_24k(pcm16k)
     results = []
     for run in range(args.runs):
-        with tempfile.TemporaryDirectory(prefix="scribe-rt-bench-") as tmp:
-            app = live_latency.start_app(Path(tmp) / "data", partials=True)
-            try:
-                t0, events = stream(f"ws://127.0.0.1:{app.port}/v1/realtime?intent=transcription", pcm)
-            finally:
-                app.stop()
-        results.append(measure(t0, events, reference, text))
-        print(f"run {run + 1}: {json.dumps(results[-1])}", flush=True)
+        work = Path(tempfile.mkdtemp(prefix="scribe-rt-bench-"))  # kept: its app.log
+        app = live_latency.start_app(work / "data", partials=True)
+        try:
+            t0, events = stream(f"ws://127.0.0.1:{app.port}/v1/realtime?intent=transcription", pcm)
+        finally:
+            app.stop()
+            print(f"app log: {work / 'app.log'}", flush=True)
+        results.append({**measure(t0, events, reference, text), "t0": t0, "events": events})
+        print(f"run {run + 1}: {json.dumps({k: v for k, v in results[-1].items() if k != 'events'})}", flush=True)
     if args.json:
         args.json.write_text(json.dumps(results, indent=2))
 

@@ -474,10 +474,11 @@ def cluster(x: np.ndarray, n_speakers: int | None, *, max_speakers: int = 8,
     if len(x) == 0:
         return np.zeros(0, dtype=int)
     w = np.ones(len(x)) if weights is None else np.asarray(weights, dtype=np.float64)
-    if n_speakers:  # the count is given: the best start whose voices are apart, else the best
-        runs = list(kmeans_runs(x, n_speakers, weights=w))
-        apart = [run for run in runs if _apart(run[2])]
-        return max(apart or runs, key=lambda run: run[0])[1]
+    if n_speakers:  # the count is given: the tightest start, unless it splits one voice in two
+        runs = list(kmeans_runs(x, n_speakers, weights=w))  # where another start finds people
+        tightest = max(runs, key=lambda run: run[0])
+        clear = [run for run in runs if _apart(run[2], CLEARLY_DIFFERENT)]
+        return (tightest if _apart(tightest[2]) or not clear else max(clear, key=lambda run: run[0]))[1]
 
     def distinct(run: tuple[float, np.ndarray, np.ndarray], limit: float) -> bool:
         _score, labels, centroids = run

@@ -1,6 +1,6 @@
 """Models x jobs on conversational speech: live WER, final-pass WER, real-time factor.
 
-    HF_HUB_OFFLINE=1 python3 benchmarks/bench_models.py --set tuning|evaluation \
+    HF_HUB_OFFLINE=1 python3 benchmarks/bench_models.py --set tuning|evaluation|real \
         [--model tiny.en --model base] [--margin 0 --margin 0.05] [--markdown]
 
 For every conversation of the set (benchmarks/conversations.py) and every live
@@ -31,6 +31,7 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 import jiwer  # noqa: E402
 
 import conversations  # noqa: E402
+import real_voices  # noqa: E402
 
 from scribe.chunking import parse_policy  # noqa: E402
 from scribe.config import Settings  # noqa: E402
@@ -57,7 +58,7 @@ def text_of(segments) -> str:
 
 
 def measure(set_name: str, models: list[str], margins: list[float], window_s: float) -> dict:
-    convs = conversations.rendered(set_name)
+    convs = real_voices.recordings() if set_name == "real" else conversations.rendered(set_name)
     whisper = {m: LocalWhisperTranscriber(m) for m in models}
     refs: list[str] = []
     hyps: dict[tuple, list[str]] = {}
@@ -92,12 +93,12 @@ def measure(set_name: str, models: list[str], margins: list[float], window_s: fl
     wer = {key: jiwer.wer(refs, texts) for key, texts in hyps.items()}
     return {"wer": wer, "rtf": {k: statistics.median(v) for k, v in rtf.items()},
             "seconds": sum(conversations.decode_file(w).size for _n, w, _r in convs) / 16_000,
-            "words": sum(len(r.split()) for r in refs), "window": window_s}
+            "words": sum(len(r.split()) for r in refs), "window": window_s, "recordings": len(convs)}
 
 
 def report(set_name: str, models: list[str], margins: list[float], result: dict, markdown: bool) -> str:
     columns = ["raw"] + [f"rule {m:g}" for m in margins]
-    lines = [f"{set_name}, final-pass window {result['window']:g} s: {len(conversations.SETS[set_name])} conversations, {result['seconds']:.0f} s, "
+    lines = [f"{set_name}, final-pass window {result['window']:g} s: {result['recordings']} recordings, {result['seconds']:.0f} s, "
              f"{result['words']} reference words"]
     head = ["live model", "live WER %"] + [f"final {f} {c}" for f in models for c in columns]
     rows = []
@@ -119,7 +120,8 @@ def report(set_name: str, models: list[str], margins: list[float], result: dict,
 
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--set", choices=sorted(conversations.SETS), default="tuning")
+    p.add_argument("--set", choices=[*sorted(conversations.SETS), "real"], default="tuning",
+                   help="real: human recordings from Debian test data (benchmarks/real_voices.py)")
     p.add_argument("--model", action="append", dest="models")
     p.add_argument("--margin", type=float, action="append", dest="margins",
                    help="keep-live margin to score (repeatable); default 0")

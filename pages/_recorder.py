@@ -177,7 +177,12 @@ def _recording_badge(rt: Runtime, live: capture.LiveCapture) -> None:
         return
     session = rt.storage.find_session(live.session_id)
     name = session.title if session else live.session_id
-    st.markdown(f":red[:material/radio_button_checked: **Recording**] {mmss(int(stats.session_seconds * 1000))}")
+    if stats.frames == 0:  # the connection is up but no audio has arrived: speech now would be lost
+        st.markdown(":orange[:material/hourglass_top: **Connecting to the microphone…**]")
+        st.caption(f"{literal(name)} · start speaking when this says *Listening*")
+        return
+    st.markdown(f":red[:material/radio_button_checked: **Recording**] {mmss(int(stats.session_seconds * 1000))} "
+                "· :green[**Listening**]")
     st.caption(literal(name))
 
 

@@ -260,10 +260,10 @@ _live_lock = threading.Lock()
 
 
 def live_registry(max_sessions: int) -> LiveRegistry:
-    """The process's live WebRTC captures (one registry per process; like RUNTIMES, out of
-    reach of a client's `clear_cache`)."""
-    # Imported here, inside a script run: streamlit-webrtc registers its component with the
-    # running server only when first imported from one (start-up code imports this module too).
+    """The process's live captures, browser recordings and realtime sockets alike (one registry
+    per process; like RUNTIMES, out of reach of a client's `clear_cache`). The server's realtime
+    socket asks for it too (`server_hooks`): scribe.capture imports streamlit-webrtc only when
+    the recorder is drawn, inside a script run, where the library registers its component."""
     from scribe.capture import LiveRegistry
 
     with _live_lock:

@@ -36,7 +36,8 @@ from starlette.formparsers import MultiPartException, MultiPartParser
 
 from scribe import __version__
 from scribe.access import readable_session, writable_session
-from scribe.api_auth import PRINCIPAL_KEY, AuthContext, carries_personal_token, current_principal, install, resolve
+from scribe.api_auth import (PRINCIPAL_KEY, AuthContext, carries_personal_token, current_principal, install,
+                             installed, resolve)
 from scribe.chunking import FILE_POLICY_NAMES, parse_policy
 from scribe.core import SESSION_STATUSES, SessionRow
 from scribe.errors import (AccessDeniedError, AudioDecodeError, NotFoundError, ScribeError, SignInError,
@@ -154,10 +155,15 @@ class AccessGate:
     FastAPI reads and parses a JSON body before a route's dependencies run, so a check there
     comes after a caller without access has made the process hold their whole body."""
 
-    def __init__(self, app: Any, context: "ApiContext", auth: AuthContext) -> None:
+    def __init__(self, app: Any, context: "ApiContext",
+                 error_body: Callable[[int, str], dict[str, Any]] = lambda _status, message: {"error": message},
+                 auth: AuthContext | None = None) -> None:
         self.app = app
         self.context = context
+        self.error_body = error_body
+        """The answer's JSON for (status, message): `/api`'s shape, or `/v1`'s (OpenAI's)."""
         self.auth = auth
+        """How callers are resolved (None: the context `/api` installed, scribe.api_auth)."""
 
     async def __call__(self, scope: dict[str, Any], receive: Callable, send: Callable) -> None:
         if scope["type"] != "http":
@@ -167,18 +173,19 @@ class AccessGate:
         error = None
         try:
             # The caller, once per request; a personal token is a database lookup, done off the loop.
+            auth = self.auth or installed()
             if carries_personal_token(headers):
-                scope[PRINCIPAL_KEY] = await run_in_threadpool(resolve, client, headers, self.auth)
+                scope[PRINCIPAL_KEY] = await run_in_threadpool(resolve, client, headers, auth)
             else:
-                scope[PRINCIPAL_KEY] = resolve(client, headers, self.auth)
+                scope[PRINCIPAL_KEY] = resolve(client, headers, auth)
             limit = self._body_limit(scope)
         except ApiError as exc:
             error = exc
         if error is not None:
-            return await send_json(send, error.status, {"error": error.message})
+            return await send_json(send, error.status, self.error_body(error.status, error.message))
         declared = headers.get("content-length", "")
         if declared.isdigit() and int(declared) > limit:
-            return await send_json(send, 413, {"error": _too_large(limit)})
+            return await send_json(send, 413, self.error_body(413, _too_large(limit)))
         await self.app(scope, _bounded(receive, limit), send)
 
     def _body_limit(self, scope: dict[str, Any]) -> int:
@@ -186,7 +193,7 @@ class AccessGate:
         root = scope.get("root_path", "")
         if path.startswith(root):
             path = path[len(root):]
-        if path.rstrip("/") == "/transcriptions":
+        if path.rstrip("/") in ("/transcriptions", "/audio/transcriptions"):  # /api's, /v1's
             return self.context.runtime().settings.max_upload_mb * MB + FORM_OVERHEAD_BYTES
         return JSON_BODY_LIMIT
 

@@ -84,14 +84,19 @@ def resolve(client_host: str | None, headers: Mapping[str, str], context: AuthCo
     return LOCAL
 
 
-def principal_of(client_host: str | None, headers: Mapping[str, str]) -> Principal:
-    """The caller of a request or socket outside a FastAPI dependency (the realtime socket):
-    the same resolution, with the context the API installed; raises the API's error."""
+def installed() -> AuthContext:
+    """The context `/api` installed (other mounted apps' gates resolve callers with it)."""
     from scribe.api import ApiError
 
     if _installed is None:
         raise ApiError(503, "Scribe is starting")
-    return resolve(client_host, headers, _installed)
+    return _installed
+
+
+def principal_of(client_host: str | None, headers: Mapping[str, str]) -> Principal:
+    """The caller of a request or socket outside a FastAPI dependency (the realtime socket):
+    the same resolution, with the context the API installed; raises the API's error."""
+    return resolve(client_host, headers, installed())
 
 
 def current_principal(request: Request) -> Principal:

@@ -8,7 +8,8 @@ one queue and model, its answer is read back from storage and rendered by `scrib
 (srt, vtt) or as OpenAI's JSON shapes. The realtime socket (`/v1/realtime`) is in
 `scribe/realtime.py`.
 
-Access is `/api`'s (`scribe.api_auth`: the caller is a person, the service or the local user); errors are OpenAI's shape,
+Access is `/api`'s rule and body bounds (`api.AccessGate`, before any body byte is read; the
+caller resolved by `scribe.api_auth`: a person, the service or the local user); errors are OpenAI's shape,
 `{"error": {"message", "type", "param", "code"}}`, with the matching status.
 """
 
@@ -35,10 +36,11 @@ from starlette.concurrency import run_in_threadpool
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from scribe import models
-from scribe.api_auth import principal_of
+from scribe.api_auth import current_principal
 from scribe.api import (
     FORM_OVERHEAD_BYTES,
     MB,
+    AccessGate,
     ApiContext,
     ApiError,
     read_form,
@@ -411,31 +413,28 @@ def create_openai_api(context: ApiContext, realtime: Callable[[WebSocket], Any] 
     router = APIRouter()
     _add_routes(router, context)
     api.include_router(router)
+    api.add_middleware(AccessGate, context=context, error_body=gate_error)  # HTTP only; the socket checks itself
     if realtime is not None:
         api.add_api_websocket_route("/realtime", realtime)
     _add_error_handlers(api)
     return api
 
 
-def check_access(context: ApiContext, request: Request) -> Principal:
-    """The caller, by `/api`'s resolution (scribe.api_auth): a personal token acts as its person."""
-    client = request.client.host if request.client else None
-    try:
-        return principal_of(client, request.headers)
-    except ApiError as error:
-        raise from_library(error) from None
+def gate_error(status: int, message: str) -> dict[str, Any]:
+    """AccessGate's refusals (token, this machine only, body too large or too slow) in OpenAI's shape."""
+    if status == 413:
+        return OpenAIError(413, message, param="file", code="file_too_large").body()
+    return from_library(ApiError(status, message)).body()
 
 
 def _add_routes(router: APIRouter, context: ApiContext) -> None:
     @router.get("/models")
-    def list_models(request: Request) -> dict[str, Any]:
-        check_access(context, request)
+    def list_models() -> dict[str, Any]:
         ids = model_ids(context.runtime().transcriber.model)
         return {"object": "list", "data": [model_json(m) for m in ids]}
 
     @router.get("/models/{model_id:path}")
-    def get_model(model_id: str, request: Request) -> dict[str, Any]:
-        check_access(context, request)
+    def get_model(model_id: str) -> dict[str, Any]:
         if model_id not in model_ids(context.runtime().transcriber.model):
             raise OpenAIError(404, f"the model {model_id!r} does not exist on this server",
                               param="model", code="model_not_found")
@@ -443,12 +442,8 @@ def _add_routes(router: APIRouter, context: ApiContext) -> None:
 
     @router.post("/audio/transcriptions")
     async def transcriptions(request: Request) -> Response:
-        who = check_access(context, request)
+        who = current_principal(request)
         limit = context.runtime().settings.max_upload_mb * MB + FORM_OVERHEAD_BYTES
-        declared = request.headers.get("content-length", "")
-        if declared.isdigit() and int(declared) > limit:
-            raise UploadTooLargeError(f"file is {int(declared) / MB:.0f} MB; the limit is "
-                                      f"{limit // MB} MB (SCRIBE_MAX_UPLOAD_MB)")
         form = await read_form(request, limit, max_fields=16)
         try:
             parsed = parse_request(form)

@@ -26,7 +26,7 @@ from collections import OrderedDict
 from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
-from typing import Iterable, Sequence
+from typing import Iterable, Iterator, Sequence
 
 import numpy as np
 from threadpoolctl import ThreadpoolController
@@ -414,11 +414,18 @@ def spherical_kmeans(x: np.ndarray, k: int, *, weights: np.ndarray | None = None
     """Cluster unit vectors by cosine: (labels, unit centroids). k-means++ starts, best of
     `restarts` by total similarity. Not agglomerative: average linkage splits single outlier
     windows off as speakers."""
+    _score, labels, centroids = max(kmeans_runs(x, k, weights=weights, restarts=restarts,
+                                                iterations=iterations, seed=seed), key=lambda run: run[0])
+    return labels, centroids
+
+
+def kmeans_runs(x: np.ndarray, k: int, *, weights: np.ndarray | None = None, restarts: int = 20,
+                iterations: int = 50, seed: int = 0) -> Iterator[tuple[float, np.ndarray, np.ndarray]]:
+    """Every start's (total weighted similarity, labels, unit centroids)."""
     x = _unit(np.asarray(x, dtype=np.float64))
     w = np.ones(len(x)) if weights is None else np.asarray(weights, dtype=np.float64)
     k = max(1, min(k, len(x)))
     rng = np.random.default_rng(seed)
-    best: tuple[float, np.ndarray, np.ndarray] | None = None
     for _ in range(restarts):
         centroids = _kmeans_pp(x, k, rng)
         labels = np.full(len(x), -1)
@@ -428,10 +435,7 @@ def spherical_kmeans(x: np.ndarray, k: int, *, weights: np.ndarray | None = None
                 break
             labels = new
             centroids = _centroids(x, w, labels, k, centroids)
-        score = float(np.sum(w * np.max(x @ centroids.T, axis=1)))
-        if best is None or score > best[0]:
-            best = (score, labels, centroids)
-    return best[1], best[2]
+        yield float(np.sum(w * np.max(x @ centroids.T, axis=1))), labels, centroids
 
 
 def _kmeans_pp(x: np.ndarray, k: int, rng: np.random.Generator) -> np.ndarray:
@@ -469,19 +473,46 @@ def cluster(x: np.ndarray, n_speakers: int | None, *, max_speakers: int = 8,
     centroids are all distinct voices (a silhouette or eigengap undercounted on the tuning set)."""
     if len(x) == 0:
         return np.zeros(0, dtype=int)
-    if n_speakers:
-        return spherical_kmeans(x, n_speakers, weights=weights)[0]
     w = np.ones(len(x)) if weights is None else np.asarray(weights, dtype=np.float64)
+    if n_speakers:  # the count is given: the tightest start, unless it splits one voice in two
+        runs = list(kmeans_runs(x, n_speakers, weights=w))  # where another start finds people
+        tightest = max(runs, key=lambda run: run[0])
+        clear = [run for run in runs if _apart(run[2], CLEARLY_DIFFERENT)]
+        return (tightest if _apart(tightest[2]) or not clear else max(clear, key=lambda run: run[0]))[1]
+
+    def distinct(run: tuple[float, np.ndarray, np.ndarray], limit: float) -> bool:
+        _score, labels, centroids = run
+        smallest = min(w[labels == c].sum() for c in range(len(centroids)))
+        return _apart(centroids, limit) and smallest >= MIN_SPEAKER_SHARE * w.sum()
+
     best = np.zeros(len(x), dtype=int)
     for k in range(2, min(max_speakers, len(x)) + 1):
-        labels, centroids = spherical_kmeans(x, k, weights=w)
-        similarity = centroids @ centroids.T
-        np.fill_diagonal(similarity, -1.0)
-        smallest = min(w[labels == c].sum() for c in range(k))
-        if similarity.max() >= SAME_VOICE_CENTROIDS or smallest < MIN_SPEAKER_SHARE * w.sum():
+        runs = list(kmeans_runs(x, k, weights=w))
+        tightest = max(runs, key=lambda run: run[0])
+        # The tightest clustering may split a long speaker in two where a short, clearly
+        # different voice (a few seconds of another person) is the real next speaker.
+        clear = [run for run in runs if distinct(run, CLEARLY_DIFFERENT)]
+        if distinct(tightest, SAME_VOICE_CENTROIDS):
+            best = tightest[1]
+        elif clear:
+            best = max(clear, key=lambda run: run[0])[1]
+        else:
             break
-        best = labels
     return best
+
+
+CLEARLY_DIFFERENT = 0.75
+"""Centroids this far apart are two people even when k-means liked another split better
+(real voices: a reader against another person 0.48-0.77; one real voice split in two 0.80-0.91)."""
+
+
+def _apart(centroids: np.ndarray, limit: float = SAME_VOICE_CENTROIDS) -> bool:
+    """No two centroids as similar as `limit` (by default: one voice split in two)."""
+    if len(centroids) < 2:
+        return True
+    similarity = centroids @ centroids.T
+    np.fill_diagonal(similarity, -1.0)
+    return bool(similarity.max() < limit)
 
 
 # -- frames and segments -------------------------------------------------------------

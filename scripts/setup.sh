@@ -1,13 +1,14 @@
 #!/usr/bin/env bash
 # Install what Scribe needs into ./.venv, plus (with --system) the Debian packages
 # the tests use: espeak-ng (test speech), chromium (browser tests), redis-server
-# (scale-out tests), sox. Safe to run again: it only installs what is missing.
+# (scale-out tests), sox, pocketsphinx-testdata (real human voices for the speaker
+# labels). Safe to run again: it only installs what is missing.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
 if [[ "${1:-}" == "--system" ]]; then
   missing=()
-  for pkg in espeak-ng chromium redis-server sox; do
+  for pkg in espeak-ng chromium redis-server sox pocketsphinx-testdata; do
     dpkg -s "$pkg" >/dev/null 2>&1 || missing+=("$pkg")
   done
   if (( ${#missing[@]} )); then

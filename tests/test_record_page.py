@@ -385,3 +385,19 @@ def test_the_record_page_speaks_plain_words(env, monkeypatch):
     for jargon in ("Backend `", "model `", "pause:5", "Queue depth", "frames"):
         assert jargon not in shown, jargon
     fake.processor.on_ended()
+
+
+def test_the_sidebar_says_listening_only_once_audio_arrives(env, monkeypatch):
+    """Speech before the first frame is lost (the connection is still being set up), so the
+    recorder says when it hears audio."""
+    from test_capture import frames
+
+    fake = streamer(monkeypatch, start=True)
+    at = run_page()
+    sidebar = " ".join(m.value for m in at.sidebar.markdown)
+    assert "Connecting to the microphone" in sidebar and "Listening" not in sidebar
+    fake.processor.take(frames(0.5))
+    at.run()
+    sidebar = " ".join(m.value for m in at.sidebar.markdown)
+    assert "**Listening**" in sidebar and "Connecting" not in sidebar
+    fake.processor.on_ended()

@@ -337,3 +337,31 @@ def test_relabel_after_stop_numbers_speakers_in_order_and_keeps_given_names(stor
     names = [s.speaker for s in storage.list_segments(labelled, LIVE)]
     assert names == ["Speaker 1", "Ana", "Speaker 1"] * 3
     assert [s.speaker_id for s in storage.list_segments(labelled, LIVE)] == [1, 2, 1] * 3
+
+
+REAL_VOICES = Path("/usr/share/pocketsphinx/test/data")
+"""Debian's pocketsphinx-testdata (scripts/setup.sh --system): real people, not espeak-ng."""
+
+
+@pytest.mark.skipif(not (REAL_VOICES / "librivox").is_dir(), reason="pocketsphinx-testdata is not installed")
+def test_a_short_clearly_different_real_voice_is_not_folded_into_a_long_one():
+    """Five sentences of a LibriVox reader, then 2.8 s of another person (CMU's "go forward"):
+    the estimate finds two voices, and so does the count given, rather than splitting the
+    reader in two and folding the other person in."""
+    from scribe.audio import decode_file
+
+    def level(x: np.ndarray) -> np.ndarray:  # every utterance at one level
+        return (x * 0.05 / np.sqrt(np.mean(x ** 2))).astype(np.float32)
+
+    reader = [level(decode_file(p)) for p in sorted((REAL_VOICES / "librivox").glob("*.wav"))]
+    other = level(np.fromfile(REAL_VOICES / "goforward.raw", dtype="<i2").astype(np.float32))
+    gap = np.zeros(SAMPLE_RATE // 2, np.float32)
+    audio = np.concatenate([reader[0], gap, other, gap, *(x for r in reader[1:] for x in (r, gap))])
+    truth = np.zeros(audio.size // 160, dtype=int)
+    truth[(reader[0].size + gap.size) // 160:(reader[0].size + gap.size + other.size) // 160] = 1
+    for count in (None, 2):
+        windows, labels = sp.diarize(audio, count)
+        assert len(set(labels.tolist())) == 2, count
+        frames = sp.frame_labels(windows, labels)
+        speech = frames[:truth.size] >= 0
+        assert np.mean(frames[:truth.size][speech] == truth[speech]) >= 0.9, count

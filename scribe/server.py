@@ -89,6 +89,7 @@ class AppServer:
     def __init__(self, load_hooks: Callable[[], ServerHooks]) -> None:
         self._load_hooks = load_hooks
         self._hooks: ServerHooks | None = None
+        self._sign_in: bool | None = None
         self.settings: Settings | None = None
         self.runtime: Runtime | None = None
         self.webhook: Webhook | None = None
@@ -137,8 +138,8 @@ class AppServer:
         try:
             self._hooks = hooks = self._load_hooks()
             self.settings = settings = hooks.settings()
-            refusal = startup_refusal(hooks.listen_address(), hooks.sign_in_configured(),
-                                      settings.allow_anonymous)
+            self._sign_in = hooks.sign_in_configured()  # read once: Streamlit reads [auth] at start too
+            refusal = startup_refusal(hooks.listen_address(), self._sign_in, settings.allow_anonymous)
             if refusal:  # before the first request is served; nothing is open yet
                 print(refusal, file=sys.stderr, flush=True)
                 os._exit(2)  # a raise here would bury the line under uvicorn's traceback
@@ -209,9 +210,9 @@ class AppServer:
 
     def team_mode(self) -> bool:
         """Sign-in configured: the API serves no caller without a token."""
-        if self._hooks is None:  # not started: fail closed
+        if self._sign_in is None:  # not started: fail closed
             raise ApiError(503, self._problem)
-        return self._hooks.sign_in_configured()
+        return self._sign_in
 
     def token(self) -> str | None:
         if self.settings is None:  # fail closed: unreadable settings never open the API

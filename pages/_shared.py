@@ -23,6 +23,7 @@ from scribe.config import BACKENDS, Settings
 from scribe.errors import ScribeError
 from scribe.runtime import ProcessRuntimes, Runtime, configure_logging
 from scribe.guard import Site, host_of
+from scribe.models import choosable
 from scribe.server import ServerHooks, adopt
 from scribe.storage import Storage
 
@@ -100,8 +101,9 @@ def sidebar() -> Settings:
         backend = st.selectbox("Backend", BACKENDS, key="sb_backend",
                                help="local: Whisper on this machine; gemini needs GEMINI_API_KEY")
         model = st.text_input("Model", key=f"sb_model_{backend}", disabled=backend == "stub",
-                              help="local: base, tiny.en, a hub name such as small.en, or a model "
-                                   "folder (`python -m scribe models` lists them)")
+                              help="local: base, tiny.en or a hub name such as small.en "
+                                   "(`python -m scribe models` lists them); a model folder is set by "
+                                   "SCRIBE_WHISPER_MODEL")
         seconds = st.number_input("Chunk seconds", min_value=1.0, max_value=600.0, step=1.0,
                                   key="sb_chunk_seconds")
         policy = st.selectbox("Chunk policy", LIVE_POLICY_NAMES, key="sb_chunk_policy",
@@ -116,9 +118,10 @@ def _apply(base: Settings, backend: str, model: str, seconds: float, policy: str
     """The sidebar's values on top of the environment; a bad one is shown, not applied."""
     changes = {"backend": backend, "chunk_seconds": seconds, "chunk_policy": policy,
                "data_dir": Path(data_dir.strip() or base.data_dir)}
-    if backend != "stub" and model.strip():
-        changes["gemini_model" if backend == "gemini" else "whisper_model"] = model.strip()
     try:
+        if backend != "stub" and model.strip():
+            changes["gemini_model" if backend == "gemini" else "whisper_model"] = choosable(
+                backend, model, (base.whisper_model, base.final_model, base.partial_model, base.gemini_model))
         chosen = base.with_changes(**changes)
     except ScribeError as exc:
         st.sidebar.error(f"Bad setting: {exc}")

@@ -6,7 +6,7 @@ import time
 import uuid
 from typing import Any, Sequence
 
-from scribe.core import SESSION_STATUSES, SessionRow
+from scribe.core import SESSION_STATUSES, SessionRow, one_line
 from scribe.errors import NotFoundError
 from scribe.storage.database import Database, _filters, _in_clause
 
@@ -23,7 +23,7 @@ class SessionQueries(Database):
     def create_session(self, *, title: str, source: str, backend: str, model: str,
                        chunk_seconds: float, chunk_policy: str, session_id: str | None = None,
                        status: str = "recording", now: float | None = None) -> SessionRow:
-        row = SessionRow(id=session_id or new_session_id(), title=title.strip() or "Untitled",
+        row = SessionRow(id=session_id or new_session_id(), title=one_line(title) or "Untitled",
                          source=source, status=status, backend=backend, model=model,
                          chunk_seconds=chunk_seconds, chunk_policy=chunk_policy,
                          created_at=now if now is not None else time.time())
@@ -87,6 +87,8 @@ class SessionQueries(Database):
             raise ValueError(f"cannot update session fields {sorted(unknown)}")
         if fields.get("status") not in (None, *SESSION_STATUSES):
             raise ValueError(f"bad session status {fields['status']!r}")
+        if "title" in fields:
+            fields["title"] = one_line(fields["title"]) or "Untitled"
         assignments = ", ".join(f"{name} = ?" for name in fields)
         with self.transaction() as cur:
             cur.execute(f"UPDATE sessions SET {assignments} WHERE id = ?", [*fields.values(), session_id])

@@ -1,7 +1,15 @@
-"""Word-on-page latency of live recording, in a real browser.
+"""Word-on-page latency of live recording, in a real browser, beside other live sessions.
 
     HF_HUB_OFFLINE=1 python3 benchmarks/live_latency.py \
-        [--sessions 1] [--partials on --partials off] [--poll 0.3] [--json out.json]
+        [--sessions 1 --sessions 4] [--partials on --partials off] [--poll 0.3] [--json out.json]
+
+With `--sessions N` one session is a Chromium tab whose page is read, and the other N-1 are
+headless senders: each streams different speech (the evaluation turns rotated) in real time
+into the app's realtime socket (`/v1/realtime`, PCM16 over a WebSocket: the same LiveCapture,
+chunk lane and partial lane as a browser recording), so no other browser's CPU counts
+against the server. Per N it reports the tab's words p50/p95, the partial lag p50/p95 and
+skipped share over all sessions, the chunk lane's closed -> stored over all sessions, app CPU
+per session, chunks not stored and audio not received (both must be 0) and the stored WER.
 
 Starts the real app (`streamlit run app.py`, default settings: chunk lane base,
 pause:15) on a free loopback port with its own data folder, opens `--sessions`
@@ -29,6 +37,7 @@ WER, and the load average.
 from __future__ import annotations
 
 import argparse
+import asyncio
 import datetime as dt
 import difflib
 import json
@@ -37,6 +46,7 @@ import re
 import shutil
 import sys
 import tempfile
+import threading
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -175,9 +185,68 @@ def _status(page) -> str:
     return values[0] if values else ""
 
 
-def drive(app: ScribeApp, wav: Path, sessions: int, poll_s: float, audio_s: float) -> tuple[dict[str, list], float]:
-    """Record `sessions` tabs at once; returns {tab title: [(wall time, words)]} and the app's
-    CPU seconds from the first Start to the last session done (model loading excluded)."""
+def sender_speech(k: int) -> tuple[np.ndarray, str]:
+    """The k-th headless sender's speech (16 kHz, with the WAV's lead and tail) and its text:
+    the evaluation turns rotated, so no two sessions say the same thing at once."""
+    turns = EVAL_TURNS[3 * k % len(EVAL_TURNS):] + EVAL_TURNS[:3 * k % len(EVAL_TURNS)]
+    audio, text = speech.meeting_audio(turns, gap_s=0.9)
+    return np.concatenate([np.zeros(int(LEAD_S * SAMPLE_RATE), np.float32), audio,
+                           np.zeros(int(TAIL_S * SAMPLE_RATE), np.float32)]), text
+
+
+async def _send(url: str, pcm16k: np.ndarray, found: dict) -> None:
+    """Stream `pcm16k` in real time (0.1 s a message) into the realtime socket, then stop
+    cleanly (commit, close); the session's id goes into `found`."""
+    import base64
+
+    import websockets
+
+    rate = 24_000
+    pcm = np.interp(np.arange(0, pcm16k.size, SAMPLE_RATE / rate), np.arange(pcm16k.size), pcm16k)
+    data = (np.clip(pcm, -1, 1) * 32767).astype("<i2")
+    async with websockets.connect(url.replace("http", "ws", 1) + "/v1/realtime?intent=transcription",
+                                  max_size=None) as ws:
+        await ws.send(json.dumps({"type": "session.update", "session": {"type": "transcription", "audio": {
+            "input": {"format": {"type": "audio/pcm", "rate": rate},
+                      "transcription": {"model": "whisper-1", "language": "en"}}}}}))
+
+        async def read() -> None:
+            async for message in ws:
+                event = json.loads(message)
+                if event.get("type") == "session.updated":
+                    found["session"] = event["session"]["id"]
+
+        reader = asyncio.create_task(read())
+        started, step = time.monotonic(), rate // 10
+        for i in range(0, data.size, step):
+            await asyncio.sleep(max(0.0, started + i / rate - time.monotonic()))
+            await ws.send(json.dumps({"type": "input_audio_buffer.append",
+                                      "audio": base64.b64encode(data[i:i + step].tobytes()).decode()}))
+        await ws.send(json.dumps({"type": "input_audio_buffer.commit"}))
+        await asyncio.sleep(1.0)
+        reader.cancel()
+
+
+def start_senders(url: str, speeches: list[np.ndarray]) -> tuple[threading.Thread, list[dict]]:
+    """The headless senders, on one event loop in a thread of this process."""
+    found: list[dict] = [{} for _ in speeches]
+
+    async def all_of_them() -> None:
+        results = await asyncio.gather(*(_send(url, pcm, f) for pcm, f in zip(speeches, found)),
+                                       return_exceptions=True)
+        for error in (r for r in results if isinstance(r, BaseException)):
+            print(f"sender failed: {type(error).__name__}: {error}", file=sys.stderr)
+
+    thread = threading.Thread(target=lambda: asyncio.run(all_of_them()), name="senders", daemon=True)
+    thread.start()
+    return thread, found
+
+
+def drive(app: ScribeApp, wav: Path, sessions: int, poll_s: float, audio_s: float,
+          speeches: list[np.ndarray] = ()) -> tuple[dict[str, list], float, list[dict]]:
+    """Record `sessions` tabs at once, and one headless sender per `speeches` beside them;
+    returns {tab title: [(wall time, words)]}, the app's CPU seconds from the first Start to
+    the last session done (model loading excluded) and what each sender found (its session)."""
     from playwright.sync_api import sync_playwright
 
     polls: dict[str, list] = {}
@@ -196,6 +265,7 @@ def drive(app: ScribeApp, wav: Path, sessions: int, poll_s: float, audio_s: floa
         cpu_before = _cpu_seconds(app.proc.pid)
         for page in pages.values():
             _recorder(page, "Start").click(timeout=60_000)
+        senders, found = start_senders(app.url, list(speeches)) if speeches else (None, [])
         started = time.monotonic()
         polls = {title: [] for title in pages}
         stopped: set[str] = set()
@@ -217,9 +287,25 @@ def drive(app: ScribeApp, wav: Path, sessions: int, poll_s: float, audio_s: floa
                         done.add(title)
                     stopped.add(title)
             time.sleep(max(0.0, poll_s - (time.monotonic() - tick)))
+        if senders is not None:
+            senders.join(audio_s + 60)
+            _wait_stored(app, [f.get("session") for f in found], 120)
         cpu = _cpu_seconds(app.proc.pid) - cpu_before
         browser.close()
-    return polls, cpu
+    return polls, cpu, found
+
+
+def _wait_stored(app: ScribeApp, session_ids: list, timeout: float) -> None:
+    """Until the senders' sessions have no chunk waiting (read through the app's API)."""
+    import httpx
+
+    deadline = time.monotonic() + timeout
+    for session_id in [s for s in session_ids if s]:
+        while time.monotonic() < deadline:
+            counts = httpx.get(f"{app.url}/api/sessions/{session_id}", timeout=10).json().get("chunks", {})
+            if isinstance(counts, dict) and counts.get("pending", 0) + counts.get("processing", 0) == 0:
+                break
+            time.sleep(0.5)
 
 
 def _cpu_seconds(pid: int) -> float:
@@ -241,8 +327,9 @@ def run(partials: bool, sessions: int, poll_s: float, wav: Path, pcm: np.ndarray
     work = Path(tempfile.mkdtemp(prefix="scribe-live-latency-"))
     load_before = os.getloadavg()
     app = start_app(work / "data", partials)
+    senders = [sender_speech(k) for k in range(1, sessions)]
     try:
-        polls, app_cpu_s = drive(app, wav, sessions, poll_s, pcm.size / SAMPLE_RATE)
+        polls, app_cpu_s, found = drive(app, wav, 1, poll_s, pcm.size / SAMPLE_RATE, [a for a, _ in senders])
     finally:
         app.stop()
     log = app.log()
@@ -269,6 +356,22 @@ def run(partials: bool, sessions: int, poll_s: float, wav: Path, pcm: np.ndarray
         for name, values in _chunk_parts(db, session_id, reference, wav_start, delta).items():
             lane.setdefault(name, []).extend(values)
         page_delays += _page_delays(db, session_id, samples)
+    for (audio, said), sent in zip(senders, found):
+        sid = sent.get("session")
+        if sid is None:
+            print("a sender never opened a session", file=sys.stderr)
+            continue
+        stored = " ".join(r[0] for r in db.execute(
+            "SELECT text FROM segments WHERE session_id = ? AND transcript = 'live' ORDER BY seq, idx",
+            [sid]).fetchall())
+        wers.append(word_error_rate(said, stored))
+        lane.setdefault("closed -> stored", []).extend(r[0] for r in db.execute(
+            "SELECT finished_at - captured_at FROM chunks WHERE session_id = ? AND status = 'done'", [sid]).fetchall())
+    not_stored = db.execute("SELECT count(*) FROM chunks WHERE status <> 'done'").fetchone()[0]
+    ids = [f["session"] for f in found if f.get("session")]
+    received_s = db.execute(f"SELECT coalesce(sum(duration_ms), 0) / 1000.0 FROM sessions WHERE id IN "
+                            f"({','.join('?' * len(ids)) or 'NULL'})", ids).fetchone()[0]
+    sent_s = sum(a.size for a, _ in senders) / SAMPLE_RATE
     if dump is not None:
         _dump(dump, db, polls, titles, frames, reference, work, pcm)
     lags = [r[0] for r in db.execute("SELECT lag_s FROM partial_decodes").fetchall()]
@@ -288,6 +391,7 @@ def run(partials: bool, sessions: int, poll_s: float, wav: Path, pcm: np.ndarray
         "partial_decodes_per_audio_s": round(decodes[0] / audio_s, 2) if audio_s else None,
         "stored_wer": round(float(np.mean(wers)), 3) if wers else None,
         "recorded_sessions": len(wers),
+        "chunks_not_stored": not_stored, "senders_audio_not_received_s": round(sent_s - float(received_s), 1),
         "received_over_wall": [round(r / w, 3) for r, w in received.values() if w],
         "app_cpu_s_per_audio_s": round(app_cpu_s / audio_s, 3) if audio_s else None,
         "chunk_lane": {name: {"p50": pct(v, 50), "p95": pct(v, 95), "n": len(v)} for name, v in lane.items()},

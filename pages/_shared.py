@@ -26,6 +26,7 @@ from scribe.config import BACKENDS, Settings
 from scribe.errors import ScribeError
 from scribe.guard import Site, host_of
 from scribe.identity import LOCAL, Principal
+from scribe.models import choosable
 from scribe.runtime import ProcessRuntimes, Runtime, configure_logging
 from scribe.server import ServerHooks, adopt, startup_refusal
 from scribe.storage import Storage
@@ -173,8 +174,9 @@ def sidebar() -> Settings:
         backend = st.selectbox("Backend", backends, key="sb_backend",
                                help="local: Whisper on this machine; gemini needs GEMINI_API_KEY")
         model = st.text_input("Model", key=f"sb_model_{backend}", disabled=backend == "stub" or not admin,
-                              help="local: base, tiny.en, a hub name such as small.en, or a model "
-                                   "folder (`python -m scribe models` lists them)" if admin else
+                              help="local: base, tiny.en or a hub name such as small.en "
+                                   "(`python -m scribe models` lists them); a model folder is set by "
+                                   "SCRIBE_WHISPER_MODEL" if admin else
                                    "the models are chosen by this server's administrators")
         seconds = st.number_input("Chunk seconds", min_value=1.0, max_value=600.0, step=1.0,
                                   key="sb_chunk_seconds")
@@ -187,9 +189,10 @@ def sidebar() -> Settings:
 def _apply(base: Settings, backend: str, model: str, seconds: float, policy: str) -> Settings:
     """The sidebar's values on top of the environment; a bad one is shown, not applied."""
     changes = {"backend": backend, "chunk_seconds": seconds, "chunk_policy": policy}
-    if backend != "stub" and model.strip():
-        changes["gemini_model" if backend == "gemini" else "whisper_model"] = model.strip()
     try:
+        if backend != "stub" and model.strip():
+            changes["gemini_model" if backend == "gemini" else "whisper_model"] = choosable(
+                backend, model, (base.whisper_model, base.final_model, base.partial_model, base.gemini_model))
         return base.with_changes(**changes)
     except ScribeError as exc:
         st.sidebar.error(f"Bad setting: {exc}")

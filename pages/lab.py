@@ -14,7 +14,7 @@ from pages._text import literal
 from scribe import lab
 from scribe.chunking import POLICY_HELP, POLICY_NAMES
 from scribe.errors import ScribeError
-from scribe.ingest import check_upload_size
+from scribe.ingest import check_upload
 from scribe.timelabels import mmss
 
 DEMO, UPLOAD, SESSION = "Built-in demo", "Upload audio + reference", "A stored session"
@@ -54,12 +54,12 @@ elif source == UPLOAD:
         st.text_area("...or paste the reference", height=120)
     if upload is not None:
         try:
-            check_upload_size(upload.size, rt.settings.max_upload_mb)
+            checked = check_upload(rt.settings, size=upload.size, file_name=upload.name)
         except ScribeError as exc:
             st.error(str(exc))
             st.stop()
         if st.session_state.get("lab_upload", (None, None))[0] != upload.file_id:
-            st.session_state.lab_upload = (upload.file_id, lab.save_upload(upload.getvalue(), upload.name))
+            st.session_state.lab_upload = (upload.file_id, lab.save_upload(upload.getvalue(), checked.file_name))
         audio_path = st.session_state.lab_upload[1]
 else:
     sessions = [s for s in rt.storage.list_sessions(limit=200, visible_to=principal())

@@ -17,7 +17,7 @@ from scribe import capture, history, record_view
 from scribe.chunking import make_policy
 from scribe.core import ChunkRow, SessionRow
 from scribe.errors import ScribeError
-from scribe.ingest import check_upload_size, ingest_file
+from scribe.ingest import check_upload, ingest_file
 from scribe.pipeline import PipelineStats
 from scribe.storage import MAX_EXPECTED_SPEAKERS
 from scribe.timelabels import local_datetime, mmss
@@ -65,20 +65,20 @@ def _upload(title: str, people: int) -> None:
     uploaded = st.file_uploader("Audio or video file", key="upload_file")
     if uploaded is None or not st.button("Transcribe file", type="primary"):
         return
+    policy = make_policy(config.chunk_policy, config.chunk_seconds)
     try:
-        check_upload_size(uploaded.size, config.max_upload_mb)
+        checked = check_upload(config, size=uploaded.size, title=title, file_name=uploaded.name)
     except ScribeError as exc:
         st.error(f"Cannot use {uploaded.name}: {exc}")
         return
     bar = st.progress(0.0, text=f"Reading {uploaded.name}")
     with tempfile.TemporaryDirectory() as tmp:
-        path = Path(tmp) / Path(uploaded.name).name
+        path = Path(tmp) / checked.file_name
         path.write_bytes(uploaded.getbuffer())
         try:
-            result = ingest_file(path, storage=rt.storage, pipeline=rt.pipeline,
-                                 policy=make_policy(config.chunk_policy, config.chunk_seconds),
-                                 title=title or path.stem, source="upload", owner_id=principal().user_id,
-                                 max_audio_hours=config.max_audio_hours, expected_speakers=people or None,
+            result = ingest_file(path, storage=rt.storage, pipeline=rt.pipeline, policy=policy,
+                                 title=checked.title or path.stem, source="upload", owner_id=principal().user_id,
+                                 max_audio_hours=checked.max_audio_hours, expected_speakers=people or None,
                                  progress=lambda fraction, message: bar.progress(fraction, text=message))
         except ScribeError as exc:
             bar.empty()

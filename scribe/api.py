@@ -23,12 +23,14 @@ import time
 from dataclasses import asdict, dataclass
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Any, AsyncIterator, Callable, Mapping
+from typing import Annotated, Any, AsyncIterator, Callable, Mapping
 
 from fastapi import APIRouter, Body, Depends, FastAPI, Query, Request
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, Response
+from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
+from pydantic import BaseModel, ConfigDict, Field
 from starlette.concurrency import run_in_threadpool
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.datastructures import Headers
@@ -39,7 +41,7 @@ from scribe.access import readable_session, writable_session
 from scribe.api_auth import (PRINCIPAL_KEY, AuthContext, carries_personal_token, current_principal, install,
                              installed, resolve)
 from scribe.chunking import FILE_POLICY_NAMES, parse_policy
-from scribe.core import SESSION_STATUSES, SessionRow
+from scribe.core import SESSION_STATUSES, SessionRow, database_id
 from scribe.errors import (AccessDeniedError, AudioDecodeError, NotFoundError, ScribeError, SignInError,
                            UploadTooLargeError)
 from scribe.export import FORMATS, MIME_TYPES, download_name, render
@@ -54,6 +56,8 @@ MB = 1024 * 1024
 FORM_OVERHEAD_BYTES = 64 * 1024
 """Room for multipart boundaries and the small text fields beside the file."""
 MAX_PAGE = 10_000
+MAX_OFFSET = 2**31 - 1
+"""Largest `offset` a list takes (beyond it DuckDB's integer overflows; no list is that long)."""
 
 
 class ApiError(Exception):
@@ -186,7 +190,7 @@ class AccessGate:
         declared = headers.get("content-length", "")
         if declared.isdigit() and int(declared) > limit:
             return await send_json(send, 413, self.error_body(413, _too_large(limit)))
-        await self.app(scope, _bounded(receive, limit), send)
+        await _answering_failures(self.app, scope, _bounded(receive, limit), send, self.error_body)
 
     def _body_limit(self, scope: dict[str, Any]) -> int:
         path = scope.get("path", "")
@@ -196,6 +200,25 @@ class AccessGate:
         if path.rstrip("/") in ("/transcriptions", "/audio/transcriptions"):  # /api's, /v1's
             return self.context.runtime().settings.max_upload_mb * MB + FORM_OVERHEAD_BYTES
         return JSON_BODY_LIMIT
+
+
+async def _answering_failures(app: Any, scope: dict[str, Any], receive: Callable, send: Callable,
+                              error_body: Callable[[int, str], dict[str, Any]]) -> None:
+    """Run `app`; an exception no handler took is logged once here (with its traceback) and
+    answered 500. Starlette's outer error middleware would log it a second time by re-raising
+    it to the server."""
+    started = False
+
+    async def tracking(message: dict[str, Any]) -> None:
+        nonlocal started
+        started = started or message["type"] == "http.response.start"
+        await send(message)
+    try:
+        await app(scope, receive, tracking)
+    except Exception as exc:
+        log.error("API request failed: %s %s", scope.get("method"), scope.get("path"), exc_info=exc)
+        if not started:
+            await send_json(send, 500, error_body(500, "internal error (see the app's log)"))
 
 
 def _too_large(limit: int) -> str:
@@ -269,10 +292,6 @@ def _add_error_handlers(api: FastAPI) -> None:
     async def _http_error(_request: Request, exc: StarletteHTTPException) -> JSONResponse:
         return JSONResponse({"error": str(exc.detail)}, status_code=exc.status_code)
 
-    @api.exception_handler(Exception)
-    async def _internal(_request: Request, exc: Exception) -> JSONResponse:
-        log.error("API request failed", exc_info=exc)
-        return JSONResponse({"error": "internal error (see the app's log)"}, status_code=500)
 
 
 def status_for(exc: ScribeError) -> int:
@@ -332,6 +351,34 @@ def _live_words(rt: Any) -> dict[str, Any] | None:
             "pace_s": round(load.pace_s, 3)}
 
 
+Count = Annotated[int, Field(ge=0, le=2**31 - 1)]
+
+
+class LabRun(BaseModel):
+    """One chunking-lab run as `Storage.save_lab_run` stores it (LAB_RUN_FIELDS, typed)."""
+
+    model_config = ConfigDict(extra="forbid", protected_namespaces=())
+    id: str | None = None
+    created_at: float | None = None
+    experiment: str
+    audio_label: str
+    audio_seconds: float
+    policy: str
+    backend: str
+    model: str
+    wer: float
+    chunks: Count
+    mean_chunk_s: float
+    latency_s: float
+    processing_s: float
+    calls: Count
+    cost_usd: float
+    words_lost: Count
+    words_duplicated: Count
+    reference_words: Count
+    hypothesis: str
+
+
 # -- routes ---------------------------------------------------------------------
 Caller = Depends(current_principal)
 """Every route's caller (`scribe.api_auth.current_principal`)."""
@@ -346,7 +393,8 @@ def _add_routes(router: APIRouter, context: ApiContext) -> None:
         rt = context.runtime()
         stats = rt.pipeline.stats()
         return {"status": "ok", "version": __version__, "backend": rt.transcriber.name,
-                "model": rt.transcriber.model, "database": str(Path(rt.storage.path).resolve()),
+                "model": rt.transcriber.model, "database": Path(rt.storage.path).name,
+                "database_id": database_id(rt.storage.path),
                 "queue": {"depth": stats.queued + stats.in_flight + stats.intake,
                           "in_flight": stats.in_flight,
                           "audio_seconds_waiting": round(stats.audio_seconds_waiting, 3)},
@@ -362,7 +410,7 @@ def _add_routes(router: APIRouter, context: ApiContext) -> None:
                       since: str | None = Query(default=None, description="epoch seconds or ISO 8601"),
                       until: str | None = Query(default=None, description="epoch seconds or ISO 8601"),
                       limit: int = Query(default=50, ge=1, le=MAX_PAGE),
-                      offset: int = Query(default=0, ge=0),
+                      offset: int = Query(default=0, ge=0, le=MAX_OFFSET),
                       shared_with_me: bool = Query(default=False, description="only other people's "
                                                    "sessions shared with the caller"),
                       who: Principal = Caller) -> dict[str, Any]:
@@ -425,7 +473,7 @@ def _add_routes(router: APIRouter, context: ApiContext) -> None:
     @router.get("/search", summary="search the transcripts the caller may read (words, \"quoted phrases\")")
     def search(q: str = Query(description='words and "quoted phrases"'),
                limit: int = Query(default=20, ge=1, le=MAX_PAGE),
-               offset: int = Query(default=0, ge=0), who: Principal = Caller) -> dict[str, Any]:
+               offset: int = Query(default=0, ge=0, le=MAX_OFFSET), who: Principal = Caller) -> dict[str, Any]:
         from scribe.search import search as run_search
 
         page = run_search(storage(), q, limit=limit, offset=offset, visible_to=who)
@@ -471,12 +519,8 @@ def _add_routes(router: APIRouter, context: ApiContext) -> None:
         return {"session_id": session_id, "requeued": retry_failed(rt, session_id)}
 
     @router.post("/lab/runs", status_code=201, summary="store one chunking-lab run (python -m scribe eval)")
-    def save_lab_run(run: dict[str, Any] = Body(), who: Principal = Caller) -> dict[str, Any]:
-        db = storage()
-        missing = [name for name in db.LAB_RUN_FIELDS if name not in ("id", "created_at") and name not in run]
-        if missing:
-            raise ApiError(400, f"lab run is missing {', '.join(missing)}")
-        db.save_lab_run({name: run[name] for name in db.LAB_RUN_FIELDS if name in run}, owner_id=who.user_id)
+    def save_lab_run(run: LabRun, who: Principal = Caller) -> dict[str, Any]:
+        storage().save_lab_run(run.model_dump(exclude_none=True), owner_id=who.user_id)
         return {"stored": True}
 
     _add_summary_routes(router, context)
@@ -727,7 +771,7 @@ async def read_form(request: Request, max_bytes: int, *, max_fields: int = 8):
 
 def _ingest_upload(context: ApiContext, form, who: Principal) -> JSONResponse:
     """Same checks and ingest path as the Record page's upload (runs on a pool thread)."""
-    from scribe.ingest import check_upload_size, ingest_file
+    from scribe.ingest import check_upload, ingest_file
 
     upload = form.get("file")
     if upload is None or isinstance(upload, str):
@@ -738,17 +782,18 @@ def _ingest_upload(context: ApiContext, form, who: Principal) -> JSONResponse:
     if fields["backend"] or fields["model"]:
         check_backend_allowed(who, context.runtime().settings, fields["backend"], fields["model"])
     rt = context.runtime_for(fields["backend"], fields["model"])
-    check_upload_size(upload.size or 0, rt.settings.max_upload_mb)
     policy = parse_policy(fields["policy"] or rt.settings.chunk_policy, _chunk_seconds(fields, rt))
-    name = Path(upload.filename or "upload").name or "upload"
+    checked = check_upload(rt.settings, size=upload.size or 0, title=fields["title"],
+                           file_name=upload.filename)
     with tempfile.TemporaryDirectory(prefix="scribe-upload-") as tmp:
-        path = Path(tmp) / name
+        path = Path(tmp) / checked.file_name
         _copy(upload.file, path)
         started = time.monotonic()
         try:
             result = ingest_file(path, storage=rt.storage, pipeline=rt.pipeline, policy=policy,
-                                 title=fields["title"] or path.stem, source="upload",
-                                 expected_speakers=speakers, owner_id=who.user_id)
+                                 title=checked.title or path.stem, source="upload",
+                                 max_audio_hours=checked.max_audio_hours, expected_speakers=speakers,
+                                 owner_id=who.user_id)
         except AudioDecodeError as exc:  # name the upload, not this server's temp folder
             raise AudioDecodeError(str(exc).replace(f"{tmp}/", "")) from None
     log.info("session=%s uploaded through the API: %d chunks, %.1f s of audio in %.1f s",

@@ -125,6 +125,11 @@ def iter_decode(path: str | Path, *, max_seconds: float | None = None) -> Iterat
                                    f"only {MIN_RATE}-{MAX_RATE} Hz is audio")
         stated = _stated_seconds(container)
         _check_length(path.name, stated, max_seconds)
+        if stated is None and max_seconds is not None:  # e.g. a FLAC whose header leaves it out
+            measured = _measured_seconds(path, max_seconds)
+            if measured is not None and measured > max_seconds:
+                raise AudioTooLongError(f"{path.name}: more than {max_seconds / 3600:g} h of audio, the "
+                                        "limit (SCRIBE_MAX_AUDIO_HOURS)")
         if container.format.name == "wav" and _wav_is_truncated(path):
             raise AudioDecodeError(f"{path.name}: truncated WAV (the header promises more audio "
                                    "than the file holds)")
@@ -136,6 +141,23 @@ def iter_decode(path: str | Path, *, max_seconds: float | None = None) -> Iterat
 
 def _stated_seconds(container: av.container.InputContainer) -> float | None:
     return container.duration / av.time_base if container.duration and container.duration > 0 else None
+
+
+def _measured_seconds(path: Path, max_seconds: float) -> float | None:
+    """The length of a file whose header does not state it, from its packets' timestamps
+    (demuxed, not decoded: seconds for hours of audio), stopping once past `max_seconds`."""
+    try:
+        with av.open(str(path)) as container:
+            stream = container.streams.audio[0]
+            end = 0.0
+            for packet in container.demux(stream):
+                if packet.pts is not None and packet.time_base is not None:
+                    end = max(end, float((packet.pts + (packet.duration or 0)) * packet.time_base))
+                    if end > max_seconds:
+                        break
+            return end or None
+    except _DECODE_ERRORS:
+        return None  # decoding reports the damage, and measures again
 
 
 def _check_length(name: str, seconds: float | None, max_seconds: float | None) -> None:

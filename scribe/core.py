@@ -7,7 +7,11 @@ each other.
 
 from __future__ import annotations
 
+import hashlib
+import unicodedata
+import os
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 
@@ -181,3 +185,19 @@ class SummaryRow:
     key_points: list[Any] = field(default_factory=list)
     action_items: list[Any] = field(default_factory=list)
     details: dict[str, Any] = field(default_factory=dict)
+
+
+def one_line(text: str) -> str:
+    """`text` as a stored title is kept: one line, runs of whitespace and control characters
+    (newlines, tabs, NUL) folded to one space, ends trimmed, and lone surrogates (which no
+    database can store as UTF-8) replaced. Exports and pages then never meet a title that
+    starts a new Markdown block, VTT cue or SRT entry."""
+    text = "".join(" " if unicodedata.category(c) == "Cc" else "\ufffd" if unicodedata.category(c) == "Cs"
+                   else c for c in text)
+    return " ".join(text.split())
+
+
+def database_id(path: str | os.PathLike[str]) -> str:
+    """A database file's identity for `/api/health`: lets the CLI check that an app serves the file it
+    means (`cli_remote.connect`) without the API telling callers where the server keeps its data."""
+    return hashlib.sha256(str(Path(path).resolve()).encode("utf-8", "surrogateescape")).hexdigest()[:16]

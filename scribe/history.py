@@ -13,7 +13,7 @@ from typing import Sequence
 
 from scribe.access import writable_session
 from scribe.audio import encode_bytes, read_flac
-from scribe.core import FINAL, LIVE, ChunkRow, SegmentRow, SessionRow
+from scribe.core import FINAL, LIVE, ChunkRow, SegmentRow, SessionRow, one_line
 from scribe.errors import ScribeError
 from scribe.final_pass import KEPT_LIVE
 from scribe.identity import LOCAL, Principal
@@ -135,8 +135,8 @@ def doubts(segment: SegmentRow) -> list[str]:
 
 
 def check_title(title: str) -> str:
-    """`title` with its whitespace tidied; ScribeError if it is longer than MAX_TITLE_CHARS."""
-    clean = " ".join(title.split())
+    """`title` as it will be stored (`core.one_line`); ScribeError if longer than MAX_TITLE_CHARS."""
+    clean = one_line(title)
     if len(clean) > MAX_TITLE_CHARS:
         raise ScribeError(f"a session title is at most {MAX_TITLE_CHARS} characters; "
                           f"this one has {len(clean)}")

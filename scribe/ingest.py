@@ -12,8 +12,9 @@ from typing import Callable
 
 from scribe.audio import SAMPLE_RATE, iter_decode, probe_duration
 from scribe.chunking import Chunker, ChunkPolicy, policy_label
+from scribe.config import Settings
 from scribe.core import SessionRow
-from scribe.errors import AudioDecodeError, StorageOutageError, UploadTooLargeError
+from scribe.errors import AudioDecodeError, AudioTooLongError, StorageOutageError, UploadTooLargeError
 from scribe.identity import LOCAL_ID
 from scribe.pipeline import Pipeline
 from scribe.storage import Storage
@@ -22,6 +23,9 @@ log = logging.getLogger("scribe.ingest")
 
 DEFAULT_MAX_AUDIO_HOURS = 4.0
 """SCRIBE_MAX_AUDIO_HOURS' default, for callers without Settings at hand."""
+MAX_WHOLE_SECONDS = 1800.0
+"""Longest file `policy=whole` takes: it holds the whole recording in memory as one chunk
+(about 230 MB of samples per hour, several times that while it is cut, written and decoded)."""
 
 Progress = Callable[[float, str], None]
 """Called with (fraction 0..1, message) from the thread doing the work."""
@@ -32,6 +36,50 @@ class IngestResult:
     session: SessionRow
     chunks: int
     audio_seconds: float
+
+
+@dataclass(frozen=True)
+class CheckedUpload:
+    """What `check_upload` allowed: the title to store (None: the file's name) and the longest
+    recording the file may decode to."""
+
+    title: str | None
+    max_audio_hours: float
+    file_name: str = "upload"
+    """The upload's own name made safe to create in a scratch folder (no folders, `..`, NUL or
+    control characters, at most MAX_NAME_CHARS, suffix kept for the decoder)."""
+
+
+MAX_NAME_CHARS = 120
+
+
+def safe_file_name(name: str | None) -> str:
+    """A client's file name as a single harmless path component (`upload` when nothing is left)."""
+    base = (name or "").replace("\\", "/").rsplit("/", 1)[-1]
+    base = "".join(c for c in base if c.isprintable() and not "\ud800" <= c <= "\udfff").strip()
+    if base.strip(".") == "":
+        return "upload"
+    stem, dot, suffix = base.rpartition(".")
+    if not dot or len(suffix) > 10:
+        stem, suffix = base, ""
+    keep = MAX_NAME_CHARS - len(suffix) - 1
+    return (stem[:keep] or "upload") + (f".{suffix}" if suffix else "")
+
+
+def check_upload(settings: Settings, *, size: int, title: str | None = None,
+                 file_name: str | None = None) -> CheckedUpload:
+    """The limits on a file before anything is stored, the same for every way in (the API's and
+    `/v1`'s uploads, the Record page and the lab, `python -m scribe transcribe`): its size
+    (SCRIBE_MAX_UPLOAD_MB; empty refused), its title (one line, at most MAX_TITLE_CHARS), and how
+    long it may be (SCRIBE_MAX_AUDIO_HOURS), which `ingest_file(max_audio_hours=...)` enforces from
+    the header or the packets before storing, and again while decoding (with MAX_WHOLE_SECONDS for
+    `policy=whole`); and the file's name, made safe. Raises UploadTooLargeError, AudioDecodeError
+    (empty) or ScribeError (title)."""
+    from scribe.history import check_title
+
+    check_upload_size(size, settings.max_upload_mb)
+    clean = check_title(title) if title else None
+    return CheckedUpload(clean or None, settings.max_audio_hours, safe_file_name(file_name))
 
 
 def check_upload_size(n_bytes: int, max_mb: int) -> None:
@@ -63,9 +111,19 @@ def ingest_file(path: str | Path, *, storage: Storage, pipeline: Pipeline, polic
     session ends `interrupted` with the chunks stored so far).
     """
     path = Path(path)
-    # Opens and validates the container before anything is stored.
-    iterator = iter_decode(path, max_seconds=max_audio_hours * 3600)
-    first_block = next(iterator)
+    max_seconds = max_audio_hours * 3600
+    if policy.name == "whole":  # one chunk of everything, in memory: see MAX_WHOLE_SECONDS
+        max_seconds = min(max_seconds, MAX_WHOLE_SECONDS)
+    # Opens and validates the container (and its length) before anything is stored.
+    iterator = iter_decode(path, max_seconds=max_seconds)
+    try:
+        first_block = next(iterator)
+    except AudioTooLongError as exc:
+        if policy.name == "whole" and max_seconds == MAX_WHOLE_SECONDS:
+            raise AudioTooLongError(f"{path.name}: policy whole keeps the whole recording in memory, so it "
+                                    f"takes at most {MAX_WHOLE_SECONDS / 60:.0f} min; use pause or fixed "
+                                    "for longer files") from exc
+        raise
     session = storage.create_session(
         title=title or readable_stem(path), source=source, backend=pipeline.transcriber.name,
         model=pipeline.transcriber.model, chunk_seconds=policy.seconds,

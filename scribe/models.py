@@ -406,3 +406,25 @@ def _describe_packaged(spec: PackagedModel, model_dir: Path) -> ModelInfo:
 
 def _size(folder: Path) -> int:
     return sum(p.stat().st_size for p in folder.rglob("*") if p.is_file())
+
+
+def choosable(backend: str, name: str, configured: tuple[str, ...] = ()) -> str:
+    """`name` (trimmed) if a visitor or an API caller may choose it for `backend`, else
+    ModelNotFoundError. Local: the registry's names (bundled, base, the listed hub names) and the
+    models the operator configured (`configured`, which may be folders); Gemini: the price
+    table's models and the configured one. Never a path a caller typed: a path would tell them
+    which folders exist on the server, and every spelling would build and keep its own Runtime."""
+    name = name.strip()
+    if backend == "stub" or name in configured:
+        return name
+    if backend == "gemini":
+        from scribe.gemini_client import PRICES
+
+        allowed = list(PRICES)
+    else:
+        allowed = [BUNDLED, BASE, *HUB_LISTED]
+    if name in allowed:
+        return name
+    raise ModelNotFoundError(f"model {name[:80]!r} cannot be chosen here: use one of "
+                             f"{', '.join(dict.fromkeys([*configured, *allowed]))} (folders and other "
+                             "names are for SCRIBE_WHISPER_MODEL / SCRIBE_GEMINI_MODEL)")

@@ -292,7 +292,7 @@ def ingest_upload(context: ApiContext, form: Any, request: TranscriptionRequest,
                   owner: Principal = LOCAL) -> Ingested:
     """The upload into a session of `owner`'s (pool thread): `/api`'s checks and ingest path,
     source `api`."""
-    from scribe.ingest import check_upload_size, ingest_file
+    from scribe.ingest import check_upload, ingest_file
 
     upload = form.get("file")
     if upload is None or isinstance(upload, str):
@@ -300,15 +300,14 @@ def ingest_upload(context: ApiContext, form: Any, request: TranscriptionRequest,
                           param="file", code="missing_file")
     rt = runtime_for_model(context, request.model)
     check_language(request, rt)
-    check_upload_size(upload.size or 0, rt.settings.max_upload_mb)
     policy = parse_policy(rt.settings.chunk_policy, rt.settings.chunk_seconds)
-    name = Path(upload.filename or "upload").name or "upload"
+    checked = check_upload(rt.settings, size=upload.size or 0, file_name=upload.filename)
     with tempfile.TemporaryDirectory(prefix="scribe-v1-") as tmp:
-        path = Path(tmp) / name
+        path = Path(tmp) / checked.file_name
         _copy(upload.file, path)
         try:
             result = ingest_file(path, storage=rt.storage, pipeline=rt.pipeline, policy=policy,
-                                 title=path.stem, source=SOURCE, max_audio_hours=rt.settings.max_audio_hours,
+                                 title=path.stem, source=SOURCE, max_audio_hours=checked.max_audio_hours,
                                  owner_id=owner.user_id)
         except AudioDecodeError as exc:  # name the upload, not this server's temp folder
             raise type(exc)(str(exc).replace(f"{tmp}/", "")) from None

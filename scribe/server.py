@@ -192,9 +192,20 @@ class AppServer:
         return self.runtime
 
     def runtime_for(self, backend: str | None, model: str | None) -> Runtime:
+        """The Runtime for a caller's choice: a known backend and a model by registry name only."""
+        from scribe.config import BACKENDS
+        from scribe.models import choosable
+
         runtime = self.current_runtime()
         if not backend and not model:
             return runtime
+        if backend and backend not in BACKENDS:
+            raise ApiError(400, f"unknown backend {backend[:40]!r}: use one of {', '.join(BACKENDS)}")
+        settings = runtime.settings
+        name = backend or settings.backend
+        if model:
+            model = choosable(name, model, (settings.whisper_model, settings.final_model,
+                                            settings.partial_model, settings.gemini_model))
         return self._hooks.build_runtime(backend, model)
 
     def live_sessions(self) -> int:

@@ -232,7 +232,7 @@ def test_an_app_serving_another_database_is_not_used(held, tmp_path, monkeypatch
         monkeypatch.setenv("SCRIBE_API_URL", other.url)
         rc, out, err = _cli(capsys, "sessions")
         assert rc == 2 and out == "" and f"PID {held.pid}" in err
-        assert str((tmp_path / "other-data" / "scribe.duckdb").resolve()) in err
+        assert "serves another database (scribe.duckdb)" in err  # the API does not tell its path
     finally:
         other.stop()
 

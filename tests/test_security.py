@@ -250,3 +250,159 @@ def test_no_outbound_connection_during_handshakes_and_a_transcription(tmp_path, 
     finally:
         server.stop()
         sink.stop()
+
+
+# -- 5 and 8. uploads: the same limits as the pages and the CLI ----------------------------------
+def _silence(path, seconds: float, rate: int = 8000):
+    """`seconds` of silence in the format `path`'s suffix names (FLAC: a few KB per hour)."""
+    import av
+    import numpy as np
+
+    with av.open(str(path), "w") as container:
+        stream = container.add_stream("flac" if path.suffix == ".flac" else "pcm_s16le", rate=rate)
+        stream.layout = "mono"
+        block = np.zeros((1, rate * 60), dtype=np.int16)
+        for minute in range(int(seconds // 60)):
+            frame = av.AudioFrame.from_ndarray(block, format="s16", layout="mono")
+            frame.sample_rate, frame.pts = rate, minute * rate * 60
+            for packet in stream.encode(frame):
+                container.mux(packet)
+        for packet in stream.encode(None):
+            container.mux(packet)
+    return path
+
+
+def _without_length(path):
+    """The FLAC with its STREAMINFO total-samples field zeroed: "length unknown", which is legal."""
+    data = bytearray(path.read_bytes())
+    data[8 + 13] &= 0xF0
+    data[8 + 14:8 + 18] = bytes(4)
+    path.write_bytes(bytes(data))
+    return path
+
+
+def _upload(app: ScribeApp, path, **fields: str) -> httpx2.Response:
+    with open(path, "rb") as handle:
+        return httpx2.post(f"{app.url}/api/transcriptions", files={"file": (path.name, handle)}, data=fields,
+                           timeout=120)
+
+
+def _session_count(app: ScribeApp) -> int:
+    return httpx2.get(f"{app.url}/api/sessions", timeout=30).json()["total"]
+
+
+@pytest.fixture(scope="module")
+def short_app(tmp_path_factory):
+    """An app whose SCRIBE_MAX_AUDIO_HOURS is 0.02 (72 s)."""
+    root = tmp_path_factory.mktemp("short")
+    server = ScribeApp(root / "data", root / "app.log", SCRIBE_MAX_AUDIO_HOURS="0.02")
+    yield server
+    server.stop()
+
+
+def test_the_api_applies_scribe_max_audio_hours(short_app, tmp_path):
+    before = _session_count(short_app)
+    answer = _upload(short_app, _silence(tmp_path / "two-minutes.wav", 120))
+    assert answer.status_code == 400 and "SCRIBE_MAX_AUDIO_HOURS" in answer.json()["error"], answer.text
+    assert _session_count(short_app) == before
+
+
+def test_a_flac_without_a_stated_length_is_measured_before_anything_is_stored(short_app, tmp_path):
+    path = _without_length(_silence(tmp_path / "no-length.flac", 180))
+    before = _session_count(short_app)
+    answer = _upload(short_app, path, chunk_seconds="5", policy="fixed")
+    assert answer.status_code == 400 and "SCRIBE_MAX_AUDIO_HOURS" in answer.json()["error"], answer.text
+    assert _session_count(short_app) == before
+    assert "no-length" not in short_app.log().split("refused")[0] or "chunks" not in short_app.log()
+
+
+def test_policy_whole_does_not_hold_an_hour_in_memory(app, tmp_path):
+    path = _silence(tmp_path / "hour.flac", 3600)
+    before, sessions = _rss(app), _session_count(app)
+    answer = _upload(app, path, policy="whole")
+    assert answer.status_code == 400 and "whole" in answer.json()["error"], answer.text
+    assert _rss(app) - before < 100 * MB
+    assert _session_count(app) == sessions
+
+
+def test_titles_are_one_short_line(app, tmp_path):
+    wav = _silence(tmp_path / "minute.wav", 60)
+    long = _upload(app, wav, title="x" * 5000)
+    assert long.status_code == 400 and "200 characters" in long.json()["error"]
+    made = _upload(app, wav, title="# Heading\n[link](http://evil.example)\x00\tend")
+    assert made.status_code == 202, made.text
+    assert made.json()["title"] == "# Heading [link](http://evil.example) end"
+    renamed = httpx2.patch(f"{app.url}/api/sessions/{made.json()['session_id']}",  # a lone surrogate
+                           content=json.dumps({"title": "a\ud800b\nc"}).encode(),
+                           headers={"Content-Type": "application/json"}, timeout=30)
+    assert renamed.status_code == 200 and renamed.json()["title"] == "a\ufffdb c"
+
+
+@pytest.mark.parametrize("model", ["/etc", "/no/such/folder", "../models/tiny.en", "tiny.en/", "x" * 500])
+def test_a_model_is_chosen_by_registry_name_only(app, tmp_path, model):
+    answer = _upload(app, _silence(tmp_path / "minute.wav", 60), backend="local", model=model)
+    assert answer.status_code == 400, answer.text
+    error = answer.json()["error"]
+    assert "cannot be chosen" in error and "exist" not in error
+    assert "runtime 2 in this process" not in app.log()
+
+
+@pytest.mark.parametrize("name", ["..", ".", "a\x00b.wav", "x" * 600 + ".wav", "../../etc/passwd", "dir/\u202e.wav"])
+def test_odd_upload_names_are_not_a_server_error(app, tmp_path, name):
+    body = (b"--b\r\nContent-Disposition: form-data; name=\"file\"; filename=\"" + name.encode("utf-8", "surrogatepass")
+            + b"\"\r\nContent-Type: audio/wav\r\n\r\n" + _silence(tmp_path / "m.wav", 60).read_bytes()
+            + b"\r\n--b--\r\n")
+    head = (f"POST /api/transcriptions HTTP/1.1\r\nHost: 127.0.0.1:{app.port}\r\n"
+            f"Content-Type: multipart/form-data; boundary=b\r\nContent-Length: {len(body)}\r\n\r\n").encode()
+    status, data = raw_request(app.port, head, body)
+    assert status in (202, 400), data[:300]
+
+
+# -- 10. odd inputs get a clear answer, never a 500 --------------------------------------------------
+@pytest.mark.parametrize("method, path, body", [
+    ("GET", "/api/sessions?offset=9223372036854775808", None),
+    ("GET", "/api/sessions?offset=9223372036854775807", None),
+    ("GET", "/api/search?q=budget&offset=9223372036854775807", None),
+    ("GET", "/api/search?q=%ED%A0%80", None),
+    ("GET", "/api/sessions?since=%ED%A0%80", None),
+    ("POST", "/api/lab/runs", {"experiment": ["x"], "audio_label": {}, "audio_seconds": "many", "policy": 1,
+                               "backend": None, "model": 2, "wer": "x", "chunks": 1.5, "mean_chunk_s": [],
+                               "latency_s": {}, "processing_s": "1", "calls": -1, "cost_usd": "free",
+                               "words_lost": 0, "words_duplicated": 0, "reference_words": 0,
+                               "hypothesis": 0}),
+    ("POST", "/api/lab/runs", [1, 2]),
+    ("PATCH", "/api/sessions/x", ["not", "an", "object"]),
+    ("POST", "/api/sessions/x/summary", "just a string"),
+])
+def test_odd_inputs_are_not_a_server_error(app, method, path, body):
+    answer = httpx2.request(method, f"{app.url}{path}", json=body, timeout=30)
+    assert answer.status_code < 500, (answer.status_code, answer.text)
+    assert answer.json().get("error") or answer.status_code == 200
+
+
+def test_each_server_error_is_logged_once(caplog):
+    """An exception no handler takes is answered 500 and logged once with its traceback, and not
+    raised on to the server, which would log it again. (In process: a real request cannot make
+    the app fail on purpose.)"""
+    import logging
+
+    from starlette.testclient import TestClient
+
+    from scribe.api import ApiContext, create_api
+
+    def broken():
+        raise RuntimeError("a bug")
+
+    token = "a-long-enough-test-token"
+    api = create_api(ApiContext(runtime=broken, runtime_for=lambda b, m: broken(), token=lambda: token))
+    with caplog.at_level(logging.ERROR), TestClient(api, base_url="http://127.0.0.1") as client:
+        answer = client.get("/health", headers={"Authorization": f"Bearer {token}"})
+    assert answer.status_code == 500 and answer.json() == {"error": "internal error (see the app's log)"}
+    failures = [r for r in caplog.records if r.exc_info]
+    assert len(failures) == 1 and "a bug" in str(failures[0].exc_info[1])
+
+
+def test_health_does_not_tell_the_database_path(app, seeded):
+    data, _ = seeded
+    body = httpx2.get(f"{app.url}/api/health", timeout=30).json()
+    assert str(data) not in json.dumps(body)

@@ -20,7 +20,7 @@ from typing import Any, Callable, Mapping
 
 from scribe.api_client import ApiClient, ApiRequestError, ApiUnreachableError, lock_holder
 from scribe.config import Settings
-from scribe.core import ChunkRow, SessionRow
+from scribe.core import ChunkRow, SessionRow, database_id
 from scribe.errors import ScribeError
 
 WAIT_TIMEOUT_S = 3600.0
@@ -61,7 +61,7 @@ def named_app(args: argparse.Namespace, environ: Mapping[str, str] = os.environ)
     settings = Settings.from_env()
     client = ApiClient(settings.api_url, settings.api_token)
     try:
-        served = client.health()["database"]
+        served = client.health().get("database", "?")
     except ApiUnreachableError:
         client.close()
         print(f"note: no Scribe app answers at {settings.api_url} (SCRIBE_API_URL); using the database "
@@ -81,7 +81,7 @@ def connect(settings: Settings, holder: str) -> ApiClient:
     db, url = settings.db.resolve(), settings.api_url
     client = ApiClient(url, settings.api_token)
     try:
-        served = Path(client.health()["database"]).resolve()
+        health = client.health()
     except ApiUnreachableError:
         client.close()
         raise ScribeError(f"{db} is in use by {holder} and no Scribe app answers at {url}: stop that "
@@ -92,9 +92,10 @@ def connect(settings: Settings, holder: str) -> ApiClient:
                 else "try again once the app has started, or see its log")
         raise ScribeError(f"{db} is in use by {holder}; the Scribe app at {url} answered HTTP "
                           f"{exc.status} ({exc}): {todo}") from None
-    if served != db:
+    if health.get("database_id") != database_id(db):
         client.close()
-        raise ScribeError(f"{db} is in use by {holder}; the Scribe app at {url} serves {served} instead: "
+        raise ScribeError(f"{db} is in use by {holder}; the Scribe app at {url} serves another database "
+                          f"({health.get('database', '?')}): "
                           "stop that process, or set SCRIBE_API_URL to the app that holds it")
     return client
 

@@ -30,7 +30,7 @@ from scribe.core import SegmentRow, SessionRow
 from scribe.errors import ScribeError, StorageOutageError
 from scribe.export import FORMATS, render
 from scribe.final_pass import KEPT_LIVE
-from scribe.ingest import ingest_file, wait_for_session
+from scribe.ingest import CheckedUpload, check_upload, ingest_file, wait_for_session
 from scribe.runtime import Runtime, final_transcriber, recover_at_start
 from scribe.storage import Storage
 from scribe.timelabels import mmss
@@ -73,6 +73,7 @@ def cmd_transcribe(args: argparse.Namespace) -> int:
     settings = settings_from(args)
     quiet_logging(settings)
     policy = parse_policy(args.policy or settings.chunk_policy, settings.chunk_seconds)
+    checked = check_upload(settings, size=path.stat().st_size, title=args.title)
     if args.final_model:
         settings = settings.with_changes(final_model=args.final_model)
     if args.final_pass:
@@ -84,20 +85,20 @@ def cmd_transcribe(args: argparse.Namespace) -> int:
     try:
         # Loaded before the live chunks run, so a missing model fails before any work.
         final = final_transcriber(settings, runtime.transcriber) if args.final_pass else None
-        return _run_transcribe(runtime, path, policy, args, final)
+        return _run_transcribe(runtime, path, policy, args, final, checked)
     finally:
         runtime.close()
 
 
 def _run_transcribe(runtime: Runtime, path: Path, policy: ChunkPolicy, args: argparse.Namespace,
-                    final: Transcriber | None = None) -> int:
+                    final: Transcriber | None, checked: CheckedUpload) -> int:
     started = time.monotonic()
     wait_s = runtime.settings.storage_wait_seconds
     result = None
     try:
         result = ingest_file(path, storage=runtime.storage, pipeline=runtime.pipeline, policy=policy,
-                             title=args.title, source="cli", progress=stderr_progress("reading"),
-                             max_audio_hours=runtime.settings.max_audio_hours,
+                             title=checked.title, source="cli", progress=stderr_progress("reading"),
+                             max_audio_hours=checked.max_audio_hours,
                              expected_speakers=args.speakers or None, storage_wait_seconds=wait_s)
         counts = wait_for_session(runtime.storage, result.session.id, progress=stderr_progress("transcribing"),
                                   check=lambda: _outage_check(runtime, wait_s))

@@ -7,7 +7,7 @@ import uuid
 from typing import Any, Sequence
 
 from scribe.access import readable_sql
-from scribe.core import SESSION_STATUSES, SessionRow
+from scribe.core import SESSION_STATUSES, SessionRow, one_line
 from scribe.errors import NotFoundError
 from scribe.identity import LOCAL_ID, Principal
 from scribe.storage.database import Database, _filters, _in_clause
@@ -26,7 +26,7 @@ class SessionQueries(Database):
                        chunk_seconds: float, chunk_policy: str, session_id: str | None = None,
                        status: str = "recording", now: float | None = None,
                        owner_id: str = LOCAL_ID) -> SessionRow:
-        row = SessionRow(id=session_id or new_session_id(), title=title.strip() or "Untitled",
+        row = SessionRow(id=session_id or new_session_id(), title=one_line(title) or "Untitled",
                          source=source, status=status, backend=backend, model=model,
                          chunk_seconds=chunk_seconds, chunk_policy=chunk_policy,
                          created_at=now if now is not None else time.time(), owner_id=owner_id)
@@ -104,6 +104,8 @@ class SessionQueries(Database):
             raise ValueError(f"cannot update session fields {sorted(unknown)}")
         if fields.get("status") not in (None, *SESSION_STATUSES):
             raise ValueError(f"bad session status {fields['status']!r}")
+        if "title" in fields:
+            fields["title"] = one_line(fields["title"]) or "Untitled"
         assignments = ", ".join(f"{name} = ?" for name in fields)
         with self.transaction() as cur:
             cur.execute(f"UPDATE sessions SET {assignments} WHERE id = ?", [*fields.values(), session_id])

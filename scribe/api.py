@@ -34,6 +34,7 @@ from starlette.datastructures import Headers
 from starlette.formparsers import MultiPartException, MultiPartParser
 
 from scribe import __version__
+from scribe.api_memory import ENROL_PATH, add_memory_routes
 from scribe.chunking import FILE_POLICY_NAMES, parse_policy
 from scribe.core import SESSION_STATUSES, SessionRow, database_id
 from scribe.errors import AudioDecodeError, NotFoundError, ScribeError, UploadTooLargeError
@@ -41,6 +42,7 @@ from scribe.export import FORMATS, MIME_TYPES, download_name, render
 from scribe.guard import host_of, is_loopback, send_json
 from scribe.runtime import Runtime
 from scribe.storage import MAX_EXPECTED_SPEAKERS, Storage, check_expected_speakers
+from scribe.storage.vocabulary import split_terms
 
 log = logging.getLogger(__name__)
 
@@ -171,7 +173,7 @@ class AccessGate:
         root = scope.get("root_path", "")
         if path.startswith(root):
             path = path[len(root):]
-        if path.rstrip("/") in ("/transcriptions", "/audio/transcriptions"):  # /api's, /v1's
+        if path.rstrip("/") in ("/transcriptions", "/audio/transcriptions", ENROL_PATH):  # /api's, /v1's
             return self.context.runtime().settings.max_upload_mb * MB + FORM_OVERHEAD_BYTES
         return JSON_BODY_LIMIT
 
@@ -460,6 +462,7 @@ def _add_routes(router: APIRouter, context: ApiContext) -> None:
     _add_summary_routes(router, context)
     _add_speaker_routes(router, context)
     _add_upload_route(router, context)
+    add_memory_routes(router, context, read_form)
 
 
 def _text(body: dict[str, Any], name: str) -> str | None:
@@ -562,6 +565,8 @@ _UPLOAD_FORM = {"requestBody": {"required": True, "content": {"multipart/form-da
         "chunk_seconds": {"type": "number"}, "policy": {"type": "string", "enum": list(FILE_POLICY_NAMES)},
         "speakers": {"type": "integer", "minimum": 1, "maximum": MAX_EXPECTED_SPEAKERS,
                      "description": "how many people speak (speaker labels use it; default: estimated)"},
+        "vocabulary": {"type": "string", "description": "terms for this file only, comma-separated, "
+                       "on top of the team vocabulary"},
     }}}}}}
 
 
@@ -608,8 +613,9 @@ def _ingest_upload(context: ApiContext, form) -> JSONResponse:
     if upload is None or isinstance(upload, str):
         raise ApiError(400, "no `file` field in the form")
     fields = {name: str(form.get(name) or "").strip() or None
-              for name in ("title", "backend", "model", "chunk_seconds", "policy", "speakers")}
+              for name in ("title", "backend", "model", "chunk_seconds", "policy", "speakers", "vocabulary")}
     speakers = _speaker_count(fields["speakers"])
+    vocabulary = split_terms(fields["vocabulary"] or "")
     rt = context.runtime_for(fields["backend"], fields["model"])
     policy = parse_policy(fields["policy"] or rt.settings.chunk_policy, _chunk_seconds(fields, rt))
     checked = check_upload(rt.settings, size=upload.size or 0, title=fields["title"],
@@ -621,7 +627,8 @@ def _ingest_upload(context: ApiContext, form) -> JSONResponse:
         try:
             result = ingest_file(path, storage=rt.storage, pipeline=rt.pipeline, policy=policy,
                                  title=checked.title or path.stem, source="upload",
-                                 max_audio_hours=checked.max_audio_hours, expected_speakers=speakers)
+                                 max_audio_hours=checked.max_audio_hours, expected_speakers=speakers,
+                                 vocabulary=vocabulary)
         except AudioDecodeError as exc:  # name the upload, not this server's temp folder
             raise AudioDecodeError(str(exc).replace(f"{tmp}/", "")) from None
     log.info("session=%s uploaded through the API: %d chunks, %.1f s of audio in %.1f s",

@@ -33,14 +33,14 @@ import time
 import uuid
 from concurrent.futures import Future, TimeoutError as FutureTimeout
 from dataclasses import asdict
-from typing import Any, Callable
+from typing import Any, Callable, Sequence
 
 import numpy as np
 
 from scribe.audio import encode_bytes
 from scribe.core import Segment, Transcription, Usage
 from scribe.errors import BackendUnavailableError, TranscriptionError
-from scribe.transcribers.base import Transcriber
+from scribe.transcribers.base import Transcriber, call_transcriber
 
 log = logging.getLogger("scribe.distributed")
 
@@ -123,16 +123,17 @@ class RemoteTranscriber:
         self._reader = threading.Thread(target=self._read_results, name="scribe-results", daemon=True)
         self._reader.start()
 
-    def transcribe(self, audio: np.ndarray) -> Transcription:
+    def transcribe(self, audio: np.ndarray, *, vocabulary: Sequence[str] = ()) -> Transcription:
         """Runs on a pipeline worker thread; the answer (with the worker's usage and model)
-        is this job's own, whatever other jobs are in flight."""
+        is this job's own, whatever other jobs are in flight. The vocabulary travels with the job."""
         job = uuid.uuid4().hex
         future: Future = Future()
         with self._lock:
             self._waiting[job] = future
         try:
             self._send({"job": job, "reply_to": self._stream,
-                        "audio": base64.b64encode(encode_bytes(audio, "FLAC")).decode("ascii")})
+                        "audio": base64.b64encode(encode_bytes(audio, "FLAC")).decode("ascii"),
+                        "vocabulary": list(vocabulary)})
             return self._await(job, future)
         finally:
             with self._lock:
@@ -267,7 +268,7 @@ class TranscriptionWorker:
 
         try:
             audio = read_flac_bytes(base64.b64decode(message["audio"]))
-            result = self.transcriber.transcribe(audio)
+            result = call_transcriber(self.transcriber, audio, message.get("vocabulary") or ())
         except TranscriptionError as exc:
             return {"ok": False, "error": str(exc), "retryable": exc.retryable, "retry_after": exc.retry_after}
         except Exception as exc:  # reported to the app, which decides about retrying

@@ -8,7 +8,7 @@ import shutil
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable
+from typing import Callable, Sequence
 
 from scribe.audio import SAMPLE_RATE, iter_decode, probe_duration
 from scribe.chunking import Chunker, ChunkPolicy, policy_label
@@ -94,7 +94,7 @@ def ingest_file(path: str | Path, *, storage: Storage, pipeline: Pipeline, polic
                 progress: Progress | None = None,
                 max_audio_hours: float = DEFAULT_MAX_AUDIO_HOURS,
                 expected_speakers: int | None = None,
-                storage_wait_seconds: float | None = None) -> IngestResult:
+                storage_wait_seconds: float | None = None, vocabulary: Sequence[str] = ()) -> IngestResult:
     """Create a session from a file and submit all its chunks; returns once they are durable.
 
     `expected_speakers` (the number of people, when the user knows it) is stored on the
@@ -128,6 +128,8 @@ def ingest_file(path: str | Path, *, storage: Storage, pipeline: Pipeline, polic
         chunk_policy=policy_label(policy))
     if expected_speakers:
         storage.set_expected_speakers(session.id, expected_speakers)
+    if vocabulary:  # words for this file only, on top of the team's (before any chunk is queued)
+        storage.set_session_terms(session.id, vocabulary)
     try:
         chunks, samples = _feed(session.id, policy, pipeline, first_block, iterator,
                                 probe_duration(path), progress, storage_wait_seconds)

@@ -39,7 +39,7 @@ import threading
 import time
 from collections import deque
 from dataclasses import dataclass, field
-from typing import Any, Callable
+from typing import Any, Callable, Sequence
 
 import numpy as np
 
@@ -48,6 +48,8 @@ from scribe.config import Settings
 from scribe.core import Segment
 from scribe.errors import TranscriptionError
 from scribe.hallucination import guard_segments
+from scribe.transcribers.local import VOCABULARY_OPTION
+from scribe.vocabulary import whisper_prompt
 
 log = logging.getLogger("scribe.partials")
 
@@ -332,8 +334,9 @@ class _PlainDecoder:
     def __init__(self, decode: Decoder) -> None:
         self.decode_one = decode
 
-    def prepare(self, audio: np.ndarray, offset_s: float = 0.0, prompt: str = "", times: bool = True) -> "Speech | None":
-        return Speech(audio, offset_s, offset_s + audio.size / SAMPLE_RATE, prompt, times)
+    def prepare(self, audio: np.ndarray, offset_s: float = 0.0, prompt: str = "", times: bool = True,
+                vocabulary: str = "") -> "Speech | None":
+        return Speech(audio, offset_s, offset_s + audio.size / SAMPLE_RATE, prompt, times, vocabulary)
 
     def decode(self, batch: list["Speech"]) -> list[list["TimedWord"]]:
         return [[TimedWord(w, math.nan, math.nan) for w in words_of(self.decode_one(s.audio))] for s in batch]
@@ -393,10 +396,13 @@ class PartialLane:
                  busy: Callable[[], bool] = lambda: False, threads: int = 1, agreement: int = 2,
                  monotonic: Callable[[], float] = time.monotonic,
                  clock: Callable[[], float] = time.time, max_batch: int = MAX_BATCH,
-                 session_cost: float | None = None, capacity: int = 0) -> None:
+                 session_cost: float | None = None, capacity: int = 0,
+                 vocabulary: Callable[[str], Sequence[str]] = lambda session_id: ()) -> None:
         """`session_cost`: a first estimate of one session's decoding seconds per second of
-        audio (refined by every tick); `capacity` > 0 fixes the sessions served live words."""
+        audio (refined by every tick); `capacity` > 0 fixes the sessions served live words;
+        `vocabulary(session_id)`: the words the model is given for that session."""
         self._decode = decode
+        self._vocabulary = vocabulary
         self._decoder = decode if hasattr(decode, "prepare") else _PlainDecoder(decode)
         self.interval_samples = max(1, int(interval_seconds * SAMPLE_RATE))
         self.interval_seconds = interval_seconds
@@ -594,9 +600,11 @@ class PartialLane:
         todo: list[tuple[int, Speech]] = []
         for i, request in enumerate(batch):
             try:
+                words = whisper_prompt(self._vocabulary(request.session_id))
                 speech = self._decoder.prepare(request.tail, request.tail_offset_s, request.prompt,
                                                request.chunk is not None and request.chunk.wants_times(
-                                                   request.audio.size / SAMPLE_RATE))
+                                                   request.audio.size / SAMPLE_RATE),
+                                               **({"vocabulary": words} if words else {}))
             except Exception:  # a failed partial costs one refresh, never the lane
                 log.exception("session=%s partial VAD failed", request.session_id)
                 continue
@@ -752,6 +760,8 @@ tuning set; with much less silence the model drops the last words more often."""
 TOKENS_PER_SECOND = 12
 """A bound on the decoded tokens per second of speech (speech is about 4): a decode that
 loops on a phrase stops there instead of at Whisper's 448."""
+VOCABULARY_TOKENS = 448 // 2 - 1 - 24
+"""The vocabulary's share of Whisper's prompt (the rest is the previous text's)."""
 PROMPT_TOKENS = 24
 """Previous-text tokens given to every decode that has that many (the words already shown
 stable, across chunks): the model continues the sentence instead of starting a new one.
@@ -785,6 +795,8 @@ class Speech:
     prompt: str = ""
     times: bool = True
     """Word times wanted (an `align` pass): only when the words may be committed."""
+    vocabulary: str = ""
+    """The team's words (`scribe.vocabulary.whisper_prompt`), read before the prompt."""
 
 
 class WhisperPartialDecoder:
@@ -835,9 +847,10 @@ class WhisperPartialDecoder:
         return "" if speech is None else " ".join(w.text for w in self.decode([speech])[0])
 
     # -- the lane's path --------------------------------------------------------------
-    def prepare(self, audio: np.ndarray, offset_s: float = 0.0, prompt: str = "", times: bool = True) -> Speech | None:
+    def prepare(self, audio: np.ndarray, offset_s: float = 0.0, prompt: str = "", times: bool = True,
+                vocabulary: str = "") -> Speech | None:
         """The speech in `audio` (a tail of the open chunk starting at `offset_s`), or None."""
-        return prepare_speech(audio, offset_s, prompt, times)
+        return prepare_speech(audio, offset_s, prompt, times, vocabulary)
 
     def decode(self, batch: list[Speech]) -> list[list[TimedWord]]:
         """The words of each piece of speech, timed in chunk seconds (one model pass for all
@@ -846,10 +859,11 @@ class WhisperPartialDecoder:
         short = [i for i, s in enumerate(batch) if self.short_window and s.audio.size + self.padding <= self._window_samples]
         for i in set(range(len(batch))) - set(short):
             out[i] = [TimedWord(w, batch[i].offset_s, batch[i].speech_end_s)
-                      for w in words_of(self._decode_windows(batch[i].audio))]
+                      for w in words_of(self._decode_windows(batch[i].audio, batch[i].vocabulary))]
         groups: dict[tuple[int, int], list[int]] = {}
         for i in short:
-            groups.setdefault((len(self._prompt_tokens(batch[i].prompt)), self._bucket(batch[i])), []).append(i)
+            key = (len(self._full_prompt(batch[i].prompt, batch[i].vocabulary)), self._bucket(batch[i]))
+            groups.setdefault(key, []).append(i)
         for indexes in groups.values():
             for i, words in zip(indexes, self._decode_short([batch[i] for i in indexes])):
                 out[i] = words
@@ -874,7 +888,7 @@ class WhisperPartialDecoder:
             np.concatenate([s.audio, np.zeros(longest - s.audio.size, np.float32)]))[:, : self._window_frames]
             for s in batch])
         encoded = self._whisper.model.encode(get_ctranslate2_storage(np.ascontiguousarray(features)))
-        prompts = [self._full_prompt(s.prompt) for s in batch]
+        prompts = [self._full_prompt(s.prompt, s.vocabulary) for s in batch]
         seconds = max(s.audio.size for s in batch) / SAMPLE_RATE
         results = self._whisper.model.generate(
             encoded, prompts, beam_size=1, max_length=min(448, max(map(len, prompts)) + 16 +
@@ -886,8 +900,11 @@ class WhisperPartialDecoder:
         return [self._guarded(s, self._tokenizer.decode(t).strip(), float(r.no_speech_prob), a)
                 for s, t, r, a in zip(batch, tokens, results, aligned)]
 
-    def _full_prompt(self, prompt: str) -> list[int]:
-        previous = self._prompt_tokens(prompt)
+    def _full_prompt(self, prompt: str, vocabulary: str = "") -> list[int]:
+        """[previous-text marker, the team's words (as faster-whisper places hotwords), the
+        words already shown], then the start of the transcript."""
+        words = self._tokenizer.encode(" " + vocabulary)[:VOCABULARY_TOKENS] if vocabulary else []
+        previous = [*words, *self._prompt_tokens(prompt)]
         head = [self._tokenizer.sot_prev, *previous] if previous else []
         return [*head, *self._tokenizer.sot_sequence, self._tokenizer.no_timestamps]
 
@@ -913,10 +930,11 @@ class WhisperPartialDecoder:
                 words.append(TimedWord(piece.strip(), start, end))
         return words
 
-    def _decode_windows(self, audio: np.ndarray) -> str:
+    def _decode_windows(self, audio: np.ndarray, vocabulary: str = "") -> str:
         segments, _info = self._whisper.transcribe(
             audio, language=self.language, beam_size=1,
-            vad_filter=True, condition_on_previous_text=False)
+            vad_filter=True, condition_on_previous_text=False,
+            **({VOCABULARY_OPTION: vocabulary} if vocabulary else {}))
         found = [Segment(start=float(s.start), end=float(s.end), text=s.text.strip(),
                          no_speech_prob=float(s.no_speech_prob)) for s in list(segments) if s.text.strip()]
         return " ".join(s.text for s in guard_segments(found, audio))
@@ -932,7 +950,8 @@ class WhisperPartialDecoder:
         self.warm_seconds = time.perf_counter() - started
 
 
-def prepare_speech(audio: np.ndarray, offset_s: float = 0.0, prompt: str = "", times: bool = True) -> Speech | None:
+def prepare_speech(audio: np.ndarray, offset_s: float = 0.0, prompt: str = "", times: bool = True,
+                   vocabulary: str = "") -> Speech | None:
     """Silero VAD over a tail of the open chunk starting at `offset_s`: the audio from just
     before its first speech to the end of its last, or None when it holds none."""
     from faster_whisper.vad import VadOptions, get_speech_timestamps
@@ -943,10 +962,11 @@ def prepare_speech(audio: np.ndarray, offset_s: float = 0.0, prompt: str = "", t
     first = max(0, spans[0]["start"] - int(LEAD_SECONDS * SAMPLE_RATE))
     last = spans[-1]["end"]
     return Speech(audio[first:last].astype(np.float32, copy=False), offset_s + first / SAMPLE_RATE,
-                  offset_s + last / SAMPLE_RATE, prompt, times)
+                  offset_s + last / SAMPLE_RATE, prompt, times, vocabulary)
 
 
-def build_partial_lane(settings: Settings, busy: Callable[[], bool]) -> PartialLane:
+def build_partial_lane(settings: Settings, busy: Callable[[], bool],
+                       vocabulary: Callable[[str], Sequence[str]] = lambda session_id: ()) -> PartialLane:
     """The app's lane: the local partial model (loaded once per process through `load_model`,
     shared by every session), warmed before any session starts. (With SCRIBE_REDIS_URL the
     Runtime gives the lane `distributed.RemotePartialDecoder` instead.)
@@ -973,4 +993,4 @@ def build_partial_lane(settings: Settings, busy: Callable[[], bool]) -> PartialL
     decoder: WhisperPartialDecoder = loaded["decoder"]  # type: ignore[assignment]
     prior = decoder.warm_seconds / settings.partial_interval_seconds if decoder.warm_seconds else None
     return PartialLane(decoder, interval_seconds=settings.partial_interval_seconds, busy=busy, session_cost=prior,
-                       capacity=settings.partial_capacity)
+                       capacity=settings.partial_capacity, vocabulary=vocabulary)

@@ -54,7 +54,7 @@ from scribe.hallucination import SegmentFilter, guard_segments
 from scribe.health import HealthStats, StorageHealth, is_storage_fault, space_probe
 from scribe.noisy_context import NO_AUDIO, NoisyContext, keep_own_segments
 from scribe.storage import Storage, segments_from_backend
-from scribe.transcribers.base import Transcriber
+from scribe.transcribers.base import Transcriber, call_transcriber
 
 log = logging.getLogger("scribe.pipeline")
 
@@ -769,8 +769,9 @@ class Pipeline:
             sleep=self._sleep,
             reraise=True,
         )
+        vocabulary = self.storage.vocabulary_for(row.session_id)
         try:
-            return retrying(self._call_backend, audio, backend, context)
+            return retrying(self._call_backend, audio, backend, context, vocabulary)
         except TranscriptionError:
             raise
         except Exception as exc:  # an unexpected backend error, after its retries
@@ -778,11 +779,12 @@ class Pipeline:
                 raise
             raise TranscriptionError(f"{type(exc).__name__}: {exc}", retryable=False) from exc
 
-    def _call_backend(self, audio: np.ndarray, backend: Backend, context: np.ndarray) -> Transcription:
+    def _call_backend(self, audio: np.ndarray, backend: Backend, context: np.ndarray,
+                      vocabulary: Sequence[str] = ()) -> Transcription:
         if backend.before_call is not None:
             backend.before_call()
         heard = audio if context.size == 0 else np.concatenate((context, audio))
-        result = backend.transcriber.transcribe(heard)
+        result = call_transcriber(backend.transcriber, heard, vocabulary)
         segments = list(result.segments)
         if self._segment_filter is not None:
             segments = self._segment_filter(segments, heard)

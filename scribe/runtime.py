@@ -229,7 +229,7 @@ def _partial_lane(settings: Settings, pipeline: Pipeline) -> Any:
         lane = PartialLane(RemotePartialDecoder(settings.redis_url), interval_seconds=settings.partial_interval_seconds,
                            busy=chunks_waiting, capacity=settings.partial_capacity)
     else:
-        lane = build_partial_lane(settings, busy=chunks_waiting)
+        lane = build_partial_lane(settings, busy=chunks_waiting, vocabulary=pipeline.storage.vocabulary_for)
     pipeline.add_listener(lane.on_pipeline_event)
     return lane
 

@@ -61,8 +61,19 @@ def _add_transcribe(sub: Any) -> None:
                    help="after the live chunks, run the final pass and print its transcript "
                         "(json: \"text\" is live, \"final_text\" final)")
     p.add_argument("--final-model", help="local model of the final pass (default: SCRIBE_FINAL_MODEL)")
+    p.add_argument("--vocabulary", type=_vocabulary, default=[], metavar='"TERM, TERM"',
+                   help="names and terms for this file, on top of the team vocabulary")
     add_db_flag(p)
     p.set_defaults(func=cmd_transcribe, remote=transcribe_through_api)
+
+
+def _vocabulary(raw: str) -> list[str]:
+    from scribe.storage.vocabulary import split_terms
+
+    try:
+        return split_terms(raw)
+    except ScribeError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
 
 
 def cmd_transcribe(args: argparse.Namespace) -> int:
@@ -99,7 +110,8 @@ def _run_transcribe(runtime: Runtime, path: Path, policy: ChunkPolicy, args: arg
         result = ingest_file(path, storage=runtime.storage, pipeline=runtime.pipeline, policy=policy,
                              title=checked.title, source="cli", progress=stderr_progress("reading"),
                              max_audio_hours=checked.max_audio_hours,
-                             expected_speakers=args.speakers or None, storage_wait_seconds=wait_s)
+                             expected_speakers=args.speakers or None, storage_wait_seconds=wait_s,
+                             vocabulary=args.vocabulary)
         counts = wait_for_session(runtime.storage, result.session.id, progress=stderr_progress("transcribing"),
                                   check=lambda: _outage_check(runtime, wait_s))
     except StorageOutageError as exc:
@@ -197,7 +209,8 @@ def transcribe_through_api(args: argparse.Namespace, client: ApiClient) -> int:
     started = time.monotonic()
     made = client.upload(path, {"title": args.title, "backend": args.backend, "model": args.model,
                                 "chunk_seconds": args.chunk_seconds, "policy": args.policy,
-                                "speakers": args.speakers or None})
+                                "speakers": args.speakers or None,
+                                "vocabulary": ", ".join(args.vocabulary) or None})
     session_id = made["session_id"]
     counts, detail = remote.wait_for_session(client, session_id, stderr_progress("transcribing"))
     wall = time.monotonic() - started

@@ -10,6 +10,7 @@ from __future__ import annotations
 import random
 import threading
 import time
+from typing import Sequence
 
 import numpy as np
 
@@ -29,7 +30,8 @@ class StubTranscriber:
         self._sleep = sleep
         self.calls = 0
 
-    def transcribe(self, audio: np.ndarray) -> Transcription:
+    def transcribe(self, audio: np.ndarray, *, vocabulary: Sequence[str] = ()) -> Transcription:
+        """Its text says how long the audio was; `vocabulary` changes nothing (no model reads it)."""
         with self._lock:
             self.calls += 1
             delay = self._random.uniform(*self._latency)

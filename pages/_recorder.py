@@ -25,8 +25,8 @@ from pages._text import literal
 from scribe import capture, history
 from scribe.chunking import make_policy
 from scribe.core import SessionRow
-from scribe.record_view import live_words_note
 from scribe.errors import ScribeError
+from scribe.record_view import live_words_note
 from scribe.runtime import Runtime
 from scribe.timelabels import mmss
 

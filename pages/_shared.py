@@ -9,10 +9,11 @@ result (the environment's settings when no sidebar ran, e.g. in AppTest).
 
 from __future__ import annotations
 
+import functools
 import threading
 from dataclasses import replace
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import streamlit as st
 from streamlit.runtime.pages_manager import PagesManager
@@ -21,9 +22,9 @@ from streamlit.runtime.scriptrunner import get_script_run_ctx
 from scribe.chunking import LIVE_POLICY_NAMES
 from scribe.config import BACKENDS, Settings
 from scribe.errors import ScribeError
-from scribe.runtime import ProcessRuntimes, Runtime, configure_logging
 from scribe.guard import Site, host_of
 from scribe.models import choosable
+from scribe.runtime import ProcessRuntimes, Runtime, configure_logging
 from scribe.server import ServerHooks, adopt
 from scribe.storage import Storage
 
@@ -63,7 +64,7 @@ def _ensure_app_navigation() -> None:
 def _secret_api_key() -> str | None:
     """GEMINI_API_KEY from .streamlit/secrets.toml, if present (never shown or logged)."""
     try:
-        return st.secrets.get("GEMINI_API_KEY")  # type: ignore[no-any-return]
+        return st.secrets.get("GEMINI_API_KEY")
     except Exception:  # no secrets file at all
         return None
 
@@ -185,12 +186,16 @@ def _prepare_models(config: Settings) -> None:
         if models.needs_preparing(name, config.models_dir):
             bar = st.progress(0.0, text=f"Preparing the {name} model (once)...")
             models.model_folder(name, model_dir=config.models_dir,
-                                progress=lambda f, message: bar.progress(min(f, 1.0), text=message))
+                                progress=functools.partial(_show_progress, bar))
             bar.empty()
 
 
 _live: dict[int, LiveRegistry] = {}
 _live_lock = threading.Lock()
+
+
+def _show_progress(bar: Any, fraction: float, message: str) -> None:
+    bar.progress(min(fraction, 1.0), text=message)
 
 
 def live_registry(max_sessions: int) -> LiveRegistry:

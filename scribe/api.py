@@ -19,9 +19,10 @@ import logging
 import tempfile
 import time
 from dataclasses import asdict, dataclass
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
-from typing import Annotated, Any, AsyncIterator, Callable, Mapping
+from typing import Annotated, Any, AsyncGenerator, AsyncIterator, Callable, Mapping
+
 
 from fastapi import APIRouter, Body, Depends, FastAPI, Query, Request
 from fastapi.exceptions import RequestValidationError
@@ -29,8 +30,8 @@ from fastapi.responses import JSONResponse, Response
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from pydantic import BaseModel, ConfigDict, Field
 from starlette.concurrency import run_in_threadpool
-from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.datastructures import Headers
+from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.formparsers import MultiPartException, MultiPartParser
 
 from scribe import __version__
@@ -211,7 +212,7 @@ def _bounded(receive: Callable, limit: int) -> Callable:
         nonlocal seen
         try:
             message = await asyncio.wait_for(receive(), BODY_IDLE_SECONDS)
-        except asyncio.TimeoutError:
+        except TimeoutError:
             raise StarletteHTTPException(408, f"no request body data for {BODY_IDLE_SECONDS:.0f} s") from None
         if message["type"] == "http.request":
             seen += len(message.get("body", b""))
@@ -303,7 +304,7 @@ def _epoch(value: str | None, name: str) -> float | None:
     except ValueError:
         raise ApiError(400, f"{name} must be epoch seconds or an ISO 8601 date, not {value!r}") from None
     if parsed.tzinfo is None:
-        parsed = parsed.replace(tzinfo=timezone.utc)
+        parsed = parsed.replace(tzinfo=UTC)
     return parsed.timestamp()
 
 
@@ -373,7 +374,8 @@ def _add_routes(router: APIRouter, context: ApiContext) -> None:
         if bad := [s for s in statuses if s not in SESSION_STATUSES]:
             raise ApiError(400, f"unknown status {bad[0]!r}: use {', '.join(SESSION_STATUSES)}")
         db = storage()
-        filters = {"statuses": statuses, "since": _epoch(since, "since"), "until": _epoch(until, "until")}
+        filters: dict[str, Any] = {"statuses": statuses, "since": _epoch(since, "since"),
+                                   "until": _epoch(until, "until")}
         rows = db.list_sessions(limit=limit, offset=offset, **filters)
         counts = db.chunk_counts_many([r.id for r in rows])
         return {"sessions": [session_json(r, counts[r.id]) for r in rows],
@@ -591,7 +593,7 @@ async def read_form(request: Request, max_bytes: int, *, max_fields: int = 8):
     if not request.headers.get("content-type", "").startswith("multipart/form-data"):
         raise ApiError(400, "send the audio as multipart/form-data with a `file` field")
 
-    async def limited() -> AsyncIterator[bytes]:
+    async def limited() -> AsyncGenerator[bytes, None]:
         seen = 0
         async for piece in request.stream():
             seen += len(piece)

@@ -22,7 +22,7 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass, field
-from typing import Callable, ClassVar, Protocol
+from typing import Any, Callable, ClassVar, Protocol
 
 import numpy as np
 
@@ -312,7 +312,7 @@ def _db(power: float) -> float:
     return 10.0 * np.log10(power + 1e-12)
 
 
-_BUILDERS: dict[str, Callable[[float], ChunkPolicy]] = {
+_BUILDERS: dict[str, Callable[[float], Any]] = {
     "fixed": FixedPolicy, "pause": PausePolicy, "quiet": QuietestPolicy,
     "whole": lambda seconds: WholePolicy(),
 }

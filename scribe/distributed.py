@@ -31,7 +31,8 @@ import os
 import threading
 import time
 import uuid
-from concurrent.futures import Future, TimeoutError as FutureTimeout
+from concurrent.futures import Future
+from concurrent.futures import TimeoutError as FutureTimeout
 from dataclasses import asdict
 from typing import Any, Callable, Sequence
 
@@ -80,7 +81,8 @@ def declare_actor(broker, handler: Callable[[dict], None]):
     """Bind the transcription actor to `broker`; the app only sends, workers run `handler`."""
     import dramatiq
 
-    return dramatiq.actor(handler, broker=broker, actor_name=ACTOR, queue_name=QUEUE,
+    return dramatiq.actor(  # type: ignore[call-overload]  # dramatiq's overloads omit broker=
+        handler, broker=broker, actor_name=ACTOR, queue_name=QUEUE,
                           max_retries=20, min_backoff=500, max_backoff=15_000,
                           time_limit=10 * 60_000)
 
@@ -139,6 +141,10 @@ class RemoteTranscriber:
             with self._lock:
                 self._waiting.pop(job, None)
 
+    def _note_retry(self, state: Any) -> None:
+        """tenacity's before_sleep: a failed send's outcome is always set."""
+        self._note_down(state.outcome.exception())
+
     def _send(self, message: dict) -> None:
         """Send, waiting out a broker outage (up to `broker_wait` s) instead of failing."""
         from tenacity import Retrying, retry_if_exception_type, stop_after_delay, wait_exponential
@@ -146,7 +152,7 @@ class RemoteTranscriber:
         retrying = Retrying(retry=retry_if_exception_type(_transport_errors()),
                             stop=stop_after_delay(self.broker_wait),
                             wait=wait_exponential(multiplier=0.2, max=5.0), reraise=True,
-                            before_sleep=lambda state: self._note_down(state.outcome.exception()))
+                            before_sleep=self._note_retry)
         try:
             for attempt in retrying:
                 with attempt:
@@ -243,7 +249,7 @@ class TranscriptionWorker:
         self._broker = make_broker(redis_url, heartbeat_ms=heartbeat_ms)
         declare_actor(self._broker, self.handle)
         self._limiter = self._make_limiter(redis_url, rpm, rate_window_s)
-        self._worker = None
+        self._worker: Any = None
 
     @staticmethod
     def _make_limiter(url: str, rpm: int | None, window_s: int):

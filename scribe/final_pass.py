@@ -155,7 +155,8 @@ def plan_windows(chunks: Sequence[ChunkRow], max_samples: int) -> list[tuple[int
     (the `whole` policy) is split into equal pieces.
     """
     windows: list[tuple[int, int]] = []
-    start = end = None
+    start: int | None = None
+    end = 0
     for chunk in sorted(chunks, key=lambda c: c.start_sample):
         if start is not None and chunk.end_sample - start > max_samples:
             windows.append((start, end))

@@ -26,7 +26,8 @@ MAX_WHOLE_SECONDS = 1800.0
 """Longest file `policy=whole` takes: it holds the whole recording in memory as one chunk
 (about 230 MB of samples per hour, several times that while it is cut, written and decoded)."""
 
-Progress = Callable[[float, str], None]
+Progress = Callable[[float, str], object]
+"""Told (fraction done, message); whatever it returns is ignored (a page may hand in a widget call)."""
 """Called with (fraction 0..1, message) from the thread doing the work."""
 
 

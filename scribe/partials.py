@@ -599,16 +599,17 @@ class PartialLane:
         results: list[Any] = [None] * len(batch)
         todo: list[tuple[int, Speech]] = []
         for i, request in enumerate(batch):
+            tail = request.tail if request.tail is not None else request.audio  # set when the batch is taken
             try:
                 words = whisper_prompt(self._vocabulary(request.session_id))
-                speech = self._decoder.prepare(request.tail, request.tail_offset_s, request.prompt,
+                speech = self._decoder.prepare(tail, request.tail_offset_s, request.prompt,
                                                request.chunk is not None and request.chunk.wants_times(
                                                    request.audio.size / SAMPLE_RATE),
                                                **({"vocabulary": words} if words else {}))
             except Exception:  # a failed partial costs one refresh, never the lane
                 log.exception("session=%s partial VAD failed", request.session_id)
                 continue
-            end_s = request.tail_offset_s + request.tail.size / SAMPLE_RATE
+            end_s = request.tail_offset_s + tail.size / SAMPLE_RATE
             with self._cond:
                 quiet = request.chunk is not None and request.chunk.unchanged(speech, end_s)
             if quiet:

@@ -31,6 +31,7 @@ pipeline keeps its default transcriber and runs just that job with the other.
 
 from __future__ import annotations
 
+import functools
 import json
 import logging
 import os
@@ -265,7 +266,7 @@ class Pipeline:
         if recover:
             self.recover()
         for n, intake in enumerate(self._intake.queues):
-            self._spawn(f"scribe-writer-{n}", lambda q=intake: self._writer_loop(q))
+            self._spawn(f"scribe-writer-{n}", functools.partial(self._writer_loop, intake))
         for n in range(self.options.max_concurrency):
             self._spawn(f"scribe-worker-{n}", self._worker_loop)
         return self
@@ -455,7 +456,7 @@ class Pipeline:
 
     def _write(self, item: "Chunk | _Spilled") -> None:
         spilled = isinstance(item, _Spilled)
-        chunk = item.chunk if spilled else item
+        chunk = item.chunk if isinstance(item, _Spilled) else item
         try:
             if spilled:
                 self._insert_waiting_out_faults(chunk)
@@ -653,9 +654,10 @@ class Pipeline:
         log.error("session=%s seq=%d job error: %s", *key, exc, exc_info=exc)
         attempts = 1
         try:
-            attempts = self.storage.chunk_attempts(*key)
-            if attempts is None:
+            found = self.storage.chunk_attempts(*key)
+            if found is None:
                 return None  # the chunk was deleted meanwhile
+            attempts = found
             if attempts >= self.options.max_attempts:
                 self._fail(key, f"internal error: {type(exc).__name__}: {exc}"[:300], self.transcriber)
                 return None

@@ -3,7 +3,10 @@ and the partial lane's decode statistics (the `partial_decodes` table)."""
 
 from __future__ import annotations
 
-from typing import Any, Sequence
+from typing import TYPE_CHECKING, Any, Sequence
+
+if TYPE_CHECKING:
+    import pandas
 
 from scribe.storage.database import Database, _filters
 
@@ -13,7 +16,7 @@ class AnalyticsQueries(Database):
 
     def chunk_timings(self, *, session_ids: Sequence[str] = (), backends: Sequence[str] = (),
                       models: Sequence[str] = (), since: float | None = None,
-                      until: float | None = None, limit: int = 200_000) -> "pandas.DataFrame":  # noqa: F821
+                      until: float | None = None, limit: int = 200_000) -> "pandas.DataFrame":
         """Every chunk's timeline joined with its session, newest chunks first.
 
         Returns a pandas DataFrame (DuckDB builds it column-wise, which stays fast

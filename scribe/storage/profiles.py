@@ -96,7 +96,7 @@ class ProfileQueries(Database):
         return int(self._scalar("SELECT count(*) FROM speakers WHERE profile_id = ?", [profile_id]))
 
     def set_speaker_profile(self, session_id: str, speaker_id: int, profile_id: str | None, *,
-                            by: str, name: str) -> None:
+                            by: str | None, name: str) -> None:
         """Tie a session speaker to a profile (or untie it), with the name it shows."""
         with self.transaction() as cur:
             changed = cur.execute("""UPDATE speakers SET profile_id = ?, profile_by = ?, name = ?

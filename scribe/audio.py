@@ -57,8 +57,9 @@ class FrameResampler:
 
     def flush(self) -> np.ndarray:
         """Everything still held (the partial batch and the filter's tail)."""
+        held = self._drain()  # before the filter is flushed: its frames go in first
         flushed = self._resampler.resample(None)  # None flushes the filter
-        return np.concatenate((self._drain(), _frames_to_array(list(flushed or []))))
+        return np.concatenate((held, _frames_to_array(list(flushed or []))))
 
     def _drain(self) -> np.ndarray:
         if not self._pending:

@@ -81,10 +81,8 @@ def declare_actor(broker, handler: Callable[[dict], None]):
     """Bind the transcription actor to `broker`; the app only sends, workers run `handler`."""
     import dramatiq
 
-    return dramatiq.actor(  # type: ignore[call-overload]  # dramatiq's overloads omit broker=
-        handler, broker=broker, actor_name=ACTOR, queue_name=QUEUE,
-                          max_retries=20, min_backoff=500, max_backoff=15_000,
-                          time_limit=10 * 60_000)
+    return dramatiq.actor(broker=broker, actor_name=ACTOR, queue_name=QUEUE, max_retries=20,
+                          min_backoff=500, max_backoff=15_000, time_limit=10 * 60_000)(handler)
 
 
 def _segments_from_json(items: list[dict]) -> list[Segment]:
@@ -340,8 +338,8 @@ def declare_partial_actor(broker, handler: Callable[[dict], None]):
     """The partial lane's actor, on its own queue so it never waits behind chunks; never retried."""
     import dramatiq
 
-    return dramatiq.actor(handler, broker=broker, actor_name=PARTIAL_ACTOR, queue_name=PARTIAL_QUEUE,
-                          max_retries=0, time_limit=30_000)
+    return dramatiq.actor(broker=broker, actor_name=PARTIAL_ACTOR, queue_name=PARTIAL_QUEUE,
+                          max_retries=0, time_limit=30_000)(handler)
 
 
 def _pcm16(audio: np.ndarray) -> str:
@@ -421,7 +419,7 @@ class PartialWorker:
         self._redis = _redis(redis_url)
         self._broker = make_broker(redis_url, heartbeat_ms=heartbeat_ms)
         declare_partial_actor(self._broker, self.handle)
-        self._worker = None
+        self._worker: Any = None
 
     def handle(self, message: dict) -> None:
         if self.stale(message):

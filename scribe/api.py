@@ -21,8 +21,7 @@ import time
 from dataclasses import asdict, dataclass
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Annotated, Any, AsyncGenerator, AsyncIterator, Callable, Mapping
-
+from typing import Annotated, Any, AsyncGenerator, Callable, Mapping
 
 from fastapi import APIRouter, Body, Depends, FastAPI, Query, Request
 from fastapi.exceptions import RequestValidationError

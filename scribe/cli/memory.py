@@ -10,9 +10,8 @@ import argparse
 import json
 import sys
 from datetime import datetime
-from typing import Any
-
 from pathlib import Path
+from typing import Any
 
 from scribe.api_client import ApiClient
 from scribe.cli.common import add_db_flag, open_storage

@@ -19,8 +19,9 @@ import streamlit as st
 from streamlit.runtime.pages_manager import PagesManager
 from streamlit.runtime.scriptrunner import get_script_run_ctx
 
+from scribe import backends
 from scribe.chunking import LIVE_POLICY_NAMES
-from scribe.config import BACKENDS, Settings
+from scribe.config import Settings
 from scribe.errors import ScribeError
 from scribe.guard import Site, host_of
 from scribe.models import choosable
@@ -99,9 +100,10 @@ def sidebar() -> Settings:
         st.session_state.setdefault(key, value)
     # Folded away: set once per session, not something every page needs in view.
     with st.sidebar.expander("Settings", icon=":material/tune:"):
-        backend = st.selectbox("Backend", BACKENDS, key="sb_backend",
+        backend = st.selectbox("Backend", backends.names(), key="sb_backend",
                                help="local: Whisper on this machine; gemini needs GEMINI_API_KEY")
-        model = st.text_input("Model", key=f"sb_model_{backend}", disabled=backend == "stub",
+        model = st.text_input("Model", key=f"sb_model_{backend}",
+                              disabled=backends.spec(backend).model_setting is None,
                               help="local: base, tiny.en or a hub name such as small.en "
                                    "(`python -m scribe models` lists them); a model folder is set by "
                                    "SCRIBE_WHISPER_MODEL")
@@ -120,9 +122,9 @@ def _apply(base: Settings, backend: str, model: str, seconds: float, policy: str
     changes = {"backend": backend, "chunk_seconds": seconds, "chunk_policy": policy,
                "data_dir": Path(data_dir.strip() or base.data_dir)}
     try:
-        if backend != "stub" and model.strip():
-            changes["gemini_model" if backend == "gemini" else "whisper_model"] = choosable(
-                backend, model, (base.whisper_model, base.final_model, base.partial_model, base.gemini_model))
+        if backends.spec(backend).model_setting and model.strip():
+            changes.update(backends.model_changes(backend, choosable(
+                backend, model, (base.whisper_model, base.final_model, base.partial_model, base.gemini_model))))
         chosen = base.with_changes(**changes)
     except ScribeError as exc:
         st.sidebar.error(f"Bad setting: {exc}")
@@ -226,10 +228,7 @@ def server_runtime(backend: str | None = None, model: str | None = None) -> Runt
     config = server_settings()
     if backend or model:
         name = backend or config.backend
-        changes = {"backend": name}
-        if model and name != "stub":
-            changes["gemini_model" if name == "gemini" else "whisper_model"] = model
-        config = config.with_changes(**changes)
+        config = config.with_changes(backend=name, **backends.model_changes(name, model))
     return _build_runtime(_runtime_key(config))
 
 

@@ -559,10 +559,14 @@ def _add_speaker_routes(router: APIRouter, context: ApiContext) -> None:
 
 
 # -- uploads ----------------------------------------------------------------------
-_UPLOAD_FORM = {"requestBody": {"required": True, "content": {"multipart/form-data": {"schema": {
+def _upload_form() -> dict[str, Any]:
+    """The upload's form for the OpenAPI docs; backend choices from the registry."""
+    from scribe import backends
+
+    return {"requestBody": {"required": True, "content": {"multipart/form-data": {"schema": {
     "type": "object", "required": ["file"], "properties": {
         "file": {"type": "string", "format": "binary"}, "title": {"type": "string"},
-        "backend": {"type": "string", "enum": ["local", "gemini", "stub"]}, "model": {"type": "string"},
+        "backend": {"type": "string", "enum": list(backends.names())}, "model": {"type": "string"},
         "chunk_seconds": {"type": "number"}, "policy": {"type": "string", "enum": list(FILE_POLICY_NAMES)},
         "speakers": {"type": "integer", "minimum": 1, "maximum": MAX_EXPECTED_SPEAKERS,
                      "description": "how many people speak (speaker labels use it; default: estimated)"},
@@ -572,7 +576,7 @@ _UPLOAD_FORM = {"requestBody": {"required": True, "content": {"multipart/form-da
 
 
 def _add_upload_route(router: APIRouter, context: ApiContext) -> None:
-    @router.post("/transcriptions", status_code=202, openapi_extra=_UPLOAD_FORM,
+    @router.post("/transcriptions", status_code=202, openapi_extra=_upload_form(),
                  summary="upload an audio file; answers once its chunks are stored and queued")
     async def create_transcription(request: Request) -> JSONResponse:
         limit = context.runtime().settings.max_upload_mb

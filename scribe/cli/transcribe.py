@@ -9,6 +9,7 @@ import time
 from pathlib import Path
 from typing import Any
 
+from scribe import backends
 from scribe.api_client import ApiClient
 from scribe.chunking import FILE_POLICY_NAMES, ChunkPolicy, parse_policy
 from scribe.cli import remote
@@ -25,7 +26,7 @@ from scribe.cli.common import (
     write_output,
 )
 from scribe.cli.printers import print_failures, print_timing, report_unfinished
-from scribe.config import BACKENDS, Settings
+from scribe.config import Settings
 from scribe.core import SegmentRow, SessionRow
 from scribe.errors import ScribeError, StorageOutageError
 from scribe.export import FORMATS, render
@@ -46,7 +47,7 @@ def register(sub: Any) -> None:
 def _add_transcribe(sub: Any) -> None:
     p = sub.add_parser("transcribe", help="transcribe an audio file into a new session")
     p.add_argument("file", help="audio file (wav, mp3, m4a, ogg/opus, webm, flac, ...)")
-    p.add_argument("--backend", choices=BACKENDS)
+    p.add_argument("--backend", choices=backends.names())
     p.add_argument("--model", help="local model (tiny.en, base, a hub name or a CTranslate2 folder; "
                    "see `models`), or Gemini model")
     p.add_argument("--chunk-seconds", type=float)
@@ -226,7 +227,7 @@ def transcribe_through_api(args: argparse.Namespace, client: ApiClient) -> int:
 def _add_retry(sub: Any) -> None:
     p = sub.add_parser("retry", help="finish a session: transcribe its failed and unfinished chunks")
     p.add_argument("session_id")
-    p.add_argument("--backend", choices=BACKENDS)
+    p.add_argument("--backend", choices=backends.names())
     p.add_argument("--model", help="Whisper model name or folder (local), or Gemini model")
     p.add_argument("--format", choices=FORMATS, help="also print the transcript in this format")
     p.add_argument("--output", help="write the transcript here instead of stdout (with --format)")

@@ -154,3 +154,9 @@ def _fit_into_chunk(segment: Segment, duration: float) -> None:
     if (start, end) != (segment.start, segment.end):
         segment.start, segment.end = start, end
         segment.flags.append("clamped")
+
+
+def build(settings: Any, *, model: str | None = None, workers: int | None = None,
+          progress: Any = None) -> GeminiTranscriber:
+    """The registry's builder: SCRIBE_GEMINI_MODEL with GEMINI_API_KEY."""
+    return GeminiTranscriber.from_settings(settings)

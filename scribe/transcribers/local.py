@@ -120,3 +120,17 @@ def _to_segment(whisper_segment: Any) -> Segment:
         confidence=round(math.exp(whisper_segment.avg_logprob), 4),
         no_speech_prob=round(float(whisper_segment.no_speech_prob), 4),
     )
+
+
+def build(settings: Any, *, model: str | None = None, workers: int | None = None,
+          progress: Any = None) -> LocalWhisperTranscriber:
+    """The registry's builder: SCRIBE_WHISPER_MODEL (or `model`), loaded once per process."""
+    return LocalWhisperTranscriber(
+        model or settings.whisper_model,
+        compute_type=settings.whisper_compute_type,
+        threads=settings.whisper_threads,
+        workers=workers or settings.max_concurrency,
+        language=settings.language,
+        model_dir=settings.models_dir,
+        progress=progress,
+    )

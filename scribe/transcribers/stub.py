@@ -10,7 +10,7 @@ from __future__ import annotations
 import random
 import threading
 import time
-from typing import Sequence
+from typing import Any, Sequence
 
 import numpy as np
 
@@ -44,3 +44,9 @@ class StubTranscriber:
 
     def close(self) -> None:
         """Nothing to release."""
+
+
+def build(settings: Any, *, model: str | None = None, workers: int | None = None,
+          progress: Any = None) -> StubTranscriber:
+    """The registry's builder: latency from SCRIBE_STUB_LATENCY."""
+    return StubTranscriber(settings.stub_latency)

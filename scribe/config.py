@@ -25,9 +25,9 @@ DEFAULT_WHISPER_MODEL = "base"
 DEFAULT_FINAL_MODEL = "base"
 DEFAULT_PARTIAL_MODEL = "base"
 """Partial text is re-decoded every second, so its model must be fast: on the partial lane's
-short window `base` takes 0.2-0.8 s a decode on one thread (2-15 s of audio), about twice
-`tiny.en`, and hears far more words right. The words `tiny.en` mishears are the ones that
-stay off the page longest (BENCHMARKS.md, live latency). Its own one-thread instance, niced."""
+short window `base` costs about twice `tiny.en` a decode and hears far more words right; the
+words `tiny.en` mishears are the ones that stay off the page longest (BENCHMARKS.md, "Live
+latency: words on the page", has the figures). Its own one-thread instance, niced."""
 DEFAULT_GEMINI_MODEL = "gemini-2.5-flash"
 
 

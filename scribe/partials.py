@@ -753,11 +753,10 @@ class LaneLoad:
 CONTEXT_PADDING_SECONDS = 2.0
 """Silence after the speech in a partial decode's encoder input. Whisper's encoder
 normally sees a 30 s window whatever the audio's length, and its cost grows with its
-input: on speech plus this much silence, a partial decode takes a third of the time
-(tiny.en, one thread: 0.2 s instead of 0.6 s), and words show half a second sooner.
-Accuracy is a wash: over clean and noisy speech, tuning and evaluation sets, the same
-mean WER, 2 % fewer words ever shown (benchmarks/partial_decoding.py). Chosen on the
-tuning set; with much less silence the model drops the last words more often."""
+input: on speech plus this much silence a partial decode takes a fraction of the time and
+words show sooner, at about the same WER (BENCHMARKS.md, "The partial decode offline",
+benchmarks/partial_decoding.py). Chosen on the tuning set; with much less silence the model
+drops the last words more often."""
 TOKENS_PER_SECOND = 12
 """A bound on the decoded tokens per second of speech (speech is about 4): a decode that
 loops on a phrase stops there instead of at Whisper's 448."""

@@ -281,7 +281,7 @@ class ChunkText:
     def accept(self, heard: list[TimedWord], audio_end_s: float, speech_end_s: float) -> None:
         """A decode of the tail up to `audio_end_s`: update the stable words and the tail, and
         once the tail is long commit its stable words up to a pause (words with times only)."""
-        heard = _without_repeat(self.committed, heard)
+        heard = _without_repeat(self.committed, without_loops(heard))
         texts = [w.text for w in heard]
         stable, self.tail = self.agreement.update(texts)
         self.decoded_end_s, self.speech_end_s = audio_end_s, speech_end_s
@@ -307,6 +307,36 @@ def _without_repeat(committed: list[str], heard: list[TimedWord]) -> list[TimedW
         if common_prefix(committed[-k:], [w.text for w in heard[:k]]) == k:
             return heard[k:]
     return heard
+
+
+LOOP_WORDS = 8
+"""The longest phrase whose back-to-back repeats are taken for a decoding loop."""
+
+
+def without_loops(heard: list[TimedWord]) -> list[TimedWord]:
+    """`heard` with a decoding loop cut to its first pass. Greedy decoding of a short tail,
+    above all with a prompt, loops ("we showed them we showed them ..." for one second of
+    "we should"); the hallucination guard keeps such text when there is speech under it.
+    A phrase of 2+ words said twice in a row, or one word three times, counts as a loop
+    (the stored text, not this, keeps a speaker's real repeats); words after the loop that
+    start it again once more are dropped too."""
+    kept: list[TimedWord] = []
+    loop: list[str] = []
+    looped_at = 0
+    for word in heard:
+        kept.append(word)
+        said = [_norm(w.text) for w in kept[-2 * LOOP_WORDS:]]
+        for n in range(1, LOOP_WORDS + 1):
+            times = 3 if n == 1 else 2
+            if len(said) >= times * n and all(said[-n:]) and \
+                    all(said[-k * n - n:len(said) - k * n] == said[-n:] for k in range(1, times)):
+                loop, looped_at = said[-n:], len(kept) - n
+                del kept[looped_at:]
+                break
+    after = [_norm(w.text) for w in kept[looped_at:]]
+    if loop and after and after == loop[: len(after)]:
+        del kept[looped_at:]
+    return kept
 
 
 def _last_pause(words: list[TimedWord], limit: int, settled_s: float, forced: bool) -> tuple[int, float] | None:

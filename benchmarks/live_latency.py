@@ -263,6 +263,7 @@ def drive(app: ScribeApp, wav: Path, sessions: int, poll_s: float, audio_s: floa
             page.wait_for_timeout(800)
             pages[f"bench-{n}"] = page
         cpu_before = _cpu_seconds(app.proc.pid)
+        found_rss = {"start_mb": _rss_mb(app.proc.pid)}
         for page in pages.values():
             _recorder(page, "Start").click(timeout=60_000)
         senders, found = start_senders(app.url, list(speeches)) if speeches else (None, [])
@@ -291,8 +292,9 @@ def drive(app: ScribeApp, wav: Path, sessions: int, poll_s: float, audio_s: floa
             senders.join(audio_s + 60)
             _wait_stored(app, [f.get("session") for f in found], 120)
         cpu = _cpu_seconds(app.proc.pid) - cpu_before
+        found_rss["end_mb"] = _rss_mb(app.proc.pid)
         browser.close()
-    return polls, cpu, found
+    return polls, cpu, [*found, found_rss]
 
 
 def _wait_stored(app: ScribeApp, session_ids: list, timeout: float) -> None:
@@ -306,6 +308,12 @@ def _wait_stored(app: ScribeApp, session_ids: list, timeout: float) -> None:
             if isinstance(counts, dict) and counts.get("pending", 0) + counts.get("processing", 0) == 0:
                 break
             time.sleep(0.5)
+
+
+def _rss_mb(pid: int) -> float:
+    import psutil
+
+    return psutil.Process(pid).memory_info().rss / 2**20
 
 
 def _cpu_seconds(pid: int) -> float:
@@ -330,6 +338,7 @@ def run(partials: bool, sessions: int, poll_s: float, wav: Path, pcm: np.ndarray
     senders = [sender_speech(k) for k in range(1, sessions)]
     try:
         polls, app_cpu_s, found = drive(app, wav, 1, poll_s, pcm.size / SAMPLE_RATE, [a for a, _ in senders])
+        rss = found.pop()
     finally:
         app.stop()
     log = app.log()
@@ -394,6 +403,7 @@ def run(partials: bool, sessions: int, poll_s: float, wav: Path, pcm: np.ndarray
         "chunks_not_stored": not_stored, "senders_audio_not_received_s": round(sent_s - float(received_s), 1),
         "received_over_wall": [round(r / w, 3) for r, w in received.values() if w],
         "app_cpu_s_per_audio_s": round(app_cpu_s / audio_s, 3) if audio_s else None,
+        "app_rss_mb": [round(rss["start_mb"]), round(rss["end_mb"])],
         "chunk_lane": {name: {"p50": pct(v, 50), "p95": pct(v, 95), "n": len(v)} for name, v in lane.items()},
     }
     shutil.rmtree(work, ignore_errors=True)

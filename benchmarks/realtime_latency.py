@@ -15,8 +15,8 @@ once it arrived, else the deltas received for it. Every event that changed it is
 words); word end times in the audio come from `live_latency.reference_words` (a whole-file
 decode with word timestamps aligned to the text). The audio's sample 0 is sent at t0, so
     latency = first shown - (t0 + the word's end in the audio).
-Printed: first delta latency (the first delta holding a spoken word - the first spoken word's
-end), word latency
+Printed: first delta latency (the first delta holding a spoken word - the first sound of speech
+in the audio), word latency
 p50/p95/max over all words, the share of words first shown by a delta (before their chunk was
 stored), chunk lane latency (committed -> completed) p50/p95, words never shown, the stored
 transcript's WER, and the load average.
@@ -83,10 +83,9 @@ def stream(url: str, pcm: bytes) -> tuple[float, list[tuple[float, dict]]]:
                                 "audio": base64.b64encode(pcm[start:start + step]).decode()}))
         committed_at = time.time()
         ws.send(json.dumps({"type": "input_audio_buffer.commit"}))
-        # The last commit answers committed (or, with nothing left to commit, an error) at once.
-        time.sleep(3.0)
-        print("after the last commit:", [(round(at - committed_at, 2), e["type"]) for at, e in list(events)
-                                         if e["type"] in ("input_audio_buffer.committed", "error")][-3:], flush=True)
+        # The last commit answers committed (or, with nothing left to commit, an error).
+        _wait(events, lambda: any(at >= committed_at and e["type"] in ("input_audio_buffer.committed", "error")
+                                  for at, e in list(events)), 60)
         _wait(events, lambda: _all_completed(events), 600)
     reader.join(10)
     return t0, events
@@ -96,7 +95,8 @@ def _read(ws, out: list) -> None:
     """Reader thread: every server event with its arrival time, until the socket closes."""
     try:
         while True:
-            out.append((time.time(), json.loads(ws.recv())))
+            message = ws.recv()  # stamped on arrival, not when the wait for it began
+            out.append((time.time(), json.loads(message)))
     except ConnectionClosed:  # the socket closed: the run is over
         return
 
@@ -137,19 +137,27 @@ def client_text_polls(events: list[tuple[float, dict]]) -> tuple[list[tuple[floa
     return polls, kinds
 
 
-def measure(t0: float, events: list[tuple[float, dict]], reference: list, text: str) -> dict:
+def speech_onset(pcm16k: np.ndarray, floor_dbfs: float = -40.0) -> float:
+    """Seconds into the audio of the first 10 ms frame louder than `floor_dbfs` (the first sound of speech)."""
+    frames = pcm16k[: pcm16k.size // 160 * 160].reshape(-1, 160)
+    loud = np.flatnonzero(10 * np.log10(np.mean(frames ** 2, axis=1) + 1e-12) > floor_dbfs)
+    return float(loud[0]) * 0.01 if loud.size else 0.0
+
+
+def measure(t0: float, events: list[tuple[float, dict]], reference: list, text: str, pcm16k: np.ndarray) -> dict:
     polls, kinds = client_text_polls(events)
     seen = live_latency.seen_times(reference, polls)
     latencies = [at - (t0 + word.end_s) for word, at in zip(reference, seen) if at is not None]
     by_delta = [kinds[[p[0] for p in polls].index(at)] for at in seen if at is not None]
     spoken = {w.text for w in reference}  # a delta on silence or noise ("you") is not a first word
     first_delta = next(at for at, e in events if e["type"] == DELTA and spoken & set(normalize(e["delta"]).split()))
+    onset = t0 + speech_onset(pcm16k)
     committed = {e["item_id"]: at for at, e in events if e["type"] == "input_audio_buffer.committed"}
     lane = [at - committed[e["item_id"]] for at, e in events if e["type"] == COMPLETED and e["item_id"] in committed]
     stored = " ".join(e["transcript"] for _, e in sorted(
         ((at, e) for at, e in events if e["type"] == COMPLETED), key=lambda p: int(p[1]["item_id"].rsplit("_", 1)[1]))
         if e["transcript"])
-    return {"first_delta_s": round(first_delta - (t0 + reference[0].end_s), 2),
+    return {"first_delta_s": round(first_delta - onset, 2),
             "words": len(reference), "words_never_shown": sum(at is None for at in seen),
             "word_latency_p50_s": live_latency.pct(latencies, 50), "word_latency_p95_s": live_latency.pct(latencies, 95),
             "word_latency_max_s": round(max(latencies), 2) if latencies else None,
@@ -176,7 +184,7 @@ def main() -> None:
         finally:
             app.stop()
             print(f"app log: {work / 'app.log'}", flush=True)
-        results.append({**measure(t0, events, reference, text), "t0": t0, "events": events})
+        results.append({**measure(t0, events, reference, text, pcm16k), "t0": t0, "events": events})
         print(f"run {run + 1}: {json.dumps({k: v for k, v in results[-1].items() if k != 'events'})}", flush=True)
     if args.json:
         args.json.write_text(json.dumps(results, indent=2))

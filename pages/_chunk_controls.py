@@ -10,14 +10,14 @@ from __future__ import annotations
 
 import streamlit as st
 
-from scribe import retranscribe
+from scribe import backends, retranscribe
 from scribe.core import ChunkRow
 from scribe.costs import session_cost
 from scribe.errors import ScribeError
 from scribe.runtime import Runtime
 from scribe.timelabels import mmss
 
-BACKEND_LABELS = {"local": "Local Whisper", "gemini": "Google Gemini", "stub": "Stub (tests)"}
+BACKEND_LABELS = {name: spec.label for name, spec in backends.REGISTRY.items()}
 
 
 def render_chunk_controls(rt: Runtime, session_id: str, can_change: bool = True) -> None:

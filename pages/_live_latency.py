@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+from typing import Any
 
 import pandas as pd
 import streamlit as st
@@ -44,7 +45,7 @@ def render_live_latency(storage: Storage, df: pd.DataFrame, *, session_ids, sinc
                  column_config=SESSION_COLUMNS)
 
 
-def _number(label: str, help_text: str, fmt: str = "%.2f s") -> st.column_config.NumberColumn:
+def _number(label: str, help_text: str, fmt: str = "%.2f s") -> Any:
     return st.column_config.NumberColumn(label, help=help_text, format=fmt)
 
 

@@ -26,8 +26,8 @@ from scribe import capture, history
 from scribe.access import can_write
 from scribe.chunking import make_policy
 from scribe.core import SessionRow
-from scribe.record_view import live_words_note
 from scribe.errors import ScribeError
+from scribe.record_view import live_words_note
 from scribe.runtime import Runtime
 from scribe.timelabels import mmss
 

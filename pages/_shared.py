@@ -13,16 +13,18 @@ data folder, database, Redis, keys and model cache come from the environment onl
 
 from __future__ import annotations
 
+import functools
 import threading
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import streamlit as st
 from streamlit.runtime.pages_manager import PagesManager
 from streamlit.runtime.scriptrunner import get_script_run_ctx
 
+from scribe import backends
 from scribe.chunking import LIVE_POLICY_NAMES
-from scribe.config import BACKENDS, Settings
+from scribe.config import Settings
 from scribe.errors import ScribeError
 from scribe.guard import Site, host_of
 from scribe.identity import LOCAL, Principal
@@ -131,7 +133,7 @@ def _ensure_app_navigation() -> None:
 def _secret_api_key() -> str | None:
     """GEMINI_API_KEY from .streamlit/secrets.toml, if present (never shown or logged)."""
     try:
-        return st.secrets.get("GEMINI_API_KEY")  # type: ignore[no-any-return]
+        return st.secrets.get("GEMINI_API_KEY")
     except Exception:  # no secrets file at all
         return None
 
@@ -161,19 +163,20 @@ def sidebar() -> Settings:
     server's models: another model is another model loaded on the server."""
     base = settings()
     admin = principal().is_admin
-    backends = BACKENDS if admin else tuple(dict.fromkeys((base.backend, *base.user_backends)))
+    offered = backends.names() if admin else tuple(dict.fromkeys((base.backend, *base.user_backends)))
     defaults = {"sb_backend": base.backend, "sb_model_local": base.whisper_model,
                 "sb_model_gemini": base.gemini_model, "sb_model_stub": "",
                 "sb_chunk_seconds": float(base.chunk_seconds), "sb_chunk_policy": base.chunk_policy}
     for key, value in defaults.items():
         st.session_state.setdefault(key, value)
-    if st.session_state["sb_backend"] not in backends:
+    if st.session_state["sb_backend"] not in offered:
         st.session_state["sb_backend"] = base.backend
     # Folded away: set once per session, not something every page needs in view.
     with st.sidebar.expander("Settings", icon=":material/tune:"):
-        backend = st.selectbox("Backend", backends, key="sb_backend",
+        backend = st.selectbox("Backend", offered, key="sb_backend",
                                help="local: Whisper on this machine; gemini needs GEMINI_API_KEY")
-        model = st.text_input("Model", key=f"sb_model_{backend}", disabled=backend == "stub" or not admin,
+        model = st.text_input("Model", key=f"sb_model_{backend}",
+                              disabled=backends.spec(backend).model_setting is None or not admin,
                               help="local: base, tiny.en or a hub name such as small.en "
                                    "(`python -m scribe models` lists them); a model folder is set by "
                                    "SCRIBE_WHISPER_MODEL" if admin else
@@ -190,9 +193,9 @@ def _apply(base: Settings, backend: str, model: str, seconds: float, policy: str
     """The sidebar's values on top of the environment; a bad one is shown, not applied."""
     changes = {"backend": backend, "chunk_seconds": seconds, "chunk_policy": policy}
     try:
-        if backend != "stub" and model.strip():
-            changes["gemini_model" if backend == "gemini" else "whisper_model"] = choosable(
-                backend, model, (base.whisper_model, base.final_model, base.partial_model, base.gemini_model))
+        if backends.spec(backend).model_setting and model.strip():
+            changes.update(backends.model_changes(backend, choosable(
+                backend, model, (base.whisper_model, base.final_model, base.partial_model, base.gemini_model))))
         return base.with_changes(**changes)
     except ScribeError as exc:
         st.sidebar.error(f"Bad setting: {exc}")
@@ -254,12 +257,16 @@ def _prepare_models(config: Settings) -> None:
         if models.needs_preparing(name, config.models_dir):
             bar = st.progress(0.0, text=f"Preparing the {name} model (once)...")
             models.model_folder(name, model_dir=config.models_dir,
-                                progress=lambda f, message: bar.progress(min(f, 1.0), text=message))
+                                progress=functools.partial(_show_progress, bar))
             bar.empty()
 
 
 _live: dict[int, LiveRegistry] = {}
 _live_lock = threading.Lock()
+
+
+def _show_progress(bar: Any, fraction: float, message: str) -> None:
+    bar.progress(min(fraction, 1.0), text=message)
 
 
 def live_registry(max_sessions: int) -> LiveRegistry:
@@ -290,10 +297,7 @@ def server_runtime(backend: str | None = None, model: str | None = None) -> Runt
     config = server_settings()
     if backend or model:
         name = backend or config.backend
-        changes = {"backend": name}
-        if model and name != "stub":
-            changes["gemini_model" if name == "gemini" else "whisper_model"] = model
-        config = config.with_changes(**changes)
+        config = config.with_changes(backend=name, **backends.model_changes(name, model))
     return _build_runtime(_runtime_key(config))
 
 

@@ -8,7 +8,8 @@ import streamlit as st
 
 from pages._live_latency import render_live_latency
 from pages._shared import principal, runtime
-from scribe import analytics, analytics_charts as charts
+from scribe import analytics
+from scribe import analytics_charts as charts
 from scribe.timelabels import local_date, picked_days, time_zone_note, today
 
 rt = runtime()

@@ -87,7 +87,7 @@ else:
 
 specs = policies + [p.strip() for p in extra.split(",") if p.strip()]
 ready = audio_path is not None and reference.strip() and specs
-if st.button("Run policies", type="primary", disabled=not ready):
+if st.button("Run policies", type="primary", disabled=not ready) and audio_path is not None:
     bar = st.progress(0.0, text="starting")
     try:
         st.session_state.lab_runs = lab.run_eval(

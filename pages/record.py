@@ -9,8 +9,16 @@ import streamlit as st
 
 from pages._chunk_controls import render_backlog_warning, render_chunk_controls
 from pages._live_text import render_live_transcript
-from pages._recorder import (PEOPLE_WIDGET, RESUME_WIDGET, TITLE_WIDGET, current_session_id, live_capture,
-                             resume_offered, set_next_recording, show_session)
+from pages._recorder import (
+    PEOPLE_WIDGET,
+    RESUME_WIDGET,
+    TITLE_WIDGET,
+    current_session_id,
+    live_capture,
+    resume_offered,
+    set_next_recording,
+    show_session,
+)
 from pages._shared import chosen_settings, live_registry, principal, runtime
 from pages._text import literal
 from scribe import capture, history, record_view

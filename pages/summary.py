@@ -39,7 +39,7 @@ def session_choice() -> str | None:
     labels = {s.id: f"{s.title}  ·  {local_datetime(s.created_at)}"
               for s in sessions}
     index = ids.index(wanted) if wanted in ids else 0
-    chosen = st.selectbox("Session", ids, index=index, format_func=labels.get)
+    chosen = st.selectbox("Session", ids, index=index, format_func=labels.get) or ids[0]
     if chosen != wanted:
         st.query_params["session"] = chosen
     return chosen

@@ -13,8 +13,14 @@ if not os.environ.get("ORT_DISABLE_TELEMETRY"):
 from scribe.chunking import Chunk, Chunker, parse_policy
 from scribe.config import Settings
 from scribe.core import Segment
-from scribe.errors import (AudioDecodeError, ModelNotFoundError, NotFoundError, ScribeError,
-                           SettingsError, TranscriptionError)
+from scribe.errors import (
+    AudioDecodeError,
+    ModelNotFoundError,
+    NotFoundError,
+    ScribeError,
+    SettingsError,
+    TranscriptionError,
+)
 from scribe.pipeline import Pipeline
 from scribe.runtime import Runtime
 from scribe.storage import Storage

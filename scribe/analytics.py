@@ -298,9 +298,19 @@ CSV_COLUMNS = ["session_id", "title", "seq", "status", "backend", "model", "atte
                "processing_s", "end_to_end_s", "rtf"]
 
 
+FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r")
+"""What makes a spreadsheet read a cell as a formula (a title such as `=HYPERLINK(...)`)."""
+
+
 def to_csv(df: pd.DataFrame) -> bytes:
-    """The per-chunk table as UTF-8 CSV (ISO times and the raw epoch seconds)."""
-    return df[[c for c in CSV_COLUMNS if c in df.columns]].to_csv(index=False).encode("utf-8")
+    """The per-chunk table as UTF-8 CSV (ISO times and the raw epoch seconds). Text cells that a
+    spreadsheet would run as a formula get a leading `'`, so opening the file runs nothing."""
+    table = df[[c for c in CSV_COLUMNS if c in df.columns]].map(_inert)
+    return table.to_csv(index=False).encode("utf-8")
+
+
+def _inert(value: object) -> object:
+    return f"'{value}" if isinstance(value, str) and value.startswith(FORMULA_STARTS) else value
 
 
 # -- live latency: the partial lane beside the chunk lane ----------------------------

@@ -21,9 +21,9 @@ import logging
 import tempfile
 import time
 from dataclasses import asdict, dataclass
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
-from typing import Annotated, Any, AsyncIterator, Callable, Mapping
+from typing import Annotated, Any, AsyncGenerator, Callable, Mapping
 
 from fastapi import APIRouter, Body, Depends, FastAPI, Query, Request
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
@@ -32,14 +32,15 @@ from fastapi.responses import JSONResponse, Response
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from pydantic import BaseModel, ConfigDict, Field
 from starlette.concurrency import run_in_threadpool
-from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.datastructures import Headers
+from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.formparsers import MultiPartException, MultiPartParser
 
 from scribe import __version__
 from scribe.access import readable_session, writable_session
 from scribe.api_auth import (PRINCIPAL_KEY, AuthContext, carries_personal_token, current_principal, install,
                              installed, resolve)
+from scribe.api_memory import ENROL_PATH, add_memory_routes
 from scribe.chunking import FILE_POLICY_NAMES, parse_policy
 from scribe.core import SESSION_STATUSES, SessionRow, database_id
 from scribe.errors import (AccessDeniedError, AudioDecodeError, NotFoundError, ScribeError, SignInError,
@@ -49,6 +50,7 @@ from scribe.guard import host_of, is_loopback, send_json
 from scribe.identity import Principal
 from scribe.runtime import Runtime
 from scribe.storage import MAX_EXPECTED_SPEAKERS, Storage, check_expected_speakers
+from scribe.storage.vocabulary import split_terms
 
 log = logging.getLogger(__name__)
 
@@ -197,7 +199,7 @@ class AccessGate:
         root = scope.get("root_path", "")
         if path.startswith(root):
             path = path[len(root):]
-        if path.rstrip("/") in ("/transcriptions", "/audio/transcriptions"):  # /api's, /v1's
+        if path.rstrip("/") in ("/transcriptions", "/audio/transcriptions", ENROL_PATH):  # /api's, /v1's
             return self.context.runtime().settings.max_upload_mb * MB + FORM_OVERHEAD_BYTES
         return JSON_BODY_LIMIT
 
@@ -235,7 +237,7 @@ def _bounded(receive: Callable, limit: int) -> Callable:
         nonlocal seen
         try:
             message = await asyncio.wait_for(receive(), BODY_IDLE_SECONDS)
-        except asyncio.TimeoutError:
+        except TimeoutError:
             raise StarletteHTTPException(408, f"no request body data for {BODY_IDLE_SECONDS:.0f} s") from None
         if message["type"] == "http.request":
             seen += len(message.get("body", b""))
@@ -337,7 +339,7 @@ def _epoch(value: str | None, name: str) -> float | None:
     except ValueError:
         raise ApiError(400, f"{name} must be epoch seconds or an ISO 8601 date, not {value!r}") from None
     if parsed.tzinfo is None:
-        parsed = parsed.replace(tzinfo=timezone.utc)
+        parsed = parsed.replace(tzinfo=UTC)
     return parsed.timestamp()
 
 
@@ -418,8 +420,9 @@ def _add_routes(router: APIRouter, context: ApiContext) -> None:
         if bad := [s for s in statuses if s not in SESSION_STATUSES]:
             raise ApiError(400, f"unknown status {bad[0]!r}: use {', '.join(SESSION_STATUSES)}")
         db = storage()
-        filters = {"statuses": statuses, "since": _epoch(since, "since"), "until": _epoch(until, "until"),
-                   "visible_to": who, "shared_with_me": shared_with_me}
+        filters: dict[str, Any] = {"statuses": statuses, "since": _epoch(since, "since"),
+                                   "until": _epoch(until, "until"), "visible_to": who,
+                                   "shared_with_me": shared_with_me}
         rows = db.list_sessions(limit=limit, offset=offset, **filters)
         counts = db.chunk_counts_many([r.id for r in rows])
         return {"sessions": [session_json(r, counts[r.id]) for r in rows],
@@ -528,6 +531,7 @@ def _add_routes(router: APIRouter, context: ApiContext) -> None:
     _add_sharing_routes(router, context)
     _add_token_routes(router, context)
     _add_upload_route(router, context)
+    add_memory_routes(router, context, read_form)
 
 
 def _text(body: dict[str, Any], name: str) -> str | None:
@@ -723,18 +727,24 @@ def check_backend_allowed(who: Principal, settings, backend: str | None, model: 
 
 
 # -- uploads ----------------------------------------------------------------------
-_UPLOAD_FORM = {"requestBody": {"required": True, "content": {"multipart/form-data": {"schema": {
+def _upload_form() -> dict[str, Any]:
+    """The upload's form for the OpenAPI docs; backend choices from the registry."""
+    from scribe import backends
+
+    return {"requestBody": {"required": True, "content": {"multipart/form-data": {"schema": {
     "type": "object", "required": ["file"], "properties": {
         "file": {"type": "string", "format": "binary"}, "title": {"type": "string"},
-        "backend": {"type": "string", "enum": ["local", "gemini", "stub"]}, "model": {"type": "string"},
+        "backend": {"type": "string", "enum": list(backends.names())}, "model": {"type": "string"},
         "chunk_seconds": {"type": "number"}, "policy": {"type": "string", "enum": list(FILE_POLICY_NAMES)},
         "speakers": {"type": "integer", "minimum": 1, "maximum": MAX_EXPECTED_SPEAKERS,
                      "description": "how many people speak (speaker labels use it; default: estimated)"},
+        "vocabulary": {"type": "string", "description": "terms for this file only, comma-separated, "
+                       "on top of the team vocabulary"},
     }}}}}}
 
 
 def _add_upload_route(router: APIRouter, context: ApiContext) -> None:
-    @router.post("/transcriptions", status_code=202, openapi_extra=_UPLOAD_FORM,
+    @router.post("/transcriptions", status_code=202, openapi_extra=_upload_form(),
                  summary="upload an audio file; answers once its chunks are stored and queued")
     async def create_transcription(request: Request) -> JSONResponse:
         limit = context.runtime().settings.max_upload_mb
@@ -755,7 +765,7 @@ async def read_form(request: Request, max_bytes: int, *, max_fields: int = 8):
     if not request.headers.get("content-type", "").startswith("multipart/form-data"):
         raise ApiError(400, "send the audio as multipart/form-data with a `file` field")
 
-    async def limited() -> AsyncIterator[bytes]:
+    async def limited() -> AsyncGenerator[bytes, None]:
         seen = 0
         async for piece in request.stream():
             seen += len(piece)
@@ -777,10 +787,11 @@ def _ingest_upload(context: ApiContext, form, who: Principal) -> JSONResponse:
     if upload is None or isinstance(upload, str):
         raise ApiError(400, "no `file` field in the form")
     fields = {name: str(form.get(name) or "").strip() or None
-              for name in ("title", "backend", "model", "chunk_seconds", "policy", "speakers")}
+              for name in ("title", "backend", "model", "chunk_seconds", "policy", "speakers", "vocabulary")}
     speakers = _speaker_count(fields["speakers"])
     if fields["backend"] or fields["model"]:
         check_backend_allowed(who, context.runtime().settings, fields["backend"], fields["model"])
+    vocabulary = split_terms(fields["vocabulary"] or "")
     rt = context.runtime_for(fields["backend"], fields["model"])
     policy = parse_policy(fields["policy"] or rt.settings.chunk_policy, _chunk_seconds(fields, rt))
     checked = check_upload(rt.settings, size=upload.size or 0, title=fields["title"],
@@ -793,7 +804,7 @@ def _ingest_upload(context: ApiContext, form, who: Principal) -> JSONResponse:
             result = ingest_file(path, storage=rt.storage, pipeline=rt.pipeline, policy=policy,
                                  title=checked.title or path.stem, source="upload",
                                  max_audio_hours=checked.max_audio_hours, expected_speakers=speakers,
-                                 owner_id=who.user_id)
+                                 vocabulary=vocabulary, owner_id=who.user_id)
         except AudioDecodeError as exc:  # name the upload, not this server's temp folder
             raise AudioDecodeError(str(exc).replace(f"{tmp}/", "")) from None
     log.info("session=%s uploaded through the API: %d chunks, %.1f s of audio in %.1f s",

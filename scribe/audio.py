@@ -11,7 +11,7 @@ import io
 import logging
 import os
 from pathlib import Path
-from typing import Iterator
+from typing import Generator, Iterator
 
 import av
 import numpy as np
@@ -57,11 +57,14 @@ class FrameResampler:
 
     def flush(self) -> np.ndarray:
         """Everything still held (the partial batch and the filter's tail)."""
-        return np.concatenate((self._drain(), _frames_to_array(self._resampler.resample(None))))
+        held = self._drain()  # before the filter is flushed: its frames go in first
+        flushed = self._resampler.resample(None)  # None flushes the filter
+        return np.concatenate((held, _frames_to_array(list(flushed or []))))
 
     def _drain(self) -> np.ndarray:
         if not self._pending:
             return _EMPTY
+        assert self._shape is not None  # set with the first pending frame
         fmt, layout, rate = self._shape
         data = self._pending[0] if len(self._pending) == 1 else np.concatenate(self._pending, axis=1)
         self._pending, self._pending_samples = [], 0
@@ -84,7 +87,7 @@ def _frame_samples(frame: av.AudioFrame) -> np.ndarray:
     if dtype is None:
         return frame.to_ndarray()
     count = frame.samples * len(frame.layout.channels)
-    return np.frombuffer(frame.planes[0], dtype=dtype, count=count).reshape(1, count)
+    return np.frombuffer(frame.planes[0], dtype=dtype, count=count).reshape(1, count)  # type: ignore[call-overload]
 
 
 def _frames_to_array(frames: list[av.AudioFrame]) -> np.ndarray:
@@ -167,7 +170,7 @@ def _check_length(name: str, seconds: float | None, max_seconds: float | None) -
 
 
 def _decode_stream(container: av.container.InputContainer, name: str,
-                   max_seconds: float | None = None) -> Iterator[np.ndarray]:
+                   max_seconds: float | None = None) -> Generator[np.ndarray, None, int]:
     """The decoded blocks; returns the number of samples (for the caller's truncation check)."""
     resampler = FrameResampler()
     total = 0

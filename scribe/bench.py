@@ -35,7 +35,7 @@ import time
 from dataclasses import asdict, dataclass, field
 from fractions import Fraction
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any, Callable, Sequence
 
 import av
 import numpy as np
@@ -49,6 +49,7 @@ from scribe.errors import ScribeError, SettingsError, TranscriptionError
 from scribe.pipeline import Pipeline, PipelineOptions
 from scribe.storage import Storage
 from scribe.transcribers import Transcriber, make_transcriber
+from scribe.transcribers.base import call_transcriber
 from scribe.transcribers.stub import StubTranscriber
 
 log = logging.getLogger("scribe.bench")
@@ -232,13 +233,13 @@ class FlakyTranscriber:
         self._random = random.Random(seed)
         self._lock = threading.Lock()
 
-    def transcribe(self, audio: np.ndarray) -> Transcription:
+    def transcribe(self, audio: np.ndarray, *, vocabulary: Sequence[str] = ()) -> Transcription:
         """Runs on a pipeline worker thread."""
         with self._lock:
             fail = self._random.random() < self._rate
         if fail:
             raise TranscriptionError("simulated 503 from the bench", retryable=True)
-        return self.inner.transcribe(audio)
+        return call_transcriber(self.inner, audio, vocabulary)
 
     def close(self) -> None:
         self.inner.close()

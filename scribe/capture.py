@@ -43,7 +43,7 @@ import numpy as np
 
 from scribe.access import writable_session
 from scribe.audio import SAMPLE_RATE, FrameResampler, rms_dbfs
-from scribe.chunking import Chunk, ChunkPolicy, Chunker, parse_policy, policy_label
+from scribe.chunking import Chunk, Chunker, ChunkPolicy, parse_policy, policy_label
 from scribe.config import Settings
 from scribe.core import SessionRow
 from scribe.errors import ScribeError, SessionLimitError
@@ -436,7 +436,8 @@ def _recording_outlives_pages() -> None:
     the capture watchdog ends a capture whose frames stop."""
     from streamlit_webrtc.shutdown import SessionShutdownObserver
 
-    SessionShutdownObserver._resolve_initial_page_script_hash = staticmethod(lambda app_session: "")
+    SessionShutdownObserver._resolve_initial_page_script_hash = staticmethod(  # type: ignore[method-assign]
+        lambda app_session: "")
 
 
 def _not_orphaned(key: str) -> None:

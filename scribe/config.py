@@ -12,20 +12,23 @@ from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
 from typing import Any, Mapping
 
+from scribe import backends
 from scribe.chunking import DEFAULT_POLICY, DEFAULT_SECONDS, LIVE_POLICY_NAMES
 from scribe.errors import SettingsError
 from scribe.identity import EntryRules, parse_list
 from scribe.models import default_model_dir
 
-BACKENDS = ("local", "gemini", "stub")
+BACKENDS = backends.names()
+"""The registered backends (`scribe/backends.py`); validation asks the registry itself, so one
+registered later (a test's) is known too."""
 LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR")
 DEFAULT_WHISPER_MODEL = "base"
 DEFAULT_FINAL_MODEL = "base"
 DEFAULT_PARTIAL_MODEL = "base"
 """Partial text is re-decoded every second, so its model must be fast: on the partial lane's
-short window `base` takes 0.2-0.8 s a decode on one thread (2-15 s of audio), about twice
-`tiny.en`, and hears far more words right. The words `tiny.en` mishears are the ones that
-stay off the page longest (BENCHMARKS.md, live latency). Its own one-thread instance, niced."""
+short window `base` costs about twice `tiny.en` a decode and hears far more words right; the
+words `tiny.en` mishears are the ones that stay off the page longest (BENCHMARKS.md, "Live
+latency: words on the page", has the figures). Its own one-thread instance, niced."""
 DEFAULT_GEMINI_MODEL = "gemini-2.5-flash"
 
 
@@ -210,7 +213,7 @@ class Settings:
     def validate(self) -> None:
         """Raise SettingsError naming the variable of the first bad value."""
         checks = [
-            (self.backend in BACKENDS, "SCRIBE_BACKEND", f"must be one of {', '.join(BACKENDS)}"),
+            (self.backend in backends.names(), "SCRIBE_BACKEND", f"must be one of {', '.join(backends.names())}"),
             (self.chunk_policy in LIVE_POLICY_NAMES, "SCRIBE_CHUNK_POLICY",
              f"must be one of {', '.join(LIVE_POLICY_NAMES)}"),
             (1.0 <= self.chunk_seconds <= 600.0, "SCRIBE_CHUNK_SECONDS", "must be between 1 and 600"),
@@ -268,8 +271,9 @@ class Settings:
         for ok, var, message in checks:
             if not ok:
                 raise SettingsError(f"{var} {message}")
-        if self.backend == "gemini" and not self.gemini_api_key:
-            raise SettingsError("SCRIBE_BACKEND=gemini needs GEMINI_API_KEY to be set")
+        key = backends.spec(self.backend).key_setting
+        if key and not getattr(self, key):
+            raise SettingsError(f"SCRIBE_BACKEND={self.backend} needs {_ENV_VARS[key][0]} to be set")
 
 
 def _is_http_url(value: str) -> bool:

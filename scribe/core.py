@@ -8,8 +8,8 @@ each other.
 from __future__ import annotations
 
 import hashlib
-import unicodedata
 import os
+import unicodedata
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any

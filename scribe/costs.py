@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+from scribe import backends
 from scribe.gemini_client import estimate_cost
 from scribe.storage import Storage
 
@@ -56,7 +57,7 @@ def session_cost(storage: Storage, session_id: str) -> SessionCost:
     """
     cost = SessionCost()
     for row in storage.session_usage(session_id):
-        metered = row["backend"] == "gemini"
+        metered = row["backend"] in backends.metered()
         dollars = estimate_cost(row["model"], int(row["input_tokens"]), int(row["output_tokens"]),
                                 audio=True) if metered else 0.0
         cost.lines.append(CostLine(row["backend"], row["model"], int(row["chunks"]),

@@ -28,8 +28,8 @@ from scribe import speakers as sp
 from scribe import voices
 from scribe.audio import SAMPLE_RATE, read_flac
 from scribe.background import RequestThread
-from scribe.core import default_speaker_name as default_name
 from scribe.core import FINAL, LIVE, SegmentRow, SpeakerRow
+from scribe.core import default_speaker_name as default_name
 from scribe.errors import AudioDecodeError, NotFoundError, ScribeError
 from scribe.storage import Storage
 
@@ -67,11 +67,11 @@ def label_chunk(storage: Storage, session_id: str, seq: int, *, max_speakers: in
                              max_speakers=expected or max_speakers)
     # Lines take a voice by index first; voices are numbered once we know who spoke a line.
     by_index = label_segments(segments, sp.frame_labels(windows, np.array(picks)), offset_ms=chunk.start_ms)
-    ids = _number_new_voices(ids, len(centroids), [v for *_, v in by_index])
-    assignments = [(t, seq_, idx, None if v is None else ids[v]) for t, seq_, idx, v in by_index]
+    numbered = _number_new_voices(ids, len(centroids), [v for *_, v in by_index])
+    assignments = [(t, seq_, idx, None if v is None else numbered[v]) for t, seq_, idx, v in by_index]
     names = {s.id: s.name for s in known}
     rows = [SpeakerRow(session_id, sid, names.get(sid, default_name(sid)), list(map(float, c)), w)
-            for sid, c, w in zip(ids, centroids, weights) if sid is not None]
+            for sid, c, w in zip(numbered, centroids, weights) if sid is not None]
     storage.save_speakers(session_id, rows, assignments, stage=LIVE)
     voices.recognise(storage, session_id)
     return assignments
@@ -216,7 +216,8 @@ def split_speaker(storage: Storage, session_id: str, speaker_id: int, *,
 def _segment_voices(chunks, segments: list[SegmentRow],
                     encoder: sp.VoiceEncoder | None) -> tuple[list[np.ndarray | None], list[float]]:
     """One unit voice vector per segment (None when it has no window of speech)."""
-    vectors, seconds = [], []
+    vectors: list[np.ndarray | None] = []
+    seconds: list[float] = []
     cache: dict[int, np.ndarray | None] = {}
     for seg in segments:
         piece = _span_audio(chunks, cache, seg.start_ms, seg.end_ms)

@@ -31,16 +31,17 @@ import os
 import threading
 import time
 import uuid
-from concurrent.futures import Future, TimeoutError as FutureTimeout
+from concurrent.futures import Future
+from concurrent.futures import TimeoutError as FutureTimeout
 from dataclasses import asdict
-from typing import Any, Callable
+from typing import Any, Callable, Sequence
 
 import numpy as np
 
 from scribe.audio import encode_bytes
 from scribe.core import Segment, Transcription, Usage
 from scribe.errors import BackendUnavailableError, TranscriptionError
-from scribe.transcribers.base import Transcriber
+from scribe.transcribers.base import Transcriber, call_transcriber
 
 log = logging.getLogger("scribe.distributed")
 
@@ -80,9 +81,8 @@ def declare_actor(broker, handler: Callable[[dict], None]):
     """Bind the transcription actor to `broker`; the app only sends, workers run `handler`."""
     import dramatiq
 
-    return dramatiq.actor(handler, broker=broker, actor_name=ACTOR, queue_name=QUEUE,
-                          max_retries=20, min_backoff=500, max_backoff=15_000,
-                          time_limit=10 * 60_000)
+    return dramatiq.actor(broker=broker, actor_name=ACTOR, queue_name=QUEUE, max_retries=20,
+                          min_backoff=500, max_backoff=15_000, time_limit=10 * 60_000)(handler)
 
 
 def _segments_from_json(items: list[dict]) -> list[Segment]:
@@ -123,20 +123,25 @@ class RemoteTranscriber:
         self._reader = threading.Thread(target=self._read_results, name="scribe-results", daemon=True)
         self._reader.start()
 
-    def transcribe(self, audio: np.ndarray) -> Transcription:
+    def transcribe(self, audio: np.ndarray, *, vocabulary: Sequence[str] = ()) -> Transcription:
         """Runs on a pipeline worker thread; the answer (with the worker's usage and model)
-        is this job's own, whatever other jobs are in flight."""
+        is this job's own, whatever other jobs are in flight. The vocabulary travels with the job."""
         job = uuid.uuid4().hex
         future: Future = Future()
         with self._lock:
             self._waiting[job] = future
         try:
             self._send({"job": job, "reply_to": self._stream,
-                        "audio": base64.b64encode(encode_bytes(audio, "FLAC")).decode("ascii")})
+                        "audio": base64.b64encode(encode_bytes(audio, "FLAC")).decode("ascii"),
+                        "vocabulary": list(vocabulary)})
             return self._await(job, future)
         finally:
             with self._lock:
                 self._waiting.pop(job, None)
+
+    def _note_retry(self, state: Any) -> None:
+        """tenacity's before_sleep: a failed send's outcome is always set."""
+        self._note_down(state.outcome.exception())
 
     def _send(self, message: dict) -> None:
         """Send, waiting out a broker outage (up to `broker_wait` s) instead of failing."""
@@ -145,7 +150,7 @@ class RemoteTranscriber:
         retrying = Retrying(retry=retry_if_exception_type(_transport_errors()),
                             stop=stop_after_delay(self.broker_wait),
                             wait=wait_exponential(multiplier=0.2, max=5.0), reraise=True,
-                            before_sleep=lambda state: self._note_down(state.outcome.exception()))
+                            before_sleep=self._note_retry)
         try:
             for attempt in retrying:
                 with attempt:
@@ -242,7 +247,7 @@ class TranscriptionWorker:
         self._broker = make_broker(redis_url, heartbeat_ms=heartbeat_ms)
         declare_actor(self._broker, self.handle)
         self._limiter = self._make_limiter(redis_url, rpm, rate_window_s)
-        self._worker = None
+        self._worker: Any = None
 
     @staticmethod
     def _make_limiter(url: str, rpm: int | None, window_s: int):
@@ -267,7 +272,7 @@ class TranscriptionWorker:
 
         try:
             audio = read_flac_bytes(base64.b64decode(message["audio"]))
-            result = self.transcriber.transcribe(audio)
+            result = call_transcriber(self.transcriber, audio, message.get("vocabulary") or ())
         except TranscriptionError as exc:
             return {"ok": False, "error": str(exc), "retryable": exc.retryable, "retry_after": exc.retry_after}
         except Exception as exc:  # reported to the app, which decides about retrying
@@ -333,8 +338,8 @@ def declare_partial_actor(broker, handler: Callable[[dict], None]):
     """The partial lane's actor, on its own queue so it never waits behind chunks; never retried."""
     import dramatiq
 
-    return dramatiq.actor(handler, broker=broker, actor_name=PARTIAL_ACTOR, queue_name=PARTIAL_QUEUE,
-                          max_retries=0, time_limit=30_000)
+    return dramatiq.actor(broker=broker, actor_name=PARTIAL_ACTOR, queue_name=PARTIAL_QUEUE,
+                          max_retries=0, time_limit=30_000)(handler)
 
 
 def _pcm16(audio: np.ndarray) -> str:
@@ -414,7 +419,7 @@ class PartialWorker:
         self._redis = _redis(redis_url)
         self._broker = make_broker(redis_url, heartbeat_ms=heartbeat_ms)
         declare_partial_actor(self._broker, self.handle)
-        self._worker = None
+        self._worker: Any = None
 
     def handle(self, message: dict) -> None:
         if self.stale(message):

@@ -6,7 +6,7 @@ import json
 import re
 from typing import Callable, Sequence
 
-from scribe.core import SegmentRow, SessionRow
+from scribe.core import SegmentRow, SessionRow, one_line
 from scribe.timelabels import iso_utc, local_datetime, mmss, subtitle_time
 
 FORMATS = ("txt", "md", "srt", "vtt", "json")
@@ -55,16 +55,17 @@ def recorded_on(session: SessionRow) -> str:
 
 
 def to_txt(session: SessionRow, segments: Sequence[SegmentRow]) -> str:
-    head = [session.title, f"{recorded_on(session)} · {mmss(session.duration_ms)}", ""]
+    head = [one_line(session.title), f"{recorded_on(session)} · {mmss(session.duration_ms)}", ""]
     lines = [f"[{mmss(s.start_ms)}] {label}{s.text}" for s, label in _at_changes(segments)]
     return "\n".join(head + lines) + "\n"
 
 
 def to_md(session: SessionRow, segments: Sequence[SegmentRow]) -> str:
-    head = [f"# {md_escape(session.title)}", "",
-            f"*{recorded_on(session)}, {mmss(session.duration_ms)}, {session.source} session "
-            f"`{session.id}`, {session.backend} / {session.model}*", ""]
-    body = [f"- **[{mmss(s.start_ms)}]** {md_escape(label + s.text)}" for s, label in _at_changes(segments)]
+    head = [f"# {md_escape(one_line(session.title))}", "",
+            f"*{recorded_on(session)}, {mmss(session.duration_ms)}, {md_escape(session.source)} session "
+            f"`{session.id}`, {md_escape(one_line(session.backend))} / "
+            f"{md_escape(one_line(session.model))}*", ""]
+    body = [f"- **[{mmss(s.start_ms)}]** {md_escape(one_line(label + s.text))}" for s, label in _at_changes(segments)]
     return "\n".join(head + body) + "\n"
 
 
@@ -91,7 +92,7 @@ def to_srt(session: SessionRow, segments: Sequence[SegmentRow]) -> str:
     blocks = []
     for n, (s, label) in enumerate(_at_changes(_timed(segments)), start=1):
         blocks.append(f"{n}\n{subtitle_time(s.start_ms, sep=',')} --> {subtitle_time(s.end_ms, sep=',')}\n"
-                      f"{label}{_one_line(s.text)}\n")
+                      f"{_one_line(label + s.text)}\n")
     return "\n".join(blocks)
 
 
@@ -102,13 +103,18 @@ def to_vtt(session: SessionRow, segments: Sequence[SegmentRow]) -> str:
 
 def _vtt_text(seg: SegmentRow) -> str:
     # A voice tag is per-cue metadata (players style or show it per cue), so every cue keeps it.
-    text = _one_line(seg.text).replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
-    return f"<v {seg.speaker}>{text}" if seg.speaker else text
+    text = _vtt_escape(_one_line(seg.text))
+    return f"<v {_vtt_escape(_one_line(seg.speaker))}>{text}" if seg.speaker else text
+
+
+def _vtt_escape(text: str) -> str:
+    """Cue text (and a voice tag's name, which ends at the first `>`) as text, not markup."""
+    return text.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
 
 
 def _one_line(text: str) -> str:
     # A blank line ends a cue in SRT and VTT; "-->" would start a new timing line.
-    return " ".join(text.split()).replace("-->", "->")
+    return one_line(text).replace("-->", "->")
 
 
 def _timed(segments: Sequence[SegmentRow]) -> list[SegmentRow]:

@@ -34,7 +34,7 @@ from scribe.errors import AudioDecodeError
 from scribe.hallucination import SegmentFilter, guard_segments
 from scribe.models import weaker
 from scribe.storage import Storage, segments_from_backend
-from scribe.transcribers.base import Transcriber
+from scribe.transcribers.base import Transcriber, call_transcriber
 
 log = logging.getLogger("scribe.final_pass")
 
@@ -100,7 +100,7 @@ def final_pass_report(storage: Storage, transcriber: Transcriber, session_id: st
     """`run_final_pass` returning what it did (windows, how many kept the live text)."""
     chunks = storage.list_chunks(session_id)
     decoded = decode_windows(transcriber, chunks, window_seconds=window_seconds,
-                             segment_filter=segment_filter)
+                             segment_filter=segment_filter, vocabulary=storage.vocabulary_for(session_id))
     segments, kept = choose_per_window(decoded, storage.list_segments(session_id, LIVE), keep_live_margin)
     total = max((c.end_sample for c in chunks), default=0)
     rows = _file_under_chunks(session_id, chunks, segments, total)
@@ -122,9 +122,10 @@ class DecodedWindow:
 
 def decode_windows(transcriber: Transcriber, chunks: Sequence[ChunkRow], *,
                    window_seconds: float = WINDOW_SECONDS,
-                   segment_filter: SegmentFilter | None = guard_segments) -> list[DecodedWindow]:
+                   segment_filter: SegmentFilter | None = guard_segments,
+                   vocabulary: Sequence[str] = ()) -> list[DecodedWindow]:
     """Re-decode the session one window at a time (only one window's audio in memory)."""
-    return [DecodedWindow(start, end, _decode_window(transcriber, chunks, start, end, segment_filter))
+    return [DecodedWindow(start, end, _decode_window(transcriber, chunks, start, end, segment_filter, vocabulary))
             for start, end in plan_windows(chunks, int(window_seconds * SAMPLE_RATE))]
 
 
@@ -154,7 +155,8 @@ def plan_windows(chunks: Sequence[ChunkRow], max_samples: int) -> list[tuple[int
     (the `whole` policy) is split into equal pieces.
     """
     windows: list[tuple[int, int]] = []
-    start = end = None
+    start: int | None = None
+    end = 0
     for chunk in sorted(chunks, key=lambda c: c.start_sample):
         if start is not None and chunk.end_sample - start > max_samples:
             windows.append((start, end))
@@ -193,10 +195,10 @@ def window_audio(chunks: Sequence[ChunkRow], start: int, end: int) -> np.ndarray
 
 
 def _decode_window(transcriber: Transcriber, chunks: Sequence[ChunkRow], start: int, end: int,
-                   segment_filter: SegmentFilter | None) -> list[Segment]:
+                   segment_filter: SegmentFilter | None, vocabulary: Sequence[str] = ()) -> list[Segment]:
     """The window's segments in session time (seconds)."""
     audio = window_audio(chunks, start, end)
-    segments = list(transcriber.transcribe(audio).segments) if audio.size else []
+    segments = list(call_transcriber(transcriber, audio, vocabulary).segments) if audio.size else []
     if segment_filter is not None:
         segments = segment_filter(segments, audio)
     offset = start / SAMPLE_RATE

@@ -277,7 +277,8 @@ def retry_delay_seconds(exc: BaseException) -> float | None:
                 return float(match.group(1))
     headers = getattr(getattr(exc, "response", None), "headers", None) or {}
     try:
-        return float(headers.get("retry-after")) if headers.get("retry-after") else None
+        retry_after = headers.get("retry-after")
+        return float(retry_after) if retry_after else None
     except (TypeError, ValueError):
         return None
 

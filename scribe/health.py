@@ -136,7 +136,7 @@ class StorageHealth:
             self._streak += 1
             self._faults += 1
             self._last_error = _one_line(exc)
-            state = RetryCallState(None, None, (), {})
+            state = RetryCallState(None, None, (), {})  # type: ignore[arg-type]  # the wait reads only attempt_number
             state.attempt_number = self._streak
             delay = float(self._wait(state))
             self._probe_at = self._clock() + delay

@@ -102,7 +102,7 @@ def choose_transcript(storage: Storage, session_id: str, preferred: str | None =
     counts = storage.transcript_counts(session_id)
     available = [name for name in (FINAL, LIVE) if counts.get(name)]
     if preferred in available:
-        return preferred, available  # type: ignore[return-value]
+        return preferred, available
     return (available[0] if available else LIVE), available
 
 

@@ -8,7 +8,7 @@ import shutil
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable
+from typing import Callable, Sequence
 
 from scribe.audio import SAMPLE_RATE, iter_decode, probe_duration
 from scribe.chunking import Chunker, ChunkPolicy, policy_label
@@ -27,7 +27,8 @@ MAX_WHOLE_SECONDS = 1800.0
 """Longest file `policy=whole` takes: it holds the whole recording in memory as one chunk
 (about 230 MB of samples per hour, several times that while it is cut, written and decoded)."""
 
-Progress = Callable[[float, str], None]
+Progress = Callable[[float, str], object]
+"""Told (fraction done, message); whatever it returns is ignored (a page may hand in a widget call)."""
 """Called with (fraction 0..1, message) from the thread doing the work."""
 
 
@@ -95,7 +96,8 @@ def ingest_file(path: str | Path, *, storage: Storage, pipeline: Pipeline, polic
                 progress: Progress | None = None,
                 max_audio_hours: float = DEFAULT_MAX_AUDIO_HOURS,
                 expected_speakers: int | None = None,
-                storage_wait_seconds: float | None = None, owner_id: str = LOCAL_ID) -> IngestResult:
+                storage_wait_seconds: float | None = None, vocabulary: Sequence[str] = (),
+                owner_id: str = LOCAL_ID) -> IngestResult:
     """Create a session (owned by `owner_id`) from a file and submit all its chunks; returns once
     they are durable.
 
@@ -130,6 +132,8 @@ def ingest_file(path: str | Path, *, storage: Storage, pipeline: Pipeline, polic
         chunk_policy=policy_label(policy), owner_id=owner_id)
     if expected_speakers:
         storage.set_expected_speakers(session.id, expected_speakers)
+    if vocabulary:  # words for this file only, on top of the team's (before any chunk is queued)
+        storage.set_session_terms(session.id, vocabulary)
     try:
         chunks, samples = _feed(session.id, policy, pipeline, first_block, iterator,
                                 probe_duration(path), progress, storage_wait_seconds)

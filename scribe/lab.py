@@ -58,7 +58,8 @@ JSON_KEYS = ("policy", "wer", "chunks", "boundary_errors", "latency_s", "calls",
              "mean_chunk_s", "processing_s", "words_lost", "words_duplicated", "cost_usd")
 """The `eval --json` run keys, in order. Stable: add new keys only at the end."""
 
-Progress = Callable[[float, str], None]
+Progress = Callable[[float, str], object]
+"""Told (fraction done, message); whatever it returns is ignored (a page may hand in a widget call)."""
 """Called with (fraction 0..1, message) on the thread running the lab."""
 
 

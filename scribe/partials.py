@@ -39,7 +39,7 @@ import threading
 import time
 from collections import deque
 from dataclasses import dataclass, field
-from typing import Any, Callable
+from typing import Any, Callable, Sequence
 
 import numpy as np
 
@@ -48,6 +48,8 @@ from scribe.config import Settings
 from scribe.core import Segment
 from scribe.errors import TranscriptionError
 from scribe.hallucination import guard_segments
+from scribe.transcribers.local import VOCABULARY_OPTION
+from scribe.vocabulary import whisper_prompt
 
 log = logging.getLogger("scribe.partials")
 
@@ -279,7 +281,7 @@ class ChunkText:
     def accept(self, heard: list[TimedWord], audio_end_s: float, speech_end_s: float) -> None:
         """A decode of the tail up to `audio_end_s`: update the stable words and the tail, and
         once the tail is long commit its stable words up to a pause (words with times only)."""
-        heard = _without_repeat(self.committed, heard)
+        heard = _without_repeat(self.committed, without_loops(heard))
         texts = [w.text for w in heard]
         stable, self.tail = self.agreement.update(texts)
         self.decoded_end_s, self.speech_end_s = audio_end_s, speech_end_s
@@ -307,6 +309,36 @@ def _without_repeat(committed: list[str], heard: list[TimedWord]) -> list[TimedW
     return heard
 
 
+LOOP_WORDS = 8
+"""The longest phrase whose back-to-back repeats are taken for a decoding loop."""
+
+
+def without_loops(heard: list[TimedWord]) -> list[TimedWord]:
+    """`heard` with a decoding loop cut to its first pass. Greedy decoding of a short tail,
+    above all with a prompt, loops ("we showed them we showed them ..." for one second of
+    "we should"); the hallucination guard keeps such text when there is speech under it.
+    A phrase of 2+ words said twice in a row, or one word three times, counts as a loop
+    (the stored text, not this, keeps a speaker's real repeats); words after the loop that
+    start it again once more are dropped too."""
+    kept: list[TimedWord] = []
+    loop: list[str] = []
+    looped_at = 0
+    for word in heard:
+        kept.append(word)
+        said = [_norm(w.text) for w in kept[-2 * LOOP_WORDS:]]
+        for n in range(1, LOOP_WORDS + 1):
+            times = 3 if n == 1 else 2
+            if len(said) >= times * n and all(said[-n:]) and \
+                    all(said[-k * n - n:len(said) - k * n] == said[-n:] for k in range(1, times)):
+                loop, looped_at = said[-n:], len(kept) - n
+                del kept[looped_at:]
+                break
+    after = [_norm(w.text) for w in kept[looped_at:]]
+    if loop and after and after == loop[: len(after)]:
+        del kept[looped_at:]
+    return kept
+
+
 def _last_pause(words: list[TimedWord], limit: int, settled_s: float, forced: bool) -> tuple[int, float] | None:
     """Where to cut: (words before the cut, its time) at the last pause after one of the first
     `limit` words that ended by `settled_s`; when `forced` (a long tail with no pause) the
@@ -332,8 +364,9 @@ class _PlainDecoder:
     def __init__(self, decode: Decoder) -> None:
         self.decode_one = decode
 
-    def prepare(self, audio: np.ndarray, offset_s: float = 0.0, prompt: str = "", times: bool = True) -> "Speech | None":
-        return Speech(audio, offset_s, offset_s + audio.size / SAMPLE_RATE, prompt, times)
+    def prepare(self, audio: np.ndarray, offset_s: float = 0.0, prompt: str = "", times: bool = True,
+                vocabulary: str = "") -> "Speech | None":
+        return Speech(audio, offset_s, offset_s + audio.size / SAMPLE_RATE, prompt, times, vocabulary)
 
     def decode(self, batch: list["Speech"]) -> list[list["TimedWord"]]:
         return [[TimedWord(w, math.nan, math.nan) for w in words_of(self.decode_one(s.audio))] for s in batch]
@@ -393,10 +426,13 @@ class PartialLane:
                  busy: Callable[[], bool] = lambda: False, threads: int = 1, agreement: int = 2,
                  monotonic: Callable[[], float] = time.monotonic,
                  clock: Callable[[], float] = time.time, max_batch: int = MAX_BATCH,
-                 session_cost: float | None = None, capacity: int = 0) -> None:
+                 session_cost: float | None = None, capacity: int = 0,
+                 vocabulary: Callable[[str], Sequence[str]] = lambda session_id: ()) -> None:
         """`session_cost`: a first estimate of one session's decoding seconds per second of
-        audio (refined by every tick); `capacity` > 0 fixes the sessions served live words."""
+        audio (refined by every tick); `capacity` > 0 fixes the sessions served live words;
+        `vocabulary(session_id)`: the words the model is given for that session."""
         self._decode = decode
+        self._vocabulary = vocabulary
         self._decoder = decode if hasattr(decode, "prepare") else _PlainDecoder(decode)
         self.interval_samples = max(1, int(interval_seconds * SAMPLE_RATE))
         self.interval_seconds = interval_seconds
@@ -593,14 +629,17 @@ class PartialLane:
         results: list[Any] = [None] * len(batch)
         todo: list[tuple[int, Speech]] = []
         for i, request in enumerate(batch):
+            tail = request.tail if request.tail is not None else request.audio  # set when the batch is taken
             try:
-                speech = self._decoder.prepare(request.tail, request.tail_offset_s, request.prompt,
+                words = whisper_prompt(self._vocabulary(request.session_id))
+                speech = self._decoder.prepare(tail, request.tail_offset_s, request.prompt,
                                                request.chunk is not None and request.chunk.wants_times(
-                                                   request.audio.size / SAMPLE_RATE))
+                                                   request.audio.size / SAMPLE_RATE),
+                                               **({"vocabulary": words} if words else {}))
             except Exception:  # a failed partial costs one refresh, never the lane
                 log.exception("session=%s partial VAD failed", request.session_id)
                 continue
-            end_s = request.tail_offset_s + request.tail.size / SAMPLE_RATE
+            end_s = request.tail_offset_s + tail.size / SAMPLE_RATE
             with self._cond:
                 quiet = request.chunk is not None and request.chunk.unchanged(speech, end_s)
             if quiet:
@@ -744,14 +783,15 @@ class LaneLoad:
 CONTEXT_PADDING_SECONDS = 2.0
 """Silence after the speech in a partial decode's encoder input. Whisper's encoder
 normally sees a 30 s window whatever the audio's length, and its cost grows with its
-input: on speech plus this much silence, a partial decode takes a third of the time
-(tiny.en, one thread: 0.2 s instead of 0.6 s), and words show half a second sooner.
-Accuracy is a wash: over clean and noisy speech, tuning and evaluation sets, the same
-mean WER, 2 % fewer words ever shown (benchmarks/partial_decoding.py). Chosen on the
-tuning set; with much less silence the model drops the last words more often."""
+input: on speech plus this much silence a partial decode takes a fraction of the time and
+words show sooner, at about the same WER (BENCHMARKS.md, "The partial decode offline",
+benchmarks/partial_decoding.py). Chosen on the tuning set; with much less silence the model
+drops the last words more often."""
 TOKENS_PER_SECOND = 12
 """A bound on the decoded tokens per second of speech (speech is about 4): a decode that
 loops on a phrase stops there instead of at Whisper's 448."""
+VOCABULARY_TOKENS = 448 // 2 - 1 - 24
+"""The vocabulary's share of Whisper's prompt (the rest is the previous text's)."""
 PROMPT_TOKENS = 24
 """Previous-text tokens given to every decode that has that many (the words already shown
 stable, across chunks): the model continues the sentence instead of starting a new one.
@@ -785,6 +825,8 @@ class Speech:
     prompt: str = ""
     times: bool = True
     """Word times wanted (an `align` pass): only when the words may be committed."""
+    vocabulary: str = ""
+    """The team's words (`scribe.vocabulary.whisper_prompt`), read before the prompt."""
 
 
 class WhisperPartialDecoder:
@@ -835,9 +877,10 @@ class WhisperPartialDecoder:
         return "" if speech is None else " ".join(w.text for w in self.decode([speech])[0])
 
     # -- the lane's path --------------------------------------------------------------
-    def prepare(self, audio: np.ndarray, offset_s: float = 0.0, prompt: str = "", times: bool = True) -> Speech | None:
+    def prepare(self, audio: np.ndarray, offset_s: float = 0.0, prompt: str = "", times: bool = True,
+                vocabulary: str = "") -> Speech | None:
         """The speech in `audio` (a tail of the open chunk starting at `offset_s`), or None."""
-        return prepare_speech(audio, offset_s, prompt, times)
+        return prepare_speech(audio, offset_s, prompt, times, vocabulary)
 
     def decode(self, batch: list[Speech]) -> list[list[TimedWord]]:
         """The words of each piece of speech, timed in chunk seconds (one model pass for all
@@ -846,10 +889,11 @@ class WhisperPartialDecoder:
         short = [i for i, s in enumerate(batch) if self.short_window and s.audio.size + self.padding <= self._window_samples]
         for i in set(range(len(batch))) - set(short):
             out[i] = [TimedWord(w, batch[i].offset_s, batch[i].speech_end_s)
-                      for w in words_of(self._decode_windows(batch[i].audio))]
+                      for w in words_of(self._decode_windows(batch[i].audio, batch[i].vocabulary))]
         groups: dict[tuple[int, int], list[int]] = {}
         for i in short:
-            groups.setdefault((len(self._prompt_tokens(batch[i].prompt)), self._bucket(batch[i])), []).append(i)
+            key = (len(self._full_prompt(batch[i].prompt, batch[i].vocabulary)), self._bucket(batch[i]))
+            groups.setdefault(key, []).append(i)
         for indexes in groups.values():
             for i, words in zip(indexes, self._decode_short([batch[i] for i in indexes])):
                 out[i] = words
@@ -874,7 +918,7 @@ class WhisperPartialDecoder:
             np.concatenate([s.audio, np.zeros(longest - s.audio.size, np.float32)]))[:, : self._window_frames]
             for s in batch])
         encoded = self._whisper.model.encode(get_ctranslate2_storage(np.ascontiguousarray(features)))
-        prompts = [self._full_prompt(s.prompt) for s in batch]
+        prompts = [self._full_prompt(s.prompt, s.vocabulary) for s in batch]
         seconds = max(s.audio.size for s in batch) / SAMPLE_RATE
         results = self._whisper.model.generate(
             encoded, prompts, beam_size=1, max_length=min(448, max(map(len, prompts)) + 16 +
@@ -886,8 +930,11 @@ class WhisperPartialDecoder:
         return [self._guarded(s, self._tokenizer.decode(t).strip(), float(r.no_speech_prob), a)
                 for s, t, r, a in zip(batch, tokens, results, aligned)]
 
-    def _full_prompt(self, prompt: str) -> list[int]:
-        previous = self._prompt_tokens(prompt)
+    def _full_prompt(self, prompt: str, vocabulary: str = "") -> list[int]:
+        """[previous-text marker, the team's words (as faster-whisper places hotwords), the
+        words already shown], then the start of the transcript."""
+        words = self._tokenizer.encode(" " + vocabulary)[:VOCABULARY_TOKENS] if vocabulary else []
+        previous = [*words, *self._prompt_tokens(prompt)]
         head = [self._tokenizer.sot_prev, *previous] if previous else []
         return [*head, *self._tokenizer.sot_sequence, self._tokenizer.no_timestamps]
 
@@ -913,10 +960,11 @@ class WhisperPartialDecoder:
                 words.append(TimedWord(piece.strip(), start, end))
         return words
 
-    def _decode_windows(self, audio: np.ndarray) -> str:
+    def _decode_windows(self, audio: np.ndarray, vocabulary: str = "") -> str:
         segments, _info = self._whisper.transcribe(
             audio, language=self.language, beam_size=1,
-            vad_filter=True, condition_on_previous_text=False)
+            vad_filter=True, condition_on_previous_text=False,
+            **({VOCABULARY_OPTION: vocabulary} if vocabulary else {}))
         found = [Segment(start=float(s.start), end=float(s.end), text=s.text.strip(),
                          no_speech_prob=float(s.no_speech_prob)) for s in list(segments) if s.text.strip()]
         return " ".join(s.text for s in guard_segments(found, audio))
@@ -932,7 +980,8 @@ class WhisperPartialDecoder:
         self.warm_seconds = time.perf_counter() - started
 
 
-def prepare_speech(audio: np.ndarray, offset_s: float = 0.0, prompt: str = "", times: bool = True) -> Speech | None:
+def prepare_speech(audio: np.ndarray, offset_s: float = 0.0, prompt: str = "", times: bool = True,
+                   vocabulary: str = "") -> Speech | None:
     """Silero VAD over a tail of the open chunk starting at `offset_s`: the audio from just
     before its first speech to the end of its last, or None when it holds none."""
     from faster_whisper.vad import VadOptions, get_speech_timestamps
@@ -943,10 +992,11 @@ def prepare_speech(audio: np.ndarray, offset_s: float = 0.0, prompt: str = "", t
     first = max(0, spans[0]["start"] - int(LEAD_SECONDS * SAMPLE_RATE))
     last = spans[-1]["end"]
     return Speech(audio[first:last].astype(np.float32, copy=False), offset_s + first / SAMPLE_RATE,
-                  offset_s + last / SAMPLE_RATE, prompt, times)
+                  offset_s + last / SAMPLE_RATE, prompt, times, vocabulary)
 
 
-def build_partial_lane(settings: Settings, busy: Callable[[], bool]) -> PartialLane:
+def build_partial_lane(settings: Settings, busy: Callable[[], bool],
+                       vocabulary: Callable[[str], Sequence[str]] = lambda session_id: ()) -> PartialLane:
     """The app's lane: the local partial model (loaded once per process through `load_model`,
     shared by every session), warmed before any session starts. (With SCRIBE_REDIS_URL the
     Runtime gives the lane `distributed.RemotePartialDecoder` instead.)
@@ -973,4 +1023,4 @@ def build_partial_lane(settings: Settings, busy: Callable[[], bool]) -> PartialL
     decoder: WhisperPartialDecoder = loaded["decoder"]  # type: ignore[assignment]
     prior = decoder.warm_seconds / settings.partial_interval_seconds if decoder.warm_seconds else None
     return PartialLane(decoder, interval_seconds=settings.partial_interval_seconds, busy=busy, session_cost=prior,
-                       capacity=settings.partial_capacity)
+                       capacity=settings.partial_capacity, vocabulary=vocabulary)

@@ -31,6 +31,7 @@ pipeline keeps its default transcriber and runs just that job with the other.
 
 from __future__ import annotations
 
+import functools
 import json
 import logging
 import os
@@ -54,7 +55,7 @@ from scribe.hallucination import SegmentFilter, guard_segments
 from scribe.health import HealthStats, StorageHealth, is_storage_fault, space_probe
 from scribe.noisy_context import NO_AUDIO, NoisyContext, keep_own_segments
 from scribe.storage import Storage, segments_from_backend
-from scribe.transcribers.base import Transcriber
+from scribe.transcribers.base import Transcriber, call_transcriber
 
 log = logging.getLogger("scribe.pipeline")
 
@@ -265,7 +266,7 @@ class Pipeline:
         if recover:
             self.recover()
         for n, intake in enumerate(self._intake.queues):
-            self._spawn(f"scribe-writer-{n}", lambda q=intake: self._writer_loop(q))
+            self._spawn(f"scribe-writer-{n}", functools.partial(self._writer_loop, intake))
         for n in range(self.options.max_concurrency):
             self._spawn(f"scribe-worker-{n}", self._worker_loop)
         return self
@@ -455,7 +456,7 @@ class Pipeline:
 
     def _write(self, item: "Chunk | _Spilled") -> None:
         spilled = isinstance(item, _Spilled)
-        chunk = item.chunk if spilled else item
+        chunk = item.chunk if isinstance(item, _Spilled) else item
         try:
             if spilled:
                 self._insert_waiting_out_faults(chunk)
@@ -653,9 +654,10 @@ class Pipeline:
         log.error("session=%s seq=%d job error: %s", *key, exc, exc_info=exc)
         attempts = 1
         try:
-            attempts = self.storage.chunk_attempts(*key)
-            if attempts is None:
+            found = self.storage.chunk_attempts(*key)
+            if found is None:
                 return None  # the chunk was deleted meanwhile
+            attempts = found
             if attempts >= self.options.max_attempts:
                 self._fail(key, f"internal error: {type(exc).__name__}: {exc}"[:300], self.transcriber)
                 return None
@@ -769,8 +771,9 @@ class Pipeline:
             sleep=self._sleep,
             reraise=True,
         )
+        vocabulary = self.storage.vocabulary_for(row.session_id)
         try:
-            return retrying(self._call_backend, audio, backend, context)
+            return retrying(self._call_backend, audio, backend, context, vocabulary)
         except TranscriptionError:
             raise
         except Exception as exc:  # an unexpected backend error, after its retries
@@ -778,11 +781,12 @@ class Pipeline:
                 raise
             raise TranscriptionError(f"{type(exc).__name__}: {exc}", retryable=False) from exc
 
-    def _call_backend(self, audio: np.ndarray, backend: Backend, context: np.ndarray) -> Transcription:
+    def _call_backend(self, audio: np.ndarray, backend: Backend, context: np.ndarray,
+                      vocabulary: Sequence[str] = ()) -> Transcription:
         if backend.before_call is not None:
             backend.before_call()
         heard = audio if context.size == 0 else np.concatenate((context, audio))
-        result = backend.transcriber.transcribe(heard)
+        result = call_transcriber(backend.transcriber, heard, vocabulary)
         segments = list(result.segments)
         if self._segment_filter is not None:
             segments = self._segment_filter(segments, heard)

@@ -15,7 +15,6 @@ from scribe.export import transcript_lines
 from scribe.partials import LaneLoad, PartialText
 from scribe.timelabels import mmss
 
-
 LATENCY = "text after"
 """The chunk table's latency column: from the chunk's end to its stored text."""
 

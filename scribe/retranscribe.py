@@ -8,13 +8,14 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from scribe import backends
 from scribe.core import ChunkRow
 from scribe.errors import ScribeError
 from scribe.gemini_client import KEY_MISSING, KEY_REJECTED
 from scribe.runtime import Runtime
 
-SWITCHABLE = ("local", "gemini")
-"""Backends a person can pick (stub is for tests and benchmarks)."""
+SWITCHABLE = backends.offered()
+"""Backends a person can pick (the registry's `offered`; stub is for tests and benchmarks)."""
 
 
 @dataclass

@@ -211,11 +211,9 @@ def _partial_lane(settings: Settings, pipeline: Pipeline) -> Any:
     text for it goes away.
 
     A chunk being transcribed does not pause it. A chunk is transcribed in the first seconds
-    of the next one, so pausing then held those words back by the chunk's whole decode: word
-    p95 2.9-5.1 s against 2.6-4.1 s in the live benchmark, for a chunk lane about 0.3 s faster
-    at p95 on a quiet machine. Holding it only for a chunk's first second of transcription
-    traded the same way, smaller: words 0.5-1 s slower at p95 for the chunk lane about 0.15 s
-    faster (BENCHMARKS.md, live latency)."""
+    of the next one, so pausing then held those words back by the chunk's whole decode, for a
+    chunk lane only slightly faster; holding it for a chunk's first second traded the same way,
+    smaller (BENCHMARKS.md, "Live latency: words on the page", has the measurements)."""
     from scribe.partials import build_partial_lane
 
     def chunks_waiting() -> bool:
@@ -229,7 +227,7 @@ def _partial_lane(settings: Settings, pipeline: Pipeline) -> Any:
         lane = PartialLane(RemotePartialDecoder(settings.redis_url), interval_seconds=settings.partial_interval_seconds,
                            busy=chunks_waiting, capacity=settings.partial_capacity)
     else:
-        lane = build_partial_lane(settings, busy=chunks_waiting)
+        lane = build_partial_lane(settings, busy=chunks_waiting, vocabulary=pipeline.storage.vocabulary_for)
     pipeline.add_listener(lane.on_pipeline_event)
     return lane
 

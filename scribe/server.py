@@ -206,6 +206,7 @@ class AppServer:
         if model:
             model = choosable(name, model, (settings.whisper_model, settings.final_model,
                                             settings.partial_model, settings.gemini_model))
+        assert self._hooks is not None  # set by start(), before any request
         return self._hooks.build_runtime(backend, model)
 
     def live_sessions(self) -> int:

@@ -35,7 +35,8 @@ from scribe.export import cited_transcript
 from scribe.storage import Storage
 from scribe.timelabels import parse_mmss
 
-Progress = Callable[[float, str], None]
+Progress = Callable[[float, str], object]
+"""Told (fraction done, message); whatever it returns is ignored (a page may hand in a widget call)."""
 
 LOCAL_MODEL = "yake-extractive-1"
 MAX_ACTIONS = 15
@@ -404,7 +405,7 @@ def summarize_session(storage: Storage, settings: Settings, session_id: str, *, 
 # -- the Gemini summary ---------------------------------------------------------
 GEMINI_MAX_CHARS = 600_000
 """About 150k tokens of transcript, far below the models' context but bounding one request's cost."""
-_ITEM = {"type": "OBJECT", "properties": {
+_ITEM: dict[str, Any] = {"type": "OBJECT", "properties": {
     "text": {"type": "STRING"},
     "time": {"type": "STRING", "description": "the [mm:ss] or [h:mm:ss] of the line where it is said"}},
     "required": ["text", "time"], "propertyOrdering": ["time", "text"]}

@@ -14,6 +14,7 @@ import os
 import re
 import time
 import zoneinfo
+from typing import Any
 
 _MMSS = re.compile(r"^\[?\s*(?:(\d+):)?(\d{1,2}):(\d{2})(?:\.\d+)?\s*\]?$")
 
@@ -34,10 +35,10 @@ def parse_mmss(value: str) -> int | None:
         hours, minutes, seconds = (int(g) if g else 0 for g in match.groups())
         return ((hours * 60 + minutes) * 60 + seconds) * 1000
     try:
-        seconds = float(value)
+        number = float(value)
     except ValueError:
         return None
-    return int(seconds * 1000) if seconds >= 0 else None
+    return int(number * 1000) if number >= 0 else None
 
 
 def subtitle_time(ms: int, *, sep: str = ".") -> str:
@@ -89,7 +90,7 @@ def day_bounds(first: dt.date, last: dt.date) -> tuple[float, float]:
 def picked_days(picked: object) -> tuple[float | None, float | None]:
     """A `st.date_input` value (one day, a range, a half-picked range, nothing) as
     [since, until) epoch seconds, or (None, None) when no day is picked."""
-    days = list(picked) if isinstance(picked, (tuple, list)) else [picked] if picked else []
+    days: list[Any] = list(picked) if isinstance(picked, (tuple, list)) else [picked] if picked else []
     return day_bounds(days[0], days[-1]) if days else (None, None)
 
 
@@ -113,4 +114,4 @@ def local_zone() -> dt.tzinfo:
 
 
 def _current_offset() -> dt.tzinfo:
-    return dt.datetime.now().astimezone().tzinfo or dt.timezone.utc
+    return dt.datetime.now().astimezone().tzinfo or dt.UTC

@@ -11,7 +11,9 @@ from __future__ import annotations
 import difflib
 import re
 from dataclasses import dataclass
-from typing import Sequence
+from typing import Any, Sequence
+
+from scribe.core import VocabularyTerm
 
 PROMPT_CHARS = 500
 """About 150 Whisper tokens: the prompt stays well inside the 223 tokens Whisper reads (it
@@ -53,7 +55,7 @@ _WORD = re.compile(r"[\w'’.+#-]+", re.UNICODE)
 
 def suggestions(machine_text: str, corrected: str, known: Sequence[str] = ()) -> list[Suggestion]:
     """Words a correction put in place of misheard ones that look like names or jargon (a
-    capital inside the line, a digit, or mixed case) and are not in `known` yet.
+    capital other than the line's first letter, a digit, or mixed case) and are not in `known` yet.
     Ordinary fixes ('there' -> 'their', casing, punctuation) suggest nothing."""
     before = [w.strip(".'’-") for w in _WORD.findall(machine_text)]
     after = [w.strip(".'’-") for w in _WORD.findall(corrected)]
@@ -65,12 +67,21 @@ def suggestions(machine_text: str, corrected: str, known: Sequence[str] = ()) ->
             continue
         words = [w for w in after[b0:b1] if w]
         phrase = " ".join(words)
-        if not words or len(words) > 3 or phrase.lower() in have or not any(_looks_like_a_name(w) for w in words):
+        named = any(_looks_like_a_name(w, first=b0 + n == 0) for n, w in enumerate(words))
+        if not words or len(words) > 3 or phrase.lower() in have or not named:
             continue
         found.setdefault(phrase.lower(), Suggestion(phrase, " ".join(before[a0:a1])))
     return list(found.values())
 
 
-def _looks_like_a_name(word: str) -> bool:
-    return (word[:1].isupper() or any(c.isdigit() for c in word)
-            or any(c.isupper() for c in word[1:])) and any(c.isalpha() for c in word)
+def _looks_like_a_name(word: str, *, first: bool) -> bool:
+    """A capital (not only the one a line starts with), a digit, or mixed case."""
+    capital = word[:1].isupper() and not first
+    return (capital or any(c.isdigit() for c in word) or any(c.isupper() for c in word[1:])) \
+        and any(c.isalpha() for c in word)
+
+
+def term_json(term: VocabularyTerm) -> dict[str, Any]:
+    """A term as the API and `vocabulary --json` show it."""
+    return {"term": term.term, "source": term.source, "detail": term.detail,
+            "created_by": term.created_by, "created_at": term.created_at}

@@ -31,7 +31,7 @@ from scribe.storage import Storage
 
 log = logging.getLogger("scribe.voices")
 
-MATCH_THRESHOLD = 0.80
+MATCH_THRESHOLD = 0.85
 """A speaker this similar (cosine) to a profile is that profile's voice. See BENCHMARKS.md
 "Voice profiles" for the false-accept and false-reject rates it was chosen from."""
 MIN_MATCH_SECONDS = 4.0
@@ -153,6 +153,15 @@ def remember_speaker(storage: Storage, session_id: str, speaker_id: int, name: s
 def undo_match(storage: Storage, session_id: str, speaker_id: int) -> None:
     """A wrong match undone: the speaker goes back to "Speaker N" and no profile names it again."""
     _unname(storage, _speaker(storage, session_id, speaker_id), refused=True)
+
+
+def profile_json(profile: VoiceProfile, uses: int | None = None) -> dict:
+    """A profile as the API and `voices --json` show it: never the embedding (a voice print
+    does not leave the app)."""
+    body = {"id": profile.id, "name": profile.name, "seconds": round(profile.seconds, 1),
+            "recordings": profile.recordings, "created_by": profile.created_by,
+            "created_at": profile.created_at, "updated_at": profile.updated_at}
+    return body if uses is None else {**body, "sessions_named": uses}
 
 
 # -- recognition ------------------------------------------------------------------------------

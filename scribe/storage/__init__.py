@@ -17,8 +17,17 @@ composes them. Every public name is imported from here.
 
 from __future__ import annotations
 
-from scribe.core import (CHUNK_STATUSES, FINAL, LIVE, SESSION_STATUSES, ChunkRow, SegmentRow,
-                         SessionRow, SpeakerRow, SummaryRow)
+from scribe.core import (
+    CHUNK_STATUSES,
+    FINAL,
+    LIVE,
+    SESSION_STATUSES,
+    ChunkRow,
+    SegmentRow,
+    SessionRow,
+    SpeakerRow,
+    SummaryRow,
+)
 from scribe.errors import NotFoundError, ScribeError
 from scribe.storage.accounts import AccountQueries, AuditRow, TokenRow, UserRow
 from scribe.storage.analytics import AnalyticsQueries

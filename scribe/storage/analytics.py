@@ -3,7 +3,10 @@ and the partial lane's decode statistics (the `partial_decodes` table)."""
 
 from __future__ import annotations
 
-from typing import Any, Sequence
+from typing import TYPE_CHECKING, Any, Sequence
+
+if TYPE_CHECKING:
+    import pandas
 
 from scribe.access import readable_sql
 from scribe.identity import Principal

@@ -6,6 +6,7 @@ from typing import Callable
 
 import duckdb
 
+
 def _m1_initial(cur: duckdb.DuckDBPyConnection) -> None:
     cur.execute("""
         CREATE TABLE sessions (

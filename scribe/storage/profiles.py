@@ -8,6 +8,8 @@ import time
 import uuid
 from typing import Sequence
 
+import duckdb
+
 from scribe.core import VoiceProfile
 from scribe.errors import NotFoundError, ScribeError
 from scribe.storage.database import Database
@@ -83,7 +85,10 @@ class ProfileQueries(Database):
             used = cur.execute("""UPDATE speakers SET profile_id = NULL, profile_by = 'person'
                 WHERE profile_id = ? RETURNING session_id""", [profile_id]).fetchall()
             cur.execute("DELETE FROM voice_profiles WHERE id = ?", [profile_id])
-        self.cursor().execute("CHECKPOINT")  # the deleted embedding leaves the write-ahead log too
+        try:  # the deleted embedding leaves the write-ahead log now, not at the next checkpoint
+            self.cursor().execute("CHECKPOINT")
+        except duckdb.TransactionException:
+            pass  # other writes are open: DuckDB's own checkpoint does it once they end
         return len(used)
 
     def profile_uses(self, profile_id: str) -> int:
@@ -91,7 +96,7 @@ class ProfileQueries(Database):
         return int(self._scalar("SELECT count(*) FROM speakers WHERE profile_id = ?", [profile_id]))
 
     def set_speaker_profile(self, session_id: str, speaker_id: int, profile_id: str | None, *,
-                            by: str, name: str) -> None:
+                            by: str | None, name: str) -> None:
         """Tie a session speaker to a profile (or untie it), with the name it shows."""
         with self.transaction() as cur:
             changed = cur.execute("""UPDATE speakers SET profile_id = ?, profile_by = ?, name = ?

@@ -11,7 +11,6 @@ from scribe.errors import NotFoundError, ScribeError
 from scribe.storage.database import Database
 from scribe.storage.segments import SPEAKER_JOIN, SPEAKER_NAME, _segment_row
 
-
 MAX_EXPECTED_SPEAKERS = 20
 """The most people a user can say a meeting has (the page, the CLI and the API check it here)."""
 

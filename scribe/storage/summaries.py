@@ -18,7 +18,7 @@ class SummaryQueries(Database):
                     key_points: Sequence[Any], action_items: Sequence[Any], details: dict[str, Any],
                     now: float | None = None) -> SummaryRow:
         """Store a new summary version (1, 2, ...); earlier versions are kept."""
-        self.get_session(session_id)
+        self.get_session(session_id)  # type: ignore[attr-defined]  # SessionQueries', composed by Storage
         created = now if now is not None else time.time()
         with self.transaction() as cur:
             version = cur.execute("SELECT coalesce(max(version), 0) + 1 FROM summaries WHERE session_id = ?",

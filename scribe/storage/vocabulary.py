@@ -91,8 +91,8 @@ class VocabularyQueries(Database):
         """The words a lane gives its model for a session: the session's own, then the team's
         (newest first), each once."""
         rows = self.cursor().execute("""SELECT term FROM (
-                SELECT term, 0 AS rank, 0.0 AS at FROM session_vocabulary WHERE session_id = ?
-                UNION ALL SELECT term, 1, created_at FROM vocabulary) ORDER BY rank, at DESC""",
+                SELECT term, 0 AS tier, 0.0 AS added FROM session_vocabulary WHERE session_id = ?
+                UNION ALL SELECT term, 1, created_at FROM vocabulary) ORDER BY tier, added DESC""",
                                      [session_id]).fetchall()
         seen: dict[str, str] = {}
         for (term,) in rows:

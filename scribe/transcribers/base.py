@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Protocol, runtime_checkable
+from typing import Protocol, Sequence, runtime_checkable
 
 import numpy as np
 
@@ -25,10 +25,21 @@ class Transcriber(Protocol):
     model: str
     """The model it is configured with, stored when a chunk is claimed."""
 
-    def transcribe(self, audio: np.ndarray) -> Transcription:
-        """Transcribe a whole chunk: finished segments (never a lazy generator) and this call's usage."""
+    def transcribe(self, audio: np.ndarray, *, vocabulary: Sequence[str] = ()) -> Transcription:
+        """Transcribe a whole chunk: finished segments (never a lazy generator) and this call's usage.
+
+        `vocabulary`: the team's words (names, products, jargon) in priority order, for the
+        model to spell them so; a backend that cannot use them ignores them."""
         ...
 
     def close(self) -> None:
         """Release what the backend holds (threads, connections); called once, when its runtime closes."""
         ...
+
+
+def call_transcriber(transcriber: Transcriber, audio: np.ndarray, vocabulary: Sequence[str] = ()) -> Transcription:
+    """`transcriber.transcribe(audio)`, with the vocabulary only when there is one, so a
+    backend written before vocabularies (or a test's own) keeps working without it."""
+    if vocabulary:
+        return transcriber.transcribe(audio, vocabulary=list(vocabulary))
+    return transcriber.transcribe(audio)

@@ -15,7 +15,7 @@ error is mapped to TranscriptionError by `scribe.gemini_client`.
 from __future__ import annotations
 
 import re
-from typing import Any
+from typing import Any, Sequence
 
 import numpy as np
 
@@ -23,6 +23,7 @@ from scribe.audio import SAMPLE_RATE, encode_bytes
 from scribe.core import Segment, Transcription
 from scribe.errors import TranscriptionError
 from scribe.gemini_client import client_from_settings, generate_json
+from scribe.vocabulary import gemini_instruction
 
 SCHEMA: dict[str, Any] = {
     "type": "OBJECT",
@@ -75,11 +76,13 @@ class GeminiTranscriber:
         return cls(client_from_settings(settings), settings.gemini_model,
                    api_key=settings.gemini_api_key)
 
-    def transcribe(self, audio: np.ndarray) -> Transcription:
-        """Runs on a pipeline worker thread; blocks for one API call (no retries here)."""
+    def transcribe(self, audio: np.ndarray, *, vocabulary: Sequence[str] = ()) -> Transcription:
+        """Runs on a pipeline worker thread; blocks for one API call (no retries here). The
+        vocabulary is a line of the instruction."""
         duration = audio.size / SAMPLE_RATE
+        instruction = "\n".join(filter(None, [INSTRUCTION, gemini_instruction(vocabulary)]))
         reply = generate_json(self._client, model=self.model, contents=self._contents(audio, duration),
-                              schema=SCHEMA, system_instruction=INSTRUCTION, api_key=self._api_key)
+                              schema=SCHEMA, system_instruction=instruction, api_key=self._api_key)
         return Transcription(parse_segments(reply.data, duration), reply.usage)
 
     def close(self) -> None:
@@ -151,3 +154,9 @@ def _fit_into_chunk(segment: Segment, duration: float) -> None:
     if (start, end) != (segment.start, segment.end):
         segment.start, segment.end = start, end
         segment.flags.append("clamped")
+
+
+def build(settings: Any, *, model: str | None = None, workers: int | None = None,
+          progress: Any = None) -> GeminiTranscriber:
+    """The registry's builder: SCRIBE_GEMINI_MODEL with GEMINI_API_KEY."""
+    return GeminiTranscriber.from_settings(settings)

@@ -11,15 +11,19 @@ import math
 import threading
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Sequence
 
 import numpy as np
 
 from scribe.core import Segment, Transcription
 from scribe.errors import BackendUnavailableError, ModelNotFoundError
 from scribe.models import BUNDLED, Progress, model_folder
+from scribe.vocabulary import whisper_prompt
 
 BUNDLED_MODEL = BUNDLED
+VOCABULARY_OPTION = "hotwords"
+"""How the vocabulary reaches Whisper: `hotwords` (every 30 s window) or `initial_prompt`
+(the first window only, with previous-text conditioning off)."""
 _models: dict[tuple[str, str, int], "_Loaded"] = {}
 _models_lock = threading.Lock()
 
@@ -85,7 +89,7 @@ class LocalWhisperTranscriber:
         self.language = "en" if english_only else language
         self.vad_filter = vad_filter
 
-    def transcribe(self, audio: np.ndarray) -> Transcription:
+    def transcribe(self, audio: np.ndarray, *, vocabulary: Sequence[str] = ()) -> Transcription:
         """Runs on a worker thread. Forces the lazy generator before returning; costs no tokens."""
         # vad_filter: without it tiny.en writes "You" for 15 s of silence.
         segments, _info = self._whisper.transcribe(
@@ -93,11 +97,19 @@ class LocalWhisperTranscriber:
             language=self.language,
             vad_filter=self.vad_filter,
             condition_on_previous_text=False,
+            **vocabulary_options(vocabulary),
         )
         return Transcription([_to_segment(s) for s in list(segments) if s.text.strip()])
 
     def close(self) -> None:
         """Nothing to release: the model is the process's, shared with other lanes."""
+
+
+def vocabulary_options(vocabulary: Sequence[str]) -> dict[str, str]:
+    """faster-whisper's options for the team's words: the prompt Whisper's decoder reads
+    before each window (hotwords; BENCHMARKS.md "Team vocabulary" for why this one)."""
+    prompt = whisper_prompt(vocabulary)
+    return {VOCABULARY_OPTION: prompt} if prompt else {}
 
 
 def _to_segment(whisper_segment: Any) -> Segment:
@@ -107,4 +119,18 @@ def _to_segment(whisper_segment: Any) -> Segment:
         text=whisper_segment.text.strip(),
         confidence=round(math.exp(whisper_segment.avg_logprob), 4),
         no_speech_prob=round(float(whisper_segment.no_speech_prob), 4),
+    )
+
+
+def build(settings: Any, *, model: str | None = None, workers: int | None = None,
+          progress: Any = None) -> LocalWhisperTranscriber:
+    """The registry's builder: SCRIBE_WHISPER_MODEL (or `model`), loaded once per process."""
+    return LocalWhisperTranscriber(
+        model or settings.whisper_model,
+        compute_type=settings.whisper_compute_type,
+        threads=settings.whisper_threads,
+        workers=workers or settings.max_concurrency,
+        language=settings.language,
+        model_dir=settings.models_dir,
+        progress=progress,
     )

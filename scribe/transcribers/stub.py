@@ -10,6 +10,7 @@ from __future__ import annotations
 import random
 import threading
 import time
+from typing import Any, Sequence
 
 import numpy as np
 
@@ -29,7 +30,8 @@ class StubTranscriber:
         self._sleep = sleep
         self.calls = 0
 
-    def transcribe(self, audio: np.ndarray) -> Transcription:
+    def transcribe(self, audio: np.ndarray, *, vocabulary: Sequence[str] = ()) -> Transcription:
+        """Its text says how long the audio was; `vocabulary` changes nothing (no model reads it)."""
         with self._lock:
             self.calls += 1
             delay = self._random.uniform(*self._latency)
@@ -42,3 +44,9 @@ class StubTranscriber:
 
     def close(self) -> None:
         """Nothing to release."""
+
+
+def build(settings: Any, *, model: str | None = None, workers: int | None = None,
+          progress: Any = None) -> StubTranscriber:
+    """The registry's builder: latency from SCRIBE_STUB_LATENCY."""
+    return StubTranscriber(settings.stub_latency)

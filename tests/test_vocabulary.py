@@ -1,0 +1,100 @@
+"""Team vocabulary: stored with clear limits, given to every lane as an input, and learnt
+from people's corrections."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from scribe.errors import NotFoundError, ScribeError
+from scribe.storage.vocabulary import MAX_TERMS, split_terms
+from scribe.transcribers.base import call_transcriber
+from scribe.transcribers.stub import StubTranscriber
+from scribe.vocabulary import gemini_instruction, suggestions, whisper_prompt
+
+
+def test_terms_are_stored_once_in_any_case_with_their_source(storage):
+    assert storage.add_terms(["Siobhan", "DuckDB"], created_by="ana") == ["Siobhan", "DuckDB"]
+    assert storage.add_terms(["duckdb", "Kubeflow"], source="correction", detail="heard 'duck db'") == ["Kubeflow"]
+    terms = {t.term: t for t in storage.list_vocabulary()}
+    assert list(terms) == ["DuckDB", "Kubeflow", "Siobhan"]
+    assert terms["Kubeflow"].source == "correction" and terms["Kubeflow"].detail == "heard 'duck db'"
+    assert terms["Siobhan"].created_by == "ana"
+    storage.remove_term("SIOBHAN")
+    with pytest.raises(NotFoundError):
+        storage.remove_term("Siobhan")
+
+
+def test_ten_thousand_terms_are_refused_whole_with_the_limit(storage):
+    storage.add_terms(["Keep"])
+    with pytest.raises(ScribeError, match=f"at most {MAX_TERMS} terms"):
+        storage.add_terms([f"term{n}" for n in range(10_000)])
+    assert [t.term for t in storage.list_vocabulary()] == ["Keep"]
+
+
+@pytest.mark.parametrize("term, why", [
+    ("", "empty"), ("a, b", "commas"), ("x\x00y", "control"), ("x" * 41, "too long"),
+    ("one two three four five six", "too long"), ("---", "letter or digit")])
+def test_odd_terms_are_refused_with_why(storage, term, why):
+    with pytest.raises(ScribeError, match=why):
+        storage.add_terms([term])
+    assert storage.list_vocabulary() == []
+
+
+@pytest.mark.parametrize("term", ["<script>alert(1)</script>", "O'Brien", "C++", "Zoë", "李小龍", "' OR 1=1 --"])
+def test_unusual_but_printable_terms_are_kept_literally(storage, term):
+    storage.add_terms([term])
+    assert [t.term for t in storage.list_vocabulary()] == [term]
+
+
+def test_split_terms_reads_a_comma_list():
+    assert split_terms(" Siobhan, DuckDB;  Kube  flow ,, duckdb ") == ["Siobhan", "DuckDB", "Kube flow"]
+
+
+def test_session_words_come_first_then_the_newest_team_words(storage):
+    session = storage.create_session(title="t", source="cli", backend="stub", model="stub",
+                                     chunk_seconds=4, chunk_policy="fixed")
+    storage.add_terms(["Older"])
+    storage.add_terms(["Newer"])
+    storage.set_session_terms(session.id, ["Quorvia", "newer"])
+    assert storage.vocabulary_for(session.id) == ["Quorvia", "newer", "Older"]
+    assert storage.vocabulary_for("another") == ["Newer", "Older"]
+    storage.delete_session(session.id)
+    assert storage.vocabulary_for(session.id) == ["Newer", "Older"]
+
+
+def test_the_prompt_keeps_the_first_terms_that_fit():
+    assert whisper_prompt([]) == "" and gemini_instruction([]) == ""
+    assert whisper_prompt(["Siobhan", "DuckDB"]) == "Siobhan, DuckDB."
+    long = whisper_prompt([f"Term{n:03d}" for n in range(200)])
+    assert long.startswith("Term000, Term001") and len(long) <= 510 and "Term199" not in long
+    assert "spell it exactly" in gemini_instruction(["Siobhan"])
+
+
+@pytest.mark.parametrize("machine, corrected, expected", [
+    ("I asked shivon about the duck DB numbers.", "I asked Siobhan about the DuckDB numbers.",
+     ["Siobhan", "DuckDB"]),
+    ("The quorvia launch slips.", "The Quorvia launch slips.", []),  # casing only
+    ("Their going home.", "They're going home.", []),  # an ordinary word
+    ("we use cube flow now", "we use Kubeflow now", ["Kubeflow"]),
+    ("talk to tom", "talk to Tom", []),
+])
+def test_corrections_suggest_names_not_ordinary_fixes(machine, corrected, expected):
+    assert [s.term for s in suggestions(machine, corrected)] == expected
+
+
+def test_known_terms_are_not_suggested_again():
+    assert suggestions("ask shivon", "ask Siobhan", known=["siobhan"]) == []
+    assert suggestions("ask shivon", "ask Siobhan")[0].heard == "shivon"
+
+
+def test_a_backend_without_a_vocabulary_parameter_still_works():
+    class Plain:
+        name, model = "plain", "plain"
+
+        def transcribe(self, audio):
+            return StubTranscriber().transcribe(audio)
+
+    audio = np.full(16_000, 0.1, np.float32)
+    assert call_transcriber(Plain(), audio, []).segments
+    assert call_transcriber(StubTranscriber(), audio, ["Siobhan"]).segments

@@ -130,8 +130,12 @@ def _request(world, method: str, path: str, caller: str, session_id: str) -> tup
         kwargs["json"] = {"visibility": "team"}
     elif (method, path) == ("PUT", "/sessions/{session_id}/owner"):
         kwargs["json"] = {"email": PEOPLE["reader"]}
-    elif path == "/sessions/{session_id}/speakers/{speaker_id}" and method == "PATCH":
+    elif method in ("PATCH", "POST") and path in ("/sessions/{session_id}/speakers/{speaker_id}",
+                                                  "/sessions/{session_id}/speakers/{speaker_id}/voice",
+                                                  "/voices/{profile_id}"):
         kwargs["json"] = {"name": "Ana"}
+    elif (method, path) == ("POST", "/vocabulary"):
+        kwargs["json"] = {"terms": ["DuckDB"]}
     elif path.endswith("/speakers/merge"):
         kwargs["json"] = {"keep": 1, "drop": 2}
     elif path.endswith("/speakers/relabel"):

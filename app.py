@@ -29,6 +29,7 @@ else:
         ("pages/record.py", "Record", ":material/mic:"),
         ("pages/sessions.py", "Sessions", ":material/history:"),
         ("pages/summary.py", "Summary", ":material/summarize:"),
+        ("pages/vocabulary.py", "Vocabulary", ":material/spellcheck:"),
         ("pages/analytics.py", "Analytics", ":material/monitoring:"),
         ("pages/lab.py", "Chunking lab", ":material/science:"),
         ("pages/account.py", "Account", ":material/person:"),

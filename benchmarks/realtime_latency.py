@@ -41,10 +41,10 @@ sys.path[:0] = [str(ROOT), str(ROOT / "tests"), str(ROOT / "benchmarks")]
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
 import live_latency
+import speech
 from websockets.exceptions import ConnectionClosed
 from websockets.sync.client import connect
 
-from scribe.audio import SAMPLE_RATE
 from scribe.wer import normalize, word_error_rate
 
 RATE = 24_000
@@ -54,17 +54,6 @@ SESSION = {"type": "transcription", "audio": {"input": {
 DELTA = "conversation.item.input_audio_transcription.delta"
 COMPLETED = "conversation.item.input_audio_transcription.completed"
 FAILED = "conversation.item.input_audio_transcription.failed"
-
-
-def pcm16_24k(pcm16k: np.ndarray) -> bytes:
-    """The benchmark audio as the socket takes it, through PyAV's resampler."""
-    import av
-
-    frame = av.AudioFrame.from_ndarray((pcm16k[None, :] * 32767).astype(np.int16), format="s16", layout="mono")
-    frame.sample_rate = SAMPLE_RATE
-    resampler = av.AudioResampler(format="s16", layout="mono", rate=RATE)
-    out = [f.to_ndarray().reshape(-1) for f in [*resampler.resample(frame), *resampler.resample(None)]]
-    return np.concatenate(out).astype("<i2").tobytes()
 
 
 def stream(url: str, pcm: bytes) -> tuple[float, list[tuple[float, dict]]]:
@@ -174,7 +163,7 @@ def main() -> None:
     args = parser.parse_args()
     _, pcm16k, text = live_latency.build_mic()
     reference = live_latency.reference_words(pcm16k, text)
-    pcm = pcm16_24k(pcm16k)
+    pcm = speech.pcm16_at(pcm16k, RATE)
     results = []
     for run in range(args.runs):
         work = Path(tempfile.mkdtemp(prefix="scribe-rt-bench-"))  # kept: its app.log

@@ -11,6 +11,7 @@ import zlib
 
 import streamlit as st
 
+from pages._voices import voice_controls
 from scribe.diarization import split_speaker
 from scribe.errors import ScribeError
 
@@ -36,6 +37,7 @@ def speakers_section(rt, session, shown: str, can_change: bool = True) -> None:
             if len(stats) > 1:
                 _merge(storage, session.id, stats)
             _split(storage, session.id, stats)
+            voice_controls(storage, session.id)
         if can_change:
             _count(rt, session, state)
 

@@ -15,6 +15,7 @@ from pages._text import literal
 from scribe import history
 from scribe.core import SegmentRow, SessionRow
 from scribe.errors import ScribeError
+from scribe.vocabulary import suggestions
 from scribe.storage import Storage
 from scribe.timelabels import mmss
 
@@ -120,4 +121,8 @@ def _editor(storage: Storage, session_id: str, shown: str, segments: list[Segmen
         return
     st.session_state.pop(f"editor-{session_id}-{shown}", None)
     st.toast(f"Saved {len(changed)} corrected line(s).")
+    known = [t.term for t in storage.list_vocabulary()]
+    new_terms = {s.term for seg, new in changed for s in suggestions(seg.machine_text or seg.text, str(new), known)}
+    if new_terms:  # one click on the Vocabulary page adds them
+        st.toast(f"New name(s) for the vocabulary: {', '.join(sorted(new_terms))}. Add them on the Vocabulary page.")
     st.rerun()

@@ -10,7 +10,7 @@ from pages._live_latency import render_live_latency
 from pages._shared import principal, runtime
 from scribe import analytics
 from scribe import analytics_charts as charts
-from scribe.timelabels import local_date, picked_days, time_zone_note, today
+from scribe.timelabels import local_date, local_zone, picked_days, time_zone_note, today
 
 rt = runtime()
 who = principal()  # a person sees the figures of the sessions they may read
@@ -38,8 +38,9 @@ st.caption("Chunk timeline: closed -> stored (disk + DB) -> queue wait -> proces
            "Times in the server's local time.")
 
 since, until = picked_days(days)
+zone = local_zone(rt.settings.time_zone)
 df = analytics.load_chunks(rt.storage, session_ids=session_ids, backends=backends, models=models,
-                           since=since, until=until, visible_to=who)
+                           since=since, until=until, zone=zone, visible_to=who)
 
 
 # -- health ----------------------------------------------------------------------
@@ -97,7 +98,7 @@ with latency:
 with throughput:
     show(charts.throughput_chart(analytics.throughput(df)))
 with queue:
-    show(charts.queue_depth_chart(analytics.queue_depth(df)))
+    show(charts.queue_depth_chart(analytics.queue_depth(df, zone=zone)))
 with backends_tab:
     show(charts.rtf_chart(df))
     st.dataframe(charts.readable(analytics.rtf_by_backend(df)), hide_index=True)

@@ -19,6 +19,7 @@ wait includes the time it sat failed or the process was down.
 
 from __future__ import annotations
 
+import datetime as dt
 from dataclasses import dataclass
 from typing import Any, Sequence
 
@@ -39,15 +40,16 @@ OPEN = ("pending", "processing")
 # -- the per-chunk frame --------------------------------------------------------
 def load_chunks(storage: Storage, *, session_ids: Sequence[str] = (), backends: Sequence[str] = (),
                 models: Sequence[str] = (), since: float | None = None, until: float | None = None,
-                limit: int = 200_000, visible_to: Principal | None = None) -> pd.DataFrame:
-    """The filtered chunks of `storage` as a per-chunk latency frame (see `chunk_frame`), of
-    the sessions `visible_to` may read (scribe.access)."""
+                limit: int = 200_000, zone: dt.tzinfo | None = None,
+                visible_to: Principal | None = None) -> pd.DataFrame:
+    """The filtered chunks of `storage` as a per-chunk latency frame (see `chunk_frame`), its
+    times in `zone` (default: `local_zone()`), of the sessions `visible_to` may read (scribe.access)."""
     raw = storage.chunk_timings(session_ids=session_ids, backends=backends, models=models,
                                 since=since, until=until, limit=limit, visible_to=visible_to)
-    return chunk_frame(raw)
+    return chunk_frame(raw, zone)
 
 
-def chunk_frame(raw: pd.DataFrame) -> pd.DataFrame:
+def chunk_frame(raw: pd.DataFrame, zone: dt.tzinfo | None = None) -> pd.DataFrame:
     """Add duration, hop latencies, RTF, retries and datetime columns; oldest chunk first.
 
     Latencies are NaN where a hop has not happened yet (a pending chunk has no
@@ -66,7 +68,7 @@ def chunk_frame(raw: pd.DataFrame) -> pd.DataFrame:
     df["rtf"] = (df["processing_s"] / df["audio_s"]).where(df["audio_s"] > 0)
     df["retries"] = (df["attempts"].astype("int64") - 1).clip(lower=0)
     for column in ("captured", "finished"):
-        df[f"{column}_time"] = pd.to_datetime(df[f"{column}_at"], unit="s", utc=True).dt.tz_convert(local_zone())
+        df[f"{column}_time"] = pd.to_datetime(df[f"{column}_at"], unit="s", utc=True).dt.tz_convert(zone or local_zone())
     return df.sort_values(["captured_at", "session_id", "seq"], na_position="last").reset_index(drop=True)
 
 
@@ -121,7 +123,7 @@ def throughput(df: pd.DataFrame, bin_seconds: int | None = None) -> pd.DataFrame
     return out.reset_index(names="time")[columns]
 
 
-def queue_depth(df: pd.DataFrame, now: float | None = None) -> pd.DataFrame:
+def queue_depth(df: pd.DataFrame, now: float | None = None, zone: dt.tzinfo | None = None) -> pd.DataFrame:
     """Queue depth over time, reconstructed from the enqueued/started/finished times.
 
     Each chunk counts as *waiting* from enqueued to started and as *processing*
@@ -144,7 +146,7 @@ def queue_depth(df: pd.DataFrame, now: float | None = None) -> pd.DataFrame:
     depth["waiting_audio_s"] = depth["waiting_audio_s"].clip(lower=0)
     if now is not None and now > depth.index.max():
         depth.loc[now] = depth.iloc[-1]
-    depth.index = pd.to_datetime(depth.index, unit="s", utc=True).tz_convert(local_zone())
+    depth.index = pd.to_datetime(depth.index, unit="s", utc=True).tz_convert(zone or local_zone())
     return depth.reset_index(names="time")
 
 

@@ -150,6 +150,10 @@ class Settings:
     """SCRIBE_FINAL_MODEL: local model of the final pass (a registry name, folder or hub name)."""
     model_dir: Path | None = None
     """SCRIBE_MODEL_DIR: where `base` is reassembled; default `~/.cache/scribe/models`."""
+    time_zone: str | None = None
+    """TZ: the zone of shown dates, date filters and Analytics' time axes (an IANA name such as
+    Europe/Berlin); unset: the server's /etc/localtime. The C library reads TZ for local times
+    too; Scribe's own code takes it from here (`timelabels.local_zone`)."""
     language: str = "en"
     """SCRIBE_LANGUAGE: language spoken, passed to multilingual models (English-only ones ignore it)."""
     # Sign-in (team mode: `[auth]` in .streamlit/secrets.toml; see scribe.identity).
@@ -362,6 +366,7 @@ _ENV_VARS: dict[str, tuple[str, Any]] = {
     "final_model": ("SCRIBE_FINAL_MODEL", str),
     "model_dir": ("SCRIBE_MODEL_DIR", Path),
     "language": ("SCRIBE_LANGUAGE", str.lower),
+    "time_zone": ("TZ", str),
     "allowed_email_domains": ("SCRIBE_ALLOWED_EMAIL_DOMAINS", parse_list),
     "allowed_emails": ("SCRIBE_ALLOWED_EMAILS", parse_list),
     "admins": ("SCRIBE_ADMINS", parse_list),

@@ -99,11 +99,12 @@ def iso_utc(epoch: float) -> str:
     return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(epoch))
 
 
-def local_zone() -> dt.tzinfo:
+def local_zone(time_zone: str | None = None) -> dt.tzinfo:
     """The server's local zone, for converting pandas timestamps: the named zone (with its
-    DST rules) from TZ or /etc/localtime, else the current offset from UTC."""
+    DST rules) given (`Settings.time_zone`, from TZ), else /etc/localtime's, else the current
+    offset from UTC."""
     link = os.path.realpath("/etc/localtime").partition("zoneinfo/")[2]
-    for name in (os.environ.get("TZ", "").lstrip(":"), link):
+    for name in ((time_zone or "").lstrip(":"), link):
         if not name:
             continue
         try:

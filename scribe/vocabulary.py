@@ -74,6 +74,17 @@ def suggestions(machine_text: str, corrected: str, known: Sequence[str] = ()) ->
     return list(found.values())
 
 
+def correction_suggestions(storage: Any, limit: int = 200) -> list[tuple[Suggestion, str]]:
+    """(suggestion, session id) from the newest corrections people saved, for terms the
+    vocabulary does not hold yet; each term once."""
+    known = [t.term for t in storage.list_vocabulary()]
+    found: dict[str, tuple[Suggestion, str]] = {}
+    for row in storage.recent_corrections(limit):
+        for suggestion in suggestions(row["machine_text"], row["corrected"], known):
+            found.setdefault(suggestion.term.lower(), (suggestion, row["session_id"]))
+    return list(found.values())
+
+
 def _looks_like_a_name(word: str, *, first: bool) -> bool:
     """A capital (not only the one a line starts with), a digit, or mixed case."""
     capital = word[:1].isupper() and not first

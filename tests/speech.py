@@ -73,3 +73,15 @@ def add_noise(audio: np.ndarray, dbfs: float, *, seed: int = 0) -> np.ndarray:
 def write_wav(audio: np.ndarray, path: Path, rate: int = SAMPLE_RATE) -> Path:
     sf.write(str(path), audio, rate, subtype="PCM_16")
     return path
+
+
+def pcm16_at(audio: np.ndarray, rate: int) -> bytes:
+    """16 kHz float32 audio as little-endian PCM16 bytes at `rate`, through PyAV's resampler
+    (what a realtime client streams: OpenAI's sockets take 24 kHz)."""
+    import av
+
+    frame = av.AudioFrame.from_ndarray((audio[None, :] * 32767).astype(np.int16), format="s16", layout="mono")
+    frame.sample_rate = SAMPLE_RATE
+    resampler = av.AudioResampler(format="s16", layout="mono", rate=rate)
+    out = [f.to_ndarray().reshape(-1) for f in [*resampler.resample(frame), *resampler.resample(None)]]
+    return np.concatenate(out).astype("<i2").tobytes()

@@ -14,9 +14,7 @@ import json
 import threading
 import time
 
-import av
 import httpx2
-import numpy as np
 import openai
 import pytest
 import speech
@@ -36,15 +34,6 @@ SESSION = {"type": "transcription", "audio": {"input": {
     "transcription": {"model": "whisper-1", "language": "en"}}}}
 
 
-def pcm24k(audio16k: np.ndarray) -> bytes:
-    """16 kHz float32 as PCM16 at 24 kHz, through PyAV's resampler."""
-    frame = av.AudioFrame.from_ndarray((audio16k[None, :] * 32767).astype(np.int16), format="s16", layout="mono")
-    frame.sample_rate = 16_000
-    resampler = av.AudioResampler(format="s16", layout="mono", rate=RATE)
-    out = [f.to_ndarray().reshape(-1) for f in [*resampler.resample(frame), *resampler.resample(None)]]
-    return np.concatenate(out).astype("<i2").tobytes()
-
-
 def pieces(pcm: bytes, seconds: float = PIECE_S) -> list[str]:
     step = int(seconds * RATE) * 2
     return [base64.b64encode(pcm[i:i + step]).decode() for i in range(0, len(pcm), step)]
@@ -55,7 +44,7 @@ def spoken():
     if not speech.have_espeak():
         pytest.skip("espeak-ng is not installed (scripts/setup.sh --system installs it)")
     audio, reference = speech.meeting_audio(speech.MEETING_TURNS[:4])
-    return pcm24k(audio), reference
+    return speech.pcm16_at(audio, RATE), reference
 
 
 @pytest.fixture(scope="module")

@@ -5,6 +5,7 @@ import time
 
 import pytest
 
+from scribe.config import Settings
 from scribe.timelabels import (day_bounds, iso_utc, local_date, local_datetime, mmss, parse_mmss, picked_days,
                                subtitle_time, time_zone_note, wait_words)
 
@@ -64,5 +65,5 @@ def test_the_local_zone_converts_timestamps_with_its_dst_rules(berlin):
     from scribe.timelabels import local_zone
 
     stamps = pd.to_datetime(pd.Series([1_736_000_000, 1_751_000_000, None]), unit="s", utc=True)
-    local = stamps.dt.tz_convert(local_zone())
+    local = stamps.dt.tz_convert(local_zone(Settings.from_env().time_zone))
     assert list(local.dt.strftime("%H:%M")[:2]) == ["15:13", "06:53"] and pd.isna(local[2])

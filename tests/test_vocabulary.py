@@ -16,6 +16,7 @@ from scribe.vocabulary import gemini_instruction, suggestions, whisper_prompt
 def test_terms_are_stored_once_in_any_case_with_their_source(storage):
     assert storage.add_terms(["Siobhan", "DuckDB"], created_by="ana") == ["Siobhan", "DuckDB"]
     assert storage.add_terms(["duckdb", "Kubeflow"], source="correction", detail="heard 'duck db'") == ["Kubeflow"]
+    assert storage.add_terms(["SIOBHAN"]) == [] and storage.add_terms([]) == []  # nothing new: nothing added
     terms = {t.term: t for t in storage.list_vocabulary()}
     assert list(terms) == ["DuckDB", "Kubeflow", "Siobhan"]
     assert terms["Kubeflow"].source == "correction" and terms["Kubeflow"].detail == "heard 'duck db'"

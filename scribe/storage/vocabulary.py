@@ -63,8 +63,9 @@ class VocabularyQueries(Database):
                                   f"{len(new)} more asked): Whisper reads only ~220 tokens of it; "
                                   "remove some first")
             now = time.time()
-            cur.executemany("INSERT INTO vocabulary VALUES (?, ?, ?, ?, ?, ?)",
-                            [[t.lower(), t, source, detail, created_by, now] for t in new])
+            if new:
+                cur.executemany("INSERT INTO vocabulary VALUES (?, ?, ?, ?, ?, ?)",
+                                [[t.lower(), t, source, detail, created_by, now] for t in new])
         return new
 
     def get_term(self, term: str) -> VocabularyTerm:
@@ -84,8 +85,15 @@ class VocabularyQueries(Database):
         cleaned = {clean_term(t).lower(): clean_term(t) for t in terms}
         with self.transaction() as cur:
             cur.execute("DELETE FROM session_vocabulary WHERE session_id = ?", [session_id])
-            cur.executemany("INSERT INTO session_vocabulary VALUES (?, ?)",
-                            [[session_id, t] for t in cleaned.values()])
+            if cleaned:
+                cur.executemany("INSERT INTO session_vocabulary VALUES (?, ?)",
+                                [[session_id, t] for t in cleaned.values()])
+
+    def recent_corrections(self, limit: int = 200) -> list[dict]:
+        """The newest corrections a person saved: session_id, the machine's text and theirs."""
+        return self._rows("""SELECT e.session_id, g.text AS machine_text, e.text AS corrected
+            FROM segment_edits e JOIN segments g USING (session_id, transcript, seq, idx)
+            ORDER BY e.edited_at DESC LIMIT ?""", [limit])
 
     def vocabulary_for(self, session_id: str | None = None) -> list[str]:
         """The words a lane gives its model for a session: the session's own, then the team's

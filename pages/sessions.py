@@ -12,8 +12,8 @@ import pandas as pd
 import streamlit as st
 
 from pages._chunk_controls import render_chunk_controls
-from pages._sharing import sharing_section
 from pages._shared import principal, runtime
+from pages._sharing import sharing_section
 from pages._speakers import speakers_section
 from pages._text import literal, literal_marked
 from pages._transcript import render_transcript

@@ -11,8 +11,8 @@ import pandas as pd
 import streamlit as st
 
 from pages._shared import principal, runtime
-from scribe.access import can_write
 from scribe import history
+from scribe.access import can_write
 from scribe.errors import ScribeError
 from scribe.summaries import SUMMARY_BACKENDS, TimedItem, from_row, summarize_session
 from scribe.timelabels import local_datetime, mmss

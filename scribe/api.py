@@ -26,7 +26,6 @@ from pathlib import Path
 from typing import Annotated, Any, AsyncGenerator, Callable, Mapping
 
 from fastapi import APIRouter, Body, Depends, FastAPI, Query, Request
-from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, Response
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
@@ -38,13 +37,11 @@ from starlette.formparsers import MultiPartException, MultiPartParser
 
 from scribe import __version__
 from scribe.access import readable_session, writable_session
-from scribe.api_auth import (PRINCIPAL_KEY, AuthContext, carries_personal_token, current_principal, install,
-                             installed, resolve)
+from scribe.api_auth import PRINCIPAL_KEY, AuthContext, carries_personal_token, current_principal, install, installed, resolve
 from scribe.api_memory import ENROL_PATH, add_memory_routes
 from scribe.chunking import FILE_POLICY_NAMES, parse_policy
 from scribe.core import SESSION_STATUSES, SessionRow, database_id
-from scribe.errors import (AccessDeniedError, AudioDecodeError, NotFoundError, ScribeError, SignInError,
-                           UploadTooLargeError)
+from scribe.errors import AccessDeniedError, AudioDecodeError, NotFoundError, ScribeError, SignInError, UploadTooLargeError
 from scribe.export import FORMATS, MIME_TYPES, download_name, render
 from scribe.guard import host_of, is_loopback, send_json
 from scribe.identity import Principal

@@ -9,7 +9,7 @@ import math
 import shutil
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Sequence
+from typing import Any, Sequence
 
 from scribe.access import writable_session
 from scribe.audio import encode_bytes, read_flac
@@ -68,8 +68,8 @@ def list_page(storage: Storage, *, page: int = 1, per_page: int = 25, statuses: 
               ) -> tuple[list[SessionListing], int]:
     """One page of the sessions `visible_to` may read (newest first) with their chunk counts, and
     the total: two queries plus one."""
-    filters = dict(statuses=statuses, since=since, until=until, hide_no_speech=hide_no_speech,
-                   visible_to=visible_to, shared_with_me=shared_with_me)
+    filters: dict[str, Any] = dict(statuses=statuses, since=since, until=until, hide_no_speech=hide_no_speech,
+                                   visible_to=visible_to, shared_with_me=shared_with_me)
     total = storage.count_sessions(**filters)
     rows = storage.list_sessions(limit=per_page, offset=max(0, page - 1) * per_page, **filters)
     ids = [r.id for r in rows]

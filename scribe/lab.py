@@ -36,10 +36,10 @@ from scribe.errors import ScribeError
 from scribe.final_pass import session_audio
 from scribe.gemini_client import AUDIO_TOKENS_PER_SECOND, estimate_cost
 from scribe.hallucination import SegmentFilter, guard_segments
+from scribe.identity import Principal
 from scribe.ingest import ingest_file, wait_for_session
 from scribe.noisy_context import NoisyContext
 from scribe.pipeline import Pipeline, PipelineOptions
-from scribe.identity import Principal
 from scribe.storage import Storage
 from scribe.timelabels import local_datetime
 from scribe.transcribers.base import Transcriber

@@ -36,7 +36,6 @@ from starlette.concurrency import run_in_threadpool
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from scribe import models
-from scribe.api_auth import current_principal
 from scribe.api import (
     FORM_OVERHEAD_BYTES,
     MB,
@@ -45,6 +44,7 @@ from scribe.api import (
     ApiError,
     read_form,
 )
+from scribe.api_auth import current_principal
 from scribe.chunking import parse_policy
 from scribe.core import SegmentRow, SessionRow
 from scribe.errors import (

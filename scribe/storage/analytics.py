@@ -19,7 +19,7 @@ class AnalyticsQueries(Database):
     def chunk_timings(self, *, session_ids: Sequence[str] = (), backends: Sequence[str] = (),
                       models: Sequence[str] = (), since: float | None = None,
                       until: float | None = None, limit: int = 200_000,
-                      visible_to: Principal | None = None) -> "pandas.DataFrame":  # noqa: F821
+                      visible_to: Principal | None = None) -> "pandas.DataFrame":
         """Every chunk's timeline joined with its session, newest chunks first.
 
         Returns a pandas DataFrame (DuckDB builds it column-wise, which stays fast

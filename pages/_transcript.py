@@ -15,9 +15,9 @@ from pages._text import literal
 from scribe import history
 from scribe.core import SegmentRow, SessionRow
 from scribe.errors import ScribeError
-from scribe.vocabulary import suggestions
 from scribe.storage import Storage
 from scribe.timelabels import mmss
+from scribe.vocabulary import suggestions
 
 LINES_PER_PAGE = 100
 PLAY_AT = "transcript_play_at"

@@ -74,7 +74,7 @@ def test_hostile_title_and_transcript_show_as_typed_on_every_page(tmp_path):
             page.goto(app.url + "/sessions")  # search results hold the transcript too
             page.get_by_label("Search every transcript").fill("evil")
             page.get_by_label("Search every transcript").press("Enter")
-            page.get_by_text("matching segment").wait_for(timeout=30_000)
+            page.get_by_text("matching line").wait_for(timeout=30_000)
             assert page.evaluate(MARKUP) == []
             browser.close()
     finally:

@@ -4,8 +4,9 @@
         [--thresholds 0.6:0.95:0.025] [--snr 10]
 
 The voices are the recorded prompts of Debian's Asterisk sound packages (real people, one
-professional speaker per package, 8 kHz telephone band resampled to 16 kHz; `scripts/setup.sh
---voices` installs them): Allison (US English, and Mexican Spanish: one person in two
+professional speaker per package, 8 kHz telephone band resampled to 16 kHz; benchmark-only, so not in
+setup.sh: `apt-get install asterisk-core-sounds-{en,es,fr,it,ru}-wav asterisk-prompt-fr-armelle
+asterisk-prompt-es-co asterisk-prompt-it-menardi-wav`): Allison (US English, and Mexican Spanish: one person in two
 languages), June (Canadian French), Armelle (French), a Colombian Spanish voice, Menardi
 (Italian), Carlo (Italian, male) and a Russian voice. Speakers are split into a `tune` set
 (the threshold was chosen on it) and an `eval` set no choice saw.
@@ -67,7 +68,7 @@ def recordings(speaker: str) -> list[list[np.ndarray]]:
     """RECORDINGS lists of prompts (~20 s each); Allison's enrolment is English, the rest mixed."""
     files = sorted(f for pattern in SPEAKERS[speaker] for f in glob.glob(str(SOUNDS / pattern)))
     if not files:
-        sys.exit(f"no recordings for {speaker} under {SOUNDS}: run scripts/setup.sh --voices")
+        sys.exit(f"no recordings for {speaker} under {SOUNDS}: install the Debian packages named at the top")
     first, rest = files[:1], files[1:]
     np.random.default_rng(len(files)).shuffle(rest)
     out, current, seconds = [], [], 0.0

@@ -141,7 +141,7 @@ def test_sign_in_share_unshare_and_refusals(served, browser, tmp_path):
     rita.get_by_text("Shared with me").click()
     _listed(rita, TITLE)
     _search(rita, "stub")
-    rita.get_by_text("matching segment(s)").wait_for(timeout=WAIT)
+    rita.get_by_text("1 matching line(s)").wait_for(timeout=WAIT)
     _sessions(rita, app, f"?session={session_id}")
     rita_main = rita.get_by_test_id("stMain")
     rita_main.get_by_role("heading", name=TITLE).wait_for(timeout=WAIT)

@@ -18,7 +18,7 @@ from starlette.concurrency import run_in_threadpool
 from scribe import voices
 from scribe.access import writable_session
 from scribe.api_auth import current_principal
-from scribe.errors import AudioDecodeError, ScribeError
+from scribe.errors import AccessDeniedError, AudioDecodeError, ScribeError
 from scribe.identity import Principal
 from scribe.storage.vocabulary import clean_term
 from scribe.vocabulary import term_json
@@ -43,6 +43,13 @@ def _name(body: dict[str, Any]) -> str:
     return body["name"]
 
 
+def may_delete(caller: Principal, created_by: str | None, what: str) -> None:
+    """Profiles and terms are team data: whoever added one, or an admin, deletes it (one added
+    before sign-in, with no creator, by anyone who may use the API)."""
+    if created_by and created_by != caller.user_id and not caller.is_admin:
+        raise AccessDeniedError(f"only whoever added this {what} or an administrator may delete it")
+
+
 def _add_voice_routes(router: APIRouter, context: Any, read_form: FormReader) -> None:
     def storage():
         return context.runtime().storage
@@ -54,10 +61,10 @@ def _add_voice_routes(router: APIRouter, context: Any, read_form: FormReader) ->
 
     @router.post(ENROL_PATH, status_code=201, summary="a voice profile from a recording of one person "
                  "(multipart: name, file); more speech for the profile of that name")
-    async def enroll(request: Request) -> JSONResponse:
+    async def enroll(request: Request, who: Principal = Depends(current_principal)) -> JSONResponse:
         form = await read_form(request, context.runtime().settings.max_upload_mb * 1024 * 1024)
         try:
-            return await run_in_threadpool(_enroll_upload, storage(), form)
+            return await run_in_threadpool(_enroll_upload, storage(), form, who.user_id)
         finally:
             await form.close()
 
@@ -67,7 +74,7 @@ def _add_voice_routes(router: APIRouter, context: Any, read_form: FormReader) ->
                  body: dict[str, Any] = Body(examples=[{"name": "Ana Lima"}]),
                  who: Principal = Depends(current_principal)) -> dict[str, Any]:
         writable_session(storage(), who, session_id)  # relabelling a session: its owner or an admin
-        profile = voices.remember_speaker(storage(), session_id, speaker_id, _name(body))
+        profile = voices.remember_speaker(storage(), session_id, speaker_id, _name(body), created_by=who.user_id)
         return profile_json(profile, storage().profile_uses(profile.id))
 
     @router.delete("/sessions/{session_id}/speakers/{speaker_id}/voice",
@@ -84,11 +91,12 @@ def _add_voice_routes(router: APIRouter, context: Any, read_form: FormReader) ->
 
     @router.delete("/voices/{profile_id}", summary="delete a voice profile and its voice print; "
                    "speakers it named keep the name as text")
-    def delete(profile_id: str) -> dict[str, Any]:
+    def delete(profile_id: str, who: Principal = Depends(current_principal)) -> dict[str, Any]:
+        may_delete(who, storage().get_profile(profile_id).created_by, "voice")
         return {"id": profile_id, "deleted": True, "speakers_keeping_name": storage().delete_profile(profile_id)}
 
 
-def _enroll_upload(db, form) -> JSONResponse:
+def _enroll_upload(db, form, created_by: str | None) -> JSONResponse:
     upload, name = form.get("file"), form.get("name")
     if upload is None or isinstance(upload, str) or not isinstance(name, str):
         raise ScribeError("send multipart/form-data with `name` and a `file` of one person speaking")
@@ -102,7 +110,7 @@ def _enroll_upload(db, form) -> JSONResponse:
             voice = voices.voice_from_file(path)
         except AudioDecodeError as exc:  # name the upload, not this server's temp folder
             raise AudioDecodeError(str(exc).replace(f"{tmp}/", "")) from None
-    profile = voices.enrol(db, name, voice)
+    profile = voices.enrol(db, name, voice, created_by=created_by)
     return JSONResponse({**profile_json(profile, db.profile_uses(profile.id)), "warning": voice.warning},
                         status_code=201)
 
@@ -116,16 +124,18 @@ def _add_vocabulary_routes(router: APIRouter, context: Any) -> None:
         return {"terms": [term_json(t) for t in storage().list_vocabulary()]}
 
     @router.post("/vocabulary", status_code=201, summary="add terms (all or none; ones already there are kept)")
-    def add_terms(body: dict[str, Any] = Body(examples=[{"terms": ["Siobhan", "DuckDB"]}])) -> dict[str, Any]:
+    def add_terms(body: dict[str, Any] = Body(examples=[{"terms": ["Siobhan", "DuckDB"]}]),
+                  who: Principal = Depends(current_principal)) -> dict[str, Any]:
         terms = body.get("terms")
         if not isinstance(terms, list) or not all(isinstance(t, str) for t in terms):
             raise ScribeError('send {"terms": ["...", ...]}')
         source = "correction" if body.get("source") == "correction" else "typed"
         detail = body.get("detail") if isinstance(body.get("detail"), str) else None
-        added = storage().add_terms(terms, source=source, detail=detail)
+        added = storage().add_terms(terms, source=source, detail=detail, created_by=who.user_id)
         return {"added": added, "terms": [term_json(t) for t in storage().list_vocabulary()]}
 
     @router.delete("/vocabulary/{term}", summary="remove a term")
-    def remove(term: str) -> dict[str, Any]:
+    def remove(term: str, who: Principal = Depends(current_principal)) -> dict[str, Any]:
+        may_delete(who, storage().get_term(term).created_by, "term")
         storage().remove_term(term)
         return {"removed": clean_term(term)}

@@ -3,20 +3,31 @@
 A backend is one module under `scribe/transcribers/` with a `build(settings, *, model, workers,
 progress)` function, plus one `register(BackendSpec(...))` line below. The CLI's `--backend`
 choices, the API's upload form, settings validation, the pages' backend pickers and labels,
-which backends may be switched to and which are metered all read this registry.
+which backends may be switched to, which are metered and what their models cost all read this
+registry.
 
 This module imports nothing from scribe at load time, so `config` can read it.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from collections.abc import Mapping
+from dataclasses import dataclass, field
 from importlib import import_module
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
     from scribe.config import Settings
     from scribe.transcribers.base import Transcriber
+
+
+@dataclass(frozen=True)
+class Price:
+    """US dollars per million tokens (paid tier, prompts up to 200k tokens)."""
+
+    text_input: float
+    audio_input: float
+    output: float
 
 
 @dataclass(frozen=True)
@@ -37,6 +48,8 @@ class BackendSpec:
     """Its calls cost money by tokens (costs and the lab price them)."""
     offered: bool = True
     """People may pick it (sidebar, re-transcribe); False for test stand-ins."""
+    prices: Mapping[str, Price] = field(default_factory=dict, hash=False)
+    """Its models' prices (a metered backend's); `price_for` matches dated variants to their family."""
 
     def build(self, settings: Settings, *, model: str | None = None, workers: int | None = None,
               progress: Any = None) -> Transcriber:
@@ -76,13 +89,52 @@ def spec(name: str) -> BackendSpec:
         raise SettingsError(f"SCRIBE_BACKEND={name!r} is not a known backend ({', '.join(REGISTRY)})") from None
 
 
+def price_for(backend: str, model: str) -> Price | None:
+    """The price of `model` on `backend`, matching dated or `-latest` variants to their family
+    (longest prefix); None when the backend prices nothing or does not know the model."""
+    table = REGISTRY[backend].prices if backend in REGISTRY else {}
+    name = model.removeprefix("models/")
+    matches = [known for known in table if name == known or name.startswith(known + "-")]
+    return table[max(matches, key=len)] if matches else None
+
+
+def estimate_cost(backend: str, model: str, input_tokens: int, output_tokens: int, *,
+                  audio: bool = False) -> float | None:
+    """Dollars for these tokens, or None for a model not in the backend's price table.
+
+    `audio=True` prices all input tokens at the audio rate: a transcription
+    prompt is mostly audio (`gemini_client.AUDIO_TOKENS_PER_SECOND`) plus ~100 text
+    tokens, so this slightly overstates the cost, never understates it.
+    """
+    price = price_for(backend, model)
+    if price is None:
+        return None
+    rate_in = price.audio_input if audio else price.text_input
+    return (input_tokens * rate_in + output_tokens * price.output) / 1_000_000
+
+
 def model_changes(name: str, model: str | None) -> dict[str, str]:
     """The Settings change that gives backend `name` the model `model` (nothing for a backend without one)."""
     setting = spec(name).model_setting
     return {setting: model} if setting and model else {}
 
 
+GEMINI_PRICES: dict[str, Price] = {
+    # Google AI for Developers price list (ai.google.dev/gemini-api/docs/pricing), as assumed
+    # on 2026-11-28; check it before trusting a figure. Output includes thinking tokens.
+    "gemini-3-pro-preview": Price(text_input=2.00, audio_input=2.00, output=12.00),
+    "gemini-3-flash-preview": Price(text_input=0.50, audio_input=1.00, output=3.00),
+    "gemini-2.5-pro": Price(text_input=1.25, audio_input=1.25, output=10.00),
+    "gemini-2.5-flash": Price(text_input=0.30, audio_input=1.00, output=2.50),
+    "gemini-2.5-flash-lite": Price(text_input=0.10, audio_input=0.30, output=0.40),
+    "gemini-2.0-flash": Price(text_input=0.10, audio_input=0.70, output=0.40),
+    "gemini-2.0-flash-lite": Price(text_input=0.075, audio_input=0.075, output=0.30),
+}
+"""Free-tier calls cost nothing; these are what the same tokens cost on a paid key.
+The one price table: session costs, summaries and the lab all price through `estimate_cost`."""
+
+
 register(BackendSpec("local", "Local Whisper", "scribe.transcribers.local", model_setting="whisper_model"))
 register(BackendSpec("gemini", "Google Gemini", "scribe.transcribers.gemini", model_setting="gemini_model",
-                     key_setting="gemini_api_key", metered=True))
+                     key_setting="gemini_api_key", metered=True, prices=GEMINI_PRICES))
 register(BackendSpec("stub", "Stub (tests)", "scribe.transcribers.stub", model_setting=None, offered=False))

@@ -1,11 +1,10 @@
-"""Estimated cost of a session's transcription: stored tokens x the Gemini price table."""
+"""Estimated cost of a session's transcription: stored tokens x the backend's price table (`scribe.backends`)."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
 
 from scribe import backends
-from scribe.gemini_client import estimate_cost
 from scribe.storage import Storage
 
 
@@ -58,8 +57,8 @@ def session_cost(storage: Storage, session_id: str) -> SessionCost:
     cost = SessionCost()
     for row in storage.session_usage(session_id):
         metered = row["backend"] in backends.metered()
-        dollars = estimate_cost(row["model"], int(row["input_tokens"]), int(row["output_tokens"]),
-                                audio=True) if metered else 0.0
+        dollars = backends.estimate_cost(row["backend"], row["model"], int(row["input_tokens"]),
+                                         int(row["output_tokens"]), audio=True) if metered else 0.0
         cost.lines.append(CostLine(row["backend"], row["model"], int(row["chunks"]),
                                    int(row["input_tokens"]), int(row["output_tokens"]), dollars))
     return cost

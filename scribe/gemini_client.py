@@ -174,52 +174,8 @@ def usage_from_response(response: Any) -> Usage:
     return Usage(input_tokens=int(meta.prompt_token_count or 0), output_tokens=int(output))
 
 
-@dataclass(frozen=True)
-class Price:
-    """US dollars per million tokens (paid tier, prompts up to 200k tokens)."""
-
-    text_input: float
-    audio_input: float
-    output: float
-
-
-PRICES: dict[str, Price] = {
-    # Google AI for Developers price list (ai.google.dev/gemini-api/docs/pricing), as assumed
-    # on 2026-11-28; check it before trusting a figure. Output includes thinking tokens.
-    "gemini-3-pro-preview": Price(text_input=2.00, audio_input=2.00, output=12.00),
-    "gemini-3-flash-preview": Price(text_input=0.50, audio_input=1.00, output=3.00),
-    "gemini-2.5-pro": Price(text_input=1.25, audio_input=1.25, output=10.00),
-    "gemini-2.5-flash": Price(text_input=0.30, audio_input=1.00, output=2.50),
-    "gemini-2.5-flash-lite": Price(text_input=0.10, audio_input=0.30, output=0.40),
-    "gemini-2.0-flash": Price(text_input=0.10, audio_input=0.70, output=0.40),
-    "gemini-2.0-flash-lite": Price(text_input=0.075, audio_input=0.075, output=0.30),
-}
-"""Free-tier calls cost nothing; these are what the same tokens cost on a paid key.
-The one price table: session costs, summaries and the lab all price through `estimate_cost`."""
-
 AUDIO_TOKENS_PER_SECOND = 32
 """Gemini counts 32 input tokens per second of audio (the estimate for a call that reported none)."""
-
-
-def price_for(model: str) -> Price | None:
-    """The price of `model`, matching dated or `-latest` variants to their family (longest prefix)."""
-    name = model.removeprefix("models/")
-    matches = [known for known in PRICES if name == known or name.startswith(known + "-")]
-    return PRICES[max(matches, key=len)] if matches else None
-
-
-def estimate_cost(model: str, input_tokens: int, output_tokens: int, *, audio: bool = False) -> float | None:
-    """Dollars for these tokens, or None for a model not in PRICES.
-
-    `audio=True` prices all input tokens at the audio rate: a transcription
-    prompt is mostly audio (AUDIO_TOKENS_PER_SECOND) plus ~100 text tokens, so
-    this slightly overstates the cost, never understates it.
-    """
-    price = price_for(model)
-    if price is None:
-        return None
-    rate_in = price.audio_input if audio else price.text_input
-    return (input_tokens * rate_in + output_tokens * price.output) / 1_000_000
 
 
 # -- errors -------------------------------------------------------------------

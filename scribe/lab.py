@@ -29,12 +29,13 @@ from typing import Callable, Sequence
 
 import jiwer
 
+from scribe import backends
 from scribe.audio import SAMPLE_RATE, write_flac_atomic
 from scribe.chunking import parse_policy, policy_label
 from scribe.core import FINAL, LIVE, ChunkRow
 from scribe.errors import ScribeError
 from scribe.final_pass import session_audio
-from scribe.gemini_client import AUDIO_TOKENS_PER_SECOND, estimate_cost
+from scribe.gemini_client import AUDIO_TOKENS_PER_SECOND
 from scribe.hallucination import SegmentFilter, guard_segments
 from scribe.identity import Principal
 from scribe.ingest import ingest_file, wait_for_session
@@ -225,7 +226,7 @@ def _near(start: int, end: int, junctions: list[int]) -> bool:
 
 
 def run_cost(backend: str, model: str, chunks: Sequence[ChunkRow]) -> float:
-    """USD for a run: zero for local models; Gemini chunks priced by `gemini_client.estimate_cost`
+    """USD for a run: zero for local models; Gemini chunks priced by `backends.estimate_cost`
     (the one price table) from their reported tokens, or for a call that reported none, its
     audio's tokens per attempt. A model the table does not know counts as zero (and is logged)."""
     if backend != "gemini":
@@ -234,7 +235,7 @@ def run_cost(backend: str, model: str, chunks: Sequence[ChunkRow]) -> float:
     for c in chunks:
         seconds = (c.end_sample - c.start_sample) / SAMPLE_RATE
         inputs = c.input_tokens or round(seconds * AUDIO_TOKENS_PER_SECOND) * max(c.attempts, 1)
-        dollars = estimate_cost(c.model or model, inputs, c.output_tokens, audio=True)
+        dollars = backends.estimate_cost(backend, c.model or model, inputs, c.output_tokens, audio=True)
         if dollars is None:
             unpriced.add(c.model or model)
         cost += dollars or 0.0

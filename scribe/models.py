@@ -419,9 +419,9 @@ def choosable(backend: str, name: str, configured: tuple[str, ...] = ()) -> str:
     if backend == "stub" or name in configured:
         return name
     if backend == "gemini":
-        from scribe.gemini_client import PRICES
+        from scribe import backends
 
-        allowed = list(PRICES)
+        allowed = list(backends.spec(backend).prices)
     else:
         allowed = [BUNDLED, BASE, *HUB_LISTED]
     if name in allowed:

@@ -441,7 +441,7 @@ def summarize_gemini(settings: Settings, segments: Sequence[SegmentRow], *, tran
     Runs on the caller's thread and blocks for one request (up to SCRIBE_GEMINI_TIMEOUT).
     Errors come back as ScribeError with the reason (key rejected, quota, timeout, bad answer).
     """
-    from scribe import gemini_client
+    from scribe import backends, gemini_client
 
     started = time.perf_counter()
     text = cited_transcript(segments)
@@ -460,8 +460,8 @@ def summarize_gemini(settings: Settings, segments: Sequence[SegmentRow], *, tran
     progress(0.9, "linking items to the transcript")
     summary = summary_from_reply(reply.data, segments, model=settings.gemini_model, transcript=transcript)
     summary.usage = {"input_tokens": reply.usage.input_tokens, "output_tokens": reply.usage.output_tokens,
-                     "cost_usd": gemini_client.estimate_cost(settings.gemini_model, reply.usage.input_tokens,
-                                                             reply.usage.output_tokens)}
+                     "cost_usd": backends.estimate_cost("gemini", settings.gemini_model, reply.usage.input_tokens,
+                                                        reply.usage.output_tokens)}
     summary.elapsed_s = round(time.perf_counter() - started, 4)
     progress(1.0, "done")
     return summary

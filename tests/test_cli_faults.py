@@ -158,12 +158,12 @@ from scribe.config import Settings
 from scribe.runtime import Runtime
 from scribe.ingest import ingest_file
 from scribe.chunking import parse_policy
-import scribe.pipeline as pipeline_module
+import scribe.intake as intake_module
 
 settings = Settings.from_env(backend="stub", data_dir=Path(sys.argv[2]), skip_silence=False)
 runtime = Runtime.build(settings, start=False)  # nothing transcribes: chunks stay pending
 submitted = []
-real_submit = pipeline_module.Pipeline.submit
+real_submit = intake_module.Intake.submit
 
 def submit_then_die(self, chunk):
     if len(submitted) == 3:  # the fourth chunk's files are written, its row never is
@@ -172,7 +172,7 @@ def submit_then_die(self, chunk):
     submitted.append(chunk.seq)
     return real_submit(self, chunk)
 
-pipeline_module.Pipeline.submit = submit_then_die
+intake_module.Intake.submit = submit_then_die
 ingest_file(sys.argv[1], storage=runtime.storage, pipeline=runtime.pipeline,
             policy=parse_policy("fixed", 2.0), source="cli")
 """

@@ -2,15 +2,15 @@
 
 from __future__ import annotations
 
-import base64
 import socket
 
+import fake_gemini as fg
 import numpy as np
 import pytest
+from fake_gemini import fake_gemini, fake_gemini_factory  # noqa: F401 (fixtures)
 from google.genai import types
 
-import fake_gemini as fg
-from fake_gemini import fake_gemini, fake_gemini_factory  # noqa: F401 (fixtures)
+from scribe import backends
 from scribe import gemini_client as gc
 from scribe.audio import encode_bytes
 from scribe.errors import BackendUnavailableError, TranscriptionError
@@ -148,11 +148,13 @@ def test_client_is_cached_per_options(fake_gemini):
     assert "key-a" not in repr(gc._clients.keys())
 
 
-def test_cost_estimate_uses_the_price_table():
-    assert gc.estimate_cost("gemini-2.5-flash", 1_000_000, 0, audio=True) == pytest.approx(1.00)
-    assert gc.estimate_cost("gemini-2.5-flash", 1_000_000, 1_000_000) == pytest.approx(0.30 + 2.50)
-    assert gc.price_for("gemini-2.5-flash-lite-preview-09-2025") == gc.PRICES["gemini-2.5-flash-lite"]
-    assert gc.estimate_cost("some-other-model", 10, 10) is None
+def test_cost_estimate_uses_the_registry_price_table():
+    gemini = backends.spec("gemini")
+    assert backends.estimate_cost("gemini", "gemini-2.5-flash", 1_000_000, 0, audio=True) == pytest.approx(1.00)
+    assert backends.estimate_cost("gemini", "gemini-2.5-flash", 1_000_000, 1_000_000) == pytest.approx(0.30 + 2.50)
+    assert backends.price_for("gemini", "gemini-2.5-flash-lite-preview-09-2025") == gemini.prices["gemini-2.5-flash-lite"]
+    assert backends.estimate_cost("gemini", "some-other-model", 10, 10) is None
+    assert backends.estimate_cost("local", "tiny.en", 10, 10) is None  # prices nothing
 
 
 def test_retry_delay_is_parsed_from_error_details():

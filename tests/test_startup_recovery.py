@@ -29,7 +29,7 @@ for seq in range(3):
     if seq < 2:
         rt.pipeline.submit(chunk)
     else:
-        rt.pipeline._write_chunk_files(chunk)  # the process dies before this row commits
+        rt.pipeline.intake._write_chunk_files(chunk)  # the process dies before this row commits
 print(live.id, flush=True)
 os.kill(os.getpid(), signal.SIGKILL)
 """

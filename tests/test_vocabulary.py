@@ -99,3 +99,44 @@ def test_a_backend_without_a_vocabulary_parameter_still_works():
     audio = np.full(16_000, 0.1, np.float32)
     assert call_transcriber(Plain(), audio, []).segments
     assert call_transcriber(StubTranscriber(), audio, ["Siobhan"]).segments
+
+
+def test_the_chunk_lane_gives_each_session_its_words(storage, settings):
+    from scribe.chunking import Chunker, FixedPolicy
+    from scribe.pipeline import Pipeline
+
+    heard: list[list[str]] = []
+
+    class Listening(StubTranscriber):
+        def transcribe(self, audio, *, vocabulary=()):
+            heard.append(list(vocabulary))
+            return super().transcribe(audio)
+
+    storage.add_terms(["DuckDB"])
+    session = storage.create_session(title="t", source="cli", backend="stub", model="stub",
+                                     chunk_seconds=2, chunk_policy="fixed")
+    storage.set_session_terms(session.id, ["Quorvia"])
+    pipeline = Pipeline(storage, Listening(), audio_dir=settings.audio_dir).start()
+    try:
+        chunker = Chunker(session.id, FixedPolicy(2.0))
+        for chunk in chunker.push(np.full(4 * 16_000, 0.1, np.float32)) + chunker.finish():
+            pipeline.submit(chunk)
+        pipeline.finish_session(session.id)
+        assert pipeline.wait_idle(30)
+    finally:
+        pipeline.stop()
+    assert heard and all(words == ["Quorvia", "DuckDB"] for words in heard)
+
+
+def test_local_whisper_spells_a_rare_name_only_with_the_vocabulary():
+    import speech
+    from scribe.transcribers.local import LocalWhisperTranscriber
+
+    if not speech.have_espeak():
+        pytest.skip("espeak-ng is not installed")
+    audio = speech.synthesize("Please ask Okonkwo to review the Dramatiq worker change.")
+    model = LocalWhisperTranscriber("tiny.en")
+    plain = " ".join(s.text for s in model.transcribe(audio).segments)
+    given = " ".join(s.text for s in model.transcribe(audio, vocabulary=["Okonkwo", "Dramatiq"]).segments)
+    assert "Dramatiq" not in plain and "Okonkwo" not in plain
+    assert "Dramatiq" in given or "Okonkwo" in given

@@ -16,14 +16,13 @@ OpenAPI docs are served at `/api/docs` (Swagger UI from local files; no CDN).
 from __future__ import annotations
 
 import asyncio
-import hmac
 import logging
 import tempfile
 import time
 from dataclasses import asdict, dataclass
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Annotated, Any, AsyncGenerator, Callable, Mapping
+from typing import Annotated, Any, AsyncGenerator, Callable
 
 from fastapi import APIRouter, Body, Depends, FastAPI, Query, Request
 from fastapi.exceptions import RequestValidationError
@@ -37,13 +36,14 @@ from starlette.formparsers import MultiPartException, MultiPartParser
 
 from scribe import __version__
 from scribe.access import readable_session, writable_session
+from scribe.api_access import ApiError
 from scribe.api_auth import PRINCIPAL_KEY, AuthContext, carries_personal_token, current_principal, install, installed, resolve
 from scribe.api_memory import ENROL_PATH, add_memory_routes
 from scribe.chunking import FILE_POLICY_NAMES, parse_policy
 from scribe.core import SESSION_STATUSES, SessionRow, database_id
 from scribe.errors import AccessDeniedError, AudioDecodeError, NotFoundError, ScribeError, SignInError, UploadTooLargeError
 from scribe.export import FORMATS, MIME_TYPES, download_name, render
-from scribe.guard import host_of, is_loopback, send_json
+from scribe.guard import send_json
 from scribe.identity import Principal
 from scribe.runtime import Runtime
 from scribe.storage import MAX_EXPECTED_SPEAKERS, Storage, check_expected_speakers
@@ -57,15 +57,6 @@ FORM_OVERHEAD_BYTES = 64 * 1024
 MAX_PAGE = 10_000
 MAX_OFFSET = 2**31 - 1
 """Largest `offset` a list takes (beyond it DuckDB's integer overflows; no list is that long)."""
-
-
-class ApiError(Exception):
-    """An error answer: `{"error": message}` with `status`."""
-
-    def __init__(self, status: int, message: str) -> None:
-        super().__init__(message)
-        self.status = status
-        self.message = message
 
 
 @dataclass
@@ -85,70 +76,10 @@ class ApiContext:
 
 
 # -- access -------------------------------------------------------------------
-_FORWARDING_HEADERS = ("forwarded", "x-forwarded-for", "x-real-ip")
 JSON_BODY_LIMIT = MB
 """Largest request body of any route but the upload (renames, summaries, lab runs are small)."""
 BODY_IDLE_SECONDS = 30.0
 """A request body that sends nothing for this long is answered 408 (a held-open slow body)."""
-
-
-def access_error(client_host: str | None, headers: Mapping[str, str], token: str | None) -> ApiError | None:
-    """Why a request may not use the API, or None when it may.
-
-    A browser's no-cors request from another site (Sec-Fetch-Site other than same-origin, not a
-    navigation) is refused whatever else it carries. With a token: a matching
-    `Authorization: Bearer` (compared in constant time), else 401. Without one: only this
-    machine, else 403. "This machine" means a loopback peer that is not relaying someone else
-    (no forwarding header naming another address), asked for by a loopback host name (a
-    DNS-rebinding page has its own name in Host) and not sent by another web page (Origin, when
-    present, is this server itself).
-    """
-    if (error := cross_site_error(headers)) is not None:
-        return error
-    if token:
-        scheme, _, given = headers.get("authorization", "").partition(" ")
-        if scheme.lower() == "bearer" and hmac.compare_digest(given.strip().encode(), token.encode()):
-            return None
-        return ApiError(401, "missing or wrong API token: send Authorization: Bearer <SCRIBE_API_TOKEN>")
-    if _from_this_machine(client_host, headers):
-        return None
-    return ApiError(403, "without SCRIBE_API_TOKEN the API only serves this machine; set SCRIBE_API_TOKEN "
-                         "on the app and send Authorization: Bearer <token>")
-
-
-def cross_site_error(headers: Mapping[str, str]) -> ApiError | None:
-    """A browser's no-cors request from another site (Sec-Fetch-Site other than same-origin,
-    not a navigation) is refused whatever else it carries."""
-    if headers.get("sec-fetch-site", "same-origin") not in ("same-origin", "none") \
-            and headers.get("sec-fetch-mode") != "navigate":
-        return ApiError(403, "the API does not answer requests from other sites' pages")
-    return None
-
-
-def _from_this_machine(client_host: str | None, headers: Mapping[str, str]) -> bool:
-    if not is_loopback(client_host):
-        return False
-    for name in _FORWARDING_HEADERS:
-        if name in headers and not all(is_loopback(a) for a in _forwarded_addresses(headers[name])):
-            return False
-    host = headers.get("host", "")
-    origin = headers.get("origin")
-    if origin is not None and origin.split("://", 1)[-1].rstrip("/").lower() != host.lower():
-        return False  # another port of localhost is another site, with its own pages
-    return is_loopback(host_of(host))
-
-
-def _forwarded_addresses(value: str) -> list[str]:
-    """Addresses named by X-Forwarded-For / X-Real-IP (`a, b`) or Forwarded (`for=a;proto=..`)."""
-    found = []
-    for part in value.split(","):
-        for item in part.split(";"):
-            key, sep, val = item.strip().partition("=")
-            if sep and key.lower() != "for":
-                continue
-            raw = (val if sep else key).strip().strip('"')
-            found.append(host_of(raw) if raw.startswith("[") or raw.count(":") == 1 else raw)
-    return [a for a in found if a]
 
 
 class AccessGate:

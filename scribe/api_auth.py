@@ -6,7 +6,7 @@ The caller is resolved from the request, in this order:
 - `Authorization: Bearer scribe_...`: a personal token (`scribe.accounts`), acting as its person
   under the same access rule as their pages; unknown, revoked or malformed: 401;
 - no token: in team mode (sign-in configured) 401, loopback included, because a reverse proxy
-  on the same host is loopback too; in local mode the machine check of `scribe.api.access_error`
+  on the same host is loopback too; in local mode the machine check of `scribe.api_access.access_error`
   (SCRIBE_API_TOKEN set: 401; else only this machine, as the local user).
 
 Routes outside `scribe/api.py` (other routers on the same app) depend on it the same way:
@@ -21,6 +21,7 @@ from typing import Callable, Mapping
 
 from fastapi import Request
 
+from scribe.api_access import ApiError, access_error, cross_site_error
 from scribe.errors import SignInError
 from scribe.identity import LOCAL, SERVICE, EntryRules, Principal
 from scribe.storage import Storage
@@ -60,7 +61,6 @@ def carries_personal_token(headers: Mapping[str, str]) -> bool:
 def resolve(client_host: str | None, headers: Mapping[str, str], context: AuthContext) -> Principal:
     """The caller of a request, or the API's 401/403 error saying what to send."""
     from scribe.accounts import TOKEN_PREFIX, principal_for_token
-    from scribe.api import ApiError, access_error, cross_site_error
 
     if (refused := cross_site_error(headers)) is not None:
         raise refused
@@ -86,8 +86,6 @@ def resolve(client_host: str | None, headers: Mapping[str, str], context: AuthCo
 
 def installed() -> AuthContext:
     """The context `/api` installed (other mounted apps' gates resolve callers with it)."""
-    from scribe.api import ApiError
-
     if _installed is None:
         raise ApiError(503, "Scribe is starting")
     return _installed
@@ -101,8 +99,6 @@ def principal_of(client_host: str | None, headers: Mapping[str, str]) -> Princip
 
 def current_principal(request: Request) -> Principal:
     """FastAPI dependency: the caller of this request (see the module's docstring)."""
-    from scribe.api import ApiError
-
     context = getattr(request.app.state, "scribe_auth", None) or _installed
     if context is None:
         raise ApiError(503, "Scribe is starting")

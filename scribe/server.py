@@ -69,7 +69,7 @@ class ServerHooks:
 def startup_refusal(address: str | None, sign_in: bool, allow_anonymous: bool) -> str | None:
     """The one line that stops a server which would show everyone's meetings to its network:
     listening beyond this machine with no sign-in configured and no explicit opt-out."""
-    from scribe.api import is_loopback
+    from scribe.guard import is_loopback
 
     if sign_in or allow_anonymous or is_loopback(address):
         return None

@@ -12,7 +12,8 @@ import pytest
 
 from audio_files import encode
 from pagekit import seed_demo
-from scribe.api import access_error, is_loopback
+from scribe.api_access import access_error
+from scribe.guard import is_loopback
 from scribe.config import Settings
 from scribe.core import database_id
 from scribe.export import FORMATS, render

@@ -131,9 +131,8 @@ def _widget(rt: Runtime, registry: capture.LiveRegistry) -> None:
         st.error(f"This server is already recording {registry.count()} sessions, its limit "
                  f"(SCRIBE_MAX_LIVE_SESSIONS). Try again when one of them stops.")
         return
-    if (mine is None or mine.end_status is not None) and rt.partials is not None:
-        if note := live_words_note(rt.partials.load(), registry.count()):
-            st.warning(note)
+    idle = mine is None or mine.end_status is not None
+    note_slot = st.empty()  # filled below, once it is known that this browser is not starting
     autostart = st.session_state.pop(AUTOSTART, None)
     if (error := st.session_state.get(START_ERROR)) is not None:
         st.error(f"Cannot start recording: {error}", icon=":material/error:")
@@ -143,6 +142,11 @@ def _widget(rt: Runtime, registry: capture.LiveRegistry) -> None:
     except ScribeError as exc:  # raised by the factory: limit reached, session busy or gone
         _refused(exc)
     processor = ctx.audio_processor
+    # Between the offer and the first frame this browser's own capture is already counted:
+    # warn only while it neither records nor signals.
+    if idle and rt.partials is not None and not (ctx.state.playing or ctx.state.signalling):
+        if note := live_words_note(rt.partials.load(), registry.count()):
+            note_slot.warning(note)
     if ctx.state.playing or ctx.state.signalling:
         st.session_state.pop(START_ERROR, None)
     if ctx.state.playing and isinstance(processor, capture.LiveCapture):

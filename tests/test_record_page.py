@@ -24,9 +24,10 @@ class FakeStreamer:
     """Stands in for `webrtc_streamer`: records its arguments; with `start=True` it
     behaves as if the browser's offer arrived (calls the processor factory)."""
 
-    def __init__(self, start: bool = False) -> None:
+    def __init__(self, start: bool = False, answered: bool = True) -> None:
         self.calls: list[dict] = []
         self.start = start
+        self.answered = answered  # False: the offer is in, no frame yet (the widget signals)
         self.stop = False
         self.processor = None
 
@@ -39,8 +40,9 @@ class FakeStreamer:
         if self.start and self.processor is None:
             self.start = False  # one press of Start is one offer, answered or refused
             self.processor = kwargs["audio_processor_factory"]()
-        playing = self.processor is not None
-        return SimpleNamespace(state=SimpleNamespace(playing=playing, signalling=False),
+        playing = self.processor is not None and self.answered
+        signalling = self.processor is not None and not self.answered
+        return SimpleNamespace(state=SimpleNamespace(playing=playing, signalling=signalling),
                                audio_processor=self.processor)
 
 
@@ -143,6 +145,19 @@ def test_past_the_live_words_capacity_the_page_says_before_start_that_live_words
     (note,) = [w.value for w in at.warning if "live words will lag" in w.value]
     assert "recording 1 session(s)" in note and "about 1 at once" in note
     first.processor.on_ended()
+
+
+def test_a_browser_starting_its_own_recording_is_not_warned_about_it(env, monkeypatch):
+    """Between the offer and the first frame this browser's capture is already live: the lag
+    warning (capacity one) must not count it as someone else's."""
+    monkeypatch.setenv("SCRIBE_PARTIAL_MODEL", "tiny.en")
+    monkeypatch.setenv("SCRIBE_PARTIAL_CAPACITY", "1")
+    starting = streamer(monkeypatch, start=True, answered=False)
+    at = run_page()
+    at.run()  # a rerun while the widget still signals
+    assert starting.processor is not None
+    assert not any("live words will lag" in w.value for w in at.warning)
+    starting.processor.on_ended()
 
 
 def test_backlog_above_the_setting_warns(env, monkeypatch):

@@ -130,8 +130,8 @@ def _live_status() -> None:
         st.progress(record_view.level_fraction(level), text=f"Input level {level:.0f} dBFS")
 
 
-# While this browser records, the transcript redraws four times a second so the page is not
-# what holds a live word back; otherwise (an upload, a finished session) only whole chunks
+# While the shown session records (here or from a tool), the transcript redraws four times
+# a second so the page is not what holds a live word back; otherwise (an upload, a finished session) only whole chunks
 # arrive, and once a second is enough for them and easier on a server with many viewers.
 WORDS_PACE_RECORDING = 0.25
 WORDS_PACE_OTHERWISE = 1.0
@@ -193,6 +193,32 @@ def _metrics(session: SessionRow, stats: capture.LiveStats | None, chunks: list[
                    f"{registry.count()} live sessions on this server")
 
 
+API_LIVE_WIDGET = "api_live_session"
+
+
+def _watch_api_session() -> None:
+    """The picker's choice becomes the session shown below (only when it changes, so an
+    upload or a recording started afterwards is shown instead)."""
+    if (chosen := st.session_state.get(API_LIVE_WIDGET)) is not None:
+        show_session(chosen)
+
+
+def _api_live() -> None:
+    """Sessions a tool streams into `/v1/realtime` now, to watch here read-only: the tool
+    starts and ends them, so no Start or Stop here."""
+    sessions = {s.id: s for s in record_view.api_live_sessions(registry, rt.storage, principal())}
+    if st.session_state.get(API_LIVE_WIDGET) not in sessions:
+        st.session_state[API_LIVE_WIDGET] = None  # it ended: the box resets before it is drawn
+    if not sessions:
+        st.caption("No tool is streaming audio of yours to this server's realtime API (`/v1/realtime`) now.")
+        return
+    st.selectbox("Live session", [None, *sessions], key=API_LIVE_WIDGET, on_change=_watch_api_session,
+                 format_func=lambda sid: "Choose a session" if sid is None else
+                 f"“{sessions[sid].title}” · started {local_datetime(sessions[sid].created_at)} · {sid}",
+                 help="A session a tool streams into the realtime API: its transcript shows below")
+    st.caption("The tool that streams it starts and ends it; here you watch its transcript.")
+
+
 def _title_default() -> None:
     """After a reload the box starts with the title of the session being recorded or resumed."""
     if TITLE_WIDGET not in st.session_state and (sid := current_session_id() or st.query_params.get("recording")):
@@ -212,7 +238,7 @@ if rt.speakers is not None:  # speaker labels are on
                              step=1, key=PEOPLE_WIDGET,
                              help="Speaker labels then find exactly this many voices instead of guessing "
                                   "the number. Leave 0 if you are not sure.")
-mic_tab, upload_tab = st.tabs(["Microphone", "Upload a file"])
+mic_tab, upload_tab, api_tab = st.tabs(["Microphone", "Upload a file", "Live from the API"])
 with mic_tab:
     resumable = _resumable()
     _keep_choice_valid(resumable)
@@ -234,10 +260,12 @@ with mic_tab:
     set_next_recording(title, resume_id)
 with upload_tab:
     _upload(title, int(people))
+with api_tab:
+    _api_live()
 _live_status()
 words_column, chunks_column = st.columns([3, 2])
 with words_column:
-    st.fragment(_live_words,
-                run_every=WORDS_PACE_RECORDING if live_capture() is not None else WORDS_PACE_OTHERWISE)()
+    streaming = live_capture() is not None or registry.get(current_session_id() or "") is not None
+    st.fragment(_live_words, run_every=WORDS_PACE_RECORDING if streaming else WORDS_PACE_OTHERWISE)()
 with chunks_column:
     _live_chunks()

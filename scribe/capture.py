@@ -370,6 +370,11 @@ class LiveRegistry:
         with self._lock:
             return len(self._live)
 
+    def session_ids(self) -> list[str]:
+        """The sessions live now (a snapshot: any may end a moment later)."""
+        with self._lock:
+            return list(self._live)
+
     def is_full(self) -> bool:
         return self.count() >= self.max_sessions
 

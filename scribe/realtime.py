@@ -53,13 +53,14 @@ from scribe.openai_api import (
 )
 from scribe.partials import words_of
 from scribe.pipeline import Pipeline
+from scribe.record_view import API_LIVE_SOURCE
 from scribe.runtime import Runtime
 
 log = logging.getLogger(__name__)
 
 INPUT_RATE = 24_000
 """OpenAI's PCM16 input rate (`audio/pcm`, `pcm16`): little-endian 16-bit mono at 24 kHz."""
-SOURCE = "realtime"
+SOURCE = API_LIVE_SOURCE  # the Record page offers sessions of this source to watch
 KEY_PROTOCOL = "openai-insecure-api-key."
 """Browsers cannot set headers on a WebSocket: they pass the token as this subprotocol."""
 PARTIAL_POLL_S = 0.05

@@ -6,14 +6,22 @@ are tested without Streamlit; `pages/record.py` and `pages/_live_text.py` draw t
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from scribe.core import ChunkRow, SegmentRow
+from scribe.core import ChunkRow, SegmentRow, SessionRow
 from scribe.export import transcript_lines
 from scribe.partials import LaneLoad, PartialText
 from scribe.timelabels import mmss
+
+if TYPE_CHECKING:
+    from scribe.capture import LiveRegistry
+    from scribe.identity import Principal
+    from scribe.storage import Storage
+
+API_LIVE_SOURCE = "realtime"
+"""The source of sessions a tool streams into the realtime socket (`scribe.realtime`)."""
 
 LATENCY = "text after"
 """The chunk table's latency column: from the chunk's end to its stored text."""
@@ -78,3 +86,12 @@ def live_words_note(load: LaneLoad | None, recording: int) -> str | None:
 def level_fraction(dbfs: float, floor_db: float = -60.0) -> float:
     """An input level in dBFS as 0..1 for a meter (floor_db and below read as empty)."""
     return float(np.clip((dbfs - floor_db) / -floor_db, 0.0, 1.0))
+
+
+def api_live_sessions(registry: LiveRegistry, storage: Storage, principal: Principal) -> list[SessionRow]:
+    """The sessions a tool streams into the realtime socket now that `principal` may read
+    (`scribe.access`: their own, and what is shared with them; everything for an
+    administrator or the local user), newest first. The Record page offers these to watch."""
+    sessions = (storage.find_readable_session(sid, principal) for sid in registry.session_ids())
+    live = [s for s in sessions if s is not None and s.source == API_LIVE_SOURCE]
+    return sorted(live, key=lambda s: (s.created_at, s.id), reverse=True)

@@ -416,3 +416,69 @@ def test_the_sidebar_says_listening_only_once_audio_arrives(env, monkeypatch):
     sidebar = " ".join(m.value for m in at.sidebar.markdown)
     assert "**Listening**" in sidebar and "Connecting" not in sidebar
     fake.processor.on_ended()
+
+
+def _stream_from_a_tool(owner, text: str):
+    """A session a tool streams into the realtime socket: a capture of source `realtime` in the
+    process's live registry (what `scribe.realtime` opens), with one chunk's text stored."""
+    from pages._shared import live_registry, runtime
+    from scribe.chunking import make_policy
+    from test_capture import frames
+
+    rt = runtime()
+    registry = live_registry(rt.settings.max_live_sessions)
+    capture = registry.open(rt.storage, rt.pipeline, title=f"Dictation of {owner.user_id}",
+                            policy=make_policy("fixed", 5), source="realtime", partials=rt.partials, owner=owner)
+    capture.take(frames(0.5))
+    sid = capture.session_id
+    rt.storage.insert_chunk(ChunkRow(sid, 0, 0, 900, 0, 14_400, "/x/0.flac", "pending"))
+    rt.storage.save_segments(sid, 0, [SegmentRow(sid, 0, 0, 0, 900, text)], finished_at=0.0)
+    return capture
+
+
+def _watchable(at: AppTest) -> list[str]:
+    boxes = [b for b in at.selectbox if b.key == "api_live_session"]
+    return [o for o in boxes[0].options if o != "Choose a session"] if boxes else []
+
+
+def test_a_session_streamed_from_a_tool_is_watched_on_the_record_page(env, monkeypatch):
+    from scribe.identity import LOCAL
+
+    streamer(monkeypatch)
+    run_page()  # the runtime and the live registry exist from here on
+    capture = _stream_from_a_tool(LOCAL, "the tool dictated this line")
+    at = run_page()
+    (label,) = _watchable(at)
+    assert capture.session_id in label and "Dictation of local" in label
+    at.selectbox(key="api_live_session").set_value(capture.session_id).run()
+    assert not at.exception, at.exception
+    assert [t.value for t in at.text] == ["[00:00] the tool dictated this line"]
+    assert {m.label: m.value for m in at.metric}["Status"] == "recording"
+    assert at.subheader[0].value == literal("Dictation of local")
+    capture.request_stop()
+    capture.on_ended()
+    at.run()  # ended: no longer offered, the transcript stays in view
+    assert not _watchable(at) and [t.value for t in at.text] == ["[00:00] the tool dictated this line"]
+
+
+def test_in_team_mode_only_the_owner_sees_their_tools_live_session(env, monkeypatch):
+    import pages._shared
+    from scribe.identity import Principal
+
+    alice = Principal("issuer|alice", email="alice@example.com", signed_in=True)
+    bob = Principal("issuer|bob", email="bob@example.com", signed_in=True)
+    streamer(monkeypatch)
+    run_page()
+    capture = _stream_from_a_tool(alice, "alice's private words")
+    try:
+        monkeypatch.setattr(pages._shared, "principal", lambda: bob)
+        at = run_page()
+        assert not _watchable(at)
+        assert "alice's private words" not in " ".join(t.value for t in at.text)
+        monkeypatch.setattr(pages._shared, "principal", lambda: alice)
+        at = run_page()
+        (label,) = _watchable(at)
+        assert capture.session_id in label
+    finally:
+        capture.request_stop()
+        capture.on_ended()

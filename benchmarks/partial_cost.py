@@ -32,7 +32,8 @@ import numpy as np  # noqa: E402
 import speech  # noqa: E402
 from scribe.audio import SAMPLE_RATE  # noqa: E402
 from scribe.config import DEFAULT_PARTIAL_MODEL  # noqa: E402
-from scribe.partials import WhisperPartialDecoder, lower_priority  # noqa: E402
+from scribe.partials import lower_priority  # noqa: E402
+from scribe.transcribers.partial_whisper import WhisperPartialDecoder  # noqa: E402
 from scribe.transcribers.local import load_model  # noqa: E402
 
 

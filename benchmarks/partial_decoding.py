@@ -50,7 +50,8 @@ import numpy as np  # noqa: E402
 import speech  # noqa: E402
 from live_latency import EVAL_TURNS, Word, reference_words, seen_times  # noqa: E402
 from scribe.audio import SAMPLE_RATE  # noqa: E402
-from scribe.partials import LocalAgreement, WhisperPartialDecoder, words_of  # noqa: E402
+from scribe.partials import LocalAgreement  # noqa: E402
+from scribe.transcribers.partial_whisper import WhisperPartialDecoder, words_of  # noqa: E402
 from scribe.wer import normalize, word_error_rate  # noqa: E402
 
 SETS = {"tune": speech.MEETING_TURNS[:10], "eval": EVAL_TURNS}

@@ -367,14 +367,14 @@ class RemotePartialDecoder:
         """Ticks not answered in time (or lost with a worker)."""
 
     def prepare(self, audio: np.ndarray, offset_s: float = 0.0, prompt: str = "", times: bool = True):
-        from scribe.partials import prepare_speech
+        from scribe.transcribers.partial_whisper import prepare_speech
 
         return prepare_speech(audio, offset_s, prompt, times)
 
     def decode(self, batch: list) -> list[list]:
         """The words of each piece, from whichever worker took the tick; raises
         TranscriptionError (not retryable) when no answer came within `max_age_s`."""
-        from scribe.partials import TimedWord
+        from scribe.transcribers.partial_whisper import TimedWord
 
         tick = uuid.uuid4().hex
         sent = time.time()
@@ -426,7 +426,7 @@ class PartialWorker:
             self.dropped += 1
             log.info("partial tick %s dropped: stale", message["tick"][:8])
             return
-        from scribe.partials import Speech
+        from scribe.transcribers.partial_whisper import Speech
 
         speeches = [Speech(_from_pcm16(i["audio"]), i["offset_s"], i["speech_end_s"], i["prompt"], i["times"])
                     for i in message["items"]]

@@ -227,7 +227,7 @@ def test_redis_password_never_shown():
 # -- the partial lane on workers ----------------------------------------------------
 @pytest.fixture(scope="module")
 def partial_decoder():
-    from scribe.partials import WhisperPartialDecoder
+    from scribe.transcribers.partial_whisper import WhisperPartialDecoder
 
     return WhisperPartialDecoder("tiny.en")
 
@@ -277,7 +277,7 @@ def test_partials_on_a_worker_latest_wins_and_stale_requests_are_dropped_never_d
 
 def test_no_partial_worker_means_a_skipped_partial_not_a_wait(redis_url):
     from scribe.distributed import RemotePartialDecoder
-    from scribe.partials import Speech
+    from scribe.transcribers.partial_whisper import Speech
 
     remote = RemotePartialDecoder(redis_url, max_age_s=0.5)
     try:

@@ -16,7 +16,8 @@ import speech
 
 from scribe.audio import SAMPLE_RATE
 from scribe.config import DEFAULT_PARTIAL_MODEL
-from scribe.partials import ChunkText, TimedWord, WhisperPartialDecoder, without_loops
+from scribe.partials import ChunkText, without_loops
+from scribe.transcribers.partial_whisper import TimedWord, WhisperPartialDecoder
 from scribe.wer import normalize, word_error_rate
 
 if not speech.have_espeak():

@@ -21,10 +21,10 @@ from scribe.audio import SAMPLE_RATE
 from scribe.capture import LiveCapture, LiveRegistry
 from scribe.chunking import FixedPolicy, PausePolicy
 from scribe.core import SegmentRow
-from scribe.partials import (ChunkText, LocalAgreement, PartialLane, Speech, TimedWord, WhisperPartialDecoder,
-                             common_prefix)
+from scribe.partials import ChunkText, LocalAgreement, PartialLane, common_prefix
 from scribe.record_view import live_transcript
 from scribe.runtime import Runtime
+from scribe.transcribers.partial_whisper import Speech, TimedWord, WhisperPartialDecoder
 from scribe.wer import word_error_rate
 from waiting import eventually
 

@@ -76,7 +76,7 @@ def _workers(args: argparse.Namespace, settings: Any, url: str, lanes: set[str])
         rpm = args.rpm or (settings.gemini_rpm if settings.backend == "gemini" else None)
         workers.append(TranscriptionWorker(url, make_transcriber(settings), rpm=rpm, threads=max(1, args.threads)))
     if "partials" in lanes:
-        from scribe.partials import WhisperPartialDecoder
+        from scribe.transcribers.partial_whisper import WhisperPartialDecoder
 
         decoder = WhisperPartialDecoder(settings.partial_model, compute_type=settings.whisper_compute_type,
                                         language=settings.language)

@@ -34,7 +34,7 @@ from starlette.datastructures import Headers
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.formparsers import MultiPartException, MultiPartParser
 
-from scribe import __version__
+from scribe import __version__, backends
 from scribe.access import readable_session, writable_session
 from scribe.api_access import ApiError
 from scribe.api_auth import PRINCIPAL_KEY, AuthContext, carries_personal_token, current_principal, install, installed, resolve
@@ -650,15 +650,13 @@ def check_backend_allowed(who: Principal, settings, backend: str | None, model: 
     if backend not in allowed:
         raise AccessDeniedError(f"the {backend} backend is not open to you here; the administrators allow "
                                 f"{', '.join(allowed)}")
-    if model and model != {"gemini": settings.gemini_model, "local": settings.whisper_model}.get(backend, model):
+    if model and model != (backends.spec(backend).configured_model(settings) or model):
         raise AccessDeniedError("the models are chosen by this server's administrators; leave model out")
 
 
 # -- uploads ----------------------------------------------------------------------
 def _upload_form() -> dict[str, Any]:
     """The upload's form for the OpenAPI docs; backend choices from the registry."""
-    from scribe import backends
-
     return {"requestBody": {"required": True, "content": {"multipart/form-data": {"schema": {
     "type": "object", "required": ["file"], "properties": {
         "file": {"type": "string", "format": "binary"}, "title": {"type": "string"},

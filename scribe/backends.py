@@ -1,7 +1,8 @@
 """The transcription backends Scribe knows: each named once, with its facts; everyone else asks here.
 
 A backend is one module under `scribe/transcribers/` with a `build(settings, *, model, workers,
-progress)` function, plus one `register(BackendSpec(...))` line below. The CLI's `--backend`
+progress)` function (and, if it has a model, `MODEL_CHOICES`: the names callers may pick), plus
+one `register(BackendSpec(...))` line below. The CLI's `--backend`
 choices, the API's upload form, settings validation, the pages' backend pickers and labels,
 which backends may be switched to, which are metered and what their models cost all read this
 registry.
@@ -55,6 +56,15 @@ class BackendSpec:
               progress: Any = None) -> Transcriber:
         builder = import_module(self.module).build
         return builder(settings, model=model, workers=workers, progress=progress)
+
+    def configured_model(self, settings: Settings) -> str | None:
+        """The model `settings` give it (its `model_setting`), or None for a backend without one."""
+        return getattr(settings, self.model_setting) if self.model_setting else None
+
+    def model_choices(self) -> tuple[str, ...] | None:
+        """The model names a caller may choose for it (its module's `MODEL_CHOICES`); None: any
+        name, for a backend without a model."""
+        return tuple(import_module(self.module).MODEL_CHOICES) if self.model_setting else None
 
 
 REGISTRY: dict[str, BackendSpec] = {}

@@ -226,10 +226,10 @@ def _near(start: int, end: int, junctions: list[int]) -> bool:
 
 
 def run_cost(backend: str, model: str, chunks: Sequence[ChunkRow]) -> float:
-    """USD for a run: zero for local models; Gemini chunks priced by `backends.estimate_cost`
+    """USD for a run: zero for a backend the registry does not meter; metered (Gemini) chunks priced by `backends.estimate_cost`
     (the one price table) from their reported tokens, or for a call that reported none, its
     audio's tokens per attempt. A model the table does not know counts as zero (and is logged)."""
-    if backend != "gemini":
+    if backend not in backends.metered():
         return 0.0
     cost, unpriced = 0.0, set()
     for c in chunks:

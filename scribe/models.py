@@ -411,21 +411,17 @@ def _size(folder: Path) -> int:
 
 def choosable(backend: str, name: str, configured: tuple[str, ...] = ()) -> str:
     """`name` (trimmed) if a visitor or an API caller may choose it for `backend`, else
-    ModelNotFoundError. Local: the registry's names (bundled, base, the listed hub names) and the
-    models the operator configured (`configured`, which may be folders); Gemini: the price
-    table's models and the configured one. Never a path a caller typed: a path would tell them
-    which folders exist on the server, and every spelling would build and keep its own Runtime."""
-    name = name.strip()
-    if backend == "stub" or name in configured:
-        return name
-    if backend == "gemini":
-        from scribe import backends
+    ModelNotFoundError: the backend's `model_choices()` (the registry's; local: bundled, base, the
+    listed hub names; Gemini: the price table's models; any name for a backend without a model)
+    and the models the operator configured (`configured`, which may be folders). Never a path a caller typed: a
+    path would tell them which folders exist on the server, and every spelling would build and keep its own Runtime."""
+    from scribe import backends
 
-        allowed = list(backends.spec(backend).prices)
-    else:
-        allowed = [BUNDLED, BASE, *HUB_LISTED]
-    if name in allowed:
+    name = name.strip()
+    choices = backends.spec(backend).model_choices()
+    if choices is None or name in configured or name in choices:
         return name
+    allowed = list(choices)
     raise ModelNotFoundError(f"model {name[:80]!r} cannot be chosen here: use one of "
                              f"{', '.join(dict.fromkeys([*configured, *allowed]))} (folders and other "
                              "names are for SCRIBE_WHISPER_MODEL / SCRIBE_GEMINI_MODEL)")

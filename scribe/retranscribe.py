@@ -44,7 +44,8 @@ def backend_choices(rt: Runtime) -> list[str]:
 
 def backend_problem(rt: Runtime, name: str) -> str | None:
     """Why `name` cannot be used right now (missing key), or None. Never contains the key."""
-    if name == "gemini" and not rt.settings.gemini_api_key:
+    key = backends.spec(name).key_setting
+    if key and not getattr(rt.settings, key):
         return KEY_MISSING
     return None
 

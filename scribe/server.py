@@ -193,14 +193,14 @@ class AppServer:
 
     def runtime_for(self, backend: str | None, model: str | None) -> Runtime:
         """The Runtime for a caller's choice: a known backend and a model by registry name only."""
-        from scribe.config import BACKENDS
+        from scribe import backends
         from scribe.models import choosable
 
         runtime = self.current_runtime()
         if not backend and not model:
             return runtime
-        if backend and backend not in BACKENDS:
-            raise ApiError(400, f"unknown backend {backend[:40]!r}: use one of {', '.join(BACKENDS)}")
+        if backend and backend not in backends.names():
+            raise ApiError(400, f"unknown backend {backend[:40]!r}: use one of {', '.join(backends.names())}")
         settings = runtime.settings
         name = backend or settings.backend
         if model:

@@ -111,3 +111,19 @@ def test_an_unknown_backend_names_the_registered_ones():
     assert "SCRIBE_BACKEND" in str(caught.value) and "local, gemini, stub" in str(caught.value)
     with pytest.raises(SettingsError, match="GEMINI_API_KEY"):
         Settings.from_env({"SCRIBE_BACKEND": "gemini"})
+
+
+def test_the_models_a_caller_may_choose_come_from_each_backends_module():
+    from scribe.errors import ModelNotFoundError
+    from scribe.models import choosable
+
+    assert choosable("gemini", " gemini-2.5-flash ") == "gemini-2.5-flash"  # the price table's
+    assert choosable("local", "base") == "base"
+    assert choosable("stub", "anything") == "anything"  # no model setting: any name
+    assert choosable("gemini", "my-tuned", ("my-tuned",)) == "my-tuned"  # the operator's
+    with pytest.raises(ModelNotFoundError, match="gemini-2.5-pro"):
+        choosable("gemini", "gemini-9-ultra")
+    with pytest.raises(ModelNotFoundError, match="large-v3-turbo"):
+        choosable("local", "/etc")
+    with pytest.raises(ModelNotFoundError):
+        choosable("local", "gemini-2.5-flash")  # one backend's names are not another's

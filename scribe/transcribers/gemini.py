@@ -20,6 +20,7 @@ from typing import Any, Sequence
 import numpy as np
 
 from scribe.audio import SAMPLE_RATE, encode_bytes
+from scribe.backends import GEMINI_PRICES
 from scribe.core import Segment, Transcription
 from scribe.errors import TranscriptionError
 from scribe.gemini_client import client_from_settings, generate_json
@@ -54,6 +55,8 @@ INSTRUCTION = (
     "return an empty segments list; never invent words for noise or silence."
 )
 
+MODEL_CHOICES = tuple(GEMINI_PRICES)
+"""The model names a caller may choose: the ones the price table knows."""
 CLAMP_TOLERANCE_S = 1.0
 """Times up to this far outside the chunk are clamped (and flagged); further out is an error."""
 

@@ -17,10 +17,12 @@ import numpy as np
 
 from scribe.core import Segment, Transcription
 from scribe.errors import BackendUnavailableError, ModelNotFoundError
-from scribe.models import BUNDLED, Progress, model_folder
+from scribe.models import BASE, BUNDLED, HUB_LISTED, Progress, model_folder
 from scribe.vocabulary import whisper_prompt
 
 BUNDLED_MODEL = BUNDLED
+MODEL_CHOICES = (BUNDLED, BASE, *HUB_LISTED)
+"""The model names a caller may choose by name (the model registry's; folders are the operator's)."""
 VOCABULARY_OPTION = "hotwords"
 """How the vocabulary reaches Whisper: `hotwords` (every 30 s window) or `initial_prompt`
 (the first window only, with previous-text conditioning off)."""

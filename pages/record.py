@@ -203,9 +203,11 @@ def _watch_api_session() -> None:
         show_session(chosen)
 
 
+@st.fragment(run_every=2.0)
 def _api_live() -> None:
     """Sessions a tool streams into `/v1/realtime` now, to watch here read-only: the tool
-    starts and ends them, so no Start or Stop here."""
+    starts and ends them, so no Start or Stop here. Redrawn every 2 s, so a tool that starts
+    streaming after the page opened shows up without a reload."""
     sessions = {s.id: s for s in record_view.api_live_sessions(registry, rt.storage, principal())}
     if st.session_state.get(API_LIVE_WIDGET) not in sessions:
         st.session_state[API_LIVE_WIDGET] = None  # it ended: the box resets before it is drawn
@@ -213,6 +215,7 @@ def _api_live() -> None:
         st.caption("No tool is streaming audio of yours to this server's realtime API (`/v1/realtime`) now.")
         return
     st.selectbox("Live session", [None, *sessions], key=API_LIVE_WIDGET, on_change=_watch_api_session,
+                 placeholder="Choose a session",
                  format_func=lambda sid: "Choose a session" if sid is None else
                  f"“{sessions[sid].title}” · started {local_datetime(sessions[sid].created_at)} · {sid}",
                  help="A session a tool streams into the realtime API: its transcript shows below")

@@ -28,6 +28,7 @@ import pandas as pd
 
 from scribe.audio import SAMPLE_RATE
 from scribe.backpressure import Backlog, judge_backlog
+from scribe.core import percentile
 from scribe.identity import Principal
 from scribe.storage import Storage
 from scribe.timelabels import local_zone
@@ -73,11 +74,12 @@ def chunk_frame(raw: pd.DataFrame, zone: dt.tzinfo | None = None) -> pd.DataFram
 
 
 def percentiles(values: pd.Series, qs: Sequence[int] = PERCENTILES) -> dict[str, float]:
-    """{'p50': .., 'p95': .., 'p99': .., 'n': ..} over the non-missing values (NaN if none)."""
+    """{'p50': .., 'p95': .., 'p99': .., 'n': ..} over the non-missing values (NaN if none),
+    by `core.percentile`, as the CLI reports them."""
     clean = pd.to_numeric(values, errors="coerce").dropna()
     out: dict[str, float] = {"n": float(clean.size)}
     for q in qs:
-        out[f"p{q}"] = float(np.percentile(clean, q)) if clean.size else float("nan")
+        out[f"p{q}"] = percentile(clean.tolist(), q)
     return out
 
 

@@ -8,11 +8,12 @@ each other.
 from __future__ import annotations
 
 import hashlib
+import math
 import os
 import unicodedata
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Sequence
 
 
 # -- what a backend returns ---------------------------------------------------
@@ -201,3 +202,16 @@ def database_id(path: str | os.PathLike[str]) -> str:
     """A database file's identity for `/api/health`: lets the CLI check that an app serves the file it
     means (`cli_remote.connect`) without the API telling callers where the server keeps its data."""
     return hashlib.sha256(str(Path(path).resolve()).encode("utf-8", "surrogateescape")).hexdigest()[:16]
+
+
+def percentile(values: Sequence[float], q: float) -> float:
+    """The `q`-th percentile (0-100) by linear interpolation between the two nearest ranks:
+    numpy's default, pandas' `quantile` and DuckDB's `quantile_cont` agree with it. The one
+    definition the CLI's timing line and the Analytics page report; NaN for no values."""
+    ordered = sorted(values)
+    if not ordered:
+        return math.nan
+    position = q / 100 * (len(ordered) - 1)
+    low = math.floor(position)
+    high = min(low + 1, len(ordered) - 1)
+    return ordered[low] + (ordered[high] - ordered[low]) * (position - low)

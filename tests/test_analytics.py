@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import math
 
+import numpy as np
 import pandas as pd
 import pytest
 
@@ -179,3 +180,17 @@ def test_the_health_panel_and_the_record_page_give_one_backlog_verdict(storage: 
     calm = assess_backlog(stats, warn_seconds=400)
     assert calm.message() is None and analytics.health(analytics.load_chunks(storage), backlog=calm,
                                                        memory_percent=1)[0].ok
+
+
+def test_the_cli_and_analytics_report_one_percentile(capsys) -> None:
+    from scribe.cli.printers import print_timing
+    from scribe.core import ChunkRow
+
+    seconds = [0.5, 1.0, 4.0, 9.0]
+    chunks = [ChunkRow(session_id="s", seq=i, start_ms=0, end_ms=1000, start_sample=0, end_sample=16000,
+                       audio_path="", status="done", attempts=1, started_at=100.0, finished_at=100.0 + s)
+              for i, s in enumerate(seconds)]
+    print_timing(chunks, "s", 4.0, 1.0, {"done": 4, "failed": 0})
+    p = analytics.percentiles(pd.Series(seconds))
+    assert f"p50 {p['p50']:.2f} s, p95 {p['p95']:.2f} s" in capsys.readouterr().err
+    assert p["p95"] == pytest.approx(float(np.percentile(seconds, 95)))  # 8.25, not the nearest rank's 9.0

@@ -7,11 +7,10 @@ print the same bytes.
 from __future__ import annotations
 
 import json
-import statistics
 import sys
 from typing import Any, Iterable, Sequence
 
-from scribe.core import ChunkRow, SessionRow
+from scribe.core import ChunkRow, SessionRow, percentile
 from scribe.timelabels import local_datetime, mmss
 
 
@@ -96,20 +95,11 @@ def print_timing(chunks: Sequence[ChunkRow], session_id: str, audio_s: float, wa
                  counts: dict[str, int]) -> None:
     processing = [c.finished_at - c.started_at for c in chunks
                   if c.finished_at and c.started_at and c.status == "done"]
-    p50 = statistics.median(processing) if processing else 0.0
-    p95 = percentile(processing, 95)
+    p50 = percentile(processing, 50) if processing else 0.0
+    p95 = percentile(processing, 95) if processing else 0.0
     print(f"session {session_id}: {counts['done']} chunks done, {counts['failed']} failed\n"
           f"audio {audio_s:.1f} s, wall {wall:.1f} s, real-time factor {wall / max(audio_s, 1e-9):.3f}, "
           f"chunk processing p50 {p50:.2f} s, p95 {p95:.2f} s", file=sys.stderr)
-
-
-def percentile(values: list[float], q: float) -> float:
-    """The nearest-rank percentile (a value that occurred), 0 for no values."""
-    if not values:
-        return 0.0
-    ordered = sorted(values)
-    rank = min(len(ordered) - 1, max(0, round(q / 100 * (len(ordered) - 1))))
-    return ordered[rank]
 
 
 def print_failures(chunks: Sequence[ChunkRow], limit: int = 3) -> None:

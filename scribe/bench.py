@@ -61,6 +61,11 @@ LOOP_SECONDS = 30.0
 
 Progress = Callable[[str], None]
 
+BACKENDS = ("stub", "local")
+"""The backends a load test runs: the stand-in, or the real local model."""
+DEFAULT_CONCURRENCY = {"stub": 32, "local": 2}
+"""Worker threads when none are given: a stub call waits (I/O-like), a local one takes a core."""
+
 
 @dataclass(frozen=True)
 class BenchConfig:
@@ -71,7 +76,8 @@ class BenchConfig:
     backend: str = "stub"
     stub_latency: tuple[float, float] = (1.0, 3.0)
     stub_error_rate: float = 0.0
-    concurrency: int = 8
+    concurrency: int | None = None
+    """Worker threads; None: `DEFAULT_CONCURRENCY` for the backend (`threads()`)."""
     writers: int = 4
     speed: float = 1.0
     chunk_policy: str = "pause:15"
@@ -87,11 +93,11 @@ class BenchConfig:
         checks = [
             (1 <= self.sessions <= 2000, "--sessions must be between 1 and 2000"),
             (0 < self.minutes <= 24 * 60, "--minutes must be above 0 and at most 1440"),
-            (self.backend in ("stub", "local"), "--backend must be stub or local"),
+            (self.backend in BACKENDS, f"--backend must be {' or '.join(BACKENDS)}"),
             (0 <= self.stub_latency[0] <= self.stub_latency[1] <= 600,
              "--stub-latency must be LO-HI seconds with 0 <= LO <= HI <= 600"),
             (0 <= self.stub_error_rate < 1, "--stub-error-rate must be in [0, 1)"),
-            (1 <= self.concurrency <= 256, "--concurrency must be between 1 and 256"),
+            (self.concurrency is None or 1 <= self.concurrency <= 256, "--concurrency must be between 1 and 256"),
             (1 <= self.writers <= 64, "--writers must be between 1 and 64"),
             (self.speed > 0, "--speed must be positive"),
         ]
@@ -99,6 +105,10 @@ class BenchConfig:
             if not ok:
                 raise SettingsError(message)
         parse_policy(self.chunk_policy)
+
+    def threads(self) -> int:
+        """The worker threads this run uses."""
+        return self.concurrency if self.concurrency is not None else DEFAULT_CONCURRENCY.get(self.backend, 2)
 
     @property
     def mode(self) -> str:
@@ -250,7 +260,7 @@ def make_backend(config: BenchConfig) -> Transcriber:
         backend: Transcriber = StubTranscriber(config.stub_latency, seed=config.seed)
     else:
         settings = Settings.from_env({}, backend="local", whisper_model=config.whisper_model,
-                                     max_concurrency=config.concurrency)
+                                     max_concurrency=config.threads())
         backend = make_transcriber(settings)
     if config.stub_error_rate > 0:
         backend = FlakyTranscriber(backend, config.stub_error_rate, seed=config.seed)
@@ -359,7 +369,7 @@ def run_bench(config: BenchConfig, progress: Progress | None = None) -> BenchRep
 
 def _run(config: BenchConfig, storage: Storage, data_dir: Path, progress: Progress) -> BenchReport:
     backend = make_backend(config)
-    options = PipelineOptions(max_concurrency=config.concurrency, writer_threads=config.writers)
+    options = PipelineOptions(max_concurrency=config.threads(), writer_threads=config.writers)
     pipeline = Pipeline(storage, backend, audio_dir=data_dir / "audio", options=options).start()
     feeds = _make_sessions(config, storage, backend)
     process = psutil.Process()
@@ -445,7 +455,7 @@ def _report(config: BenchConfig, storage: Storage, backend: Transcriber, feeds: 
     rss = [s["rss_mb"] for s in samples]
     return BenchReport(
         sessions=config.sessions, minutes=config.minutes, backend=backend.name, model=backend.model,
-        mode=config.mode, concurrency=config.concurrency, chunk_policy=config.chunk_policy,
+        mode=config.mode, concurrency=config.threads(), chunk_policy=config.chunk_policy,
         chunks_expected=len(expected), chunks_stored=len(stored & expected),
         lost=len(expected - stored), duplicated=_duplicates(storage, df, expected),
         failed=int((df["status"] == "failed").sum()), audio_gaps=_audio_gaps(df, feeds),

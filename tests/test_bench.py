@@ -10,7 +10,7 @@ import pytest
 
 from scribe import bench
 from scribe.bench import BenchConfig, run_bench
-from scribe.cli import main
+from scribe.cli import build_parser, main
 from scribe.errors import SettingsError, TranscriptionError
 from scribe.storage import Storage
 
@@ -103,3 +103,12 @@ def test_latency_range_must_be_numbers(capsys) -> None:
 def test_config_validation_names_the_option() -> None:
     with pytest.raises(SettingsError, match="--concurrency"):
         BenchConfig(concurrency=0).validate()
+
+
+def test_the_cli_runs_benchconfigs_defaults() -> None:
+    from scribe.cli.bench import config_from
+
+    plain = config_from(build_parser().parse_args(["bench"]))
+    assert plain == BenchConfig() and plain.threads() == 32
+    local = config_from(build_parser().parse_args(["bench", "--backend", "local", "--fast"]))
+    assert local.threads() == 2 and math.isinf(local.speed) and local.sessions == BenchConfig().sessions

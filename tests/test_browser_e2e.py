@@ -192,7 +192,7 @@ def test_closed_page_keeps_its_audio_and_the_session_resumes(app, browser, mic):
     page = _open(browser, app)
     page.get_by_test_id("stSelectbox").filter(has_text="Session").click()
     option = page.get_by_role("option", name=re.compile(r"^Continue "))
-    option.click(timeout=10_000)
+    option.click(timeout=30_000)
     _recorder_button(page, "Start").click(timeout=60_000)
     _wait_status(page, "recording", 30)
     time.sleep(8)

@@ -1,7 +1,8 @@
 """Word-on-page latency of live recording, in a real browser, beside other live sessions.
 
     HF_HUB_OFFLINE=1 python3 benchmarks/live_latency.py \
-        [--sessions 1 --sessions 4] [--partials on --partials off] [--poll 0.3] [--json out.json]
+        [--sessions 1 --sessions 4] [--partials on --partials off] [--speech espeak|human]
+        [--workers] [--poll 0.3] [--json out.json]
 
 With `--sessions N` one session is a Chromium tab whose page is read, and the other N-1 are
 headless senders: each streams different speech (the evaluation turns rotated) in real time
@@ -16,7 +17,11 @@ pause:15) on a free loopback port with its own data folder, opens `--sessions`
 tabs in headless Chromium whose fake microphone plays an espeak-ng WAV (text not
 used by any test or tuning: `EVAL_TURNS`), presses Start in each, and reads each
 tab's transcript lines every `--poll` seconds while the audio plays, then presses
-Stop and keeps reading until the session is done.
+Stop and keeps reading until the session is done. `--speech human` plays real
+recorded people instead (benchmarks/human_speech.py: a LibriVox reader and Asterisk's
+recorded prompts), the senders too. `--workers` starts a redis-server on loopback and one
+`python -m scribe worker --lanes chunks,partials` beside the app (SCRIBE_REDIS_URL), so the
+app process only receives, chunks, stores and shows; the worker's CPU is reported apart.
 
 For every spoken word of the reference text, its end time in the WAV comes from a
 whole-file decode with word timestamps (base) aligned to that text; the page's words
@@ -57,12 +62,14 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path[:0] = [str(ROOT), str(ROOT / "tests")]
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
+import human_speech  # noqa: E402
 import speech  # noqa: E402
 from fake_mic import CHROMIUM, chromium_args, write_wav_48k  # noqa: E402
+from redis_server import free_port, start_redis  # noqa: E402
+from scribe_app import ScribeApp  # noqa: E402
 
 from scribe.audio import SAMPLE_RATE, read_flac  # noqa: E402
 from scribe.wer import normalize, word_error_rate  # noqa: E402
-from scribe_app import ScribeApp  # noqa: E402
 
 IFRAME = 'iframe[title="streamlit_webrtc.component.webrtc_streamer"]'
 CACHE = Path("/tmp/scribe-bench")
@@ -95,13 +102,27 @@ class Word:
     """Seconds from the start of the WAV."""
 
 
-def build_mic() -> tuple[Path, np.ndarray, str]:
+def spoken(kind: str, k: int) -> tuple[np.ndarray, str]:
+    """Session k's speech and text: espeak-ng voices reading the evaluation turns (rotated by
+    3 turns a session), or real recorded people (`human_speech.meeting(k)`)."""
+    if kind == "human":
+        return human_speech.meeting(k)
+    turns = EVAL_TURNS[3 * k % len(EVAL_TURNS):] + EVAL_TURNS[:3 * k % len(EVAL_TURNS)]
+    return speech.meeting_audio(turns, gap_s=0.9)
+
+
+def padded(audio: np.ndarray) -> np.ndarray:
+    """The WAV's lead and tail of silence around the speech."""
+    return np.concatenate([np.zeros(int(LEAD_S * SAMPLE_RATE), np.float32), audio,
+                           np.zeros(int(TAIL_S * SAMPLE_RATE), np.float32)])
+
+
+def build_mic(kind: str = "espeak") -> tuple[Path, np.ndarray, str]:
     """The fake microphone's 48 kHz WAV (cached), the same audio at 16 kHz, and its text."""
     CACHE.mkdir(parents=True, exist_ok=True)
-    wav48 = CACHE / "live-latency-48k.wav"
-    audio, text = speech.meeting_audio(EVAL_TURNS, gap_s=0.9)
-    pcm = np.concatenate([np.zeros(int(LEAD_S * SAMPLE_RATE), np.float32), audio,
-                          np.zeros(int(TAIL_S * SAMPLE_RATE), np.float32)])
+    wav48 = CACHE / f"live-latency-{kind}-48k.wav"
+    audio, text = spoken(kind, 0)
+    pcm = padded(audio)
     if not wav48.exists():
         write_wav_48k(pcm, wav48)
     return wav48, pcm, text
@@ -132,13 +153,46 @@ def reference_words(pcm: np.ndarray, text: str) -> list[Word]:
     return [Word(word, float(end)) for word, end in zip(spoken, filled)]
 
 
-def start_app(data_dir: Path, partials: bool) -> ScribeApp:
+def start_app(data_dir: Path, partials: bool, redis_url: str | None = None) -> ScribeApp:
     """The real app with its default settings (the caller's SCRIBE_ variables dropped, but for
     SCRIBE_PARTIAL_*, so the partial lane's settings can be varied from the command line)."""
     data_dir.mkdir(parents=True, exist_ok=True)
     varied = {k: v for k, v in os.environ.items() if k.startswith("SCRIBE_PARTIAL_")}
+    if redis_url:
+        varied["SCRIBE_REDIS_URL"] = redis_url
     return ScribeApp(data_dir, data_dir.parent / "app.log", stub=False, inherit=(),
                      **{**varied, "SCRIBE_PARTIALS": "true" if partials else "false"})
+
+
+class Workers:
+    """A redis-server on loopback and one `worker --lanes chunks,partials` (default settings
+    but SCRIBE_PARTIAL_*), both stopped by their pids."""
+
+    def __init__(self, work: Path) -> None:
+        import subprocess
+
+        port = free_port()
+        self.url = f"redis://127.0.0.1:{port}/0"
+        self.redis = start_redis(work, port)
+        env = {k: v for k, v in os.environ.items()
+               if not k.startswith("SCRIBE_") or k.startswith("SCRIBE_PARTIAL_")}
+        env.update({"HF_HUB_OFFLINE": "1", "SCRIBE_LOG_LEVEL": "INFO"})
+        self._log = open(work / "worker.log", "w")
+        self.proc = subprocess.Popen([sys.executable, "-m", "scribe", "worker", "--redis", self.url,
+                                      "--lanes", "chunks,partials"], cwd=ROOT, env=env,
+                                     stdout=self._log, stderr=subprocess.STDOUT)
+
+    def cpu_seconds(self) -> float:
+        return _cpu_seconds(self.proc.pid)
+
+    def stop(self) -> None:
+        for proc in (self.proc, self.redis):
+            proc.terminate()
+            try:
+                proc.wait(20)
+            except Exception:
+                proc.kill()
+        self._log.close()
 
 
 def page_words(page) -> list[str]:
@@ -185,13 +239,11 @@ def _status(page) -> str:
     return values[0] if values else ""
 
 
-def sender_speech(k: int) -> tuple[np.ndarray, str]:
-    """The k-th headless sender's speech (16 kHz, with the WAV's lead and tail) and its text:
-    the evaluation turns rotated, so no two sessions say the same thing at once."""
-    turns = EVAL_TURNS[3 * k % len(EVAL_TURNS):] + EVAL_TURNS[:3 * k % len(EVAL_TURNS)]
-    audio, text = speech.meeting_audio(turns, gap_s=0.9)
-    return np.concatenate([np.zeros(int(LEAD_S * SAMPLE_RATE), np.float32), audio,
-                           np.zeros(int(TAIL_S * SAMPLE_RATE), np.float32)]), text
+def sender_speech(k: int, kind: str = "espeak") -> tuple[np.ndarray, str]:
+    """The k-th headless sender's speech (16 kHz, with the WAV's lead and tail) and its text,
+    unlike every other session's, so no two sessions say the same thing at once."""
+    audio, text = spoken(kind, k)
+    return padded(audio), text
 
 
 async def _send(url: str, pcm16k: np.ndarray, found: dict) -> None:
@@ -329,18 +381,26 @@ def pct(values: list[float], q: float) -> float | None:
 
 
 def run(partials: bool, sessions: int, poll_s: float, wav: Path, pcm: np.ndarray, text: str,
-        reference: list[Word], dump: Path | None = None) -> dict:
+        reference: list[Word], dump: Path | None = None, kind: str = "espeak", workers: bool = False) -> dict:
     import duckdb
 
     work = Path(tempfile.mkdtemp(prefix="scribe-live-latency-"))
     load_before = os.getloadavg()
-    app = start_app(work / "data", partials)
-    senders = [sender_speech(k) for k in range(1, sessions)]
+    pool = Workers(work) if workers else None
+    worker_cpu_s = None
     try:
-        polls, app_cpu_s, found = drive(app, wav, 1, poll_s, pcm.size / SAMPLE_RATE, [a for a, _ in senders])
-        rss = found.pop()
+        app = start_app(work / "data", partials, pool.url if pool else None)
+        senders = [sender_speech(k, kind) for k in range(1, sessions)]
+        try:
+            worker_before = pool.cpu_seconds() if pool else 0.0
+            polls, app_cpu_s, found = drive(app, wav, 1, poll_s, pcm.size / SAMPLE_RATE, [a for a, _ in senders])
+            worker_cpu_s = pool.cpu_seconds() - worker_before if pool else None
+            rss = found.pop()
+        finally:
+            app.stop()
     finally:
-        app.stop()
+        if pool:
+            pool.stop()
     log = app.log()
     frames = first_frames(log)
     db = duckdb.connect(str(work / "data" / "scribe.duckdb"), read_only=True)
@@ -365,7 +425,7 @@ def run(partials: bool, sessions: int, poll_s: float, wav: Path, pcm: np.ndarray
         for name, values in _chunk_parts(db, session_id, reference, wav_start, delta).items():
             lane.setdefault(name, []).extend(values)
         page_delays += _page_delays(db, session_id, samples)
-    for (audio, said), sent in zip(senders, found):
+    for (_audio, said), sent in zip(senders, found):
         sid = sent.get("session")
         if sid is None:
             print("a sender never opened a session", file=sys.stderr)
@@ -389,7 +449,7 @@ def run(partials: bool, sessions: int, poll_s: float, wav: Path, pcm: np.ndarray
     audio_s = db.execute("SELECT sum(duration_ms) / 1000.0 FROM sessions").fetchone()[0] or 0.0
     db.close()
     result = {
-        "partials": partials, "sessions": sessions, "poll_s": poll_s,
+        "partials": partials, "sessions": sessions, "poll_s": poll_s, "speech": kind, "workers": workers,
         "load_before": [round(x, 2) for x in load_before], "load_after": [round(x, 2) for x in os.getloadavg()],
         "words": len(reference), "shown_share": round(float(np.mean(shown)), 3) if shown else None,
         "word_p50_s": pct(latencies, 50), "word_p95_s": pct(latencies, 95),
@@ -403,6 +463,8 @@ def run(partials: bool, sessions: int, poll_s: float, wav: Path, pcm: np.ndarray
         "chunks_not_stored": not_stored, "senders_audio_not_received_s": round(sent_s - float(received_s), 1),
         "received_over_wall": [round(r / w, 3) for r, w in received.values() if w],
         "app_cpu_s_per_audio_s": round(app_cpu_s / audio_s, 3) if audio_s else None,
+        "worker_cpu_s_per_audio_s": (round(worker_cpu_s / audio_s, 3)
+                                     if worker_cpu_s is not None and audio_s else None),
         "app_rss_mb": [round(rss["start_mb"]), round(rss["end_mb"])],
         "chunk_lane": {name: {"p50": pct(v, 50), "p95": pct(v, 95), "n": len(v)} for name, v in lane.items()},
     }
@@ -474,18 +536,26 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--sessions", type=int, action="append", help="simultaneous tabs (repeatable)")
     parser.add_argument("--partials", choices=("on", "off"), action="append", help="repeatable")
+    parser.add_argument("--speech", choices=("espeak", "human"), default="espeak",
+                        help="espeak-ng voices, or real recorded people (benchmarks/human_speech.py)")
+    parser.add_argument("--workers", action="store_true",
+                        help="chunks and partials decoded by a Redis worker beside the app")
     parser.add_argument("--poll", type=float, default=0.3, help="seconds between reads of each tab")
     parser.add_argument("--json", type=Path, help="append each run's result to this file")
     parser.add_argument("--dump", type=Path, help="write every poll, decode and chunk of the last run here (JSON)")
     args = parser.parse_args()
     if not Path(CHROMIUM).exists() or not speech.have_espeak():
         sys.exit("needs /usr/bin/chromium and espeak-ng")
-    wav, pcm, text = build_mic()
+    if args.speech == "human" and not human_speech.available():
+        sys.exit("--speech human needs: apt-get install pocketsphinx-testdata asterisk-core-sounds-en "
+                 "asterisk-core-sounds-en-wav")
+    wav, pcm, text = build_mic(args.speech)
     reference = reference_words(pcm, text)
     print(f"evaluation audio {pcm.size / SAMPLE_RATE:.1f} s, {len(reference)} words", flush=True)
     for sessions in args.sessions or [1]:
         for mode in args.partials or ["on", "off"]:
-            result = run(mode == "on", sessions, args.poll, wav, pcm, text, reference, args.dump)
+            result = run(mode == "on", sessions, args.poll, wav, pcm, text, reference, args.dump,
+                         args.speech, args.workers)
             print(json.dumps(result), flush=True)
             if args.json:
                 with args.json.open("a") as out:

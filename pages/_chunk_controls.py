@@ -17,8 +17,6 @@ from scribe.errors import ScribeError
 from scribe.runtime import Runtime
 from scribe.timelabels import mmss
 
-BACKEND_LABELS = {name: spec.label for name, spec in backends.REGISTRY.items()}
-
 
 def render_chunk_controls(rt: Runtime, session_id: str, can_change: bool = True) -> None:
     """Draw the controls for `session_id` (runs on the Streamlit script thread); a reader
@@ -66,7 +64,7 @@ def _failures(rt: Runtime, session_id: str) -> None:
     st.dataframe([{"chunk": c.seq, "at": f"{mmss(c.start_ms)}-{mmss(c.end_ms)}", "backend": c.backend,
                    "attempts": c.attempts, "error": c.error or ""} for c in report.failed],
                  hide_index=True, width="stretch")
-    label = f"Retry failed chunks ({BACKEND_LABELS.get(rt.transcriber.name, rt.transcriber.name)})"
+    label = f"Retry failed chunks ({backends.label(rt.transcriber.name)})"
     if st.button(label, key=f"retry-failed-{session_id}", icon=":material/refresh:"):
         count = retranscribe.retry_failed(rt, session_id)
         st.success(f"Re-queued {count} chunk(s); the transcript updates as they finish.")
@@ -75,7 +73,7 @@ def _failures(rt: Runtime, session_id: str) -> None:
 def _retranscribe(rt: Runtime, session_id: str, chunks: list[ChunkRow]) -> None:
     choices = retranscribe.backend_choices(rt)
     backend = st.selectbox("Backend", choices, index=min(1, len(choices) - 1),
-                           format_func=lambda name: BACKEND_LABELS.get(name, name),
+                           format_func=backends.label,
                            key=f"retranscribe-backend-{session_id}")
     problem = retranscribe.backend_problem(rt, backend)
     if problem:
@@ -103,4 +101,4 @@ def _run(rt: Runtime, session_id: str, backend: str, seqs: list[int] | None) -> 
     except ScribeError as exc:
         st.error(str(exc))
         return
-    st.success(f"Re-queued {count} chunk(s) for {BACKEND_LABELS.get(backend, backend)}.")
+    st.success(f"Re-queued {count} chunk(s) for {backends.label(backend)}.")

@@ -24,7 +24,7 @@ from streamlit.runtime.scriptrunner import get_script_run_ctx
 
 from scribe import backends
 from scribe.chunking import LIVE_POLICY_NAMES
-from scribe.config import Settings
+from scribe.config import ENV_VARS, Settings
 from scribe.errors import ScribeError
 from scribe.guard import Site, host_of
 from scribe.identity import LOCAL, Principal
@@ -164,17 +164,16 @@ def sidebar() -> Settings:
     base = settings()
     admin = principal().is_admin
     offered = backends.names() if admin else tuple(dict.fromkeys((base.backend, *base.user_backends)))
-    defaults = {"sb_backend": base.backend, "sb_model_local": base.whisper_model,
-                "sb_model_gemini": base.gemini_model, "sb_model_stub": "",
-                "sb_chunk_seconds": float(base.chunk_seconds), "sb_chunk_policy": base.chunk_policy}
+    defaults = {"sb_backend": base.backend, "sb_chunk_seconds": float(base.chunk_seconds),
+                "sb_chunk_policy": base.chunk_policy,
+                **{f"sb_model_{name}": spec.configured_model(base) or "" for name, spec in backends.REGISTRY.items()}}
     for key, value in defaults.items():
         st.session_state.setdefault(key, value)
     if st.session_state["sb_backend"] not in offered:
         st.session_state["sb_backend"] = base.backend
     # Folded away: set once per session, not something every page needs in view.
     with st.sidebar.expander("Settings", icon=":material/tune:"):
-        backend = st.selectbox("Backend", offered, key="sb_backend",
-                               help="local: Whisper on this machine; gemini needs GEMINI_API_KEY")
+        backend = st.selectbox("Backend", offered, key="sb_backend", help=_backend_help())
         model = st.text_input("Model", key=f"sb_model_{backend}",
                               disabled=backends.spec(backend).model_setting is None or not admin,
                               help="local: base, tiny.en or a hub name such as small.en "
@@ -187,6 +186,12 @@ def sidebar() -> Settings:
                               help="pause: cut in a pause near the target; fixed: exact length")
     st.session_state[CHOSEN] = _apply(base, backend, model if admin else "", float(seconds), policy)
     return st.session_state[CHOSEN]
+
+
+def _backend_help() -> str:
+    """The backend picker's help: each backend's label, and the variable it cannot run without."""
+    return "; ".join(f"{name}: {spec.label}" + (f" (needs {ENV_VARS[spec.key_setting]})" if spec.key_setting else "")
+                     for name, spec in backends.REGISTRY.items())
 
 
 def _apply(base: Settings, backend: str, model: str, seconds: float, policy: str) -> Settings:
@@ -250,7 +255,7 @@ def _prepare_models(config: Settings) -> None:
     from scribe import models
     from scribe.final_pass import final_pass_enabled
 
-    if config.backend != "local":
+    if not backends.runs_whisper_here(config.backend):
         return
     wanted = [config.whisper_model] + ([config.final_model] if final_pass_enabled(config) else [])
     for name in dict.fromkeys(wanted):

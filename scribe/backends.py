@@ -51,6 +51,17 @@ class BackendSpec:
     """People may pick it (sidebar, re-transcribe); False for test stand-ins."""
     prices: Mapping[str, Price] = field(default_factory=dict, hash=False)
     """Its models' prices (a metered backend's); `price_for` matches dated variants to their family."""
+    words: str = ""
+    """How the Record page says who transcribes, with `{model}` filled in; empty: its label and model."""
+    whisper_here: bool = False
+    """It runs `scribe.models`' Whisper models in this process: the model is prepared (assembled or
+    downloaded) and warmed before use, decodes SCRIBE_LANGUAGE, is compared with SCRIBE_FINAL_MODEL,
+    and the final pass re-decodes its sessions."""
+    rpm_setting: str | None = None
+    """The Settings field holding its requests-per-minute limit (a hosted API's quota); None: no limit."""
+    bench_threads: int | None = None
+    """Worker threads the load test (`bench`) gives it by default (a call that waits, like the
+    stand-in's, wants many; one that takes a core, few); None: not load-tested."""
 
     def build(self, settings: Settings, *, model: str | None = None, workers: int | None = None,
               progress: Any = None) -> Transcriber:
@@ -87,6 +98,42 @@ def offered() -> tuple[str, ...]:
 
 def metered() -> tuple[str, ...]:
     return tuple(name for name, spec in REGISTRY.items() if spec.metered)
+
+
+def benched() -> tuple[str, ...]:
+    """The backends the load test can run (those with `bench_threads`)."""
+    return tuple(name for name, spec in REGISTRY.items() if spec.bench_threads)
+
+
+def whisper_here() -> str:
+    """The backend that runs Whisper models in this process: the final pass's, and the one a
+    `/v1` request naming another local model is served by."""
+    return next(name for name, spec in REGISTRY.items() if spec.whisper_here)
+
+
+def describe(name: str, model: str) -> str:
+    """How a page says who transcribes: backend `name`'s `words` for `model` (its label and model
+    without words; the bare name for a backend the registry does not know)."""
+    known = REGISTRY.get(name)
+    words = (known.words or known.label + " ({model})") if known else name + " ({model})"
+    return words.format(model=model)
+
+
+def label(name: str) -> str:
+    """How pages name backend `name` (the name itself for one the registry does not know)."""
+    return REGISTRY[name].label if name in REGISTRY else name
+
+
+def requests_per_minute(name: str, settings: Settings) -> int | None:
+    """Backend `name`'s calls-per-minute limit under `settings` (its `rpm_setting`); None for no
+    limit or a name the registry does not know (a test's own transcriber)."""
+    setting = REGISTRY[name].rpm_setting if name in REGISTRY else None
+    return getattr(settings, setting) if setting else None
+
+
+def runs_whisper_here(name: str) -> bool:
+    """Whether backend `name` runs a Whisper model in this process (False for an unknown name)."""
+    return name in REGISTRY and REGISTRY[name].whisper_here
 
 
 def spec(name: str) -> BackendSpec:
@@ -144,7 +191,16 @@ GEMINI_PRICES: dict[str, Price] = {
 The one price table: session costs, summaries and the lab all price through `estimate_cost`."""
 
 
-register(BackendSpec("local", "Local Whisper", "scribe.transcribers.local", model_setting="whisper_model"))
-register(BackendSpec("gemini", "Google Gemini", "scribe.transcribers.gemini", model_setting="gemini_model",
-                     key_setting="gemini_api_key", metered=True, prices=GEMINI_PRICES))
-register(BackendSpec("stub", "Stub (tests)", "scribe.transcribers.stub", model_setting=None, offered=False))
+DEFAULT = register(BackendSpec(
+    "local", "Local Whisper", "scribe.transcribers.local", model_setting="whisper_model",
+    words="Whisper {model}, on this server", whisper_here=True, bench_threads=2)).name
+"""SCRIBE_BACKEND's default: offline, free."""
+GEMINI = register(BackendSpec(
+    "gemini", "Google Gemini", "scribe.transcribers.gemini", model_setting="gemini_model",
+    key_setting="gemini_api_key", metered=True, prices=GEMINI_PRICES, words="Google Gemini ({model})",
+    rpm_setting="gemini_rpm")).name
+"""The hosted backend whose key, model and prices Gemini summaries use too."""
+STAND_IN = register(BackendSpec(
+    "stub", "Stub (tests)", "scribe.transcribers.stub", model_setting=None, offered=False,
+    words="the test stand-in ({model})", bench_threads=32)).name
+"""The latency-shaped stand-in the tests and the load test run."""

@@ -41,6 +41,7 @@ import av
 import numpy as np
 import psutil
 
+from scribe import backends
 from scribe.audio import SAMPLE_RATE, FrameResampler
 from scribe.chunking import Chunk, Chunker, parse_policy, policy_label
 from scribe.config import Settings
@@ -61,10 +62,6 @@ LOOP_SECONDS = 30.0
 
 Progress = Callable[[str], None]
 
-BACKENDS = ("stub", "local")
-"""The backends a load test runs: the stand-in, or the real local model."""
-DEFAULT_CONCURRENCY = {"stub": 32, "local": 2}
-"""Worker threads when none are given: a stub call waits (I/O-like), a local one takes a core."""
 
 
 @dataclass(frozen=True)
@@ -73,11 +70,11 @@ class BenchConfig:
 
     sessions: int = 10
     minutes: float = 1.0
-    backend: str = "stub"
+    backend: str = backends.STAND_IN
     stub_latency: tuple[float, float] = (1.0, 3.0)
     stub_error_rate: float = 0.0
     concurrency: int | None = None
-    """Worker threads; None: `DEFAULT_CONCURRENCY` for the backend (`threads()`)."""
+    """Worker threads; None: the backend's `bench_threads` in the registry (`threads()`)."""
     writers: int = 4
     speed: float = 1.0
     chunk_policy: str = "pause:15"
@@ -93,7 +90,7 @@ class BenchConfig:
         checks = [
             (1 <= self.sessions <= 2000, "--sessions must be between 1 and 2000"),
             (0 < self.minutes <= 24 * 60, "--minutes must be above 0 and at most 1440"),
-            (self.backend in BACKENDS, f"--backend must be {' or '.join(BACKENDS)}"),
+            (self.backend in backends.benched(), f"--backend must be {' or '.join(backends.benched())}"),
             (0 <= self.stub_latency[0] <= self.stub_latency[1] <= 600,
              "--stub-latency must be LO-HI seconds with 0 <= LO <= HI <= 600"),
             (0 <= self.stub_error_rate < 1, "--stub-error-rate must be in [0, 1)"),
@@ -108,7 +105,10 @@ class BenchConfig:
 
     def threads(self) -> int:
         """The worker threads this run uses."""
-        return self.concurrency if self.concurrency is not None else DEFAULT_CONCURRENCY.get(self.backend, 2)
+        if self.concurrency is not None:
+            return self.concurrency
+        spec = backends.REGISTRY.get(self.backend)
+        return (spec.bench_threads if spec else None) or 2
 
     @property
     def mode(self) -> str:
@@ -256,10 +256,11 @@ class FlakyTranscriber:
 
 
 def make_backend(config: BenchConfig) -> Transcriber:
-    if config.backend == "stub":
+    """The stand-in with the run's latency and seed, or the backend built as the app builds it."""
+    if config.backend == backends.STAND_IN:
         backend: Transcriber = StubTranscriber(config.stub_latency, seed=config.seed)
     else:
-        settings = Settings.from_env({}, backend="local", whisper_model=config.whisper_model,
+        settings = Settings.from_env({}, backend=config.backend, whisper_model=config.whisper_model,
                                      max_concurrency=config.threads())
         backend = make_transcriber(settings)
     if config.stub_error_rate > 0:

@@ -26,6 +26,7 @@ from typing import Callable, Sequence
 
 import numpy as np
 
+from scribe import backends
 from scribe.audio import SAMPLE_RATE, read_flac_range
 from scribe.background import RequestThread
 from scribe.config import Settings
@@ -50,13 +51,14 @@ KEPT_LIVE = "kept_live"
 
 
 def final_pass_enabled(settings: Settings) -> bool:
-    """On by default for the local backend, when the final model is not smaller than the live one.
+    """On by default for a backend running Whisper here (`whisper_here` in the registry), when the
+    final model is not smaller than the live one.
 
     Not for Gemini: one long request per meeting costs money and its live chunks
     are already long-context enough. Not with a smaller model than the live one:
     that re-decode measured worse than the live text (BENCHMARKS.md).
     """
-    return (settings.final_pass and settings.backend == "local"
+    return (settings.final_pass and backends.runs_whisper_here(settings.backend)
             and not weaker(settings.final_model, settings.whisper_model))
 
 

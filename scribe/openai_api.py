@@ -35,7 +35,7 @@ from fastapi.responses import (
 from starlette.concurrency import run_in_threadpool
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from scribe import models
+from scribe import backends, models
 from scribe.api import (
     FORM_OVERHEAD_BYTES,
     MB,
@@ -136,7 +136,7 @@ def runtime_for_model(context: ApiContext, name: str | None) -> Runtime:
     if name not in model_ids(runtime.transcriber.model):
         raise OpenAIError(404, f"the model {name!r} does not exist on this server; GET /v1/models lists them",
                           param="model", code="model_not_found")
-    return context.runtime_for("local", name)
+    return context.runtime_for(backends.whisper_here(), name)
 
 
 # -- a transcription request --------------------------------------------------------
@@ -226,7 +226,7 @@ def check_language(request: TranscriptionRequest, runtime: Runtime) -> None:
     if request.language is None:
         return
     served = language_code(runtime)
-    if runtime.transcriber.name == "local" and request.language != served:
+    if backends.runs_whisper_here(runtime.transcriber.name) and request.language != served:
         raise OpenAIError(400, f"this server's model {runtime.transcriber.model} transcribes {served!r} "
                           f"(SCRIBE_LANGUAGE); language {request.language!r} is not served",
                           param="language", code="unsupported_language")

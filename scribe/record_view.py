@@ -10,6 +10,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from scribe import backends
 from scribe.core import ChunkRow, SegmentRow, SessionRow
 from scribe.export import transcript_lines
 from scribe.partials import LaneLoad, PartialText
@@ -26,15 +27,13 @@ API_LIVE_SOURCE = "realtime"
 LATENCY = "text after"
 """The chunk table's latency column: from the chunk's end to its stored text."""
 
-BACKEND_WORDS = {"local": "Whisper {model}, on this server", "gemini": "Google Gemini ({model})",
-                 "stub": "the test stand-in ({model})"}
 POLICY_WORDS = {"pause": "cut at a pause near every {seconds:g} s", "fixed": "cut every {seconds:g} s",
                 "quiet": "cut at the quietest moment near every {seconds:g} s", "whole": "in one piece"}
 
 
 def setup_words(backend: str, model: str, policy: str, seconds: float) -> str:
     """The Record page's one line on how it transcribes, in words rather than setting values."""
-    engine = BACKEND_WORDS.get(backend, backend + " ({model})").format(model=model)
+    engine = backends.describe(backend, model)
     cutting = POLICY_WORDS.get(policy, policy + " {seconds:g} s").format(seconds=seconds)
     return f"Transcribed by {engine}; the audio is {cutting}."
 

@@ -14,9 +14,6 @@ from scribe.errors import ScribeError
 from scribe.gemini_client import KEY_MISSING, KEY_REJECTED
 from scribe.runtime import Runtime
 
-SWITCHABLE = backends.offered()
-"""Backends a person can pick (the registry's `offered`; stub is for tests and benchmarks)."""
-
 
 @dataclass
 class FailureReport:
@@ -37,9 +34,9 @@ def retry_failed(rt: Runtime, session_id: str) -> int:
 
 
 def backend_choices(rt: Runtime) -> list[str]:
-    """Backends to offer, the pipeline's own first."""
+    """Backends to offer (the registry's `offered`: not the test stand-in), the pipeline's own first."""
     current = rt.transcriber.name
-    return [current, *[name for name in SWITCHABLE if name != current]]
+    return [current, *[name for name in backends.offered() if name != current]]
 
 
 def backend_problem(rt: Runtime, name: str) -> str | None:

@@ -10,6 +10,7 @@ import threading
 from dataclasses import dataclass, field
 from typing import Any, Callable, Hashable, Sequence
 
+from scribe import backends
 from scribe.backpressure import Backlog, assess_backlog
 from scribe.config import Settings
 from scribe.final_pass import FinalPass, final_pass_enabled
@@ -182,7 +183,7 @@ def _backend_for(settings: Settings) -> Transcriber:
     from scribe.distributed import RemoteTranscriber, wait_for_redis
 
     wait_for_redis(settings.redis_url)
-    model = settings.gemini_model if settings.backend == "gemini" else settings.whisper_model
+    model = backends.spec(settings.backend).configured_model(settings) or settings.whisper_model
     return RemoteTranscriber(settings.redis_url, backend=settings.backend, model=model,
                              timeout=settings.remote_timeout, broker_wait=settings.broker_wait_seconds)
 
@@ -195,13 +196,14 @@ def final_transcriber(settings: Settings, live: Transcriber | None = None) -> Tr
     """
     if settings.redis_url and live is not None:
         return live
-    return make_transcriber(settings, "local", model=settings.final_model, workers=1)
+    return make_transcriber(settings, backends.whisper_here(), model=settings.final_model, workers=1)
 
 
 def _with_limit(settings: Settings, transcriber: Transcriber) -> Backend:
-    """Metered backends get the requests-per-minute limit (SCRIBE_GEMINI_RPM) as their hook."""
-    if transcriber.name == "gemini":
-        return Backend(transcriber, RateLimit(settings.gemini_rpm, per_seconds=60.0, name="gemini"))
+    """A backend with a requests-per-minute limit (its `rpm_setting`, e.g. SCRIBE_GEMINI_RPM) gets it as its hook."""
+    rpm = backends.requests_per_minute(transcriber.name, settings)
+    if rpm:
+        return Backend(transcriber, RateLimit(rpm, per_seconds=60.0, name=transcriber.name))
     return Backend(transcriber)
 
 
@@ -233,14 +235,14 @@ def _partial_lane(settings: Settings, pipeline: Pipeline) -> Any:
 
 
 def _warm_chunk_lane(transcriber: Transcriber, speech_check: Any) -> None:
-    """One call of the speech check and (local backend only: never a billed call) the model
-    on a second of quiet noise."""
+    """One call of the speech check and (a Whisper model in this process only: never a billed
+    call) the model on a second of quiet noise."""
     import numpy as np
 
     noise = (0.003 * np.random.default_rng(0).standard_normal(16_000)).astype(np.float32)
     if speech_check is not None:
         speech_check(noise)
-    if transcriber.name == "local":
+    if backends.runs_whisper_here(transcriber.name):
         transcriber.transcribe(noise)
 
 

@@ -8,6 +8,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from scribe import backends
 from scribe.config import parse_latency_range
 from scribe.runtime import configure_logging
 
@@ -20,12 +21,13 @@ def register(sub: Any) -> None:
     # Defaults: None here, BenchConfig's (the one source) unless a flag is given.
     p.add_argument("--sessions", type=int, help="concurrent sessions (default 10)")
     p.add_argument("--minutes", type=float, help="audio minutes per session (default 1)")
-    p.add_argument("--backend", choices=["stub", "local"])
+    p.add_argument("--backend", choices=backends.benched())
     p.add_argument("--stub-latency", type=_latency_range, metavar="LO-HI",
                    help="stub seconds per chunk, uniform in LO-HI (default 1-3)")
     p.add_argument("--stub-error-rate", type=float, metavar="P",
                    help="fraction of backend calls that fail with a retryable error (default 0)")
-    p.add_argument("--concurrency", type=int, help="worker threads (default 32 stub, 2 local)")
+    p.add_argument("--concurrency", type=int, help="worker threads (default " + ", ".join(
+        f"{backends.spec(name).bench_threads} {name}" for name in backends.benched()) + ")")
     p.add_argument("--writers", type=int, help="chunk writer threads (default 4)")
     pace = p.add_mutually_exclusive_group()
     pace.add_argument("--realtime", dest="speed", action="store_const", const=1.0,

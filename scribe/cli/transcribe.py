@@ -176,7 +176,7 @@ def _label_speakers(runtime: Runtime, session_id: str, count: int | None) -> Non
 def _warn_if_weaker(settings: Settings) -> None:
     from scribe.models import weaker
 
-    if settings.backend == "local" and weaker(settings.final_model, settings.whisper_model):
+    if backends.runs_whisper_here(settings.backend) and weaker(settings.final_model, settings.whisper_model):
         print(f"warning: the final model {settings.final_model} is smaller than the live model "
               f"{settings.whisper_model}; its re-decode measured worse (the app skips it)", file=sys.stderr)
 

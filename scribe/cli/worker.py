@@ -73,7 +73,7 @@ def _workers(args: argparse.Namespace, settings: Any, url: str, lanes: set[str])
     if "chunks" in lanes:
         from scribe.transcribers import make_transcriber
 
-        rpm = args.rpm or (settings.gemini_rpm if settings.backend == "gemini" else None)
+        rpm = args.rpm or backends.requests_per_minute(settings.backend, settings)
         workers.append(TranscriptionWorker(url, make_transcriber(settings), rpm=rpm, threads=max(1, args.threads)))
     if "partials" in lanes:
         from scribe.transcribers.partial_whisper import WhisperPartialDecoder

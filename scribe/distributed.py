@@ -368,7 +368,8 @@ def _from_pcm16(text: str) -> np.ndarray:
 class RemotePartialDecoder:
     """App side of the partial lane on workers: the lane's batch decoder (`prepare` +
     `decode`). VAD runs here (cheap, and it spares a round trip when nothing new was said);
-    each tick's speech goes out as one message and its words come back on this process's
+    each tick's speech (with each session's prompt and vocabulary, so a worker decodes it as
+    the local lane would) goes out as one message and its words come back on this process's
     own stream. A tick not answered within `max_age_s` is skipped (its sessions get their
     next decode on the next tick); nothing is ever resent."""
 
@@ -381,10 +382,11 @@ class RemotePartialDecoder:
         self.skipped = 0
         """Ticks not answered in time (or lost with a worker)."""
 
-    def prepare(self, audio: np.ndarray, offset_s: float = 0.0, prompt: str = "", times: bool = True):
+    def prepare(self, audio: np.ndarray, offset_s: float = 0.0, prompt: str = "", times: bool = True,
+                vocabulary: str = ""):
         from scribe.transcribers.partial_whisper import prepare_speech
 
-        return prepare_speech(audio, offset_s, prompt, times)
+        return prepare_speech(audio, offset_s, prompt, times, vocabulary)
 
     def decode(self, batch: list) -> list[list]:
         """The words of each piece, from whichever worker took the tick; raises
@@ -396,7 +398,8 @@ class RemotePartialDecoder:
         self._redis.set(PARTIAL_LATEST + self._stream, tick, ex=60)
         self._actor.send({"tick": tick, "reply_to": self._stream, "sent_at": sent, "max_age_s": self.max_age_s,
                           "items": [{"audio": _pcm16(s.audio), "offset_s": s.offset_s, "speech_end_s": s.speech_end_s,
-                                     "prompt": s.prompt, "times": s.times} for s in batch]})
+                                     "prompt": s.prompt, "times": s.times, "vocabulary": s.vocabulary}
+                                    for s in batch]})
         answer = self._await(tick, sent + self.max_age_s + 1.0)
         if answer is None:
             self.skipped += 1
@@ -446,8 +449,8 @@ class PartialWorker(_QueueWorker):
             return
         from scribe.transcribers.partial_whisper import Speech
 
-        speeches = [Speech(_from_pcm16(i["audio"]), i["offset_s"], i["speech_end_s"], i["prompt"], i["times"])
-                    for i in message["items"]]
+        speeches = [Speech(_from_pcm16(i["audio"]), i["offset_s"], i["speech_end_s"], i["prompt"], i["times"],
+                           i.get("vocabulary", "")) for i in message["items"]]
         words = self.decoder.decode(speeches)
         self.decoded += 1
         answer = {"tick": message["tick"], "words": [[[w.text, w.start, w.end] for w in ws] for ws in words],

@@ -275,6 +275,46 @@ def test_partials_on_a_worker_latest_wins_and_stale_requests_are_dropped_never_d
         remote.close()
 
 
+def _lane_text(lane, session_id: str, audio, timeout: float = 60.0) -> str:
+    """The partial text a lane shows for one offer of `audio` (the first decode's)."""
+    lane.offer(session_id, 0, 0, audio)
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        shown = lane.partials(session_id)
+        if shown and shown[0].text:
+            return shown[0].text
+        time.sleep(0.1)
+    raise AssertionError("no partial text")
+
+
+def test_partials_on_a_worker_use_the_session_vocabulary_like_local_ones(redis_url, partial_decoder):
+    """The lane hands each session's terms to its decoder; on workers they travel in the tick
+    message, so a worker's partial spells the rare name as the local lane's does."""
+    import speech
+    from scribe.distributed import PartialWorker, RemotePartialDecoder
+    from scribe.partials import PartialLane
+
+    if not speech.have_espeak():
+        pytest.skip("espeak-ng is not installed")
+    audio = speech.synthesize("Please ask Okonkwo to review the Dramatiq worker change.")
+    terms = {"with": ["Okonkwo", "Dramatiq"], "without": []}
+    remote = RemotePartialDecoder(redis_url, max_age_s=30.0)  # room for a decode on a busy test machine
+    worker = PartialWorker(redis_url, partial_decoder).start()
+    lanes = [PartialLane(decoder, vocabulary=lambda session_id: terms[session_id]).start()
+             for decoder in (remote, partial_decoder)]
+    try:
+        (on_worker, local) = [{sid: _lane_text(lane, sid, audio) for sid in terms} for lane in lanes]
+    finally:
+        for lane in lanes:
+            lane.stop()
+        worker.stop()
+        remote.close()
+    assert worker.decoded >= 2
+    assert on_worker == local, (on_worker, local)
+    assert "Okonkwo" in on_worker["with"] or "Dramatiq" in on_worker["with"]
+    assert "Okonkwo" not in on_worker["without"] and "Dramatiq" not in on_worker["without"]
+
+
 def test_no_partial_worker_means_a_skipped_partial_not_a_wait(redis_url):
     from scribe.distributed import RemotePartialDecoder
     from scribe.transcribers.partial_whisper import Speech

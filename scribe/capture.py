@@ -66,6 +66,8 @@ MEDIA_CONSTRAINTS: dict[str, Any] = {
 STALL_SECONDS = 10.0
 """No frame for this long on a started capture: the browser is gone; end it `interrupted`."""
 FIRST_FRAME_SECONDS = 30.0
+RESUME_WAIT_SECONDS = 20.0
+"""Continue waits this long for the session's last chunks to be stored before it gives up."""
 """A connection that never delivers a first frame is given up after this long."""
 LEVEL_FRAMES = 25
 """The level meter averages this many recent frames (~0.5 s of 20 ms frames)."""
@@ -317,8 +319,13 @@ class LiveRegistry:
 
         Called as the `audio_processor_factory`, on the process_offer thread.
         Raises SessionLimitError past `max_sessions`; running sessions are untouched.
-        Resuming needs the right to change that session (`scribe.access`).
+        Resuming needs the right to change that session (`scribe.access`), and waits (at most
+        RESUME_WAIT_SECONDS) until the session's last chunks and its end are stored: its next seq
+        and start are read from storage, and a chunk still on its way would be given again.
         """
+        if resume_id is not None and not pipeline.flush_intake(RESUME_WAIT_SECONDS, resume_id):
+            raise ScribeError(f"the end of session {resume_id} is still being stored (the disk is slow); "
+                              "try Continue again in a moment")
         with self._lock:
             if len(self._live) >= self.max_sessions:
                 raise SessionLimitError(

@@ -17,6 +17,24 @@ from typing import Any, Sequence
 
 
 # -- what a backend returns ---------------------------------------------------
+@dataclass(frozen=True)
+class Word:
+    """One recognised word and when it was said, in seconds. `text` is as the model wrote
+    it (Whisper's words carry their leading space), so joining a segment's words gives its text."""
+
+    start: float
+    end: float
+    text: str
+
+    def shifted(self, seconds: float) -> "Word":
+        return Word(max(0.0, self.start + seconds), max(0.0, self.end + seconds), self.text)
+
+
+def words_text(words: Sequence[Word]) -> str:
+    """The text the words spell, spaced as the model wrote them."""
+    return "".join(w.text for w in words).strip()
+
+
 @dataclass
 class Segment:
     """One piece of recognised speech. Times are seconds from the start of the audio given."""
@@ -30,6 +48,13 @@ class Segment:
     no_speech_prob: float | None = None
     flags: list[str] = field(default_factory=list)
     """Doubts about this segment (e.g. `clamped`, `low_confidence`, `hallucination`)."""
+    words: list[Word] = field(default_factory=list)
+    """Its words with their times, where the backend gives them (local Whisper; not Gemini)."""
+
+    def shift(self, seconds: float) -> None:
+        """Move the segment and its words by `seconds` (never before 0)."""
+        self.start, self.end = max(0.0, self.start + seconds), max(0.0, self.end + seconds)
+        self.words = [w.shifted(seconds) for w in self.words]
 
 
 @dataclass
@@ -122,6 +147,9 @@ class SegmentRow:
     """The session's speaker (speakers table); reads put that speaker's name in `speaker`."""
     machine_text: str | None = None
     """What the backend wrote, when a person corrected `text` (None: `text` is the machine's)."""
+    words: list[Word] = field(default_factory=list)
+    """The machine's words with their times in seconds of the session (empty when the backend
+    gave none); stored in `segments.words`. A person's correction does not change them."""
 
     @property
     def edited(self) -> bool:

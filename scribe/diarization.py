@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import logging
 import time
+from dataclasses import replace
 from pathlib import Path
 from typing import Callable
 
@@ -28,7 +29,7 @@ from scribe import speakers as sp
 from scribe import voices
 from scribe.audio import SAMPLE_RATE, read_flac
 from scribe.background import RequestThread
-from scribe.core import FINAL, LIVE, SegmentRow, SpeakerRow
+from scribe.core import FINAL, LIVE, SegmentRow, SpeakerRow, Word, words_text
 from scribe.core import default_speaker_name as default_name
 from scribe.errors import AudioDecodeError, NotFoundError, ScribeError
 from scribe.storage import Storage
@@ -36,14 +37,87 @@ from scribe.storage import Storage
 log = logging.getLogger("scribe.diarization")
 
 Assignment = tuple[str, int, int, "int | None"]
+Line = tuple[SegmentRow, "int | None"]
+"""A line to store and the speaker (voice index or id) who says it."""
 
-
+MIN_TURN_WORDS = 2
+"""Fewer words than this between two cuts are not a turn of their own: the labels blur over
+~0.4 s at a change, so one word there takes the speaker of its neighbours."""
 
 
 def label_segments(segments: list[SegmentRow], labels: np.ndarray, *, offset_ms: int = 0) -> list[Assignment]:
     """(transcript, seq, idx, speaker id) for each segment, by the frames it overlaps."""
     return [(s.transcript, s.seq, s.idx, sp.speaker_for_span(labels, s.start_ms, s.end_ms, offset_ms=offset_ms))
             for s in segments]
+
+
+def cut_at_speaker_changes(segments: list[SegmentRow], labels: np.ndarray, *,
+                           offset_ms: int = 0) -> tuple[list[Line], bool]:
+    """Each segment as lines of one speaker: a segment whose words change speaker is cut
+    between those words. Segments without word times (Gemini) or with a person's correction
+    stay whole and take the speaker they overlap most. Returns the lines (each cut piece keeps
+    its segment's `idx`) and whether anything was cut."""
+    lines: list[Line] = []
+    for seg in segments:
+        runs = _speaker_runs(seg, labels, offset_ms)
+        if len(runs) < 2:
+            lines.append((seg, sp.speaker_for_span(labels, seg.start_ms, seg.end_ms, offset_ms=offset_ms)))
+            continue
+        for n, (voice, words) in enumerate(runs):
+            start = seg.start_ms if n == 0 else max(seg.start_ms, _ms(words[0].start))
+            end = seg.end_ms if n == len(runs) - 1 else min(seg.end_ms, max(start, _ms(words[-1].end)))
+            lines.append((replace(seg, start_ms=start, end_ms=end, text=words_text(words), words=list(words)),
+                          voice))
+    return lines, len(lines) > len(segments)
+
+
+def _speaker_runs(seg: SegmentRow, labels: np.ndarray, offset_ms: int) -> list[tuple[int | None, list[Word]]]:
+    """The segment's words grouped into runs of one speaker; runs shorter than MIN_TURN_WORDS
+    join the longer neighbour. One run (or none) when it cannot or need not be cut."""
+    if seg.edited or not seg.words or words_text(seg.words).split() != seg.text.split():
+        return []
+    runs: list[tuple[int | None, list[Word]]] = []
+    for word in seg.words:
+        voice = sp.speaker_for_span(labels, _ms(word.start), _ms(word.end), offset_ms=offset_ms)
+        if runs and (voice is None or voice == runs[-1][0]):
+            runs[-1][1].append(word)
+        else:
+            runs.append((voice, [word]))
+    while len(runs) > 1:
+        n = min(range(len(runs)), key=lambda i: len(runs[i][1]))
+        if len(runs[n][1]) >= MIN_TURN_WORDS and runs[0][0] is not None:
+            break
+        if runs[0][0] is None:
+            n = 0
+        into = n - 1 if n == len(runs) - 1 or (n > 0 and len(runs[n - 1][1]) >= len(runs[n + 1][1])) else n + 1
+        merged = runs[min(n, into)][1] + runs[max(n, into)][1]
+        runs[min(n, into):max(n, into) + 1] = [(runs[into][0], merged)]
+        runs = _join_same(runs)
+    return runs
+
+
+def _join_same(runs: list[tuple[int | None, list[Word]]]) -> list[tuple[int | None, list[Word]]]:
+    out: list[tuple[int | None, list[Word]]] = []
+    for voice, words in runs:
+        if out and out[-1][0] == voice:
+            out[-1] = (voice, out[-1][1] + words)
+        else:
+            out.append((voice, list(words)))
+    return out
+
+
+def _ms(seconds: float) -> int:
+    return int(round(seconds * 1000))
+
+
+def _apply(lines: list[Line], ids: "np.ndarray | list[int | None]") -> tuple[list[Assignment], list[SegmentRow]]:
+    """Lines labelled with voice indexes -> (assignments by segment, the lines with speaker ids)."""
+    labelled = [replace(row, speaker_id=None if v is None else _int_or_none(ids[v])) for row, v in lines]
+    return [(r.transcript, r.seq, r.idx, r.speaker_id) for r in labelled], labelled
+
+
+def _int_or_none(value) -> int | None:
+    return None if value is None or value < 0 else int(value)
 
 
 # -- live -------------------------------------------------------------------------------
@@ -66,15 +140,25 @@ def label_chunk(storage: Storage, session_id: str, seq: int, *, max_speakers: in
     picks = sp.assign_online(windows.embeddings, windows.seconds, centroids, weights,
                              max_speakers=expected or max_speakers)
     # Lines take a voice by index first; voices are numbered once we know who spoke a line.
-    by_index = label_segments(segments, sp.frame_labels(windows, np.array(picks)), offset_ms=chunk.start_ms)
-    numbered = _number_new_voices(ids, len(centroids), [v for *_, v in by_index])
-    assignments = [(t, seq_, idx, None if v is None else numbered[v]) for t, seq_, idx, v in by_index]
+    lines, was_cut = cut_at_speaker_changes(segments, sp.frame_labels(windows, np.array(picks)),
+                                            offset_ms=chunk.start_ms)
+    numbered = _number_new_voices(ids, len(centroids), [v for _, v in lines])
+    assignments, labelled = _apply(lines, numbered)
     names = {s.id: s.name for s in known}
     rows = [SpeakerRow(session_id, sid, names.get(sid, default_name(sid)), list(map(float, c)), w)
             for sid, c, w in zip(numbered, centroids, weights) if sid is not None]
-    storage.save_speakers(session_id, rows, assignments, stage=LIVE)
+    storage.save_speakers(session_id, rows, _whole(assignments) if was_cut else assignments, stage=LIVE,
+                          cut=labelled if was_cut else ())
     voices.recognise(storage, session_id)
     return assignments
+
+
+def _whole(assignments: list[Assignment]) -> list[Assignment]:
+    """Per segment, the speaker of its first line: what stays when a cut cannot be stored."""
+    seen: dict[tuple[str, int, int], int | None] = {}
+    for t, seq, idx, v in assignments:
+        seen.setdefault((t, seq, idx), v)
+    return [(t, seq, idx, v) for (t, seq, idx), v in seen.items()]
 
 
 def _number_new_voices(known_ids: list[int], n_voices: int, spoken: list[int | None]) -> list[int | None]:
@@ -126,11 +210,25 @@ def relabel_session(storage: Storage, session_id: str, *, n_speakers: int | None
     id_of = np.array(ids or [0])
     by_id = np.where(frames >= 0, id_of[np.clip(frames, 0, None)], -1)
     assignments = label_segments(segments, by_id)
-    storage.save_speakers(session_id, rows, assignments, stage=FINAL, replace_all=True)
+    cut = [row for chunk in _by_chunk(segments) for row in _cut_chunk(chunk, by_id)]
+    storage.save_speakers(session_id, rows, assignments, stage=FINAL, replace_all=True, cut=cut)
     voices.recognise(storage, session_id)
     log.info("session=%s speakers: %d voices over %.1f s", session_id, len(rows),
              windows.speech.size * sp.FRAME_MS / 1000)
     return rows
+
+
+def _by_chunk(segments: list[SegmentRow]) -> list[list[SegmentRow]]:
+    chunks: dict[tuple[str, int], list[SegmentRow]] = {}
+    for seg in segments:
+        chunks.setdefault((seg.transcript, seg.seq), []).append(seg)
+    return list(chunks.values())
+
+
+def _cut_chunk(segments: list[SegmentRow], by_id: np.ndarray) -> list[SegmentRow]:
+    """One chunk's lines with speaker ids when a segment in it was cut; else none."""
+    lines, was_cut = cut_at_speaker_changes(segments, by_id)
+    return [replace(row, speaker_id=v) for row, v in lines] if was_cut else []
 
 
 def session_windows(storage: Storage, session_id: str, encoder: sp.VoiceEncoder | None = None) -> sp.Windows:

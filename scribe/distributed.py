@@ -39,7 +39,7 @@ from typing import Any, Callable, Self, Sequence
 import numpy as np
 
 from scribe.audio import encode_bytes
-from scribe.core import Segment, Transcription, Usage
+from scribe.core import Segment, Transcription, Usage, Word
 from scribe.errors import BackendUnavailableError, TranscriptionError
 from scribe.transcribers.base import Transcriber, call_transcriber
 
@@ -86,7 +86,7 @@ def declare_actor(broker, handler: Callable[[dict], None]):
 
 
 def _segments_from_json(items: list[dict]) -> list[Segment]:
-    return [Segment(**item) for item in items]
+    return [Segment(**{**item, "words": [Word(**w) for w in item.get("words", ())]}) for item in items]
 
 
 def _transport_errors() -> tuple[type[BaseException], ...]:

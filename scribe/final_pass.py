@@ -205,7 +205,7 @@ def _decode_window(transcriber: Transcriber, chunks: Sequence[ChunkRow], start: 
         segments = segment_filter(segments, audio)
     offset = start / SAMPLE_RATE
     for seg in segments:
-        seg.start, seg.end = seg.start + offset, seg.end + offset
+        seg.shift(offset)
     return segments
 
 
@@ -231,7 +231,8 @@ def _mean_confidence(spans: list[tuple[float, float | None]]) -> float | None:
 def _live_as_segment(row: SegmentRow) -> Segment:
     flags = list(row.flags) + ([KEPT_LIVE] if KEPT_LIVE not in row.flags else [])
     return Segment(row.start_ms / 1000, row.end_ms / 1000, row.text, speaker=row.speaker,
-                   confidence=row.confidence, no_speech_prob=row.no_speech_prob, flags=flags)
+                   confidence=row.confidence, no_speech_prob=row.no_speech_prob, flags=flags,
+                   words=list(row.words))
 
 
 def _file_under_chunks(session_id: str, chunks: Sequence[ChunkRow], segments: list[Segment],

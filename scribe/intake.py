@@ -292,8 +292,13 @@ class Intake:
         except Exception:  # a failed bookkeeping step must not stop chunk intake
             log.exception("writer step %r failed", step)
 
-    def flush_intake(self, timeout: float = 30.0) -> bool:
-        """Wait until every chunk given to `submit_nowait` is durable."""
+    def flush_intake(self, timeout: float = 30.0, session_id: str | None = None) -> bool:
+        """Wait until every chunk given to `submit_nowait` is durable (with `session_id`: that
+        session's chunks and the steps queued after them, e.g. its end). False on timeout."""
+        if session_id is not None:
+            reached = threading.Event()
+            self.call_after_intake(reached.set, session_id)
+            return reached.wait(timeout)
         deadline = time.monotonic() + timeout
         while self._intake.unfinished() and time.monotonic() < deadline:
             time.sleep(0.01)

@@ -76,6 +76,6 @@ def keep_own_segments(segments: list[Segment], offset_s: float) -> list[Segment]
     for seg in segments:
         if (seg.start + seg.end) / 2 < offset_s:
             continue
-        seg.start, seg.end = max(0.0, seg.start - offset_s), max(0.0, seg.end - offset_s)
+        seg.shift(-offset_s)
         kept.append(seg)
     return kept

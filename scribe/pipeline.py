@@ -190,9 +190,9 @@ class Pipeline:
         """Run `step` once earlier chunks are durable (`Intake.call_after_intake`)."""
         self.intake.call_after_intake(step, session_id)
 
-    def flush_intake(self, timeout: float = 30.0) -> bool:
-        """Wait until every chunk given to `submit_nowait` is durable."""
-        return self.intake.flush_intake(timeout)
+    def flush_intake(self, timeout: float = 30.0, session_id: str | None = None) -> bool:
+        """Wait until chunks given to `submit_nowait` (all, or one session's) are durable."""
+        return self.intake.flush_intake(timeout, session_id)
 
     def adopt_orphan_audio(self, session_ids: Sequence[str] | None = None) -> int:
         """Store rows of chunk files written before a crash (`Intake.adopt_orphan_audio`)."""

@@ -348,3 +348,28 @@ def test_ice_candidates_with_client_addresses_are_logged_at_debug_only(level):
     with_address = [r for r in handler.records if "203.0.113.7" in r.getMessage()]
     assert all(r.levelno == logging.DEBUG for r in with_address), [(r.levelname, r.getMessage()) for r in with_address]
     assert bool(with_address) == (level == "DEBUG")
+
+
+def test_continue_while_the_last_chunk_is_still_being_stored_neither_reuses_nor_drops_it(
+        registry, storage, pipeline):
+    """Stop, then Continue at once while the writer still holds the last chunk and the session's
+    end (a slow disk): the resumed audio follows that chunk (no seq given twice, no audio lost or
+    stored over the same time) and the session's delayed end does not mark the recording stopped."""
+    first = open_capture(registry, storage, pipeline)
+    feed(first, frames(7.0))
+    slow_disk = threading.Event()
+    pipeline.call_after_intake(slow_disk.wait, first.session_id)  # the session's writer is busy
+    first.on_ended()  # the last 2 s chunk and the end wait behind it
+    threading.Timer(0.5, slow_disk.set).start()
+    resumed = open_capture(registry, storage, pipeline, resume_id=first.session_id)
+    feed(resumed, frames(6.0), seed=1)
+    assert pipeline.flush_intake(10)
+    assert storage.get_session(first.session_id).status == "recording"
+    resumed.request_stop()
+    resumed.on_ended()
+    settle(pipeline)
+    chunks = storage.list_chunks(first.session_id)
+    assert [c.seq for c in chunks] == [0, 1, 2, 3]
+    assert_contiguous(chunks)
+    assert chunks[-1].end_ms == 13_000
+    wait_status(storage, first.session_id, "done")

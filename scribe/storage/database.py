@@ -54,9 +54,7 @@ class Database:
             cur.execute("COMMIT")
 
     def _rows(self, sql: str, params: Sequence[Any] = ()) -> list[dict[str, Any]]:
-        cur = self.cursor().execute(sql, params)
-        names = [d[0] for d in cur.description]
-        return [dict(zip(names, row)) for row in cur.fetchall()]
+        return dict_rows(self.cursor().execute(sql, params))
 
     def _scalar(self, sql: str, params: Sequence[Any] = ()) -> Any:
         row = self.cursor().execute(sql, params).fetchone()
@@ -96,3 +94,9 @@ def _filters(members: Sequence[tuple[str, Sequence[Any]]], time_column: str, sin
             clauses.append(f"{time_column} {op} ?")
             params.append(bound)
     return clauses, params
+
+
+def dict_rows(cur: duckdb.DuckDBPyConnection) -> list[dict[str, Any]]:
+    """The rows of an executed query as dicts by column name."""
+    names = [d[0] for d in cur.description]
+    return [dict(zip(names, row)) for row in cur.fetchall()]

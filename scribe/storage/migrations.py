@@ -164,6 +164,12 @@ def _m_accounts(cur: duckdb.DuckDBPyConnection) -> None:
     cur.execute('CREATE INDEX audit_log_by_time ON audit_log ("at")')
 
 
+def _m_segment_words(cur: duckdb.DuckDBPyConnection) -> None:
+    """Each segment's words with their times (JSON [[start_ms, end_ms, text], ...] in session
+    time), where the backend gives them: lines are cut at speaker changes between words."""
+    cur.execute("ALTER TABLE segments ADD COLUMN words VARCHAR")
+
+
 MIGRATIONS: list[tuple[str, Callable[[duckdb.DuckDBPyConnection], None]]] = [
     ("initial schema", _m1_initial),
     ("chunks.skip_reason", _m_chunk_skip_reason),
@@ -174,5 +180,6 @@ MIGRATIONS: list[tuple[str, Callable[[duckdb.DuckDBPyConnection], None]]] = [
     ("segment edits", _m_segment_edits),
     ("team memory", _m_team_memory),
     ("accounts, ownership and sharing", _m_accounts),
+    ("segments.words", _m_segment_words),
 ]
 """Ordered; the position (1-based) is the version recorded in `schema_version`."""

@@ -6,15 +6,16 @@ from __future__ import annotations
 
 import json
 import time
+from dataclasses import replace
 from typing import Any, Sequence
 
 import duckdb
 
 from scribe.access import readable_sql
-from scribe.core import LIVE, Segment, SegmentRow
+from scribe.core import LIVE, Segment, SegmentRow, Word
 from scribe.errors import NotFoundError, ScribeError
 from scribe.identity import Principal
-from scribe.storage.database import Database, _in_clause
+from scribe.storage.database import Database, _in_clause, dict_rows
 
 SPEAKER_JOIN = "LEFT JOIN speakers sp ON sp.session_id = g.session_id AND sp.id = g.speaker_id"
 SPEAKER_NAME = "coalesce(sp.name, g.speaker)"
@@ -137,18 +138,66 @@ class SegmentQueries(Database):
 def _segment_row(row: dict[str, Any]) -> SegmentRow:
     row = dict(row)
     row["flags"] = json.loads(row["flags"]) if row.get("flags") else []
+    row["words"] = words_from_json(row.get("words"))
     return SegmentRow(**row)
+
+
+def words_to_json(words: Sequence[Word]) -> str | None:
+    """`segments.words`: [[start_ms, end_ms, text], ...] in session time; NULL when none."""
+    if not words:
+        return None
+    return json.dumps([[int(round(w.start * 1000)), int(round(w.end * 1000)), w.text] for w in words])
+
+
+def words_from_json(stored: str | None) -> list[Word]:
+    """The words of a stored segment, times in seconds of the session."""
+    return [Word(start / 1000, end / 1000, text) for start, end, text in json.loads(stored)] if stored else []
+
+
+def replace_chunk_lines(cur: duckdb.DuckDBPyConnection, session_id: str, lines: Sequence[SegmentRow]) -> bool:
+    """Rewrite one chunk's segments of one transcript as `lines`, in order, after some were
+    cut where the speaker changes: each line carries the `idx` of the segment it came from and
+    is renumbered 0..n-1, and a person's correction moves with its segment.
+
+    Writes nothing and returns False when the stored segments are no longer the ones the
+    lines came from (re-transcribed meanwhile), or when an edited segment would be cut: a
+    person's text is never split by guesswork."""
+    transcript, seq = lines[0].transcript, lines[0].seq
+    key = [session_id, transcript, seq]
+    stored = {r["idx"]: _segment_row(r) for r in dict_rows(cur.execute(
+        "SELECT * FROM segments WHERE session_id = ? AND transcript = ? AND seq = ?", key))}
+    sources = [line.idx for line in lines]
+    if set(stored) != set(sources) or any(
+            [w for line in lines if line.idx == idx for w in line.words] != row.words
+            for idx, row in stored.items() if sources.count(idx) > 1):
+        return False
+    edits = cur.execute("""SELECT idx, text, edited_at FROM segment_edits WHERE session_id = ?
+        AND transcript = ? AND seq = ?""", key).fetchall()
+    if any(sources.count(idx) > 1 for idx, *_ in edits):
+        return False
+    new_idx = {idx: n for n, idx in reversed(list(enumerate(sources)))}
+    rows = [replace(stored[line.idx], idx=n, speaker_id=line.speaker_id) if sources.count(line.idx) == 1
+            else replace(stored[line.idx], idx=n, speaker_id=line.speaker_id, start_ms=line.start_ms,
+                         end_ms=line.end_ms, text=line.text, words=list(line.words))
+            for n, line in enumerate(lines)]
+    cur.execute("DELETE FROM segments WHERE session_id = ? AND transcript = ? AND seq = ?", key)
+    cur.execute("DELETE FROM segment_edits WHERE session_id = ? AND transcript = ? AND seq = ?", key)
+    _insert_segments(cur, rows)
+    if edits:
+        cur.executemany("""INSERT INTO segment_edits (session_id, transcript, seq, idx, text, edited_at)
+            VALUES (?, ?, ?, ?, ?, ?)""", [[*key, new_idx[idx], text, at] for idx, text, at in edits])
+    return True
 
 
 def _insert_segments(cur: duckdb.DuckDBPyConnection, segments: Sequence[SegmentRow]) -> None:
     if not segments:
         return
     cur.executemany("""INSERT INTO segments (session_id, transcript, seq, idx, start_ms, end_ms,
-        text, speaker, confidence, no_speech_prob, flags, speaker_id)
-        VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)""",
+        text, speaker, confidence, no_speech_prob, flags, speaker_id, words)
+        VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)""",
                     [[s.session_id, s.transcript, s.seq, s.idx, s.start_ms, s.end_ms, s.text,
                       s.speaker, s.confidence, s.no_speech_prob, json.dumps(s.flags) if s.flags else None,
-                      s.speaker_id]
+                      s.speaker_id, words_to_json(s.words)]
                      for s in segments])
 
 
@@ -157,6 +206,8 @@ def segments_from_backend(session_id: str, seq: int, chunk_start_ms: int,
                           transcript: str = LIVE) -> list[SegmentRow]:
     """Backend segments (times relative to the chunk) as rows in absolute session time."""
     rows = []
+    chunk_start_s = chunk_start_ms / 1000
+    chunk_end_s = None if chunk_end_ms is None else chunk_end_ms / 1000
     for idx, seg in enumerate(segments):
         start = chunk_start_ms + int(round(seg.start * 1000))
         end = max(start, chunk_start_ms + int(round(seg.end * 1000)))
@@ -165,5 +216,13 @@ def segments_from_backend(session_id: str, seq: int, chunk_start_ms: int,
         rows.append(SegmentRow(session_id=session_id, seq=seq, idx=idx, start_ms=start, end_ms=end,
                                text=seg.text, speaker=seg.speaker, confidence=seg.confidence,
                                no_speech_prob=seg.no_speech_prob, flags=list(seg.flags),
-                               transcript=transcript))
+                               transcript=transcript, words=_in_session_time(seg.words, chunk_start_s,
+                                                                             chunk_end_s)))
     return rows
+
+
+def _in_session_time(words: Sequence[Word], chunk_start_s: float, chunk_end_s: float | None) -> list[Word]:
+    moved = [w.shifted(chunk_start_s) for w in words]
+    if chunk_end_s is None:
+        return moved
+    return [Word(min(w.start, chunk_end_s), min(w.end, chunk_end_s), w.text) for w in moved]

@@ -9,7 +9,7 @@ from typing import Any, Sequence
 from scribe.core import LIVE, SegmentRow, SpeakerRow
 from scribe.errors import NotFoundError, ScribeError
 from scribe.storage.database import Database
-from scribe.storage.segments import SPEAKER_JOIN, SPEAKER_NAME, _segment_row
+from scribe.storage.segments import SPEAKER_JOIN, SPEAKER_NAME, _segment_row, replace_chunk_lines
 
 MAX_EXPECTED_SPEAKERS = 20
 """The most people a user can say a meeting has (the page, the CLI and the API check it here)."""
@@ -55,11 +55,13 @@ class SpeakerQueries(Database):
 
     def save_speakers(self, session_id: str, speakers: Sequence[SpeakerRow],
                       assignments: Sequence[tuple[str, int, int, int | None]], *,
-                      stage: str, replace_all: bool = False) -> None:
+                      stage: str, replace_all: bool = False, cut: Sequence[SegmentRow] = ()) -> None:
         """Upsert speakers and set segments' speaker ids, in one transaction.
 
         `assignments` are (transcript, seq, idx, speaker_id). With `replace_all` the
-        session's speakers not in `speakers` are removed (a re-clustering).
+        session's speakers not in `speakers` are removed (a re-clustering). `cut`: the lines
+        of chunks where a segment was cut at a speaker change (`replace_chunk_lines`); a
+        chunk whose segments changed meanwhile keeps its `assignments` instead.
         """
         with self.transaction() as cur:
             if replace_all:
@@ -75,6 +77,11 @@ class SpeakerQueries(Database):
                 cur.executemany("""UPDATE segments SET speaker_id = ? WHERE session_id = ?
                     AND transcript = ? AND seq = ? AND idx = ?""",
                                 [[sid, session_id, t, seq, idx] for t, seq, idx, sid in assignments])
+            chunks: dict[tuple[str, int], list[SegmentRow]] = {}
+            for line in cut:
+                chunks.setdefault((line.transcript, line.seq), []).append(line)
+            for lines in chunks.values():
+                replace_chunk_lines(cur, session_id, lines)
             cur.execute("""INSERT INTO diarization (session_id, stage, updated_at) VALUES (?, ?, ?)
                 ON CONFLICT (session_id) DO UPDATE SET stage = excluded.stage,
                 updated_at = excluded.updated_at""", [session_id, stage, time.time()])

@@ -15,7 +15,7 @@ from typing import Any, Sequence
 
 import numpy as np
 
-from scribe.core import Segment, Transcription
+from scribe.core import Segment, Transcription, Word
 from scribe.errors import BackendUnavailableError, ModelNotFoundError
 from scribe.models import BASE, BUNDLED, HUB_LISTED, Progress, model_folder
 from scribe.vocabulary import whisper_prompt
@@ -81,7 +81,8 @@ class LocalWhisperTranscriber:
 
     def __init__(self, model: str = BUNDLED_MODEL, *, compute_type: str = "int8",
                  threads: int = 0, workers: int = 1, vad_filter: bool = True, language: str = "en",
-                 model_dir: Path | None = None, progress: Progress | None = None) -> None:
+                 model_dir: Path | None = None, progress: Progress | None = None,
+                 word_times: bool = True) -> None:
         self.model = model
         self._whisper = load_model(model, compute_type=compute_type, threads=threads, workers=workers,
                                    model_dir=model_dir, progress=progress)
@@ -90,6 +91,9 @@ class LocalWhisperTranscriber:
         # misfires on short or noisy chunks.
         self.language = "en" if english_only else language
         self.vad_filter = vad_filter
+        self.word_times = word_times
+        """Ask for each word's time (cross-attention alignment): lines are cut where the
+        speaker changes between words, and the API serves them (BENCHMARKS.md for the cost)."""
 
     def transcribe(self, audio: np.ndarray, *, vocabulary: Sequence[str] = ()) -> Transcription:
         """Runs on a worker thread. Forces the lazy generator before returning; costs no tokens."""
@@ -99,6 +103,7 @@ class LocalWhisperTranscriber:
             language=self.language,
             vad_filter=self.vad_filter,
             condition_on_previous_text=False,
+            word_timestamps=self.word_times,
             **vocabulary_options(vocabulary),
         )
         return Transcription([_to_segment(s) for s in list(segments) if s.text.strip()])
@@ -121,6 +126,8 @@ def _to_segment(whisper_segment: Any) -> Segment:
         text=whisper_segment.text.strip(),
         confidence=round(math.exp(whisper_segment.avg_logprob), 4),
         no_speech_prob=round(float(whisper_segment.no_speech_prob), 4),
+        words=[Word(round(float(w.start), 3), round(float(w.end), 3), w.word)
+               for w in (whisper_segment.words or ())],
     )
 
 

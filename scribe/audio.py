@@ -55,6 +55,11 @@ class FrameResampler:
             out = batch if out.size == 0 else np.concatenate((out, batch))
         return out
 
+    @property
+    def held_seconds(self) -> float:
+        """Audio pushed but not yet returned (the batch being gathered), in seconds."""
+        return self._pending_samples / self._shape[2] if self._shape else 0.0
+
     def flush(self) -> np.ndarray:
         """Everything still held (the partial batch and the filter's tail)."""
         held = self._drain()  # before the filter is flushed: its frames go in first

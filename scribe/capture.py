@@ -93,6 +93,8 @@ class LiveStats:
     """Position in session time (includes earlier parts of a resumed session)."""
     level_dbfs: float
     buffered_seconds: float
+    """Audio received that is in no chunk yet (the open chunk and the resampler's batch):
+    what a commit would close now."""
     chunks_submitted: int
     ended: bool
 
@@ -277,7 +279,7 @@ class LiveCapture:
                 session_id=self.session_id, frames=self.frames,
                 received_seconds=self.received_seconds, wall_seconds=self._wall_seconds(),
                 session_seconds=self._chunker.position / SAMPLE_RATE, level_dbfs=self.level_dbfs(),
-                buffered_seconds=self._chunker.buffered_samples / SAMPLE_RATE,
+                buffered_seconds=self._chunker.buffered_samples / SAMPLE_RATE + self._resampler.held_seconds,
                 chunks_submitted=self.chunks_submitted, ended=self.end_status is not None)
 
     def level_dbfs(self) -> float:

@@ -25,6 +25,7 @@ from __future__ import annotations
 import asyncio
 import base64
 import binascii
+import contextlib
 import json
 import logging
 import threading
@@ -220,7 +221,6 @@ class _State:
     seen_seq: int = 0
     """Chunks below this seq were announced as committed."""
     samples: int = 0
-    uncommitted: int = 0
     sent_words: dict[int, list[str]] = field(default_factory=dict)
     stop_requested: bool = False
 
@@ -239,9 +239,15 @@ class RealtimeSocket:
         self.resume_id = ws.query_params.get("session") or None
 
     async def send(self, event: dict[str, Any]) -> None:
+        """Send one event; a client that already left is not an error here: the receive loop
+        hears its close (and its close code) in order, after the events it sent before."""
         async with self._send_lock:
-            if self.ws.application_state == WebSocketState.CONNECTED:
+            if self.ws.application_state != WebSocketState.CONNECTED:
+                return
+            try:
                 await self.ws.send_text(json.dumps(event))
+            except WebSocketDisconnect:  # Starlette's word for "the peer is gone" on a send
+                log.info("realtime client left while %s was being sent", event["type"])
 
     async def error(self, error: OpenAIError, client_event: str | None = None) -> None:
         await self.send(error_event(error, client_event))
@@ -263,22 +269,21 @@ class RealtimeSocket:
                     continue
                 if (closing := await self.handle(text)) is not None:
                     code = closing
-                    await self.ws.close(closing)
+                    await close_quietly(self.ws, closing)
                     break
-        except WebSocketDisconnect as exc:
-            code = exc.code
         finally:
             pump.cancel()
             await self._end(code)
 
     async def _end(self, code: int) -> None:
         """The socket is gone: a clean close with nothing left uncommitted is a Stop; anything
-        else (a drop, audio still in the buffer) leaves the session interrupted, resumable."""
+        else (a drop, audio still in the buffer) leaves the session interrupted, resumable.
+        `code` is the client's own close code, as the receive loop heard it."""
         capture = self.state.capture
         if capture is None:
             return
         ChunkEvents.of(self._runtime().pipeline).unsubscribe(capture.session_id)
-        clean = code == NORMAL_CLOSE and self.state.uncommitted == 0
+        clean = code == NORMAL_CLOSE and not await asyncio.to_thread(self._uncommitted, capture)
         if clean:
             capture.request_stop()
         await asyncio.to_thread(capture.end, "socket closed" if clean else f"socket dropped ({code})")
@@ -371,23 +376,20 @@ class RealtimeSocket:
                                    TOO_BIG)
         frame = pcm16_frame(samples, self.state.samples)
         self.state.samples += samples.size
-        self.state.uncommitted += samples.size
         await asyncio.to_thread(capture.take, [frame])
         await self._announce_commits()
 
     async def _commit(self, _event: dict[str, Any]) -> None:
         capture = self._configured()
-        if self.state.uncommitted == 0:
+        if not await asyncio.to_thread(self._uncommitted, capture):
             raise OpenAIError(400, "the input audio buffer is empty: nothing to commit",
                               code="input_audio_buffer_commit_empty")
         await asyncio.to_thread(capture.commit)
         await self._announce_commits()
-        self.state.uncommitted = 0
 
     async def _clear(self, _event: dict[str, Any]) -> None:
         capture = self._configured()
         await asyncio.to_thread(capture.clear)
-        self.state.uncommitted = 0
         await self.send({"type": "input_audio_buffer.cleared", "event_id": event_id()})
 
     async def _announce_commits(self) -> None:
@@ -398,10 +400,12 @@ class RealtimeSocket:
             previous = item_id(capture.session_id, seq - 1) if seq else None
             await self.send({"type": "input_audio_buffer.committed", "event_id": event_id(),
                              "previous_item_id": previous, "item_id": item_id(capture.session_id, seq)})
-        if closed > self.state.seen_seq:
-            self.state.seen_seq = closed
-            # What the chunker still holds (at 16 kHz) is what a commit would close now.
-            self.state.uncommitted = int(capture.stats().buffered_seconds * INPUT_RATE)
+        self.state.seen_seq = max(self.state.seen_seq, closed)
+
+    @staticmethod
+    def _uncommitted(capture: Any) -> bool:
+        """The capture holds audio in no chunk yet (what OpenAI calls the input audio buffer)."""
+        return capture.stats().buffered_seconds > 0
 
     # -- server events -------------------------------------------------------------------
     def _on_result(self, kind: str, seq: int) -> None:
@@ -452,6 +456,14 @@ class RealtimeSocket:
                          "usage": {"type": "duration", "seconds": round(seconds, 3)}})
 
 
+async def close_quietly(ws: WebSocket, code: int) -> None:
+    """Close our side unless the client is gone already (then there is nobody to tell)."""
+    if ws.application_state != WebSocketState.CONNECTED or ws.client_state != WebSocketState.CONNECTED:
+        return
+    with contextlib.suppress(WebSocketDisconnect):  # it left between the check and the close
+        await ws.close(code)
+
+
 class RealtimeEndpoint:
     """The `/v1/realtime` route: access, the live-socket limit, then one `RealtimeSocket`."""
 
@@ -463,12 +475,12 @@ class RealtimeEndpoint:
         offered = [p.strip() for p in ws.headers.get("sec-websocket-protocol", "").split(",") if p.strip()]
         await ws.accept(subprotocol="realtime" if "realtime" in offered else None)
         if (refusal := self._refusal(ws, offered)) is not None:
-            await ws.send_text(json.dumps(error_event(refusal[0])))
-            await ws.close(refusal[1])
+            with contextlib.suppress(WebSocketDisconnect):
+                await ws.send_text(json.dumps(error_event(refusal[0])))
+            await close_quietly(ws, refusal[1])
             return
         await RealtimeSocket(ws, self.context, self.registry).run()
-        if ws.application_state == WebSocketState.CONNECTED:
-            await ws.close(NORMAL_CLOSE)
+        await close_quietly(ws, NORMAL_CLOSE)
 
     def _refusal(self, ws: WebSocket, offered: list[str]) -> tuple[OpenAIError, int] | None:
         """Why this socket may not go on (and its close code), or None."""

@@ -100,6 +100,19 @@ def test_every_received_frame_lands_in_a_chunk_and_stop_flushes_the_tail(registr
     assert registry.count() == 0
 
 
+def test_buffered_audio_counts_what_no_chunk_holds_yet_including_the_resampler_batch(registry, storage, pipeline):
+    """`buffered_seconds` is what a realtime commit would close: 100 ms still in the
+    resampler's batch counts, and nothing once a commit closed it."""
+    capture = open_capture(registry, storage, pipeline)
+    capture.take(frames(0.1))  # under the resampler's 200 ms batch: no sample reached the chunker
+    assert capture.stats().buffered_seconds == pytest.approx(0.1)
+    capture.take(frames(5.5))  # one 5 s chunk closed, the rest still open
+    assert capture.next_seq == 1 and capture.stats().buffered_seconds == pytest.approx(0.6, abs=0.02)
+    capture.commit()
+    assert capture.next_seq == 2 and capture.stats().buffered_seconds == 0
+    capture.end("test")
+
+
 def test_track_ending_without_stop_keeps_every_chunk_and_marks_interrupted(registry, storage, pipeline):
     capture = open_capture(registry, storage, pipeline)
     feed(capture, frames(7.0))

@@ -26,7 +26,7 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
 import speech  # noqa: E402
 
-from scribe import lab  # noqa: E402
+from scribe import backends, lab  # noqa: E402
 from scribe.config import Settings  # noqa: E402
 from scribe.transcribers import make_transcriber  # noqa: E402
 
@@ -59,7 +59,7 @@ def main() -> None:
                    help="seconds of the previous chunk heard before a noisy chunk "
                         "(default: the app's SCRIBE_NOISY_CONTEXT_SECONDS default)")
     args = p.parse_args()
-    transcriber = make_transcriber(Settings.from_env({}, backend="local"))
+    transcriber = make_transcriber(Settings.from_env({}, backend=backends.DEFAULT))
     seeds = args.seeds or [0]
     conditions = ([] if args.skip_clean else [(None, 0)]) + \
         [(noise, seed) for noise in (args.noise or [-32.0]) for seed in seeds]

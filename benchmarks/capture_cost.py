@@ -20,6 +20,7 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
+from scribe import backends  # noqa: E402
 from scribe.capture import LiveCapture  # noqa: E402
 from scribe.chunking import parse_policy  # noqa: E402
 from scribe.core import SessionRow  # noqa: E402
@@ -55,7 +56,7 @@ def main() -> None:
     parser.add_argument("--policy", default="pause:15")
     args = parser.parse_args()
     frames = make_frames(args.seconds)
-    session = SessionRow("bench", "bench", "mic", "recording", "stub", "stub", 15.0, args.policy, 0.0)
+    session = SessionRow("bench", "bench", "mic", "recording", backends.STAND_IN, backends.STAND_IN, 15.0, args.policy, 0.0)
     handoff = HandOff()
     capture = LiveCapture(session, storage=None, pipeline=handoff,  # type: ignore[arg-type]
                           policy=parse_policy(args.policy))

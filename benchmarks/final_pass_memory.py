@@ -23,6 +23,7 @@ import numpy as np
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
+from scribe import backends  # noqa: E402
 from scribe.audio import SAMPLE_RATE  # noqa: E402
 from scribe.chunking import Chunker, FixedPolicy  # noqa: E402
 from scribe.core import Segment, Transcription  # noqa: E402
@@ -35,7 +36,7 @@ from scribe.transcribers.stub import StubTranscriber  # noqa: E402
 class Recorder:
     """A backend that hears each window and answers one segment; no model, so only the pass's own memory counts."""
 
-    name, model = "stub", "recorder"
+    name, model = backends.STAND_IN, "recorder"
 
     def __init__(self) -> None:
         self.calls, self.longest = 0, 0
@@ -47,7 +48,7 @@ class Recorder:
 
 
 def store_session(storage: Storage, audio_dir: Path, hours: float) -> str:
-    session = storage.create_session(title="long", source="cli", backend="stub", model="stub",
+    session = storage.create_session(title="long", source="cli", backend=backends.STAND_IN, model=backends.STAND_IN,
                                      chunk_seconds=15, chunk_policy="fixed:15")
     pipeline = Pipeline(storage, StubTranscriber(), audio_dir=audio_dir,
                         options=PipelineOptions(max_concurrency=4)).start()

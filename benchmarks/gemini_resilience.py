@@ -22,6 +22,7 @@ sys.path[:0] = [str(ROOT), str(ROOT / "tests")]
 
 import fake_gemini as fg  # noqa: E402
 import speech  # noqa: E402
+from scribe import backends  # noqa: E402
 from scribe import gemini_client as gc  # noqa: E402
 from scribe.chunking import Chunk  # noqa: E402
 from scribe.pipeline import Pipeline, PipelineOptions  # noqa: E402
@@ -68,7 +69,7 @@ def flaky_run(n_chunks: int, fail: float, limit: int, window: float) -> None:
         pipeline = Pipeline(storage, GeminiTranscriber(client, "gemini-2.5-flash"), audio_dir=Path(tmp) / "a",
                             options=options,
                             before_call=RateLimit(limit, per_seconds=window, margin_seconds=0.5)).start()
-        sid = storage.create_session(title="b", source="cli", backend="gemini", model="m", chunk_seconds=5,
+        sid = storage.create_session(title="b", source="cli", backend=backends.GEMINI, model="m", chunk_seconds=5,
                                      chunk_policy="fixed:5", status="stopped").id
         t = np.arange(5 * SR) / SR
         started = time.monotonic()

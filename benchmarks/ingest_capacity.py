@@ -41,6 +41,7 @@ import psutil  # noqa: E402
 from aiortc import MediaStreamTrack, RTCConfiguration, RTCPeerConnection, RTCSessionDescription  # noqa: E402
 from aiortc.mediastreams import MediaStreamError  # noqa: E402
 
+from scribe import backends  # noqa: E402
 from scribe.bench import FRAME_SECONDS, FrameSource, speechlike_loop  # noqa: E402
 
 POLICY = "pause:15"
@@ -153,8 +154,8 @@ def _make_capture(storage, pipeline, i: int):
         return registry.open(storage, pipeline, title=f"ingest {i}", policy=parse_policy(POLICY)), \
             "scribe.capture.LiveCapture"
     except ImportError:
-        row = storage.create_session(title=f"ingest {i}", source="bench", backend="stub",
-                                     model="stub", chunk_seconds=15, chunk_policy=POLICY)
+        row = storage.create_session(title=f"ingest {i}", source="bench", backend=backends.STAND_IN,
+                                     model=backends.STAND_IN, chunk_seconds=15, chunk_policy=POLICY)
         return MinimalCapture(row.id, pipeline), "MinimalCapture (scribe.capture not merged)"
 
 

@@ -22,6 +22,7 @@ HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE.parent))
 sys.path.insert(0, str(HERE.parent / "tests"))
 
+from scribe import backends  # noqa: E402
 from scribe.bench import BenchConfig, format_report, run_bench  # noqa: E402
 
 
@@ -51,7 +52,7 @@ def main() -> int:
     args = parser.parse_args()
     with tempfile.TemporaryDirectory(prefix="scribe-local-") as folder:
         audio = speech_file(Path(folder))
-        base = BenchConfig(backend="local", concurrency=args.concurrency, audio_path=audio,
+        base = BenchConfig(backend=backends.DEFAULT, concurrency=args.concurrency, audio_path=audio,
                            whisper_model=args.model)
         sessions = args.sessions
         if sessions is None:

@@ -26,6 +26,9 @@ import numpy as np
 import soundfile as sf
 
 ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+from scribe import backends  # noqa: E402
 
 
 def write_silence(path: Path, hours: float) -> None:
@@ -40,7 +43,7 @@ def write_silence(path: Path, hours: float) -> None:
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--hours", type=float, default=10.0)
-    parser.add_argument("--backend", default="local", choices=["local", "stub"])
+    parser.add_argument("--backend", default=backends.DEFAULT, choices=backends.benched())
     args = parser.parse_args()
     work = Path(tempfile.mkdtemp(prefix="scribe-long-upload-"))
     try:

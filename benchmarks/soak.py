@@ -47,6 +47,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 import numpy as np  # noqa: E402
 import psutil  # noqa: E402
 
+from scribe import backends  # noqa: E402
 from scribe.bench import FRAME_SECONDS, FrameSource, SessionFeed, feed_session, speechlike_loop  # noqa: E402
 from scribe.chunking import parse_policy, policy_label  # noqa: E402
 from scribe.distributed import RemoteTranscriber  # noqa: E402
@@ -101,7 +102,7 @@ class Workers:
         self._lock = threading.Lock()
 
     def _spawn(self) -> subprocess.Popen:
-        env = {**os.environ, "SCRIBE_BACKEND": "stub", "SCRIBE_STUB_LATENCY": self.latency,
+        env = {**os.environ, "SCRIBE_BACKEND": backends.STAND_IN, "SCRIBE_STUB_LATENCY": self.latency,
                "HF_HUB_OFFLINE": "1"}
         return subprocess.Popen([sys.executable, "-m", "scribe", "worker", "--redis", self.url,
                                  "--threads", str(self.threads)], cwd=ROOT, env=env,
@@ -198,7 +199,7 @@ def run(args: argparse.Namespace) -> dict:
     redis.start()
     workers = Workers(redis.url, args.workers, args.worker_threads, args.latency, base / "workers.log").start()
     storage = Storage(disk.path / "data" / "scribe.duckdb")
-    remote = RemoteTranscriber(redis.url, backend="stub", model="stub", timeout=args.remote_timeout,
+    remote = RemoteTranscriber(redis.url, backend=backends.STAND_IN, model=backends.STAND_IN, timeout=args.remote_timeout,
                                broker_wait=600.0)
     pipeline = Pipeline(storage, remote, audio_dir=disk.path / "data" / "audio",
                         options=PipelineOptions(max_concurrency=args.workers * args.worker_threads,
@@ -206,7 +207,7 @@ def run(args: argparse.Namespace) -> dict:
     rng = random.Random(args.seed)
     policy = parse_policy(args.policy)
     loop = speechlike_loop(seed=args.seed)
-    feeds = [SessionFeed(storage.create_session(title=f"soak {i}", source="bench", backend="stub", model="stub",
+    feeds = [SessionFeed(storage.create_session(title=f"soak {i}", source="bench", backend=backends.STAND_IN, model=backends.STAND_IN,
                                                 chunk_seconds=policy.seconds, chunk_policy=policy_label(policy)).id,
                          FrameSource(loop, rng.randrange(len(loop))), start_delay_s=rng.uniform(0, policy.seconds))
              for i in range(args.sessions)]

@@ -11,10 +11,11 @@ import pandas as pd
 import streamlit as st
 
 from pages._shared import principal, runtime
-from scribe import history
+from scribe import backends, history
 from scribe.access import can_write
+from scribe.config import ENV_VARS
 from scribe.errors import ScribeError
-from scribe.summaries import SUMMARY_BACKENDS, TimedItem, from_row, summarize_session
+from scribe.summaries import OFFLINE_SUMMARIZER, SUMMARY_BACKENDS, SUMMARY_LABELS, TimedItem, from_row, summarize_session
 from scribe.timelabels import local_datetime, mmss
 
 RECENT = 200
@@ -48,18 +49,19 @@ def session_choice() -> str | None:
 def run_controls(session_id: str, has_versions: bool) -> None:
     left, right = st.columns([3, 2])
     allowed = (rt.settings.backend, *rt.settings.user_backends)
-    choices = [b for b in SUMMARY_BACKENDS if who.is_admin or b == "local" or b in allowed]  # Gemini is billed
-    backend = left.radio("Summarizer", choices, horizontal=True,
-                         format_func={"local": "Local (offline)", "gemini": "Gemini"}.get)
+    choices = [b for b in SUMMARY_BACKENDS if who.is_admin or b == OFFLINE_SUMMARIZER or b in allowed]  # Gemini is billed
+    backend = left.radio("Summarizer", choices, horizontal=True, format_func=SUMMARY_LABELS.get)
     key = f"summary-transcript-{session_id}"
     shown, available = history.choose_transcript(storage, session_id, st.session_state.get(key))
     if len(available) > 1:
         shown = left.radio("Transcript", available, index=available.index(shown), horizontal=True, key=key,
                            format_func=history.transcript_label)
     left.caption(f"Summarizes the {shown} transcript." if available else "This session has no transcript yet.")
-    no_key = backend == "gemini" and not rt.settings.gemini_api_key
-    if no_key:
-        left.info("Gemini summaries need GEMINI_API_KEY (environment or .streamlit/secrets.toml).")
+    missing = backends.missing_key(backend, rt.settings)
+    no_key = missing is not None
+    if missing:
+        left.info(f"{SUMMARY_LABELS[backend]} summaries need {ENV_VARS[missing]} (environment or "
+                  ".streamlit/secrets.toml).")
     label = "Regenerate (keeps earlier versions)" if has_versions else "Summarize"
     if right.button(label, type="primary", disabled=no_key or not available, icon=":material/summarize:",
                     key=f"summarize-{session_id}"):

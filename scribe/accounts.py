@@ -90,7 +90,7 @@ def reassign_owner(storage: Storage, actor: Principal, session_id: str, email: s
 def owner_label(storage: Storage, session: SessionRow) -> str:
     """How a page names a session's owner."""
     person = storage.get_user(session.owner_id)
-    return person.email if person else {"local": "the local user", SERVICE.user_id: "the service token"}.get(
+    return person.email if person else {LOCAL_ID: "the local user", SERVICE.user_id: "the service token"}.get(
         session.owner_id, session.owner_id)
 
 

@@ -48,6 +48,7 @@ from scribe.identity import Principal
 from scribe.runtime import Runtime
 from scribe.storage import MAX_EXPECTED_SPEAKERS, Storage, check_expected_speakers
 from scribe.storage.vocabulary import split_terms
+from scribe.summaries import OFFLINE_SUMMARIZER
 
 log = logging.getLogger(__name__)
 
@@ -455,7 +456,7 @@ def _add_routes(router: APIRouter, context: ApiContext) -> None:
     @router.post("/sessions/{session_id}/retry",
                  summary="re-queue the session's failed chunks (on the chosen backend and model; owner or admin)")
     def retry(session_id: str, body: dict[str, Any] | None = Body(
-            default=None, examples=[{"backend": "local", "model": "base"}]),
+            default=None, examples=[{"backend": backends.DEFAULT, "model": "base"}]),
             who: Principal = Caller) -> dict[str, Any]:
         from scribe.retranscribe import retry_failed
 
@@ -498,14 +499,14 @@ def _add_summary_routes(router: APIRouter, context: ApiContext) -> None:
     @router.post("/sessions/{session_id}/summary", status_code=201,
                  summary="summarize (local or gemini) and store a new version (owner or admin)")
     def summarize(session_id: str, body: dict[str, Any] | None = Body(
-            default=None, examples=[{"backend": "local", "transcript": None}]),
+            default=None, examples=[{"backend": OFFLINE_SUMMARIZER, "transcript": None}]),
             who: Principal = Caller) -> dict[str, Any]:
         from scribe.summaries import summarize_session
 
         body = body or {}
         rt = context.runtime()
         writable_session(rt.storage, who, session_id)
-        backend = str(body.get("backend") or "local")
+        backend = str(body.get("backend") or OFFLINE_SUMMARIZER)
         check_backend_allowed(who, rt.settings, backend)
         summary, row = summarize_session(rt.storage, rt.settings, session_id, backend=backend,
                                          transcript=body.get("transcript"))

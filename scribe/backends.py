@@ -124,6 +124,13 @@ def label(name: str) -> str:
     return REGISTRY[name].label if name in REGISTRY else name
 
 
+def missing_key(name: str, settings: Settings) -> str | None:
+    """The Settings field backend `name` cannot run without and `settings` leave empty (its
+    `key_setting`), or None (nothing missing, or a name the registry does not know)."""
+    setting = REGISTRY[name].key_setting if name in REGISTRY else None
+    return setting if setting and not getattr(settings, setting) else None
+
+
 def requests_per_minute(name: str, settings: Settings) -> int | None:
     """Backend `name`'s calls-per-minute limit under `settings` (its `rpm_setting`); None for no
     limit or a name the registry does not know (a test's own transcriber)."""

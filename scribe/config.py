@@ -41,7 +41,7 @@ class Settings:
     """Folder for the database and chunk audio."""
     db_path: Path | None = None
     """DuckDB file; default `<data_dir>/scribe.duckdb`."""
-    backend: str = "local"
+    backend: str = backends.DEFAULT
     """`local` (faster-whisper), `gemini`, or `stub` (tests, bench)."""
     whisper_model: str = DEFAULT_WHISPER_MODEL
     """Model of the stored live transcript: `base` (default, offline from
@@ -167,7 +167,7 @@ class Settings:
     allow_anonymous: bool = False
     """Serve a non-loopback address without sign-in (everyone is the
     local user; the pages show an "open to everyone on the network" banner)."""
-    user_backends: tuple[str, ...] = ("local",)
+    user_backends: tuple[str, ...] = (backends.DEFAULT,)
     """Backends a person (not an admin) may choose for their recordings in
     team mode, comma-separated; the server's SCRIBE_BACKEND is always allowed. Gemini is billed."""
 

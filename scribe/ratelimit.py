@@ -26,7 +26,7 @@ class RateLimit:
     """
 
     def __init__(self, limit: int, *, per_seconds: float = 60.0, margin_seconds: float = 1.0,
-                 name: str = "gemini") -> None:
+                 name: str = "requests") -> None:
         if limit < 1 or per_seconds <= 0 or margin_seconds < 0:
             raise ValueError("a rate limit needs limit >= 1, a positive window and a margin >= 0")
         self.limit, self.per_seconds, self.name = limit, per_seconds, name

@@ -41,10 +41,8 @@ def backend_choices(rt: Runtime) -> list[str]:
 
 def backend_problem(rt: Runtime, name: str) -> str | None:
     """Why `name` cannot be used right now (missing key), or None. Never contains the key."""
-    key = backends.spec(name).key_setting
-    if key and not getattr(rt.settings, key):
-        return KEY_MISSING
-    return None
+    backends.spec(name)  # an unknown name is a SettingsError naming the known ones
+    return KEY_MISSING if backends.missing_key(name, rt.settings) else None
 
 
 def retranscribe(rt: Runtime, session_id: str, *, backend: str, seqs: list[int] | None = None) -> int:

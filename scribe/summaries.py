@@ -28,6 +28,7 @@ import time
 from dataclasses import asdict, dataclass, field
 from typing import Any, Callable, Iterable, Sequence
 
+from scribe import backends
 from scribe.config import Settings
 from scribe.core import SegmentRow, SummaryRow
 from scribe.errors import ScribeError
@@ -345,7 +346,7 @@ def summarize_local(segments: Sequence[SegmentRow], *, transcript: str = "live",
     points = rank_sentences(found, phrases, count)
     progress(0.8, "finding decisions and action items")
     summary = Summary(
-        backend="local", model=LOCAL_MODEL, title=suggest_title(phrases),
+        backend=OFFLINE_SUMMARIZER, model=LOCAL_MODEL, title=suggest_title(phrases),
         overview=" ".join(s.text for s in points[:3]),
         key_points=[s.item() for s in points], keywords=list(phrases),
         decisions=find_decisions(found), action_items=find_action_items(found),
@@ -377,16 +378,20 @@ def from_row(row: SummaryRow) -> Summary:
 
 
 # -- one entry point for pages and the CLI --------------------------------------
-SUMMARY_BACKENDS = ("local", "gemini")
+OFFLINE_SUMMARIZER = "local"
+"""The extractive summarizer's name (stored in `summaries.backend`): offline, free, open to everyone."""
+SUMMARY_BACKENDS = (OFFLINE_SUMMARIZER, backends.GEMINI)
+"""Who can summarize: the offline summarizer, or the Gemini backend (its key, model and prices)."""
+SUMMARY_LABELS = {OFFLINE_SUMMARIZER: "Local (offline)", backends.GEMINI: "Gemini"}
 
 
-def summarize_session(storage: Storage, settings: Settings, session_id: str, *, backend: str = "local",
+def summarize_session(storage: Storage, settings: Settings, session_id: str, *, backend: str = OFFLINE_SUMMARIZER,
                       transcript: str | None = None, progress: Progress = _noop) -> tuple[Summary, SummaryRow]:
     """Summarize the transcript a reader sees (final if present) and store it as the next version."""
     from scribe.history import choose_transcript
 
     if backend not in SUMMARY_BACKENDS:
-        raise ScribeError(f"unknown summary backend {backend!r}: use local or gemini")
+        raise ScribeError(f"unknown summary backend {backend!r}: use {' or '.join(SUMMARY_BACKENDS)}")
     storage.get_session(session_id)
     shown, available = choose_transcript(storage, session_id, transcript)
     if transcript and transcript not in available:
@@ -394,7 +399,7 @@ def summarize_session(storage: Storage, settings: Settings, session_id: str, *, 
     segments = storage.list_segments(session_id, shown)
     if not any(s.text.strip() for s in segments):
         raise ScribeError(f"session {session_id} has no transcript text to summarize yet")
-    if backend == "gemini":
+    if backend == backends.GEMINI:
         summary = summarize_gemini(settings, segments, transcript=shown, progress=progress)
     else:
         summary = summarize_local(segments, transcript=shown, progress=progress)
@@ -441,7 +446,7 @@ def summarize_gemini(settings: Settings, segments: Sequence[SegmentRow], *, tran
     Runs on the caller's thread and blocks for one request (up to SCRIBE_GEMINI_TIMEOUT).
     Errors come back as ScribeError with the reason (key rejected, quota, timeout, bad answer).
     """
-    from scribe import backends, gemini_client
+    from scribe import gemini_client
 
     started = time.perf_counter()
     text = cited_transcript(segments)
@@ -460,7 +465,7 @@ def summarize_gemini(settings: Settings, segments: Sequence[SegmentRow], *, tran
     progress(0.9, "linking items to the transcript")
     summary = summary_from_reply(reply.data, segments, model=settings.gemini_model, transcript=transcript)
     summary.usage = {"input_tokens": reply.usage.input_tokens, "output_tokens": reply.usage.output_tokens,
-                     "cost_usd": backends.estimate_cost("gemini", settings.gemini_model, reply.usage.input_tokens,
+                     "cost_usd": backends.estimate_cost(backends.GEMINI, settings.gemini_model, reply.usage.input_tokens,
                                                         reply.usage.output_tokens)}
     summary.elapsed_s = round(time.perf_counter() - started, 4)
     progress(1.0, "done")
@@ -482,7 +487,7 @@ def summary_from_reply(data: Any, segments: Sequence[SegmentRow], *, model: str,
 
     keywords = [str(k) for k in data.get("keywords") or [] if str(k).strip()]
     words = sum(len(s.text.split()) for s in ordered)
-    return Summary(backend="gemini", model=model, title=str(data.get("title") or "").strip() or "Untitled meeting",
+    return Summary(backend=backends.GEMINI, model=model, title=str(data.get("title") or "").strip() or "Untitled meeting",
                    overview=data["overview"].strip(), key_points=items("key_points"), keywords=keywords,
                    decisions=items("decisions"), action_items=items("action_items", with_owner=True),
                    transcript=transcript, words=words)

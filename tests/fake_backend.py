@@ -12,6 +12,9 @@ import numpy as np
 from scribe.audio import SAMPLE_RATE
 from scribe.core import Segment, Transcription
 
+MODEL_CHOICES = ("echo-1", "echo-2")
+"""The names a caller may pick when a test registers it with a model setting."""
+
 
 class EchoTranscriber:
     name = "echo"

@@ -5,6 +5,7 @@ registry line: the CLI, the API's upload form, settings and the queue take it wi
 
 from __future__ import annotations
 
+import ast
 import contextlib
 import json
 from pathlib import Path
@@ -127,3 +128,97 @@ def test_the_models_a_caller_may_choose_come_from_each_backends_module():
         choosable("local", "/etc")
     with pytest.raises(ModelNotFoundError):
         choosable("local", "gemini-2.5-flash")  # one backend's names are not another's
+
+
+# -- nothing but the registry names a backend ---------------------------------------------------
+ROOT = Path(__file__).resolve().parent.parent
+REGISTRY_HOMES = ("scribe/backends.py", "scribe/transcribers/")
+OTHER_MEANINGS = {
+    "scribe/identity.py": 1,  # LOCAL_ID: the local user's id, not a backend
+    "scribe/core.py": 1,  # SessionRow.owner_id's default, the local user (core imports nothing from scribe)
+    "scribe/summaries.py": 1,  # OFFLINE_SUMMARIZER: the extractive summarizer's stored name
+}
+"""Files where a backend's name is written with another meaning, and how many times."""
+
+
+def backend_literals() -> dict[str, list[int]]:
+    """{file: [line of every string constant equal to a registered backend's name]} in the code
+    outside the registry and the backends' own modules (tests aside)."""
+    found: dict[str, list[int]] = {}
+    files = [ROOT / "app.py", *[p for folder in ("scribe", "pages", "scripts", "benchmarks")
+                                for p in (ROOT / folder).rglob("*.py")]]
+    for path in files:
+        rel = path.relative_to(ROOT).as_posix()
+        if rel.startswith(REGISTRY_HOMES):
+            continue
+        for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+            if isinstance(node, ast.Constant) and node.value in backends.REGISTRY:
+                found.setdefault(rel, []).append(node.lineno)
+    return found
+
+
+def test_no_backend_name_is_written_outside_the_registry():
+    written = {path: lines for path, lines in backend_literals().items()
+               if len(lines) > OTHER_MEANINGS.get(path, 0)}
+    assert written == {}, "ask scribe.backends (a BackendSpec field or a registry function) instead"
+
+
+@pytest.fixture
+def echo_with_models():
+    """A backend with models, words and a load-test thread count: one registry line, nothing else."""
+    spec = backends.register(BackendSpec("echo", "Echo", "fake_backend", model_setting="whisper_model",
+                                         words="the echo ({model})", bench_threads=3))
+    yield spec
+    del backends.REGISTRY["echo"]
+
+
+def test_a_new_backend_shows_in_the_cli_choices_and_model_list(echo_with_models):
+    from scribe.bench import BenchConfig
+    from scribe.cli import build_parser
+    from scribe.errors import ModelNotFoundError
+    from scribe.models import choosable
+
+    parser = build_parser()
+    for command in (["transcribe", "a.wav"], ["worker"], ["eval", "a.wav", "--reference", "a.txt"], ["bench"]):
+        assert parser.parse_args([*command, "--backend", "echo"]).backend == "echo", command
+    assert BenchConfig(backend="echo").threads() == 3
+    BenchConfig(backend="echo").validate()
+    assert choosable("echo", " echo-2 ") == "echo-2"
+    with pytest.raises(ModelNotFoundError, match="echo-1"):
+        choosable("echo", "gemini-2.5-flash")
+    assert backends.model_changes("echo", "echo-2") == {"whisper_model": "echo-2"}
+
+
+def _sidebar_script():
+    import streamlit as st
+
+    from pages._shared import chosen_settings, sidebar
+
+    sidebar()
+    chosen = chosen_settings()
+    st.write(f"{chosen.backend} {chosen.whisper_model}")
+
+
+def test_a_new_backend_shows_in_the_page_choices(echo_with_models, tmp_path, monkeypatch):
+    from types import SimpleNamespace
+
+    import streamlit as st
+    from streamlit.testing.v1 import AppTest
+
+    from scribe.record_view import setup_words
+    from scribe.retranscribe import backend_choices
+
+    monkeypatch.setenv("SCRIBE_DATA_DIR", str(tmp_path / "data"))
+    monkeypatch.setenv("SCRIBE_BACKEND", "stub")
+    st.cache_resource.clear()
+    at = AppTest.from_function(_sidebar_script, default_timeout=60).run()
+    picker = at.sidebar.selectbox(key="sb_backend")
+    assert "echo" in picker.options and "echo: Echo" in picker.proto.help
+    picker.set_value("echo").run()
+    at.sidebar.text_input(key="sb_model_echo").set_value("echo-2").run()
+    assert not at.exception, at.exception
+    assert at.markdown[0].value == "echo echo-2"
+    st.cache_resource.clear()
+    assert "echo" in backend_choices(SimpleNamespace(transcriber=SimpleNamespace(name="stub")))
+    assert backends.label("echo") == "Echo"
+    assert setup_words("echo", "echo-2", "whole", 5).startswith("Transcribed by the echo (echo-2);")

@@ -21,6 +21,7 @@ from scribe.cli.printers import print_deleted, print_search, print_sessions, pri
 from scribe.core import SessionRow
 from scribe.errors import ScribeError
 from scribe.export import FORMATS, render
+from scribe.summaries import OFFLINE_SUMMARIZER, SUMMARY_BACKENDS
 
 PAGE = 500
 """Sessions fetched per API call."""
@@ -136,7 +137,7 @@ def search_through_api(args: argparse.Namespace, client: ApiClient) -> int:
 def _add_summarize(sub: Any) -> None:
     p = sub.add_parser("summarize", help="summarize a session and store it as a new version")
     p.add_argument("session_id")
-    p.add_argument("--backend", choices=["local", "gemini"], default="local")
+    p.add_argument("--backend", choices=SUMMARY_BACKENDS, default=OFFLINE_SUMMARIZER)
     p.add_argument("--transcript", choices=["live", "final"])
     p.add_argument("--json", action="store_true", help="print JSON")
     add_db_flag(p)

@@ -25,7 +25,7 @@ import speech  # noqa: E402
 from scribe import backends  # noqa: E402
 from scribe import gemini_client as gc  # noqa: E402
 from scribe.chunking import Chunk  # noqa: E402
-from scribe.pipeline import Pipeline, PipelineOptions  # noqa: E402
+from scribe.pipeline import Pipeline, PipelineHooks, PipelineOptions  # noqa: E402
 from scribe.ratelimit import RateLimit  # noqa: E402
 from scribe.storage import Storage  # noqa: E402
 from scribe.transcribers.gemini import GeminiTranscriber  # noqa: E402
@@ -68,7 +68,8 @@ def flaky_run(n_chunks: int, fail: float, limit: int, window: float) -> None:
         options = PipelineOptions(max_concurrency=4, retry_base_seconds=0.05, retry_max_seconds=1.0)
         pipeline = Pipeline(storage, GeminiTranscriber(client, "gemini-2.5-flash"), audio_dir=Path(tmp) / "a",
                             options=options,
-                            before_call=RateLimit(limit, per_seconds=window, margin_seconds=0.5)).start()
+                            hooks=PipelineHooks(before_call=RateLimit(limit, per_seconds=window,
+                                                                      margin_seconds=0.5))).start()
         sid = storage.create_session(title="b", source="cli", backend=backends.GEMINI, model="m", chunk_seconds=5,
                                      chunk_policy="fixed:5", status="stopped").id
         t = np.arange(5 * SR) / SR

@@ -37,6 +37,7 @@ from scribe.core import ChunkRow
 from scribe.errors import ScribeError
 from scribe.health import StorageHealth
 from scribe.noisy_context import NO_AUDIO
+from scribe.pipeline_options import PipelineOptions
 from scribe.storage import Storage
 
 # One logger for the intake and the queue: operators filter the queue's lines by this name.
@@ -97,22 +98,20 @@ class Intake:
         audio_dir: Path,
         health: StorageHealth,
         on_stored: Callable[[Chunk], None],
-        writer_threads: int = 1,
-        memory_seconds: float = 600.0,
-        session_seconds: float = 120.0,
+        options: PipelineOptions = PipelineOptions(),
         clock: Callable[[], float] = time.time,
     ) -> None:
-        """`on_stored` runs after a chunk's row is inserted (it queues the job);
-        `memory_seconds`/`session_seconds` bound the live audio held in RAM for the
-        writers, in total and per session; `health` is shared with the job queue."""
+        """`on_stored` runs after a chunk's row is inserted (it queues the job); of `options`
+        the intake reads the writer threads and the bounds on live audio held in RAM for them,
+        in total and per session; `health` is shared with the job queue."""
         self.storage = storage
         self.audio_dir = Path(audio_dir)
         self._health = health
         self._on_stored = on_stored
-        self._memory_bound = memory_seconds
-        self._session_bound = session_seconds
+        self._memory_bound = options.intake_memory_seconds
+        self._session_bound = options.intake_session_seconds
         self._clock = clock
-        self._intake = _Shards(max(1, writer_threads))
+        self._intake = _Shards(max(1, options.writer_threads))
         self._lock = threading.Lock()
         self._threads: list[threading.Thread] = []
         self._intake_error: BaseException | None = None

@@ -32,9 +32,9 @@ from tenacity import RetryCallState, Retrying, retry_if_exception, stop_after_at
 from scribe.audio import SAMPLE_RATE, read_flac
 from scribe.core import ChunkRow, Transcription
 from scribe.errors import TranscriptionError
-from scribe.hallucination import SegmentFilter, guard_segments
 from scribe.health import StorageHealth, is_storage_fault
-from scribe.noisy_context import NO_AUDIO, NoisyContext, keep_own_segments
+from scribe.noisy_context import NO_AUDIO, keep_own_segments
+from scribe.pipeline_options import PipelineHooks, PipelineOptions
 from scribe.storage import Storage, segments_from_backend
 from scribe.transcribers.base import Transcriber, call_transcriber
 
@@ -73,31 +73,23 @@ class JobQueue:
         transcriber: Transcriber,
         *,
         health: StorageHealth,
-        workers: int = 1,
-        max_attempts: int = 5,
-        retry_base_seconds: float = 1.0,
-        retry_max_seconds: float = 60.0,
-        context: NoisyContext | None = None,
-        clock: Callable[[], float] = time.time,
-        sleep: Callable[[float], None] = time.sleep,
-        before_call: Callable[[], None] | None = None,
-        speech_check: Callable[[np.ndarray], bool] | None = None,
-        segment_filter: SegmentFilter | None = guard_segments,
+        options: PipelineOptions = PipelineOptions(),
+        hooks: PipelineHooks = PipelineHooks(),
     ) -> None:
         """`health` is shared with the intake: a storage outage pauses every thread there.
-        The rest as `Pipeline` documents them (`workers` is max_concurrency)."""
+        Of `options`, the queue reads the threads (`max_concurrency`) and the retries."""
         self.storage = storage
         self.transcriber = transcriber
-        self._workers = workers
-        self._max_attempts = max_attempts
-        self._retry_base_seconds = retry_base_seconds
-        self._retry_max_seconds = retry_max_seconds
-        self._context = context
-        self._clock = clock
-        self._sleep = sleep
-        self._backend = Backend(transcriber, before_call)
+        self._workers = options.max_concurrency
+        self._max_attempts = options.max_attempts
+        self._retry_base_seconds = options.retry_base_seconds
+        self._retry_max_seconds = options.retry_max_seconds
+        self._context = hooks.context
+        self._clock = hooks.clock
+        self._sleep = hooks.sleep
+        self._backend = Backend(transcriber, hooks.before_call)
         """The default job's backend; `requeue(..., backend=...)` runs chosen jobs on another."""
-        self._segment_filter = segment_filter
+        self._segment_filter = hooks.segment_filter
         self._jobs: queue.Queue[Key | None] = queue.Queue()
         self._queued: set[Key] = set()
         self._waiting_audio: dict[Key, float] = {}
@@ -108,7 +100,7 @@ class JobQueue:
         self._audio_done = 0.0
         self._threads: list[threading.Thread] = []
         self._listeners: list[EventListener] = []
-        self._speech_check = speech_check
+        self._speech_check = hooks.speech_check
         self._job_options: dict[Key, _JobOptions] = {}
         self._skipped_silent = 0
         self._health = health

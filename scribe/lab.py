@@ -40,7 +40,7 @@ from scribe.hallucination import SegmentFilter, guard_segments
 from scribe.identity import Principal
 from scribe.ingest import ingest_file, wait_for_session
 from scribe.noisy_context import NoisyContext
-from scribe.pipeline import Pipeline, PipelineOptions
+from scribe.pipeline import Pipeline, PipelineHooks, PipelineOptions
 from scribe.storage import Storage
 from scribe.timelabels import local_datetime
 from scribe.transcribers.base import Transcriber
@@ -154,7 +154,8 @@ def run_policy(audio: str | Path, reference: str, spec: str, *, transcriber: Tra
         storage = Storage(":memory:")
         options = PipelineOptions(max_attempts=3, retry_base_seconds=0.5, retry_max_seconds=5.0)
         pipeline = Pipeline(storage, transcriber, audio_dir=Path(tmp), options=options,
-                            context=NoisyContext(context_seconds), segment_filter=segment_filter).start()
+                            hooks=PipelineHooks(context=NoisyContext(context_seconds),
+                                                segment_filter=segment_filter)).start()
         try:
             result = ingest_file(audio, storage=storage, pipeline=pipeline, policy=policy,
                                  title=spec, source="lab")

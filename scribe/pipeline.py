@@ -18,19 +18,15 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable, Sequence
 
-import numpy as np
-
 from scribe.chunking import Chunk
-from scribe.config import Settings
-from scribe.hallucination import SegmentFilter, guard_segments
 from scribe.health import HealthStats, StorageHealth, space_probe
 from scribe.intake import Intake
 from scribe.jobqueue import Backend, EventListener, JobQueue
-from scribe.noisy_context import NoisyContext
+from scribe.pipeline_options import PipelineHooks, PipelineOptions
 from scribe.storage import Storage
 from scribe.transcribers.base import Transcriber
 
-__all__ = ["Backend", "EventListener", "Pipeline", "PipelineOptions", "PipelineStats"]
+__all__ = ["Backend", "EventListener", "Pipeline", "PipelineHooks", "PipelineOptions", "PipelineStats"]
 
 
 @dataclass
@@ -72,72 +68,23 @@ class PipelineStats:
         return self.audio_seconds_waiting + self.intake_audio_seconds
 
 
-@dataclass(frozen=True)
-class PipelineOptions:
-    """How the queue runs: its threads, retries and live-intake bounds (the Settings of the
-    same names; defaults suit a test or a one-off run)."""
-
-    max_concurrency: int = 1
-    """Worker threads: jobs transcribed at once."""
-    max_attempts: int = 5
-    """Backend calls per chunk (retries included) before it is failed."""
-    retry_base_seconds: float = 1.0
-    """First retry's backoff scale (exponential, full jitter)."""
-    retry_max_seconds: float = 60.0
-    """Longest wait between retries (also caps a server-given delay)."""
-    writer_threads: int = 1
-    """Chunk writers; a session always maps to the same one."""
-    intake_memory_seconds: float = 600.0
-    """Live audio held in RAM for the writers, in total, before chunks are spilled to disk."""
-    intake_session_seconds: float = 120.0
-    """The same bound per session."""
-
-    @classmethod
-    def from_settings(cls, settings: Settings) -> "PipelineOptions":
-        """The options the app and the CLI run with (SCRIBE_MAX_CONCURRENCY and friends)."""
-        return cls(max_concurrency=settings.max_concurrency, max_attempts=settings.max_attempts,
-                   retry_base_seconds=settings.retry_base_seconds, retry_max_seconds=settings.retry_max_seconds,
-                   writer_threads=settings.writer_threads, intake_memory_seconds=settings.intake_memory_seconds,
-                   intake_session_seconds=settings.intake_session_seconds)
-
-
 class Pipeline:
     """The intake and the job queue under one name. Construct, `start()`, `submit()`, `stop()`."""
 
-    def __init__(
-        self,
-        storage: Storage,
-        transcriber: Transcriber,
-        *,
-        audio_dir: Path,
-        options: PipelineOptions = PipelineOptions(),
-        context: NoisyContext | None = None,
-        clock: Callable[[], float] = time.time,
-        sleep: Callable[[float], None] = time.sleep,
-        before_call: Callable[[], None] | None = None,
-        speech_check: Callable[[np.ndarray], bool] | None = None,
-        segment_filter: SegmentFilter | None = guard_segments,
-        health: StorageHealth | None = None,
-    ) -> None:
-        """`context`: the noisy-chunk context policy (None: chunks are heard alone).
-        `before_call` runs before every backend call, `speech_check` decides whether a chunk
-        is worth sending, `segment_filter` checks every backend's output (the hallucination
-        guard; None keeps raw output)."""
+    def __init__(self, storage: Storage, transcriber: Transcriber, *, audio_dir: Path,
+                 options: PipelineOptions = PipelineOptions(), hooks: PipelineHooks = PipelineHooks(),
+                 health: StorageHealth | None = None) -> None:
+        """`options`: threads, retries and intake bounds; `hooks`: the context policy, the
+        call hook, the speech check, the output filter, the clock (`PipelineHooks`)."""
         self.storage = storage
         self.transcriber = transcriber
         self.audio_dir = Path(audio_dir)
         self.options = options
         # Storage outages pause every thread of both parts instead of failing jobs (scribe.health).
         self._health = health or StorageHealth(probe=space_probe(self.audio_dir))
-        self.jobs = JobQueue(
-            storage, transcriber, health=self._health, workers=options.max_concurrency,
-            max_attempts=options.max_attempts, retry_base_seconds=options.retry_base_seconds,
-            retry_max_seconds=options.retry_max_seconds, context=context, clock=clock, sleep=sleep,
-            before_call=before_call, speech_check=speech_check, segment_filter=segment_filter)
-        self.intake = Intake(
-            storage, audio_dir=self.audio_dir, health=self._health, on_stored=self._queue_stored,
-            writer_threads=options.writer_threads, memory_seconds=options.intake_memory_seconds,
-            session_seconds=options.intake_session_seconds, clock=clock)
+        self.jobs = JobQueue(storage, transcriber, health=self._health, options=options, hooks=hooks)
+        self.intake = Intake(storage, audio_dir=self.audio_dir, health=self._health, on_stored=self._queue_stored,
+                             options=options, clock=hooks.clock)
         self._running = False
 
     def _queue_stored(self, chunk: Chunk) -> None:

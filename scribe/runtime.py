@@ -15,7 +15,7 @@ from scribe.backpressure import Backlog, assess_backlog
 from scribe.config import Settings
 from scribe.final_pass import FinalPass, final_pass_enabled
 from scribe.noisy_context import NoisyContext
-from scribe.pipeline import Backend, Pipeline, PipelineOptions
+from scribe.pipeline import Backend, Pipeline, PipelineHooks, PipelineOptions
 from scribe.ratelimit import RateLimit
 from scribe.storage import Storage
 from scribe.transcribers import Transcriber, make_transcriber
@@ -114,9 +114,8 @@ class Runtime:
         pipeline = Pipeline(
             storage, backend.transcriber, audio_dir=settings.audio_dir,
             options=PipelineOptions.from_settings(settings),
-            context=NoisyContext(settings.noisy_context_seconds),
-            before_call=backend.before_call,
-            speech_check=speech_check,
+            hooks=PipelineHooks(context=NoisyContext(settings.noisy_context_seconds),
+                                before_call=backend.before_call, speech_check=speech_check),
         )
         runtime = cls(settings=settings, storage=storage, pipeline=pipeline,
                       backends={backend.transcriber.name: backend})

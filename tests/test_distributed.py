@@ -17,7 +17,7 @@ from scribe.chunking import Chunk
 from scribe.core import Segment, Transcription, Usage
 from scribe.distributed import RemoteTranscriber, TranscriptionWorker, safe_url
 from scribe.errors import TranscriptionError
-from scribe.pipeline import Pipeline, PipelineOptions
+from scribe.pipeline import Pipeline, PipelineHooks, PipelineOptions
 
 ROOT = Path(__file__).parent.parent
 SR = 16_000
@@ -140,7 +140,7 @@ def test_each_chunk_stores_the_tokens_and_model_of_its_own_answer(storage, tmp_p
     remote = RemoteTranscriber(redis_url, backend="rec", model="configured", timeout=20)
     pipe = Pipeline(storage, remote, audio_dir=tmp_path / "audio",
                     options=PipelineOptions(max_concurrency=2, max_attempts=2),
-                    segment_filter=wait_for_the_other).start()
+                    hooks=PipelineHooks(segment_filter=wait_for_the_other)).start()
     sid = new_session(storage)
     try:
         for seq in range(2):

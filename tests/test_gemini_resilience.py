@@ -15,7 +15,7 @@ from fake_gemini import fake_gemini, fake_gemini_factory  # noqa: F401 (fixtures
 from scribe import gemini_client as gc
 from scribe.chunking import Chunk
 from scribe.export import FORMATS, render
-from scribe.pipeline import Pipeline, PipelineOptions
+from scribe.pipeline import Pipeline, PipelineHooks, PipelineOptions
 from scribe.ratelimit import RateLimit
 from scribe.retranscribe import failures, retry_failed
 from scribe.runtime import Runtime
@@ -73,7 +73,8 @@ def test_flaky_api_every_chunk_done_exactly_once_within_the_rate_limit(settings,
     pipeline = Pipeline(storage, transcriber, audio_dir=settings.audio_dir,
                         options=PipelineOptions(max_concurrency=4, max_attempts=5, retry_base_seconds=0.05,
                                                 retry_max_seconds=0.5),
-                        before_call=RateLimit(RATE_LIMIT, per_seconds=WINDOW_S, margin_seconds=MARGIN_S)).start()
+                        hooks=PipelineHooks(before_call=RateLimit(RATE_LIMIT, per_seconds=WINDOW_S,
+                                                                  margin_seconds=MARGIN_S))).start()
     session_id = _session(storage)
     for chunk in _chunks(session_id, 20):
         pipeline.submit_nowait(chunk)

@@ -7,6 +7,7 @@ from test_pipeline import EchoTranscriber, chunk, make_pipeline, new_session, se
 
 from scribe.health import StorageHealth
 from scribe.intake import Intake
+from scribe.pipeline_options import PipelineOptions
 from scribe.storage import Storage
 
 
@@ -30,8 +31,8 @@ def test_submit_stores_the_audio_and_a_pending_row_then_hands_it_on_once(storage
 
 
 def test_writers_store_each_sessions_chunks_in_order_and_spill_past_the_ram_bound(storage, tmp_path):
-    intake, stored = make_intake(storage, tmp_path, writer_threads=2, memory_seconds=1.5,
-                                 session_seconds=1.5)
+    intake, stored = make_intake(storage, tmp_path, options=PipelineOptions(
+        writer_threads=2, intake_memory_seconds=1.5, intake_session_seconds=1.5))
     gate = threading.Event()
     sid = new_session(storage)
     intake.call_after_intake(lambda: gate.wait(10), sid)  # holds this session's writer

@@ -13,14 +13,15 @@ from scribe.errors import TranscriptionError
 from scribe.health import StorageHealth
 from scribe.intake import Intake
 from scribe.jobqueue import JobQueue
+from scribe.pipeline_options import PipelineOptions
 
 
 def test_a_queue_alone_runs_a_stored_row_and_tells_its_listeners(storage, tmp_path):
     sid = new_session(storage)
     Intake(storage, audio_dir=tmp_path / "audio", health=StorageHealth(),
            on_stored=lambda c: None).submit(chunk(sid, 0))  # a pending row, queued by nobody
-    jobs = JobQueue(storage, FlakyTranscriber(failures=1), health=StorageHealth(), max_attempts=3,
-                    retry_base_seconds=0.0, retry_max_seconds=0.0)
+    jobs = JobQueue(storage, FlakyTranscriber(failures=1), health=StorageHealth(),
+                    options=PipelineOptions(max_attempts=3, retry_base_seconds=0.0, retry_max_seconds=0.0))
     events: list[str] = []
     jobs.add_listener(lambda event, fields: events.append(event))
     jobs.start()

@@ -11,7 +11,7 @@ from scribe.chunking import Chunk
 from scribe.core import Segment, Transcription
 from scribe.errors import TranscriptionError
 from scribe.noisy_context import NoisyContext
-from scribe.pipeline import Pipeline, PipelineOptions
+from scribe.pipeline import Pipeline, PipelineHooks, PipelineOptions
 from scribe.storage import Storage
 
 SR = 16_000
@@ -71,14 +71,16 @@ def stop_pipelines():
 
 def make_pipeline(storage: Storage, tmp_path: Path, transcriber, *, context_seconds: float = 0.0,
                   **kw) -> Pipeline:
-    """A pipeline with fast retries; keyword arguments naming `PipelineOptions` fields set
-    those, the others go to `Pipeline` itself."""
-    names = {f.name for f in fields(PipelineOptions)}
+    """A pipeline with fast retries; keyword arguments naming `PipelineOptions` or
+    `PipelineHooks` fields set those, the others go to `Pipeline` itself."""
+    options_names = {f.name for f in fields(PipelineOptions)}
+    hook_names = {f.name for f in fields(PipelineHooks)}
     options = PipelineOptions(**{"max_concurrency": 2, "max_attempts": 3, "retry_base_seconds": 0.0,
-                                 "retry_max_seconds": 0.0, **{k: v for k, v in kw.items() if k in names}})
-    pipe = Pipeline(storage, transcriber, audio_dir=tmp_path / "audio", options=options,
-                    context=NoisyContext(context_seconds),
-                    **{k: v for k, v in kw.items() if k not in names})
+                                 "retry_max_seconds": 0.0, **{k: v for k, v in kw.items() if k in options_names}})
+    hooks = PipelineHooks(**{"context": NoisyContext(context_seconds),
+                             **{k: v for k, v in kw.items() if k in hook_names}})
+    pipe = Pipeline(storage, transcriber, audio_dir=tmp_path / "audio", options=options, hooks=hooks,
+                    **{k: v for k, v in kw.items() if k not in options_names | hook_names})
     _made.append(pipe)
     return pipe
 

@@ -138,7 +138,7 @@ def test_live_recording_transcribes_what_the_microphone_heard(app, browser, mic,
     started = time.monotonic()
     _wait_status(page, "recording", 30)
     time.sleep(max(0.0, 20 - (time.monotonic() - started)))
-    page.screenshot(path=str(shots / "record-live-e2e.png"), full_page=True)  # README's: scripts/record_screenshot.py
+    page.screenshot(path=str(shots / "record-live-e2e.png"), full_page=True)  # README's: benchmarks/record_screenshot.py
     time.sleep(max(0.0, 40 - (time.monotonic() - started)))
     _recorder_button(page, "Stop").click()
     test_wall = time.monotonic() - started

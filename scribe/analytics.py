@@ -21,7 +21,7 @@ from __future__ import annotations
 
 import datetime as dt
 from dataclasses import dataclass
-from typing import Any, Sequence
+from typing import Any, Callable, Sequence
 
 import numpy as np
 import pandas as pd
@@ -178,8 +178,13 @@ def rtf_by_backend(df: pd.DataFrame) -> pd.DataFrame:
                                      "processing_p50_s"])
     grouped = done.groupby(["backend", "model"], dropna=False)
     return grouped.agg(chunks=("seq", "count"), audio_min=("audio_s", lambda s: s.sum() / 60),
-                       rtf_p50=("rtf", "median"), rtf_p95=("rtf", lambda s: s.quantile(0.95)),
-                       processing_p50_s=("processing_s", "median")).reset_index()
+                       rtf_p50=("rtf", _percentile_of(50)), rtf_p95=("rtf", _percentile_of(95)),
+                       processing_p50_s=("processing_s", _percentile_of(50))).reset_index()
+
+
+def _percentile_of(q: int) -> Callable[[pd.Series], float]:
+    """A group's `q`-th percentile by `core.percentile` (missing values left out), for `agg`."""
+    return lambda values: percentile(values.dropna().tolist(), q)
 
 
 def failures(df: pd.DataFrame) -> pd.DataFrame:

@@ -235,7 +235,9 @@ def database_id(path: str | os.PathLike[str]) -> str:
 def percentile(values: Sequence[float], q: float) -> float:
     """The `q`-th percentile (0-100) by linear interpolation between the two nearest ranks:
     numpy's default, pandas' `quantile` and DuckDB's `quantile_cont` agree with it. The one
-    definition the CLI's timing line and the Analytics page report; NaN for no values."""
+    definition the CLI's timing line and the Analytics page report (storage's per-session
+    partial-lag figures are `quantile_cont` in SQL, the same definition, checked by a test);
+    NaN for no values."""
     ordered = sorted(values)
     if not ordered:
         return math.nan

@@ -12,6 +12,7 @@ import pytest
 from streamlit.testing.v1 import AppTest
 
 from scribe import analytics
+from scribe.core import percentile
 from scribe.partials import PartialDecode
 from scribe.storage import Storage
 from test_analytics_page import PAGE, _metric, _seed, page  # noqa: F401 (fixture)
@@ -44,6 +45,9 @@ def test_live_latency_reads_partial_lag_and_the_chunk_lane_of_the_same_sessions(
     standup = df[df["session_id"] == ids["Standup"]]["end_to_end_s"].dropna()
     assert view["partial_lag_p50_s"] == pytest.approx(np.percentile(LAGS, 50))
     assert view["partial_lag_p95_s"] == pytest.approx(np.percentile(LAGS, 95))
+    # Storage's per-session figures (DuckDB's quantile_cont) are the same definition as core.percentile.
+    row = view["sessions"].iloc[0]
+    assert (row["lag_p50_s"], row["lag_p95_s"]) == pytest.approx((percentile(LAGS, 50), percentile(LAGS, 95)))
     assert view["chunk_end_to_end_p95_s"] == pytest.approx(np.percentile(standup, 95))  # Review had no partials
     assert view["decodes_per_audio_s"] == pytest.approx(len(LAGS) / 120)
     skipped = sum(n % 2 for n in range(len(LAGS)))

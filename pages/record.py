@@ -184,13 +184,18 @@ def _metrics(session: SessionRow, stats: capture.LiveStats | None, chunks: list[
     cols[3].metric("Waiting on this server", f"{waiting} chunk" + ("" if waiting == 1 else "s"),
                    help=f"Chunks of every session on this server not transcribed yet: "
                         f"{queue.backlog_seconds:.0f} s of audio waiting")
+    # The bar's and the caption's places are drawn on every run, filled or empty: an element a
+    # run leaves out stays on the page until the browser clears stale elements (seconds later on a
+    # busy server), which would show "Transcribed 5 of 6" beside "done 6/6"; an empty slot
+    # replaces it as soon as this run reaches it.
+    bar, heard = st.empty(), st.empty()
     if status == history.TRANSCRIBING and chunks:
         settled = done + failed
-        st.progress(settled / len(chunks), text=f"Transcribed {settled} of {len(chunks)} chunks")
+        bar.progress(settled / len(chunks), text=f"Transcribed {settled} of {len(chunks)} chunks")
     if stats is not None:
-        st.caption(f"Heard {stats.received_seconds:.1f} s of audio in {stats.wall_seconds:.1f} s "
-                   f"· {stats.chunks_submitted} chunks sent for transcription · "
-                   f"{registry.count()} live sessions on this server")
+        heard.caption(f"Heard {stats.received_seconds:.1f} s of audio in {stats.wall_seconds:.1f} s "
+                      f"· {stats.chunks_submitted} chunks sent for transcription · "
+                      f"{registry.count()} live sessions on this server")
 
 
 API_LIVE_WIDGET = "api_live_session"

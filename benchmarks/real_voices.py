@@ -130,7 +130,9 @@ def _clean(text: str) -> str:
 
 def recordings() -> list[tuple[str, Path, str]]:
     """(name, WAV, reference) of the real English recordings with their own transcripts: the
-    telephone call as recorded, and the LibriVox sentences one after another."""
+    telephone call as recorded, the LibriVox sentences one after another, and (when
+    asterisk-core-sounds-en is installed, benchmarks/human_speech.py) three 2-minute runs of
+    Asterisk's recorded prompts."""
     root = unpacked()
     call_ref = " ".join(_clean(t) for t in re.findall(
         r"<Sync[^>]*/>(.*?)</Turn>", (root / TR / "know.trs").read_text(encoding="latin-1"), re.S))
@@ -141,9 +143,13 @@ def recordings() -> list[tuple[str, Path, str]]:
                           for line in (root / PS / "librivox" / "transcription").read_text().splitlines())
     import soundfile as sf
 
+    recorded = [("phone-call", conversation(root)[0], call_ref), ("librivox-reader", reader_audio, reader_ref)]
+    import human_speech
+
+    if human_speech.available():  # Asterisk's recorded prompts: two more minutes of one real voice each
+        recorded += [(f"allison-{k}", *human_speech.meeting(k, seconds=120.0)) for k in (1, 2, 3)]
     out = []
-    for name, audio, ref in (("phone-call", conversation(root)[0], call_ref),
-                             ("librivox-reader", reader_audio, reader_ref)):
+    for name, audio, ref in recorded:
         wav = CACHE / f"{name}.wav"
         sf.write(str(wav), audio, SAMPLE_RATE)
         out.append((name, wav, " ".join(ref.split())))

@@ -185,11 +185,60 @@ class RssSampler:
         self._stop.set()
 
     def growth_mb_per_hour(self, until_s: float, start_fraction: float = 0.2) -> float:
-        points = [(t, r) for t, r in self.samples if start_fraction * until_s <= t <= until_s]
-        if len(points) < 3:
-            return float("nan")
-        t, r = np.array(points).T
-        return float(np.polyfit(t, r, 1)[0] * 3600)
+        return _slope_per_hour([(t, r) for t, r in self.samples if start_fraction * until_s <= t <= until_s])
+
+
+def _slope_per_hour(points: list[tuple[float, float]]) -> float:
+    if len(points) < 3:
+        return float("nan")
+    t, v = np.array(points).T
+    return float(np.polyfit(t, v, 1)[0] * 3600)
+
+
+class Census:
+    """`--census`: what grows. Every `every` s: Python allocations (tracemalloc), DuckDB's own
+    accounting (`duckdb_memory()`) and the count of objects the garbage collector tracks; a
+    tracemalloc snapshot at the start of the steady state and one at the end of feeding, so the
+    lines whose allocations grew in between can be listed."""
+
+    def __init__(self, storage: Storage, steady_from_s: float, every: float = 30.0) -> None:
+        import tracemalloc
+
+        tracemalloc.start(1)
+        self._tracemalloc, self._storage = tracemalloc, storage
+        self.samples: list[dict[str, float]] = []
+        self._steady_from_s, self._every = steady_from_s, every
+        self._first = self._last = None
+        self._stop = threading.Event()
+        self._t0 = time.monotonic()
+        threading.Thread(target=self._run, name="soak-census", daemon=True).start()
+
+    def _run(self) -> None:
+        import gc
+
+        while not self._stop.wait(self._every):
+            t = time.monotonic() - self._t0
+            duckdb_mb = self._storage.cursor().execute(
+                "SELECT coalesce(sum(memory_usage_bytes), 0) FROM duckdb_memory()").fetchone()[0] / 2**20
+            self.samples.append({"t": t, "python_mb": self._tracemalloc.get_traced_memory()[0] / 2**20,
+                                 "duckdb_mb": duckdb_mb, "gc_objects": len(gc.get_objects())})
+            if self._first is None and t >= self._steady_from_s:
+                self._first = self._tracemalloc.take_snapshot()
+
+    def finish(self, until_s: float) -> dict:
+        self._stop.set()
+        last = self._tracemalloc.take_snapshot()
+        steady = [x for x in self.samples if self._steady_from_s <= x["t"] <= until_s]
+        grew = [] if self._first is None else last.compare_to(self._first, "lineno")[:12]
+        self._tracemalloc.stop()
+        return {
+            "python_growth_mb_per_hour": round(_slope_per_hour([(x["t"], x["python_mb"]) for x in steady]), 1),
+            "duckdb_growth_mb_per_hour": round(_slope_per_hour([(x["t"], x["duckdb_mb"]) for x in steady]), 1),
+            "gc_objects_growth_per_hour": round(_slope_per_hour([(x["t"], x["gc_objects"]) for x in steady])),
+            "python_growth_lines": [f"{d.size_diff / 2**10:+.0f} KiB {d.count_diff:+d} blocks "
+                                    f"{d.traceback[0].filename}:{d.traceback[0].lineno}" for d in grew],
+            "samples": self.samples,
+        }
 
 
 def run(args: argparse.Namespace) -> dict:
@@ -212,6 +261,7 @@ def run(args: argparse.Namespace) -> dict:
                          FrameSource(loop, rng.randrange(len(loop))), start_delay_s=rng.uniform(0, policy.seconds))
              for i in range(args.sessions)]
     sampler = RssSampler()
+    census = Census(storage, args.growth_from * args.minutes * 60, args.census) if args.census else None
     faults: list[str] = []
     frames = int(round(args.minutes * 60 / FRAME_SECONDS))
     t0 = time.monotonic()
@@ -224,6 +274,7 @@ def run(args: argparse.Namespace) -> dict:
     try:
         _inject_faults(args, threads, t0, rng, workers, redis, disk, faults, pipeline)
         feed_s = time.monotonic() - t0
+        found = census.finish(feed_s) if census is not None else {}
         for feed in feeds:
             if feed.error is not None:
                 raise RuntimeError(f"feeder failed: {feed.error!r}")
@@ -244,7 +295,7 @@ def run(args: argparse.Namespace) -> dict:
         "peak_rss_mb": round(max(r for _, r in sampler.samples), 1),
         "rss_growth_mb_per_hour": round(sampler.growth_mb_per_hour(feed_s, args.growth_from), 1),
         "rss_growth_after_warmup_mb_per_hour": round(sampler.growth_mb_per_hour(feed_s), 1),
-        "wall_s": round(time.monotonic() - t0, 1), "load_average": os.getloadavg(),
+        "wall_s": round(time.monotonic() - t0, 1), "load_average": os.getloadavg(), **found,
     })
     storage.close()
     disk.unmount()
@@ -324,6 +375,8 @@ def main() -> int:
     parser.add_argument("--remote-timeout", type=float, default=15.0)
     parser.add_argument("--drain-timeout", type=float, default=600.0)
     parser.add_argument("--seed", type=int, default=11)
+    parser.add_argument("--census", type=float, default=0.0, metavar="SECONDS",
+                        help="every SECONDS, sample what grows (tracemalloc, DuckDB, GC objects); 0: off")
     args = parser.parse_args()
     configure_logging("ERROR")
     result = run(args)

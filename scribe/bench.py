@@ -45,7 +45,7 @@ from scribe import backends
 from scribe.audio import SAMPLE_RATE, FrameResampler
 from scribe.chunking import Chunk, Chunker, parse_policy, policy_label
 from scribe.config import Settings
-from scribe.core import Transcription
+from scribe.core import DecodeOptions, Transcription
 from scribe.errors import ScribeError, SettingsError, TranscriptionError
 from scribe.pipeline import Pipeline, PipelineOptions
 from scribe.storage import Storage
@@ -243,13 +243,14 @@ class FlakyTranscriber:
         self._random = random.Random(seed)
         self._lock = threading.Lock()
 
-    def transcribe(self, audio: np.ndarray, *, vocabulary: Sequence[str] = ()) -> Transcription:
+    def transcribe(self, audio: np.ndarray, *, vocabulary: Sequence[str] = (),
+                   options: DecodeOptions | None = None) -> Transcription:
         """Runs on a pipeline worker thread."""
         with self._lock:
             fail = self._random.random() < self._rate
         if fail:
             raise TranscriptionError("simulated 503 from the bench", retryable=True)
-        return call_transcriber(self.inner, audio, vocabulary)
+        return call_transcriber(self.inner, audio, vocabulary, options)
 
     def close(self) -> None:
         self.inner.close()

@@ -65,6 +65,23 @@ class Usage:
     output_tokens: int = 0
 
 
+@dataclass(frozen=True)
+class DecodeOptions:
+    """How a caller asked one session's audio to be decoded, beyond the server's settings (the
+    OpenAI API's `language`, `prompt` and `temperature`). The default asks nothing: every lane
+    then decodes exactly as configured."""
+
+    language: str | None = None
+    """An ISO 639-1 code for a multilingual model (None: the server's SCRIBE_LANGUAGE)."""
+    prompt: str = ""
+    """Text the model reads before the audio (Whisper's initial prompt): spellings, context."""
+    temperature: float | None = None
+    """The decode's (first) sampling temperature (None: the backend's default)."""
+
+    def asked(self) -> bool:
+        return self != DecodeOptions()
+
+
 @dataclass
 class Transcription:
     """One backend call's answer: its segments, what the call cost, and the model that answered.

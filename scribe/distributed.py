@@ -39,7 +39,7 @@ from typing import Any, Callable, Self, Sequence
 import numpy as np
 
 from scribe.audio import encode_bytes
-from scribe.core import Segment, Transcription, Usage, Word
+from scribe.core import DecodeOptions, Segment, Transcription, Usage, Word
 from scribe.errors import BackendUnavailableError, TranscriptionError
 from scribe.transcribers.base import Transcriber, call_transcriber
 
@@ -123,9 +123,11 @@ class RemoteTranscriber:
         self._reader = threading.Thread(target=self._read_results, name="scribe-results", daemon=True)
         self._reader.start()
 
-    def transcribe(self, audio: np.ndarray, *, vocabulary: Sequence[str] = ()) -> Transcription:
+    def transcribe(self, audio: np.ndarray, *, vocabulary: Sequence[str] = (),
+                   options: DecodeOptions | None = None) -> Transcription:
         """Runs on a pipeline worker thread; the answer (with the worker's usage and model)
-        is this job's own, whatever other jobs are in flight. The vocabulary travels with the job."""
+        is this job's own, whatever other jobs are in flight. The vocabulary and the session's
+        decode options travel with the job."""
         job = uuid.uuid4().hex
         future: Future = Future()
         with self._lock:
@@ -133,7 +135,7 @@ class RemoteTranscriber:
         try:
             self._send({"job": job, "reply_to": self._stream,
                         "audio": base64.b64encode(encode_bytes(audio, "FLAC")).decode("ascii"),
-                        "vocabulary": list(vocabulary)})
+                        "vocabulary": list(vocabulary), "options": asdict(options or DecodeOptions())})
             return self._await(job, future)
         finally:
             with self._lock:
@@ -300,7 +302,8 @@ class TranscriptionWorker(_QueueWorker):
 
         try:
             audio = read_flac_bytes(base64.b64decode(message["audio"]))
-            result = call_transcriber(self.transcriber, audio, message.get("vocabulary") or ())
+            result = call_transcriber(self.transcriber, audio, message.get("vocabulary") or (),
+                                      DecodeOptions(**message.get("options") or {}))
         except TranscriptionError as exc:
             return {"ok": False, "error": str(exc), "retryable": exc.retryable, "retry_after": exc.retry_after}
         except Exception as exc:  # reported to the app, which decides about retrying

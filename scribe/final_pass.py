@@ -30,7 +30,7 @@ from scribe import backends
 from scribe.audio import SAMPLE_RATE, read_flac_range
 from scribe.background import RequestThread
 from scribe.config import Settings
-from scribe.core import FINAL, LIVE, ChunkRow, Segment, SegmentRow
+from scribe.core import FINAL, LIVE, ChunkRow, DecodeOptions, Segment, SegmentRow
 from scribe.errors import AudioDecodeError
 from scribe.hallucination import SegmentFilter, guard_segments
 from scribe.models import weaker
@@ -102,7 +102,8 @@ def final_pass_report(storage: Storage, transcriber: Transcriber, session_id: st
     """`run_final_pass` returning what it did (windows, how many kept the live text)."""
     chunks = storage.list_chunks(session_id)
     decoded = decode_windows(transcriber, chunks, window_seconds=window_seconds,
-                             segment_filter=segment_filter, vocabulary=storage.vocabulary_for(session_id))
+                             segment_filter=segment_filter, vocabulary=storage.vocabulary_for(session_id),
+                             options=storage.options_for(session_id))
     segments, kept = choose_per_window(decoded, storage.list_segments(session_id, LIVE), keep_live_margin)
     total = max((c.end_sample for c in chunks), default=0)
     rows = _file_under_chunks(session_id, chunks, segments, total)
@@ -125,9 +126,11 @@ class DecodedWindow:
 def decode_windows(transcriber: Transcriber, chunks: Sequence[ChunkRow], *,
                    window_seconds: float = WINDOW_SECONDS,
                    segment_filter: SegmentFilter | None = guard_segments,
-                   vocabulary: Sequence[str] = ()) -> list[DecodedWindow]:
-    """Re-decode the session one window at a time (only one window's audio in memory)."""
-    return [DecodedWindow(start, end, _decode_window(transcriber, chunks, start, end, segment_filter, vocabulary))
+                   vocabulary: Sequence[str] = (), options: DecodeOptions | None = None) -> list[DecodedWindow]:
+    """Re-decode the session one window at a time (only one window's audio in memory), with the
+    words and decode options its chunks had."""
+    return [DecodedWindow(start, end, _decode_window(transcriber, chunks, start, end, segment_filter,
+                                                     vocabulary, options))
             for start, end in plan_windows(chunks, int(window_seconds * SAMPLE_RATE))]
 
 
@@ -197,10 +200,11 @@ def window_audio(chunks: Sequence[ChunkRow], start: int, end: int) -> np.ndarray
 
 
 def _decode_window(transcriber: Transcriber, chunks: Sequence[ChunkRow], start: int, end: int,
-                   segment_filter: SegmentFilter | None, vocabulary: Sequence[str] = ()) -> list[Segment]:
+                   segment_filter: SegmentFilter | None, vocabulary: Sequence[str] = (),
+                   options: DecodeOptions | None = None) -> list[Segment]:
     """The window's segments in session time (seconds)."""
     audio = window_audio(chunks, start, end)
-    segments = list(call_transcriber(transcriber, audio, vocabulary).segments) if audio.size else []
+    segments = list(call_transcriber(transcriber, audio, vocabulary, options).segments) if audio.size else []
     if segment_filter is not None:
         segments = segment_filter(segments, audio)
     offset = start / SAMPLE_RATE

@@ -13,7 +13,7 @@ from typing import Callable, Sequence
 from scribe.audio import SAMPLE_RATE, iter_decode, probe_duration
 from scribe.chunking import Chunker, ChunkPolicy, policy_label
 from scribe.config import Settings
-from scribe.core import SessionRow
+from scribe.core import DecodeOptions, SessionRow
 from scribe.errors import AudioDecodeError, AudioTooLongError, StorageOutageError, UploadTooLargeError
 from scribe.identity import LOCAL_ID
 from scribe.pipeline import Pipeline
@@ -97,7 +97,7 @@ def ingest_file(path: str | Path, *, storage: Storage, pipeline: Pipeline, polic
                 max_audio_hours: float = DEFAULT_MAX_AUDIO_HOURS,
                 expected_speakers: int | None = None,
                 storage_wait_seconds: float | None = None, vocabulary: Sequence[str] = (),
-                owner_id: str = LOCAL_ID) -> IngestResult:
+                owner_id: str = LOCAL_ID, options: DecodeOptions | None = None) -> IngestResult:
     """Create a session (owned by `owner_id`) from a file and submit all its chunks; returns once
     they are durable.
 
@@ -134,6 +134,8 @@ def ingest_file(path: str | Path, *, storage: Storage, pipeline: Pipeline, polic
         storage.set_expected_speakers(session.id, expected_speakers)
     if vocabulary:  # words for this file only, on top of the team's (before any chunk is queued)
         storage.set_session_terms(session.id, vocabulary)
+    if options is not None and options.asked():  # the caller's language, prompt, temperature
+        storage.set_session_options(session.id, options)
     try:
         chunks, samples = _feed(session.id, policy, pipeline, first_block, iterator,
                                 probe_duration(path), progress, storage_wait_seconds)

@@ -30,7 +30,7 @@ import numpy as np
 from tenacity import RetryCallState, Retrying, retry_if_exception, stop_after_attempt, wait_random_exponential
 
 from scribe.audio import SAMPLE_RATE, read_flac
-from scribe.core import ChunkRow, Transcription
+from scribe.core import ChunkRow, DecodeOptions, Transcription
 from scribe.errors import TranscriptionError
 from scribe.health import StorageHealth, is_storage_fault
 from scribe.noisy_context import NO_AUDIO, keep_own_segments
@@ -394,8 +394,9 @@ class JobQueue:
             reraise=True,
         )
         vocabulary = self.storage.vocabulary_for(row.session_id)
+        options = self.storage.options_for(row.session_id)
         try:
-            return retrying(self._call_backend, audio, backend, context, vocabulary)
+            return retrying(self._call_backend, audio, backend, context, vocabulary, options)
         except TranscriptionError:
             raise
         except Exception as exc:  # an unexpected backend error, after its retries
@@ -404,11 +405,11 @@ class JobQueue:
             raise TranscriptionError(f"{type(exc).__name__}: {exc}", retryable=False) from exc
 
     def _call_backend(self, audio: np.ndarray, backend: Backend, context: np.ndarray,
-                      vocabulary: Sequence[str] = ()) -> Transcription:
+                      vocabulary: Sequence[str] = (), options: DecodeOptions | None = None) -> Transcription:
         if backend.before_call is not None:
             backend.before_call()
         heard = audio if context.size == 0 else np.concatenate((context, audio))
-        result = call_transcriber(backend.transcriber, heard, vocabulary)
+        result = call_transcriber(backend.transcriber, heard, vocabulary, options)
         segments = list(result.segments)
         if self._segment_filter is not None:
             segments = self._segment_filter(segments, heard)

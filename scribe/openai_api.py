@@ -46,7 +46,7 @@ from scribe.api import (
 )
 from scribe.api_auth import current_principal
 from scribe.chunking import parse_policy
-from scribe.core import SegmentRow, SessionRow
+from scribe.core import DecodeOptions, SegmentRow, SessionRow
 from scribe.errors import (
     AudioDecodeError,
     NotFoundError,
@@ -150,7 +150,11 @@ class TranscriptionRequest:
     granularities: list[str] = field(default_factory=lambda: ["segment"])
     stream: bool = False
     prompt: str | None = None
-    temperature: float = 0.0
+    temperature: float | None = None
+
+    def options(self) -> DecodeOptions:
+        """What the session's chunks are decoded with besides the server's settings."""
+        return DecodeOptions(language=self.language, prompt=self.prompt or "", temperature=self.temperature)
 
 
 def parse_request(form: Any) -> TranscriptionRequest:
@@ -162,7 +166,7 @@ def parse_request(form: Any) -> TranscriptionRequest:
     if request.response_format not in RESPONSE_FORMATS:
         raise OpenAIError(400, f"unknown response_format {text['response_format']!r}: use one of "
                           f"{', '.join(RESPONSE_FORMATS)}", param="response_format", code="invalid_value")
-    request.language = _language(text["language"])
+    request.language = check_language_code(text["language"])
     request.temperature = _temperature(text["temperature"])
     request.stream = _boolean(text["stream"], "stream")
     request.granularities = _granularities(form, request.response_format)
@@ -172,21 +176,22 @@ def parse_request(form: Any) -> TranscriptionRequest:
     return request
 
 
-def _language(value: str | None) -> str | None:
+def check_language_code(value: Any) -> str | None:
+    """An ISO 639-1 code Whisper knows (lower-cased), None when not given; 400 otherwise."""
     from faster_whisper.tokenizer import _LANGUAGE_CODES
 
-    if value is None:
+    if value is None or not str(value).strip():
         return None
-    code = value.lower()
+    code = str(value).strip().lower()
     if code not in _LANGUAGE_CODES:
         raise OpenAIError(400, f"unknown language {value!r}: give an ISO 639-1 code such as en or de",
                           param="language", code="invalid_language")
     return code
 
 
-def _temperature(value: str | None) -> float:
+def _temperature(value: str | None) -> float | None:
     if value is None:
-        return 0.0
+        return None
     try:
         number = float(value)
     except ValueError:
@@ -222,14 +227,21 @@ def _granularities(form: Any, response_format: str) -> list[str]:
 
 
 def check_language(request: TranscriptionRequest, runtime: Runtime) -> None:
-    """A language the chosen model does not decode is refused rather than ignored."""
-    if request.language is None:
+    """A language the chosen model does not decode is refused rather than ignored: an
+    English-only Whisper model decodes English only; a multilingual one (and Gemini) is told
+    the asked language through the session's decode options."""
+    if request.language is None or request.language == "en" or not english_only(runtime):
         return
-    served = language_code(runtime)
-    if backends.runs_whisper_here(runtime.transcriber.name) and request.language != served:
-        raise OpenAIError(400, f"this server's model {runtime.transcriber.model} transcribes {served!r} "
-                          f"(SCRIBE_LANGUAGE); language {request.language!r} is not served",
-                          param="language", code="unsupported_language")
+    raise OpenAIError(400, f"the model {runtime.transcriber.model} is English-only: it cannot transcribe "
+                      f"language {request.language!r}; ask for a multilingual model (GET /v1/models) or "
+                      "leave language out", param="language", code="unsupported_language")
+
+
+def english_only(runtime: Runtime) -> bool:
+    """The runtime's model decodes English only (a Whisper `*.en` model)."""
+    transcriber = runtime.transcriber
+    return bool(backends.runs_whisper_here(transcriber.name)
+                and getattr(transcriber, "english_only", transcriber.model.endswith(".en")))
 
 
 # -- the answers ---------------------------------------------------------------------
@@ -308,7 +320,7 @@ def ingest_upload(context: ApiContext, form: Any, request: TranscriptionRequest,
         try:
             result = ingest_file(path, storage=rt.storage, pipeline=rt.pipeline, policy=policy,
                                  title=path.stem, source=SOURCE, max_audio_hours=checked.max_audio_hours,
-                                 owner_id=owner.user_id)
+                                 owner_id=owner.user_id, options=request.options())
         except AudioDecodeError as exc:  # name the upload, not this server's temp folder
             raise type(exc)(str(exc).replace(f"{tmp}/", "")) from None
     log.info("session=%s from /v1/audio/transcriptions: %d chunks, %.1f s of audio",
@@ -358,7 +370,8 @@ def answer_file(done: Ingested, request: TranscriptionRequest) -> Response:
         wait_for_speakers(done)
         segments = done.runtime.storage.list_segments(done.session.id)
     session = done.runtime.storage.get_session(done.session.id)
-    return render_answer(request, session, segments, done.seconds, language_code(done.runtime))
+    return render_answer(request, session, segments, done.seconds,
+                         request.language or language_code(done.runtime))
 
 
 async def stream_events(done: Ingested) -> AsyncIterator[bytes]:

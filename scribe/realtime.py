@@ -49,6 +49,7 @@ from scribe.openai_api import (
     OpenAIError,
     TranscriptionRequest,
     check_language,
+    check_language_code,
     from_library,
     runtime_for_model,
 )
@@ -139,11 +140,15 @@ class SessionConfig:
 
     model: str = "whisper-1"
     language: str | None = None
+    prompt: str = ""
     beta: bool = False
     """The client speaks the older `transcription_session.*` events."""
 
+    def request(self) -> TranscriptionRequest:
+        return TranscriptionRequest(model=self.model, language=self.language, prompt=self.prompt)
+
     def json(self, session_id: str | None) -> dict[str, Any]:
-        transcription = {"model": self.model, "language": self.language, "prompt": ""}
+        transcription = {"model": self.model, "language": self.language, "prompt": self.prompt}
         if self.beta:
             return {"id": session_id, "object": "realtime.transcription_session",
                     "input_audio_format": "pcm16", "input_audio_transcription": transcription,
@@ -170,8 +175,10 @@ def parse_session_update(event: dict[str, Any]) -> SessionConfig:
     if transcription is not None and not isinstance(transcription, dict):
         raise OpenAIError(400, "transcription must be an object with a model", param="session", code="invalid_value")
     transcription = transcription or {}
-    return SessionConfig(model=str(transcription.get("model") or "whisper-1"),
-                         language=transcription.get("language") or None, beta=beta)
+    request = TranscriptionRequest(model=str(transcription.get("model") or "whisper-1"),
+                                   language=check_language_code(transcription.get("language")),
+                                   prompt=str(transcription.get("prompt") or "").strip())
+    return SessionConfig(model=request.model, language=request.language, prompt=request.prompt or "", beta=beta)
 
 
 def _check_format(audio_format: Any) -> None:
@@ -330,6 +337,8 @@ class RealtimeSocket:
                               param="session", code="invalid_value")
         if self.state.capture is None:
             await self._open(config)
+        else:  # a new language or prompt applies to the chunks that close from now on
+            await self._apply_options(config, self._runtime())
         self.state.config = config
         kind = "transcription_session.updated" if config.beta else "session.updated"
         await self.send({"type": kind, "event_id": event_id(),
@@ -337,10 +346,8 @@ class RealtimeSocket:
 
     async def _open(self, config: SessionConfig) -> None:
         """The first configuration opens (or resumes) the live session."""
-        request = TranscriptionRequest(model=config.model)
-        request.language = config.language
         rt = await asyncio.to_thread(runtime_for_model, self.context, config.model)
-        check_language(request, rt)
+        check_language(config.request(), rt)
         registry = self.registry()
         policy = parse_policy(rt.settings.chunk_policy, rt.settings.chunk_seconds)
         capture = await asyncio.to_thread(
@@ -348,10 +355,17 @@ class RealtimeSocket:
             policy=policy, resume_id=self.resume_id, source=SOURCE, partials=rt.partials,
             owner=self.ws.scope.get(PRINCIPAL_KEY, LOCAL))
         self.state.runtime, self.state.capture = rt, capture
+        await self._apply_options(config, rt)  # before the first chunk can close
         self.state.seen_seq = capture.next_seq
         ChunkEvents.of(rt.pipeline).subscribe(
             capture.session_id, self._on_result)
         log.info("session=%s realtime socket (%s)", capture.session_id, config.model)
+
+    async def _apply_options(self, config: SessionConfig, rt: Runtime) -> None:
+        """The session's chunks are decoded in the asked language, after the asked prompt."""
+        request = config.request()
+        check_language(request, rt)
+        await asyncio.to_thread(rt.storage.set_session_options, self.state.capture.session_id, request.options())
 
     def _runtime(self) -> Runtime:
         if self.state.runtime is None:

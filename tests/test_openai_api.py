@@ -23,6 +23,8 @@ TOKEN = "v1-t0ken-for-tests-0123456789"
 TURNS = speech.MEETING_TURNS[:4]
 WER_BOUND = 0.35
 """tiny.en on four espeak-ng turns measures about 0.1; the bound leaves room for voices."""
+RARE_NAME_SENTENCE = "Please send the report to Quenby Zarkowitz before Thursday."
+"""tiny.en alone writes the name some other way (Kwanby-Larkovitz); with it in the prompt, right."""
 
 
 @pytest.fixture(scope="module")
@@ -131,6 +133,17 @@ def test_each_file_is_a_stored_api_session(client, spoken, scribe_api):
     session = scribe_api.get(f"/sessions/{new}").json()
     assert session["source"] == "api" and session["title"] == "planning"
     assert session["chunks"]["done"] == len(session["chunk_list"]) >= 2
+
+
+def test_a_prompt_spelling_a_rare_name_makes_the_transcript_spell_it(client, tmp_path):
+    if not speech.have_espeak():
+        pytest.skip("espeak-ng is not installed")
+    audio, reference = speech.meeting_audio([RARE_NAME_SENTENCE])
+    path = speech.write_wav(audio, tmp_path / "report.wav")
+    plain = _transcribe(client, path, model="whisper-1").text
+    prompted = _transcribe(client, path, model="whisper-1", prompt="Quenby Zarkowitz.", temperature=0.2).text
+    assert "Quenby Zarkowitz" in prompted and "Quenby Zarkowitz" not in plain, (plain, prompted)
+    assert word_error_rate(reference, prompted) <= WER_BOUND, prompted
 
 
 # -- models ---------------------------------------------------------------------------------

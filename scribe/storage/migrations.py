@@ -170,6 +170,15 @@ def _m_segment_words(cur: duckdb.DuckDBPyConnection) -> None:
     cur.execute("ALTER TABLE segments ADD COLUMN words VARCHAR")
 
 
+def _m_session_decoding(cur: duckdb.DuckDBPyConnection) -> None:
+    """How a caller asked one session to be decoded (the OpenAI API's language, prompt and
+    temperature); a session without a row is decoded as the server is configured."""
+    cur.execute("""
+        CREATE TABLE session_decoding (
+            session_id VARCHAR PRIMARY KEY, language VARCHAR, prompt VARCHAR NOT NULL DEFAULT '',
+            temperature DOUBLE)""")
+
+
 MIGRATIONS: list[tuple[str, Callable[[duckdb.DuckDBPyConnection], None]]] = [
     ("initial schema", _m1_initial),
     ("chunks.skip_reason", _m_chunk_skip_reason),
@@ -181,5 +190,6 @@ MIGRATIONS: list[tuple[str, Callable[[duckdb.DuckDBPyConnection], None]]] = [
     ("team memory", _m_team_memory),
     ("accounts, ownership and sharing", _m_accounts),
     ("segments.words", _m_segment_words),
+    ("session decoding options", _m_session_decoding),
 ]
 """Ordered; the position (1-based) is the version recorded in `schema_version`."""

@@ -1,5 +1,7 @@
-"""The `vocabulary` table (the team's words) and `session_vocabulary` (words added for one
-session only, e.g. `transcribe FILE --vocabulary`)."""
+"""The `vocabulary` table (the team's words), `session_vocabulary` (words added for one
+session only, e.g. `transcribe FILE --vocabulary`) and `session_decoding` (a session's own
+language, prompt and temperature, e.g. from the OpenAI API): what the lanes give the model
+besides the audio."""
 
 from __future__ import annotations
 
@@ -7,7 +9,7 @@ import time
 import unicodedata
 from typing import Iterable
 
-from scribe.core import VocabularyTerm
+from scribe.core import DecodeOptions, VocabularyTerm
 from scribe.errors import NotFoundError, ScribeError
 from scribe.storage.database import Database
 
@@ -88,6 +90,20 @@ class VocabularyQueries(Database):
             if cleaned:
                 cur.executemany("INSERT INTO session_vocabulary VALUES (?, ?)",
                                 [[session_id, t] for t in cleaned.values()])
+
+    def set_session_options(self, session_id: str, options: DecodeOptions) -> None:
+        """A session's own decode options (replacing any it had); the default removes them."""
+        with self.transaction() as cur:
+            cur.execute("DELETE FROM session_decoding WHERE session_id = ?", [session_id])
+            if options.asked():
+                cur.execute("INSERT INTO session_decoding VALUES (?, ?, ?, ?)",
+                            [session_id, options.language, options.prompt, options.temperature])
+
+    def options_for(self, session_id: str | None) -> DecodeOptions:
+        """The decode options a lane gives its model for a session (read beside `vocabulary_for`)."""
+        rows = self._rows("SELECT language, prompt, temperature FROM session_decoding WHERE session_id = ?",
+                          [session_id])
+        return DecodeOptions(**rows[0]) if rows else DecodeOptions()
 
     def recent_corrections(self, limit: int = 200) -> list[dict]:
         """The newest corrections a person saved: session_id, the machine's text and theirs."""

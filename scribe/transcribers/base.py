@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
-from typing import Protocol, Sequence, runtime_checkable
+from typing import Any, Protocol, Sequence, runtime_checkable
 
 import numpy as np
 
-from scribe.core import Transcription
+from scribe.core import DecodeOptions, Transcription
 
 
 @runtime_checkable
@@ -25,11 +25,13 @@ class Transcriber(Protocol):
     model: str
     """The model it is configured with, stored when a chunk is claimed."""
 
-    def transcribe(self, audio: np.ndarray, *, vocabulary: Sequence[str] = ()) -> Transcription:
+    def transcribe(self, audio: np.ndarray, *, vocabulary: Sequence[str] = (),
+                   options: DecodeOptions | None = None) -> Transcription:
         """Transcribe a whole chunk: finished segments (never a lazy generator) and this call's usage.
 
         `vocabulary`: the team's words (names, products, jargon) in priority order, for the
-        model to spell them so; a backend that cannot use them ignores them."""
+        model to spell them so; a backend that cannot use them ignores them.
+        `options`: the session's own language, prompt and temperature, where the backend has them."""
         ...
 
     def close(self) -> None:
@@ -37,9 +39,13 @@ class Transcriber(Protocol):
         ...
 
 
-def call_transcriber(transcriber: Transcriber, audio: np.ndarray, vocabulary: Sequence[str] = ()) -> Transcription:
-    """`transcriber.transcribe(audio)`, with the vocabulary only when there is one, so a
-    backend written before vocabularies (or a test's own) keeps working without it."""
+def call_transcriber(transcriber: Transcriber, audio: np.ndarray, vocabulary: Sequence[str] = (),
+                     options: DecodeOptions | None = None) -> Transcription:
+    """`transcriber.transcribe(audio)`, with the vocabulary and the decode options only when
+    there are some, so a backend written before them (or a test's own) keeps working without."""
+    asked: dict[str, Any] = {}
     if vocabulary:
-        return transcriber.transcribe(audio, vocabulary=list(vocabulary))
-    return transcriber.transcribe(audio)
+        asked["vocabulary"] = list(vocabulary)
+    if options is not None and options.asked():
+        asked["options"] = options
+    return transcriber.transcribe(audio, **asked)

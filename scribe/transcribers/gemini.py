@@ -21,7 +21,7 @@ import numpy as np
 
 from scribe.audio import SAMPLE_RATE, encode_bytes
 from scribe.backends import GEMINI_PRICES
-from scribe.core import Segment, Transcription
+from scribe.core import DecodeOptions, Segment, Transcription
 from scribe.errors import TranscriptionError
 from scribe.gemini_client import client_from_settings, generate_json
 from scribe.vocabulary import gemini_instruction
@@ -79,13 +79,18 @@ class GeminiTranscriber:
         return cls(client_from_settings(settings), settings.gemini_model,
                    api_key=settings.gemini_api_key)
 
-    def transcribe(self, audio: np.ndarray, *, vocabulary: Sequence[str] = ()) -> Transcription:
+    def transcribe(self, audio: np.ndarray, *, vocabulary: Sequence[str] = (),
+                   options: DecodeOptions | None = None) -> Transcription:
         """Runs on a pipeline worker thread; blocks for one API call (no retries here). The
-        vocabulary is a line of the instruction."""
+        vocabulary, and a session's prompt and language, are lines of the instruction; its
+        temperature is the call's."""
+        options = options or DecodeOptions()
         duration = audio.size / SAMPLE_RATE
-        instruction = "\n".join(filter(None, [INSTRUCTION, gemini_instruction(vocabulary)]))
+        instruction = "\n".join(filter(None, [INSTRUCTION, gemini_instruction(vocabulary),
+                                              _options_instruction(options)]))
         reply = generate_json(self._client, model=self.model, contents=self._contents(audio, duration),
-                              schema=SCHEMA, system_instruction=instruction, api_key=self._api_key)
+                              schema=SCHEMA, system_instruction=instruction, api_key=self._api_key,
+                              temperature=options.temperature or 0.0)
         return Transcription(parse_segments(reply.data, duration), reply.usage)
 
     def close(self) -> None:
@@ -97,6 +102,16 @@ class GeminiTranscriber:
         mime = "audio/flac" if self._format == "FLAC" else "audio/wav"
         ask = f"Transcribe this {duration:.1f}-second clip."
         return [types.Part.from_bytes(data=encode_bytes(audio, self._format), mime_type=mime), ask]
+
+
+def _options_instruction(options: DecodeOptions) -> str:
+    """A session's language and prompt as lines of Gemini's instruction (empty when not asked)."""
+    lines = []
+    if options.language:
+        lines.append(f"The speech is in the language with ISO 639-1 code {options.language!r}.")
+    if options.prompt:
+        lines.append(f"Context from the person who sent the audio (follow its spellings): {options.prompt}")
+    return "\n".join(lines)
 
 
 # -- validating the answer ----------------------------------------------------

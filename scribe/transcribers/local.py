@@ -15,7 +15,7 @@ from typing import Any, Sequence
 
 import numpy as np
 
-from scribe.core import Segment, Transcription, Word
+from scribe.core import DecodeOptions, Segment, Transcription, Word
 from scribe.errors import BackendUnavailableError, ModelNotFoundError
 from scribe.models import BASE, BUNDLED, HUB_LISTED, Progress, model_folder
 from scribe.vocabulary import whisper_prompt
@@ -26,6 +26,9 @@ MODEL_CHOICES = (BUNDLED, BASE, *HUB_LISTED)
 VOCABULARY_OPTION = "hotwords"
 """How the vocabulary reaches Whisper: `hotwords` (every 30 s window) or `initial_prompt`
 (the first window only, with previous-text conditioning off)."""
+FALLBACK_TEMPERATURES = (0.0, 0.2, 0.4, 0.6, 0.8, 1.0)
+"""faster-whisper's default: a decode that fails its checks (repetition, low log-probability)
+is tried again hotter. A session's asked temperature is the first step."""
 _models: dict[tuple[str, str, int], "_Loaded"] = {}
 _models_lock = threading.Lock()
 
@@ -86,30 +89,44 @@ class LocalWhisperTranscriber:
         self.model = model
         self._whisper = load_model(model, compute_type=compute_type, threads=threads, workers=workers,
                                    model_dir=model_dir, progress=progress)
-        english_only = model.endswith(".en") or self._whisper.model.is_multilingual is False
+        self.english_only = model.endswith(".en") or self._whisper.model.is_multilingual is False
         # Multilingual models are told the language: detecting it costs a pass and
         # misfires on short or noisy chunks.
-        self.language = "en" if english_only else language
+        self.language = "en" if self.english_only else language
         self.vad_filter = vad_filter
         self.word_times = word_times
         """Ask for each word's time (cross-attention alignment): lines are cut where the
         speaker changes between words, and the API serves them (BENCHMARKS.md for the cost)."""
 
-    def transcribe(self, audio: np.ndarray, *, vocabulary: Sequence[str] = ()) -> Transcription:
+    def transcribe(self, audio: np.ndarray, *, vocabulary: Sequence[str] = (),
+                   options: DecodeOptions | None = None) -> Transcription:
         """Runs on a worker thread. Forces the lazy generator before returning; costs no tokens."""
         # vad_filter: without it tiny.en writes "You" for 15 s of silence.
         segments, _info = self._whisper.transcribe(
             audio,
-            language=self.language,
             vad_filter=self.vad_filter,
             condition_on_previous_text=False,
             word_timestamps=self.word_times,
-            **vocabulary_options(vocabulary),
+            **self.decode_options(vocabulary, options or DecodeOptions()),
         )
         return Transcription([_to_segment(s) for s in list(segments) if s.text.strip()])
 
     def close(self) -> None:
         """Nothing to release: the model is the process's, shared with other lanes."""
+
+
+    def decode_options(self, vocabulary: Sequence[str], options: DecodeOptions) -> dict[str, Any]:
+        """faster-whisper's arguments for the team's words and the session's own options. An
+        English-only model decodes English whatever was asked (the API refuses another language
+        before anything is stored)."""
+        asked: dict[str, Any] = {"language": self.language if self.english_only else
+                                 options.language or self.language, **vocabulary_options(vocabulary)}
+        if options.prompt:  # beside the vocabulary's hotwords, or after its words in one prompt
+            asked["initial_prompt"] = " ".join(filter(None, [asked.get("initial_prompt"), options.prompt]))
+        if options.temperature is not None:
+            asked["temperature"] = [options.temperature,
+                                    *(t for t in FALLBACK_TEMPERATURES if t > options.temperature)]
+        return asked
 
 
 def vocabulary_options(vocabulary: Sequence[str]) -> dict[str, str]:

@@ -15,7 +15,7 @@ from typing import Any, Sequence
 import numpy as np
 
 from scribe.audio import SAMPLE_RATE, rms_dbfs
-from scribe.core import Segment, Transcription
+from scribe.core import DecodeOptions, Segment, Transcription
 
 
 class StubTranscriber:
@@ -30,8 +30,10 @@ class StubTranscriber:
         self._sleep = sleep
         self.calls = 0
 
-    def transcribe(self, audio: np.ndarray, *, vocabulary: Sequence[str] = ()) -> Transcription:
-        """Its text says how long the audio was; `vocabulary` changes nothing (no model reads it)."""
+    def transcribe(self, audio: np.ndarray, *, vocabulary: Sequence[str] = (),
+                   options: DecodeOptions | None = None) -> Transcription:
+        """Its text says how long the audio was; `vocabulary` and `options` change nothing (no
+        model reads them)."""
         with self._lock:
             self.calls += 1
             delay = self._random.uniform(*self._latency)

@@ -216,14 +216,18 @@ def _granularities(form: Any, response_format: str) -> list[str]:
     if bad := [g for g in given if g not in GRANULARITIES]:
         raise OpenAIError(400, f"unknown timestamp granularity {bad[0]!r}: use segment or word",
                           param="timestamp_granularities", code="invalid_value")
-    if "word" in given:  # stored segments carry no word times; no backend here gives them yet
-        raise OpenAIError(400, "word timestamps are not available from this server; ask for "
-                          "timestamp_granularities[]=segment (the segments carry start and end)",
-                          param="timestamp_granularities", code="unsupported_value")
     if given and response_format != "verbose_json":
         raise OpenAIError(400, "timestamp_granularities needs response_format verbose_json",
                           param="timestamp_granularities", code="invalid_value")
     return given or ["segment"]
+
+
+def check_granularities(request: TranscriptionRequest, runtime: Runtime) -> None:
+    """Word timestamps only from a backend that gives word times (local Whisper; not Gemini)."""
+    if "word" in request.granularities and not getattr(runtime.transcriber, "word_times", False):
+        raise OpenAIError(400, f"the {runtime.transcriber.name} backend gives no word times; ask for "
+                          "timestamp_granularities[]=segment (the segments carry start and end)",
+                          param="timestamp_granularities", code="unsupported_value")
 
 
 def check_language(request: TranscriptionRequest, runtime: Runtime) -> None:
@@ -264,8 +268,12 @@ def render_answer(request: TranscriptionRequest, session: SessionRow, segments: 
         return PlainTextResponse(subtitles, media_type="text/vtt" if fmt == "vtt" else "application/x-subrip")
     body: dict[str, Any] = {"text": plain_text(segments), "usage": usage(seconds)}
     if fmt == "verbose_json":
-        body.update(task="transcribe", language=language, duration=round(seconds, 3),
-                    segments=[_verbose_segment(n, s) for n, s in enumerate(spoken(segments))])
+        body.update(task="transcribe", language=language, duration=round(seconds, 3))
+        if "segment" in request.granularities:
+            body["segments"] = [_verbose_segment(n, s) for n, s in enumerate(spoken(segments))]
+        if "word" in request.granularities:
+            body["words"] = [{"word": w.text.strip(), "start": round(w.start, 3), "end": round(w.end, 3)}
+                             for s in spoken(segments) for w in s.words if w.text.strip()]
     elif fmt == "diarized_json":
         body.update(task="transcribe", duration=round(seconds, 3),
                     segments=[_diarized_segment(n, s) for n, s in enumerate(spoken(segments))])
@@ -312,6 +320,7 @@ def ingest_upload(context: ApiContext, form: Any, request: TranscriptionRequest,
                           param="file", code="missing_file")
     rt = runtime_for_model(context, request.model)
     check_language(request, rt)
+    check_granularities(request, rt)
     policy = parse_policy(rt.settings.chunk_policy, rt.settings.chunk_seconds)
     checked = check_upload(rt.settings, size=upload.size or 0, file_name=upload.filename)
     with tempfile.TemporaryDirectory(prefix="scribe-v1-") as tmp:

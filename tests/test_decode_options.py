@@ -1,7 +1,8 @@
 """A session's own decode options (the OpenAI API's `language`, `prompt`, `temperature`): stored
 with the session before its first chunk, read by the chunk lane beside the vocabulary, and turned
 into what each backend takes (faster-whisper's initial prompt, temperature and language; Gemini's
-instruction and temperature). Sessions that asked nothing decode exactly as configured."""
+instruction and temperature). Sessions that asked nothing decode exactly as configured. And the
+word timestamps a backend without word times cannot give."""
 
 from __future__ import annotations
 
@@ -101,25 +102,41 @@ def test_gemini_gets_the_prompt_and_language_in_its_instruction_and_the_temperat
     assert PROMPT not in " ".join(p["text"] for p in plain["systemInstruction"]["parts"])
 
 
-def test_the_v1_form_fields_become_the_sessions_options_before_its_chunks_are_decoded(settings, sentence):
+@pytest.fixture
+def stub_v1(settings):
+    """`/v1` in this process over a Runtime with the stub backend (no model, no word times)."""
     rt = Runtime.build(settings.with_changes(backend="stub", skip_silence=False))
     context = ApiContext(runtime=lambda: rt, runtime_for=lambda b, m: rt, token=lambda: TOKEN)
     create_api(context)  # installs the access rule `/v1` shares with `/api`
-    api = create_openai_api(context)
     try:
-        with TestClient(api, base_url="http://127.0.0.1", headers={"Authorization": f"Bearer {TOKEN}"}) as client:
-            def post(**fields):
-                with open(sentence, "rb") as f:
-                    answer = client.post("/audio/transcriptions", files={"file": ("report.wav", f, "audio/wav")},
-                                         data={"model": "whisper-1", **fields})
-                assert answer.status_code == 200, answer.text
-                return answer.headers["X-Scribe-Session"]
-
-            asked = post(prompt=PROMPT, temperature="0.3", language="en")
-            plain = post()
-        assert rt.storage.options_for(asked) == DecodeOptions(language="en", prompt=PROMPT, temperature=0.3)
-        assert rt.storage.options_for(plain) == DecodeOptions()
-        rt.storage.delete_session(asked)
-        assert rt.storage.options_for(asked) == DecodeOptions()
+        with TestClient(create_openai_api(context), base_url="http://127.0.0.1",
+                        headers={"Authorization": f"Bearer {TOKEN}"}) as client:
+            yield rt, client
     finally:
         rt.close()
+
+
+def _post(client, path, **fields):
+    with open(path, "rb") as f:
+        return client.post("/audio/transcriptions", files={"file": ("report.wav", f, "audio/wav")},
+                           data={"model": "whisper-1", **fields})
+
+
+def test_the_v1_form_fields_become_the_sessions_options_before_its_chunks_are_decoded(stub_v1, sentence):
+    rt, client = stub_v1
+    answers = [_post(client, sentence, prompt=PROMPT, temperature="0.3", language="en"), _post(client, sentence)]
+    assert [a.status_code for a in answers] == [200, 200], answers[0].text
+    asked, plain = (a.headers["X-Scribe-Session"] for a in answers)
+    assert rt.storage.options_for(asked) == DecodeOptions(language="en", prompt=PROMPT, temperature=0.3)
+    assert rt.storage.options_for(plain) == DecodeOptions()
+    rt.storage.delete_session(asked)
+    assert rt.storage.options_for(asked) == DecodeOptions()
+
+
+def test_word_timestamps_from_a_backend_without_word_times_are_a_clear_400(stub_v1, sentence):
+    rt, client = stub_v1
+    answer = _post(client, sentence, response_format="verbose_json", **{"timestamp_granularities[]": "word"})
+    error = answer.json()["error"]
+    assert answer.status_code == 400 and error["param"] == "timestamp_granularities"
+    assert error["code"] == "unsupported_value" and "stub" in error["message"]
+    assert rt.storage.list_sessions() == []  # refused before anything was stored

@@ -105,6 +105,22 @@ def test_verbose_json_has_timed_segments_and_usage(client, spoken, as_json):
     assert [s.id for s in answer.segments] == list(range(len(answer.segments)))
 
 
+def test_verbose_json_with_word_granularity_has_the_timed_words_of_the_text(client, spoken, as_json):
+    answer = _transcribe(client, spoken[0], model="whisper-1", response_format="verbose_json",
+                         timestamp_granularities=["word", "segment"])
+    words = answer.words
+    assert answer.text == as_json.text and answer.segments and len(words) >= 20
+    assert word_error_rate(answer.text, " ".join(w.word for w in words)) <= 0.05
+    assert all(0 <= w.start <= w.end <= spoken[2] + 0.5 for w in words)
+    assert all(a.start <= b.start for a, b in itertools.pairwise(words))
+    for segment in answer.segments:  # each segment's words fall inside it
+        inside = [w for w in words if segment.start - 0.05 <= w.start < segment.end]
+        assert inside and inside[-1].end <= segment.end + 0.5
+    only_words = _transcribe(client, spoken[0], model="whisper-1", response_format="verbose_json",
+                             timestamp_granularities=["word"])
+    assert only_words.segments is None and [w.word for w in only_words.words] == [w.word for w in words]
+
+
 def test_diarized_json_segments_carry_speakers(client, spoken, as_json):
     answer = _transcribe(client, spoken[0], model="gpt-4o-transcribe-diarize", response_format="diarized_json")
     assert answer.text == as_json.text and answer.segments
@@ -180,7 +196,7 @@ def _openai_error(caught, status: int, param: str | None = None) -> None:
     ({"model": "whisper-1", "language": "klingon"}, 400, "language"),
     ({"model": "whisper-1", "language": "de"}, 400, "language"),
     ({"model": "whisper-1", "temperature": 7}, 400, "temperature"),
-    ({"model": "whisper-1", "response_format": "verbose_json", "timestamp_granularities": ["word"]},
+    ({"model": "whisper-1", "response_format": "json", "timestamp_granularities": ["word"]},
      400, "timestamp_granularities"),
 ])
 def test_bad_fields_are_refused_before_anything_is_stored(client, spoken, scribe_api, as_json, bad, status, param):

@@ -30,10 +30,13 @@ latency p50/p95, and the WER of each chunk's last shown text against the referen
 from __future__ import annotations
 
 import argparse
+import itertools
 import os
+import re
 import sys
 import time
 from pathlib import Path
+from typing import Callable
 
 ROOT = Path(__file__).resolve().parent.parent
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
@@ -49,12 +52,50 @@ import numpy as np  # noqa: E402
 
 import speech  # noqa: E402
 from live_latency import EVAL_TURNS, Word, reference_words, seen_times  # noqa: E402
-from scribe.audio import SAMPLE_RATE  # noqa: E402
+from scribe.audio import SAMPLE_RATE, decode_file  # noqa: E402
 from scribe.partials import LocalAgreement  # noqa: E402
-from scribe.transcribers.partial_whisper import WhisperPartialDecoder, words_of  # noqa: E402
+try:
+    from scribe.transcribers.partial_whisper import WhisperPartialDecoder, words_of
+except ImportError:  # an older checkout (--root): the decoder lived in scribe.partials
+    from scribe.partials import WhisperPartialDecoder, words_of  # type: ignore[attr-defined,no-redef]
 from scribe.wer import normalize, word_error_rate  # noqa: E402
 
-SETS = {"tune": speech.MEETING_TURNS[:10], "eval": EVAL_TURNS}
+READER = Path("/usr/share/pocketsphinx/test/data/librivox")
+"""Debian's pocketsphinx-testdata: five LibriVox sentences read by one person (scripts/setup.sh --system)."""
+
+
+def espeak_set(turns: list[str]) -> Callable[[int], tuple[np.ndarray, str]]:
+    """Session k: the turns rotated by 3k (each session says something else), 0.9 s between turns."""
+    return lambda k: speech.meeting_audio(rotated(turns, 3 * k), gap_s=0.9)
+
+
+def reader(k: int) -> tuple[np.ndarray, str]:
+    """The LibriVox reader's five sentences (rotated by k), 0.6 s apart, and their text."""
+    lines = (READER / "transcription").read_text().splitlines()
+    said = {m.group(2): m.group(1) for m in (re.match(r"<s> (.*) </s> \((.*)\)", line) for line in lines) if m}
+    names = rotated(sorted(said), k % len(said))
+    gap = np.zeros(int(0.6 * SAMPLE_RATE), np.float32)
+    audio = np.concatenate([piece for n in names for piece in (decode_file(READER / f"{n}.wav"), gap)])
+    return audio, " ".join(said[n] for n in names)
+
+
+def phone_call(k: int) -> tuple[np.ndarray, str]:
+    """24 s of a real two-person telephone call (Debian's `transcriber` examples, unpacked by
+    benchmarks/real_voices.py), both channels mixed, and its transcript in turn order (the
+    same call for every session)."""
+    import real_voices
+
+    root = real_voices.unpacked()
+    trs = (root / real_voices.TR / "know.trs").read_text(encoding="latin-1")
+    body = re.sub(r"<[^>]*>|\{[^}]*\}|\(\(|\)\)", " ", trs.split("<Episode>", 1)[1])
+    return real_voices._sox(root / real_voices.TR / "know.sph", "remix", "1,2"), " ".join(body.split())
+
+
+SETS: dict[str, Callable[[int], tuple[np.ndarray, str]]] = {
+    "tune": espeak_set(speech.MEETING_TURNS[:10]), "reader": reader,
+    "eval": espeak_set(EVAL_TURNS), "phone": phone_call}
+"""`tune` and `reader` (a real voice) to choose settings on; `eval` and `phone` (real voices)
+only to check the choice."""
 Shown = list[tuple[float, list[str]]]
 
 
@@ -96,7 +137,7 @@ def _steps(start: int, end: int, step: int) -> list[int]:
 
 
 def simulate_tail(decoder, sessions: list[tuple[np.ndarray, list[int]]], interval_s: float,
-                  commit_after_s: float) -> tuple[list[Shown], list[float], list[list[str]]]:
+                  commit_after_s: float, wait_s: float) -> tuple[list[Shown], list[float], list[list[str]]]:
     """The lane's way, N sessions in lockstep (one batched decode per step): per session its
     shown words over time and each chunk's last text; and the seconds of each step."""
     from scribe.partials import ChunkText
@@ -120,12 +161,13 @@ def simulate_tail(decoder, sessions: list[tuple[np.ndarray, list[int]]], interva
                 if st["text"] is not None:
                     last[i].append(" ".join(st["text"].words()))
                     st["context"] = " ".join(st["text"].words())
-                st["text"], st["start"] = ChunkText(st["context"], commit_after_s=commit_after_s), start
+                st["text"], st["start"] = ChunkText(st["context"], commit_after_s=commit_after_s, wait_s=wait_s), start
             chunk: ChunkText = st["text"]
             open_audio = audio[start:until]
             tail, offset = chunk.tail_audio(open_audio)
             speech = decoder.prepare(tail, offset, chunk.prompt(), chunk.wants_times(open_audio.size / SAMPLE_RATE))
-            if not chunk.unchanged(speech, open_audio.size / SAMPLE_RATE):
+            end_s = open_audio.size / SAMPLE_RATE
+            if not chunk.unchanged(speech, end_s) and not chunk.waits(speech, end_s):
                 due.append((i, chunk, open_audio.size / SAMPLE_RATE))
                 speeches.append(speech)
         heard = decoder.decode(speeches) if speeches else []
@@ -151,16 +193,17 @@ def rotated(turns: list[str], k: int) -> list[str]:
     return turns[k:] + turns[:k]
 
 
-def run_set(decoder, mode: str, turns: list[str], noise: float | None, sessions: int, interval_s: float,
-            commit_after_s: float) -> str:
+def run_set(decoder, mode: str, make: Callable[[int], tuple[np.ndarray, str]], noise: float | None, sessions: int,
+            interval_s: float, commit_after_s: float, wait_s: float) -> str:
     prepared = []
     for k in range(sessions):
-        clean, text = speech.meeting_audio(rotated(turns, 3 * k), gap_s=0.9)
+        clean, text = make(k)
         audio = clean if noise is None else speech.add_noise(clean, noise)
         prepared.append((audio, pause_cuts(clean), text, reference_words(clean, text)))
     cpu = time.process_time()
     if mode == "tail":
-        shown, seconds, last = simulate_tail(decoder, [(a, c) for a, c, _, _ in prepared], interval_s, commit_after_s)
+        shown, seconds, last = simulate_tail(decoder, [(a, c) for a, c, _, _ in prepared], interval_s, commit_after_s,
+                                             wait_s)
     else:
         shown, seconds, last = [], [], []
         for audio, cuts, _, _ in prepared:
@@ -187,27 +230,36 @@ def main() -> None:
     parser.add_argument("--mode", choices=("tail", "whole"), action="append", help="default: both")
     parser.add_argument("--sessions", type=int, action="append", help="simultaneous sessions (tail: batched)")
     parser.add_argument("--commit-after", type=float, action="append", help="tail length that commits (s)")
+    parser.add_argument("--wait", type=float, action="append",
+                        help="tail: seconds of running speech a decode may wait for (0: decode every step)")
     parser.add_argument("--set", choices=tuple(SETS), action="append", help="default: both")
     parser.add_argument("--padding", type=float, help="seconds of silence after the speech (default: the app's)")
+    parser.add_argument("--compute-type", help="CTranslate2 compute type (default: the decoder's)")
+    parser.add_argument("--threads", type=int, help="CTranslate2 threads per call (default: the decoder's)")
     parser.add_argument("--root", type=Path, help="import scribe from this checkout (before figures; whole only; "
                         "give it as --root=PATH)")
     args = parser.parse_args()
-    decoder = WhisperPartialDecoder(args.model, **({"padding_s": args.padding} if args.padding is not None else {}))
+    options = {"padding_s": args.padding, "compute_type": args.compute_type, "threads": args.threads}
+    decoder = WhisperPartialDecoder(args.model, **{k: v for k, v in options.items() if v is not None})
     decoder.warm()
-    print(f"{args.model}, a step every {args.interval:g} s of audio, load average {os.getloadavg()[0]:.2f}"
+    print(f"{args.model} {args.compute_type or ''}, a step every {args.interval:g} s of audio, "
+          f"padding {args.padding}, load average {os.getloadavg()[0]:.2f}"
           f"{f', scribe from {args.root}' if args.root else ''}")
     print(f"{'set':<6}{'noise':>7}  {'mode':<14}{'n':>3}{'CPU/s':>8}{'step p50/p95':>14}{'shown':>11}"
           f"{'latency p50/p95':>17}{'WER':>7}")
     import scribe.partials
 
     default_commit = getattr(scribe.partials, "COMMIT_AFTER_SECONDS", 0.0)  # absent before tails
+    default_wait = getattr(scribe.partials, "WAIT_SECONDS", 0.0)
     for name in args.set or list(SETS):
         for noise in [None, *args.noise]:
             for mode in args.mode or ["whole", "tail"]:
                 for sessions in args.sessions or [1]:
-                    for commit in (args.commit_after or [default_commit]) if mode == "tail" else [0.0]:
-                        label = f"tail {commit:g}s" if mode == "tail" else "whole"
-                        row = run_set(decoder, mode, SETS[name], noise, sessions, args.interval, commit)
+                    for commit, wait in itertools.product(
+                            (args.commit_after or [default_commit]) if mode == "tail" else [0.0],
+                            (args.wait or [default_wait]) if mode == "tail" else [0.0]):
+                        label = f"tail {commit:g}s w{wait:g}" if mode == "tail" else "whole"
+                        row = run_set(decoder, mode, SETS[name], noise, sessions, args.interval, commit, wait)
                         print(f"{name:<6}{'clean' if noise is None else f'{noise:g}':>7}  {label:<14}{sessions:>3}{row}",
                               flush=True)
 

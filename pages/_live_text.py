@@ -12,20 +12,23 @@ from typing import Callable
 import streamlit as st
 
 from scribe.partials import PartialLane
-from scribe.record_view import live_transcript
+from scribe.record_view import StoredLines, live_transcript
 from scribe.storage import Storage
 
 PARTIAL_KEY = "live_partial_text"
 _PARTIAL_STYLE = f"<style>.st-key-{PARTIAL_KEY} div {{ color: #8a8f98; font-style: italic; }}</style>"
+STORED = StoredLines()
+"""Shared by every page of this process: N people watching a session cost one read per change."""
 
 
 def render_live_transcript(storage: Storage, session_id: str, partials: PartialLane | None,
-                           empty_text: Callable[[], str]) -> None:
+                           empty_text: Callable[[], str], stored_mark: Callable[[], object]) -> None:
     """Stored transcript, then the partial text not yet replaced by it (the open chunk's
     while recording, and after Stop the last chunks' until they are stored); with neither,
-    `empty_text()` (asked only then)."""
-    shown = partials.partials(session_id) if partials is not None else []  # before the segments
-    view = live_transcript(storage.list_segments(session_id), shown)
+    `empty_text()` (asked only then). `stored_mark()` changes whenever a chunk is stored
+    (`StoredLines`)."""
+    shown = partials.partials(session_id) if partials is not None else []  # before the mark and segments
+    view = live_transcript(STORED.segments(storage, session_id, stored_mark()), shown)
     st.html(_PARTIAL_STYLE)  # on every run, so it is in place before the first partial line is
     if not view.stored and not view.partial:
         st.text(empty_text())

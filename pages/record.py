@@ -144,7 +144,14 @@ def _live_words() -> None:
         return
     st.markdown("**Transcript**")
     render_live_transcript(rt.storage, session.id, rt.partials,
-                           lambda: _no_transcript_yet(_status(session, rt.storage.list_chunks(session.id), 0)))
+                           lambda: _no_transcript_yet(_status(session, rt.storage.list_chunks(session.id), 0)),
+                           _chunks_finished)
+
+
+def _chunks_finished() -> tuple[int, int]:
+    """Moves whenever any chunk's text is stored (or fails): the stored lines' mark."""
+    stats = rt.pipeline.stats()
+    return stats.processed, stats.failed
 
 
 @st.fragment(run_every=1.0)

@@ -120,6 +120,9 @@ class Settings:
     """Show partial text of the chunk still open on the Record page (live only)."""
     partial_interval_seconds: float = 1.0
     """Re-decode the open chunk after this much new audio."""
+    partial_wait_seconds: float = 2.0
+    """While speech runs on without a pause, a partial decode waits until this much audio
+    arrived since the last one (a pause is decoded at once); 0 decodes at every interval."""
     partial_model: str = DEFAULT_PARTIAL_MODEL
     """Local Whisper model for partial text (never Gemini); `base` and
     `tiny.en` (faster, less accurate) are bundled."""
@@ -253,6 +256,7 @@ class Settings:
             (self.broker_wait_seconds >= 0, "broker_wait_seconds", "must not be negative"),
             (0.2 <= self.partial_interval_seconds <= 30.0, "partial_interval_seconds",
              "must be between 0.2 and 30"),
+            (0.0 <= self.partial_wait_seconds <= 30.0, "partial_wait_seconds", "must be between 0 and 30"),
             (bool(self.partial_model.strip()), "partial_model", "must not be empty"),
             (self.partial_capacity >= 0, "partial_capacity", "must not be negative"),
             (self.api_token is None or len(self.api_token) >= 16, "api_token",
@@ -355,6 +359,7 @@ _ENV_VARS: dict[str, tuple[str, Any]] = {
     "broker_wait_seconds": ("SCRIBE_BROKER_WAIT_SECONDS", float),
     "partials": ("SCRIBE_PARTIALS", _bool),
     "partial_interval_seconds": ("SCRIBE_PARTIAL_INTERVAL_SECONDS", float),
+    "partial_wait_seconds": ("SCRIBE_PARTIAL_WAIT_SECONDS", float),
     "partial_model": ("SCRIBE_PARTIAL_MODEL", str),
     "partial_capacity": ("SCRIBE_PARTIAL_CAPACITY", int),
     "api_token": ("SCRIBE_API_TOKEN", str),

@@ -122,7 +122,8 @@ class PartialStats:
     decode_seconds: float = 0.0
     lags: list[float] = field(default_factory=list)
     quiet: int = 0
-    """Requests not decoded because no new speech had arrived since the last decode."""
+    """Requests not decoded: no new speech since the last decode, or speech running on with
+    less than `WAIT_SECONDS` of it since then (`ChunkText.waits`)."""
 
     @property
     def served(self) -> int:
@@ -209,6 +210,11 @@ OVERLAP_SECONDS = 0.1
 QUIET_SECONDS = 0.3
 """No decode while VAD finds no speech past what the last decode heard, once that decode
 already had this much audio after the speech (the last words were not cut off)."""
+WAIT_SECONDS = 2.0
+"""While speech runs on without a pause, a tail is decoded once this much audio arrived since
+its last decode (a decode costs about the same whatever its length, so fewer of them is
+what makes a live session cheap); a pause (`Speech.paused`) decodes it at once
+(`ChunkText.waits`)."""
 CONTEXT_WORDS = 40
 """Words of the session kept as the prompt's source (the decoder takes its last tokens)."""
 
@@ -222,7 +228,7 @@ class ChunkText:
     never taken back within the chunk."""
 
     def __init__(self, context: str = "", agreement: int = 2,
-                 commit_after_s: float = COMMIT_AFTER_SECONDS) -> None:
+                 commit_after_s: float = COMMIT_AFTER_SECONDS, wait_s: float = WAIT_SECONDS) -> None:
         self.context = context
         """Words shown before this chunk (the prompt's start)."""
         self.committed: list[str] = []
@@ -231,6 +237,7 @@ class ChunkText:
         self._n = agreement
         self.agreement = LocalAgreement(agreement)
         self.commit_after_s = commit_after_s
+        self.wait_s = wait_s
         self.tail: list[str] = []
         self.speech_end_s: float | None = None
         self.decoded_end_s = 0.0
@@ -269,6 +276,16 @@ class ChunkText:
             return True
         return False
 
+    def waits(self, speech: "Speech | None", audio_end_s: float) -> bool:
+        """True when this decode can wait for more audio: the speech runs on to the audio's
+        end and less than `wait_s` of audio arrived since the last decode. Words that end a
+        phrase are decoded at the pause after them; words within a long phrase wait up to
+        `wait_s`."""
+        if speech is None:
+            return False
+        since = audio_end_s - max(self.decoded_end_s, self.cut_s)
+        return since < self.wait_s and not speech.paused
+
     def accept(self, heard: list[TimedWord], audio_end_s: float, speech_end_s: float) -> None:
         """A decode of the tail up to `audio_end_s`: update the stable words and the tail, and
         once the tail is long commit its stable words up to a pause (words with times only)."""
@@ -291,10 +308,17 @@ class ChunkText:
         self.tail = texts[k:]
 
 
+REPEAT_WORDS = 16
+"""The most leading words of a tail dropped for repeating the last committed ones: the
+overlap heard again, or a whole phrase read again when its commit cut the audio too early
+(a loop: "Maria will prepare a hiring plan" committed four times). A speaker's own repeat
+of a long phrase right after it is rare, and the stored text keeps it anyway."""
+
+
 def _without_repeat(committed: list[str], heard: list[TimedWord]) -> list[TimedWord]:
     """`heard` without leading words that repeat the last committed ones (the overlap heard
-    again)."""
-    for k in range(min(3, len(committed), len(heard)), 0, -1):
+    again, or a phrase read twice)."""
+    for k in range(min(REPEAT_WORDS, len(committed), len(heard)), 0, -1):
         if common_prefix(committed[-k:], [w.text for w in heard[:k]]) == k:
             return heard[k:]
     return heard
@@ -418,13 +442,17 @@ class PartialLane:
                  monotonic: Callable[[], float] = time.monotonic,
                  clock: Callable[[], float] = time.time, max_batch: int = MAX_BATCH,
                  session_cost: float | None = None, capacity: int = 0,
-                 vocabulary: Callable[[str], Sequence[str]] = lambda session_id: ()) -> None:
+                 vocabulary: Callable[[str], Sequence[str]] = lambda session_id: (),
+                 wait_seconds: float = WAIT_SECONDS) -> None:
         """`session_cost`: a first estimate of one session's decoding seconds per second of
         audio (refined by every tick); `capacity` > 0 fixes the sessions served live words;
-        `vocabulary(session_id)`: the words the model is given for that session."""
+        `vocabulary(session_id)`: the words the model is given for that session;
+        `wait_seconds`: see `ChunkText.waits` (a plain callable, with no VAD to tell a pause,
+        decodes at every interval)."""
         self._decode = decode
         self._vocabulary = vocabulary
         self._decoder = decode if hasattr(decode, "prepare") else _PlainDecoder(decode)
+        self._wait_s = wait_seconds if self._decoder is decode else 0.0
         self.interval_samples = max(1, int(interval_seconds * SAMPLE_RATE))
         self.interval_seconds = interval_seconds
         self._busy = busy
@@ -586,14 +614,14 @@ class PartialLane:
 
     # -- internals ---------------------------------------------------------------
     def _new_session(self) -> _Session:
-        return _Session(chunk=ChunkText(agreement=self._agreement_n))
+        return _Session(chunk=ChunkText(agreement=self._agreement_n, wait_s=self._wait_s))
 
     def _open_chunk(self, state: _Session, seq: int, start_sample: int) -> None:
         if state.current is not None and state.current.text and state.seq >= 0:
             state.held[state.seq] = state.current  # closed without chunk_closed (resume)
             state.context = state.current.text
         state.seq, state.start_sample, state.offered_until = seq, start_sample, 0
-        state.chunk = ChunkText(state.context, agreement=self._agreement_n)
+        state.chunk = ChunkText(state.context, agreement=self._agreement_n, wait_s=self._wait_s)
         state.current = None
 
     def _note_replaced(self, state: _Session) -> None:
@@ -632,7 +660,8 @@ class PartialLane:
                 continue
             end_s = request.tail_offset_s + tail.size / SAMPLE_RATE
             with self._cond:
-                quiet = request.chunk is not None and request.chunk.unchanged(speech, end_s)
+                quiet = request.chunk is not None and (request.chunk.unchanged(speech, end_s) or
+                                                       request.chunk.waits(speech, end_s))
             if quiet:
                 results[i] = QUIET
             elif speech is not None:
@@ -799,4 +828,5 @@ def build_partial_lane(settings: Settings, busy: Callable[[], bool],
     decoder: WhisperPartialDecoder = loaded["decoder"]  # type: ignore[assignment]
     prior = decoder.warm_seconds / settings.partial_interval_seconds if decoder.warm_seconds else None
     return PartialLane(decoder, interval_seconds=settings.partial_interval_seconds, busy=busy, session_cost=prior,
-                       capacity=settings.partial_capacity, vocabulary=vocabulary)
+                       capacity=settings.partial_capacity, vocabulary=vocabulary,
+                       wait_seconds=settings.partial_wait_seconds)

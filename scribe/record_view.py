@@ -5,8 +5,11 @@ are tested without Streamlit; `pages/record.py` and `pages/_live_text.py` draw t
 
 from __future__ import annotations
 
+import threading
+import time
+from collections import OrderedDict
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Callable
 
 import numpy as np
 
@@ -70,6 +73,44 @@ def live_transcript(segments: list[SegmentRow], partials: list[PartialText]) -> 
     stored_seqs = {s.seq for s in segments}
     partial = [f"[{mmss(p.start_ms)}] {p.text}" for p in partials if p.seq not in stored_seqs and p.text]
     return LiveTranscript(transcript_lines(segments), partial)
+
+
+class StoredLines:
+    """The stored transcript of live sessions, read from the database once per change for
+    every page showing it: each open Record page redraws its transcript four times a second
+    while a session records, and the stored lines change only when one of its chunks is
+    stored.
+
+    `segments(storage, session_id, mark)` reads again when `mark` differs from the last
+    read's (the pipeline's count of finished chunks: it moves before a chunk's partial text
+    is dropped, so a stored chunk never goes missing between the two) or the last read is
+    older than `max_age_s` (an edit of a stored line also shows)."""
+
+    def __init__(self, max_age_s: float = 1.0, sessions: int = 64,
+                 clock: Callable[[], float] = time.monotonic) -> None:
+        self.max_age_s = max_age_s
+        self._sessions = sessions
+        self._clock = clock
+        self._lock = threading.Lock()
+        self._read: OrderedDict[tuple[int, str], tuple[object, float, list[SegmentRow]]] = OrderedDict()
+        self.reads = 0
+        """Database reads so far (for tests and benchmarks)."""
+
+    def segments(self, storage: Storage, session_id: str, mark: object) -> list[SegmentRow]:
+        key = (id(storage), session_id)
+        with self._lock:
+            hit = self._read.get(key)
+            if hit is not None and hit[0] == mark and self._clock() - hit[1] < self.max_age_s:
+                return hit[2]
+        at = self._clock()
+        rows = storage.list_segments(session_id)
+        with self._lock:
+            self.reads += 1
+            self._read[key] = (mark, at, rows)
+            self._read.move_to_end(key)
+            while len(self._read) > self._sessions:
+                self._read.popitem(last=False)
+        return rows
 
 
 def live_words_note(load: LaneLoad | None, recording: int) -> str | None:

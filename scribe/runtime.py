@@ -226,7 +226,8 @@ def _partial_lane(settings: Settings, pipeline: Pipeline) -> Any:
         from scribe.partials import PartialLane
 
         lane = PartialLane(RemotePartialDecoder(settings.redis_url), interval_seconds=settings.partial_interval_seconds,
-                           busy=chunks_waiting, capacity=settings.partial_capacity)
+                           busy=chunks_waiting, capacity=settings.partial_capacity,
+                           wait_seconds=settings.partial_wait_seconds)
     else:
         lane = build_partial_lane(settings, busy=chunks_waiting, vocabulary=pipeline.storage.vocabulary_for)
     pipeline.add_listener(lane.on_pipeline_event)

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import threading
 import time
+from pathlib import Path
 
 import av
 import numpy as np
@@ -17,14 +18,14 @@ import pytest
 import fake_gemini as fg
 import speech
 from fake_gemini import fake_gemini, fake_gemini_factory  # noqa: F401 (fixtures)
-from scribe.audio import SAMPLE_RATE
+from scribe.audio import SAMPLE_RATE, decode_file
 from scribe.capture import LiveCapture, LiveRegistry
 from scribe.chunking import FixedPolicy, PausePolicy
 from scribe.core import SegmentRow
 from scribe.partials import ChunkText, LocalAgreement, PartialLane, common_prefix
 from scribe.record_view import live_transcript
 from scribe.runtime import Runtime
-from scribe.transcribers.partial_whisper import Speech, TimedWord, WhisperPartialDecoder
+from scribe.transcribers.partial_whisper import Speech, TimedWord, WhisperPartialDecoder, ends_in_pause
 from scribe.wer import word_error_rate
 from waiting import eventually
 
@@ -293,6 +294,71 @@ def test_no_decode_while_no_new_speech_arrives(decoder, turns):
         lane.stop()
 
 
+def test_a_decode_waits_while_speech_runs_on_but_not_at_a_pause():
+    """While VAD hears speech up to the audio's end, a tail is decoded only once `wait_s` of
+    audio arrived since its last decode; speech that stopped before the end is read at once."""
+    def heard(end_s: float, paused: bool = False) -> Speech:
+        return Speech(np.zeros(int(end_s * SAMPLE_RATE), np.float32), 0.0, end_s, paused=paused)
+
+    chunk = ChunkText(wait_s=2.0)
+    assert chunk.waits(heard(1.0), 1.0)
+    assert not chunk.waits(heard(1.0, paused=True), 1.0)
+    assert not chunk.waits(heard(2.0), 2.0)  # 2 s since the chunk began
+    chunk.accept([TimedWord("hello", 0.2, 0.6)], 2.0, 2.0)
+    assert chunk.waits(heard(3.0), 3.0)  # 1 s since that decode
+    assert not chunk.waits(heard(4.0), 4.0)
+    assert not ChunkText(wait_s=0.0).waits(heard(1.0), 1.0)  # 0: every interval
+
+
+def test_a_pause_is_heard_at_the_audios_end_only_after_the_speech_stopped(turns):
+    audio, _ = turns
+    speaking = audio[: 2 * SAMPLE_RATE]
+    assert not ends_in_pause(speaking)
+    assert ends_in_pause(np.concatenate([speaking, np.zeros(int(0.5 * SAMPLE_RATE), np.float32)]))
+    assert not ends_in_pause(np.concatenate([speaking, np.zeros(int(0.1 * SAMPLE_RATE), np.float32)]))
+    assert ends_in_pause(np.zeros(SAMPLE_RATE, np.float32))
+
+
+def read_live(decoder: WhisperPartialDecoder, audio: np.ndarray, wait_s: float) -> tuple[list[list[str]], int]:
+    """The lane's path over one open chunk offered every second (ChunkText, VAD, the
+    decoder): the words shown after each offer, and how many decodes it took."""
+    chunk, shown, decodes = ChunkText(wait_s=wait_s), [], 0
+    for until in [*range(SAMPLE_RATE, audio.size, SAMPLE_RATE), audio.size]:
+        end_s = until / SAMPLE_RATE
+        tail, offset = chunk.tail_audio(audio[:until])
+        piece = decoder.prepare(tail, offset, chunk.prompt(), chunk.wants_times(end_s))
+        if not chunk.unchanged(piece, end_s) and not chunk.waits(piece, end_s):
+            chunk.accept(decoder.decode([piece])[0], end_s, piece.speech_end_s)
+            decodes += 1
+        shown.append(chunk.words())
+    return shown, decodes
+
+
+READER = Path("/usr/share/pocketsphinx/test/data/librivox")
+"""Debian's pocketsphinx-testdata (scripts/setup.sh --system): one real person reading."""
+
+
+@pytest.mark.skipif(not READER.is_dir(), reason="pocketsphinx-testdata is not installed")
+def test_waiting_for_pauses_shows_the_same_words_of_a_real_voice_with_far_fewer_decodes(decoder):
+    """A real reader's three sentences (one open chunk): decoding at pauses and every 2 s of
+    running speech ends on text as right as decoding every second, shows each sentence's
+    words, and decodes far less often."""
+    import re
+
+    said = {name: text for text, name in re.findall(r"<s> (.*) </s> \((.*)\)", (READER / "transcription").read_text())}
+    names = sorted(said)[:3]
+    gap = np.zeros(int(0.6 * SAMPLE_RATE), np.float32)
+    audio = np.concatenate([p for n in names for p in (decode_file(READER / f"{n}.wav"), gap)] + [gap])
+    reference = " ".join(said[n] for n in names)
+    every, every_decodes = read_live(decoder, audio, wait_s=0.0)
+    waited, waited_decodes = read_live(decoder, audio, wait_s=2.0)
+    every_wer, waited_wer = word_error_rate(reference, " ".join(every[-1])), word_error_rate(reference, " ".join(waited[-1]))
+    print(f"decodes {every_decodes} -> {waited_decodes}, last-text WER {every_wer:.3f} -> {waited_wer:.3f}")
+    assert waited_decodes <= 0.7 * every_decodes
+    assert waited_wer <= every_wer + 0.05 and waited_wer < 0.3
+    assert len(waited[-1]) >= len(every[-1]) - 2
+
+
 def test_partials_pause_while_final_chunks_wait_and_resume_after():
     gated = GatedDecoder()
     gated.gate.set()
@@ -511,6 +577,21 @@ def test_the_default_partial_model_is_bundled_and_decodes_on_its_own_instance():
     chunk_lane = load_model(defaults.whisper_model)
     # Its own one-thread model, never the chunk lane's: a partial never waits for a chunk's decode.
     assert partial._whisper is not chunk_lane
+
+
+def test_the_lane_loads_the_model_compute_type_and_wait_its_settings_name(settings):
+    """What the benchmarks chose is what the app runs: the partial model in int8 on one
+    CTranslate2 thread (int8 decodes in two thirds of float32's CPU), waiting for pauses."""
+    from scribe.config import Settings
+    from scribe.partials import build_partial_lane
+
+    assert (Settings().whisper_compute_type, Settings().partial_wait_seconds) == ("int8", 2.0)
+    lane = build_partial_lane(settings, busy=lambda: False)
+    loaded = lane._decoder._whisper.model
+    assert lane._decoder.model == settings.partial_model
+    assert loaded.compute_type.startswith("int8") and loaded.device == "cpu"
+    assert lane._wait_s == settings.partial_wait_seconds == 2.0
+    assert lane._new_session().chunk.wait_s == 2.0
 
 
 def test_a_multilingual_partial_model_is_told_the_language_instead_of_detecting_it(monkeypatch):

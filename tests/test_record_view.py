@@ -2,7 +2,7 @@
 
 from scribe.core import ChunkRow, SegmentRow
 from scribe.partials import PartialText
-from scribe.record_view import chunk_table, level_fraction, live_transcript
+from scribe.record_view import StoredLines, chunk_table, level_fraction, live_transcript
 
 
 def test_chunk_table_shows_latency_only_once_a_chunk_is_done():
@@ -26,3 +26,24 @@ def test_live_transcript_hides_partial_text_once_its_chunk_is_stored():
     view = live_transcript(stored, partials)
     assert view.stored == ["[00:00] stored words"]
     assert view.partial == ["[00:15] open chunk"]
+
+
+def test_every_page_watching_a_session_shares_one_read_of_its_stored_lines_per_change(storage, tmp_path):
+    """Open Record pages redraw the transcript four times a second: the stored lines are read
+    from the database once per stored chunk (the mark) for all of them, and again at the
+    latest after `max_age_s` (an edit shows too)."""
+    from seed_sessions import add_chunk, seed_session
+
+    now = [0.0]
+    lines = StoredLines(max_age_s=1.0, clock=lambda: now[0])
+    session_id = seed_session(storage, tmp_path, [(None, "first words")], title="live", created_at=1.0).id
+    for _viewer_redraw in range(12):
+        assert [s.text for s in lines.segments(storage, session_id, (1, 0))] == ["first words"]
+    assert lines.reads == 1
+    add_chunk(storage, tmp_path, session_id, 1, None, "second chunk")
+    assert len(lines.segments(storage, session_id, (2, 0))) == 2 and lines.reads == 2  # a new chunk: read at once
+    storage.edit_segment(session_id, "live", 0, 0, "first words, edited")
+    assert lines.segments(storage, session_id, (2, 0))[0].text == "first words"  # within max_age_s
+    now[0] = 1.0
+    assert lines.segments(storage, session_id, (2, 0))[0].text == "first words, edited"
+    assert lines.reads == 3

@@ -46,6 +46,11 @@ BUCKET_SECONDS = 1.0
 one prompt length share a model call, and a piece reads the same alone as in a batch."""
 LEAD_SECONDS = 0.2
 """Audio kept before the first speech VAD found (its onset is a little late)."""
+PAUSE_SECONDS = 0.3
+"""Silence at the audio's end that makes a pause (`Speech.paused`): the speaker finished a
+phrase, so its words are worth reading now."""
+PAUSE_LOOK_SECONDS = 1.5
+"""The end of the audio looked at for that pause (a second VAD pass, on this much only)."""
 
 
 
@@ -78,6 +83,9 @@ class Speech:
     """Word times wanted (an `align` pass): only when the words may be committed."""
     vocabulary: str = ""
     """The team's words (`scribe.vocabulary.whisper_prompt`), read before the prompt."""
+    paused: bool = True
+    """The audio ends in a pause (`PAUSE_SECONDS` without speech). The first VAD pass cannot
+    tell: it ends a span only after 2 s of silence, and pads it."""
 
 
 class WhisperPartialDecoder:
@@ -243,4 +251,14 @@ def prepare_speech(audio: np.ndarray, offset_s: float = 0.0, prompt: str = "", t
     first = max(0, spans[0]["start"] - int(LEAD_SECONDS * SAMPLE_RATE))
     last = spans[-1]["end"]
     return Speech(audio[first:last].astype(np.float32, copy=False), offset_s + first / SAMPLE_RATE,
-                  offset_s + last / SAMPLE_RATE, prompt, times, vocabulary)
+                  offset_s + last / SAMPLE_RATE, prompt, times, vocabulary, ends_in_pause(audio))
+
+
+def ends_in_pause(audio: np.ndarray) -> bool:
+    """True when VAD (short silences, no padding) hears no speech in the audio's last
+    `PAUSE_SECONDS`."""
+    from faster_whisper.vad import VadOptions, get_speech_timestamps
+
+    end = audio[-int(PAUSE_LOOK_SECONDS * SAMPLE_RATE):]
+    spans = get_speech_timestamps(end, VadOptions(min_silence_duration_ms=100, speech_pad_ms=0))
+    return not spans or spans[-1]["end"] <= end.size - int(PAUSE_SECONDS * SAMPLE_RATE)

@@ -1,0 +1,108 @@
+"""What the Record page's redraws cost the server, per person watching a live session.
+
+    HF_HUB_OFFLINE=1 python3 benchmarks/page_redraw.py [--viewers 0 --viewers 4 --viewers 8]
+        [--seconds 30] [--rounds 2]
+
+The real app (`streamlit run app.py`; the stub backend, so the chunk lane costs next to
+nothing, and partials off, so no decoding: what is left is capture, storage and the pages),
+one headless sender streaming espeak-ng speech into the realtime socket for the whole run
+(benchmarks/live_latency.py's sender). For each N, N headless Chromium tabs (each its own
+browser context, so its own Streamlit session) open the Record page's "Live from the API"
+tab and pick that session: each then redraws its transcript, status, chunk table and the
+sidebar as the page does while a session records. Once all N show the transcript, the app
+process's CPU time (user + system, all threads) is read over `--seconds`. The N values
+alternate for `--rounds` rounds, so each meets the same machine. Reported: the app's CPU in
+cores per N, and per viewer over the no-viewer run of the same round. The browsers run on
+the same cores (their CPU is not counted, but competes).
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import statistics
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path[:0] = [str(ROOT), str(ROOT / "tests"), str(ROOT / "benchmarks")]
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+
+import numpy as np  # noqa: E402
+
+import speech  # noqa: E402
+from fake_mic import CHROMIUM  # noqa: E402
+from live_latency import _cpu_seconds, start_senders  # noqa: E402
+from scribe_app import ScribeApp  # noqa: E402
+
+BROWSER_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--no-first-run",
+                "--disable-background-timer-throttling", "--disable-renderer-backgrounding"]
+
+
+def watch(browser, url: str):
+    """One viewer: a tab on the Record page watching the streamed session."""
+    page = browser.new_context(viewport={"width": 1400, "height": 1000}).new_page()
+    page.goto(url, timeout=180_000)
+    page.get_by_role("heading", name="Record").wait_for(timeout=90_000)
+    page.get_by_role("tab", name="Live from the API").click()
+    for _attempt in range(10):  # the picker's fragment redraws every 2 s: an option may go stale
+        try:
+            box = page.get_by_role("combobox", name="Live session")
+            box.click(timeout=30_000)
+            page.get_by_role("option").nth(1).click(timeout=3_000)  # the first is "Choose a session"
+            page.get_by_text("Transcript", exact=True).wait_for(timeout=10_000)
+            return page
+        except Exception:  # noqa: BLE001 - retried; the last attempt's error is raised below
+            page.keyboard.press("Escape")
+    raise RuntimeError("the tab never showed the live session")
+
+
+def app_cores(app: ScribeApp, seconds: float) -> float:
+    before, started = _cpu_seconds(app.proc.pid), time.monotonic()
+    time.sleep(seconds)
+    return (_cpu_seconds(app.proc.pid) - before) / (time.monotonic() - started)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--viewers", type=int, action="append", help="tabs watching (default 0, 4, 8)")
+    parser.add_argument("--seconds", type=float, default=30.0)
+    parser.add_argument("--rounds", type=int, default=2)
+    args = parser.parse_args()
+    counts = args.viewers or [0, 4, 8]
+    turns, _ = speech.meeting_audio(speech.MEETING_TURNS, gap_s=0.9)
+    audio = np.tile(turns, 10)  # ten minutes: longer than the run
+    from playwright.sync_api import sync_playwright
+
+    with tempfile.TemporaryDirectory(prefix="scribe-redraw-") as tmp:
+        app = ScribeApp(Path(tmp) / "data", Path(tmp) / "app.log", SCRIBE_PARTIALS="false")
+        cores: dict[int, list[float]] = {n: [] for n in counts}
+        try:
+            start_senders(app.url, [audio])
+            time.sleep(5)
+            with sync_playwright() as pw:
+                browser = pw.chromium.launch(executable_path=CHROMIUM, args=BROWSER_ARGS)
+                for _round in range(args.rounds):
+                    for n in counts:
+                        pages = [watch(browser, app.url) for _ in range(n)]
+                        time.sleep(2)
+                        cores[n].append(app_cores(app, args.seconds))
+                        print(f"{n} viewer(s): app {cores[n][-1]:.3f} cores, load average {os.getloadavg()[0]:.1f}",
+                              flush=True)
+                        for page in pages:
+                            page.context.close()
+                browser.close()
+        finally:
+            app.stop()
+    base = statistics.median(cores[0]) if 0 in cores else 0.0
+    print(f"{'viewers':>8}{'app cores (median)':>20}{'per viewer':>12}")
+    for n in counts:
+        median = statistics.median(cores[n])
+        each = f"{(median - base) / n:.3f}" if n else "-"
+        print(f"{n:>8}{median:>20.3f}{each:>12}")
+
+
+if __name__ == "__main__":
+    main()

@@ -13,9 +13,10 @@ import pytest
 import speech
 from scribe.audio import SAMPLE_RATE, decode_file
 from scribe.chunking import Chunker, FixedPolicy
-from scribe.core import LIVE, ChunkRow, Segment, SegmentRow, Word, words_text
+from scribe.core import FINAL, LIVE, ChunkRow, Segment, SegmentRow, Word, words_text
 from scribe.diarization import SpeakerLabeler, cut_at_speaker_changes, relabel_session
 from scribe.export import render
+from scribe.final_pass import run_final_pass
 from scribe.pipeline import Pipeline
 from scribe.search import search
 from scribe.storage import Storage, segments_from_backend
@@ -141,10 +142,11 @@ def _record(storage: Storage, settings, whisper, audio: np.ndarray) -> str:
     return session_id
 
 
-def _assert_one_speaker_per_line(storage: Storage, session_id: str, first: str, second: str) -> None:
+def _assert_one_speaker_per_line(storage: Storage, session_id: str, first: str, second: str,
+                                 transcript: str = LIVE) -> None:
     """The words `first` (said by one person) and `second` (the other) are on different lines with
     different speakers; every stored line has one speaker."""
-    lines = storage.list_segments(session_id)
+    lines = storage.list_segments(session_id, transcript)
     has = {word: next(line for line in lines if word in line.text.lower()) for word in (first, second)}
     assert has[first].idx != has[second].idx, [line.text for line in lines]
     assert has[first].speaker_id != has[second].speaker_id
@@ -170,6 +172,13 @@ def test_espeak_voices_taking_turns_mid_sentence_get_a_line_each(storage, settin
     storage.edit_segment(session_id, LIVE, line.seq, line.idx, "third quarter, which went well.")
     relabel_session(storage, session_id)  # a later relabel keeps the person's text
     assert any(s.text == "third quarter, which went well." for s in storage.list_segments(session_id))
+    # the final pass's re-decode keeps its words in session time, and the relabel cuts it too
+    run_final_pass(storage, whisper, session_id, keep_live_margin=None)
+    final = storage.list_segments(session_id, FINAL)
+    assert final and all(s.start_ms <= w.start * 1000 + 1 and w.end * 1000 <= s.end_ms + 1
+                         for s in final for w in s.words)
+    relabel_session(storage, session_id)
+    _assert_one_speaker_per_line(storage, session_id, "budget", "track", FINAL)
 
 
 @needs_encoder

@@ -11,9 +11,11 @@ from __future__ import annotations
 import difflib
 import re
 from dataclasses import dataclass
-from typing import Any, Sequence
+from typing import Any, Callable, Sequence, TypeVar
 
-from scribe.core import VocabularyTerm
+from scribe.core import Segment, VocabularyTerm, Word, words_text
+
+T = TypeVar("T")
 
 PROMPT_CHARS = 500
 """About 150 Whisper tokens: the prompt stays well inside the 223 tokens Whisper reads (it
@@ -31,6 +33,80 @@ def whisper_prompt(terms: Sequence[str]) -> str:
         kept.append(term)
         length += len(term) + 2
     return ", ".join(kept) + "." if kept else ""
+
+
+def keep_term_changes(plain: str, biased: str, terms: Sequence[str]) -> str:
+    """`plain` (decoded without the vocabulary) with only those of `biased`'s changes that
+    write a term: a list of names read before decoding also nudges ordinary words
+    ("into" -> "until"), and those changes are dropped. Words are compared ignoring case
+    and punctuation; where they agree, `plain`'s spelling stays."""
+    return " ".join(_keep_changes(plain.split(), biased.split(), terms, str))
+
+
+def keep_term_segments(plain: list[Segment], biased: list[Segment], terms: Sequence[str]) -> list[Segment]:
+    """The segments of a decode without the vocabulary, where the decode with it wrote a term
+    replaced by `keep_term_changes` of the two over the same stretch of time (overlapping
+    segments of both decodes form one stretch; timed words are merged the same way, each
+    kept word with its own time). Without any term written, `plain` as it is."""
+    if not any(holds_term(s.text, terms) for s in biased):
+        return plain
+    merged: list[Segment] = []
+    unbiased = {id(s) for s in plain}
+    for group in _overlapping(plain, biased):
+        ours = [s for s in group if id(s) in unbiased]
+        theirs = [s for s in group if id(s) not in unbiased]
+        if not any(holds_term(s.text, terms) for s in theirs):
+            merged += ours
+            continue
+        words: list[Word] = []
+        if all(s.words for s in group):
+            words = _keep_changes([w for s in ours for w in s.words], [w for s in theirs for w in s.words], terms,
+                                  lambda w: w.text.strip())
+            text = words_text(words)
+        else:
+            text = keep_term_changes(" ".join(s.text for s in ours), " ".join(s.text for s in theirs), terms)
+        merged.append(Segment(start=min(s.start for s in group), end=max(s.end for s in group), text=text,
+                              confidence=_least(s.confidence for s in group),
+                              no_speech_prob=_least(s.no_speech_prob for s in group), words=words))
+    return [s for s in merged if s.text.strip()]
+
+
+def _keep_changes(before: list[T], after: list[T], terms: Sequence[str], text: Callable[[T], str]) -> list[T]:
+    """`before`'s words, with `after`'s where the two differ and `after`'s words write a term."""
+    matcher = difflib.SequenceMatcher(a=[_key(text(w)) for w in before], b=[_key(text(w)) for w in after],
+                                      autojunk=False)
+    kept: list[T] = []
+    for op, a0, a1, b0, b1 in matcher.get_opcodes():
+        changed = op != "equal" and holds_term(" ".join(text(w) for w in after[b0:b1]), terms)
+        kept += after[b0:b1] if changed else before[a0:a1]
+    return kept
+
+
+def holds_term(text: str, terms: Sequence[str]) -> bool:
+    """Whether `text` writes one of `terms` as whole words (any case)."""
+    return any(re.search(rf"(?<!\w){re.escape(t)}(?!\w)", text, re.IGNORECASE) for t in terms if t.strip())
+
+
+def _key(word: str) -> str:
+    return re.sub(r"[^\w]", "", word.lower())
+
+
+def _least(values: Any) -> float | None:
+    known = [v for v in values if v is not None]
+    return min(known) if known else None
+
+
+def _overlapping(plain: list[Segment], biased: list[Segment]) -> list[list[Segment]]:
+    """Both decodes' segments in time order, grouped where they overlap in time."""
+    groups: list[list[Segment]] = []
+    end = float("-inf")
+    for segment in sorted([*plain, *biased], key=lambda s: (s.start, s.end)):
+        if groups and segment.start < end:
+            groups[-1].append(segment)
+        else:
+            groups.append([segment])
+        end = max(end, segment.end) if len(groups[-1]) > 1 else segment.end
+    return groups
 
 
 def gemini_instruction(terms: Sequence[str]) -> str:

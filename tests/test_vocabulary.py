@@ -10,7 +10,8 @@ from scribe.errors import NotFoundError, ScribeError
 from scribe.storage.vocabulary import MAX_TERMS, split_terms
 from scribe.transcribers.base import call_transcriber
 from scribe.transcribers.stub import StubTranscriber
-from scribe.vocabulary import gemini_instruction, suggestions, whisper_prompt
+from scribe.core import Segment, Word
+from scribe.vocabulary import gemini_instruction, keep_term_changes, keep_term_segments, suggestions, whisper_prompt
 
 
 def test_terms_are_stored_once_in_any_case_with_their_source(storage):
@@ -70,6 +71,52 @@ def test_the_prompt_keeps_the_first_terms_that_fit():
     long = whisper_prompt([f"Term{n:03d}" for n in range(200)])
     assert long.startswith("Term000, Term001") and len(long) <= 510 and "Term199" not in long
     assert "spell it exactly" in gemini_instruction(["Siobhan"])
+
+
+TERMS = ["Siobhan", "Zephyrix", "Okonkwo", "Dramatiq", "DuckDB", "Nguyen", "Quorvia", "Aoife", "Tadhg", "Kubeflow"]
+
+
+@pytest.mark.parametrize("plain, biased, expected", [
+    ("Please ask how can we all to renew the dramatic worker change?",
+     "Please ask Okonkwo to remove the Dramatiq worker change.",
+     "Please ask Okonkwo to renew the Dramatiq worker change?"),  # "remove" writes no term: not taken
+    ("We moved the analytic store to not be the last print.", "We moved the analytic store to DuckDB last print.",
+     "We moved the analytic store to DuckDB last print."),
+    ("We should move the money into the support team.", "We should move the money until the support team.",
+     "We should move the money into the support team."),
+    ("I agree, support tickets done will now turn the last product release.",
+     "I breathe, support, Digith, Snubble, Naffter, Malast, Product Release.",
+     "I agree, support tickets done will now turn the last product release."),
+])
+def test_only_the_changes_that_write_a_term_are_kept(plain, biased, expected):
+    assert keep_term_changes(plain, biased, TERMS) == expected
+
+
+def test_segments_take_the_term_where_the_decodes_overlap_and_keep_the_rest():
+    plain = [Segment(0.0, 2.0, "Shimon will prevent the roadmap.", confidence=0.6),
+             Segment(2.5, 4.0, "The money goes into support.", confidence=0.9)]
+    biased = [Segment(0.1, 2.1, "Siobhan will present the roadmap.", confidence=0.7),
+              Segment(2.5, 4.0, "The money goes until support.", confidence=0.8)]
+    merged = keep_term_segments(plain, biased, TERMS)
+    assert [(s.start, s.end, s.text) for s in merged] == [(0.0, 2.1, "Siobhan will prevent the roadmap."),
+                                                          (2.5, 4.0, "The money goes into support.")]
+    assert merged[0].confidence == 0.6
+    assert keep_term_segments(plain, plain, TERMS) is plain  # no term written: the plain decode as it is
+
+
+def test_timed_words_are_merged_with_their_own_times():
+    def timed(*words):
+        return [Word(start, start + 0.4, f" {text}") for start, text in words]
+
+    plain = [Segment(0.0, 2.0, "Ask how can we to renew it.",
+                     words=timed((0.0, "Ask"), (0.4, "how"), (0.6, "can"), (0.8, "we"), (1.0, "to"), (1.2, "renew"),
+                                 (1.6, "it.")))]
+    biased = [Segment(0.0, 2.0, "Ask Okonkwo to remove it.",
+                      words=timed((0.0, "Ask"), (0.5, "Okonkwo"), (1.0, "to"), (1.2, "remove"), (1.6, "it.")))]
+    (merged,) = keep_term_segments(plain, biased, TERMS)
+    assert merged.text == "Ask Okonkwo to renew it."
+    assert [(w.start, w.text) for w in merged.words] == [(0.0, " Ask"), (0.5, " Okonkwo"), (1.0, " to"),
+                                                         (1.2, " renew"), (1.6, " it.")]
 
 
 @pytest.mark.parametrize("machine, corrected, expected", [
@@ -140,3 +187,21 @@ def test_local_whisper_spells_a_rare_name_only_with_the_vocabulary():
     given = " ".join(s.text for s in model.transcribe(audio, vocabulary=["Okonkwo", "Dramatiq"]).segments)
     assert "Dramatiq" not in plain and "Okonkwo" not in plain
     assert "Dramatiq" in given or "Okonkwo" in given
+
+
+def test_the_vocabulary_leaves_speech_without_its_terms_as_it_was():
+    """A list of names read before decoding nudges ordinary words too (tiny.en wrote "I breathe,
+    support, Digith, Snubble, ..." for this sentence with the terms as hotwords): only the
+    changes that write a term are kept, so speech without the terms comes out as without them."""
+    import speech
+    from scribe.transcribers.local import LocalWhisperTranscriber
+
+    if not speech.have_espeak():
+        pytest.skip("espeak-ng is not installed")
+    model = LocalWhisperTranscriber("tiny.en")
+    for text, voice in (("I agree, support tickets doubled after the last product release.", "en-us"),
+                        ("We should move part of the advertising money into the customer support team.", "en-us"),
+                        ("Please pack your desks before the weekend of the twenty eighth.", "en-gb")):
+        audio = speech.synthesize(text, voice=voice)
+        plain = [s.text for s in model.transcribe(audio).segments]
+        assert [s.text for s in model.transcribe(audio, vocabulary=TERMS + ["Asterisk"]).segments] == plain

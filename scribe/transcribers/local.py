@@ -18,7 +18,7 @@ import numpy as np
 from scribe.core import DecodeOptions, Segment, Transcription, Word
 from scribe.errors import BackendUnavailableError, ModelNotFoundError
 from scribe.models import BASE, BUNDLED, HUB_LISTED, Progress, model_folder
-from scribe.vocabulary import whisper_prompt
+from scribe.vocabulary import keep_term_segments, whisper_prompt
 
 BUNDLED_MODEL = BUNDLED
 MODEL_CHOICES = (BUNDLED, BASE, *HUB_LISTED)
@@ -100,16 +100,28 @@ class LocalWhisperTranscriber:
 
     def transcribe(self, audio: np.ndarray, *, vocabulary: Sequence[str] = (),
                    options: DecodeOptions | None = None) -> Transcription:
-        """Runs on a worker thread. Forces the lazy generator before returning; costs no tokens."""
+        """Runs on a worker thread. Forces the lazy generator before returning; costs no tokens.
+
+        With a vocabulary the chunk is decoded twice, without and with the terms, and only
+        the changes that write a term are kept (`scribe.vocabulary.keep_term_segments`):
+        the terms alone nudge ordinary words too (BENCHMARKS.md "Team vocabulary")."""
+        asked = options or DecodeOptions()
+        plain = self._decode(audio, self.decode_options((), asked))
+        if not vocabulary_options(vocabulary):
+            return Transcription(plain)
+        biased = self._decode(audio, self.decode_options(vocabulary, asked))
+        return Transcription(keep_term_segments(plain, biased, vocabulary))
+
+    def _decode(self, audio: np.ndarray, asked: dict[str, Any]) -> list[Segment]:
         # vad_filter: without it tiny.en writes "You" for 15 s of silence.
         segments, _info = self._whisper.transcribe(
             audio,
             vad_filter=self.vad_filter,
             condition_on_previous_text=False,
             word_timestamps=self.word_times,
-            **self.decode_options(vocabulary, options or DecodeOptions()),
+            **asked,
         )
-        return Transcription([_to_segment(s) for s in list(segments) if s.text.strip()])
+        return to_segments(segments)
 
     def close(self) -> None:
         """Nothing to release: the model is the process's, shared with other lanes."""
@@ -134,6 +146,11 @@ def vocabulary_options(vocabulary: Sequence[str]) -> dict[str, str]:
     before each window (hotwords; BENCHMARKS.md "Team vocabulary" for why this one)."""
     prompt = whisper_prompt(vocabulary)
     return {VOCABULARY_OPTION: prompt} if prompt else {}
+
+
+def to_segments(whisper_segments: Any) -> list[Segment]:
+    """faster-whisper's (lazy) segments as finished `Segment`s, empty ones dropped."""
+    return [_to_segment(s) for s in list(whisper_segments) if s.text.strip()]
 
 
 def _to_segment(whisper_segment: Any) -> Segment:

@@ -23,6 +23,8 @@ TOKEN = "v1-t0ken-for-tests-0123456789"
 TURNS = speech.MEETING_TURNS[:4]
 WER_BOUND = 0.35
 """tiny.en on four espeak-ng turns measures about 0.1; the bound leaves room for voices."""
+GERMAN = "Guten Morgen zusammen, wir besprechen heute das Budget für das dritte Quartal."
+"""base left to SCRIBE_LANGUAGE (en) writes English words for it (WER > 1); told `de`, German."""
 RARE_NAME_SENTENCE = "Please send the report to Quenby Zarkowitz before Thursday."
 """tiny.en alone writes the name some other way (Kwanby-Larkovitz); with it in the prompt, right."""
 
@@ -160,6 +162,15 @@ def test_a_prompt_spelling_a_rare_name_makes_the_transcript_spell_it(client, tmp
     prompted = _transcribe(client, path, model="whisper-1", prompt="Quenby Zarkowitz.", temperature=0.2).text
     assert "Quenby Zarkowitz" in prompted and "Quenby Zarkowitz" not in plain, (plain, prompted)
     assert word_error_rate(reference, prompted) <= WER_BOUND, prompted
+
+
+def test_a_multilingual_model_decodes_the_asked_language(client, tmp_path):
+    if not speech.have_espeak():
+        pytest.skip("espeak-ng is not installed")
+    path = speech.write_wav(speech.synthesize(GERMAN, voice="de"), tmp_path / "budget.wav")
+    answer = _transcribe(client, path, model="base", language="de", response_format="verbose_json")
+    assert answer.language == "de" and "Guten Morgen zusammen" in answer.text, answer.text
+    assert word_error_rate(GERMAN, answer.text) <= 0.6, answer.text  # base on espeak German: ~0.4
 
 
 # -- models ---------------------------------------------------------------------------------

@@ -245,6 +245,10 @@ def test_every_bad_event_gets_an_error_and_the_socket_goes_on(app, spoken, scrib
         send(ws, {"type": "session.update", "session": {**SESSION, "audio": {"input": {
             "transcription": {"model": "no-such-model"}}}}})
         _error(ws, "model_not_found")
+        german = {**SESSION, "audio": {"input": {**SESSION["audio"]["input"],
+                                                 "transcription": {"model": "whisper-1", "language": "de"}}}}
+        send(ws, {"type": "session.update", "session": german})  # tiny.en is English-only
+        assert _error(ws, "unsupported_language")["param"] == "language"
         assert _sessions(scribe_api).keys() == before.keys()  # nothing was opened by any of it
 
         send(ws, {"type": "session.update", "session": SESSION})

@@ -126,7 +126,6 @@ class LocalWhisperTranscriber:
     def close(self) -> None:
         """Nothing to release: the model is the process's, shared with other lanes."""
 
-
     def decode_options(self, vocabulary: Sequence[str], options: DecodeOptions) -> dict[str, Any]:
         """faster-whisper's arguments for the team's words and the session's own options. An
         English-only model decodes English whatever was asked (the API refuses another language

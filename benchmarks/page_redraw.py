@@ -2,6 +2,7 @@
 
     HF_HUB_OFFLINE=1 python3 benchmarks/page_redraw.py [--viewers 0 --viewers 4 --viewers 8]
         [--seconds 30] [--rounds 2]
+    HF_HUB_OFFLINE=1 python3 benchmarks/page_redraw.py --reads 60 --reads 240
 
 The real app (`streamlit run app.py`; the stub backend, so the chunk lane costs next to
 nothing, and partials off, so no decoding: what is left is capture, storage and the pages),
@@ -14,6 +15,8 @@ process's CPU time (user + system, all threads) is read over `--seconds`. The N 
 alternate for `--rounds` rounds, so each meets the same machine. Reported: the app's CPU in
 cores per N, and per viewer over the no-viewer run of the same round. The browsers run on
 the same cores (their CPU is not counted, but competes).
+
+`--reads`: the data part of one transcript redraw alone, in this process (see `read_cost`).
 """
 
 from __future__ import annotations
@@ -45,14 +48,14 @@ def watch(browser, url: str):
     """One viewer: a tab on the Record page watching the streamed session."""
     page = browser.new_context(viewport={"width": 1400, "height": 1000}).new_page()
     page.goto(url, timeout=180_000)
-    page.get_by_role("heading", name="Record").wait_for(timeout=90_000)
-    page.get_by_role("tab", name="Live from the API").click()
+    page.get_by_role("heading", name="Record").wait_for(timeout=180_000)
+    page.get_by_role("tab", name="Live from the API").click(timeout=60_000)
     for _attempt in range(10):  # the picker's fragment redraws every 2 s: an option may go stale
         try:
             box = page.get_by_role("combobox", name="Live session")
             box.click(timeout=30_000)
             page.get_by_role("option").nth(1).click(timeout=3_000)  # the first is "Choose a session"
-            page.get_by_text("Transcript", exact=True).wait_for(timeout=10_000)
+            page.get_by_text("Transcript", exact=True).wait_for(timeout=30_000)
             return page
         except Exception:  # noqa: BLE001 - retried; the last attempt's error is raised below
             page.keyboard.press("Escape")
@@ -65,12 +68,44 @@ def app_cores(app: ScribeApp, seconds: float) -> float:
     return (_cpu_seconds(app.proc.pid) - before) / (time.monotonic() - started)
 
 
+def read_cost(lines: int, repeat: int = 200) -> None:
+    """In-process, no browser: CPU milliseconds of one transcript redraw's data (the stored
+    lines read from DuckDB and turned into the page's view), read directly as before and
+    through `record_view.StoredLines` (every redraw after the first of a change)."""
+    from seed_sessions import seed_session
+
+    from scribe.config import Settings
+    from scribe.record_view import StoredLines, live_transcript
+    from scribe.storage import Storage
+
+    with tempfile.TemporaryDirectory(prefix="scribe-redraw-") as tmp:
+        store = Storage(Settings(data_dir=Path(tmp)).db)
+        session = seed_session(store, Path(tmp), [(None, f"line {k} of a meeting that goes on for a while")
+                                                  for k in range(lines)], title="reads", created_at=1.0)
+        stored = StoredLines()
+        for name, view in (("read directly", lambda: store.list_segments(session.id)),
+                           ("through StoredLines", lambda: stored.segments(store, session.id, (1, 0)))):
+            live_transcript(view(), [])
+            began = time.process_time()
+            for _ in range(repeat):
+                live_transcript(view(), [])
+            print(f"{lines} stored lines, {name}: {(time.process_time() - began) / repeat * 1000:.2f} ms CPU "
+                  f"per redraw (load average {os.getloadavg()[0]:.1f})")
+        store.close()
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--viewers", type=int, action="append", help="tabs watching (default 0, 4, 8)")
     parser.add_argument("--seconds", type=float, default=30.0)
     parser.add_argument("--rounds", type=int, default=2)
+    parser.add_argument("--reads", type=int, action="append",
+                        help="only the in-process cost of one redraw's data, for a session of this many lines")
     args = parser.parse_args()
+    if args.reads:
+        for lines in args.reads:
+            read_cost(lines)
+        return
     counts = args.viewers or [0, 4, 8]
     turns, _ = speech.meeting_audio(speech.MEETING_TURNS, gap_s=0.9)
     audio = np.tile(turns, 10)  # ten minutes: longer than the run

@@ -61,7 +61,9 @@ MAX_LAGS_KEPT = 2000
 """Per session, the lags kept in memory for the live percentiles (the table keeps all)."""
 NICE = 10
 """Partial threads (and the model's compute threads they create) run this much nicer than
-the process: under full CPUs the chunk lane, WebRTC and the pages go first."""
+the process: under full CPUs the chunk lane, WebRTC and the pages go first (beside a busy
+partial lane a chunk decode took +54 % at this nice, +251 % without it:
+`benchmarks/partial_cost.py --lane-only`)."""
 
 
 def lower_priority(nice: int = NICE) -> None:

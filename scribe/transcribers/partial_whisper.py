@@ -23,7 +23,8 @@ from scribe.transcribers.local import VOCABULARY_OPTION
 
 PARTIAL_THREADS = 1
 """CTranslate2 threads of the partial model: one core, so a decode never takes the whole
-machine from the capture threads (measured: with all cores, frames stalled for seconds)."""
+machine from the capture threads (measured: with all cores, frames stalled for seconds); a
+second thread did not spare the chunk lane anything (`benchmarks/partial_cost.py --lane-only`)."""
 
 CONTEXT_PADDING_SECONDS = 2.0
 """Silence after the speech in a partial decode's encoder input. Whisper's encoder

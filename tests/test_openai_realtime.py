@@ -159,6 +159,22 @@ def _all_completed(events: list, seconds: float) -> bool:
     return bool(committed) and committed <= done and covered >= seconds - 0.05
 
 
+def test_the_sessions_prompt_spells_a_rare_name_in_the_completed_item(app):
+    audio, _ = speech.meeting_audio(["Please send the report to Quenby Zarkowitz before Thursday."])
+    asked = {**SESSION, "audio": {"input": {**SESSION["audio"]["input"], "transcription": {
+        "model": "whisper-1", "language": "en", "prompt": "Quenby Zarkowitz."}}}}
+    with socket(app) as ws:
+        assert recv(ws)["type"] == "session.created"
+        send(ws, {"type": "session.update", "session": asked})
+        updated = recv_until(ws, "session.updated")[-1]
+        assert updated["session"]["audio"]["input"]["transcription"]["prompt"] == "Quenby Zarkowitz."
+        for piece in pieces(speech.pcm16_at(audio, RATE)):
+            send(ws, {"type": "input_audio_buffer.append", "audio": piece})
+        send(ws, {"type": "input_audio_buffer.commit"})
+        done = recv_until(ws, "conversation.item.input_audio_transcription.completed")[-1]
+    assert "Quenby Zarkowitz" in done["transcript"], done["transcript"]
+
+
 # -- a dropped socket ---------------------------------------------------------------------------
 def test_a_dropped_socket_leaves_the_session_interrupted_and_a_new_socket_resumes_it(app, spoken, scribe_api):
     pcm, _ = spoken

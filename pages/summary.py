@@ -15,7 +15,7 @@ from scribe import backends, history
 from scribe.access import can_write
 from scribe.config import ENV_VARS
 from scribe.errors import ScribeError
-from scribe.summaries import OFFLINE_SUMMARIZER, SUMMARY_BACKENDS, SUMMARY_LABELS, TimedItem, from_row, summarize_session
+from scribe.summaries import SUMMARY_LABELS, TimedItem, from_row, summarize_session, summarizers_open_to
 from scribe.timelabels import local_datetime, mmss
 
 RECENT = 200
@@ -48,8 +48,7 @@ def session_choice() -> str | None:
 
 def run_controls(session_id: str, has_versions: bool) -> None:
     left, right = st.columns([3, 2])
-    allowed = (rt.settings.backend, *rt.settings.user_backends)
-    choices = [b for b in SUMMARY_BACKENDS if who.is_admin or b == OFFLINE_SUMMARIZER or b in allowed]  # Gemini is billed
+    choices = summarizers_open_to(who, rt.settings)
     backend = left.radio("Summarizer", choices, horizontal=True, format_func=SUMMARY_LABELS.get)
     key = f"summary-transcript-{session_id}"
     shown, available = history.choose_transcript(storage, session_id, st.session_state.get(key))

@@ -8,6 +8,11 @@ through it), search, analytics, exports, audio, summaries and speakers. The rule
 - a signed-in person reads a session whose visibility is `team`;
 - a person named in a session's shares reads it while its visibility is `shared`.
 
+Work that runs a backend has its own rule, here too: an administrator may use every backend
+and model; anyone else only the server's backend and those in `SCRIBE_USER_BACKENDS`, with the
+server's models (`check_backend_allowed`). Summarizers follow the same list, except the offline
+one, which is open to everyone who may change the session (`scribe.summaries.summarizers_open_to`).
+
 Reading is decided by one SQL condition (`readable_sql`), used for single sessions and for
 lists, counts, search and analytics alike, so a list can never show what a direct read would
 refuse. A session the caller may not read is answered exactly like a missing one
@@ -18,11 +23,13 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
+from scribe import backends
 from scribe.core import SessionRow
 from scribe.errors import AccessDeniedError, NotFoundError, ScribeError
 from scribe.identity import Principal
 
 if TYPE_CHECKING:
+    from scribe.config import Settings
     from scribe.storage import Storage
 
 PRIVATE, TEAM, SHARED = "private", "team", "shared"
@@ -77,3 +84,27 @@ def check_visibility(value: str) -> str:
     if value not in VISIBILITIES:
         raise ScribeError(f"unknown visibility {value!r}: use {', '.join(VISIBILITIES)}")
     return value
+
+
+def backends_open_to(principal: Principal, settings: Settings) -> tuple[str, ...]:
+    """The transcription backends `principal` may use: every one for an administrator; else the
+    server's and those in SCRIBE_USER_BACKENDS (another backend may cost money or load a model)."""
+    if principal.is_admin:
+        return backends.names()
+    return tuple(dict.fromkeys((settings.backend, *settings.user_backends)))
+
+
+def check_backend_allowed(principal: Principal, settings: Settings, backend: str | None,
+                          model: str | None = None) -> None:
+    """AccessDeniedError unless `principal` may run `backend` (default: the server's) with
+    `model` (a person who is not an administrator keeps the server's models)."""
+    if principal.is_admin:
+        return
+    backend = backend or settings.backend
+    allowed = backends_open_to(principal, settings)
+    if backend not in allowed:
+        raise AccessDeniedError(f"the {backend} backend is not open to you here; the administrators allow "
+                                f"{', '.join(allowed)}")
+    if model and model != (backends.spec(backend).configured_model(settings) or model):
+        raise AccessDeniedError("the models are chosen by this server's administrators; leave model out")
+

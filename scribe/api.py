@@ -35,7 +35,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.formparsers import MultiPartException, MultiPartParser
 
 from scribe import __version__, backends
-from scribe.access import readable_session, writable_session
+from scribe.access import check_backend_allowed, readable_session, writable_session
 from scribe.api_access import ApiError
 from scribe.api_auth import PRINCIPAL_KEY, AuthContext, carries_personal_token, current_principal, install, installed, resolve
 from scribe.api_memory import ENROL_PATH, add_memory_routes
@@ -501,13 +501,13 @@ def _add_summary_routes(router: APIRouter, context: ApiContext) -> None:
     def summarize(session_id: str, body: dict[str, Any] | None = Body(
             default=None, examples=[{"backend": OFFLINE_SUMMARIZER, "transcript": None}]),
             who: Principal = Caller) -> dict[str, Any]:
-        from scribe.summaries import summarize_session
+        from scribe.summaries import check_summarizer_allowed, summarize_session
 
         body = body or {}
         rt = context.runtime()
         writable_session(rt.storage, who, session_id)
         backend = str(body.get("backend") or OFFLINE_SUMMARIZER)
-        check_backend_allowed(who, rt.settings, backend)
+        check_summarizer_allowed(who, rt.settings, backend)
         summary, row = summarize_session(rt.storage, rt.settings, session_id, backend=backend,
                                          transcript=body.get("transcript"))
         return {"session_id": row.session_id, "version": row.version, **summary.to_dict()}
@@ -656,20 +656,6 @@ def _add_token_routes(router: APIRouter, context: ApiContext) -> None:
 
         revoke_token(context.runtime().storage, who, token_id)
         return {"revoked": token_id}
-
-
-def check_backend_allowed(who: Principal, settings, backend: str | None, model: str | None = None) -> None:
-    """A person (not an admin) may use only the backends the administrators allow
-    (SCRIBE_USER_BACKENDS), with the server's models: another model loads on the server."""
-    if who.is_admin:
-        return
-    backend = backend or settings.backend
-    allowed = tuple(dict.fromkeys((settings.backend, *settings.user_backends)))
-    if backend not in allowed:
-        raise AccessDeniedError(f"the {backend} backend is not open to you here; the administrators allow "
-                                f"{', '.join(allowed)}")
-    if model and model != (backends.spec(backend).configured_model(settings) or model):
-        raise AccessDeniedError("the models are chosen by this server's administrators; leave model out")
 
 
 # -- uploads ----------------------------------------------------------------------

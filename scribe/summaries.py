@@ -29,10 +29,12 @@ from dataclasses import asdict, dataclass, field
 from typing import Any, Callable, Iterable, Sequence
 
 from scribe import backends
+from scribe.access import backends_open_to
 from scribe.config import Settings
 from scribe.core import SegmentRow, SummaryRow
-from scribe.errors import ScribeError
+from scribe.errors import AccessDeniedError, ScribeError
 from scribe.export import cited_transcript
+from scribe.identity import Principal
 from scribe.storage import Storage
 from scribe.timelabels import parse_mmss
 
@@ -383,6 +385,24 @@ OFFLINE_SUMMARIZER = "local"
 SUMMARY_BACKENDS = (OFFLINE_SUMMARIZER, backends.GEMINI)
 """Who can summarize: the offline summarizer, or the Gemini backend (its key, model and prices)."""
 SUMMARY_LABELS = {OFFLINE_SUMMARIZER: "Local (offline)", backends.GEMINI: "Gemini"}
+
+
+def summarizers_open_to(principal: Principal, settings: Settings) -> tuple[str, ...]:
+    """The summarizers `principal` may run (the Summary page offers these; the API checks them):
+    the offline one always, because it sends nothing out, needs no key and bills no one (a moment
+    of the server's CPU, like an export); Gemini when its backend is open to them
+    (`scribe.access.backends_open_to`), because it is billed to the server's key."""
+    open_backends = backends_open_to(principal, settings)
+    return tuple(s for s in SUMMARY_BACKENDS if s == OFFLINE_SUMMARIZER or s in open_backends)
+
+
+def check_summarizer_allowed(principal: Principal, settings: Settings, summarizer: str) -> None:
+    """AccessDeniedError for a summarizer `principal` may not run; an unknown name is left to
+    `summarize_session`'s message."""
+    allowed = summarizers_open_to(principal, settings)
+    if summarizer in SUMMARY_BACKENDS and summarizer not in allowed:
+        raise AccessDeniedError(f"the {summarizer} summarizer is not open to you here; "
+                                f"you may use {', '.join(allowed)}")
 
 
 def summarize_session(storage: Storage, settings: Settings, session_id: str, *, backend: str = OFFLINE_SUMMARIZER,

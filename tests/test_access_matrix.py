@@ -22,6 +22,7 @@ from scribe.api import ApiContext, create_api
 from scribe.config import Settings
 from scribe.identity import Principal
 from scribe.runtime import Runtime
+from scribe.summaries import summarizers_open_to
 from seed_sessions import seed_session
 
 SERVICE_TOKEN = "service-token-for-the-matrix-0123"
@@ -304,3 +305,22 @@ def test_a_person_may_not_choose_a_backend_the_admins_did_not_allow(world):
     answer = client.post("/transcriptions", headers=world["headers"]["stranger"],
                          files={"file": ("tone.wav", _wav_bytes(), "audio/wav")}, data={"backend": "gemini"})
     assert answer.status_code == 403 and "not open to you" in answer.json()["error"]
+
+
+def test_summarizers_follow_one_rule_the_offline_one_open_to_every_owner(world, monkeypatch):
+    """With only the stub backend open to people, the owner may still run the offline summarizer
+    (nothing sent out, nothing billed) but not Gemini (billed to the server's key); an admin may
+    run both. The Summary page offers the same list (tests/test_summary_page.py)."""
+    from dataclasses import replace
+
+    rt, client, headers = world["rt"], world["client"], world["headers"]
+    monkeypatch.setattr(rt, "settings", replace(rt.settings, user_backends=("stub",)))
+    session_id = _session(world, "private")
+    offline = client.post(f"/sessions/{session_id}/summary", headers=headers["owner"], json={"backend": "local"})
+    assert offline.status_code == 201, offline.json()
+    assert offline.json()["version"] == 1
+    billed = client.post(f"/sessions/{session_id}/summary", headers=headers["owner"], json={"backend": "gemini"})
+    assert billed.status_code == 403 and "gemini summarizer is not open to you" in billed.json()["error"]
+    assert len(rt.storage.list_summaries(session_id)) == 1  # the refusal stored nothing
+    assert summarizers_open_to(world["people"]["owner"], rt.settings) == ("local",)
+    assert summarizers_open_to(world["people"]["admin"], rt.settings) == ("local", "gemini")

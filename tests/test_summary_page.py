@@ -6,6 +6,10 @@ import pytest
 
 from fake_gemini import DEFAULT_KEY, fake_gemini, fake_gemini_factory, json_reply  # noqa: F401 (fixtures)
 from pagekit import app, close_runtime, frames, markup_values, seed_demo
+from scribe.config import Settings
+from scribe.identity import Principal
+from scribe.storage import Storage
+from scribe.summaries import SUMMARY_LABELS, summarizers_open_to
 
 
 @pytest.fixture(scope="module")
@@ -97,3 +101,32 @@ def test_reader_picks_which_transcript_is_summarized(demo, monkeypatch):
     summarize_button(at).click().run()
     assert not at.exception
     assert any("From the live transcript" in c.value for c in at.caption)
+
+
+def test_a_person_is_offered_the_summarizers_the_api_allows(tmp_path, monkeypatch):
+    """Signed in, not an administrator, owner of the session: the page offers exactly
+    `summarizers_open_to` (the offline one always; Gemini only when the administrators open it),
+    the list the API checks (tests/test_access_matrix.py), and the offline one runs."""
+    from pages import _shared
+
+    data_dir = tmp_path / "data"
+    ids = seed_demo(data_dir)
+    person = Principal("issuer|olga", email="olga@example.com", name="Olga", signed_in=True)
+    storage = Storage(Settings.from_env({}, data_dir=data_dir).db)
+    try:
+        storage.record_user(person)
+        storage.update_session(ids["plan"], owner_id=person.user_id)
+    finally:
+        storage.close()
+    monkeypatch.setattr(_shared, "principal", lambda: person)
+    for opened, offered in (("stub", ("local",)), ("stub,gemini", ("local", "gemini"))):
+        env = {"SCRIBE_USER_BACKENDS": opened}
+        at = app("summary", data_dir, monkeypatch, env=env, session=ids["plan"])
+        assert not at.exception
+        assert summarizers_open_to(person, Settings.from_env({"SCRIBE_BACKEND": "stub", **env})) == offered
+        assert list(at.radio[0].options) == [SUMMARY_LABELS[s] for s in offered]
+        close_runtime(data_dir, env)
+    at = app("summary", data_dir, monkeypatch, env={"SCRIBE_USER_BACKENDS": "stub"}, session=ids["plan"])
+    summarize_button(at).click().run()
+    assert any("Saved as version 1" in s.value for s in at.success)
+    close_runtime(data_dir, {"SCRIBE_USER_BACKENDS": "stub"})

@@ -23,6 +23,7 @@ from streamlit.runtime.pages_manager import PagesManager
 from streamlit.runtime.scriptrunner import get_script_run_ctx
 
 from scribe import backends
+from scribe.access import backends_open_to
 from scribe.chunking import LIVE_POLICY_NAMES
 from scribe.config import ENV_VARS, Settings
 from scribe.errors import ScribeError
@@ -74,6 +75,36 @@ def principal() -> Principal:
         _storage(str(server_settings().db)).record_user(person)  # so others can share with them
         st.session_state[RECORDED_USER] = person
     return person
+
+
+def signed_in_email(cookie_header: str) -> str | None:
+    """The email in a request's Streamlit sign-in cookie when the cookie is genuine: signed with
+    `[auth]` cookie_secret (Streamlit's own signature check, chunked cookies rejoined), not
+    expired, made for this server's origin, and signed in; else None (no cookie, forged, signed
+    out). Streamlit's helpers, so the check is the one its own WebSocket makes."""
+    import json
+
+    from starlette.requests import cookie_parser
+    from streamlit.auth_util import get_cookie_with_chunks, get_origin_from_redirect_uri
+    from streamlit.web.server.server_util import get_cookie_secret
+    from streamlit.web.server.starlette.starlette_app_utils import decode_signed_value
+    from streamlit.web.server.starlette.starlette_server_config import USER_COOKIE_NAME
+
+    cookies, secret = cookie_parser(cookie_header), get_cookie_secret()
+
+    def one(name: str) -> bytes | None:
+        value = cookies.get(name)
+        return None if value is None else decode_signed_value(secret, name, value.encode("latin-1"))
+
+    try:
+        payload = json.loads(get_cookie_with_chunks(one, USER_COOKIE_NAME) or b"{}")
+    except ValueError:
+        return None
+    if not isinstance(payload, dict) or payload.get("is_logged_in") is not True:
+        return None
+    if payload.get("origin") != get_origin_from_redirect_uri():
+        return None
+    return str(payload.get("email") or "")
 
 
 def _sign_in_screen() -> None:
@@ -162,8 +193,9 @@ def sidebar() -> Settings:
     among the backends the administrators allow (SCRIBE_USER_BACKENDS) and keeps the
     server's models: another model is another model loaded on the server."""
     base = settings()
-    admin = principal().is_admin
-    offered = backends.names() if admin else tuple(dict.fromkeys((base.backend, *base.user_backends)))
+    who = principal()
+    admin = who.is_admin
+    offered = backends_open_to(who, base)
     defaults = {"sb_backend": base.backend, "sb_chunk_seconds": float(base.chunk_seconds),
                 "sb_chunk_policy": base.chunk_policy,
                 **{f"sb_model_{name}": spec.configured_model(base) or "" for name, spec in backends.REGISTRY.items()}}
@@ -346,4 +378,5 @@ def server_hooks() -> ServerHooks:
     return ServerHooks(settings=server_settings, build_runtime=server_runtime, public_url=_public_url,
                        addresses=_addresses, accept_site=_accept_site,
                        live_registry=lambda: live_registry(server_settings().max_live_sessions),
-                       sign_in_configured=sign_in_configured, listen_address=listen_address)
+                       sign_in_configured=sign_in_configured, listen_address=listen_address,
+                       signed_in_email=signed_in_email)

@@ -22,6 +22,7 @@ from __future__ import annotations
 import ipaddress
 import json
 import logging
+import re
 from dataclasses import dataclass
 from typing import Any, Awaitable, Callable, Iterable, Mapping
 from urllib.parse import urlsplit
@@ -148,3 +149,28 @@ async def send_json(send: Send, status: int, body: dict[str, Any],
                             (b"content-length", str(len(payload)).encode()),
                             (b"connection", b"close"), *headers]})
     await send({"type": "http.response.body", "body": payload})
+
+
+MEDIA_PATH = re.compile(r"(?:^|/)media/[^/]+$")
+"""Streamlit's media URLs (`<base>/media/<id>`): what st.audio and st.download_button serve."""
+
+
+class MediaGate:
+    """ASGI middleware: a media URL answers only a caller `problem` finds nothing wrong with.
+
+    Streamlit serves st.audio and st.download_button data at `/media/<id>`, the id a hash of the
+    content, with no check of who asks; a page put it there only after the access rule, but the
+    URL then works for whoever holds it, signed in or not. In team mode the server's `problem`
+    refuses a request without a valid sign-in cookie (scribe.server.AppServer.media_problem)."""
+
+    def __init__(self, app: ASGIApp, problem: Callable[[Mapping[str, str]], str | None]) -> None:
+        self.app = app
+        self.problem = problem
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http" or not MEDIA_PATH.search(scope.get("path", "")):
+            return await self.app(scope, receive, send)
+        if (problem := self.problem(_headers(scope))) is None:
+            return await self.app(scope, receive, send)
+        log.warning("refused %s: %s", scope.get("path", ""), problem)
+        await send_json(send, 401, {"error": problem})

@@ -19,12 +19,12 @@ import sys
 import threading
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
-from typing import Any, AsyncIterator, Callable
+from typing import Any, AsyncIterator, Callable, Mapping
 
 from scribe.api import ApiContext, ApiError, create_api
 from scribe.config import Settings
 from scribe.errors import ScribeError
-from scribe.guard import Site, SiteGuard
+from scribe.guard import MediaGate, Site, SiteGuard
 from scribe.memory import limit_malloc_arenas
 from scribe.runtime import Runtime
 from scribe.webhook import Webhook
@@ -64,6 +64,8 @@ class ServerHooks:
     """`[auth]` is in .streamlit/secrets.toml: team mode."""
     listen_address: Callable[[], str | None] = lambda: "127.0.0.1"
     """The address the server listens on (None or empty: every address)."""
+    signed_in_email: Callable[[str], str | None] = lambda _cookie: None
+    """The email a request's `Cookie` header proves signed in (Streamlit's signed sign-in cookie), or None."""
 
 
 def startup_refusal(address: str | None, sign_in: bool, allow_anonymous: bool) -> str | None:
@@ -100,10 +102,11 @@ class AppServer:
 
     # -- what app.py hands to st.App --------------------------------------------
     def middleware(self) -> list[Any]:
-        """The Host/Origin check in front of every request, UI WebSocket and API alike."""
+        """The Host/Origin check in front of every request, UI WebSocket and API alike; then, in
+        team mode, the sign-in check in front of Streamlit's media URLs."""
         from starlette.middleware import Middleware
 
-        return [Middleware(SiteGuard, site=self.site)]
+        return [Middleware(SiteGuard, site=self.site), Middleware(MediaGate, problem=self.media_problem)]
 
     def site(self) -> Site:
         """Who this server answers (loopback and IP addresses only until start-up read the settings)."""
@@ -128,6 +131,19 @@ class AppServer:
             yield
         finally:
             await asyncio.to_thread(self.stop)
+
+    def media_problem(self, headers: Mapping[str, str]) -> str | None:
+        """Why a request for a media URL is refused, or None. Team mode: the browser's sign-in
+        cookie must be valid (Streamlit's signature, not signed out) and name a person the entry
+        rules admit. Local mode: nothing to check; before start-up has read the settings: refused."""
+        if self._sign_in is None or self._hooks is None or self.settings is None:
+            return self._problem  # not started (no page has made a media URL yet): fail closed
+        if not self._sign_in:
+            return None
+        email = self._hooks.signed_in_email(headers.get("cookie", ""))
+        if email is None:
+            return "sign in to Scribe first: media links open only in a signed-in browser"
+        return self.settings.entry_rules.refusal(email)
 
     # -- start-up and shutdown ----------------------------------------------------
     def start(self) -> None:

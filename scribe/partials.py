@@ -62,7 +62,7 @@ MAX_LAGS_KEPT = 2000
 NICE = 10
 """Partial threads (and the model's compute threads they create) run this much nicer than
 the process: under full CPUs the chunk lane, WebRTC and the pages go first (beside a busy
-partial lane a chunk decode took +54 % at this nice, +251 % without it:
+partial lane a chunk decode took +8-54 % at this nice, +74-251 % without it:
 `benchmarks/partial_cost.py --lane-only`)."""
 
 

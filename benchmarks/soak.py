@@ -196,7 +196,7 @@ def _slope_per_hour(points: list[tuple[float, float]]) -> float:
 
 
 class Census:
-    """`--census`: what grows. Every `every` s: Python allocations (tracemalloc), DuckDB's own
+    """`--census`: what grows. Every `every` s: RSS, Python allocations (tracemalloc), DuckDB's own
     accounting (`duckdb_memory()`) and the count of objects the garbage collector tracks; a
     tracemalloc snapshot at the start of the steady state and one at the end of feeding, so the
     lines whose allocations grew in between can be listed."""
@@ -220,7 +220,8 @@ class Census:
             t = time.monotonic() - self._t0
             duckdb_mb = self._storage.cursor().execute(
                 "SELECT coalesce(sum(memory_usage_bytes), 0) FROM duckdb_memory()").fetchone()[0] / 2**20
-            self.samples.append({"t": t, "python_mb": self._tracemalloc.get_traced_memory()[0] / 2**20,
+            self.samples.append({"t": t, "rss_mb": psutil.Process().memory_info().rss / 2**20,
+                                 "python_mb": self._tracemalloc.get_traced_memory()[0] / 2**20,
                                  "duckdb_mb": duckdb_mb, "gc_objects": len(gc.get_objects())})
             if self._first is None and t >= self._steady_from_s:
                 self._first = self._tracemalloc.take_snapshot()

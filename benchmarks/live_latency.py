@@ -256,8 +256,9 @@ async def _send(url: str, pcm16k: np.ndarray, found: dict) -> None:
     rate = 24_000
     pcm = np.interp(np.arange(0, pcm16k.size, SAMPLE_RATE / rate), np.arange(pcm16k.size), pcm16k)
     data = (np.clip(pcm, -1, 1) * 32767).astype("<i2")
+    # No keepalive pings: on a busy machine a late pong is not a dead peer (it ended the session).
     async with websockets.connect(url.replace("http", "ws", 1) + "/v1/realtime?intent=transcription",
-                                  max_size=None) as ws:
+                                  max_size=None, ping_interval=None) as ws:
         await ws.send(json.dumps({"type": "session.update", "session": {"type": "transcription", "audio": {
             "input": {"format": {"type": "audio/pcm", "rate": rate},
                       "transcription": {"model": "whisper-1", "language": "en"}}}}}))

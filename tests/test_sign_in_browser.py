@@ -282,9 +282,17 @@ def _token(page, app) -> str:
     """A personal API token made on the Account page (shown once, in a code block)."""
     page.goto(f"{app.url}/account")
     main = page.get_by_test_id("stMain")
-    main.get_by_label("Name of a new token").fill("browser test")
-    main.get_by_role("button", name="Create token").click(timeout=WAIT)
-    return main.get_by_test_id("stCode").inner_text(timeout=WAIT).strip()
+    main.get_by_text("No tokens yet.").wait_for(timeout=WAIT)  # the page has run to its end
+    for attempt in range(3):  # a click landing while the page's first run redraws can be lost
+        page.get_by_test_id("stStatusWidget").wait_for(state="hidden", timeout=WAIT)
+        main.get_by_label("Name of a new token").fill("browser test")
+        main.get_by_role("button", name="Create token").click(timeout=WAIT)
+        try:
+            return main.get_by_test_id("stCode").inner_text(timeout=20_000).strip()
+        except Exception:
+            if attempt == 2:
+                raise
+    raise AssertionError("unreachable")
 
 
 def _listed(page, title: str) -> None:

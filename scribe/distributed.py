@@ -371,7 +371,7 @@ def _from_pcm16(text: str) -> np.ndarray:
 class RemotePartialDecoder:
     """App side of the partial lane on workers: the lane's batch decoder (`prepare` +
     `decode`). VAD runs here (cheap, and it spares a round trip when nothing new was said);
-    each tick's speech (with each session's prompt and vocabulary, so a worker decodes it as
+    each tick's speech (with each session's prompt, vocabulary and language, so a worker decodes it as
     the local lane would) goes out as one message and its words come back on this process's
     own stream. A tick not answered within `max_age_s` is skipped (its sessions get their
     next decode on the next tick); nothing is ever resent."""
@@ -401,7 +401,8 @@ class RemotePartialDecoder:
         self._redis.set(PARTIAL_LATEST + self._stream, tick, ex=60)
         self._actor.send({"tick": tick, "reply_to": self._stream, "sent_at": sent, "max_age_s": self.max_age_s,
                           "items": [{"audio": _pcm16(s.audio), "offset_s": s.offset_s, "speech_end_s": s.speech_end_s,
-                                     "prompt": s.prompt, "times": s.times, "vocabulary": s.vocabulary}
+                                     "prompt": s.prompt, "times": s.times, "vocabulary": s.vocabulary,
+                                     "language": s.language, "initial_prompt": s.initial_prompt}
                                     for s in batch]})
         answer = self._await(tick, sent + self.max_age_s + 1.0)
         if answer is None:
@@ -453,7 +454,8 @@ class PartialWorker(_QueueWorker):
         from scribe.transcribers.partial_whisper import Speech
 
         speeches = [Speech(_from_pcm16(i["audio"]), i["offset_s"], i["speech_end_s"], i["prompt"], i["times"],
-                           i.get("vocabulary", "")) for i in message["items"]]
+                           i.get("vocabulary", ""), language=i.get("language"),
+                           initial_prompt=i.get("initial_prompt", "")) for i in message["items"]]
         words = self.decoder.decode(speeches)
         self.decoded += 1
         answer = {"tick": message["tick"], "words": [[[w.text, w.start, w.end] for w in ws] for ws in words],

@@ -38,13 +38,14 @@ import re
 import threading
 import time
 from collections import deque
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any, Callable, Sequence
 
 import numpy as np
 
 from scribe.audio import SAMPLE_RATE
 from scribe.config import Settings
+from scribe.core import DecodeOptions
 from scribe.errors import TranscriptionError
 from scribe.transcribers.partial_whisper import Speech, TimedWord, WhisperPartialDecoder, words_of
 from scribe.vocabulary import whisper_prompt
@@ -445,14 +446,17 @@ class PartialLane:
                  clock: Callable[[], float] = time.time, max_batch: int = MAX_BATCH,
                  session_cost: float | None = None, capacity: int = 0,
                  vocabulary: Callable[[str], Sequence[str]] = lambda session_id: (),
+                 options: Callable[[str], DecodeOptions] = lambda session_id: DecodeOptions(),
                  wait_seconds: float = WAIT_SECONDS) -> None:
         """`session_cost`: a first estimate of one session's decoding seconds per second of
         audio (refined by every tick); `capacity` > 0 fixes the sessions served live words;
-        `vocabulary(session_id)`: the words the model is given for that session;
+        `vocabulary(session_id)`: the words the model is given for that session, and
+        `options(session_id)` its language and prompt (both read before each decode);
         `wait_seconds`: see `ChunkText.waits` (a plain callable, with no VAD to tell a pause,
         decodes at every interval)."""
         self._decode = decode
         self._vocabulary = vocabulary
+        self._options = options
         self._decoder = decode if hasattr(decode, "prepare") else _PlainDecoder(decode)
         self._wait_s = wait_seconds if self._decoder is decode else 0.0
         self.interval_samples = max(1, int(interval_seconds * SAMPLE_RATE))
@@ -653,10 +657,13 @@ class PartialLane:
             tail = request.tail if request.tail is not None else request.audio  # set when the batch is taken
             try:
                 words = whisper_prompt(self._vocabulary(request.session_id))
+                asked = self._options(request.session_id)
                 speech = self._decoder.prepare(tail, request.tail_offset_s, request.prompt,
                                                request.chunk is not None and request.chunk.wants_times(
                                                    request.audio.size / SAMPLE_RATE),
                                                **({"vocabulary": words} if words else {}))
+                if speech is not None and asked.asked():
+                    speech = replace(speech, language=asked.language, initial_prompt=asked.prompt)
             except Exception:  # a failed partial costs one refresh, never the lane
                 log.exception("session=%s partial VAD failed", request.session_id)
                 continue
@@ -803,7 +810,8 @@ class LaneLoad:
 
 
 def build_partial_lane(settings: Settings, busy: Callable[[], bool],
-                       vocabulary: Callable[[str], Sequence[str]] = lambda session_id: ()) -> PartialLane:
+                       vocabulary: Callable[[str], Sequence[str]] = lambda session_id: (),
+                       options: Callable[[str], DecodeOptions] = lambda session_id: DecodeOptions()) -> PartialLane:
     """The app's lane: the local partial model (loaded once per process through `load_model`,
     shared by every session), warmed before any session starts. (With SCRIBE_REDIS_URL the
     Runtime gives the lane `distributed.RemotePartialDecoder` instead.)
@@ -830,5 +838,5 @@ def build_partial_lane(settings: Settings, busy: Callable[[], bool],
     decoder: WhisperPartialDecoder = loaded["decoder"]  # type: ignore[assignment]
     prior = decoder.warm_seconds / settings.partial_interval_seconds if decoder.warm_seconds else None
     return PartialLane(decoder, interval_seconds=settings.partial_interval_seconds, busy=busy, session_cost=prior,
-                       capacity=settings.partial_capacity, vocabulary=vocabulary,
+                       capacity=settings.partial_capacity, vocabulary=vocabulary, options=options,
                        wait_seconds=settings.partial_wait_seconds)

@@ -227,9 +227,11 @@ def _partial_lane(settings: Settings, pipeline: Pipeline) -> Any:
 
         lane = PartialLane(RemotePartialDecoder(settings.redis_url), interval_seconds=settings.partial_interval_seconds,
                            busy=chunks_waiting, capacity=settings.partial_capacity,
+                           vocabulary=pipeline.storage.vocabulary_for, options=pipeline.storage.options_for,
                            wait_seconds=settings.partial_wait_seconds)
     else:
-        lane = build_partial_lane(settings, busy=chunks_waiting, vocabulary=pipeline.storage.vocabulary_for)
+        lane = build_partial_lane(settings, busy=chunks_waiting, vocabulary=pipeline.storage.vocabulary_for,
+                                  options=pipeline.storage.options_for)
     pipeline.add_listener(lane.on_pipeline_event)
     return lane
 

@@ -315,6 +315,45 @@ def test_partials_on_a_worker_use_the_session_vocabulary_like_local_ones(redis_u
     assert "Okonkwo" not in on_worker["without"] and "Dramatiq" not in on_worker["without"]
 
 
+def test_partials_on_a_worker_use_the_session_language_and_prompt_like_local_ones(redis_url):
+    """A session's language and prompt travel in the tick message as its vocabulary does: a
+    worker's partial of German speech reads German for a `de` session, as the local lane's
+    (not word for word: the tick carries the audio as 16-bit samples)."""
+    import speech
+    from scribe.core import DecodeOptions
+    from scribe.distributed import PartialWorker, RemotePartialDecoder
+    from scribe.partials import PartialLane
+    from scribe.transcribers.partial_whisper import WhisperPartialDecoder
+    from scribe.wer import word_error_rate
+
+    if not speech.have_espeak():
+        pytest.skip("espeak-ng is not installed")
+    german = "Guten Morgen zusammen, wir besprechen heute das Budget für das dritte Quartal."
+    audio = speech.synthesize(german, voice="de")
+    asked = {"de": DecodeOptions(language="de", prompt="Budget, Quartal."), "plain": DecodeOptions()}
+    decoder = WhisperPartialDecoder("base")  # multilingual; the server's language is en
+    remote = RemotePartialDecoder(redis_url, max_age_s=30.0)
+    received: list = []
+
+    class Spy:  # the worker's decoder, noting the pieces each tick brought
+        def decode(self, batch):
+            received.extend(batch)
+            return decoder.decode(batch)
+
+    worker = PartialWorker(redis_url, Spy()).start()
+    lanes = [PartialLane(d, options=lambda session_id: asked[session_id]).start() for d in (remote, decoder)]
+    try:
+        (on_worker, local) = [{sid: _lane_text(lane, sid, audio) for sid in asked} for lane in lanes]
+    finally:
+        for lane in lanes:
+            lane.stop()
+        worker.stop()
+        remote.close()
+    assert {(s.language, s.initial_prompt) for s in received} == {("de", "Budget, Quartal."), (None, "")}
+    for shown in (on_worker, local):
+        assert word_error_rate(german, shown["de"]) <= 0.7 < word_error_rate(german, shown["plain"]), shown
+
+
 def test_no_partial_worker_means_a_skipped_partial_not_a_wait(redis_url):
     from scribe.distributed import RemotePartialDecoder
     from scribe.transcribers.partial_whisper import Speech

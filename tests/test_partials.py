@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import threading
 import time
+from dataclasses import replace
 from pathlib import Path
 
 import av
@@ -21,7 +22,7 @@ from fake_gemini import fake_gemini, fake_gemini_factory  # noqa: F401 (fixtures
 from scribe.audio import SAMPLE_RATE, decode_file
 from scribe.capture import LiveCapture, LiveRegistry
 from scribe.chunking import FixedPolicy, PausePolicy
-from scribe.core import SegmentRow
+from scribe.core import DecodeOptions, SegmentRow
 from scribe.partials import ChunkText, LocalAgreement, PartialLane, common_prefix
 from scribe.record_view import live_transcript
 from scribe.runtime import Runtime
@@ -605,6 +606,65 @@ def test_a_multilingual_partial_model_is_told_the_language_instead_of_detecting_
                         lambda audio, **options: (asked.append(options["language"]), (iter(()), None))[1])
     decoder._decode_windows(np.zeros(SAMPLE_RATE, np.float32))  # the path for speech past one window
     assert asked == ["de"]
+
+
+GERMAN = "Guten Morgen zusammen, wir besprechen heute das Budget für das dritte Quartal."
+"""Left to the server's language (en), base writes English words for it (WER > 1)."""
+RARE_NAME = "Please send the report to Quenby Zarkowitz before Thursday."
+
+
+@pytest.fixture(scope="module")
+def multilingual() -> WhisperPartialDecoder:
+    return WhisperPartialDecoder("base")  # the server's language: en
+
+
+def _text(words: list[TimedWord]) -> str:
+    return " ".join(w.text for w in words)
+
+
+def test_a_piece_is_read_in_its_sessions_language_and_prompt_alone_and_batched_with_others(multilingual):
+    """A session's DecodeOptions reach each partial decode: its language token (German speech
+    then reads as German words, not the server's English) and its prompt (a rare name's
+    spelling). In one batch with an English piece and a plain one, each reads as it does alone."""
+    german = multilingual.prepare(speech.synthesize(GERMAN, voice="de"))
+    english = multilingual.prepare(speech.synthesize(speech.MEETING_TURNS[0]))
+    name = multilingual.prepare(speech.synthesize(RARE_NAME))
+    assert german is not None and english is not None and name is not None
+    asked_de = replace(german, language="de")
+    asked_name = replace(name, initial_prompt="Quenby Zarkowitz.")
+    pieces = [german, asked_de, english, name, asked_name]
+    alone = [_text(multilingual.decode([s])[0]) for s in pieces]
+    default, in_german, _english, plain, prompted = alone
+    print(f"de: {in_german!r}; default: {default!r}; plain: {plain!r}; prompted: {prompted!r}")
+    assert word_error_rate(GERMAN, in_german) <= 0.7, in_german  # base on espeak German: ~0.6
+    assert "Guten Morgen" in in_german
+    assert word_error_rate(GERMAN, default) > 1.0, default  # as before: the server's language
+    assert "Quenby Zarkowitz" in prompted and "Quenby Zarkowitz" not in plain
+    together = [_text(ws) for ws in multilingual.decode(pieces)]
+    assert together == alone
+    assert [_text(ws) for ws in multilingual.decode([english, asked_de])] == [alone[2], alone[1]]
+
+
+def test_an_english_only_partial_model_reads_english_whatever_language_a_session_asks(decoder):
+    english = decoder.prepare(speech.synthesize(speech.MEETING_TURNS[0]))
+    assert english is not None
+    assert decoder.decode([replace(english, language="de")]) == decoder.decode([english])
+
+
+def test_the_lane_decodes_each_session_with_its_own_language(multilingual):
+    """The lane reads each session's options beside its vocabulary before each decode."""
+    audio = speech.synthesize(GERMAN, voice="de")
+    asked = {"de": DecodeOptions(language="de"), "plain": DecodeOptions()}
+    lane = PartialLane(multilingual, options=lambda session_id: asked[session_id], wait_seconds=0.0).start()
+    try:
+        for session_id in asked:
+            lane.offer(session_id, 0, 0, audio)
+        assert eventually(lambda: all(lane.partials(sid) and lane.partials(sid)[0].text for sid in asked), 120)
+        shown = {sid: lane.partials(sid)[0].text for sid in asked}
+    finally:
+        lane.stop()
+    assert word_error_rate(GERMAN, shown["de"]) <= 0.7, shown
+    assert word_error_rate(GERMAN, shown["plain"]) > 1.0, shown
 
 
 def test_the_short_window_reads_speech_as_well_as_whispers_30_s_window(decoder, turns):

@@ -13,6 +13,7 @@ import math
 import re
 import time
 from dataclasses import dataclass, field
+from typing import Any
 
 import numpy as np
 
@@ -87,6 +88,12 @@ class Speech:
     paused: bool = True
     """The audio ends in a pause (`PAUSE_SECONDS` without speech). The first VAD pass cannot
     tell: it ends a span only after 2 s of silence, and pads it."""
+    language: str | None = None
+    """The session's language (`DecodeOptions.language`; None: the decoder's own). An
+    English-only model reads English whatever is asked."""
+    initial_prompt: str = ""
+    """The session's own prompt (`DecodeOptions.prompt`), read after the vocabulary and
+    before the words already shown, as the chunk lane's `initial_prompt` is."""
 
 
 class WhisperPartialDecoder:
@@ -107,7 +114,6 @@ class WhisperPartialDecoder:
                  workers: int = 1, language: str = "en", short_window: bool = True,
                  padding_s: float = CONTEXT_PADDING_SECONDS) -> None:
         """`short_window=False` always decodes in Whisper's 30 s windows (for comparison)."""
-        from faster_whisper.tokenizer import Tokenizer
         from faster_whisper.transcribe import get_suppressed_tokens
 
         from scribe.transcribers.local import load_model
@@ -118,9 +124,10 @@ class WhisperPartialDecoder:
         self._whisper = load_model(model, compute_type=compute_type, threads=threads, workers=workers)
         # Always a language: left to the model, a multilingual one would detect it on every
         # decode, a second encoder pass per partial.
-        self.language = "en" if self._whisper.model.is_multilingual is False else language
-        self._tokenizer = Tokenizer(self._whisper.hf_tokenizer, self._whisper.model.is_multilingual,
-                                    task="transcribe", language=self.language)
+        self.multilingual = self._whisper.model.is_multilingual is not False
+        self.language = language if self.multilingual else "en"
+        self._tokenizers: dict[str, Any] = {}
+        self._tokenizer = self._tokenizer_for(self.language)
         self._suppress = list(get_suppressed_tokens(self._tokenizer, [-1]))
         extractor = self._whisper.feature_extractor
         self._window_frames = extractor.nb_max_frames
@@ -144,20 +151,36 @@ class WhisperPartialDecoder:
 
     def decode(self, batch: list[Speech]) -> list[list[TimedWord]]:
         """The words of each piece of speech, timed in chunk seconds (one model pass for all
-        whose prompt has the same length; a piece past one window is read on its own)."""
+        of one language whose prompt has the same length; a piece past one window is read on
+        its own)."""
         out: list[list[TimedWord]] = [[] for _ in batch]
         short = [i for i, s in enumerate(batch) if self.short_window and s.audio.size + self.padding <= self._window_samples]
         for i in set(range(len(batch))) - set(short):
             out[i] = [TimedWord(w, batch[i].offset_s, batch[i].speech_end_s)
-                      for w in words_of(self._decode_windows(batch[i].audio, batch[i].vocabulary))]
-        groups: dict[tuple[int, int], list[int]] = {}
+                      for w in words_of(self._decode_windows(batch[i].audio, batch[i].vocabulary,
+                                                             self.language_of(batch[i]), batch[i].initial_prompt))]
+        # One language per call: `generate` takes a prompt per piece, but `align` one start
+        # sequence (language token included) for the whole call.
+        groups: dict[tuple[str, int, int], list[int]] = {}
         for i in short:
-            key = (len(self._full_prompt(batch[i].prompt, batch[i].vocabulary)), self._bucket(batch[i]))
+            key = (self.language_of(batch[i]), len(self._full_prompt(batch[i])), self._bucket(batch[i]))
             groups.setdefault(key, []).append(i)
         for indexes in groups.values():
             for i, words in zip(indexes, self._decode_short([batch[i] for i in indexes])):
                 out[i] = words
         return out
+
+    def language_of(self, speech: Speech) -> str:
+        """The language a piece is read in: the session's, on a multilingual model."""
+        return speech.language if speech.language and self.multilingual else self.language
+
+    def _tokenizer_for(self, language: str) -> Any:
+        from faster_whisper.tokenizer import Tokenizer
+
+        if language not in self._tokenizers:
+            self._tokenizers[language] = Tokenizer(self._whisper.hf_tokenizer, self.multilingual,
+                                                   task="transcribe", language=language)
+        return self._tokenizers[language]
 
     def _bucket(self, speech: Speech) -> int:
         """The encoder input's length in samples: speech, padding, rounded up to a bucket."""
@@ -178,25 +201,30 @@ class WhisperPartialDecoder:
             np.concatenate([s.audio, np.zeros(longest - s.audio.size, np.float32)]))[:, : self._window_frames]
             for s in batch])
         encoded = self._whisper.model.encode(get_ctranslate2_storage(np.ascontiguousarray(features)))
-        prompts = [self._full_prompt(s.prompt, s.vocabulary) for s in batch]
+        tokenizer = self._tokenizer_for(self.language_of(batch[0]))
+        prompts = [self._full_prompt(s) for s in batch]
         seconds = max(s.audio.size for s in batch) / SAMPLE_RATE
         results = self._whisper.model.generate(
             encoded, prompts, beam_size=1, max_length=min(448, max(map(len, prompts)) + 16 +
                                                        int(TOKENS_PER_SECOND * seconds)),
             return_no_speech_prob=True, suppress_blank=True, suppress_tokens=self._suppress)
-        tokens = [[t for t in r.sequences_ids[0] if t < self._tokenizer.eot] for r in results]
-        aligned = (self._whisper.find_alignment(self._tokenizer, tokens, encoded, features.shape[-1])
+        tokens = [[t for t in r.sequences_ids[0] if t < tokenizer.eot] for r in results]
+        aligned = (self._whisper.find_alignment(tokenizer, tokens, encoded, features.shape[-1])
                    if any(s.times for s in batch) else [[] for _ in batch])
-        return [self._guarded(s, self._tokenizer.decode(t).strip(), float(r.no_speech_prob), a)
+        return [self._guarded(s, tokenizer.decode(t).strip(), float(r.no_speech_prob), a)
                 for s, t, r, a in zip(batch, tokens, results, aligned)]
 
-    def _full_prompt(self, prompt: str, vocabulary: str = "") -> list[int]:
+    def _full_prompt(self, speech: Speech) -> list[int]:
         """[previous-text marker, the team's words (as faster-whisper places hotwords), the
-        words already shown], then the start of the transcript."""
-        words = self._tokenizer.encode(" " + vocabulary)[:VOCABULARY_TOKENS] if vocabulary else []
-        previous = [*words, *self._prompt_tokens(prompt)]
-        head = [self._tokenizer.sot_prev, *previous] if previous else []
-        return [*head, *self._tokenizer.sot_sequence, self._tokenizer.no_timestamps]
+        session's prompt (its last tokens, in what the vocabulary left of their share), the
+        words already shown], then the start of the transcript in the piece's language."""
+        tokenizer = self._tokenizer_for(self.language_of(speech))
+        words = tokenizer.encode(" " + speech.vocabulary)[:VOCABULARY_TOKENS] if speech.vocabulary else []
+        room = VOCABULARY_TOKENS - len(words)
+        asked = tokenizer.encode(" " + speech.initial_prompt.strip())[-room:] if speech.initial_prompt.strip() and room else []
+        previous = [*words, *asked, *self._prompt_tokens(speech.prompt)]
+        head = [tokenizer.sot_prev, *previous] if previous else []
+        return [*head, *tokenizer.sot_sequence, tokenizer.no_timestamps]
 
     def _guarded(self, speech: Speech, text: str, no_speech_prob: float, aligned: list[dict]) -> list[TimedWord]:
         """The hallucination guard on the piece's text; its words timed (punctuation joins
@@ -220,11 +248,13 @@ class WhisperPartialDecoder:
                 words.append(TimedWord(piece.strip(), start, end))
         return words
 
-    def _decode_windows(self, audio: np.ndarray, vocabulary: str = "") -> str:
+    def _decode_windows(self, audio: np.ndarray, vocabulary: str = "", language: str | None = None,
+                        initial_prompt: str = "") -> str:
         segments, _info = self._whisper.transcribe(
-            audio, language=self.language, beam_size=1,
+            audio, language=language or self.language, beam_size=1,
             vad_filter=True, condition_on_previous_text=False,
-            **({VOCABULARY_OPTION: vocabulary} if vocabulary else {}))
+            **({VOCABULARY_OPTION: vocabulary} if vocabulary else {}),
+            **({"initial_prompt": initial_prompt} if initial_prompt.strip() else {}))
         found = [Segment(start=float(s.start), end=float(s.end), text=s.text.strip(),
                          no_speech_prob=float(s.no_speech_prob)) for s in list(segments) if s.text.strip()]
         return " ".join(s.text for s in guard_segments(found, audio))

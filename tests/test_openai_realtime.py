@@ -2,8 +2,9 @@
 `streamlit run app.py` with the local tiny.en model: a session through the official SDK's
 realtime client fed faster than real time (deltas before completion, completed items equal to
 the stored transcript, WER bound), a socket dropped mid-stream (interrupted, chunks kept,
-resumed on a new socket), the token rules, the live-session limit, and every bad event
-answered with an OpenAI error event on a socket that stays open where it can."""
+resumed on a new socket), the token rules, the live-session limit, every bad event
+answered with an OpenAI error event on a socket that stays open where it can, and (an app
+with the multilingual `base`) a German session's live words in German."""
 
 from __future__ import annotations
 
@@ -15,6 +16,7 @@ import threading
 import time
 
 import httpx2
+import numpy as np
 import openai
 import pytest
 import speech
@@ -173,6 +175,44 @@ def test_the_sessions_prompt_spells_a_rare_name_in_the_completed_item(app):
         send(ws, {"type": "input_audio_buffer.commit"})
         done = recv_until(ws, "conversation.item.input_audio_transcription.completed")[-1]
     assert "Quenby Zarkowitz" in done["transcript"], done["transcript"]
+
+
+GERMAN = ["Guten Morgen zusammen, wir besprechen heute das Budget für das dritte Quartal.",
+          "Danach sprechen wir über die Pläne für das nächste Jahr."]
+
+
+@pytest.fixture(scope="module")
+def multilingual_app(tmp_path_factory):
+    """The app with `base` (multilingual) on the chunk and partial lanes; the server's language is en."""
+    if not speech.have_espeak():
+        pytest.skip("espeak-ng is not installed (scripts/setup.sh --system installs it)")
+    root = tmp_path_factory.mktemp("rtbase")
+    server = ScribeApp(root / "data", root / "app.log", stub=False, inherit=(), SCRIBE_API_TOKEN=TOKEN,
+                       SCRIBE_WHISPER_MODEL="base", SCRIBE_PARTIAL_MODEL="base", SCRIBE_FINAL_MODEL="tiny.en")
+    yield server
+    server.stop()
+
+
+def test_a_german_session_gets_german_live_words_in_its_deltas(multilingual_app):
+    """`language: de` reaches the partial lane: the deltas (live words, before the chunk's
+    completed) read German, where the server's language would give English words."""
+    audio = np.concatenate([speech.synthesize(GERMAN[0], voice="de"), np.zeros(8000, np.float32),
+                            speech.synthesize(GERMAN[1], voice="de")])
+    asked = {**SESSION, "audio": {"input": {**SESSION["audio"]["input"], "transcription": {
+        "model": "whisper-1", "language": "de"}}}}
+    with socket(multilingual_app) as ws:
+        assert recv(ws)["type"] == "session.created"
+        send(ws, {"type": "session.update", "session": asked})
+        recv_until(ws, "session.updated")
+        for piece in pieces(speech.pcm16_at(audio, RATE)):  # twice real time
+            send(ws, {"type": "input_audio_buffer.append", "audio": piece})
+            time.sleep(PIECE_S / 2)
+        send(ws, {"type": "input_audio_buffer.commit"})
+        events = recv_until(ws, "conversation.item.input_audio_transcription.completed", timeout=180)
+    live = "".join(e["delta"] for e in events if e["type"] == "conversation.item.input_audio_transcription.delta")
+    print(f"deltas: {live!r}; completed: {events[-1]['transcript']!r}")
+    assert "Guten Morgen" in live and "Good morning" not in live, live
+    assert word_error_rate(" ".join(GERMAN), events[-1]["transcript"]) <= 0.7
 
 
 # -- a dropped socket ---------------------------------------------------------------------------

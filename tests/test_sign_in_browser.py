@@ -182,6 +182,8 @@ def test_sign_in_share_unshare_and_refusals(served, browser, tmp_path):
     _sessions(olga, app, f"?session={session_id}")
     olga_main = olga.get_by_test_id("stMain")
     olga_main.get_by_text("Sharing: shared").click(timeout=WAIT)
+    olga.wait_for_timeout(300)
+    olga.get_by_test_id("stStatusWidget").wait_for(state="hidden", timeout=WAIT)  # a click in a redraw is lost
     olga_main.get_by_role("button", name="Unshare").click(timeout=WAIT)
     olga_main.get_by_text("Sharing: private").wait_for(timeout=WAIT)  # nobody left to share with
     _sessions(rita, app)

@@ -144,7 +144,7 @@ class Decoder:
                        "spaces": {"hotwords": " ".join(self.vocabulary)},
                        "prompt": {"initial_prompt": whisper_prompt(self.vocabulary)}}.get(way, {})
             started = time.perf_counter()
-            segments, _ = self.model.transcribe(audio, language="en", vad_filter=True,
+            segments, _ = self.model.transcribe(audio, language="en", vad_filter=True, word_timestamps=True,
                                                 condition_on_previous_text=False, **options)
             self._cache[key] = list(segments)
             self.seconds[way] = self.seconds.get(way, 0.0) + time.perf_counter() - started
@@ -162,10 +162,29 @@ def _fallback(d: Decoder, audio: np.ndarray) -> str:
     return _text(d.raw(audio, "none") if failed else biased)
 
 
-def _keep_terms(d: Decoder, audio: np.ndarray) -> str:
+def _keep_terms(d: Decoder, audio: np.ndarray, support: float = 0.0) -> str:
     merged = keep_term_segments(to_segments(d.raw(audio, "none")), to_segments(d.raw(audio, "list")),
-                                d.vocabulary)
+                                d.vocabulary, support)
     return " ".join(s.text for s in merged)
+
+
+def _logprob(segments: list[Any]) -> float:
+    return min((s.avg_logprob for s in segments), default=0.0)
+
+
+def _confident(d: Decoder, audio: np.ndarray, slack: float) -> str:
+    """The merge only when the biased decode's worst segment log-probability is at most
+    `slack` below the plain decode's (else the plain decode)."""
+    plain, biased = d.raw(audio, "none"), d.raw(audio, "list")
+    return _keep_terms(d, audio) if _logprob(biased) >= _logprob(plain) - slack else _text(plain)
+
+
+def _sure_words(d: Decoder, audio: np.ndarray, least: float) -> str:
+    """The merge only when every biased word that is (part of) a term has probability >= `least`."""
+    keys = {re.sub(r"[^\w]", "", t.lower()) for t in d.vocabulary}
+    probs = [w.probability for s in d.raw(audio, "list") for w in (s.words or ())
+             if re.sub(r"[^\w]", "", w.word.lower()) in keys]
+    return _keep_terms(d, audio) if min(probs, default=1.0) >= least else _text(d.raw(audio, "none"))
 
 
 MODES: dict[str, tuple[Callable[[Decoder, np.ndarray], str], tuple[str, ...]]] = {
@@ -175,6 +194,12 @@ MODES: dict[str, tuple[Callable[[Decoder, np.ndarray], str], tuple[str, ...]]] =
     "initial_prompt, list": (lambda d, a: _text(d.raw(a, "prompt")), ("prompt",)),
     "hotwords, plain decode when it looks failed": (_fallback, ("list",)),
     "both decodes, keep only changes that write a term": (_keep_terms, ("list", "none")),
+    **{f"keep term changes that sound like the plain words >= {t}":
+       ((lambda t: lambda d, a: _keep_terms(d, a, t))(t), ("list", "none")) for t in (0.3, 0.4, 0.5, 0.6, 0.7)},
+    **{f"keep term changes if biased logprob >= plain - {t}":
+       ((lambda t: lambda d, a: _confident(d, a, t))(t), ("list", "none")) for t in (0.0, 0.1, 0.2)},
+    **{f"keep term changes if term word probability >= {t}":
+       ((lambda t: lambda d, a: _sure_words(d, a, t))(t), ("list", "none")) for t in (0.3, 0.5, 0.7)},
 }
 """Each way: how it makes a clip's text from the shared decodes, and which decodes it costs (the
 fallback's own plain decodes, only for clips that look failed, are not counted)."""
@@ -197,10 +222,12 @@ def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--set", choices=sorted(SET_VOICES), default="tune")
     parser.add_argument("--model", action="append")
-    parser.add_argument("--modes", choices=["all", "two"], default="all",
-                        help="two: only the ways that need no decode beyond none and the hotwords list")
+    parser.add_argument("--modes", choices=["all", "two", "rules"], default="all",
+                        help="two: only the ways that need no decode beyond none and the hotwords list; "
+                             "rules: those and the rules that ask a term change for support")
     args = parser.parse_args()
-    modes = TWO_DECODES if args.modes == "two" else list(MODES)
+    modes = {"two": TWO_DECODES, "rules": TWO_DECODES[:2] + [m for m in MODES if m.startswith("keep") or
+                                                               m.startswith("both")]}.get(args.modes, list(MODES))
     vocabulary = TERMS + REAL_TERMS
     sets = material(args.set)
     print(f"set {args.set}: " + ", ".join(f"{k} {len(v)} clips" for k, v in sets.items()))

@@ -162,9 +162,10 @@ def _fallback(d: Decoder, audio: np.ndarray) -> str:
     return _text(d.raw(audio, "none") if failed else biased)
 
 
-def _keep_terms(d: Decoder, audio: np.ndarray, support: float = 0.0) -> str:
+def _keep_terms(d: Decoder, audio: np.ndarray) -> str:
+    """Every change that writes a term (no support asked)."""
     merged = keep_term_segments(to_segments(d.raw(audio, "none")), to_segments(d.raw(audio, "list")),
-                                d.vocabulary, support)
+                                d.vocabulary, slack=None)
     return " ".join(s.text for s in merged)
 
 
@@ -194,8 +195,6 @@ MODES: dict[str, tuple[Callable[[Decoder, np.ndarray], str], tuple[str, ...]]] =
     "initial_prompt, list": (lambda d, a: _text(d.raw(a, "prompt")), ("prompt",)),
     "hotwords, plain decode when it looks failed": (_fallback, ("list",)),
     "both decodes, keep only changes that write a term": (_keep_terms, ("list", "none")),
-    **{f"keep term changes that sound like the plain words >= {t}":
-       ((lambda t: lambda d, a: _keep_terms(d, a, t))(t), ("list", "none")) for t in (0.3, 0.4, 0.5, 0.6, 0.7)},
     **{f"keep term changes if biased logprob >= plain - {t}":
        ((lambda t: lambda d, a: _confident(d, a, t))(t), ("list", "none")) for t in (0.0, 0.1, 0.2)},
     **{f"keep term changes if term word probability >= {t}":

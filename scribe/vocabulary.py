@@ -9,11 +9,10 @@ local models get them as Whisper's prompt, Gemini as a line of its instruction.
 from __future__ import annotations
 
 import difflib
+import math
 import re
 from dataclasses import dataclass
 from typing import Any, Callable, Sequence, TypeVar
-
-import jellyfish
 
 from scribe.core import Segment, VocabularyTerm, Word, words_text
 
@@ -37,22 +36,23 @@ def whisper_prompt(terms: Sequence[str]) -> str:
     return ", ".join(kept) + "." if kept else ""
 
 
-SOUNDS_LIKE = 0.0
-"""How much the plain decode's words must sound like the biased decode's for a term change
-to be kept (`sounds_like`, 0..1)."""
-
-
-def keep_term_changes(plain: str, biased: str, terms: Sequence[str], support: float | None = None) -> str:
+def keep_term_changes(plain: str, biased: str, terms: Sequence[str]) -> str:
     """`plain` (decoded without the vocabulary) with only those of `biased`'s changes that
     write a term: a list of names read before decoding also nudges ordinary words
     ("into" -> "until"), and those changes are dropped. Words are compared ignoring case
     and punctuation; where they agree, `plain`'s spelling stays."""
-    return " ".join(_keep_changes(plain.split(), biased.split(), terms, str, support))
+    return " ".join(_keep_changes(plain.split(), biased.split(), terms, str))
+
+
+CONFIDENCE_SLACK = 0.0
+"""How far (in mean log-probability) the decode with the vocabulary may be below the decode
+without it over a stretch for its terms still to be taken there (BENCHMARKS.md "Team vocabulary")."""
 
 
 def keep_term_segments(plain: list[Segment], biased: list[Segment], terms: Sequence[str],
-                       support: float | None = None) -> list[Segment]:
+                       slack: float | None = CONFIDENCE_SLACK) -> list[Segment]:
     """The segments of a decode without the vocabulary, where the decode with it wrote a term
+    and is not less sure of that stretch than the plain one (`slack`; None: any stretch)
     replaced by `keep_term_changes` of the two over the same stretch of time (overlapping
     segments of both decodes form one stretch; timed words are merged the same way, each
     kept word with its own time). Without any term written, `plain` as it is."""
@@ -63,48 +63,41 @@ def keep_term_segments(plain: list[Segment], biased: list[Segment], terms: Seque
     for group in _overlapping(plain, biased):
         ours = [s for s in group if id(s) in unbiased]
         theirs = [s for s in group if id(s) not in unbiased]
-        if not any(holds_term(s.text, terms) for s in theirs):
+        if not any(holds_term(s.text, terms) for s in theirs) or not _as_sure(theirs, ours, slack):
             merged += ours
             continue
         words: list[Word] = []
         if all(s.words for s in group):
             words = _keep_changes([w for s in ours for w in s.words], [w for s in theirs for w in s.words], terms,
-                                  lambda w: w.text.strip(), support)
+                                  lambda w: w.text.strip())
             text = words_text(words)
         else:
-            text = keep_term_changes(" ".join(s.text for s in ours), " ".join(s.text for s in theirs), terms,
-                                     support)
+            text = keep_term_changes(" ".join(s.text for s in ours), " ".join(s.text for s in theirs), terms)
         merged.append(Segment(start=min(s.start for s in group), end=max(s.end for s in group), text=text,
                               confidence=_least(s.confidence for s in group),
                               no_speech_prob=_least(s.no_speech_prob for s in group), words=words))
     return [s for s in merged if s.text.strip()]
 
 
-def _keep_changes(before: list[T], after: list[T], terms: Sequence[str], text: Callable[[T], str],
-                  support: float | None = None) -> list[T]:
-    """`before`'s words, with `after`'s where the two differ, `after`'s words write a term and
-    `before`'s words there sound like them (at least `support`, default SOUNDS_LIKE)."""
-    needed = SOUNDS_LIKE if support is None else support
+def _keep_changes(before: list[T], after: list[T], terms: Sequence[str], text: Callable[[T], str]) -> list[T]:
+    """`before`'s words, with `after`'s where the two differ and `after`'s words write a term."""
     matcher = difflib.SequenceMatcher(a=[_key(text(w)) for w in before], b=[_key(text(w)) for w in after],
                                       autojunk=False)
     kept: list[T] = []
     for op, a0, a1, b0, b1 in matcher.get_opcodes():
-        heard, written = (" ".join(text(w) for w in words) for words in (before[a0:a1], after[b0:b1]))
-        changed = op != "equal" and holds_term(written, terms) and sounds_like(heard, written) >= needed
+        changed = op != "equal" and holds_term(" ".join(text(w) for w in after[b0:b1]), terms)
         kept += after[b0:b1] if changed else before[a0:a1]
     return kept
 
 
-def sounds_like(heard: str, written: str) -> float:
-    """0..1: how alike two stretches of words sound, the better of their letters' and their
-    Metaphone codes' similarity. A term heard as ordinary words ("Shimon" for "Siobhan")
-    sounds like it; a name the vocabulary put into speech that holds none mostly does not."""
-    a, b = (re.sub(r"[^a-z]", "", t.lower()) for t in (heard, written))
-    if not a or not b:
-        return 0.0
-    codes = jellyfish.metaphone(a), jellyfish.metaphone(b)
-    return max(difflib.SequenceMatcher(a=a, b=b, autojunk=False).ratio(),
-               difflib.SequenceMatcher(a=codes[0], b=codes[1], autojunk=False).ratio())
+def _as_sure(biased: list[Segment], plain: list[Segment], slack: float | None) -> bool:
+    """Whether the biased decode's least sure segment is no more than `slack` below the plain
+    one's. A name the list put into speech that holds none is decoded against the sound, so the
+    model is less sure of it than of the words it replaced; a term it heard is not."""
+    least_biased, least_plain = _least(s.confidence for s in biased), _least(s.confidence for s in plain)
+    if slack is None or not least_biased or not least_plain:
+        return True
+    return math.log(least_biased) >= math.log(least_plain) - slack
 
 
 def holds_term(text: str, terms: Sequence[str]) -> bool:

@@ -104,6 +104,18 @@ def test_segments_take_the_term_where_the_decodes_overlap_and_keep_the_rest():
     assert keep_term_segments(plain, plain, TERMS) is plain  # no term written: the plain decode as it is
 
 
+def test_a_term_is_taken_only_where_the_decode_with_the_vocabulary_is_as_sure():
+    heard = ([Segment(0.0, 2.0, "Shimon will present the roadmap.", confidence=0.55)],
+             [Segment(0.0, 2.0, "Siobhan will present the roadmap.", confidence=0.62)])
+    made_up = ([Segment(0.0, 3.0, "Support tickets doubled after the last product release.", confidence=0.81)],
+               [Segment(0.0, 3.0, "Support tickets doubled after the Quorvia release.", confidence=0.64)])
+    assert [s.text for s in keep_term_segments(*heard, TERMS)] == ["Siobhan will present the roadmap."]
+    assert [s.text for s in keep_term_segments(*made_up, TERMS)] == [
+        "Support tickets doubled after the last product release."]
+    assert [s.text for s in keep_term_segments(*made_up, TERMS, slack=None)] == [  # no support asked
+        "Support tickets doubled after the Quorvia release."]
+
+
 def test_timed_words_are_merged_with_their_own_times():
     def timed(*words):
         return [Word(start, start + 0.4, f" {text}") for start, text in words]

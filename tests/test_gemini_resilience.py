@@ -22,7 +22,7 @@ from scribe.runtime import Runtime
 from scribe.storage import Storage
 from scribe.transcribers.gemini import GeminiTranscriber
 
-RATE_LIMIT, WINDOW_S, MARGIN_S = 8, 2.0, 0.5
+RATE_LIMIT, WINDOW_S, MARGIN_S = 8, 2.0, 1.0
 """8 calls per 2 s (240 per minute) so the limiter engages within a fast test; the margin
 absorbs the delay between taking a slot and the request reaching the server."""
 

@@ -287,29 +287,40 @@ def _lane_text(lane, session_id: str, audio, timeout: float = 60.0) -> str:
     raise AssertionError("no partial text")
 
 
-def test_partials_on_a_worker_use_the_session_vocabulary_like_local_ones(redis_url, partial_decoder):
-    """The lane hands each session's terms to its decoder; on workers they travel in the tick
-    message, so a worker's partial spells the rare name as the local lane's does."""
-    import speech
+def _on_worker_and_local(redis_url: str, worker_decoder, local_decoder, sessions, **lane_settings):
+    """Each session's partial text from a lane whose decodes go to a PartialWorker (running
+    `worker_decoder`) and from a lane decoding locally, both built with `lane_settings`;
+    and how many ticks the worker decoded."""
     from scribe.distributed import PartialWorker, RemotePartialDecoder
     from scribe.partials import PartialLane
 
-    if not speech.have_espeak():
-        pytest.skip("espeak-ng is not installed")
-    audio = speech.synthesize("Please ask Okonkwo to review the Dramatiq worker change.")
-    terms = {"with": ["Okonkwo", "Dramatiq"], "without": []}
     remote = RemotePartialDecoder(redis_url, max_age_s=30.0)  # room for a decode on a busy test machine
-    worker = PartialWorker(redis_url, partial_decoder).start()
-    lanes = [PartialLane(decoder, vocabulary=lambda session_id: terms[session_id]).start()
-             for decoder in (remote, partial_decoder)]
+    worker = PartialWorker(redis_url, worker_decoder).start()
+    lanes = [PartialLane(decoder, **lane_settings).start() for decoder in (remote, local_decoder)]
     try:
-        (on_worker, local) = [{sid: _lane_text(lane, sid, audio) for sid in terms} for lane in lanes]
+        on_worker, local = [{sid: _lane_text(lane, sid, audio) for sid, audio in sessions.items()}
+                            for lane in lanes]
     finally:
         for lane in lanes:
             lane.stop()
         worker.stop()
         remote.close()
-    assert worker.decoded >= 2
+    return on_worker, local, worker.decoded
+
+
+def test_partials_on_a_worker_use_the_session_vocabulary_like_local_ones(redis_url, partial_decoder):
+    """The lane hands each session's terms to its decoder; on workers they travel in the tick
+    message, so a worker's partial spells the rare name as the local lane's does."""
+    import speech
+
+    if not speech.have_espeak():
+        pytest.skip("espeak-ng is not installed")
+    audio = speech.synthesize("Please ask Okonkwo to review the Dramatiq worker change.")
+    terms = {"with": ["Okonkwo", "Dramatiq"], "without": []}
+    on_worker, local, decoded = _on_worker_and_local(redis_url, partial_decoder, partial_decoder,
+                                                     dict.fromkeys(terms, audio),
+                                                     vocabulary=lambda session_id: terms[session_id])
+    assert decoded >= 2
     assert on_worker == local, (on_worker, local)
     assert "Okonkwo" in on_worker["with"] or "Dramatiq" in on_worker["with"]
     assert "Okonkwo" not in on_worker["without"] and "Dramatiq" not in on_worker["without"]
@@ -321,8 +332,6 @@ def test_partials_on_a_worker_use_the_session_language_and_prompt_like_local_one
     (not word for word: the tick carries the audio as 16-bit samples)."""
     import speech
     from scribe.core import DecodeOptions
-    from scribe.distributed import PartialWorker, RemotePartialDecoder
-    from scribe.partials import PartialLane
     from scribe.transcribers.partial_whisper import WhisperPartialDecoder
     from scribe.wer import word_error_rate
 
@@ -332,7 +341,6 @@ def test_partials_on_a_worker_use_the_session_language_and_prompt_like_local_one
     audio = speech.synthesize(german, voice="de")
     asked = {"de": DecodeOptions(language="de", prompt="Budget, Quartal."), "plain": DecodeOptions()}
     decoder = WhisperPartialDecoder("base")  # multilingual; the server's language is en
-    remote = RemotePartialDecoder(redis_url, max_age_s=30.0)
     received: list = []
 
     class Spy:  # the worker's decoder, noting the pieces each tick brought
@@ -340,15 +348,8 @@ def test_partials_on_a_worker_use_the_session_language_and_prompt_like_local_one
             received.extend(batch)
             return decoder.decode(batch)
 
-    worker = PartialWorker(redis_url, Spy()).start()
-    lanes = [PartialLane(d, options=lambda session_id: asked[session_id]).start() for d in (remote, decoder)]
-    try:
-        (on_worker, local) = [{sid: _lane_text(lane, sid, audio) for sid in asked} for lane in lanes]
-    finally:
-        for lane in lanes:
-            lane.stop()
-        worker.stop()
-        remote.close()
+    on_worker, local, _ = _on_worker_and_local(redis_url, Spy(), decoder, dict.fromkeys(asked, audio),
+                                               options=lambda session_id: asked[session_id])
     assert {(s.language, s.initial_prompt) for s in received} == {("de", "Budget, Quartal."), (None, "")}
     for shown in (on_worker, local):
         assert word_error_rate(german, shown["de"]) <= 0.7 < word_error_rate(german, shown["plain"]), shown

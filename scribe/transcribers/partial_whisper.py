@@ -55,8 +55,6 @@ PAUSE_LOOK_SECONDS = 1.5
 """The end of the audio looked at for that pause (a second VAD pass, on this much only)."""
 
 
-
-
 def words_of(text: str) -> list[str]:
     return text.split()
 

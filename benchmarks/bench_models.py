@@ -1,7 +1,7 @@
 """Models x jobs on conversational speech: live WER, final-pass WER, real-time factor.
 
     HF_HUB_OFFLINE=1 python3 benchmarks/bench_models.py --set tuning|evaluation|real \
-        [--model tiny.en --model base] [--margin 0 --margin 0.05] [--markdown]
+        [--model tiny.en --model base] [--margin 0 --margin 0.05] [--encoder-window full] [--markdown]
 
 For every conversation of the set (benchmarks/conversations.py) and every live
 model L, the recording goes through the app's real path (Runtime: chunker
@@ -11,7 +11,9 @@ the final pass's own windows (scribe.final_pass.decode_windows) once, and the
 final text is chosen per window with each keep-live margin ("raw" = always the
 re-decode). WER is pooled over the set (all errors / all reference words).
 Real-time factor = model processing seconds / audio seconds (median over the
-conversations, one run, 1 worker).
+conversations, one run, 1 worker). `--encoder-window full` feeds Whisper's encoder
+30 s windows on both jobs, as faster-whisper does by itself (the app's default is
+`short`: SCRIBE_WHISPER_SHORT_WINDOW).
 """
 
 from __future__ import annotations
@@ -57,9 +59,10 @@ def text_of(segments) -> str:
     return " ".join(s.text for s in segments)
 
 
-def measure(set_name: str, models: list[str], margins: list[float], window_s: float) -> dict:
+def measure(set_name: str, models: list[str], margins: list[float], window_s: float,
+            short_window: bool = True) -> dict:
     convs = real_voices.recordings() if set_name == "real" else conversations.rendered(set_name)
-    whisper = {m: LocalWhisperTranscriber(m) for m in models}
+    whisper = {m: LocalWhisperTranscriber(m, short_window=short_window) for m in models}
     refs: list[str] = []
     hyps: dict[tuple, list[str]] = {}
     rtf: dict[tuple, list[float]] = {}
@@ -127,11 +130,13 @@ def main() -> None:
                    help="keep-live margin to score (repeatable); default 0")
     p.add_argument("--window", type=float, default=WINDOW_SECONDS,
                    help=f"final-pass window seconds (default {WINDOW_SECONDS:g}, the app's)")
+    p.add_argument("--encoder-window", choices=["short", "full"], default="short",
+                   help="the encoder reads a window's audio plus 2 s (the app's default) or 30 s")
     p.add_argument("--markdown", action="store_true")
     args = p.parse_args()
     models = args.models or ["tiny.en", "base"]
     margins = args.margins if args.margins is not None else [0.0]
-    print(report(args.set, models, margins, measure(args.set, models, margins, args.window), args.markdown))
+    print(report(args.set, models, margins, measure(args.set, models, margins, args.window, args.encoder_window == "short"), args.markdown))
 
 
 if __name__ == "__main__":

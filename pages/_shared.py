@@ -30,12 +30,14 @@ from scribe.errors import ScribeError
 from scribe.guard import Site, host_of
 from scribe.identity import LOCAL, Principal
 from scribe.models import choosable
+from scribe.record_view import ReadableSessions
 from scribe.runtime import ProcessRuntimes, Runtime, configure_logging
 from scribe.server import ServerHooks, adopt, startup_refusal
 from scribe.storage import Storage
 
 if TYPE_CHECKING:
     from scribe.capture import LiveRegistry
+    from scribe.core import SessionRow
 
 CHOSEN = "scribe_settings"
 """st.session_state key holding the Settings picked in the sidebar."""
@@ -237,6 +239,16 @@ def _apply(base: Settings, backend: str, model: str, seconds: float, policy: str
     except ScribeError as exc:
         st.sidebar.error(f"Bad setting: {exc}")
         return chosen_settings()
+
+
+SESSION_ROWS = ReadableSessions()
+"""The session rows the pages show, shared by every viewer of this process."""
+
+
+def readable_session(session_id: str) -> SessionRow | None:
+    """The session if this visitor may read it, read at most once a second for all the
+    fragments and viewers asking (`record_view.ReadableSessions`)."""
+    return SESSION_ROWS.find(runtime().storage, session_id, principal())
 
 
 RUNTIMES = ProcessRuntimes()

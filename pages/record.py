@@ -19,7 +19,7 @@ from pages._recorder import (
     set_next_recording,
     show_session,
 )
-from pages._shared import chosen_settings, live_registry, principal, runtime
+from pages._shared import SESSION_ROWS, chosen_settings, live_registry, principal, readable_session, runtime
 from pages._text import literal
 from scribe import capture, history, record_view
 from scribe.chunking import make_policy
@@ -102,7 +102,7 @@ def _upload(title: str, people: int) -> None:
 
 def _shown_session() -> SessionRow | None:
     session_id = current_session_id()
-    return rt.storage.find_readable_session(session_id, principal()) if session_id else None
+    return readable_session(session_id) if session_id else None
 
 
 def _status(session: SessionRow, chunks: list[ChunkRow], n_segments: int) -> str:
@@ -220,7 +220,7 @@ def _api_live() -> None:
     """Sessions a tool streams into `/v1/realtime` now, to watch here read-only: the tool
     starts and ends them, so no Start or Stop here. Redrawn every 2 s, so a tool that starts
     streaming after the page opened shows up without a reload."""
-    sessions = {s.id: s for s in record_view.api_live_sessions(registry, rt.storage, principal())}
+    sessions = {s.id: s for s in record_view.api_live_sessions(registry, rt.storage, principal(), SESSION_ROWS)}
     if st.session_state.get(API_LIVE_WIDGET) not in sessions:
         st.session_state[API_LIVE_WIDGET] = None  # it ended: the box resets before it is drawn
     if not sessions:

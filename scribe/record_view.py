@@ -5,6 +5,7 @@ are tested without Streamlit; `pages/record.py` and `pages/_live_text.py` draw t
 
 from __future__ import annotations
 
+import functools
 import threading
 import time
 from collections import OrderedDict
@@ -113,6 +114,41 @@ class StoredLines:
         return rows
 
 
+class ReadableSessions:
+    """Session rows as pages show them, each read at most once per `max_age_s` for all the
+    pages asking with the same principal: a Record page's fragments ask for the shown session
+    up to six times a second while it records (the transcript four times, the status and the
+    chunk table once each), and each read is a query with the access check. A title, status
+    or share changed meanwhile shows within `max_age_s`."""
+
+    def __init__(self, max_age_s: float = 1.0, entries: int = 256,
+                 clock: Callable[[], float] = time.monotonic) -> None:
+        self.max_age_s = max_age_s
+        self._entries = entries
+        self._clock = clock
+        self._lock = threading.Lock()
+        self._read: OrderedDict[tuple[int, str, Principal], tuple[float, SessionRow | None]] = OrderedDict()
+        self.reads = 0
+        """Database reads so far (for tests and benchmarks)."""
+
+    def find(self, storage: Storage, session_id: str, principal: Principal) -> SessionRow | None:
+        """The session if `principal` may read it (`Storage.find_readable_session`), else None."""
+        key = (id(storage), session_id, principal)
+        with self._lock:
+            hit = self._read.get(key)
+            if hit is not None and self._clock() - hit[0] < self.max_age_s:
+                return hit[1]
+        at = self._clock()
+        row = storage.find_readable_session(session_id, principal)
+        with self._lock:
+            self.reads += 1
+            self._read[key] = (at, row)
+            self._read.move_to_end(key)
+            while len(self._read) > self._entries:
+                self._read.popitem(last=False)
+        return row
+
+
 def live_words_note(load: LaneLoad | None, recording: int) -> str | None:
     """Before Start: a sentence when a new recording would be past the live sessions the
     partial lane can give live words to (None when it fits, or partials are off)."""
@@ -128,10 +164,13 @@ def level_fraction(dbfs: float, floor_db: float = -60.0) -> float:
     return float(np.clip((dbfs - floor_db) / -floor_db, 0.0, 1.0))
 
 
-def api_live_sessions(registry: LiveRegistry, storage: Storage, principal: Principal) -> list[SessionRow]:
+def api_live_sessions(registry: LiveRegistry, storage: Storage, principal: Principal,
+                      rows: ReadableSessions | None = None) -> list[SessionRow]:
     """The sessions a tool streams into the realtime socket now that `principal` may read
     (`scribe.access`: their own, and what is shared with them; everything for an
-    administrator or the local user), newest first. The Record page offers these to watch."""
-    sessions = (storage.find_readable_session(sid, principal) for sid in registry.session_ids())
+    administrator or the local user), newest first. The Record page offers these to watch
+    (its rows through `rows`, when given)."""
+    find = storage.find_readable_session if rows is None else functools.partial(rows.find, storage)
+    sessions = (find(sid, principal) for sid in registry.session_ids())
     live = [s for s in sessions if s is not None and s.source == API_LIVE_SOURCE]
     return sorted(live, key=lambda s: (s.created_at, s.id), reverse=True)

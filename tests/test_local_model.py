@@ -7,7 +7,7 @@ from scribe.chunking import parse_policy
 from scribe.errors import ModelNotFoundError
 from scribe.ingest import ingest_file, wait_for_session
 from scribe.runtime import Runtime
-from scribe.transcribers.local import LocalWhisperTranscriber, resolve_model
+from scribe.transcribers.local import LocalWhisperTranscriber, resolve_model, short_window_features
 from scribe.wer import word_error_rate
 from scribe.export import plain_text
 
@@ -25,6 +25,44 @@ def test_whole_meeting_is_transcribed_within_a_wer_bound(whisper, meeting):
     path, reference = meeting
     text = " ".join(s.text for s in whisper.transcribe(decode_file(path)).segments)
     assert word_error_rate(reference, text) < 0.20
+
+
+def test_base_reads_a_chunk_plus_two_seconds_not_thirty_with_the_same_words_and_times(monkeypatch):
+    """A 14.5 s chunk: base's encoder input is its audio plus 2 s of frames (not 30 s), the
+    text as good as with the full window, and segment and word times inside the chunk, in
+    order. tiny.en keeps the 30 s window (with the short one it dropped sentences)."""
+    import speech
+    from faster_whisper import WhisperModel
+
+    audio, reference = speech.meeting_audio(speech.MEETING_TURNS[:3], gap_s=0.9)
+    widths: list[int] = []
+    encode = WhisperModel.encode
+    monkeypatch.setattr(WhisperModel, "encode", lambda model, features: widths.append(features.shape[-1])
+                        or encode(model, features))
+    short = LocalWhisperTranscriber("base", short_window=True).transcribe(audio).segments
+    assert widths and all(width <= 100 * (audio.size / 16_000 + 2) + 1 for width in widths)
+    widths.clear()
+    full = LocalWhisperTranscriber("base", short_window=False).transcribe(audio).segments
+    assert widths and set(widths) == {3000}
+    widths.clear()
+    LocalWhisperTranscriber("tiny.en", short_window=True).transcribe(audio)
+    assert widths and set(widths) == {3000}
+    text = " ".join(s.text for s in short)
+    assert word_error_rate(reference, text) <= word_error_rate(reference, " ".join(s.text for s in full)) + 0.05
+    assert word_error_rate(reference, text) < 0.2
+    times = [w.start for s in short for w in s.words]
+    assert times == sorted(times) and times[0] >= 0 and times[-1] <= audio.size / 16_000
+    assert all(0 <= s.start < s.end <= audio.size / 16_000 + 0.01 for s in short)
+
+
+def test_short_window_features_keep_the_audio_frames_and_two_seconds_of_the_padding():
+    window = np.zeros((80, 3000), np.float32)
+    window[:, :1500] = -1.5  # 15 s of silence as log-mel reads: audio, not padding
+    assert short_window_features(window).shape == (80, 1700)
+    assert short_window_features(window[None]).shape == (1, 80, 1700)
+    full = np.full((80, 3000), 0.3, np.float32)
+    assert short_window_features(full).shape == (80, 3000)
+    assert short_window_features(np.zeros((80, 3000), np.float32)).shape == (80, 200)
 
 
 def test_fifteen_seconds_of_silence_yields_no_text(whisper):

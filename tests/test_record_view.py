@@ -2,7 +2,8 @@
 
 from scribe.core import ChunkRow, SegmentRow
 from scribe.partials import PartialText
-from scribe.record_view import StoredLines, chunk_table, level_fraction, live_transcript
+from scribe.identity import LOCAL, Principal
+from scribe.record_view import ReadableSessions, StoredLines, chunk_table, level_fraction, live_transcript
 
 
 def test_chunk_table_shows_latency_only_once_a_chunk_is_done():
@@ -47,3 +48,24 @@ def test_every_page_watching_a_session_shares_one_read_of_its_stored_lines_per_c
     now[0] = 1.0
     assert lines.segments(storage, session_id, (2, 0))[0].text == "first words, edited"
     assert lines.reads == 3
+
+
+def test_pages_asking_for_the_shown_session_share_one_read_a_second_and_keep_the_access_rule(storage, tmp_path):
+    """A Record page's fragments ask for the shown session up to six times a second: one
+    database read a second serves every page with the same principal; another person is
+    asked about on their own and finds nothing they may not read."""
+    from seed_sessions import seed_session
+
+    now = [0.0]
+    rows = ReadableSessions(max_age_s=1.0, clock=lambda: now[0])
+    session_id = seed_session(storage, tmp_path, [(None, "words")], title="planning", created_at=1.0).id
+    for _fragment_run in range(12):
+        assert rows.find(storage, session_id, LOCAL).title == "planning"
+    assert rows.reads == 1
+    stranger = Principal("issuer|someone", signed_in=True)
+    assert rows.find(storage, session_id, stranger) is None and rows.reads == 2
+    storage.update_session(session_id, title="planning, renamed")
+    assert rows.find(storage, session_id, LOCAL).title == "planning"  # within max_age_s
+    now[0] = 1.0
+    assert rows.find(storage, session_id, LOCAL).title == "planning, renamed"
+    assert rows.reads == 3

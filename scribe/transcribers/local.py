@@ -29,7 +29,19 @@ VOCABULARY_OPTION = "hotwords"
 FALLBACK_TEMPERATURES = (0.0, 0.2, 0.4, 0.6, 0.8, 1.0)
 """faster-whisper's default: a decode that fails its checks (repetition, low log-probability)
 is tried again hotter. A session's asked temperature is the first step."""
-_models: dict[tuple[str, str, int], "_Loaded"] = {}
+FRAMES_PER_SECOND = 100
+"""Whisper's log-mel frames per second of audio."""
+ENCODER_PADDING_SECONDS = 2.0
+"""Silence the encoder reads after the audio of a window shorter than Whisper's 30 s
+(`short_window`). faster-whisper pads every window to 30 s, and the encoder's cost (and the
+decoder's cross-attention over its output) grows with its input: a 15 s chunk read as its
+audio plus this took a third less CPU at the same WER (BENCHMARKS.md, "The chunk lane's
+encoder window")."""
+SHORT_WINDOW_MODELS = (BASE,)
+"""The models measured to keep their WER with the short window. tiny.en's cost is mostly its
+decoder (the window saved it about a tenth) and with it tiny.en ended windows early, dropping
+whole sentences; larger models are not measured yet."""
+_models: dict[tuple[str, str, int, bool], "_Loaded"] = {}
 _models_lock = threading.Lock()
 
 
@@ -49,32 +61,60 @@ class _Loaded:
 
 
 def load_model(name_or_path: str, *, compute_type: str = "int8", threads: int = 0,
-               workers: int = 1, model_dir: Path | None = None, progress: Progress | None = None) -> Any:
+               workers: int = 1, model_dir: Path | None = None, progress: Progress | None = None,
+               short_window: bool = False) -> Any:
     """Load (once per process) and return a faster-whisper WhisperModel.
 
-    Every lane asking for the same folder, compute type and threads shares one
+    Every lane asking for the same folder, compute type, threads and window shares one
     model: a request for fewer concurrent `workers` than the loaded model allows
     reuses it; a request for more loads a larger one for later callers.
+    `short_window`: the encoder reads a short window's audio plus
+    `ENCODER_PADDING_SECONDS`, not 30 s (`short_window_features`).
     """
     folder = resolve_model(name_or_path, model_dir=model_dir, progress=progress)
-    key = (folder, compute_type, threads)
+    key = (folder, compute_type, threads, short_window)
     with _models_lock:
         loaded = _models.get(key)
         if loaded is None or loaded.workers < workers:
-            loaded = _models[key] = _Loaded(_construct(folder, compute_type, threads, workers), workers)
+            model = _construct(folder, compute_type, threads, workers, short_window)
+            loaded = _models[key] = _Loaded(model, workers)
         return loaded.model
 
 
-def _construct(folder: str, compute_type: str, threads: int, workers: int) -> Any:
+def _construct(folder: str, compute_type: str, threads: int, workers: int, short_window: bool) -> Any:
     try:
         from faster_whisper import WhisperModel
     except ImportError:
         raise BackendUnavailableError("faster-whisper is not installed: pip install faster-whisper") from None
+    model_class = _short_window_model(WhisperModel) if short_window else WhisperModel
     try:
-        return WhisperModel(folder, device="cpu", compute_type=compute_type,
-                            cpu_threads=threads, num_workers=workers)
+        return model_class(folder, device="cpu", compute_type=compute_type,
+                           cpu_threads=threads, num_workers=workers)
     except (RuntimeError, ValueError, OSError) as exc:
         raise ModelNotFoundError(f"cannot load Whisper model from {folder}: {exc}") from None
+
+
+def _short_window_model(whisper_model: type) -> type:
+    """faster-whisper's model, its encoder fed `short_window_features`: every path that
+    decodes through `transcribe` (the chunk lane, the final pass, long partial tails) is
+    cut alike, and timestamps and word times follow the shorter encoder output."""
+
+    class ShortWindowWhisper(whisper_model):  # type: ignore[misc, valid-type]
+        def encode(self, features: np.ndarray) -> Any:
+            return super().encode(short_window_features(features))
+
+    return ShortWindowWhisper
+
+
+def short_window_features(features: np.ndarray, padding_s: float = ENCODER_PADDING_SECONDS) -> np.ndarray:
+    """A window's log-mel features (faster-whisper pads each window with zero frames up to
+    30 s) cut to the frames of its audio plus `padding_s` of that padding. Normalised log-mel
+    frames of audio are never all zero (silence reads about -1.5), so the zero frames at the
+    end are the padding."""
+    frames = features.shape[-1]
+    heard = np.flatnonzero(np.any(features.reshape(-1, frames) != 0, axis=0))
+    end = int(heard[-1]) + 1 if heard.size else 0
+    return features[..., :min(frames, end + int(padding_s * FRAMES_PER_SECOND))]
 
 
 class LocalWhisperTranscriber:
@@ -85,10 +125,11 @@ class LocalWhisperTranscriber:
     def __init__(self, model: str = BUNDLED_MODEL, *, compute_type: str = "int8",
                  threads: int = 0, workers: int = 1, vad_filter: bool = True, language: str = "en",
                  model_dir: Path | None = None, progress: Progress | None = None,
-                 word_times: bool = True) -> None:
+                 word_times: bool = True, short_window: bool = True) -> None:
         self.model = model
+        self.short_window = short_window and model in SHORT_WINDOW_MODELS
         self._whisper = load_model(model, compute_type=compute_type, threads=threads, workers=workers,
-                                   model_dir=model_dir, progress=progress)
+                                   model_dir=model_dir, progress=progress, short_window=self.short_window)
         self.english_only = model.endswith(".en") or self._whisper.model.is_multilingual is False
         # Multilingual models are told the language: detecting it costs a pass and
         # misfires on short or noisy chunks.
@@ -175,4 +216,5 @@ def build(settings: Any, *, model: str | None = None, workers: int | None = None
         language=settings.language,
         model_dir=settings.models_dir,
         progress=progress,
+        short_window=settings.whisper_short_window,
     )

@@ -99,7 +99,7 @@ def _short_window_model(whisper_model: type) -> type:
     decodes through `transcribe` (the chunk lane, the final pass, long partial tails) is
     cut alike, and timestamps and word times follow the shorter encoder output."""
 
-    class ShortWindowWhisper(whisper_model):  # type: ignore[misc, valid-type]
+    class ShortWindowWhisper(whisper_model):
         def encode(self, features: np.ndarray) -> Any:
             return super().encode(short_window_features(features))
 

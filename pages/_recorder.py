@@ -48,6 +48,11 @@ PEOPLE_WIDGET = "record_people"
 """The Record page's "People in the meeting" box (0: not given)."""
 RESUME_WIDGET = "record_resume"
 """The Record page's "Session" box: Resume sets it, so the page does not undo the choice."""
+RESUMING = "recorder_resuming"
+"""The session Resume starts the microphone for, until the browser's offer is in. The box alone
+cannot carry it: a rerun the browser asks for before it has drawn the box's new value (a busy
+machine) brings the box's old "New session" along, which overrides the value Resume set, and the
+offer would then record a new session."""
 URL_KEY = "recording"
 RESUME_WINDOW_S = 15 * 60
 """A reload offers to resume a session interrupted at most this long ago."""
@@ -113,7 +118,7 @@ def _widget(rt: Runtime, registry: capture.LiveRegistry) -> None:
     # this runs); on other pages, what it last set.
     state = st.session_state
     title = state.get(TITLE_WIDGET, state.get(NEXT_TITLE)) or "Untitled recording"
-    resume_id = state[RESUME_WIDGET] if RESUME_WIDGET in state else state.get(NEXT_RESUME)
+    resume_id = state.get(RESUMING) or (state[RESUME_WIDGET] if RESUME_WIDGET in state else state.get(NEXT_RESUME))
     owner = principal()
 
     people = int(state.get(PEOPLE_WIDGET) or 0)
@@ -141,6 +146,8 @@ def _widget(rt: Runtime, registry: capture.LiveRegistry) -> None:
                                    desired_playing_state=True if autostart else None)
     except ScribeError as exc:  # raised by the factory: limit reached, session busy or gone
         _refused(exc)
+    if ctx.state.signalling or ctx.state.playing:  # the offer is in: its factory (above) has the choice
+        st.session_state.pop(RESUMING, None)
     processor = ctx.audio_processor
     # Between the offer and the first frame this browser's own capture is already counted:
     # warn only while it neither records nor signals.
@@ -160,6 +167,7 @@ def _refused(exc: ScribeError) -> NoReturn:
     """The app refused a Start: say why, and give the browser a fresh recorder (the refused one
     would show Stop and wait for a connection that is never answered)."""
     st.session_state[START_ERROR] = str(exc)
+    st.session_state.pop(RESUMING, None)  # that start is over: the Session box chooses the next one
     st.session_state[STREAMER_GENERATION] = st.session_state.get(STREAMER_GENERATION, 0) + 1
     st.rerun()
 
@@ -220,6 +228,7 @@ def _resume_offer(session: SessionRow) -> None:
     if left.button("Resume recording", type="primary", key="recorder_resume", icon=":material/mic:"):
         st.session_state[NEXT_RESUME] = session.id
         st.session_state[RESUME_WIDGET] = session.id
+        st.session_state[RESUMING] = session.id
         st.session_state[NEXT_TITLE] = session.title
         st.session_state[CURRENT] = session.id
         st.session_state[AUTOSTART] = True

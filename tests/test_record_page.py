@@ -289,14 +289,15 @@ def _mic_session(storage: Storage, title: str) -> str:
                                   chunk_seconds=5, chunk_policy="pause").id
 
 
-def _pick_as_the_browser_does(monkeypatch, box, session_id: str) -> None:
+def _pick_as_the_browser_does(monkeypatch, box, session_id: str | None) -> None:
     """The browser sends the label it shows, from the options of the run that drew them, and
     sends that same label again on every later run until the box is redrawn with other
-    options; AppTest would format the value anew with the latest run's labels."""
+    options; AppTest would format the value anew with the latest run's labels.
+    `session_id` None: the browser shows "New session"."""
     from streamlit.proto.WidgetStates_pb2 import WidgetState
     from streamlit.testing.v1.element_tree import Selectbox
 
-    (label,) = [option for option in box.options if session_id in option]
+    (label,) = [option for option in box.options if session_id in option] if session_id else [box.options[0]]
     widget_id, formatted = box.id, Selectbox._widget_state
 
     def shown(self) -> WidgetState:
@@ -393,6 +394,33 @@ def test_after_a_reload_the_page_explains_resume_against_start(env, monkeypatch)
     captions = [c.value for c in at.caption]
     assert any("**Resume recording** in the sidebar continues it" in c and "new session instead" in c
                for c in captions), captions
+
+
+def test_resume_records_into_the_cut_off_session_when_the_browser_still_reports_new_session(env, monkeypatch):
+    """Resume sets the Session box and starts the microphone. On a busy machine the browser asks
+    for reruns (before and with its offer) before it has drawn the box's new value, so they bring
+    the box's old "New session" along. The offer must continue the cut-off session all the same."""
+    fake = streamer(monkeypatch)
+    run_page()
+    storage = _storage(env)
+    session_id = _mic_session(storage, "Cut off")
+    storage.end_session(session_id, "interrupted")
+    at = AppTest.from_string(FRAME, default_timeout=60)
+    at.query_params["recording"] = session_id
+    at.run()
+    box = at.selectbox(key="record_resume")
+    assert box.value is None
+    _pick_as_the_browser_does(monkeypatch, box, None)  # what the browser shows before Resume
+    at.button(key="recorder_resume").click().run()
+    at.run()  # a rerun the browser asks for before its offer
+    assert fake.processor is None
+    fake.start = True  # the autostarted microphone's offer arrives
+    at.run()
+    assert not at.exception, at.exception
+    assert fake.processor is not None and fake.processor.session_id == session_id
+    assert [s.id for s in storage.list_sessions()] == [session_id]
+    fake.processor.request_stop()
+    fake.processor.on_ended()
 
 
 def test_the_record_page_speaks_plain_words(env, monkeypatch):

@@ -43,16 +43,20 @@ CURRENT = "record_session"
 NEXT_TITLE = "recorder_next_title"
 NEXT_RESUME = "recorder_next_resume"
 AUTOSTART = "recorder_autostart"
+"""When Resume asked the browser to start the microphone. Asked again on every run until the offer
+is in (at most AUTOSTART_S): a busy browser can take the next run's recorder, which no longer asks,
+before it has acted on the one that did, and the start would be lost."""
+AUTOSTART_S = 15.0
 TITLE_WIDGET = "record_title"
 PEOPLE_WIDGET = "record_people"
 """The Record page's "People in the meeting" box (0: not given)."""
 RESUME_WIDGET = "record_resume"
 """The Record page's "Session" box: Resume sets it, so the page does not undo the choice."""
 RESUMING = "recorder_resuming"
-"""The session Resume starts the microphone for, until the browser's offer is in. The box alone
-cannot carry it: a rerun the browser asks for before it has drawn the box's new value (a busy
-machine) brings the box's old "New session" along, which overrides the value Resume set, and the
-offer would then record a new session."""
+"""The session Resume starts the microphone for, as long as AUTOSTART. The box alone cannot carry
+it: a rerun the browser asks for before it has drawn the box's new value (a busy machine) brings
+the box's old "New session" along, which overrides the value Resume set, and the offer would then
+record a new session."""
 URL_KEY = "recording"
 RESUME_WINDOW_S = 15 * 60
 """A reload offers to resume a session interrupted at most this long ago."""
@@ -138,7 +142,10 @@ def _widget(rt: Runtime, registry: capture.LiveRegistry) -> None:
         return
     idle = mine is None or mine.end_status is not None
     note_slot = st.empty()  # filled below, once it is known that this browser is not starting
-    autostart = st.session_state.pop(AUTOSTART, None)
+    asked = st.session_state.get(AUTOSTART)
+    recorder = st.session_state.get(_streamer_key())  # as the browser last reported it
+    started = recorder is not None and (recorder.state.playing or recorder.state.signalling)
+    autostart = asked is not None and time.time() - asked < AUTOSTART_S and not started
     if (error := st.session_state.get(START_ERROR)) is not None:
         st.error(f"Cannot start recording: {error}", icon=":material/error:")
     try:
@@ -146,8 +153,8 @@ def _widget(rt: Runtime, registry: capture.LiveRegistry) -> None:
                                    desired_playing_state=True if autostart else None)
     except ScribeError as exc:  # raised by the factory: limit reached, session busy or gone
         _refused(exc)
-    if ctx.state.signalling or ctx.state.playing:  # the offer is in: its factory (above) has the choice
-        st.session_state.pop(RESUMING, None)
+    if not autostart or ctx.state.signalling or ctx.state.playing:
+        _forget_resume_start()  # the offer is in (its factory, above, has the choice), or none came in time
     processor = ctx.audio_processor
     # Between the offer and the first frame this browser's own capture is already counted:
     # warn only while it neither records nor signals.
@@ -163,11 +170,17 @@ def _widget(rt: Runtime, registry: capture.LiveRegistry) -> None:
             st.query_params[URL_KEY] = processor.session_id
 
 
+def _forget_resume_start() -> None:
+    """Resume's start is over: Start and the Session box decide the next recording again."""
+    st.session_state.pop(AUTOSTART, None)
+    st.session_state.pop(RESUMING, None)
+
+
 def _refused(exc: ScribeError) -> NoReturn:
     """The app refused a Start: say why, and give the browser a fresh recorder (the refused one
     would show Stop and wait for a connection that is never answered)."""
     st.session_state[START_ERROR] = str(exc)
-    st.session_state.pop(RESUMING, None)  # that start is over: the Session box chooses the next one
+    _forget_resume_start()  # the fresh recorder waits for Start instead of starting again
     st.session_state[STREAMER_GENERATION] = st.session_state.get(STREAMER_GENERATION, 0) + 1
     st.rerun()
 
@@ -231,7 +244,7 @@ def _resume_offer(session: SessionRow) -> None:
         st.session_state[RESUMING] = session.id
         st.session_state[NEXT_TITLE] = session.title
         st.session_state[CURRENT] = session.id
-        st.session_state[AUTOSTART] = True
+        st.session_state[AUTOSTART] = time.time()
         st.rerun()
     if right.button("Dismiss", key="recorder_dismiss"):
         del st.query_params[URL_KEY]

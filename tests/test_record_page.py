@@ -397,9 +397,10 @@ def test_after_a_reload_the_page_explains_resume_against_start(env, monkeypatch)
 
 
 def test_resume_records_into_the_cut_off_session_when_the_browser_still_reports_new_session(env, monkeypatch):
-    """Resume sets the Session box and starts the microphone. On a busy machine the browser asks
-    for reruns (before and with its offer) before it has drawn the box's new value, so they bring
-    the box's old "New session" along. The offer must continue the cut-off session all the same."""
+    """Resume sets the Session box and asks the browser to start the microphone. On a busy
+    machine the browser asks for reruns (before and with its offer) before it has drawn the box's
+    new value, so they bring the box's old "New session" along, and it may draw a later run's
+    recorder before acting on the one that asked. The offer must continue the cut-off session."""
     fake = streamer(monkeypatch)
     run_page()
     storage = _storage(env)
@@ -414,11 +415,14 @@ def test_resume_records_into_the_cut_off_session_when_the_browser_still_reports_
     at.button(key="recorder_resume").click().run()
     at.run()  # a rerun the browser asks for before its offer
     assert fake.processor is None
+    assert fake.calls[-1]["desired_playing_state"] is True  # still asks: the browser may not have acted yet
     fake.start = True  # the autostarted microphone's offer arrives
     at.run()
     assert not at.exception, at.exception
     assert fake.processor is not None and fake.processor.session_id == session_id
     assert [s.id for s in storage.list_sessions()] == [session_id]
+    at.run()
+    assert fake.calls[-1]["desired_playing_state"] is None  # started: a later Stop stays stopped
     fake.processor.request_stop()
     fake.processor.on_ended()
 

@@ -136,7 +136,8 @@ def main() -> None:
     args = p.parse_args()
     models = args.models or ["tiny.en", "base"]
     margins = args.margins if args.margins is not None else [0.0]
-    print(report(args.set, models, margins, measure(args.set, models, margins, args.window, args.encoder_window == "short"), args.markdown))
+    result = measure(args.set, models, margins, args.window, args.encoder_window == "short")
+    print(report(args.set, models, margins, result, args.markdown))
 
 
 if __name__ == "__main__":

@@ -152,12 +152,13 @@ class SmallDisk:
     def fill_for(self, seconds: float) -> None:
         filler = self.path / f"filler-{uuid.uuid4().hex}"
         try:
-            with open(filler, "wb") as handle:
+            # Unbuffered: a buffered file still holds its last block when the disk is full, and
+            # its close then raises ENOSPC out of the fault instead of holding the disk full.
+            with open(filler, "wb", buffering=0) as handle:
                 block = b"\0" * (1 << 20)
                 try:
                     while True:
                         handle.write(block)
-                        handle.flush()
                 except OSError:
                     pass
             time.sleep(seconds)

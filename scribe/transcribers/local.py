@@ -32,7 +32,7 @@ is tried again hotter. A session's asked temperature is the first step."""
 FRAMES_PER_SECOND = 100
 """Whisper's log-mel frames per second of audio."""
 ENCODER_PADDING_SECONDS = 2.0
-"""Silence the encoder reads after the audio of a window shorter than Whisper's 30 s
+"""Padding the encoder reads after the audio of a window shorter than Whisper's 30 s
 (`short_window`). faster-whisper pads every window to 30 s, and the encoder's cost (and the
 decoder's cross-attention over its output) grows with its input: a 15 s chunk read as its
 audio plus this took a third less CPU at the same WER (BENCHMARKS.md, "The chunk lane's
@@ -95,9 +95,9 @@ def _construct(folder: str, compute_type: str, threads: int, workers: int, short
 
 
 def _short_window_model(whisper_model: type) -> type:
-    """faster-whisper's model, its encoder fed `short_window_features`: every path that
-    decodes through `transcribe` (the chunk lane, the final pass, long partial tails) is
-    cut alike, and timestamps and word times follow the shorter encoder output."""
+    """faster-whisper's model, its encoder fed `short_window_features`: every decode through
+    its `transcribe` (the chunk lane's, the final pass's, a worker's) is cut alike, and
+    timestamps and word times follow the shorter encoder output."""
 
     class ShortWindowWhisper(whisper_model):
         def encode(self, features: np.ndarray) -> Any:
@@ -108,9 +108,9 @@ def _short_window_model(whisper_model: type) -> type:
 
 def short_window_features(features: np.ndarray, padding_s: float = ENCODER_PADDING_SECONDS) -> np.ndarray:
     """A window's log-mel features (faster-whisper pads each window with zero frames up to
-    30 s) cut to the frames of its audio plus `padding_s` of that padding. Normalised log-mel
-    frames of audio are never all zero (silence reads about -1.5), so the zero frames at the
-    end are the padding."""
+    30 s) cut to the frames of its audio plus `padding_s` of that padding. A frame of audio is
+    never all zero once normalised (digital silence reads -1.5), so the zero frames at the end
+    are the padding."""
     frames = features.shape[-1]
     heard = np.flatnonzero(np.any(features.reshape(-1, frames) != 0, axis=0))
     end = int(heard[-1]) + 1 if heard.size else 0

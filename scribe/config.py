@@ -51,8 +51,9 @@ class Settings:
     whisper_threads: int = 0
     """CPU threads per model call (0 = CTranslate2 default)."""
     whisper_short_window: bool = True
-    """With `base`, Whisper's encoder reads a chunk's audio plus 2 s, not a 30 s window padded
-    with nothing (`transcribers.local.short_window_features`): a third less CPU, the same WER."""
+    """With `base` on English, Whisper's encoder reads a chunk's audio plus 2 s, not a 30 s
+    window padded with nothing (`transcribers.local.short_window_features`): a third less CPU,
+    the same WER."""
     chunk_seconds: float = DEFAULT_SECONDS
     """Target chunk length in seconds."""
     chunk_policy: str = DEFAULT_POLICY

@@ -4,6 +4,7 @@ import numpy as np
 import pytest
 
 from scribe.chunking import parse_policy
+from scribe.core import DecodeOptions
 from scribe.errors import ModelNotFoundError
 from scribe.ingest import ingest_file, wait_for_session
 from scribe.runtime import Runtime
@@ -30,7 +31,8 @@ def test_whole_meeting_is_transcribed_within_a_wer_bound(whisper, meeting):
 def test_base_reads_a_chunk_plus_two_seconds_not_thirty_with_the_same_words_and_times(monkeypatch):
     """A 14.5 s chunk: base's encoder input is its audio plus 2 s of frames (not 30 s), the
     text as good as with the full window, and segment and word times inside the chunk, in
-    order. tiny.en keeps the 30 s window (with the short one it dropped sentences)."""
+    order. tiny.en keeps the 30 s window (with the short one it dropped sentences), and so does
+    a decode in another language."""
     import speech
     from faster_whisper import WhisperModel
 
@@ -46,6 +48,9 @@ def test_base_reads_a_chunk_plus_two_seconds_not_thirty_with_the_same_words_and_
     assert widths and set(widths) == {3000}
     widths.clear()
     LocalWhisperTranscriber("tiny.en", short_window=True).transcribe(audio)
+    assert widths and set(widths) == {3000}
+    widths.clear()  # another language than English: not measured, read in 30 s windows
+    LocalWhisperTranscriber("base", short_window=True).transcribe(audio, options=DecodeOptions(language="de"))
     assert widths and set(widths) == {3000}
     text = " ".join(s.text for s in short)
     assert word_error_rate(reference, text) <= word_error_rate(reference, " ".join(s.text for s in full)) + 0.05

@@ -38,9 +38,13 @@ decoder's cross-attention over its output) grows with its input: a 15 s chunk re
 audio plus this took a third less CPU at the same WER (BENCHMARKS.md, "The chunk lane's
 encoder window")."""
 SHORT_WINDOW_MODELS = (BASE,)
-"""The models measured to keep their WER with the short window. tiny.en's cost is mostly its
-decoder (the window saved it about a tenth) and with it tiny.en ended windows early, dropping
-whole sentences; larger models are not measured yet."""
+"""The models measured to keep their WER with the short window, on English. tiny.en's cost is
+mostly its decoder (the window saved it about a tenth) and with it tiny.en ended windows early,
+dropping whole sentences; larger models are not measured yet. Other languages keep 30 s windows:
+base on espeak German, a clip it reads with the full window, came back empty with the short one."""
+SHORT_WINDOW_LANGUAGES = ("en",)
+_full_window = threading.local()
+"""Set on a thread while its decode must read 30 s windows (a language not measured)."""
 _models: dict[tuple[str, str, int, bool], "_Loaded"] = {}
 _models_lock = threading.Lock()
 
@@ -101,6 +105,8 @@ def _short_window_model(whisper_model: type) -> type:
 
     class ShortWindowWhisper(whisper_model):
         def encode(self, features: np.ndarray) -> Any:
+            if getattr(_full_window, "on", False):
+                return super().encode(features)
             return super().encode(short_window_features(features))
 
     return ShortWindowWhisper
@@ -162,7 +168,12 @@ class LocalWhisperTranscriber:
             word_timestamps=self.word_times,
             **asked,
         )
-        return to_segments(segments)
+        # The segments are lazy: the encoder runs while they are read, on this thread.
+        _full_window.on = self.short_window and asked.get("language") not in SHORT_WINDOW_LANGUAGES
+        try:
+            return to_segments(segments)
+        finally:
+            _full_window.on = False
 
     def close(self) -> None:
         """Nothing to release: the model is the process's, shared with other lanes."""

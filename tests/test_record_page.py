@@ -380,8 +380,8 @@ def test_stop_clears_the_title_for_the_next_recording(env, monkeypatch):
     assert at.text_input(key="record_title").value == ""
 
 
-def test_after_a_reload_the_page_explains_resume_against_start(env, monkeypatch):
-    streamer(monkeypatch)
+def _reloaded_after_a_cut(env) -> tuple[AppTest, str]:
+    """The page after a reload that cut off a microphone session (its id in the URL)."""
     run_page()
     storage = _storage(env)
     session_id = _mic_session(storage, "Cut off")
@@ -389,6 +389,12 @@ def test_after_a_reload_the_page_explains_resume_against_start(env, monkeypatch)
     at = AppTest.from_string(FRAME, default_timeout=60)
     at.query_params["recording"] = session_id
     at.run()
+    return at, session_id
+
+
+def test_after_a_reload_the_page_explains_resume_against_start(env, monkeypatch):
+    streamer(monkeypatch)
+    at, _ = _reloaded_after_a_cut(env)
     assert not at.exception, at.exception
     assert any(b.label == "Resume recording" for b in at.sidebar.button)
     captions = [c.value for c in at.caption]
@@ -402,13 +408,8 @@ def test_resume_records_into_the_cut_off_session_when_the_browser_still_reports_
     new value, so they bring the box's old "New session" along, and it may draw a later run's
     recorder before acting on the one that asked. The offer must continue the cut-off session."""
     fake = streamer(monkeypatch)
-    run_page()
+    at, session_id = _reloaded_after_a_cut(env)
     storage = _storage(env)
-    session_id = _mic_session(storage, "Cut off")
-    storage.end_session(session_id, "interrupted")
-    at = AppTest.from_string(FRAME, default_timeout=60)
-    at.query_params["recording"] = session_id
-    at.run()
     box = at.selectbox(key="record_resume")
     assert box.value is None
     _pick_as_the_browser_does(monkeypatch, box, None)  # what the browser shows before Resume

@@ -296,7 +296,7 @@ def _live_words(rt: Any) -> dict[str, Any] | None:
     load = rt.partials.load()
     return {"capacity": load.capacity, "live": load.live, "lagging": load.over,
             "session_cost": None if load.session_cost is None else round(load.session_cost, 3),
-            "pace_s": round(load.pace_s, 3)}
+            "pace_s": round(load.pace_s, 3), "wait_s": round(load.wait_s, 2)}
 
 
 Count = Annotated[int, Field(ge=0, le=2**31 - 1)]

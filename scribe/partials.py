@@ -279,15 +279,15 @@ class ChunkText:
             return True
         return False
 
-    def waits(self, speech: "Speech | None", audio_end_s: float) -> bool:
+    def waits(self, speech: "Speech | None", audio_end_s: float, wait_s: float | None = None) -> bool:
         """True when this decode can wait for more audio: the speech runs on to the audio's
-        end and less than `wait_s` of audio arrived since the last decode. Words that end a
-        phrase are decoded at the pause after them; words within a long phrase wait up to
-        `wait_s`."""
+        end and less than `wait_s` (else the chunk's own) of audio arrived since the last
+        decode. Words that end a phrase are decoded at the pause after them; words within a
+        long phrase wait up to `wait_s`."""
         if speech is None:
             return False
         since = audio_end_s - max(self.decoded_end_s, self.cut_s)
-        return since < self.wait_s and not speech.paused
+        return since < (self.wait_s if wait_s is None else wait_s) and not speech.paused
 
     def accept(self, heard: list[TimedWord], audio_end_s: float, speech_end_s: float) -> None:
         """A decode of the tail up to `audio_end_s`: update the stable words and the tail, and
@@ -432,6 +432,14 @@ PACE_SMOOTHING = 0.3
 TARGET_LOAD = 0.7
 """Share of the lane's decoding time that live sessions may fill before words lag: the
 rest absorbs a speaker's burst (capacity = this x threads / one session's cost)."""
+BUSY_WINDOW_SECONDS = 10.0
+"""Time constant of the lane's running busy share."""
+SPARE_WAIT_SHARE = 0.5
+"""The share of the wait (`ChunkText.waits`) a running phrase gets while the lane is idle for
+at least `SPARE_BUSY_SHARE` of its time: spare CPU shows the words inside long phrases
+sooner. As sessions fill the lane the wait grows back, linearly, to the whole at
+`TARGET_LOAD`, alike for every session."""
+SPARE_BUSY_SHARE = 0.5
 
 
 class PartialLane:
@@ -478,6 +486,12 @@ class PartialLane:
         """Running length of a tick (seconds): the interval between decodes grows to it."""
         self._cost = session_cost
         """Running estimate: decoding seconds one live session needs per second of audio."""
+        self._busy_share = TARGET_LOAD
+        """Running share of the lane's wall time spent decoding or held back for the chunk
+        lane (starts as if fully loaded)."""
+        self._last_tick_end: float | None = None
+        self._held_seconds = 0.0
+        """Seconds held back for the chunk lane since the last tick."""
         self._capacity = capacity
 
     # -- lifecycle -------------------------------------------------------------
@@ -616,7 +630,7 @@ class PartialLane:
             cost = self._cost
         capacity = self._capacity or (None if cost is None else
                                       max(1, int(TARGET_LOAD * self._n_threads / max(cost, 1e-3))))
-        return LaneLoad(live, capacity, cost, self._pace)
+        return LaneLoad(live, capacity, cost, self._pace, self._wait_now())
 
     # -- internals ---------------------------------------------------------------
     def _new_session(self) -> _Session:
@@ -647,7 +661,7 @@ class PartialLane:
             finished = self._monotonic()
             for request, result in zip(batch, results):
                 self._finish(request, result, started, finished, len(batch))
-            self._note_tick(finished - started)
+            self._note_tick(started, finished)
 
     def _decode_batch(self, batch: list[_Request]) -> list[Any]:
         """Per request: its words, `QUIET` (no new speech: nothing decoded) or None (failed)."""
@@ -670,7 +684,7 @@ class PartialLane:
             end_s = request.tail_offset_s + tail.size / SAMPLE_RATE
             with self._cond:
                 quiet = request.chunk is not None and (request.chunk.unchanged(speech, end_s) or
-                                                       request.chunk.waits(speech, end_s))
+                                                       request.chunk.waits(speech, end_s, self._wait_now()))
             if quiet:
                 results[i] = QUIET
             elif speech is not None:
@@ -685,11 +699,22 @@ class PartialLane:
                 log.exception("partial decode of %d session(s) failed", len(todo))
         return results
 
-    def _note_tick(self, seconds: float) -> None:
-        """The lane's pace, and one live session's cost per second of audio: a tick serves
-        each live session at most once, about once per max(interval, tick)."""
+    def _wait_now(self) -> float:
+        """The wait for a running phrase at the lane's present load (`SPARE_WAIT_SHARE`)."""
+        filled = (self._busy_share - SPARE_BUSY_SHARE) / (TARGET_LOAD - SPARE_BUSY_SHARE)
+        return self._wait_s * (SPARE_WAIT_SHARE + (1 - SPARE_WAIT_SHARE) * min(1.0, max(0.0, filled)))
+
+    def _note_tick(self, started: float, finished: float) -> None:
+        """The lane's pace and busy share, and one live session's cost per second of audio:
+        a tick serves each live session at most once, about once per max(interval, tick)."""
+        seconds = finished - started
         with self._cond:
             self._pace = seconds if self._pace == 0 else (1 - PACE_SMOOTHING) * self._pace + PACE_SMOOTHING * seconds
+            if self._last_tick_end is not None and finished > self._last_tick_end:
+                span = finished - self._last_tick_end
+                busy = min(1.0, (seconds + self._held_seconds) / span)
+                self._busy_share += (1 - math.exp(-span / BUSY_WINDOW_SECONDS)) * (busy - self._busy_share)
+            self._last_tick_end, self._held_seconds = finished, 0.0
             live = max(1, sum(1 for state in self._sessions.values() if not state.ended))
         per_session = seconds / live / max(self.interval_seconds, self._pace)
         with self._cond:
@@ -704,8 +729,10 @@ class PartialLane:
                 if self._stopping:
                     return None
             if self._chunk_lane_busy():
+                held = self._monotonic()
                 with self._cond:
                     self._cond.wait(BUSY_POLL_SECONDS)
+                    self._held_seconds += self._monotonic() - held
                 continue
             with self._cond:
                 batch = self._pop_ready()
@@ -803,6 +830,8 @@ class LaneLoad:
     """Decoding seconds one live session needs per second of audio (running estimate)."""
     pace_s: float
     """Running length of one decoding tick: the interval between a session's decodes grows to it."""
+    wait_s: float = 0.0
+    """How long a running phrase waits for its next decode now (`SPARE_WAIT_SHARE`)."""
 
     @property
     def over(self) -> bool:

@@ -80,6 +80,7 @@ def test_health_reports_backend_queue_and_database(api, app):
     live_words = body["live_words"]  # the partial lane's capacity, from its warm-up decode
     assert live_words["live"] == 0 and live_words["capacity"] >= 1 and live_words["lagging"] is False
     assert live_words["session_cost"] > 0
+    assert live_words["wait_s"] == 2.0  # an idle lane starts as if loaded: the whole wait
     assert body["version"]
 
 

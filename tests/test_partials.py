@@ -224,6 +224,38 @@ def test_under_load_the_interval_between_decodes_grows_to_the_lanes_pace():
         lane.stop()
 
 
+class _SteppedDecoder:
+    """A batch decoder on the test's clock: speech runs on to every tail's end (so the wait
+    applies), and each model call takes `seconds` of that clock."""
+
+    def __init__(self, clock: list[float], seconds: float) -> None:
+        self.clock, self.seconds = clock, seconds
+
+    def prepare(self, audio, offset_s=0.0, prompt="", times=True, **_):
+        return Speech(audio, offset_s, offset_s + audio.size / SAMPLE_RATE, prompt, times, paused=False)
+
+    def decode(self, batch):
+        self.clock[0] += self.seconds
+        return [[TimedWord("word", s.offset_s, s.speech_end_s)] for s in batch]
+
+
+@pytest.mark.parametrize("decode_s, idle_s, wait_s", [(0.05, 1.0, 1.0), (0.9, 0.05, 2.0)])
+def test_a_running_phrase_waits_half_as_long_while_the_lane_has_spare_time(decode_s, idle_s, wait_s):
+    """The wait inside a running phrase follows the lane's busy share: a lane idle most of
+    the time decodes after half of it (words show sooner), a full one after all of it."""
+    clock = [0.0]
+    lane = PartialLane(_SteppedDecoder(clock, decode_s), wait_seconds=2.0, monotonic=lambda: clock[0]).start()
+    try:
+        for n in range(1, 61):
+            lane.offer("s", 0, 0, np.zeros(n * SAMPLE_RATE, np.float32))
+            assert eventually(lambda: lane.stats("s").served == n, 10)
+            clock[0] += idle_s
+        assert lane.load().wait_s == pytest.approx(wait_s, abs=0.05)
+        assert lane.stats("s").decodes == pytest.approx(60 / wait_s, abs=3)  # a decode per wait of audio
+    finally:
+        lane.stop()
+
+
 def test_batched_decoding_gives_the_same_words_as_one_by_one(decoder):
     """Tails of different sessions (different speech, with and without a prompt) in one
     model call read as each does alone: the lane pads them to one length (silence after

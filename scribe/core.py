@@ -82,6 +82,25 @@ class DecodeOptions:
         return self != DecodeOptions()
 
 
+@dataclass(frozen=True)
+class PackedWindows:
+    """One chunk's voice windows (`scribe.speakers.Windows`) in plain values: as the
+    `voice_windows` table stores them and as a worker sends them (`scribe.speakers.pack_windows`
+    and `unpack_windows` convert). Frames are 10 ms, ranges are [start, end) flat pairs."""
+
+    offset_ms: int
+    """Where the chunk starts in its session."""
+    frames: int
+    """10 ms frames in the chunk: the length of its speech mask."""
+    speech: list[int]
+    """The speech frames as runs: [start, end, start, end, ...]."""
+    spans: list[int]
+    """Each window's frames: [start, end, ...], one pair per embedding."""
+    embeddings: bytes
+    """One 256-value float32 row (little-endian) per window: exact, so labels from stored
+    windows are the labels from the audio."""
+
+
 @dataclass
 class Transcription:
     """One backend call's answer: its segments, what the call cost, and the model that answered.
@@ -95,6 +114,9 @@ class Transcription:
     model: str | None = None
     """The model that answered, when the backend knows better than its configured name
     (a remote worker); None means the transcriber's own `model`."""
+    voices: PackedWindows | None = None
+    """The voice windows of the chunk's own audio, when the backend was asked for them and
+    measured them (a remote worker); None: the speaker labeler measures them itself."""
 
 
 # -- the rows storage returns -------------------------------------------------

@@ -1,18 +1,22 @@
 """Speaker labels on stored sessions: live per chunk, whole-session after stop, merge/split.
 
-Live: each chunk the pipeline settles is embedded and its windows are matched
-against the session's speaker centroids (stored in the `speakers` table, so a
-resumed session or a restarted app continues with the same voices); a voice far
-from all of them becomes a new speaker, numbered next once it speaks a line. After
-stop (and after the final pass, so both transcripts get labels), the whole
-recording is clustered again with the user's speaker count when given; speakers
+A chunk's voice windows are measured once, by the worker that transcribed it or
+here, and kept in the `voice_windows` table: every later labelling reads them.
+
+Live: each settled chunk's windows are matched against the session's speaker
+centroids (stored in the `speakers` table, so a resumed session or a restarted app
+continues with the same voices); a voice far from all of them becomes a new
+speaker, numbered next once it speaks a line. After stop (and after the final
+pass, so both transcripts get labels), the whole recording's windows are
+clustered again with the user's speaker count when given; speakers
 are numbered 1..N in the order they first speak, and each keeps the name a
 person gave the live speaker it overlaps most.
 
 Threads: the pipeline's events arrive on worker threads and only queue work;
 one daemon thread `scribe-speakers` does it, one chunk at a time (~10 ms of CPU
-per second of audio). Speaker ids are 1..N within a session; names live in the
-`speakers` table and `Storage` puts them on every segment it reads.
+per second of audio it measures; stored windows cost next to nothing). Speaker
+ids are 1..N within a session; names live in the `speakers` table and `Storage`
+puts them on every segment it reads.
 """
 
 from __future__ import annotations
@@ -29,7 +33,7 @@ from scribe import speakers as sp
 from scribe import voices
 from scribe.audio import SAMPLE_RATE, read_flac
 from scribe.background import RequestThread
-from scribe.core import FINAL, LIVE, SegmentRow, SpeakerRow, Word, words_text
+from scribe.core import FINAL, LIVE, ChunkRow, PackedWindows, SegmentRow, SpeakerRow, Word, words_text
 from scribe.core import default_speaker_name as default_name
 from scribe.errors import AudioDecodeError, NotFoundError, ScribeError
 from scribe.storage import Storage
@@ -129,8 +133,8 @@ def label_chunk(storage: Storage, session_id: str, seq: int, *, max_speakers: in
     segments = [s for s in storage.list_segments(session_id, LIVE) if s.seq == seq]
     if not segments:
         return []
-    windows = sp.embed_windows(read_flac(Path(chunk.audio_path)), encoder, offset_ms=chunk.start_ms)
-    if not len(windows):
+    windows = chunk_windows(storage, chunk, encoder)
+    if windows is None or not len(windows):
         return []
     known = storage.list_speakers(session_id)
     ids = [s.id for s in known]
@@ -232,16 +236,40 @@ def _cut_chunk(segments: list[SegmentRow], by_id: np.ndarray) -> list[SegmentRow
 
 
 def session_windows(storage: Storage, session_id: str, encoder: sp.VoiceEncoder | None = None) -> sp.Windows:
-    """Voice windows over the whole session, chunk by chunk: memory stays one chunk's audio
-    however long the meeting (a window never spans two chunks)."""
+    """Voice windows over the whole session, chunk by chunk (a window never spans two chunks):
+    the stored ones, and only the chunks without them are read and embedded (one chunk's audio
+    in memory at a time, however long the meeting)."""
     chunks = storage.list_chunks(session_id)
-    parts = []
-    for chunk in chunks:
-        audio = _chunk_audio(chunk)
-        if audio is not None:
-            parts.append(sp.embed_windows(audio, encoder, offset_ms=chunk.start_ms))
+    stored = storage.voice_windows(session_id)
+    parts = [_stored_or_measured(storage, chunk, encoder, stored.get(chunk.seq)) for chunk in chunks]
     total_ms = max((c.end_ms for c in chunks), default=0)
-    return sp.join_windows(parts, total_ms // sp.FRAME_MS)
+    return sp.join_windows([p for p in parts if p is not None], total_ms // sp.FRAME_MS)
+
+
+def chunk_windows(storage: Storage, chunk: ChunkRow, encoder: sp.VoiceEncoder | None = None) -> sp.Windows | None:
+    """A chunk's voice windows: the stored ones, else measured from its audio and stored for
+    every later labelling. None when none are stored and its audio is unreadable."""
+    stored = storage.voice_windows(chunk.session_id, chunk.seq).get(chunk.seq)
+    return _stored_or_measured(storage, chunk, encoder, stored)
+
+
+def _stored_or_measured(storage: Storage, chunk: ChunkRow, encoder: sp.VoiceEncoder | None,
+                        stored: PackedWindows | None) -> sp.Windows | None:
+    if stored is not None:
+        return sp.unpack_windows(stored)
+    audio = _chunk_audio(chunk)
+    if audio is None:
+        return None
+    windows = sp.embed_windows(audio, encoder, offset_ms=chunk.start_ms)
+    _store_windows(storage, chunk, windows)
+    return windows
+
+
+def _store_windows(storage: Storage, chunk: ChunkRow, windows: sp.Windows) -> None:
+    try:
+        storage.save_voice_windows(chunk.session_id, chunk.seq, sp.pack_windows(windows))
+    except Exception as exc:  # stored windows only save work: the labels stand without them
+        log.warning("session=%s seq=%d voice windows not stored (%s)", chunk.session_id, chunk.seq, exc)
 
 
 def _chunk_audio(chunk) -> np.ndarray | None:

@@ -13,6 +13,11 @@ mid-job leaves its message to be redelivered, and the app's own timeout resends
 it; a late duplicate answer finds no waiter and is dropped, and a chunk's
 segments are replaced, never appended, so nothing is duplicated.
 
+When the app labels speakers, a chunk job also asks for the chunk's voice windows: the
+worker measures them on the audio it already decoded and sends them with the text, and the
+app stores them with the chunk, so its speaker labeler runs no voice encoder. An answer
+without them (a worker without the speaker model) only means the app measures them.
+
 A global requests-per-minute cap (Dramatiq's Redis-backed `WindowRateLimiter`)
 is shared by every worker; a message over the cap is retried by Dramatiq later.
 
@@ -39,7 +44,7 @@ from typing import Any, Callable, Self, Sequence
 import numpy as np
 
 from scribe.audio import encode_bytes
-from scribe.core import DecodeOptions, Segment, Transcription, Usage, Word
+from scribe.core import DecodeOptions, PackedWindows, Segment, Transcription, Usage, Word
 from scribe.errors import BackendUnavailableError, TranscriptionError
 from scribe.transcribers.base import Transcriber, call_transcriber
 
@@ -89,6 +94,29 @@ def _segments_from_json(items: list[dict]) -> list[Segment]:
     return [Segment(**{**item, "words": [Word(**w) for w in item.get("words", ())]}) for item in items]
 
 
+def _voices_json(packed: PackedWindows) -> dict[str, Any]:
+    """Voice windows for an answer: exact float32 embeddings (~1.4 KB of JSON per window)."""
+    return {"frames": packed.frames, "speech": packed.speech, "spans": packed.spans,
+            "embeddings": base64.b64encode(packed.embeddings).decode("ascii")}
+
+
+def _voices_from_json(item: dict | None) -> PackedWindows | None:
+    """An answer's voice windows; None when it has none (a worker without the speaker model,
+    or an older one) or they do not read: the app then measures them itself."""
+    if not item:
+        return None
+    from scribe.speakers import unpack_windows
+
+    try:
+        packed = PackedWindows(0, int(item["frames"]), [int(f) for f in item["speech"]],
+                               [int(f) for f in item["spans"]], base64.b64decode(item["embeddings"]))
+        unpack_windows(packed)  # the check that they make windows; cheap beside the encoder
+    except (KeyError, TypeError, ValueError) as exc:
+        log.warning("answer's voice windows unreadable (%s); the app measures them", exc)
+        return None
+    return packed
+
+
 def _transport_errors() -> tuple[type[BaseException], ...]:
     """What a lost broker connection raises (redis-py's and Dramatiq's own types)."""
     import redis.exceptions
@@ -103,12 +131,14 @@ class RemoteTranscriber:
 
     `transcribe` runs on a pipeline worker thread and blocks until the answer
     arrives (or `timeout` passes: a retryable error, so the pipeline resends).
-    One `scribe-results` thread reads this process's reply stream.
+    One `scribe-results` thread reads this process's reply stream. With `voices` (the app
+    labels speakers) a chunk job also asks the worker for the chunk's voice windows.
     """
 
     def __init__(self, redis_url: str, *, backend: str, model: str, timeout: float = 120.0,
-                 heartbeat_ms: int = 60_000, broker_wait: float = 600.0) -> None:
+                 heartbeat_ms: int = 60_000, broker_wait: float = 600.0, voices: bool = False) -> None:
         self.name, self.model = backend, model
+        self.returns_voices = voices
         self.timeout = timeout
         self.broker_wait = broker_wait
         self._outage_lock = threading.Lock()
@@ -124,18 +154,22 @@ class RemoteTranscriber:
         self._reader.start()
 
     def transcribe(self, audio: np.ndarray, *, vocabulary: Sequence[str] = (),
-                   options: DecodeOptions | None = None) -> Transcription:
+                   options: DecodeOptions | None = None, voices_from: int | None = None) -> Transcription:
         """Runs on a pipeline worker thread; the answer (with the worker's usage and model)
         is this job's own, whatever other jobs are in flight. The vocabulary and the session's
-        decode options travel with the job."""
+        decode options travel with the job; `voices_from` (the chunk's own audio starts there)
+        asks for the voice windows of `audio[voices_from:]`."""
         job = uuid.uuid4().hex
         future: Future = Future()
         with self._lock:
             self._waiting[job] = future
+        message: dict[str, Any] = {"job": job, "reply_to": self._stream,
+                   "audio": base64.b64encode(encode_bytes(audio, "FLAC")).decode("ascii"),
+                   "vocabulary": list(vocabulary), "options": asdict(options or DecodeOptions())}
+        if voices_from is not None:
+            message["voices_from"] = int(voices_from)
         try:
-            self._send({"job": job, "reply_to": self._stream,
-                        "audio": base64.b64encode(encode_bytes(audio, "FLAC")).decode("ascii"),
-                        "vocabulary": list(vocabulary), "options": asdict(options or DecodeOptions())})
+            self._send(message)
             return self._await(job, future)
         finally:
             with self._lock:
@@ -197,7 +231,7 @@ class RemoteTranscriber:
             raise TranscriptionError(answer["error"], retryable=answer["retryable"],
                                      retry_after=answer.get("retry_after"))
         return Transcription(_segments_from_json(answer["segments"]), Usage(**answer.get("usage", {})),
-                             model=answer.get("model"))
+                             model=answer.get("model"), voices=_voices_from_json(answer.get("voices")))
 
     def _read_results(self) -> None:
         """Runs on `scribe-results`: hand each answer to the thread waiting for it."""
@@ -261,7 +295,9 @@ class _QueueWorker:
 
 
 class TranscriptionWorker(_QueueWorker):
-    """Worker side: runs jobs from the queue on a local backend and answers on Redis.
+    """Worker side: runs jobs from the queue on a local backend and answers on Redis; a job
+    that asks for them (`voices_from`) also gets the chunk's voice windows, measured on the
+    audio already decoded, with `encoder` (default: the speaker model, loaded on first use).
 
     `handle` runs on one of Dramatiq's worker threads.
     """
@@ -270,9 +306,13 @@ class TranscriptionWorker(_QueueWorker):
     poll_timeout_ms = 200
 
     def __init__(self, redis_url: str, transcriber: Transcriber, *, rpm: int | None = None,
-                 rate_window_s: int = 60, threads: int = 1, heartbeat_ms: int = 60_000) -> None:
+                 rate_window_s: int = 60, threads: int = 1, heartbeat_ms: int = 60_000,
+                 encoder: Any = None) -> None:
         self.transcriber = transcriber
         self.threads = threads
+        self._encoder = encoder
+        self._encoder_lock = threading.Lock()
+        self._no_speaker_model = False
         self._redis = _redis(redis_url)
         self._broker = make_broker(redis_url, heartbeat_ms=heartbeat_ms)
         declare_actor(self._broker, self.handle)
@@ -309,8 +349,40 @@ class TranscriptionWorker(_QueueWorker):
         except Exception as exc:  # reported to the app, which decides about retrying
             log.exception("job %s failed", message["job"][:8])
             return {"ok": False, "error": f"worker error: {type(exc).__name__}: {exc}", "retryable": True}
-        return {"ok": True, "segments": [asdict(s) for s in result.segments],
-                "model": result.model or self.transcriber.model, "usage": asdict(result.usage)}
+        answer = {"ok": True, "segments": [asdict(s) for s in result.segments],
+                  "model": result.model or self.transcriber.model, "usage": asdict(result.usage)}
+        if message.get("voices_from") is not None:
+            answer["voices"] = self._voices(audio[int(message["voices_from"]):], message["job"])
+        return answer
+
+    def _voices(self, audio: np.ndarray, job: str) -> dict[str, Any] | None:
+        """The voice windows of the chunk's own audio; None when this worker has no speaker
+        model or measuring failed (the app then measures them: they are never worth a retry)."""
+        encoder = self._voice_encoder()
+        if encoder is None:
+            return None
+        from scribe.speakers import embed_windows, pack_windows
+
+        try:
+            return _voices_json(pack_windows(embed_windows(audio, encoder)))
+        except Exception:
+            log.exception("job %s: voice windows not measured; the app measures them", job[:8])
+            return None
+
+    def _voice_encoder(self) -> Any:
+        """The speaker model, loaded by the first job that asks; None (said once) when missing."""
+        with self._encoder_lock:
+            if self._encoder is None and not self._no_speaker_model:
+                from scribe.errors import SpeakerModelError
+                from scribe.speakers import shared_encoder
+
+                try:
+                    self._encoder = shared_encoder()
+                except SpeakerModelError as exc:
+                    self._no_speaker_model = True
+                    log.warning("no speaker model on this worker (%s): chunks are answered without "
+                                "voice windows, and the app measures them", exc)
+            return self._encoder
 
     def _answer(self, message: dict, answer: dict) -> None:
         answer["job"] = message["job"]

@@ -12,8 +12,9 @@ chunk silent: it is then stored done with no segments and the backend is never c
 `before_call` runs before every backend call, retries included (the Gemini
 requests-per-minute limit, `scribe.ratelimit`). A chunk can be re-queued with another
 backend (`requeue(..., backend=Backend(...))`): the queue keeps its default transcriber
-and runs just that job with the other. `scribe.pipeline.Pipeline` composes this queue
-with the intake.
+and runs just that job with the other. The voice windows a backend measured with the text
+(a remote worker asked for them) are stored before `chunk_done`, and never fail the chunk.
+`scribe.pipeline.Pipeline` composes this queue with the intake.
 """
 
 from __future__ import annotations
@@ -22,7 +23,7 @@ import logging
 import queue
 import threading
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any, Callable, Sequence
 
@@ -30,7 +31,7 @@ import numpy as np
 from tenacity import RetryCallState, Retrying, retry_if_exception, stop_after_attempt, wait_random_exponential
 
 from scribe.audio import SAMPLE_RATE, read_flac
-from scribe.core import ChunkRow, DecodeOptions, Transcription
+from scribe.core import ChunkRow, DecodeOptions, PackedWindows, Transcription
 from scribe.errors import TranscriptionError
 from scribe.health import StorageHealth, is_storage_fault
 from scribe.noisy_context import NO_AUDIO, keep_own_segments
@@ -339,10 +340,23 @@ class JobQueue:
         def write() -> None:
             if self.storage.save_segments(session_id, seq, rows, finished_at=finished_at, usage=result.usage,
                                           model=result.model):
+                self._keep_voices(row, result.voices)
                 self._record_done(row, len(rows), backend.transcriber)
             else:
                 log.info("session=%s seq=%d deleted while transcribing; text discarded", session_id, seq)
         self._store((session_id, seq), write)
+
+    def _keep_voices(self, row: ChunkRow, voices: PackedWindows | None) -> None:
+        """Store the voice windows the backend measured with the text, before `chunk_done` tells
+        the speaker labeler. They are extra: failing to store them never fails the chunk (the
+        labeler then measures them itself)."""
+        if voices is None:
+            return
+        try:
+            self.storage.save_voice_windows(row.session_id, row.seq, replace(voices, offset_ms=row.start_ms))
+        except Exception as exc:
+            log.warning("session=%s seq=%d voice windows not stored (%s); the speaker labeler measures them",
+                        row.session_id, row.seq, exc)
 
     def _save_silent(self, row: ChunkRow, transcriber: Transcriber, finished_at: float) -> None:
         if self.storage.save_silent_chunk(row.session_id, row.seq, finished_at=finished_at):
@@ -409,13 +423,13 @@ class JobQueue:
         if backend.before_call is not None:
             backend.before_call()
         heard = audio if context.size == 0 else np.concatenate((context, audio))
-        result = call_transcriber(backend.transcriber, heard, vocabulary, options)
+        result = call_transcriber(backend.transcriber, heard, vocabulary, options, voices_from=context.size)
         segments = list(result.segments)
         if self._segment_filter is not None:
             segments = self._segment_filter(segments, heard)
         if heard is not audio:
             segments = keep_own_segments(segments, (heard.size - audio.size) / SAMPLE_RATE)
-        return Transcription(segments, result.usage, result.model or backend.transcriber.model)
+        return Transcription(segments, result.usage, result.model or backend.transcriber.model, result.voices)
 
     def _backoff(self, state: RetryCallState) -> float:
         """Exponential backoff with full jitter, never shorter than the server asked."""

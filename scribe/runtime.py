@@ -130,6 +130,8 @@ class Runtime:
             _warm_chunk_lane(backend.transcriber, speech_check)
         if final_pass and settings.diarization:  # long-lived processes only, like the final pass
             runtime.speakers = _speaker_labeler(settings, storage, pipeline, runtime.final_pass)
+            if runtime.speakers is not None:
+                _ask_workers_for_voices(backend.transcriber)
         if settings.metrics_port > 0:
             from scribe.metrics import start_metrics
 
@@ -260,6 +262,15 @@ def _speaker_labeler(settings: Settings, storage: Storage, pipeline: Pipeline, f
         logging.getLogger("scribe.runtime").warning("speaker labels off: %s", exc)
         return None
     return SpeakerLabeler(storage, max_speakers=settings.max_speakers).attach(pipeline, final_pass)
+
+
+def _ask_workers_for_voices(transcriber: Transcriber) -> None:
+    """With workers, a chunk's voice windows are measured where its audio is already decoded,
+    so this process's speaker labeler only reads them."""
+    from scribe.distributed import RemoteTranscriber
+
+    if isinstance(transcriber, RemoteTranscriber):
+        transcriber.returns_voices = True
 
 
 def _speech_check():

@@ -32,6 +32,7 @@ import numpy as np
 from threadpoolctl import ThreadpoolController
 
 from scribe.audio import SAMPLE_RATE
+from scribe.core import PackedWindows
 from scribe.errors import SpeakerModelError
 
 WEIGHTS_SHA256 = "39373b86598fa3da9fcddee6142382efe09777e8d37dc9c0561f41f0070f134e"
@@ -322,6 +323,31 @@ class Windows:
     @property
     def seconds(self) -> np.ndarray:
         return np.array([(e - s) * FRAME_MS / 1000 for s, e in self.spans])
+
+
+def pack_windows(windows: Windows) -> PackedWindows:
+    """The windows as plain values to store or send (embeddings exact, the mask as runs)."""
+    return PackedWindows(offset_ms=int(windows.offset_ms), frames=int(windows.speech.size),
+                         speech=_runs(windows.speech), spans=[int(f) for span in windows.spans for f in span],
+                         embeddings=np.asarray(windows.embeddings, dtype="<f4").tobytes())
+
+
+def unpack_windows(packed: PackedWindows) -> Windows:
+    """The windows `pack_windows` packed, equal to the ones measured."""
+    embeddings = np.frombuffer(packed.embeddings, dtype="<f4").reshape(-1, HIDDEN).astype(np.float32)
+    spans = list(zip(packed.spans[::2], packed.spans[1::2]))
+    if len(spans) != len(embeddings):
+        raise ValueError(f"{len(spans)} window spans for {len(embeddings)} embeddings")
+    speech = np.zeros(packed.frames, dtype=bool)
+    for start, end in zip(packed.speech[::2], packed.speech[1::2]):
+        speech[start:end] = True
+    return Windows(embeddings, spans, speech, packed.offset_ms)
+
+
+def _runs(mask: np.ndarray) -> list[int]:
+    """A boolean mask as its runs of True, flat: [start, end, start, end, ...]."""
+    edges = np.flatnonzero(np.diff(np.concatenate(([0], mask.astype(np.int8), [0]))))
+    return [int(e) for e in edges]
 
 
 def join_windows(parts: Sequence[Windows], n_frames: int) -> Windows:

@@ -10,8 +10,8 @@ positions in a session are milliseconds (`*_ms`) and exact samples (`*_sample`).
 
 The queries are grouped by table, one module each (`sessions`, `chunks`,
 `segments` with edits and speaker names, `speakers`, `summaries`, `lab_runs`,
-`webhook_events`, `analytics`, voice `profiles`, `vocabulary`, `accounts`: people, shares, tokens,
-audit), on the connection in `database`; `Storage`
+`webhook_events`, `analytics`, voice `profiles`, `vocabulary`, `voice_windows`, `accounts`: people,
+shares, tokens, audit), on the connection in `database`; `Storage`
 composes them. Every public name is imported from here.
 """
 
@@ -40,12 +40,13 @@ from scribe.storage.sessions import NO_SPEECH_SQL, SessionQueries, new_session_i
 from scribe.storage.speakers import MAX_EXPECTED_SPEAKERS, SpeakerQueries, check_expected_speakers
 from scribe.storage.summaries import SummaryQueries
 from scribe.storage.vocabulary import VocabularyQueries
+from scribe.storage.voice_windows import VoiceWindowQueries
 from scribe.storage.webhook_events import WebhookEventQueries
 
 
 class Storage(SessionQueries, ChunkQueries, SegmentQueries, SpeakerQueries, SummaryQueries,
               LabRunQueries, WebhookEventQueries, AnalyticsQueries, ProfileQueries, VocabularyQueries,
-              AccountQueries):
+              VoiceWindowQueries, AccountQueries):
     """The one owner of the DuckDB file. Safe to share between threads."""
 
 

@@ -179,6 +179,16 @@ def _m_session_decoding(cur: duckdb.DuckDBPyConnection) -> None:
             temperature DOUBLE)""")
 
 
+def _m_voice_windows(cur: duckdb.DuckDBPyConnection) -> None:
+    """Each chunk's voice windows, measured once: live labels and every relabel read them
+    instead of running the voice encoder over the chunk's audio again."""
+    cur.execute("""
+        CREATE TABLE voice_windows (
+            session_id VARCHAR NOT NULL, seq INTEGER NOT NULL, offset_ms BIGINT NOT NULL,
+            frames INTEGER NOT NULL, speech INTEGER[] NOT NULL, spans INTEGER[] NOT NULL,
+            embeddings BLOB NOT NULL, PRIMARY KEY (session_id, seq))""")
+
+
 MIGRATIONS: list[tuple[str, Callable[[duckdb.DuckDBPyConnection], None]]] = [
     ("initial schema", _m1_initial),
     ("chunks.skip_reason", _m_chunk_skip_reason),
@@ -191,5 +201,6 @@ MIGRATIONS: list[tuple[str, Callable[[duckdb.DuckDBPyConnection], None]]] = [
     ("accounts, ownership and sharing", _m_accounts),
     ("segments.words", _m_segment_words),
     ("session decoding options", _m_session_decoding),
+    ("voice windows", _m_voice_windows),
 ]
 """Ordered; the position (1-based) is the version recorded in `schema_version`."""

@@ -152,7 +152,8 @@ class SessionQueries(Database):
             for table, key in (("segments", "session_id"), ("segment_edits", "session_id"),
                                ("chunks", "session_id"), ("summaries", "session_id"),
                                ("partial_decodes", "session_id"), ("speakers", "session_id"),
-                               ("diarization", "session_id"), ("session_vocabulary", "session_id"),
+                               ("diarization", "session_id"), ("voice_windows", "session_id"),
+                               ("session_vocabulary", "session_id"),
                                ("session_decoding", "session_id"),
                                ("session_shares", "session_id"),
                                ("sessions", "id")):

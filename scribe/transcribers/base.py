@@ -18,6 +18,10 @@ class Transcriber(Protocol):
     what one call returns never passes through the transcriber's attributes. It raises
     `scribe.errors.TranscriptionError` (with `retryable`) on failure; anything else it
     raises is treated as a retryable internal error.
+
+    A backend that can also measure a chunk's voice windows (a remote worker) has
+    `returns_voices = True` and accepts `voices_from=n`: the chunk's own audio starts at
+    sample n (before it, context), and `Transcription.voices` holds that audio's windows.
     """
 
     name: str
@@ -40,12 +44,15 @@ class Transcriber(Protocol):
 
 
 def call_transcriber(transcriber: Transcriber, audio: np.ndarray, vocabulary: Sequence[str] = (),
-                     options: DecodeOptions | None = None) -> Transcription:
+                     options: DecodeOptions | None = None, *, voices_from: int | None = None) -> Transcription:
     """`transcriber.transcribe(audio)`, with the vocabulary and the decode options only when
-    there are some, so a backend written before them (or a test's own) keeps working without."""
+    there are some, so a backend written before them (or a test's own) keeps working without;
+    `voices_from` (where the chunk's own audio starts) only to a backend that `returns_voices`."""
     asked: dict[str, Any] = {}
     if vocabulary:
         asked["vocabulary"] = list(vocabulary)
     if options is not None and options.asked():
         asked["options"] = options
+    if voices_from is not None and getattr(transcriber, "returns_voices", False):
+        asked["voices_from"] = voices_from
     return transcriber.transcribe(audio, **asked)

@@ -163,9 +163,10 @@ class RemoteTranscriber:
         future: Future = Future()
         with self._lock:
             self._waiting[job] = future
-        message: dict[str, Any] = {"job": job, "reply_to": self._stream,
-                   "audio": base64.b64encode(encode_bytes(audio, "FLAC")).decode("ascii"),
-                   "vocabulary": list(vocabulary), "options": asdict(options or DecodeOptions())}
+        message: dict[str, Any] = {
+            "job": job, "reply_to": self._stream,
+            "audio": base64.b64encode(encode_bytes(audio, "FLAC")).decode("ascii"),
+            "vocabulary": list(vocabulary), "options": asdict(options or DecodeOptions())}
         if voices_from is not None:
             message["voices_from"] = int(voices_from)
         try:

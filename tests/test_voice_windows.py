@@ -284,3 +284,18 @@ def test_a_worker_without_the_speaker_model_answers_text_and_the_app_labels(stor
     assert [s.text for s in storage.list_segments(session_id, LIVE)] == ["stub audio of 4.00 seconds"] * 9
     assert _speaker_ids(storage, session_id) == [1, 2, 3] * 3
     assert counting.calls == 9  # each chunk measured once in the app, then read by the relabel
+
+
+@needs_model
+@pytest.mark.parametrize("diarization", [True, False])
+def test_the_app_asks_workers_for_voices_only_when_it_labels_speakers(settings, redis_url, diarization):
+    from scribe.runtime import Runtime
+
+    config = settings.with_changes(backend="stub", redis_url=redis_url, diarization=diarization)
+    runtime = Runtime.build(config, final_pass=True, start=False)
+    try:
+        assert isinstance(runtime.transcriber, RemoteTranscriber)
+        assert runtime.transcriber.returns_voices is diarization
+        assert (runtime.speakers is not None) is diarization
+    finally:
+        runtime.close()

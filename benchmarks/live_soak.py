@@ -1,0 +1,173 @@
+"""Memory of the real app over a long run of several live sessions with live words.
+
+    HF_HUB_OFFLINE=1 python3 benchmarks/live_soak.py [--sessions 4] [--minutes 120]
+        [--sample 30] [--growth-from 0.25] [--json out.json]
+
+Starts the real app with its default settings (chunk lane and partial lane `base`, speaker
+labels, pause:15) on a loopback port with its own data folder, and `--sessions` headless
+senders that stream speech in real time into its realtime socket (`/v1/realtime`, the same
+LiveCapture, chunk lane, partial lane and speaker labeler as a browser recording) for
+`--minutes`. Each sender loops its own speech: real recorded people for the even ones, espeak-ng
+voices reading the evaluation turns for the odd ones (`live_latency.spoken`), with a few
+seconds of silence between passes, as between turns of a meeting.
+
+Every `--sample` seconds it reads the app's RSS and CPU time. At the end it stops the
+senders, waits until every chunk is stored, and prints one JSON line: RSS at start, after
+warm-up and at the end, the growth slope in MB/h fitted (least squares) over the samples
+after `--growth-from` of the run, chunks stored and not stored, audio received against wall
+time per session, partial decodes, and the app's CPU per session.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import base64
+import json
+import shutil
+import sys
+import tempfile
+import threading
+import time
+from pathlib import Path
+
+import numpy as np
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from live_latency import CAPTURE_END, _cpu_seconds, _rss_mb, _wait_stored, spoken, start_app  # noqa: E402
+
+from scribe.audio import SAMPLE_RATE  # noqa: E402
+
+RATE = 24_000
+GAP_S = 3.0
+
+
+def sender_pcm(k: int) -> np.ndarray:
+    """Sender k's speech as PCM16 at 24 kHz, with `GAP_S` of silence after it (one pass)."""
+    audio, _ = spoken("human" if k % 2 == 0 else "espeak", k)
+    audio = np.concatenate([audio, np.zeros(int(GAP_S * SAMPLE_RATE), np.float32)])
+    pcm = np.interp(np.arange(0, audio.size, SAMPLE_RATE / RATE), np.arange(audio.size), audio)
+    return (np.clip(pcm, -1, 1) * 32767).astype("<i2")
+
+
+async def _send_for(url: str, data: np.ndarray, seconds: float, found: dict, stop: threading.Event) -> None:
+    """Loop `data` into one realtime session in real time for `seconds`, then commit and close."""
+    import websockets
+
+    async with websockets.connect(url.replace("http", "ws", 1) + "/v1/realtime?intent=transcription",
+                                  max_size=None, ping_interval=None) as ws:
+        await ws.send(json.dumps({"type": "session.update", "session": {"type": "transcription", "audio": {
+            "input": {"format": {"type": "audio/pcm", "rate": RATE},
+                      "transcription": {"model": "whisper-1", "language": "en"}}}}}))
+
+        async def read() -> None:
+            async for message in ws:  # drain the events so the server never waits on us
+                event = json.loads(message)
+                if event.get("type") == "session.updated":
+                    found["session"] = event["session"]["id"]
+
+        reader = asyncio.create_task(read())
+        started, step, total = time.monotonic(), RATE // 10, int(seconds * RATE)
+        for i in range(0, total, step):
+            if stop.is_set():
+                break
+            await asyncio.sleep(max(0.0, started + i / RATE - time.monotonic()))
+            at = i % data.size
+            piece = data[at:at + step]
+            await ws.send(json.dumps({"type": "input_audio_buffer.append",
+                                      "audio": base64.b64encode(piece.tobytes()).decode()}))
+        await ws.send(json.dumps({"type": "input_audio_buffer.commit"}))
+        await asyncio.sleep(2.0)
+        reader.cancel()
+
+
+def start_senders(url: str, sessions: int, seconds: float,
+                  stop: threading.Event) -> tuple[threading.Thread, list[dict]]:
+    found: list[dict] = [{} for _ in range(sessions)]
+    pcms = [sender_pcm(k) for k in range(sessions)]
+
+    async def all_of_them() -> None:
+        results = await asyncio.gather(*(_send_for(url, pcm, seconds, f, stop) for pcm, f in zip(pcms, found)),
+                                       return_exceptions=True)
+        for error in (r for r in results if isinstance(r, BaseException)):
+            print(f"sender failed: {type(error).__name__}: {error}", file=sys.stderr)
+
+    thread = threading.Thread(target=lambda: asyncio.run(all_of_them()), name="senders", daemon=True)
+    thread.start()
+    return thread, found
+
+
+def slope_mb_per_h(samples: list[tuple[float, float, float]], growth_from: float) -> float | None:
+    """Least-squares RSS slope over the samples after `growth_from` of the run (MB/h)."""
+    if len(samples) < 3:
+        return None
+    t0, t1 = samples[0][0], samples[-1][0]
+    tail = [(t, rss) for t, rss, _ in samples if t >= t0 + growth_from * (t1 - t0)]
+    if len(tail) < 3:
+        return None
+    hours = np.array([t for t, _ in tail]) / 3600
+    return round(float(np.polyfit(hours, np.array([r for _, r in tail]), 1)[0]), 1)
+
+
+def run(sessions: int, minutes: float, sample_s: float, growth_from: float) -> dict:
+    work = Path(tempfile.mkdtemp(prefix="scribe-live-soak-"))
+    app = start_app(work / "data", partials=True)
+    stop = threading.Event()
+    samples: list[tuple[float, float, float]] = []
+    try:
+        pid, started = app.proc.pid, time.monotonic()
+        thread, found = start_senders(app.url, sessions, minutes * 60, stop)
+        cpu0 = _cpu_seconds(pid)
+        while thread.is_alive():
+            samples.append((time.monotonic() - started, _rss_mb(pid), _cpu_seconds(pid) - cpu0))
+            print(f"{samples[-1][0] / 60:6.1f} min  rss {samples[-1][1]:7.1f} MB  cpu {samples[-1][2]:8.1f} s",
+                  file=sys.stderr, flush=True)
+            thread.join(sample_s)
+        wall = time.monotonic() - started
+        _wait_stored(app, [f.get("session") for f in found], 600)
+        cpu = _cpu_seconds(pid) - cpu0
+        rss_end = _rss_mb(pid)
+    finally:
+        stop.set()
+        app.stop()
+    try:
+        return _report(app, work, samples, sessions, wall, cpu, rss_end, growth_from)
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+
+
+def _report(app, work: Path, samples, sessions: int, wall: float, cpu: float, rss_end: float,
+            growth_from: float) -> dict:
+    db = app.db()
+    stored, not_stored = db.execute("SELECT count(*) FILTER (WHERE status = 'done'), "
+                                    "count(*) FILTER (WHERE status <> 'done') FROM chunks").fetchone()
+    decodes = db.execute("SELECT count(*) FROM partial_decodes").fetchone()[0]
+    received = [round(float(r) / float(w), 3) for _, r, w in CAPTURE_END.findall(app.log())]
+    warm = next((rss for t, rss, _ in samples if t >= growth_from * samples[-1][0]), None)
+    return {"sessions": sessions, "minutes": round(wall / 60, 1), "rss_start_mb": round(samples[0][1]),
+            "rss_after_warm_up_mb": None if warm is None else round(warm), "rss_end_mb": round(rss_end),
+            "growth_mb_per_h": slope_mb_per_h(samples, growth_from), "chunks_stored": stored,
+            "chunks_not_stored": not_stored, "received_over_wall": received, "partial_decodes": decodes,
+            "app_cpu_per_session": round(cpu / wall / sessions, 3),
+            "samples": [(round(t), round(r, 1)) for t, r, _ in samples]}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--sessions", type=int, default=4)
+    parser.add_argument("--minutes", type=float, default=120.0)
+    parser.add_argument("--sample", type=float, default=30.0, help="seconds between RSS samples")
+    parser.add_argument("--growth-from", type=float, default=0.25,
+                        help="fraction of the run after which the RSS slope is fitted")
+    parser.add_argument("--json", type=Path, help="append the result to this file")
+    args = parser.parse_args()
+    result = run(args.sessions, args.minutes, args.sample, args.growth_from)
+    print(json.dumps(result), flush=True)
+    if args.json:
+        with args.json.open("a") as out:
+            out.write(json.dumps(result) + "\n")
+
+
+if __name__ == "__main__":
+    main()

@@ -35,9 +35,9 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from live_latency import CAPTURE_END, _cpu_seconds, _rss_mb, _wait_stored, spoken, start_app  # noqa: E402
+from live_latency import CAPTURE_END, _cpu_seconds, _rss_mb, _wait_stored, spoken, start_app
 
-from scribe.audio import SAMPLE_RATE  # noqa: E402
+from scribe.audio import SAMPLE_RATE
 
 RATE = 24_000
 GAP_S = 3.0

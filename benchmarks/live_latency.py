@@ -2,13 +2,15 @@
 
     HF_HUB_OFFLINE=1 python3 benchmarks/live_latency.py \
         [--sessions 1 --sessions 4] [--partials on --partials off] [--speech espeak|human]
-        [--workers] [--poll 0.3] [--json out.json]
+        [--workers] [--stagger 0] [--poll 0.3] [--json out.json]
 
 With `--sessions N` one session is a Chromium tab whose page is read, and the other N-1 are
 headless senders: each streams different speech (the evaluation turns rotated) in real time
 into the app's realtime socket (`/v1/realtime`, PCM16 over a WebSocket: the same LiveCapture,
 chunk lane and partial lane as a browser recording), so no other browser's CPU counts
-against the server. Per N it reports the tab's words p50/p95, the partial lag p50/p95 and
+against the server. All sessions start together (their chunks then close within seconds of
+each other, the worst case for the chunk lane) unless `--stagger S` starts the k-th sender
+k x S seconds after the tab. Per N it reports the tab's words p50/p95, the partial lag p50/p95 and
 skipped share over all sessions, the chunk lane's closed -> stored over all sessions, app CPU
 per session, chunks not stored and audio not received (both must be 0) and the stored WER.
 
@@ -246,12 +248,14 @@ def sender_speech(k: int, kind: str = "espeak") -> tuple[np.ndarray, str]:
     return padded(audio), text
 
 
-async def _send(url: str, pcm16k: np.ndarray, found: dict) -> None:
-    """Stream `pcm16k` in real time (0.1 s a message) into the realtime socket, then stop
-    cleanly (commit, close); the session's id goes into `found`."""
+async def _send(url: str, pcm16k: np.ndarray, found: dict, delay_s: float = 0.0) -> None:
+    """After `delay_s`, stream `pcm16k` in real time (0.1 s a message) into the realtime
+    socket, then stop cleanly (commit, close); the session's id goes into `found`."""
     import base64
 
     import websockets
+
+    await asyncio.sleep(delay_s)
 
     rate = 24_000
     pcm = np.interp(np.arange(0, pcm16k.size, SAMPLE_RATE / rate), np.arange(pcm16k.size), pcm16k)
@@ -280,12 +284,14 @@ async def _send(url: str, pcm16k: np.ndarray, found: dict) -> None:
         reader.cancel()
 
 
-def start_senders(url: str, speeches: list[np.ndarray]) -> tuple[threading.Thread, list[dict]]:
-    """The headless senders, on one event loop in a thread of this process."""
+def start_senders(url: str, speeches: list[np.ndarray], stagger_s: float = 0.0) -> tuple[threading.Thread, list[dict]]:
+    """The headless senders, on one event loop in a thread of this process; the k-th (from 1)
+    starts `k x stagger_s` after the first tab."""
     found: list[dict] = [{} for _ in speeches]
 
     async def all_of_them() -> None:
-        results = await asyncio.gather(*(_send(url, pcm, f) for pcm, f in zip(speeches, found)),
+        results = await asyncio.gather(*(_send(url, pcm, f, (k + 1) * stagger_s)
+                                         for k, (pcm, f) in enumerate(zip(speeches, found))),
                                        return_exceptions=True)
         for error in (r for r in results if isinstance(r, BaseException)):
             print(f"sender failed: {type(error).__name__}: {error}", file=sys.stderr)
@@ -296,7 +302,7 @@ def start_senders(url: str, speeches: list[np.ndarray]) -> tuple[threading.Threa
 
 
 def drive(app: ScribeApp, wav: Path, sessions: int, poll_s: float, audio_s: float,
-          speeches: list[np.ndarray] = ()) -> tuple[dict[str, list], float, list[dict]]:
+          speeches: list[np.ndarray] = (), stagger_s: float = 0.0) -> tuple[dict[str, list], float, list[dict]]:
     """Record `sessions` tabs at once, and one headless sender per `speeches` beside them;
     returns {tab title: [(wall time, words)]}, the app's CPU seconds from the first Start to
     the last session done (model loading excluded) and what each sender found (its session)."""
@@ -319,7 +325,7 @@ def drive(app: ScribeApp, wav: Path, sessions: int, poll_s: float, audio_s: floa
         found_rss = {"start_mb": _rss_mb(app.proc.pid)}
         for page in pages.values():
             _recorder(page, "Start").click(timeout=60_000)
-        senders, found = start_senders(app.url, list(speeches)) if speeches else (None, [])
+        senders, found = start_senders(app.url, list(speeches), stagger_s) if speeches else (None, [])
         started = time.monotonic()
         polls = {title: [] for title in pages}
         stopped: set[str] = set()
@@ -342,7 +348,7 @@ def drive(app: ScribeApp, wav: Path, sessions: int, poll_s: float, audio_s: floa
                     stopped.add(title)
             time.sleep(max(0.0, poll_s - (time.monotonic() - tick)))
         if senders is not None:
-            senders.join(audio_s + 60)
+            senders.join(audio_s + 60 + stagger_s * len(speeches))
             _wait_stored(app, [f.get("session") for f in found], 120)
         cpu = _cpu_seconds(app.proc.pid) - cpu_before
         found_rss["end_mb"] = _rss_mb(app.proc.pid)
@@ -382,7 +388,8 @@ def pct(values: list[float], q: float) -> float | None:
 
 
 def run(partials: bool, sessions: int, poll_s: float, wav: Path, pcm: np.ndarray, text: str,
-        reference: list[Word], dump: Path | None = None, kind: str = "espeak", workers: bool = False) -> dict:
+        reference: list[Word], dump: Path | None = None, kind: str = "espeak", workers: bool = False,
+        stagger_s: float = 0.0) -> dict:
     import duckdb
 
     work = Path(tempfile.mkdtemp(prefix="scribe-live-latency-"))
@@ -394,7 +401,8 @@ def run(partials: bool, sessions: int, poll_s: float, wav: Path, pcm: np.ndarray
         senders = [sender_speech(k, kind) for k in range(1, sessions)]
         try:
             worker_before = pool.cpu_seconds() if pool else 0.0
-            polls, app_cpu_s, found = drive(app, wav, 1, poll_s, pcm.size / SAMPLE_RATE, [a for a, _ in senders])
+            polls, app_cpu_s, found = drive(app, wav, 1, poll_s, pcm.size / SAMPLE_RATE, [a for a, _ in senders],
+                                            stagger_s)
             worker_cpu_s = pool.cpu_seconds() - worker_before if pool else None
             rss = found.pop()
         finally:
@@ -451,6 +459,7 @@ def run(partials: bool, sessions: int, poll_s: float, wav: Path, pcm: np.ndarray
     db.close()
     result = {
         "partials": partials, "sessions": sessions, "poll_s": poll_s, "speech": kind, "workers": workers,
+        "stagger_s": stagger_s,
         "load_before": [round(x, 2) for x in load_before], "load_after": [round(x, 2) for x in os.getloadavg()],
         "words": len(reference), "shown_share": round(float(np.mean(shown)), 3) if shown else None,
         "word_p50_s": pct(latencies, 50), "word_p95_s": pct(latencies, 95),
@@ -542,6 +551,9 @@ def main() -> None:
     parser.add_argument("--workers", action="store_true",
                         help="chunks and partials decoded by a Redis worker beside the app")
     parser.add_argument("--poll", type=float, default=0.3, help="seconds between reads of each tab")
+    parser.add_argument("--stagger", type=float, default=0.0,
+                        help="seconds between the starts of the sessions (0: all at once, so their "
+                             "chunks close together)")
     parser.add_argument("--json", type=Path, help="append each run's result to this file")
     parser.add_argument("--dump", type=Path, help="write every poll, decode and chunk of the last run here (JSON)")
     args = parser.parse_args()
@@ -556,7 +568,7 @@ def main() -> None:
     for sessions in args.sessions or [1]:
         for mode in args.partials or ["on", "off"]:
             result = run(mode == "on", sessions, args.poll, wav, pcm, text, reference, args.dump,
-                         args.speech, args.workers)
+                         args.speech, args.workers, args.stagger)
             print(json.dumps(result), flush=True)
             if args.json:
                 with args.json.open("a") as out:

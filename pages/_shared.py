@@ -30,14 +30,14 @@ from scribe.errors import ScribeError
 from scribe.guard import Site, host_of
 from scribe.identity import LOCAL, Principal
 from scribe.models import choosable
-from scribe.record_view import ReadableSessions
+from scribe.record_view import ChunkRows, ReadableSessions, chunk_mark
 from scribe.runtime import ProcessRuntimes, Runtime, configure_logging
 from scribe.server import ServerHooks, adopt, startup_refusal
 from scribe.storage import Storage
 
 if TYPE_CHECKING:
     from scribe.capture import LiveRegistry
-    from scribe.core import SessionRow
+    from scribe.core import ChunkRow, SessionRow
 
 CHOSEN = "scribe_settings"
 """st.session_state key holding the Settings picked in the sidebar."""
@@ -249,6 +249,17 @@ def readable_session(session_id: str) -> SessionRow | None:
     """The session if this visitor may read it, read at most once a second for all the
     fragments and viewers asking (`record_view.ReadableSessions`)."""
     return SESSION_ROWS.find(runtime().storage, session_id, principal())
+
+
+CHUNK_ROWS = ChunkRows()
+"""The chunk rows the Record pages show, shared by every viewer of this process."""
+
+
+def session_chunks(session_id: str) -> list[ChunkRow]:
+    """A session's chunk rows, read once per change of a chunk (or a second) for all the
+    fragments and viewers asking (`record_view.ChunkRows`)."""
+    rt = runtime()
+    return CHUNK_ROWS.chunks(rt.storage, session_id, chunk_mark(rt.pipeline.stats()))
 
 
 RUNTIMES = ProcessRuntimes()

@@ -8,7 +8,7 @@ from pathlib import Path
 import streamlit as st
 
 from pages._chunk_controls import render_backlog_warning, render_chunk_controls
-from pages._live_text import render_live_transcript
+from pages._live_text import STORED, render_live_transcript
 from pages._recorder import (
     PEOPLE_WIDGET,
     RESUME_WIDGET,
@@ -19,7 +19,15 @@ from pages._recorder import (
     set_next_recording,
     show_session,
 )
-from pages._shared import SESSION_ROWS, chosen_settings, live_registry, principal, readable_session, runtime
+from pages._shared import (
+    SESSION_ROWS,
+    chosen_settings,
+    live_registry,
+    principal,
+    readable_session,
+    runtime,
+    session_chunks,
+)
 from pages._text import literal
 from scribe import capture, history, record_view
 from scribe.chunking import make_policy
@@ -120,8 +128,8 @@ def _live_status() -> None:
         return
     live = registry.get(session.id)
     stats = live.stats() if live else None
-    chunks = rt.storage.list_chunks(session.id)
-    status = _status(session, chunks, len(rt.storage.list_segments(session.id)))
+    chunks = session_chunks(session.id)
+    status = _status(session, chunks, STORED.count(rt.storage, session.id, _chunks_finished()))
     st.subheader(literal(session.title), anchor=False)
     _metrics(session, stats, chunks, rt.pipeline.stats(), status)
     render_backlog_warning(rt)
@@ -144,14 +152,13 @@ def _live_words() -> None:
         return
     st.markdown("**Transcript**")
     render_live_transcript(rt.storage, session.id, rt.partials,
-                           lambda: _no_transcript_yet(_status(session, rt.storage.list_chunks(session.id), 0)),
+                           lambda: _no_transcript_yet(_status(session, session_chunks(session.id), 0)),
                            _chunks_finished)
 
 
 def _chunks_finished() -> tuple[int, int]:
     """Moves whenever any chunk's text is stored (or fails): the stored lines' mark."""
-    stats = rt.pipeline.stats()
-    return stats.processed, stats.failed
+    return record_view.stored_mark(rt.pipeline.stats())
 
 
 @st.fragment(run_every=1.0)
@@ -160,7 +167,7 @@ def _live_chunks() -> None:
     session = _shown_session()
     if session is None:
         return
-    chunks = rt.storage.list_chunks(session.id)
+    chunks = session_chunks(session.id)
     st.markdown("**Chunks**")
     st.dataframe(record_view.chunk_table(chunks), hide_index=True, width="stretch",
                  column_config={record_view.LATENCY: st.column_config.TextColumn(

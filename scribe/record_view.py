@@ -23,6 +23,7 @@ from scribe.timelabels import mmss
 if TYPE_CHECKING:
     from scribe.capture import LiveRegistry
     from scribe.identity import Principal
+    from scribe.pipeline import PipelineStats
     from scribe.storage import Storage
 
 API_LIVE_SOURCE = "realtime"
@@ -124,6 +125,44 @@ class StoredLines(_RecentReads):
     def segments(self, storage: Storage, session_id: str, mark: object) -> list[SegmentRow]:
         return self._read_through((id(storage), session_id), mark,
                                   lambda: storage.list_segments(session_id))
+
+    def count(self, storage: Storage, session_id: str, mark: object) -> int:
+        """How many segments the session has stored (the status line's), from the same read
+        as its lines: the transcript fragment beside it has usually made that read already."""
+        return len(self.segments(storage, session_id, mark))
+
+
+def stored_mark(stats: PipelineStats) -> tuple[int, int]:
+    """`StoredLines`' mark: the chunks whose text was stored or failed, counted after the write."""
+    return stats.processed, stats.failed
+
+
+class ChunkRows(_RecentReads):
+    """A session's chunk rows for the Record page's status line and chunk table, read from
+    the database once per change for every page showing them: each open page asks twice a
+    second, and the rows change only when a chunk is stored, claimed, retried or settled.
+
+    `chunks(storage, session_id, mark)` reads again when `mark` moved (`chunk_mark`) or the
+    last read is older than `max_age_s`: a row changed past this process's pipeline shows
+    within it, as it did when each page read the rows once a second."""
+
+    def __init__(self, max_age_s: float = 1.0, sessions: int = 64,
+                 clock: Callable[[], float] = time.monotonic) -> None:
+        super().__init__(max_age_s, sessions, clock)
+
+    def chunks(self, storage: Storage, session_id: str, mark: object) -> list[ChunkRow]:
+        """The rows in order; shared by every caller, so never changed in place."""
+        return self._read_through((id(storage), session_id), mark,
+                                  lambda: storage.list_chunks(session_id))
+
+
+def chunk_mark(stats: PipelineStats) -> tuple[int, ...]:
+    """`ChunkRows`' mark: it moves with every step of a chunk's row in this pipeline. A new
+    row is queued after it is written; a retry, a done and a failed chunk are counted after
+    their write; a claim (pending -> processing) moves a job in flight just before its write,
+    so a read in that moment keeps `pending` for at most `max_age_s`. A job's errors are
+    counted too: a job ending in one leaves the in-flight count where it was before."""
+    return stats.queued, stats.in_flight, stats.processed, stats.failed, stats.retried, stats.job_errors
 
 
 class ReadableSessions(_RecentReads):

@@ -3,7 +3,15 @@
 from scribe.core import ChunkRow, SegmentRow
 from scribe.partials import PartialText
 from scribe.identity import LOCAL, Principal
-from scribe.record_view import ReadableSessions, StoredLines, chunk_table, level_fraction, live_transcript
+from scribe.record_view import (
+    ChunkRows,
+    ReadableSessions,
+    StoredLines,
+    chunk_mark,
+    chunk_table,
+    level_fraction,
+    live_transcript,
+)
 
 
 def test_chunk_table_shows_latency_only_once_a_chunk_is_done():
@@ -69,3 +77,73 @@ def test_pages_asking_for_the_shown_session_share_one_read_a_second_and_keep_the
     now[0] = 1.0
     assert rows.find(storage, session_id, LOCAL).title == "planning, renamed"
     assert rows.reads == 3
+
+
+def test_the_status_lines_segment_count_comes_from_the_transcripts_read_and_matches_what_is_stored(storage, tmp_path):
+    """The status line needs the session's stored segments counted once a second: the
+    transcript's shared read already holds them, so counting costs no read of its own."""
+    from seed_sessions import add_chunk, seed_session
+
+    lines = StoredLines(max_age_s=1.0, clock=lambda: 0.0)
+    session_id = seed_session(storage, tmp_path, [(None, "one"), (None, "lost"), (None, "three")],
+                              title="count", created_at=1.0, failed_seqs=[1]).id
+    assert len(lines.segments(storage, session_id, (2, 1))) == 2
+    assert lines.count(storage, session_id, (2, 1)) == len(storage.list_segments(session_id)) == 2
+    assert lines.reads == 1
+    add_chunk(storage, tmp_path, session_id, 3, None, "four")
+    assert lines.count(storage, session_id, (3, 1)) == 3 and lines.reads == 2
+
+
+def test_every_page_showing_a_session_shares_one_read_of_its_chunk_rows_per_change(storage, tmp_path):
+    """Each open Record page asks for the chunk rows twice a second (status line, chunk
+    table): one database read serves them all until the mark moves, and a change the mark
+    does not see shows within `max_age_s`."""
+    from seed_sessions import seed_session
+
+    now = [0.0]
+    rows = ChunkRows(max_age_s=1.0, clock=lambda: now[0])
+    session_id = seed_session(storage, tmp_path, [(None, "a"), (None, "b")], title="rows", created_at=1.0).id
+    for _fragment_run in range(16):  # eight viewers' status lines and chunk tables
+        assert [c.status for c in rows.chunks(storage, session_id, "first")] == ["done", "done"]
+    assert rows.reads == 1
+    storage.insert_chunk(ChunkRow(session_id, 2, 10_000, 15_000, 160_000, 240_000, "c.flac", "pending"))
+    assert storage.claim_chunk(session_id, 2, backend="stub", model="m", now=2.0) is not None
+    assert rows.chunks(storage, session_id, "moved")[-1].status == "processing" and rows.reads == 2
+    storage.fail_chunk(session_id, 2, "HTTP 500", finished_at=3.0)  # past the mark
+    assert rows.chunks(storage, session_id, "moved")[-1].status == "processing"  # within max_age_s
+    now[0] = 1.0
+    assert rows.chunks(storage, session_id, "moved")[-1].status == "failed" and rows.reads == 3
+
+
+def test_the_chunk_table_shows_each_step_of_a_chunk_at_once_without_waiting_out_the_max_age(storage, tmp_path):
+    """Through `ChunkRows` with the pipeline's `chunk_mark`, and no time passing at all, the
+    rows are the stored ones after each step: processing (a claim moves no count of
+    finished chunks), a new pending chunk behind it, then both done."""
+    import time
+
+    from test_pipeline import GatedEchoTranscriber, chunk, make_pipeline, new_session
+
+    backend = GatedEchoTranscriber()
+    pipe = make_pipeline(storage, tmp_path, backend, max_concurrency=1).start()
+    rows = ChunkRows(max_age_s=1.0, clock=lambda: 0.0)
+    try:
+        session_id = new_session(storage)
+
+        def shown() -> list[str]:
+            return [c.status for c in rows.chunks(storage, session_id, chunk_mark(pipe.stats()))]
+
+        assert shown() == []
+        assert pipe.submit(chunk(session_id, 0))
+        deadline = time.monotonic() + 10
+        while [c.status for c in storage.list_chunks(session_id)] != ["processing"]:
+            assert time.monotonic() < deadline, "the chunk was never claimed"
+            time.sleep(0.01)
+        assert shown() == ["processing"]
+        assert pipe.submit(chunk(session_id, 1))  # the one worker is busy: it waits
+        assert shown() == ["processing", "pending"]
+        backend.release.set()
+        assert pipe.wait_idle(10)
+        assert shown() == ["done", "done"]
+    finally:
+        backend.release.set()
+        pipe.stop(timeout=5)

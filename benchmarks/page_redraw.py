@@ -3,6 +3,7 @@
     HF_HUB_OFFLINE=1 python3 benchmarks/page_redraw.py [--viewers 0 --viewers 4 --viewers 8]
         [--seconds 30] [--rounds 2]
     HF_HUB_OFFLINE=1 python3 benchmarks/page_redraw.py --reads 60 --reads 240
+    HF_HUB_OFFLINE=1 python3 benchmarks/page_redraw.py --status-reads 240
 
 The real app (`streamlit run app.py`; the stub backend, so the chunk lane costs next to
 nothing, and partials off, so no decoding: what is left is capture, storage and the pages),
@@ -17,6 +18,8 @@ cores per N, and per viewer over the no-viewer run of the same round. The browse
 the same cores (their CPU is not counted, but competes).
 
 `--reads`: the data part of one transcript redraw alone, in this process (see `read_cost`).
+`--status-reads`: the data part of the status line's and the chunk table's once-a-second
+redraws, in this process (see `status_cost`).
 """
 
 from __future__ import annotations
@@ -94,6 +97,65 @@ def read_cost(lines: int, repeat: int = 200) -> None:
         store.close()
 
 
+def seed_long_session(store, chunks: int, segments_per_chunk: int):
+    """A session of `chunks` stored chunks of 15 s, each holding `segments_per_chunk` lines."""
+    from scribe.core import ChunkRow, SegmentRow
+
+    session = store.create_session(title="status reads", source="mic", backend="stub", model="m",
+                                   chunk_seconds=15, chunk_policy="pause", now=1.0)
+    for seq in range(chunks):
+        start = seq * 15_000
+        store.insert_chunk(ChunkRow(session.id, seq, start, start + 15_000, start * 16, (start + 15_000) * 16,
+                                    f"{seq:06d}.flac", "pending", captured_at=float(seq), enqueued_at=float(seq)))
+        step = 15_000 // segments_per_chunk
+        store.save_segments(session.id, seq, [
+            SegmentRow(session.id, seq, k, start + k * step, start + (k + 1) * step,
+                       f"line {k} of chunk {seq}, in a meeting that goes on for a while")
+            for k in range(segments_per_chunk)], finished_at=seq + 2.0)
+    store.end_session(session.id, "stopped", now=chunks * 15.0)
+    return store.get_session(session.id)
+
+
+def status_cost(chunks: int, segments_per_chunk: int = 4, repeat: int = 200) -> None:
+    """In-process, no browser: CPU milliseconds of one page's once-a-second data for the
+    status line and the chunk table (chunk rows for both, the stored segments' count, the
+    status word and the table's rows), read directly from DuckDB on every fragment run, and
+    through `record_view.ChunkRows` and `StoredLines` (every run after the first of a change;
+    the first of a change is one read of the chunk rows)."""
+    from scribe.config import Settings
+    from scribe.history import progress_status
+    from scribe.record_view import ChunkRows, StoredLines, chunk_table
+    from scribe.storage import Storage
+
+    with tempfile.TemporaryDirectory(prefix="scribe-redraw-") as tmp:
+        store = Storage(Settings(data_dir=Path(tmp)).db)
+        session = seed_long_session(store, chunks, segments_per_chunk)
+        rows, lines, mark = ChunkRows(), StoredLines(), [0]
+
+        def directly() -> None:
+            progress_status(session, store.list_chunks(session.id), len(store.list_segments(session.id)))
+            chunk_table(store.list_chunks(session.id))
+
+        def shared() -> None:
+            progress_status(session, rows.chunks(store, session.id, mark[0]), lines.count(store, session.id, 0))
+            chunk_table(rows.chunks(store, session.id, mark[0]))
+
+        def first_of_a_change() -> None:
+            mark[0] += 1
+            shared()
+
+        for name, redraw in (("read directly", directly), ("through ChunkRows, from memory", shared),
+                             ("through ChunkRows, first after a change", first_of_a_change)):
+            redraw()
+            began = time.process_time()
+            for _ in range(repeat):
+                redraw()
+            print(f"{chunks} chunks, {chunks * segments_per_chunk} segments, {name}: "
+                  f"{(time.process_time() - began) / repeat * 1000:.2f} ms CPU per second of a page "
+                  f"(load average {os.getloadavg()[0]:.1f})")
+        store.close()
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--viewers", type=int, action="append", help="tabs watching (default 0, 4, 8)")
@@ -101,10 +163,15 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=2)
     parser.add_argument("--reads", type=int, action="append",
                         help="only the in-process cost of one redraw's data, for a session of this many lines")
+    parser.add_argument("--status-reads", type=int, action="append", metavar="CHUNKS",
+                        help="only the in-process cost of the status line's and chunk table's data, "
+                             "for a session of this many chunks (four segments each)")
     args = parser.parse_args()
-    if args.reads:
-        for lines in args.reads:
+    if args.reads or args.status_reads:
+        for lines in args.reads or []:
             read_cost(lines)
+        for chunks in args.status_reads or []:
+            status_cost(chunks)
         return
     counts = args.viewers or [0, 4, 8]
     turns, _ = speech.meeting_audio(speech.MEETING_TURNS, gap_s=0.9)

@@ -117,6 +117,9 @@ class Transcription:
     voices: PackedWindows | None = None
     """The voice windows of the chunk's own audio, when the backend was asked for them and
     measured them (a remote worker); None: the speaker labeler measures them itself."""
+    silent: bool = False
+    """The backend was asked to check the chunk's own audio for speech first (a remote worker)
+    and found none, so nothing was transcribed: the chunk is stored as a silent one."""
 
 
 # -- the rows storage returns -------------------------------------------------

@@ -18,6 +18,11 @@ worker measures them on the audio it already decoded and sends them with the tex
 app stores them with the chunk, so its speaker labeler runs no voice encoder. An answer
 without them (a worker without the speaker model) only means the app measures them.
 
+When the app skips silence, a chunk job asks the worker to run the speech check (Silero,
+`scribe.vad`) on the audio it decoded: a chunk without speech is answered `silent` without
+calling the worker's backend (no model time, no tokens billed), and the app stores it as
+it stores a chunk its own check found silent. A failed check transcribes the chunk.
+
 A global requests-per-minute cap (Dramatiq's Redis-backed `WindowRateLimiter`)
 is shared by every worker; a message over the cap is retried by Dramatiq later.
 
@@ -135,6 +140,9 @@ class RemoteTranscriber:
     labels speakers) a chunk job also asks the worker for the chunk's voice windows.
     """
 
+    checks_speech = True
+    """A job may ask the worker for the speech check (`speech_from`), so the app runs none."""
+
     def __init__(self, redis_url: str, *, backend: str, model: str, timeout: float = 120.0,
                  heartbeat_ms: int = 60_000, broker_wait: float = 600.0, voices: bool = False) -> None:
         self.name, self.model = backend, model
@@ -153,24 +161,19 @@ class RemoteTranscriber:
         self._reader = threading.Thread(target=self._read_results, name="scribe-results", daemon=True)
         self._reader.start()
 
-    def transcribe(self, audio: np.ndarray, *, vocabulary: Sequence[str] = (),
-                   options: DecodeOptions | None = None, voices_from: int | None = None) -> Transcription:
+    def transcribe(self, audio: np.ndarray, *, vocabulary: Sequence[str] = (), options: DecodeOptions | None = None,
+                   voices_from: int | None = None, speech_from: int | None = None) -> Transcription:
         """Runs on a pipeline worker thread; the answer (with the worker's usage and model)
         is this job's own, whatever other jobs are in flight. The vocabulary and the session's
         decode options travel with the job; `voices_from` (the chunk's own audio starts there)
-        asks for the voice windows of `audio[voices_from:]`."""
+        asks for the voice windows of `audio[voices_from:]`, and `speech_from` for the speech
+        check of `audio[speech_from:]` first (no speech: `Transcription([], silent=True)`)."""
         job = uuid.uuid4().hex
         future: Future = Future()
         with self._lock:
             self._waiting[job] = future
-        message: dict[str, Any] = {
-            "job": job, "reply_to": self._stream,
-            "audio": base64.b64encode(encode_bytes(audio, "FLAC")).decode("ascii"),
-            "vocabulary": list(vocabulary), "options": asdict(options or DecodeOptions())}
-        if voices_from is not None:
-            message["voices_from"] = int(voices_from)
         try:
-            self._send(message)
+            self._send(_job_message(job, self._stream, audio, vocabulary, options, voices_from, speech_from))
             return self._await(job, future)
         finally:
             with self._lock:
@@ -231,6 +234,8 @@ class RemoteTranscriber:
         if not answer["ok"]:
             raise TranscriptionError(answer["error"], retryable=answer["retryable"],
                                      retry_after=answer.get("retry_after"))
+        if answer.get("silent"):  # an answer without the field (an older worker) has text
+            return Transcription([], model=answer.get("model"), silent=True)
         return Transcription(_segments_from_json(answer["segments"]), Usage(**answer.get("usage", {})),
                              model=answer.get("model"), voices=_voices_from_json(answer.get("voices")))
 
@@ -266,6 +271,22 @@ class RemoteTranscriber:
         self._redis.delete(self._stream)
 
 
+def _job_message(job: str, reply_to: str, audio: np.ndarray, vocabulary: Sequence[str],
+                 options: DecodeOptions | None, voices_from: int | None, speech_from: int | None) -> dict[str, Any]:
+    """A chunk job: its audio as FLAC, the session's words and decode options, and what else
+    the worker is asked for (voice windows, the speech check) from where the chunk's own audio
+    starts. A worker that predates a field ignores it."""
+    message: dict[str, Any] = {
+        "job": job, "reply_to": reply_to,
+        "audio": base64.b64encode(encode_bytes(audio, "FLAC")).decode("ascii"),
+        "vocabulary": list(vocabulary), "options": asdict(options or DecodeOptions())}
+    if voices_from is not None:
+        message["voices_from"] = int(voices_from)
+    if speech_from is not None:
+        message["speech_from"] = int(speech_from)
+    return message
+
+
 def _never_called(message: dict) -> None:
     raise RuntimeError("the app process does not run transcription jobs")
 
@@ -299,6 +320,8 @@ class TranscriptionWorker(_QueueWorker):
     """Worker side: runs jobs from the queue on a local backend and answers on Redis; a job
     that asks for them (`voices_from`) also gets the chunk's voice windows, measured on the
     audio already decoded, with `encoder` (default: the speaker model, loaded on first use).
+    A job that asks for the speech check (`speech_from`) is answered `silent`, its backend never
+    called, when `speech_check` (default: `scribe.vad.has_speech`) finds no speech.
 
     `handle` runs on one of Dramatiq's worker threads.
     """
@@ -308,8 +331,9 @@ class TranscriptionWorker(_QueueWorker):
 
     def __init__(self, redis_url: str, transcriber: Transcriber, *, rpm: int | None = None,
                  rate_window_s: int = 60, threads: int = 1, heartbeat_ms: int = 60_000,
-                 encoder: Any = None) -> None:
+                 encoder: Any = None, speech_check: Callable[[np.ndarray], bool] | None = None) -> None:
         self.transcriber = transcriber
+        self._speech_check = speech_check
         self.threads = threads
         self._encoder = encoder
         self._encoder_lock = threading.Lock()
@@ -343,6 +367,8 @@ class TranscriptionWorker(_QueueWorker):
 
         try:
             audio = read_flac_bytes(base64.b64decode(message["audio"]))
+            if self._silent(audio, message):
+                return {"ok": True, "silent": True, "model": self.transcriber.model}
             result = call_transcriber(self.transcriber, audio, message.get("vocabulary") or (),
                                       DecodeOptions(**message.get("options") or {}))
         except TranscriptionError as exc:
@@ -355,6 +381,15 @@ class TranscriptionWorker(_QueueWorker):
         if message.get("voices_from") is not None:
             answer["voices"] = self._voices(audio[int(message["voices_from"]):], message["job"])
         return answer
+
+    def _silent(self, audio: np.ndarray, message: dict) -> bool:
+        """True when the job asked for the speech check and the chunk's own audio has no speech
+        (a check that fails transcribes the chunk, as the app's own check does)."""
+        if message.get("speech_from") is None:
+            return False
+        from scribe.vad import found_silent, has_speech
+
+        return found_silent(audio[int(message["speech_from"]):], self._speech_check or has_speech)
 
     def _voices(self, audio: np.ndarray, job: str) -> dict[str, Any] | None:
         """The voice windows of the chunk's own audio; None when this worker has no speaker
@@ -463,6 +498,11 @@ class RemotePartialDecoder:
         from scribe.transcribers.partial_whisper import prepare_speech
 
         return prepare_speech(audio, offset_s, prompt, times, vocabulary)
+
+    def warm(self) -> None:
+        """Load the VAD `prepare` runs in this process, before any session starts (the chunk
+        lane's speech check, on the workers, no longer loads it here)."""
+        self.prepare(np.zeros(16_000, dtype=np.float32))
 
     def decode(self, batch: list) -> list[list]:
         """The words of each piece, from whichever worker took the tick; raises

@@ -9,6 +9,9 @@ transaction. A worker's exception marks the chunk failed, never kills the worker
 
 Before a backend is called, `speech_check` (Silero VAD, `scribe.vad`) may find the
 chunk silent: it is then stored done with no segments and the backend is never called.
+A backend that `checks_speech` (remote workers, which have the audio decoded anyway) is
+asked to run the check itself and runs no model on silence; a chunk it answers `silent`
+is stored the same way (`skipped_silent`, `chunk_done`), so the app runs no check.
 `before_call` runs before every backend call, retries included (the Gemini
 requests-per-minute limit, `scribe.ratelimit`). A chunk can be re-queued with another
 backend (`requeue(..., backend=Backend(...))`): the queue keeps its default transcriber
@@ -37,7 +40,8 @@ from scribe.health import StorageHealth, is_storage_fault
 from scribe.noisy_context import NO_AUDIO, keep_own_segments
 from scribe.pipeline_options import PipelineHooks, PipelineOptions
 from scribe.storage import Storage, segments_from_backend
-from scribe.transcribers.base import Transcriber, call_transcriber
+from scribe.transcribers.base import Transcriber, call_transcriber, checks_speech
+from scribe.vad import found_silent
 
 # One logger for the intake and the queue: operators filter the queue's lines by this name.
 log = logging.getLogger("scribe.pipeline")
@@ -325,15 +329,17 @@ class JobQueue:
         if row is None:
             return  # already done, failed or claimed: a duplicate delivery
         audio = read_flac(Path(row.audio_path))
-        if job.check_speech and self._is_silent(audio):
-            self._store((session_id, seq), lambda: self._save_silent(row, backend.transcriber, self._clock()))
-            return
+        check = job.check_speech and self._speech_check is not None
+        if check and not checks_speech(backend.transcriber) and self._is_silent(audio):
+            return self._store_silent(row, backend.transcriber)
         context = NO_AUDIO if self._context is None else self._context.audio_before(self.storage, row, audio)
         try:
-            result = self._transcribe_with_retries(row, audio, backend, context)
+            result = self._transcribe_with_retries(row, audio, backend, context, check_speech=check)
         except TranscriptionError as exc:
             self._fail((session_id, seq), str(exc), backend.transcriber)
             return
+        if result.silent:  # the backend ran the speech check (a remote worker) and found none
+            return self._store_silent(row, backend.transcriber)
         rows = segments_from_backend(session_id, seq, row.start_ms, result.segments, chunk_end_ms=row.end_ms)
         finished_at = self._clock()
 
@@ -358,21 +364,19 @@ class JobQueue:
             log.warning("session=%s seq=%d voice windows not stored (%s); the speaker labeler measures them",
                         row.session_id, row.seq, exc)
 
-    def _save_silent(self, row: ChunkRow, transcriber: Transcriber, finished_at: float) -> None:
-        if self.storage.save_silent_chunk(row.session_id, row.seq, finished_at=finished_at):
-            with self._lock:
-                self._skipped_silent += 1
-            self._record_done(row, 0, transcriber)
+    def _store_silent(self, row: ChunkRow, transcriber: Transcriber) -> None:
+        """A chunk the speech check found silent, here or on a worker: done with no segments,
+        counted in `skipped_silent`, `chunk_done` like any other."""
+        def write() -> None:
+            if self.storage.save_silent_chunk(row.session_id, row.seq, finished_at=self._clock()):
+                with self._lock:
+                    self._skipped_silent += 1
+                self._record_done(row, 0, transcriber)
+        self._store((row.session_id, row.seq), write)
 
     def _is_silent(self, audio: np.ndarray) -> bool:
-        """True only when the speech check ran and found no speech; a broken check sends the audio."""
-        if self._speech_check is None:
-            return False
-        try:
-            return not self._speech_check(audio)
-        except Exception:
-            log.exception("speech check failed; transcribing the chunk anyway")
-            return False
+        """True only when the speech check ran here and found no speech; a broken check sends the audio."""
+        return self._speech_check is not None and found_silent(audio, self._speech_check)
 
     def _record_done(self, row: ChunkRow, n_segments: int, transcriber: Transcriber) -> None:
         duration = (row.end_sample - row.start_sample) / SAMPLE_RATE
@@ -398,7 +402,9 @@ class JobQueue:
         self._store(key, write)
 
     def _transcribe_with_retries(self, row: ChunkRow, audio: np.ndarray, backend: Backend,
-                                 context: np.ndarray) -> Transcription:
+                                 context: np.ndarray, *, check_speech: bool = False) -> Transcription:
+        """The backend's answer, after retries; `check_speech` asks a backend that `checks_speech`
+        to run the check on the chunk's own audio first."""
         retrying = Retrying(
             stop=stop_after_attempt(self._max_attempts),
             wait=self._backoff,
@@ -410,7 +416,7 @@ class JobQueue:
         vocabulary = self.storage.vocabulary_for(row.session_id)
         options = self.storage.options_for(row.session_id)
         try:
-            return retrying(self._call_backend, audio, backend, context, vocabulary, options)
+            return retrying(self._call_backend, audio, backend, context, vocabulary, options, check_speech)
         except TranscriptionError:
             raise
         except Exception as exc:  # an unexpected backend error, after its retries
@@ -419,11 +425,15 @@ class JobQueue:
             raise TranscriptionError(f"{type(exc).__name__}: {exc}", retryable=False) from exc
 
     def _call_backend(self, audio: np.ndarray, backend: Backend, context: np.ndarray,
-                      vocabulary: Sequence[str] = (), options: DecodeOptions | None = None) -> Transcription:
+                      vocabulary: Sequence[str] = (), options: DecodeOptions | None = None,
+                      check_speech: bool = False) -> Transcription:
         if backend.before_call is not None:
             backend.before_call()
         heard = audio if context.size == 0 else np.concatenate((context, audio))
-        result = call_transcriber(backend.transcriber, heard, vocabulary, options, voices_from=context.size)
+        result = call_transcriber(backend.transcriber, heard, vocabulary, options, voices_from=context.size,
+                                  speech_from=context.size if check_speech else None)
+        if result.silent:
+            return result
         segments = list(result.segments)
         if self._segment_filter is not None:
             segments = self._segment_filter(segments, heard)

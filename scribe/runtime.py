@@ -106,8 +106,8 @@ class Runtime:
         With `start=False` nothing is recovered until `pipeline.start()` (which queues
         every unfinished chunk).
         `partials=True` (the app) also builds the partial lane when SCRIBE_PARTIALS is on;
-        `warm=True` (the app) runs the local model and the speech check once now, so the
-        first chunk of the first session pays no start-up cost."""
+        `warm=True` (the app) runs the local model and the speech check once now (each only if
+        it runs in this process), so the first chunk of the first session pays no start-up cost."""
         storage = storage or Storage(settings.db)
         backend = _with_limit(settings, transcriber or _backend_for(settings))
         speech_check = _speech_check() if settings.skip_silence else None
@@ -227,7 +227,9 @@ def _partial_lane(settings: Settings, pipeline: Pipeline) -> Any:
         from scribe.distributed import RemotePartialDecoder
         from scribe.partials import PartialLane
 
-        lane = PartialLane(RemotePartialDecoder(settings.redis_url), interval_seconds=settings.partial_interval_seconds,
+        decoder = RemotePartialDecoder(settings.redis_url)
+        decoder.warm()
+        lane = PartialLane(decoder, interval_seconds=settings.partial_interval_seconds,
                            busy=chunks_waiting, capacity=settings.partial_capacity,
                            vocabulary=pipeline.storage.vocabulary_for, options=pipeline.storage.options_for,
                            wait_seconds=settings.partial_wait_seconds)
@@ -239,12 +241,15 @@ def _partial_lane(settings: Settings, pipeline: Pipeline) -> Any:
 
 
 def _warm_chunk_lane(transcriber: Transcriber, speech_check: Any) -> None:
-    """One call of the speech check and (a Whisper model in this process only: never a billed
-    call) the model on a second of quiet noise."""
+    """One call of the speech check (unless the workers run it: then this process loads no
+    VAD for the chunk lane) and (a Whisper model in this process only: never a billed call)
+    the model on a second of quiet noise."""
     import numpy as np
 
+    from scribe.transcribers.base import checks_speech
+
     noise = (0.003 * np.random.default_rng(0).standard_normal(16_000)).astype(np.float32)
-    if speech_check is not None:
+    if speech_check is not None and not checks_speech(transcriber):
         speech_check(noise)
     if backends.runs_whisper_here(transcriber.name):
         transcriber.transcribe(noise)

@@ -22,6 +22,9 @@ class Transcriber(Protocol):
     A backend that can also measure a chunk's voice windows (a remote worker) has
     `returns_voices = True` and accepts `voices_from=n`: the chunk's own audio starts at
     sample n (before it, context), and `Transcription.voices` holds that audio's windows.
+    A backend that can run the speech check where the audio already is (a remote worker) has
+    `checks_speech = True` and accepts `speech_from=n`: when `audio[n:]` holds no speech it
+    calls no model and answers `Transcription([], silent=True)`.
     """
 
     name: str
@@ -44,10 +47,12 @@ class Transcriber(Protocol):
 
 
 def call_transcriber(transcriber: Transcriber, audio: np.ndarray, vocabulary: Sequence[str] = (),
-                     options: DecodeOptions | None = None, *, voices_from: int | None = None) -> Transcription:
+                     options: DecodeOptions | None = None, *, voices_from: int | None = None,
+                     speech_from: int | None = None) -> Transcription:
     """`transcriber.transcribe(audio)`, with the vocabulary and the decode options only when
     there are some, so a backend written before them (or a test's own) keeps working without;
-    `voices_from` (where the chunk's own audio starts) only to a backend that `returns_voices`."""
+    `voices_from` and `speech_from` (where the chunk's own audio starts) only to a backend that
+    `returns_voices` or `checks_speech`."""
     asked: dict[str, Any] = {}
     if vocabulary:
         asked["vocabulary"] = list(vocabulary)
@@ -55,4 +60,11 @@ def call_transcriber(transcriber: Transcriber, audio: np.ndarray, vocabulary: Se
         asked["options"] = options
     if voices_from is not None and getattr(transcriber, "returns_voices", False):
         asked["voices_from"] = voices_from
+    if speech_from is not None and checks_speech(transcriber):
+        asked["speech_from"] = speech_from
     return transcriber.transcribe(audio, **asked)
+
+
+def checks_speech(transcriber: Transcriber) -> bool:
+    """Whether the backend runs the speech check itself when asked (`speech_from`)."""
+    return bool(getattr(transcriber, "checks_speech", False))

@@ -101,6 +101,13 @@ def test_the_app_with_workers_loads_no_vad_for_the_chunk_lane(settings, redis_ur
         assert get_vad_model.cache_info().currsize == 0
     finally:
         rt.close()
+    # The partial lane on workers still finds each tick's speech here: it loads the VAD itself.
+    rt = Runtime.build(settings.with_changes(backend="stub", redis_url=redis_url), warm=True, start=False,
+                       partials=True)
+    try:
+        assert rt.partials is not None and get_vad_model.cache_info().currsize == 1
+    finally:
+        rt.close()
     get_vad_model.cache_clear()
     rt = Runtime.build(settings.with_changes(backend="stub"), transcriber=StubTranscriber(), warm=True, start=False)
     try:

@@ -87,7 +87,7 @@ def search_section() -> bool:
     st.caption(f"{result.total} matching line(s), the words found in bold. Open one to hear it in its session.")
     for hit in result.hits:
         opener, text = st.columns([1, 4], vertical_alignment="center")
-        if opener.button(f"{hit.title} · {mmss(hit.start_ms)}", key=f"hit-{hit.session_id}-{hit.transcript}-"
+        if opener.button(f"{literal(hit.title)} · {mmss(hit.start_ms)}", key=f"hit-{hit.session_id}-{hit.transcript}-"
                          f"{hit.seq}-{hit.idx}", type="tertiary", icon=":material/play_arrow:",
                          help=f"Open the session at {mmss(hit.start_ms)} ({local_datetime(hit.created_at)})"):
             open_session(hit.session_id, hit.start_ms)

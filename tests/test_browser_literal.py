@@ -75,6 +75,7 @@ def test_hostile_title_and_transcript_show_as_typed_on_every_page(tmp_path):
             page.get_by_label("Search every transcript").fill("evil")
             page.get_by_label("Search every transcript").press("Enter")
             page.get_by_text("matching line").wait_for(timeout=30_000)
+            page.get_by_role("button", name="00:").first.wait_for(timeout=30_000)  # a hit's button: the title in its label
             assert page.evaluate(MARKUP) == []
             browser.close()
     finally:

@@ -29,10 +29,10 @@ def test_whole_meeting_is_transcribed_within_a_wer_bound(whisper, meeting):
 
 
 def test_base_reads_a_chunk_plus_two_seconds_not_thirty_with_the_same_words_and_times(monkeypatch):
-    """A 14.5 s chunk: base's encoder input is its audio plus 2 s of frames (not 30 s), the
-    text as good as with the full window, and segment and word times inside the chunk, in
-    order. tiny.en keeps the 30 s window (with the short one it dropped sentences), and so does
-    a decode in another language."""
+    """A 14.5 s chunk: base's encoder input is its audio plus 2 s of frames, in whole seconds
+    (not 30 s), the text as good as with the full window, and segment and word times inside
+    the chunk, in order. tiny.en keeps the 30 s window (with the short one it dropped
+    sentences), and so does a decode in another language."""
     import speech
     from faster_whisper import WhisperModel
 
@@ -42,7 +42,7 @@ def test_base_reads_a_chunk_plus_two_seconds_not_thirty_with_the_same_words_and_
     monkeypatch.setattr(WhisperModel, "encode", lambda model, features: widths.append(features.shape[-1])
                         or encode(model, features))
     short = LocalWhisperTranscriber("base", short_window=True).transcribe(audio).segments
-    assert widths and all(width <= 100 * (audio.size / 16_000 + 2) + 1 for width in widths)
+    assert widths and all(width % 100 == 0 and width <= 100 * (audio.size / 16_000 + 3) for width in widths)
     widths.clear()
     full = LocalWhisperTranscriber("base", short_window=False).transcribe(audio).segments
     assert widths and set(widths) == {3000}
@@ -68,6 +68,20 @@ def test_short_window_features_keep_the_audio_frames_and_two_seconds_of_the_padd
     full = np.full((80, 3000), 0.3, np.float32)
     assert short_window_features(full).shape == (80, 3000)
     assert short_window_features(np.zeros((80, 3000), np.float32)).shape == (80, 200)
+
+
+def test_short_windows_come_in_whole_seconds_so_the_encoder_sees_few_shapes():
+    """Each encoder input length is a kernel compiled and kept for that shape: chunks of any
+    length within one second share one."""
+    lengths = set()
+    for audio_frames in range(1401, 1501, 7):  # 14.01-15.0 s of audio
+        window = np.zeros((80, 3000), np.float32)
+        window[:, :audio_frames] = -1.5
+        lengths.add(short_window_features(window).shape[-1])
+    assert lengths == {1700}
+    window = np.zeros((80, 3000), np.float32)
+    window[:, :2950] = -1.5
+    assert short_window_features(window).shape[-1] == 3000  # never past Whisper's 30 s
 
 
 def test_fifteen_seconds_of_silence_yields_no_text(whisper):

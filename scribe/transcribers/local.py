@@ -37,6 +37,12 @@ ENCODER_PADDING_SECONDS = 2.0
 decoder's cross-attention over its output) grows with its input: a 15 s chunk read as its
 audio plus this took a third less CPU at the same WER (BENCHMARKS.md, "The chunk lane's
 encoder window")."""
+ENCODER_BUCKET_SECONDS = 1.0
+"""The short window's length is rounded up to whole seconds. Every distinct input length costs
+the encoder's convolution a kernel compiled and cached for that shape (oneDNN's primitive
+cache, up to 1,024 of them), so chunks cut at arbitrary lengths grew the process by about
+0.3 MB a chunk for hours; whole seconds give a chunk lane at most 30 shapes (BENCHMARKS.md,
+"Memory over a long run of live sessions")."""
 SHORT_WINDOW_MODELS = (BASE,)
 """The models measured to keep their WER with the short window, on English. tiny.en's cost is
 mostly its decoder (the window saved it about a tenth) and with it tiny.en ended windows early,
@@ -114,13 +120,14 @@ def _short_window_model(whisper_model: type) -> type:
 
 def short_window_features(features: np.ndarray, padding_s: float = ENCODER_PADDING_SECONDS) -> np.ndarray:
     """A window's log-mel features (faster-whisper pads each window with zero frames up to
-    30 s) cut to the frames of its audio plus `padding_s` of that padding. A frame of audio is
-    never all zero once normalised (digital silence reads -1.5), so the zero frames at the end
-    are the padding."""
+    30 s) cut to the frames of its audio plus `padding_s` of that padding, rounded up to whole
+    `ENCODER_BUCKET_SECONDS`. A frame of audio is never all zero once normalised (digital
+    silence reads -1.5), so the zero frames at the end are the padding."""
     frames = features.shape[-1]
     heard = np.flatnonzero(np.any(features.reshape(-1, frames) != 0, axis=0))
     end = int(heard[-1]) + 1 if heard.size else 0
-    return features[..., :min(frames, end + int(padding_s * FRAMES_PER_SECOND))]
+    bucket = int(ENCODER_BUCKET_SECONDS * FRAMES_PER_SECOND)
+    return features[..., :min(frames, -(-(end + int(padding_s * FRAMES_PER_SECOND)) // bucket) * bucket)]
 
 
 class LocalWhisperTranscriber:

@@ -41,8 +41,8 @@ ENCODER_BUCKET_SECONDS = 1.0
 """The short window's length is rounded up to whole seconds. Every distinct input length costs
 the encoder's convolution a kernel compiled and cached for that shape (oneDNN's primitive
 cache, up to 1,024 of them), so chunks cut at arbitrary lengths grew the process by about
-0.3 MB a chunk for hours; whole seconds give a chunk lane at most 30 shapes (BENCHMARKS.md,
-"Memory over a long run of live sessions")."""
+1.5 MB a chunk (over 100 MB in 70 chunks); whole seconds give a chunk lane at most 30 shapes
+(BENCHMARKS.md, "Memory over a long run of live sessions")."""
 SHORT_WINDOW_MODELS = (BASE,)
 """The models measured to keep their WER with the short window, on English. tiny.en's cost is
 mostly its decoder (the window saved it about a tenth) and with it tiny.en ended windows early,

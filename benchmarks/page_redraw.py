@@ -99,9 +99,10 @@ def read_cost(lines: int, repeat: int = 200) -> None:
 
 def seed_long_session(store, chunks: int, segments_per_chunk: int):
     """A session of `chunks` stored chunks of 15 s, each holding `segments_per_chunk` lines."""
+    from scribe.backends import STAND_IN
     from scribe.core import ChunkRow, SegmentRow
 
-    session = store.create_session(title="status reads", source="mic", backend="stub", model="m",
+    session = store.create_session(title="status reads", source="mic", backend=STAND_IN, model="m",
                                    chunk_seconds=15, chunk_policy="pause", now=1.0)
     for seq in range(chunks):
         start = seq * 15_000

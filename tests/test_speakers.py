@@ -14,11 +14,11 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-
 import speech
+from seed_sessions import record_through
+
 from scribe import speakers as sp
 from scribe.audio import SAMPLE_RATE
-from scribe.chunking import Chunker, FixedPolicy
 from scribe.config import Settings
 from scribe.core import FINAL, LIVE
 from scribe.diarization import SpeakerLabeler, label_chunk, relabel_session, split_speaker
@@ -162,27 +162,13 @@ def test_segment_takes_the_speaker_it_overlaps_most():
 
 # -- through the pipeline, stored ------------------------------------------------------------
 
-def _record(storage, pipeline, audio: np.ndarray, *, stop: bool = True) -> str:
-    session = storage.create_session(title="Standup", source="mic", backend="stub", model="stub",
-                                     chunk_seconds=4, chunk_policy="fixed")
-    chunker = Chunker(session.id, FixedPolicy(4.0))
-    for start in range(0, audio.size, 3200):
-        for chunk in chunker.push(audio[start:start + 3200]):
-            pipeline.submit(chunk)
-    for chunk in chunker.finish():
-        pipeline.submit(chunk)
-    if stop:
-        pipeline.finish_session(session.id)
-    return session.id
-
-
 @pytest.fixture
 def labelled(storage, settings, turns):
     """A stopped session recorded through the pipeline with the speaker labeler attached."""
     pipeline = Pipeline(storage, StubTranscriber(), audio_dir=settings.audio_dir).start()
     labeler = SpeakerLabeler(storage, max_speakers=8).attach(pipeline)
     try:
-        session_id = _record(storage, pipeline, _meeting(turns)[0])
+        session_id = record_through(storage, pipeline, _meeting(turns)[0])
         assert pipeline.wait_idle(60) and labeler.wait_idle(120)
     finally:
         labeler.stop()
@@ -317,7 +303,7 @@ def test_live_speakers_are_numbered_without_gaps(storage, settings, turns):
     first = np.concatenate([voice_a[:3 * SAMPLE_RATE], pause, tail])  # 4 s: A, then a bit of B
     pipeline = Pipeline(storage, StubTranscriber(), audio_dir=settings.audio_dir).start()
     try:
-        session_id = _record(storage, pipeline, np.concatenate([first, voice_c, voice_a]), stop=False)
+        session_id = record_through(storage, pipeline, np.concatenate([first, voice_c, voice_a]), stop=False)
         assert pipeline.wait_idle(60)
     finally:
         pipeline.stop()

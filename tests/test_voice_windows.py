@@ -12,10 +12,10 @@ import numpy as np
 import pytest
 import speech
 from redis_server import redis_server
+from seed_sessions import record_through
 
 from scribe import speakers as sp
 from scribe.audio import SAMPLE_RATE, encode_bytes, read_flac, read_flac_bytes
-from scribe.chunking import Chunker, FixedPolicy
 from scribe.core import LIVE, Segment, Transcription
 from scribe.diarization import SpeakerLabeler, label_chunk, relabel_session
 from scribe.distributed import RemoteTranscriber, TranscriptionWorker
@@ -61,25 +61,12 @@ def redis_url(tmp_path):
         yield url
 
 
-def _record(storage, pipeline, audio: np.ndarray) -> str:
-    session = storage.create_session(title="Standup", source="mic", backend="stub", model="stub",
-                                     chunk_seconds=4, chunk_policy="fixed")
-    chunker = Chunker(session.id, FixedPolicy(4.0))
-    for start in range(0, audio.size, 3200):
-        for chunk in chunker.push(audio[start:start + 3200]):
-            pipeline.submit(chunk)
-    for chunk in chunker.finish():
-        pipeline.submit(chunk)
-    pipeline.finish_session(session.id)
-    return session.id
-
-
 def _labelled(storage, settings, audio, transcriber, encoder=None) -> str:
     """A stopped session recorded through the pipeline with the labeler attached, labelled."""
     pipeline = Pipeline(storage, transcriber, audio_dir=settings.audio_dir).start()
     labeler = SpeakerLabeler(storage, encoder=encoder).attach(pipeline)
     try:
-        session_id = _record(storage, pipeline, audio)
+        session_id = record_through(storage, pipeline, audio)
         assert pipeline.wait_idle(120) and labeler.wait_idle(180)
     finally:
         labeler.stop()
@@ -150,7 +137,7 @@ class NoRoomForVoices(Storage):
 def _one_chunk(storage, settings, transcriber) -> str:
     pipeline = Pipeline(storage, transcriber, audio_dir=settings.audio_dir).start()
     try:
-        session_id = _record(storage, pipeline, np.full(5 * SAMPLE_RATE, 0.1, np.float32))
+        session_id = record_through(storage, pipeline, np.full(5 * SAMPLE_RATE, 0.1, np.float32))
         assert pipeline.wait_idle(30)
     finally:
         pipeline.stop()

@@ -7,8 +7,10 @@ import importlib.util
 
 import numpy as np
 import pytest
-
 import speech
+from seed_sessions import record_through
+from test_speakers import VOICES
+
 from scribe import voices
 from scribe.audio import SAMPLE_RATE
 from scribe.core import LIVE
@@ -18,7 +20,6 @@ from scribe.export import render
 from scribe.pipeline import Pipeline
 from scribe.search import search
 from scribe.transcribers.stub import StubTranscriber
-from test_speakers import VOICES, _record
 
 pytestmark = pytest.mark.skipif(importlib.util.find_spec("resemblyzer") is None or not speech.have_espeak(),
                                 reason="needs resemblyzer and espeak-ng (scripts/setup.sh installs both)")
@@ -42,7 +43,7 @@ def _session(storage, settings, turns_audio) -> str:
     pipeline = Pipeline(storage, StubTranscriber(), audio_dir=settings.audio_dir).start()
     labeler = SpeakerLabeler(storage, max_speakers=8).attach(pipeline)
     try:
-        session_id = _record(storage, pipeline, turns_audio)
+        session_id = record_through(storage, pipeline, turns_audio)
         assert pipeline.wait_idle(60) and labeler.wait_idle(120)
     finally:
         labeler.stop()

@@ -193,6 +193,7 @@ def test_closed_page_keeps_its_audio_and_the_session_resumes(app, browser, mic):
     page.get_by_test_id("stSelectbox").filter(has_text="Session").click()
     option = page.get_by_role("option", name=re.compile(r"^Continue "))
     option.click(timeout=30_000)
+    _wait_idle(page, 60)  # choosing the session redraws the recorder; Start is clicked in the new one
     _recorder_button(page, "Start").click(timeout=60_000)
     _wait_status(page, "recording", 30)
     time.sleep(8)

@@ -181,9 +181,9 @@ def test_sign_in_share_unshare_and_refusals(served, browser, tmp_path):
     olga_main = olga.get_by_test_id("stMain")
     olga_main.get_by_text("Sharing: shared").click(timeout=WAIT)
     olga.wait_for_timeout(300)
-    olga.get_by_test_id("stStatusWidget").wait_for(state="hidden", timeout=WAIT)  # a click in a redraw is lost
-    olga_main.get_by_role("button", name="Unshare").click(timeout=WAIT)
-    olga_main.get_by_text("Sharing: private").wait_for(timeout=WAIT)  # nobody left to share with
+    # Nobody left to share with: private. Unsharing is idempotent (the button goes with the last share).
+    _until_shown(olga, "Sharing: private",
+                 lambda: olga_main.get_by_role("button", name="Unshare").click(timeout=WAIT))
     _sessions(rita, app)
     rita.get_by_text("No session").first.wait_for(timeout=WAIT)
     assert rita.get_by_text(TITLE).count() == 0
@@ -283,16 +283,13 @@ def _token(page, app) -> str:
     page.goto(f"{app.url}/account")
     main = page.get_by_test_id("stMain")
     main.get_by_text("No tokens yet.").wait_for(timeout=WAIT)  # the page has run to its end
-    for attempt in range(3):  # a click landing while the page's first run redraws can be lost
-        page.get_by_test_id("stStatusWidget").wait_for(state="hidden", timeout=WAIT)
+
+    def create() -> None:
         main.get_by_label("Name of a new token").fill("browser test")
         main.get_by_role("button", name="Create token").click(timeout=WAIT)
-        try:
-            return main.get_by_test_id("stCode").inner_text(timeout=20_000).strip()
-        except Exception:
-            if attempt == 2:
-                raise
-    raise AssertionError("unreachable")
+
+    _until_shown(page, main.get_by_test_id("stCode"), create)
+    return main.get_by_test_id("stCode").inner_text(timeout=WAIT).strip()
 
 
 def _listed(page, title: str) -> None:
@@ -300,19 +297,33 @@ def _listed(page, title: str) -> None:
     page.get_by_text(title).first.wait_for(state="attached", timeout=WAIT)
 
 
-def _share(page, email: str, answer: str, attempts: int = 3) -> None:
-    """Share with `email` until the page shows `answer`. The session page redraws itself while
-    its upload is transcribed, and a redraw between typing and the click loses both; sharing
-    the same email again changes nothing, so a lost try is simply made again."""
+def _share(page, email: str, answer: str) -> None:
+    """Share with `email` until the page shows `answer`; sharing the same email again changes
+    nothing, so a lost try is simply made again."""
+    main = page.get_by_test_id("stMain")
+
+    def share() -> None:
+        main.get_by_label("Share with (email)").fill(email)
+        main.get_by_role("button", name="Share", exact=True).click(timeout=WAIT)
+
+    _until_shown(page, answer, share)
+
+
+def _until_shown(page, answer, act, attempts: int = 3) -> None:
+    """Do `act` (an idempotent click) until `answer` (a text or a locator) shows in the page.
+    The session page redraws itself every few seconds (its watch fragment), and a click or
+    typing that lands in a redraw on a busy machine is lost: the try is made again."""
     from playwright.sync_api import TimeoutError as PlaywrightTimeout
 
     main = page.get_by_test_id("stMain")
+    shown = main.get_by_text(answer) if isinstance(answer, str) else answer
     for attempt in range(attempts):
         page.get_by_test_id("stStatusWidget").wait_for(state="hidden", timeout=WAIT)
-        main.get_by_label("Share with (email)").fill(email)
-        main.get_by_role("button", name="Share", exact=True).click(timeout=WAIT)
+        if attempt and shown.first.is_visible():
+            return  # the last try landed, only late
+        act()
         try:
-            main.get_by_text(answer).wait_for(timeout=WAIT // attempts)
+            shown.first.wait_for(timeout=WAIT // attempts)
             return
         except PlaywrightTimeout:
             if attempt == attempts - 1:

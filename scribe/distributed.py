@@ -44,7 +44,7 @@ import uuid
 from concurrent.futures import Future
 from concurrent.futures import TimeoutError as FutureTimeout
 from dataclasses import asdict
-from typing import Any, Callable, Self, Sequence
+from typing import TYPE_CHECKING, Any, Callable, Self, Sequence
 
 import numpy as np
 
@@ -52,6 +52,9 @@ from scribe.audio import encode_bytes
 from scribe.core import DecodeOptions, PackedWindows, Segment, Transcription, Usage, Word
 from scribe.errors import BackendUnavailableError, TranscriptionError
 from scribe.transcribers.base import Transcriber, call_transcriber
+
+if TYPE_CHECKING:
+    from scribe.partials import Heard, Tail
 
 log = logging.getLogger("scribe.distributed")
 
@@ -476,13 +479,44 @@ def _from_pcm16(text: str) -> np.ndarray:
     return np.frombuffer(base64.b64decode(text), dtype="<i2").astype(np.float32) / 32767
 
 
+def _tail_json(tail: Tail) -> dict[str, Any]:
+    """A tail of a tick message: its audio as 16-bit samples, the rest as it is."""
+    fields = {name: getattr(tail, name) for name in ("offset_s", "prompt", "times", "vocabulary", "language",
+                                                    "initial_prompt")}
+    return {**fields, "audio": _pcm16(tail.audio), "gate": asdict(tail.gate) if tail.gate else None}
+
+
+def _tail_from_json(item: dict) -> Tail:
+    from scribe.partials import Gate, Tail
+
+    return Tail(_from_pcm16(item["audio"]), item["offset_s"], item["prompt"], item["times"], item["vocabulary"],
+                item["language"], item["initial_prompt"], Gate(**item["gate"]) if item["gate"] else None)
+
+
+def _heard_json(heard: Heard | None) -> dict[str, Any] | None:
+    if heard is None:
+        return None
+    return {"words": [[w.text, w.start, w.end] for w in heard.words], "speech_end_s": heard.speech_end_s,
+            "quiet": heard.quiet}
+
+
+def _heard_from_json(item: dict | None) -> Heard | None:
+    from scribe.partials import Heard
+    from scribe.transcribers.partial_whisper import TimedWord
+
+    if item is None:
+        return None
+    return Heard([TimedWord(*w) for w in item["words"]], item["speech_end_s"], item["quiet"])
+
+
 class RemotePartialDecoder:
-    """App side of the partial lane on workers: the lane's batch decoder (`prepare` +
-    `decode`). VAD runs here (cheap, and it spares a round trip when nothing new was said);
-    each tick's speech (with each session's prompt, vocabulary and language, so a worker decodes it as
-    the local lane would) goes out as one message and its words come back on this process's
-    own stream. A tick not answered within `max_age_s` is skipped (its sessions get their
-    next decode on the next tick); nothing is ever resent."""
+    """App side of the partial lane on workers: the lane's `hear`. Each tick's tails (the open
+    chunks' audio still to decode, with each session's prompt, vocabulary, language and chunk
+    gate) go out as one message; the worker runs the VAD and decides, as the local lane would,
+    which tails are worth a decode (`scribe.partials.hear`), so this process runs no VAD. Their
+    words, or why a tail was not decoded, come back on this process's own stream. A tick not
+    answered within `max_age_s` is skipped (its sessions get their next decode on the next
+    tick); nothing is ever resent."""
 
     def __init__(self, redis_url: str, *, max_age_s: float = PARTIAL_MAX_AGE_S) -> None:
         self.max_age_s = max_age_s
@@ -493,35 +527,20 @@ class RemotePartialDecoder:
         self.skipped = 0
         """Ticks not answered in time (or lost with a worker)."""
 
-    def prepare(self, audio: np.ndarray, offset_s: float = 0.0, prompt: str = "", times: bool = True,
-                vocabulary: str = ""):
-        from scribe.transcribers.partial_whisper import prepare_speech
-
-        return prepare_speech(audio, offset_s, prompt, times, vocabulary)
-
-    def warm(self) -> None:
-        """Load the VAD `prepare` runs in this process, before any session starts (the chunk
-        lane's speech check, on the workers, no longer loads it here)."""
-        self.prepare(np.zeros(16_000, dtype=np.float32))
-
-    def decode(self, batch: list) -> list[list]:
-        """The words of each piece, from whichever worker took the tick; raises
-        TranscriptionError (not retryable) when no answer came within `max_age_s`."""
-        from scribe.transcribers.partial_whisper import TimedWord
-
+    def hear(self, tails: list[Tail]) -> list[Heard | None]:
+        """What each tail gave (`scribe.partials.Heard`, None where the worker's VAD or decode
+        failed), from whichever worker took the tick; raises TranscriptionError (not
+        retryable) when no answer came within `max_age_s`."""
         tick = uuid.uuid4().hex
         sent = time.time()
         self._redis.set(PARTIAL_LATEST + self._stream, tick, ex=60)
         self._actor.send({"tick": tick, "reply_to": self._stream, "sent_at": sent, "max_age_s": self.max_age_s,
-                          "items": [{"audio": _pcm16(s.audio), "offset_s": s.offset_s, "speech_end_s": s.speech_end_s,
-                                     "prompt": s.prompt, "times": s.times, "vocabulary": s.vocabulary,
-                                     "language": s.language, "initial_prompt": s.initial_prompt}
-                                    for s in batch]})
+                          "tails": [_tail_json(t) for t in tails]})
         answer = self._await(tick, sent + self.max_age_s + 1.0)
         if answer is None:
             self.skipped += 1
             raise TranscriptionError(f"no worker answered partial tick {tick[:8]} in time", retryable=False)
-        return [[TimedWord(*w) for w in words] for words in answer["words"]]
+        return [_heard_from_json(h) for h in answer["heard"]]
 
     def _await(self, tick: str, deadline: float) -> dict | None:
         """This tick's answer; older ticks' late answers are read past and dropped."""
@@ -541,7 +560,8 @@ class RemotePartialDecoder:
 
 
 class PartialWorker(_QueueWorker):
-    """Worker side: decodes partial ticks on its own queue with a local partial model.
+    """Worker side: serves partial ticks on its own queue with a local partial model: VAD over
+    each tail, then a decode of those worth it (`scribe.partials.hear`, as the local lane).
     A tick older than its `max_age_s`, or no longer its app's newest, is dropped undecoded."""
 
     queue = PARTIAL_QUEUE
@@ -564,14 +584,11 @@ class PartialWorker(_QueueWorker):
             self.dropped += 1
             log.info("partial tick %s dropped: stale", message["tick"][:8])
             return
-        from scribe.transcribers.partial_whisper import Speech
+        from scribe.partials import hear
 
-        speeches = [Speech(_from_pcm16(i["audio"]), i["offset_s"], i["speech_end_s"], i["prompt"], i["times"],
-                           i.get("vocabulary", ""), language=i.get("language"),
-                           initial_prompt=i.get("initial_prompt", "")) for i in message["items"]]
-        words = self.decoder.decode(speeches)
+        heard = hear(self.decoder, [_tail_from_json(t) for t in message["tails"]])
         self.decoded += 1
-        answer = {"tick": message["tick"], "words": [[[w.text, w.start, w.end] for w in ws] for ws in words],
+        answer = {"tick": message["tick"], "heard": [_heard_json(h) for h in heard],
                   "worker": f"{os.uname().nodename}:{os.getpid()}"}
         self._redis.xadd(message["reply_to"], {"answer": json.dumps(answer)}, maxlen=1000, approximate=True)
 

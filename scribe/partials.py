@@ -264,30 +264,34 @@ class ChunkText:
         """Word times are needed only by a decode that may commit (a long tail)."""
         return audio_end_s - self.cut_s >= self.commit_after_s
 
+    def gate(self, wait_s: float | None = None) -> "Gate":
+        """What a decode of this tail waits for now (`wait_s`: see `waits`)."""
+        return Gate(self.speech_end_s, self.decoded_end_s, self.cut_s,
+                    self.wait_s if wait_s is None else wait_s)
+
     def unchanged(self, speech: "Speech | None", audio_end_s: float) -> bool:
         """True when a decode of this tail could tell nothing new: no speech in it (the
         cut then moves past the silence when nothing uncommitted is shown), or no speech
         since a decode that heard enough silence after it."""
-        if speech is None:
-            if not self.tail and not self.agreement.stable:
-                self.cut_s = max(self.cut_s, audio_end_s - 1.0)
-            self.decoded_end_s = audio_end_s
-            return True
-        if self.speech_end_s is not None and speech.speech_end_s <= self.speech_end_s + 0.05 \
-                and self.decoded_end_s - self.speech_end_s >= QUIET_SECONDS:
-            self.decoded_end_s = audio_end_s
-            return True
-        return False
+        quiet = SILENCE if speech is None else UNCHANGED if self.gate().heard_before(speech) else None
+        if quiet is not None:
+            self.passed(quiet, audio_end_s)
+        return quiet is not None
 
     def waits(self, speech: "Speech | None", audio_end_s: float, wait_s: float | None = None) -> bool:
         """True when this decode can wait for more audio: the speech runs on to the audio's
         end and less than `wait_s` (else the chunk's own) of audio arrived since the last
         decode. Words that end a phrase are decoded at the pause after them; words within a
         long phrase wait up to `wait_s`."""
-        if speech is None:
-            return False
-        since = audio_end_s - max(self.decoded_end_s, self.cut_s)
-        return since < (self.wait_s if wait_s is None else wait_s) and not speech.paused
+        return speech is not None and self.gate(wait_s).waits(speech, audio_end_s)
+
+    def passed(self, quiet: str, audio_end_s: float) -> None:
+        """A tail up to `audio_end_s` was not decoded (`Gate.quiet`'s answer): the audio counts
+        as heard, and a silence moves the cut past itself when nothing uncommitted is shown."""
+        if quiet == SILENCE and not self.tail and not self.agreement.stable:
+            self.cut_s = max(self.cut_s, audio_end_s - 1.0)
+        if quiet != WAITS:
+            self.decoded_end_s = audio_end_s
 
     def accept(self, heard: list[TimedWord], audio_end_s: float, speech_end_s: float) -> None:
         """A decode of the tail up to `audio_end_s`: update the stable words and the tail, and
@@ -309,6 +313,102 @@ class ChunkText:
         self.agreement = LocalAgreement(self._n)
         self.agreement.update(texts[k:])  # the next hypothesis of the tail can agree at once
         self.tail = texts[k:]
+
+
+SILENCE, UNCHANGED, WAITS = "silence", "unchanged", "waits"
+"""Why a tail was not decoded (`Gate.quiet`)."""
+
+
+@dataclass(frozen=True)
+class Gate:
+    """A chunk's state as far as deciding whether a tail is worth decoding goes: plain
+    numbers, so a worker that runs the VAD decides as the lane would (`hear`)."""
+
+    speech_end_s: float | None
+    """Where the speech of the last decode ended (None: no decode yet in this chunk)."""
+    decoded_end_s: float
+    cut_s: float
+    wait_s: float
+
+    def heard_before(self, speech: "Speech") -> bool:
+        """No speech since a decode that heard enough silence after it."""
+        return self.speech_end_s is not None and speech.speech_end_s <= self.speech_end_s + 0.05 \
+            and self.decoded_end_s - self.speech_end_s >= QUIET_SECONDS
+
+    def waits(self, speech: "Speech", audio_end_s: float) -> bool:
+        """The speech runs on and less than `wait_s` of audio arrived since the last decode."""
+        return audio_end_s - max(self.decoded_end_s, self.cut_s) < self.wait_s and not speech.paused
+
+    def quiet(self, speech: "Speech | None", audio_end_s: float) -> str | None:
+        """Why this tail's decode is not worth it (`SILENCE`, `UNCHANGED`, `WAITS`), or None."""
+        if speech is None:
+            return SILENCE
+        if self.heard_before(speech):
+            return UNCHANGED
+        return WAITS if self.waits(speech, audio_end_s) else None
+
+
+@dataclass(frozen=True)
+class Tail:
+    """One session's part of a tick, before VAD: the open chunk's audio still to decode and
+    what its decode needs. Where the decoder runs on a worker, this is what travels."""
+
+    audio: np.ndarray = field(repr=False)
+    offset_s: float
+    """Where `audio` starts, in seconds from the open chunk's start."""
+    prompt: str = ""
+    times: bool = True
+    vocabulary: str = ""
+    language: str | None = None
+    initial_prompt: str = ""
+    gate: Gate | None = None
+    """The chunk's state, to skip a decode that could tell nothing new (None: a request for
+    a chunk already closed, decoded whenever it holds speech)."""
+
+    @property
+    def end_s(self) -> float:
+        return self.offset_s + self.audio.size / SAMPLE_RATE
+
+
+@dataclass(frozen=True)
+class Heard:
+    """What a tail gave: its words, or why it was not decoded (`quiet`)."""
+
+    words: list[TimedWord]
+    speech_end_s: float | None
+    """Where its last speech ends (chunk seconds); None when it held none."""
+    quiet: str | None = None
+
+
+def hear(decoder: Any, tails: list[Tail]) -> list[Heard | None]:
+    """VAD over each tail (`decoder.prepare`), then one batched decode of those worth it
+    (`Gate.quiet`). None for a tail whose VAD or decode failed: a failed partial costs one
+    refresh, never the lane. Runs on a partial thread, or on a worker for a remote lane."""
+    heard: list[Heard | None] = [None] * len(tails)
+    todo: list[tuple[int, Speech]] = []
+    for i, tail in enumerate(tails):
+        try:
+            speech = decoder.prepare(tail.audio, tail.offset_s, tail.prompt, tail.times,
+                                     **({"vocabulary": tail.vocabulary} if tail.vocabulary else {}))
+        except Exception:
+            log.exception("partial VAD failed")
+            continue
+        if speech is not None and (tail.language is not None or tail.initial_prompt):
+            speech = replace(speech, language=tail.language, initial_prompt=tail.initial_prompt)
+        quiet = tail.gate.quiet(speech, tail.end_s) if tail.gate else None if speech else SILENCE
+        if quiet is not None:
+            heard[i] = Heard([], speech.speech_end_s if speech else None, quiet)
+        else:
+            todo.append((i, speech))
+    if todo:
+        try:
+            for (i, speech), words in zip(todo, decoder.decode([s for _, s in todo])):
+                heard[i] = Heard(words, speech.speech_end_s)
+        except TranscriptionError as exc:
+            log.info("partial decode of %d session(s) skipped: %s", len(todo), exc)
+        except Exception:
+            log.exception("partial decode of %d session(s) failed", len(todo))
+    return heard
 
 
 REPEAT_WORDS = 16
@@ -445,8 +545,10 @@ SPARE_BUSY_SHARE = 0.5
 class PartialLane:
     """Best-effort partial text for live sessions. Construct, `start()`, feed, `stop()`.
 
-    `decode` is a batch decoder (`WhisperPartialDecoder`: `prepare` + `decode`) or a plain
-    callable audio -> text (decoded one by one, nothing committed)."""
+    `decode` is a batch decoder (`WhisperPartialDecoder`: `prepare` + `decode`, run by `hear`
+    here), one that hears each tick's tails itself (`hear`: `distributed.RemotePartialDecoder`,
+    whose workers run the VAD and the decode) or a plain callable audio -> text (decoded one by
+    one, nothing committed)."""
 
     def __init__(self, decode: Any, *, interval_seconds: float = 1.0,
                  busy: Callable[[], bool] = lambda: False, threads: int = 1, agreement: int = 2,
@@ -465,7 +567,9 @@ class PartialLane:
         self._decode = decode
         self._vocabulary = vocabulary
         self._options = options
-        self._decoder = decode if hasattr(decode, "prepare") else _PlainDecoder(decode)
+        self._decoder = decode if hasattr(decode, "prepare") or hasattr(decode, "hear") else _PlainDecoder(decode)
+        self._hear: Callable[[list[Tail]], list[Heard | None]] = getattr(
+            self._decoder, "hear", lambda tails: hear(self._decoder, tails))
         self._wait_s = wait_seconds if self._decoder is decode else 0.0
         self.interval_samples = max(1, int(interval_seconds * SAMPLE_RATE))
         self.interval_seconds = interval_seconds
@@ -665,39 +769,34 @@ class PartialLane:
 
     def _decode_batch(self, batch: list[_Request]) -> list[Any]:
         """Per request: its words, `QUIET` (no new speech: nothing decoded) or None (failed)."""
-        results: list[Any] = [None] * len(batch)
-        todo: list[tuple[int, Speech]] = []
-        for i, request in enumerate(batch):
-            tail = request.tail if request.tail is not None else request.audio  # set when the batch is taken
-            try:
-                words = whisper_prompt(self._vocabulary(request.session_id))
-                asked = self._options(request.session_id)
-                speech = self._decoder.prepare(tail, request.tail_offset_s, request.prompt,
-                                               request.chunk is not None and request.chunk.wants_times(
-                                                   request.audio.size / SAMPLE_RATE),
-                                               **({"vocabulary": words} if words else {}))
-                if speech is not None and asked.asked():
-                    speech = replace(speech, language=asked.language, initial_prompt=asked.prompt)
-            except Exception:  # a failed partial costs one refresh, never the lane
-                log.exception("session=%s partial VAD failed", request.session_id)
-                continue
-            end_s = request.tail_offset_s + tail.size / SAMPLE_RATE
-            with self._cond:
-                quiet = request.chunk is not None and (request.chunk.unchanged(speech, end_s) or
-                                                       request.chunk.waits(speech, end_s, self._wait_now()))
-            if quiet:
-                results[i] = QUIET
-            elif speech is not None:
-                todo.append((i, speech))
-        if todo:
-            try:
-                for (i, speech), words in zip(todo, self._decoder.decode([s for _, s in todo])):
-                    results[i] = (words, speech.speech_end_s)
-            except TranscriptionError as exc:  # a remote tick not answered in time: skipped
-                log.info("partial decode of %d session(s) skipped: %s", len(todo), exc)
-            except Exception:
-                log.exception("partial decode of %d session(s) failed", len(todo))
-        return results
+        tails = [self._tail(request) for request in batch]
+        try:
+            heard = self._hear(tails)
+        except TranscriptionError as exc:  # a remote tick not answered in time: skipped
+            log.info("partial tick of %d session(s) skipped: %s", len(batch), exc)
+            return [None] * len(batch)
+        return [self._result(request, tail, found) for request, tail, found in zip(batch, tails, heard)]
+
+    def _tail(self, request: _Request) -> Tail:
+        """What the decoder needs of a request: its tail (set when the batch was taken), the
+        session's words and options, and its chunk's gate."""
+        audio = request.tail if request.tail is not None else request.audio
+        words = whisper_prompt(self._vocabulary(request.session_id))
+        asked = self._options(request.session_id)
+        chunk = request.chunk
+        return Tail(audio, request.tail_offset_s, request.prompt,
+                    chunk is not None and chunk.wants_times(request.audio.size / SAMPLE_RATE), words,
+                    asked.language, asked.prompt, chunk.gate(self._wait_now()) if chunk is not None else None)
+
+    def _result(self, request: _Request, tail: Tail, heard: Heard | None) -> Any:
+        """A tail not decoded counts as heard by its chunk (`ChunkText.passed`): `QUIET`."""
+        if heard is None or heard.quiet is None:
+            return None if heard is None else (heard.words, heard.speech_end_s)
+        if request.chunk is None:
+            return None
+        with self._cond:
+            request.chunk.passed(heard.quiet, tail.end_s)
+        return QUIET
 
     def _wait_now(self) -> float:
         """The wait for a running phrase at the lane's present load (`SPARE_WAIT_SHARE`)."""

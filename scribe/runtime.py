@@ -223,13 +223,11 @@ def _partial_lane(settings: Settings, pipeline: Pipeline) -> Any:
         stats = pipeline.stats()
         return stats.queued + stats.intake > 0
 
-    if settings.redis_url:  # decoded on the workers (`worker --lanes partials`): no model here
+    if settings.redis_url:  # VAD and decodes on the workers (`worker --lanes partials`): no model here
         from scribe.distributed import RemotePartialDecoder
         from scribe.partials import PartialLane
 
-        decoder = RemotePartialDecoder(settings.redis_url)
-        decoder.warm()
-        lane = PartialLane(decoder, interval_seconds=settings.partial_interval_seconds,
+        lane = PartialLane(RemotePartialDecoder(settings.redis_url), interval_seconds=settings.partial_interval_seconds,
                            busy=chunks_waiting, capacity=settings.partial_capacity,
                            vocabulary=pipeline.storage.vocabulary_for, options=pipeline.storage.options_for,
                            wait_seconds=settings.partial_wait_seconds)

@@ -243,15 +243,16 @@ def spoken():
 
 
 def _partial_message(decoder, tick: str, sent_at: float, audio) -> dict:
-    from scribe.distributed import _pcm16
+    from scribe.distributed import _tail_json
+    from scribe.partials import Tail
 
     return {"tick": tick, "reply_to": decoder._stream, "sent_at": sent_at, "max_age_s": decoder.max_age_s,
-            "items": [{"audio": _pcm16(audio), "offset_s": 0.0, "speech_end_s": audio.size / SR,
-                       "prompt": "", "times": False}]}
+            "tails": [_tail_json(Tail(audio, 0.0, times=False))]}
 
 
 def test_partials_on_a_worker_latest_wins_and_stale_requests_are_dropped_never_decoded(redis_url, partial_decoder, spoken):
     from scribe.distributed import PARTIAL_LATEST, PartialWorker, RemotePartialDecoder
+    from scribe.partials import Tail
     from scribe.wer import word_error_rate
 
     audio, text = spoken
@@ -263,9 +264,8 @@ def test_partials_on_a_worker_latest_wins_and_stale_requests_are_dropped_never_d
         remote._actor.send(_partial_message(remote, "superseded", time.time(), audio))
         remote._redis.set(PARTIAL_LATEST + remote._stream, "a-newer-tick")
         worker.start()
-        speech_ = remote.prepare(audio)
-        (words,) = remote.decode([speech_])  # a new tick: the latest, answered
-        assert word_error_rate(text, " ".join(w.text for w in words)) < 0.35
+        (heard,) = remote.hear([Tail(audio, 0.0)])  # a new tick: the latest, answered
+        assert heard.quiet is None and word_error_rate(text, " ".join(w.text for w in heard.words)) < 0.35
         assert worker.dropped == 2 and worker.decoded == 1  # the two stale ones never decoded
         time.sleep(0.5)
         answered = [json.loads(f[b"answer"])["tick"] for _, f in remote._redis.xrange(remote._stream)]
@@ -344,6 +344,8 @@ def test_partials_on_a_worker_use_the_session_language_and_prompt_like_local_one
     received: list = []
 
     class Spy:  # the worker's decoder, noting the pieces each tick brought
+        prepare = staticmethod(decoder.prepare)
+
         def decode(self, batch):
             received.extend(batch)
             return decoder.decode(batch)
@@ -355,15 +357,64 @@ def test_partials_on_a_worker_use_the_session_language_and_prompt_like_local_one
         assert word_error_rate(german, shown["de"]) <= 0.7 < word_error_rate(german, shown["plain"]), shown
 
 
+def _served(lane, session_id: str, audio, served: int, timeout: float = 60.0):
+    """Offer `audio` (the open chunk so far) and wait until the lane has served `served` requests."""
+    lane.offer(session_id, 0, 0, audio)
+    deadline = time.monotonic() + timeout
+    while (stats := lane.stats(session_id)).served < served:
+        assert time.monotonic() < deadline, stats
+        time.sleep(0.05)
+    return stats
+
+
+def test_partial_ticks_on_a_worker_run_no_vad_in_the_app_and_silence_shows_no_words(redis_url, spoken,
+                                                                                    partial_decoder, monkeypatch):
+    """The app sends each tick's audio as it is; the worker (a process of its own) runs the VAD
+    and skips, as the local lane does, a tail with no speech or none since the last decode:
+    the app calls no VAD, silence shows no words, and trailing silence decodes nothing."""
+    import faster_whisper.vad
+
+    from scribe.distributed import RemotePartialDecoder
+    from scribe.partials import PartialLane
+    from scribe.wer import word_error_rate
+
+    real, calls = faster_whisper.vad.get_speech_timestamps, []
+    monkeypatch.setattr(faster_whisper.vad, "get_speech_timestamps",
+                        lambda *args, **kwargs: calls.append(1) or real(*args, **kwargs))
+    audio, text = spoken
+    said = np.concatenate([audio, np.zeros(int(1.5 * SR), np.float32)])
+    noise = np.random.default_rng(0).normal(0, 0.01, 4 * SR).astype(np.float32)  # Silero: no speech
+    worker = _start_worker_process(redis_url, "0.05-0.1", lanes="partials")
+    lane = PartialLane(RemotePartialDecoder(redis_url, max_age_s=30.0)).start()
+    try:
+        _wait_ready(worker)
+        stats = _served(lane, "speech", said, 1)
+        assert stats.decodes == 1 and word_error_rate(text, lane.partials("speech")[0].text) < 0.35
+        stats = _served(lane, "speech", np.concatenate([said, np.zeros(SR, np.float32)]), 2)
+        assert stats.decodes == 1 and stats.quiet == 1  # nothing said since: no decode
+        stats = _served(lane, "silence", noise, 1)
+        assert stats.quiet == 1 and stats.decodes == 0 and lane.partials("silence") == []
+        assert calls == []  # every VAD pass ran on the worker
+    finally:
+        lane.stop()
+        worker.terminate()
+        worker.wait(10)
+    local = PartialLane(partial_decoder).start()  # the same count where the lane decodes locally
+    try:
+        assert _served(local, "silence", noise, 1).quiet == 1 and calls
+    finally:
+        local.stop()
+
+
 def test_no_partial_worker_means_a_skipped_partial_not_a_wait(redis_url):
     from scribe.distributed import RemotePartialDecoder
-    from scribe.transcribers.partial_whisper import Speech
+    from scribe.partials import Tail
 
     remote = RemotePartialDecoder(redis_url, max_age_s=0.5)
     try:
         started = time.monotonic()
         with pytest.raises(TranscriptionError) as err:
-            remote.decode([Speech(np.zeros(SR, np.float32), 0.0, 1.0)])
+            remote.hear([Tail(np.zeros(SR, np.float32), 0.0)])
         assert not err.value.retryable and time.monotonic() - started < 3.0 and remote.skipped == 1
     finally:
         remote.close()
@@ -375,6 +426,7 @@ def test_a_worker_killed_mid_partial_decode_costs_a_skipped_partial_never_a_lost
     in flight. The tick is skipped (never answered, never decoded later: its redelivery is
     stale); the chunk is transcribed by the next worker, once."""
     from scribe.distributed import RemotePartialDecoder
+    from scribe.partials import Tail
 
     audio, _ = spoken
     first = _start_worker_process(redis_url, "1.5-1.5", lanes="chunks,partials")
@@ -390,7 +442,7 @@ def test_a_worker_killed_mid_partial_decode_costs_a_skipped_partial_never_a_lost
 
         def tick() -> None:
             try:
-                outcome["words"] = partials.decode([partials.prepare(long_speech)])
+                outcome["words"] = partials.hear([Tail(long_speech, 0.0)])
             except TranscriptionError as exc:
                 outcome["error"] = exc
 

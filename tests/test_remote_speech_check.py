@@ -92,7 +92,7 @@ def test_a_silent_chunk_is_found_by_the_worker_and_never_reaches_its_backend(set
         worker.stop()
 
 
-def test_the_app_with_workers_loads_no_vad_for_the_chunk_lane(settings, redis_url):
+def test_the_app_with_workers_loads_no_vad_for_either_lane(settings, redis_url):
     from faster_whisper.vad import get_vad_model
 
     get_vad_model.cache_clear()
@@ -101,11 +101,11 @@ def test_the_app_with_workers_loads_no_vad_for_the_chunk_lane(settings, redis_ur
         assert get_vad_model.cache_info().currsize == 0
     finally:
         rt.close()
-    # The partial lane on workers still finds each tick's speech here: it loads the VAD itself.
+    # Nor for the partial lane: its workers find each tick's speech.
     rt = Runtime.build(settings.with_changes(backend="stub", redis_url=redis_url), warm=True, start=False,
                        partials=True)
     try:
-        assert rt.partials is not None and get_vad_model.cache_info().currsize == 1
+        assert rt.partials is not None and get_vad_model.cache_info().currsize == 0
     finally:
         rt.close()
     get_vad_model.cache_clear()

@@ -2,9 +2,9 @@
 `scribe.transcribers.local`, sharing its loaded models (`load_model`).
 
 `WhisperPartialDecoder` reads the open chunk's tails for `scribe.partials.PartialLane`
-(`prepare` + `decode`, batched); `prepare_speech` is its VAD step, also used where the
-decode runs on a worker (`scribe.distributed`). `Speech` and `TimedWord` are what pass
-between the lane and a decoder.
+(`prepare` + `decode`, batched), in the app or on a partial worker (`scribe.distributed`);
+`prepare_speech` is its VAD step. `Speech` and `TimedWord` are what pass between the lane
+and a decoder.
 """
 
 from __future__ import annotations

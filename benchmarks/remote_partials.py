@@ -9,8 +9,8 @@ app's lane (`PartialLane` with `RemotePartialDecoder`, default interval and wait
 capture feeds it: `--sessions` sessions of espeak-ng meeting speech (each its own turns),
 0.2 s of audio at a time in real time, a chunk closing every 15 s. Reports this process's
 CPU seconds per second of audio per session (the lane's share of an app's CPU per live
-session, the feeding loop included), the requests the lane served (decoded / quiet) and
-the worker's CPU per audio second. The first 5 s are not counted (the first ticks load
+session, the feeding loop included), the requests the lane served (decoded / quiet), the decodes'
+lag p50/p95 (audio arrived -> words ready) and the worker's CPU per audio second. The first 5 s are not counted (the first ticks load
 what they load). The partial lane is never paused here: no chunk lane waits.
 """
 
@@ -106,13 +106,15 @@ def main() -> None:
         redis.terminate()
         redis.wait(10)
     audio_s = (args.seconds - WARM_S) * args.sessions
+    lags = [lag for s in stats if s for lag in s.lags]
     print(json.dumps({
         "sessions": args.sessions, "seconds": args.seconds, "partial_model": args.partial_model,
         "load_after": [round(x, 2) for x in os.getloadavg()],
         "app_cpu_s_per_audio_s": round(app_cpu / audio_s, 4),
         "worker_cpu_s_per_audio_s": round(worker_cpu / (args.seconds * args.sessions), 3),
         "offered": sum(s.offered for s in stats if s), "decoded": sum(s.decodes for s in stats if s),
-        "quiet": sum(s.quiet for s in stats if s)}))
+        "quiet": sum(s.quiet for s in stats if s),
+        **{f"lag_p{q}_s": round(float(np.percentile(lags, q)), 2) for q in (50, 95) if lags}}))
 
 
 if __name__ == "__main__":

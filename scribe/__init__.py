@@ -10,6 +10,10 @@ __version__ = "0.1.0"
 if not os.environ.get("ORT_DISABLE_TELEMETRY"):
     os.environ["ORT_DISABLE_TELEMETRY"] = "1"
 
+from scribe.memory import limit_kernel_cache
+
+limit_kernel_cache()  # before any model builds a kernel
+
 from scribe.chunking import Chunk, Chunker, parse_policy
 from scribe.config import Settings
 from scribe.core import Segment

@@ -1,7 +1,7 @@
 import sys
 
 from scribe.cli import main
-from scribe.memory import limit_malloc_arenas
+from scribe.memory import tune_memory
 
-limit_malloc_arenas()  # before any thread allocates
+tune_memory()  # before any thread allocates
 sys.exit(main())

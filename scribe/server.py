@@ -25,7 +25,7 @@ from scribe.api import ApiContext, ApiError, create_api
 from scribe.config import Settings
 from scribe.errors import ScribeError
 from scribe.guard import MediaGate, Site, SiteGuard
-from scribe.memory import limit_malloc_arenas
+from scribe.memory import tune_memory
 from scribe.runtime import Runtime
 from scribe.webhook import Webhook
 
@@ -150,7 +150,7 @@ class AppServer:
         """Build the Runtime and start the webhook; a failure is kept and answered as 503."""
         global _current
         _current = self
-        limit_malloc_arenas()  # before the pipeline's threads start
+        tune_memory()  # before the pipeline's threads start
         try:
             self._hooks = hooks = self._load_hooks()
             self.settings = settings = hooks.settings()

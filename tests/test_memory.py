@@ -11,7 +11,7 @@ ROOT = Path(__file__).resolve().parent.parent
 
 
 def _run(code: str, **env: str) -> str:
-    clean = {k: v for k, v in os.environ.items() if k != "MALLOC_ARENA_MAX"}
+    clean = {k: v for k, v in os.environ.items() if k not in ("MALLOC_ARENA_MAX", "ONEDNN_PRIMITIVE_CACHE_CAPACITY")}
     done = subprocess.run([sys.executable, "-c", code], cwd=ROOT, env={**clean, **env},
                           capture_output=True, text=True, timeout=120, check=True)
     return done.stdout.strip()
@@ -23,15 +23,37 @@ def test_malloc_arenas_are_limited_unless_the_user_chose():
     assert _run(code, MALLOC_ARENA_MAX="4") == "False"  # the user's setting wins
 
 
-def test_the_cli_and_the_app_server_limit_the_arenas_before_their_threads_start():
+def test_the_cli_and_the_app_server_tune_memory_before_their_threads_start():
     main = (ROOT / "scribe" / "__main__.py").read_text()
-    assert main.index("limit_malloc_arenas()") < main.index("main()")
+    assert main.index("tune_memory()") < main.index("main()")
     code = ("import scribe.memory as m, scribe.server as s; calls = []; "
-            "m.limit_malloc_arenas = s.limit_malloc_arenas = lambda: calls.append(1) or True; "
+            "m.tune_memory = s.tune_memory = lambda: calls.append(1); "
             "srv = s.AppServer.__new__(s.AppServer); "
             "srv._load_hooks = lambda: (_ for _ in ()).throw(ImportError('stop here')); "
             "srv._problem = None; srv.start(); print(len(calls))")
     assert _run(code) == "1"
+
+
+def test_freed_heap_memory_goes_back_to_the_system():
+    """Freed blocks stay in glibc's heap (RSS unchanged) until they are trimmed."""
+    code = ("import psutil; from scribe.memory import return_freed_memory; p = psutil.Process(); "
+            "blocks = [bytes(2048) for _ in range(60_000)]; keep = blocks[-1]; del blocks; "  # 120 MB of heap
+            "held = p.memory_info().rss; trimmed = return_freed_memory(); "
+            "print(trimmed, (held - p.memory_info().rss) // 2**20)")
+    trimmed, returned_mb = _run(code, MALLOC_ARENA_MAX="2").split()
+    assert trimmed == "True" and int(returned_mb) > 60
+
+
+def test_the_trimming_thread_starts_once_per_process():
+    code = ("import threading; from scribe.memory import keep_returning_freed_memory as k; "
+            "print(k(0.01), k(0.01), sum(t.name == 'scribe-malloc-trim' for t in threading.enumerate()))")
+    assert _run(code) == "True True 1"
+
+
+def test_the_kernel_cache_is_bounded_unless_the_user_chose():
+    code = "import os, scribe; print(os.environ['ONEDNN_PRIMITIVE_CACHE_CAPACITY'])"
+    assert _run(code) == "16"
+    assert _run(code, ONEDNN_PRIMITIVE_CACHE_CAPACITY="1024") == "1024"
 
 
 def test_the_load_test_does_not_carry_pandas_while_it_runs():

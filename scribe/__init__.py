@@ -10,10 +10,6 @@ __version__ = "0.1.0"
 if not os.environ.get("ORT_DISABLE_TELEMETRY"):
     os.environ["ORT_DISABLE_TELEMETRY"] = "1"
 
-from scribe.memory import limit_kernel_cache
-
-limit_kernel_cache()  # before any model builds a kernel
-
 from scribe.chunking import Chunk, Chunker, parse_policy
 from scribe.config import Settings
 from scribe.core import Segment
@@ -25,10 +21,13 @@ from scribe.errors import (
     SettingsError,
     TranscriptionError,
 )
+from scribe.memory import limit_kernel_cache
 from scribe.pipeline import Pipeline
 from scribe.runtime import Runtime
 from scribe.storage import Storage
 from scribe.transcribers import Transcriber
+
+limit_kernel_cache()  # oneDNN reads it when it builds its first kernel, not at import
 
 __all__ = [
     "AudioDecodeError", "Chunk", "Chunker", "ModelNotFoundError", "NotFoundError", "Pipeline",

@@ -245,20 +245,21 @@ SESSION_ROWS = ReadableSessions()
 """The session rows the pages show, shared by every viewer of this process."""
 
 
-def readable_session(session_id: str) -> SessionRow | None:
+def readable_session(session_id: str, rt: Runtime | None = None) -> SessionRow | None:
     """The session if this visitor may read it, read at most once a second for all the
-    fragments and viewers asking (`record_view.ReadableSessions`)."""
-    return SESSION_ROWS.find(runtime().storage, session_id, principal())
+    fragments and viewers asking (`record_view.ReadableSessions`). `rt`: the page's Runtime,
+    so a fragment re-run does not ask `runtime()` again (it re-reads the settings)."""
+    return SESSION_ROWS.find((rt or runtime()).storage, session_id, principal())
 
 
 CHUNK_ROWS = ChunkRows()
 """The chunk rows the Record pages show, shared by every viewer of this process."""
 
 
-def session_chunks(session_id: str) -> list[ChunkRow]:
-    """A session's chunk rows, read once per change of a chunk (or a second) for all the
-    fragments and viewers asking (`record_view.ChunkRows`)."""
-    rt = runtime()
+def session_chunks(session_id: str, rt: Runtime | None = None) -> list[ChunkRow]:
+    """A session's chunk rows, read once per change of a chunk (or `record_view.UNMARKED_CHANGE_S`)
+    for all the fragments and viewers asking (`record_view.ChunkRows`); `rt` as in `readable_session`."""
+    rt = rt or runtime()
     return CHUNK_ROWS.chunks(rt.storage, session_id, chunk_mark(rt.pipeline.stats()))
 
 

@@ -110,7 +110,7 @@ def _upload(title: str, people: int) -> None:
 
 def _shown_session() -> SessionRow | None:
     session_id = current_session_id()
-    return readable_session(session_id) if session_id else None
+    return readable_session(session_id, rt) if session_id else None
 
 
 def _status(session: SessionRow, chunks: list[ChunkRow], n_segments: int) -> str:
@@ -128,7 +128,7 @@ def _live_status() -> None:
         return
     live = registry.get(session.id)
     stats = live.stats() if live else None
-    chunks = session_chunks(session.id)
+    chunks = session_chunks(session.id, rt)
     status = _status(session, chunks, STORED.count(rt.storage, session.id, _chunks_finished()))
     st.subheader(literal(session.title), anchor=False)
     _metrics(session, stats, chunks, rt.pipeline.stats(), status)
@@ -152,7 +152,7 @@ def _live_words() -> None:
         return
     st.markdown("**Transcript**")
     render_live_transcript(rt.storage, session.id, rt.partials,
-                           lambda: _no_transcript_yet(_status(session, session_chunks(session.id), 0)),
+                           lambda: _no_transcript_yet(_status(session, session_chunks(session.id, rt), 0)),
                            _chunks_finished)
 
 
@@ -167,7 +167,7 @@ def _live_chunks() -> None:
     session = _shown_session()
     if session is None:
         return
-    chunks = session_chunks(session.id)
+    chunks = session_chunks(session.id, rt)
     st.markdown("**Chunks**")
     st.dataframe(record_view.chunk_table(chunks), hide_index=True, width="stretch",
                  column_config={record_view.LATENCY: st.column_config.TextColumn(

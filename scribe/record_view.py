@@ -107,6 +107,14 @@ class _RecentReads:
         return value
 
 
+UNMARKED_CHANGE_S = 5.0
+"""How soon `StoredLines` and `ChunkRows` show a change their mark does not see (a line edited,
+a row changed by another process). Their marks move with every write this process's pipeline
+makes, so a live session's words and chunks show at the next redraw whatever this is; it only
+sets how often an unchanged session is read again for every page watching it (once a second,
+three reads a second per watched session cost more than a viewer's own redraws)."""
+
+
 class StoredLines(_RecentReads):
     """The stored transcript of live sessions, read from the database once per change for
     every page showing it: each open Record page redraws its transcript four times a second
@@ -118,7 +126,7 @@ class StoredLines(_RecentReads):
     is dropped, so a stored chunk never goes missing between the two) or the last read is
     older than `max_age_s` (an edit of a stored line also shows)."""
 
-    def __init__(self, max_age_s: float = 1.0, sessions: int = 64,
+    def __init__(self, max_age_s: float = UNMARKED_CHANGE_S, sessions: int = 64,
                  clock: Callable[[], float] = time.monotonic) -> None:
         super().__init__(max_age_s, sessions, clock)
 
@@ -144,9 +152,9 @@ class ChunkRows(_RecentReads):
 
     `chunks(storage, session_id, mark)` reads again when `mark` moved (`chunk_mark`) or the
     last read is older than `max_age_s`: a row changed past this process's pipeline shows
-    within it, as it did when each page read the rows once a second."""
+    within it."""
 
-    def __init__(self, max_age_s: float = 1.0, sessions: int = 64,
+    def __init__(self, max_age_s: float = UNMARKED_CHANGE_S, sessions: int = 64,
                  clock: Callable[[], float] = time.monotonic) -> None:
         super().__init__(max_age_s, sessions, clock)
 

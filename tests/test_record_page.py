@@ -233,6 +233,49 @@ def _storage(env) -> Storage:
     return shared(str(env / "scribe.duckdb"))
 
 
+def test_redraws_with_nothing_new_read_no_rows_and_a_stored_chunk_shows_at_the_next_redraw(env, monkeypatch):
+    """While a session records, its stored lines and chunk rows are read again only when the
+    pipeline's marks move: redraws seconds apart with nothing new make no database read, and a
+    chunk the pipeline stores shows at the very next redraw."""
+    import time
+
+    import pages._shared
+    from test_capture import frames
+
+    monkeypatch.setenv("SCRIBE_SKIP_SILENCE", "false")  # the test's tone is transcribed, not checked for speech
+    fake = streamer(monkeypatch)
+    at = run_page()
+    fake.start = True
+    at.text_input(key="record_title").set_value("Standup").run()
+    capture = fake.processor
+    storage, pipeline = capture.storage, capture.pipeline
+    now = [time.monotonic() + 100.0]  # past every earlier read: the next redraw reads, at this clock
+    for shared in (STORED, pages._shared.CHUNK_ROWS):
+        monkeypatch.setattr(shared, "_clock", lambda: now[0])
+    reads: list[str] = []
+    for name in ("list_segments", "list_chunks"):
+        def counted(*args, _real=getattr(storage, name), _name=name, **kwargs):
+            reads.append(_name)
+            return _real(*args, **kwargs)
+        monkeypatch.setattr(storage, name, counted)
+    at.run()
+    reads.clear()
+    for _ in range(3):  # redraws 1.5 s apart for 4.5 s: nothing changed, nothing read
+        now[0] += 1.5
+        at.run()
+        assert not at.exception, at.exception
+    assert reads == []
+    capture.take(frames(12.0))  # past the 5 s chunk length: a chunk closes and is transcribed
+    deadline = time.monotonic() + 60
+    while pipeline.stats().processed == 0 and time.monotonic() < deadline:
+        time.sleep(0.05)
+    at.run()  # the clock did not move: the pipeline's mark alone brings the new line
+    assert any("stub audio of" in t.value for t in at.text), [t.value for t in at.text]
+    assert "list_segments" in reads and "list_chunks" in reads
+    capture.request_stop()
+    capture.on_ended()
+
+
 def test_a_recording_with_nothing_said_says_no_speech(env, monkeypatch):
     from scribe.core import ChunkRow
 

@@ -20,7 +20,7 @@ from typing import NoReturn
 import streamlit as st
 from streamlit.delta_generator import DeltaGenerator
 
-from pages._shared import chosen_settings, live_registry, principal, runtime
+from pages._shared import chosen_settings, live_registry, principal, readable_session, runtime
 from pages._text import literal
 from scribe import capture, history
 from scribe.access import can_write
@@ -200,7 +200,7 @@ def _recording_badge(rt: Runtime, live: capture.LiveCapture) -> None:
     if stats.ended:
         st.caption("Recording ended.")
         return
-    session = rt.storage.find_session(live.session_id)
+    session = readable_session(live.session_id, rt)  # the row the Record page's fragments read too
     name = session.title if session else live.session_id
     if stats.frames == 0:  # the connection is up but no audio has arrived: speech now would be lost
         st.markdown(":orange[:material/hourglass_top: **Connecting to the microphone…**]")

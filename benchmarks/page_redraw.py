@@ -4,6 +4,7 @@
         [--seconds 30] [--rounds 2]
     HF_HUB_OFFLINE=1 python3 benchmarks/page_redraw.py --reads 60 --reads 240
     HF_HUB_OFFLINE=1 python3 benchmarks/page_redraw.py --status-reads 240
+    HF_HUB_OFFLINE=1 python3 benchmarks/page_redraw.py --live-reads 40 --live-reads 240
 
 The real app (`streamlit run app.py`; the stub backend, so the chunk lane costs next to
 nothing, and partials off, so no decoding: what is left is capture, storage and the pages),
@@ -20,6 +21,8 @@ the same cores (their CPU is not counted, but competes).
 `--reads`: the data part of one transcript redraw alone, in this process (see `read_cost`).
 `--status-reads`: the data part of the status line's and the chunk table's once-a-second
 redraws, in this process (see `status_cost`).
+`--live-reads`: a watched live session's reads over a minute, re-read after 1 s against
+`record_view.UNMARKED_CHANGE_S`, in this process (see `live_reads_cost`).
 """
 
 from __future__ import annotations
@@ -157,6 +160,40 @@ def status_cost(chunks: int, segments_per_chunk: int = 4, repeat: int = 200) -> 
         store.close()
 
 
+def live_reads_cost(chunks: int, minutes: float = 1.0) -> None:
+    """In-process, no browser: one watched live session's data over `minutes` of simulated time
+    (a clock that only this loop moves): the transcript redrawn four times a second, the status
+    line and the chunk table once a second each, a chunk stored every 15 s (both marks move).
+    Re-reading an unchanged session after 1 s (as before) against `UNMARKED_CHANGE_S`; reported:
+    the database reads and the CPU milliseconds per second of session, the same whatever the
+    number of viewers (they share these reads)."""
+    from scribe.config import Settings
+    from scribe.history import progress_status
+    from scribe.record_view import UNMARKED_CHANGE_S, ChunkRows, StoredLines, chunk_table, live_transcript
+    from scribe.storage import Storage
+
+    with tempfile.TemporaryDirectory(prefix="scribe-redraw-") as tmp:
+        store = Storage(Settings(data_dir=Path(tmp)).db)
+        session = seed_long_session(store, chunks, 4)
+        for max_age in (1.0, UNMARKED_CHANGE_S):
+            now = [0.0]
+            rows, lines = ChunkRows(max_age, clock=lambda: now[0]), StoredLines(max_age, clock=lambda: now[0])
+            began = time.process_time()
+            for tick in range(int(minutes * 60 * 4)):
+                now[0] = tick / 4
+                mark = int(now[0] // 15)  # a chunk stored every 15 s
+                live_transcript(lines.segments(store, session.id, mark), [])
+                if tick % 4 == 0:
+                    chunk_rows = rows.chunks(store, session.id, mark)
+                    progress_status(session, chunk_rows, lines.count(store, session.id, mark))
+                    chunk_table(rows.chunks(store, session.id, mark))
+            seconds = minutes * 60
+            print(f"{chunks} chunks, re-read after {max_age:g} s: {(rows.reads + lines.reads) / seconds:.2f} reads and "
+                  f"{(time.process_time() - began) / seconds * 1000:.2f} ms CPU per second of a watched session "
+                  f"(load average {os.getloadavg()[0]:.1f})")
+        store.close()
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--viewers", type=int, action="append", help="tabs watching (default 0, 4, 8)")
@@ -167,12 +204,17 @@ def main() -> None:
     parser.add_argument("--status-reads", type=int, action="append", metavar="CHUNKS",
                         help="only the in-process cost of the status line's and chunk table's data, "
                              "for a session of this many chunks (four segments each)")
+    parser.add_argument("--live-reads", type=int, action="append", metavar="CHUNKS",
+                        help="only the in-process cost of a watched live session's reads over a minute, "
+                             "for a session of this many chunks")
     args = parser.parse_args()
-    if args.reads or args.status_reads:
+    if args.reads or args.status_reads or args.live_reads:
         for lines in args.reads or []:
             read_cost(lines)
         for chunks in args.status_reads or []:
             status_cost(chunks)
+        for chunks in args.live_reads or []:
+            live_reads_cost(chunks)
         return
     counts = args.viewers or [0, 4, 8]
     turns, _ = speech.meeting_audio(speech.MEETING_TURNS, gap_s=0.9)

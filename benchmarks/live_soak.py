@@ -14,7 +14,8 @@ seconds of silence between passes, as between turns of a meeting.
 Every `--sample` seconds it reads the app's RSS and CPU time. At the end it stops the
 senders, waits until every chunk is stored, and prints one JSON line: RSS at start, after
 warm-up and at the end, the growth slope in MB/h fitted (least squares) over the samples
-after `--growth-from` of the run, chunks stored and not stored, audio received against wall
+after `--growth-from` of the run (and the same fit over each 5 minutes' lowest sample: the
+memory the app keeps, apart from the buffers of chunks in flight), chunks stored and not stored, audio received against wall
 time per session, partial decodes, and the app's CPU per session.
 """
 
@@ -110,6 +111,20 @@ def slope_mb_per_h(samples: list[tuple[float, float, float]], growth_from: float
     return round(float(np.polyfit(hours, np.array([r for _, r in tail]), 1)[0]), 1)
 
 
+FLOOR_WINDOW_S = 300.0
+
+
+def floors(samples: list[tuple[float, float, float]], window_s: float = FLOOR_WINDOW_S) -> list[tuple[float, float, float]]:
+    """The lowest sample of each `window_s` stretch: what the app keeps, not the buffers of the
+    chunks it happened to be transcribing when sampled (those are freed, and trimmed, seconds later)."""
+    windows: dict[int, tuple[float, float, float]] = {}
+    for sample in samples:
+        key = int(sample[0] // window_s)
+        if key not in windows or sample[1] < windows[key][1]:
+            windows[key] = sample
+    return [windows[k] for k in sorted(windows)]
+
+
 def run(sessions: int, minutes: float, sample_s: float, growth_from: float) -> dict:
     work = Path(tempfile.mkdtemp(prefix="scribe-live-soak-"))
     app = start_app(work / "data", partials=True)
@@ -147,7 +162,8 @@ def _report(app, work: Path, samples, sessions: int, wall: float, cpu: float, rs
     warm = next((rss for t, rss, _ in samples if t >= growth_from * samples[-1][0]), None)
     return {"sessions": sessions, "minutes": round(wall / 60, 1), "rss_start_mb": round(samples[0][1]),
             "rss_after_warm_up_mb": None if warm is None else round(warm), "rss_end_mb": round(rss_end),
-            "growth_mb_per_h": slope_mb_per_h(samples, growth_from), "chunks_stored": stored,
+            "growth_mb_per_h": slope_mb_per_h(samples, growth_from),
+            "floor_growth_mb_per_h": slope_mb_per_h(floors(samples), growth_from), "chunks_stored": stored,
             "chunks_not_stored": not_stored, "received_over_wall": received, "partial_decodes": decodes,
             "app_cpu_per_session": round(cpu / wall / sessions, 3),
             "samples": [(round(t), round(r, 1)) for t, r, _ in samples]}

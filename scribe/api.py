@@ -379,7 +379,7 @@ def _add_routes(router: APIRouter, context: ApiContext) -> None:
         db = storage()
         session = readable_session(db, who, session_id)
         chunks = db.list_chunks(session.id)
-        return {**session_json(session, db.chunk_counts(session.id)),
+        return {**session_json(session, db.counts_of(chunks)),  # one read: counts and list agree
                 "chunk_list": [_chunk_json(c) for c in chunks],
                 "transcripts": db.transcript_counts(session.id),
                 "expected_speakers": (db.diarization_state(session.id) or {}).get("expected_speakers")}

@@ -109,6 +109,40 @@ def test_session_detail_has_its_chunks_and_unknown_id_is_404(api, seeded):
     assert missing.status_code == 404 and missing.json() == {"error": "no session 'no-such-session'"}
 
 
+def test_session_detail_counts_the_very_chunks_it_lists(tmp_path):
+    """A chunk that finishes while the detail is read: the counts and the list still agree (the
+    CLI stops waiting on the counts and reports from the list)."""
+    from starlette.testclient import TestClient
+
+    from scribe.api import ApiContext, create_api
+    from scribe.runtime import Runtime
+
+    ids = seed_demo(tmp_path / "data")
+    rt = Runtime.build(Settings.from_env({}, data_dir=tmp_path / "data", backend="stub"))
+    real_list = rt.storage.list_chunks
+
+    def finishing_meanwhile(session_id: str):
+        rows = real_list(session_id)
+        for row in rows:
+            if row.status == "failed":
+                rt.storage.save_silent_chunk(session_id, row.seq, finished_at=row.finished_at or 0.0)
+        return rows
+
+    rt.storage.list_chunks = finishing_meanwhile
+    try:
+        context = ApiContext(runtime=lambda: rt, runtime_for=lambda b, m: rt, token=lambda: TOKEN)
+        with TestClient(create_api(context), base_url="http://127.0.0.1",
+                        headers={"Authorization": f"Bearer {TOKEN}"}) as client:
+            answer = client.get(f"/sessions/{ids['tricky']}")
+            assert answer.status_code == 200, answer.text
+            detail = answer.json()
+    finally:
+        rt.close()
+    listed = [c["status"] for c in detail["chunk_list"]]
+    assert "failed" in listed  # read before the chunk finished
+    assert detail["chunks"] == {status: listed.count(status) for status in ("pending", "processing", "done", "failed")}
+
+
 def test_start_up_marks_orphaned_recordings_before_any_page_opens(api, seeded):
     """The seeded 'recording' session was left by no live process: the server's start says so."""
     _, ids, *_ = seeded

@@ -61,6 +61,15 @@ class ChunkQueries(Database):
         counts.update({status: int(n) for status, n in rows})
         return counts
 
+    @staticmethod
+    def counts_of(chunks: Sequence[ChunkRow]) -> dict[str, int]:
+        """`chunk_counts` of rows already read: the counts agree with those rows, where a second
+        query could see a chunk finish between the two."""
+        counts = {status: 0 for status in CHUNK_STATUSES}
+        for chunk in chunks:
+            counts[chunk.status] += 1
+        return counts
+
     def chunk_counts_many(self, session_ids: Sequence[str]) -> dict[str, dict[str, int]]:
         """Chunk counts by status for a page of sessions, in one query (not one per row)."""
         counts = {sid: {status: 0 for status in CHUNK_STATUSES} for sid in session_ids}

@@ -11,12 +11,15 @@ LiveCapture, chunk lane, partial lane and speaker labeler as a browser recording
 voices reading the evaluation turns for the odd ones (`live_latency.spoken`), with a few
 seconds of silence between passes, as between turns of a meeting.
 
-Every `--sample` seconds it reads the app's RSS and CPU time. At the end it stops the
+Every `--sample` seconds it reads the app's RSS and CPU time, and where its memory is
+(`/api/health`'s `memory`: glibc malloc's bytes in use, free space kept in its heaps, large
+blocks mapped on their own, Python's blocks in use). At the end it stops the
 senders, waits until every chunk is stored, and prints one JSON line: RSS at start, after
 warm-up and at the end, the growth slope in MB/h fitted (least squares) over the samples
 after `--growth-from` of the run (and the same fit over each 5 minutes' lowest sample: the
 memory the app keeps, apart from the buffers of chunks in flight), chunks stored and not stored, audio received against wall
-time per session, partial decodes, and the app's CPU per session.
+time per session, partial decodes, the app's CPU per session, and the same growth fit of each
+`/api/health` memory figure (what grows: live data, kept free space, or memory outside malloc).
 """
 
 from __future__ import annotations
@@ -37,6 +40,7 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from live_latency import CAPTURE_END, _cpu_seconds, _rss_mb, _wait_stored, spoken, start_app
+from tools import get_json
 
 from scribe.audio import SAMPLE_RATE
 
@@ -130,14 +134,16 @@ def run(sessions: int, minutes: float, sample_s: float, growth_from: float) -> d
     app = start_app(work / "data", partials=True)
     stop = threading.Event()
     samples: list[tuple[float, float, float]] = []
+    allocator: list[tuple[float, dict]] = []
     try:
         pid, started = app.proc.pid, time.monotonic()
         thread, found = start_senders(app.url, sessions, minutes * 60, stop)
         cpu0 = _cpu_seconds(pid)
         while thread.is_alive():
             samples.append((time.monotonic() - started, _rss_mb(pid), _cpu_seconds(pid) - cpu0))
-            print(f"{samples[-1][0] / 60:6.1f} min  rss {samples[-1][1]:7.1f} MB  cpu {samples[-1][2]:8.1f} s",
-                  file=sys.stderr, flush=True)
+            allocator.append((samples[-1][0], _memory(app.url)))
+            print(f"{samples[-1][0] / 60:6.1f} min  rss {samples[-1][1]:7.1f} MB  cpu {samples[-1][2]:8.1f} s  "
+                  f"{allocator[-1][1]}", file=sys.stderr, flush=True)
             thread.join(sample_s)
         wall = time.monotonic() - started
         _wait_stored(app, [f.get("session") for f in found], 600)
@@ -147,9 +153,28 @@ def run(sessions: int, minutes: float, sample_s: float, growth_from: float) -> d
         stop.set()
         app.stop()
     try:
-        return _report(app, work, samples, sessions, wall, cpu, rss_end, growth_from)
+        return {**_report(app, work, samples, sessions, wall, cpu, rss_end, growth_from),
+                **_allocator_report(allocator, growth_from)}
     finally:
         shutil.rmtree(work, ignore_errors=True)
+
+
+def _memory(url: str) -> dict:
+    """The app's own account of its memory (`/api/health`), {} if it did not answer."""
+    try:
+        status, body = get_json(f"{url}/api/health")
+    except OSError:
+        return {}
+    return body.get("memory", {}) if status == 200 else {}
+
+
+def _allocator_report(allocator: list[tuple[float, dict]], growth_from: float) -> dict:
+    """The growth fit (per hour) of each `/api/health` memory figure, and every sample."""
+    growth = {}
+    for key in ("malloc_in_use_mb", "malloc_free_mb", "malloc_mapped_mb", "python_blocks"):
+        series = [(t, m[key], 0.0) for t, m in allocator if m.get(key) is not None]
+        growth[f"{key}_per_h"] = slope_mb_per_h(series, growth_from)
+    return {"allocator_growth": growth, "allocator_samples": [(round(t), m) for t, m in allocator]}
 
 
 def _report(app, work: Path, samples, sessions: int, wall: float, cpu: float, rss_end: float,

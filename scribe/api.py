@@ -45,6 +45,7 @@ from scribe.errors import AccessDeniedError, AudioDecodeError, NotFoundError, Sc
 from scribe.export import FORMATS, MIME_TYPES, download_name, render
 from scribe.guard import send_json
 from scribe.identity import Principal
+from scribe.memory import usage as memory_usage
 from scribe.runtime import Runtime
 from scribe.storage import MAX_EXPECTED_SPEAKERS, Storage, check_expected_speakers
 from scribe.storage.vocabulary import split_terms
@@ -336,7 +337,7 @@ def _add_routes(router: APIRouter, context: ApiContext) -> None:
     def storage() -> Storage:
         return context.runtime().storage
 
-    @router.get("/health", summary="status, version, backend, model, queue depth, live sessions")
+    @router.get("/health", summary="status, version, backend, model, queue depth, live sessions, memory")
     def health(who: Principal = Caller) -> dict[str, Any]:
         rt = context.runtime()
         stats = rt.pipeline.stats()
@@ -347,7 +348,7 @@ def _add_routes(router: APIRouter, context: ApiContext) -> None:
                           "in_flight": stats.in_flight,
                           "audio_seconds_waiting": round(stats.audio_seconds_waiting, 3)},
                 "live_sessions": context.live_sessions(), "live_words": _live_words(rt),
-                "token_required": bool(context.token()), "sign_in": context.team_mode()}
+                "memory": memory_usage(), "token_required": bool(context.token()), "sign_in": context.team_mode()}
 
     @router.get("/me", summary="who the API takes the caller for")
     def me(who: Principal = Caller) -> dict[str, Any]:

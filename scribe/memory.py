@@ -26,7 +26,9 @@ from __future__ import annotations
 import ctypes
 import ctypes.util
 import os
+import sys
 import threading
+import time
 
 M_ARENA_MAX = -8
 """mallopt's parameter number for the arena limit (glibc malloc.h)."""
@@ -86,9 +88,45 @@ def keep_returning_freed_memory(every_s: float = TRIM_SECONDS) -> bool:
 
 
 def _trim_forever(every_s: float) -> None:
-    pause = threading.Event()  # never set: the thread ends with the process
-    while not pause.wait(every_s):
+    while True:  # a daemon thread: it ends with the process
+        time.sleep(every_s)
         return_freed_memory()
+
+
+class _MallInfo2(ctypes.Structure):
+    """glibc's `struct mallinfo2` (malloc.h, glibc 2.33+): every field a size_t."""
+    _fields_ = [(name, ctypes.c_size_t) for name in (
+        "arena", "ordblks", "smblks", "hblks", "hblkhd", "usmblks", "fsmblks", "uordblks", "fordblks", "keepcost")]
+
+
+def usage() -> dict[str, float | int | None]:
+    """Where the process's memory is, for `/api/health`: resident set, and in glibc's
+    allocator the bytes in use, the free space in its heaps (resident until `malloc_trim`
+    returns its pages) and the large blocks it mapped on their own; Python's own allocator's blocks in use.
+    Telling live data from kept free space from memory outside malloc (model weights, oneDNN's
+    kernels) is what a long run's RSS growth needs. The allocator's figures are None where the
+    C library is not glibc."""
+    mib = 2**20
+    found: dict[str, float | int | None] = {"rss_mb": _rss_mb(), "malloc_in_use_mb": None,
+                                            "malloc_free_mb": None, "malloc_mapped_mb": None,
+                                            "python_blocks": sys.getallocatedblocks()}
+    mallinfo2 = getattr(_libc(), "mallinfo2", None)
+    if mallinfo2 is not None:
+        mallinfo2.restype = _MallInfo2
+        info = mallinfo2()
+        found.update(malloc_in_use_mb=round(info.uordblks / mib, 1), malloc_free_mb=round(info.fordblks / mib, 1),
+                     malloc_mapped_mb=round(info.hblkhd / mib, 1))
+    return found
+
+
+def _rss_mb() -> float | None:
+    """Resident set size from /proc (Linux); None elsewhere."""
+    try:
+        with open("/proc/self/statm") as statm:
+            pages = int(statm.read().split()[1])
+    except (OSError, IndexError, ValueError):
+        return None
+    return round(pages * os.sysconf("SC_PAGE_SIZE") / 2**20, 1)
 
 
 def tune_memory() -> None:

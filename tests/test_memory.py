@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import sys
@@ -42,6 +43,18 @@ def test_freed_heap_memory_goes_back_to_the_system():
             "print(trimmed, (held - p.memory_info().rss) // 2**20)")
     trimmed, returned_mb = _run(code, MALLOC_ARENA_MAX="2").split()
     assert trimmed == "True" and int(returned_mb) > 60
+
+
+def test_usage_tells_live_blocks_from_the_free_space_kept():
+    """Blocks in use count as in use; once freed, as free space the heap keeps until trimmed."""
+    code = ("import json; from scribe.memory import usage; before = usage(); "
+            "blocks = [bytes(2048) for _ in range(30_000)]; held = usage(); keep = blocks[-1]; del blocks; "
+            "print(json.dumps([before, held, usage()]))")
+    before, held, freed = json.loads(_run(code, MALLOC_ARENA_MAX="2"))
+    assert held["malloc_in_use_mb"] - before["malloc_in_use_mb"] > 55  # 60 MB of blocks
+    assert held["rss_mb"] - before["rss_mb"] > 55 and held["python_blocks"] - before["python_blocks"] >= 30_000
+    assert freed["malloc_in_use_mb"] - before["malloc_in_use_mb"] < 5
+    assert freed["malloc_free_mb"] > 5  # the top of the heap went back at once; the rest stays free in it
 
 
 def test_the_trimming_thread_starts_once_per_process():

@@ -8,7 +8,7 @@ from typing import Sequence
 import numpy as np
 
 from scribe.audio import SAMPLE_RATE, write_flac_atomic
-from scribe.chunking import Chunker, FixedPolicy
+from scribe.chunking import Chunker, FixedPolicy, policy_label
 from scribe.core import ChunkRow, SegmentRow, SessionRow
 from scribe.storage import Storage
 
@@ -54,10 +54,11 @@ def add_chunk(storage: Storage, audio_dir: Path, session_id: str, seq: int, spea
 
 def record_through(storage: Storage, pipeline, audio: np.ndarray, *, stop: bool = True) -> str:
     """A live session of `audio` fed to `pipeline` in 4 s chunks, as the capture feeds it
-    (finished unless `stop` is False); its id."""
+    (finished through the pipeline unless `stop` is False); its id."""
+    policy = FixedPolicy(4.0)
     session = storage.create_session(title="Standup", source="mic", backend="stub", model="stub",
-                                     chunk_seconds=4, chunk_policy="fixed")
-    chunker = Chunker(session.id, FixedPolicy(4.0))
+                                     chunk_seconds=policy.seconds, chunk_policy=policy_label(policy))
+    chunker = Chunker(session.id, policy)
     for start in range(0, audio.size, 3200):
         for chunk in chunker.push(audio[start:start + 3200]):
             pipeline.submit(chunk)

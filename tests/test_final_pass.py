@@ -4,30 +4,25 @@ from __future__ import annotations
 
 import numpy as np
 
-from scribe.chunking import Chunker, FixedPolicy
+from scribe.chunking import FixedPolicy
 from scribe.config import Settings
 from scribe.core import FINAL, LIVE, Transcription
 from scribe.final_pass import FinalPass, final_pass_enabled, run_final_pass, session_audio
 from scribe.pipeline import Pipeline
 from scribe.transcribers.stub import StubTranscriber
+from seed_sessions import record_through
 from waiting import eventually
 
 RATE = 16_000
 
 
 def _record(storage, pipeline, pcm: np.ndarray, *, stop: bool = True) -> str:
-    """A session fed through the chunker and pipeline like live audio, in 4 s chunks."""
-    session = storage.create_session(title="t", source="mic", backend="stub", model="stub",
-                                     chunk_seconds=4, chunk_policy="fixed:4")
-    chunker = Chunker(session.id, FixedPolicy(4.0))
-    for start in range(0, pcm.size, 3200):
-        for chunk in chunker.push(pcm[start:start + 3200]):
-            pipeline.submit(chunk)
-    for chunk in chunker.finish():
-        pipeline.submit(chunk)
+    """A session fed through the chunker and pipeline like live audio, in 4 s chunks, then
+    stopped without the pipeline's end (which would start the final pass on its own)."""
+    session_id = record_through(storage, pipeline, pcm, stop=False)
     if stop:
-        storage.end_session(session.id, "stopped")
-    return session.id
+        storage.end_session(session_id, "stopped")
+    return session_id
 
 
 def test_final_pass_adds_final_and_keeps_live(storage, settings, tone):

@@ -8,6 +8,7 @@ from __future__ import annotations
 import shutil
 import subprocess
 import tempfile
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -50,18 +51,43 @@ def synthesize(text: str, *, voice: str = "en-us", speed: int = 165) -> np.ndarr
         return decode_file(wav)
 
 
-def meeting_audio(turns: list[str] | None = None, *, gap_s: float = 0.7, repeat: int = 1,
-                  noise_dbfs: float | None = None, seed: int = 0) -> tuple[np.ndarray, str]:
-    """A multi-voice meeting (voices rotate per turn) and its reference text."""
+@dataclass(frozen=True)
+class Meeting:
+    """A synthetic meeting: its audio, the reference text, and where each turn begins."""
+
+    audio: np.ndarray
+    reference: str
+    turns: list[str]
+    turn_starts: list[float]
+    """Seconds into `audio` at which each of `turns` begins."""
+
+    def begun_by(self, seconds: float) -> str:
+        """The turns that had begun `seconds` into the audio: what a recording that long heard."""
+        return " ".join(turn for turn, start in zip(self.turns, self.turn_starts) if start < seconds)
+
+
+def meeting(turns: list[str] | None = None, *, gap_s: float = 0.7, repeat: int = 1,
+            noise_dbfs: float | None = None, seed: int = 0) -> Meeting:
+    """A multi-voice meeting: voices rotate per turn, each turn followed by `gap_s` of silence."""
     turns = (turns or MEETING_TURNS) * repeat
     gap = np.zeros(int(gap_s * SAMPLE_RATE), dtype=np.float32)
-    pieces = []
+    pieces, starts, at = [], [], 0
     for n, text in enumerate(turns):
-        pieces += [synthesize(text, voice=VOICES[n % len(VOICES)]), gap]
+        voice = synthesize(text, voice=VOICES[n % len(VOICES)])
+        starts.append(at / SAMPLE_RATE)
+        pieces += [voice, gap]
+        at += voice.size + gap.size
     audio = np.concatenate(pieces)
     if noise_dbfs is not None:
         audio = add_noise(audio, noise_dbfs, seed=seed)
-    return audio, " ".join(turns)
+    return Meeting(audio, " ".join(turns), turns, starts)
+
+
+def meeting_audio(turns: list[str] | None = None, *, gap_s: float = 0.7, repeat: int = 1,
+                  noise_dbfs: float | None = None, seed: int = 0) -> tuple[np.ndarray, str]:
+    """`meeting`'s audio and reference text."""
+    m = meeting(turns, gap_s=gap_s, repeat=repeat, noise_dbfs=noise_dbfs, seed=seed)
+    return m.audio, m.reference
 
 
 def add_noise(audio: np.ndarray, dbfs: float, *, seed: int = 0) -> np.ndarray:

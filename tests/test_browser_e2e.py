@@ -36,31 +36,27 @@ if not Path(CHROMIUM).exists() or not speech.have_espeak():
 @dataclass
 class Mic:
     wav: Path
-    reference: str
-    speech_seconds: float
-    turns: list[str]
-    turn_starts: list[float]  # seconds into the WAV (its lead silence included)
+    meeting: speech.Meeting  # played after LEAD_S of silence
+
+    @property
+    def reference(self) -> str:
+        return self.meeting.reference
 
     def begun_by(self, seconds: float) -> str:
         """The turns that had begun `seconds` into the WAV: what a recording that long heard."""
-        return " ".join(turn for turn, start in zip(self.turns, self.turn_starts) if start < seconds)
+        return self.meeting.begun_by(seconds - LEAD_S)
 
 
 @pytest.fixture(scope="module")
 def mic(tmp_path_factory) -> Mic:
     """A 48 kHz 16-bit WAV for Chromium's fake microphone: 2 s silence, seven
     meeting turns (~33 s), then silence to 60 s (`%noloop` plays it once)."""
-    turns = speech.MEETING_TURNS[:7]
-    audio, reference = speech.meeting_audio(turns)
+    meeting = speech.meeting(speech.MEETING_TURNS[:7])
     lead = np.zeros(int(LEAD_S * 16_000), np.float32)
-    tail = np.zeros(max(0, 60 * 16_000 - lead.size - audio.size), np.float32)
+    tail = np.zeros(max(0, 60 * 16_000 - lead.size - meeting.audio.size), np.float32)
     path = tmp_path_factory.mktemp("mic") / "mic.wav"
-    write_wav_48k(np.concatenate([lead, audio, tail]), path)
-    starts, at = [], LEAD_S
-    for n, turn in enumerate(turns):  # as meeting_audio lays them out
-        starts.append(at)
-        at += speech.synthesize(turn, voice=speech.VOICES[n % len(speech.VOICES)]).size / 16_000 + 0.7
-    return Mic(path, reference, audio.size / 16_000, turns, starts)
+    write_wav_48k(np.concatenate([lead, meeting.audio, tail]), path)
+    return Mic(path, meeting)
 
 
 @pytest.fixture

@@ -11,15 +11,16 @@ LiveCapture, chunk lane, partial lane and speaker labeler as a browser recording
 voices reading the evaluation turns for the odd ones (`live_latency.spoken`), with a few
 seconds of silence between passes, as between turns of a meeting.
 
-Every `--sample` seconds it reads the app's RSS and CPU time, and where its memory is
-(`/api/health`'s `memory`: glibc malloc's bytes in use, free space kept in its heaps, large
-blocks mapped on their own, Python's blocks in use). At the end it stops the
-senders, waits until every chunk is stored, and prints one JSON line: RSS at start, after
-warm-up and at the end, the growth slope in MB/h fitted (least squares) over the samples
-after `--growth-from` of the run (and the same fit over each 5 minutes' lowest sample: the
-memory the app keeps, apart from the buffers of chunks in flight), chunks stored and not stored, audio received against wall
-time per session, partial decodes, the app's CPU per session, and the same growth fit of each
-`/api/health` memory figure (what grows: live data, kept free space, or memory outside malloc).
+Every `--sample` seconds it reads the app's RSS and CPU time, where its memory is by the
+app's own account (`/api/health`'s `memory`: glibc malloc's bytes in use, free space kept in
+its heaps, large blocks mapped on their own, Python's blocks in use), and its resident memory
+by kind of mapping (/proc/PID/smaps). At the end it stops the senders, waits until every chunk
+is stored, and prints one JSON line: RSS at start, after warm-up and at the end, the growth
+slope in MB/h fitted (least squares) over the samples after `--growth-from` of the run (and the
+same fit over each 5 minutes' lowest sample: the memory the app keeps, apart from the buffers
+of chunks in flight), chunks stored and not stored, audio received against wall time per
+session, partial decodes, the app's CPU per session, and the same growth fit of each memory
+figure (what grows: live data, kept free space, or memory outside malloc).
 """
 
 from __future__ import annotations
@@ -28,6 +29,7 @@ import argparse
 import asyncio
 import base64
 import json
+import re
 import shutil
 import sys
 import tempfile
@@ -141,7 +143,7 @@ def run(sessions: int, minutes: float, sample_s: float, growth_from: float) -> d
         cpu0 = _cpu_seconds(pid)
         while thread.is_alive():
             samples.append((time.monotonic() - started, _rss_mb(pid), _cpu_seconds(pid) - cpu0))
-            allocator.append((samples[-1][0], _memory(app.url)))
+            allocator.append((samples[-1][0], {**_memory(app.url), **mappings_mb(pid)}))
             print(f"{samples[-1][0] / 60:6.1f} min  rss {samples[-1][1]:7.1f} MB  cpu {samples[-1][2]:8.1f} s  "
                   f"{allocator[-1][1]}", file=sys.stderr, flush=True)
             thread.join(sample_s)
@@ -168,10 +170,34 @@ def _memory(url: str) -> dict:
     return body.get("memory", {}) if status == 200 else {}
 
 
+MAPPING = re.compile(r"^([0-9a-f]+)-([0-9a-f]+) \S+ \S+ \S+ \S+\s*(.*)$")
+BIG_MAPPING_MB = 32
+"""glibc reserves each arena after the first as a 64 MB mapping; the main arena is `[heap]`."""
+
+
+def mappings_mb(pid: int) -> dict[str, float]:
+    """The process's resident memory by kind of mapping (/proc/PID/smaps): glibc's main heap,
+    large anonymous mappings (its other arenas), small anonymous ones (blocks malloc mapped on
+    their own, Python's arenas, thread stacks, libraries' own pools), and files (code, models)."""
+    found = {"heap": 0.0, "anon_large": 0.0, "anon_small": 0.0, "file": 0.0}
+    kind = None
+    with open(f"/proc/{pid}/smaps") as smaps:
+        for line in smaps:
+            if match := MAPPING.match(line):
+                size_mb = (int(match[2], 16) - int(match[1], 16)) / 2**20
+                name = match[3]
+                kind = ("heap" if name == "[heap]" else "file" if name.startswith("/") else
+                        None if name.startswith("[") else "anon_large" if size_mb >= BIG_MAPPING_MB else "anon_small")
+            elif line.startswith("Rss:") and kind is not None:
+                found[kind] += int(line.split()[1]) / 1024
+    return {k: round(v, 1) for k, v in found.items()}
+
+
 def _allocator_report(allocator: list[tuple[float, dict]], growth_from: float) -> dict:
     """The growth fit (per hour) of each `/api/health` memory figure, and every sample."""
     growth = {}
-    for key in ("malloc_in_use_mb", "malloc_free_mb", "malloc_mapped_mb", "python_blocks"):
+    for key in ("malloc_in_use_mb", "malloc_free_mb", "malloc_mapped_mb", "python_blocks",
+                "heap", "anon_large", "anon_small", "file"):
         series = [(t, m[key], 0.0) for t, m in allocator if m.get(key) is not None]
         growth[f"{key}_per_h"] = slope_mb_per_h(series, growth_from)
     return {"allocator_growth": growth, "allocator_samples": [(round(t), m) for t, m in allocator]}

@@ -13,8 +13,8 @@ seconds of silence between passes, as between turns of a meeting.
 
 Every `--sample` seconds it reads the app's RSS and CPU time, where its memory is by the
 app's own account (`/api/health`'s `memory`: glibc malloc's bytes in use, free space kept in
-its heaps, large blocks mapped on their own, Python's blocks in use), and its resident memory
-by kind of mapping (/proc/PID/smaps). At the end it stops the senders, waits until every chunk
+its heaps, large blocks mapped on their own, Python's blocks in use, DuckDB's buffers), and its
+resident memory by kind of mapping (/proc/PID/smaps). At the end it stops the senders, waits until every chunk
 is stored, and prints one JSON line: RSS at start, after warm-up and at the end, the growth
 slope in MB/h fitted (least squares) over the samples after `--growth-from` of the run (and the
 same fit over each 5 minutes' lowest sample: the memory the app keeps, apart from the buffers
@@ -196,7 +196,7 @@ def mappings_mb(pid: int) -> dict[str, float]:
 def _allocator_report(allocator: list[tuple[float, dict]], growth_from: float) -> dict:
     """The growth fit (per hour) of each `/api/health` memory figure, and every sample."""
     growth = {}
-    for key in ("malloc_in_use_mb", "malloc_free_mb", "malloc_mapped_mb", "python_blocks",
+    for key in ("malloc_in_use_mb", "malloc_free_mb", "malloc_mapped_mb", "python_blocks", "database_mb",
                 "heap", "anon_large", "anon_small", "file"):
         series = [(t, m[key], 0.0) for t, m in allocator if m.get(key) is not None]
         growth[f"{key}_per_h"] = slope_mb_per_h(series, growth_from)

@@ -84,7 +84,7 @@ def test_health_reports_backend_queue_and_database(api, app):
     assert body["version"]
     memory = body["memory"]  # the app process's, with a model loaded: tens of MB of malloc in use
     assert memory["rss_mb"] > memory["malloc_in_use_mb"] > 10 and memory["python_blocks"] > 10_000
-    assert memory["malloc_free_mb"] >= 0 and memory["malloc_mapped_mb"] >= 0
+    assert memory["malloc_free_mb"] >= 0 and memory["malloc_mapped_mb"] >= 0 and memory["database_mb"] > 0
 
 
 def test_sessions_list_filters_and_errors(api, seeded):

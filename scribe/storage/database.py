@@ -72,6 +72,12 @@ class Database:
                     cur.execute("INSERT INTO schema_version VALUES (?, ?, ?)", [version, name, time.time()])
         return len(MIGRATIONS)
 
+    def memory_mb(self) -> float:
+        """What DuckDB holds in memory: its buffer pool (the table blocks it read or wrote and
+        keeps until `memory_limit` needs the room) and the work of queries in flight."""
+        return round(float(self._scalar("SELECT coalesce(sum(memory_usage_bytes), 0) FROM duckdb_memory()"))
+                     / 2**20, 1)
+
     def schema_version(self) -> int:
         return int(self._scalar("SELECT max(version) FROM schema_version"))
 

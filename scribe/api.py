@@ -348,7 +348,8 @@ def _add_routes(router: APIRouter, context: ApiContext) -> None:
                           "in_flight": stats.in_flight,
                           "audio_seconds_waiting": round(stats.audio_seconds_waiting, 3)},
                 "live_sessions": context.live_sessions(), "live_words": _live_words(rt),
-                "memory": {**memory_usage(), "database_mb": rt.storage.memory_mb()}, "token_required": bool(context.token()), "sign_in": context.team_mode()}
+                "memory": {**memory_usage(), "database_mb": rt.storage.memory_mb()},
+                "token_required": bool(context.token()), "sign_in": context.team_mode()}
 
     @router.get("/me", summary="who the API takes the caller for")
     def me(who: Principal = Caller) -> dict[str, Any]:

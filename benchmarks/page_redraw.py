@@ -76,12 +76,13 @@ def app_cores(app: ScribeApp, seconds: float) -> float:
 
 def read_cost(lines: int, repeat: int = 200) -> None:
     """In-process, no browser: CPU milliseconds of one transcript redraw's data (the stored
-    lines read from DuckDB and turned into the page's view), read directly as before and
-    through `record_view.StoredLines` (every redraw after the first of a change)."""
+    lines read from DuckDB and built into the page's text), read and built on every redraw, and
+    through `record_view.StoredLines` (every redraw after the first of a change: the text built
+    with the shared read is reused, so what is left is the partial lines' filter)."""
     from seed_sessions import seed_session
 
     from scribe.config import Settings
-    from scribe.record_view import StoredLines, live_transcript
+    from scribe.record_view import StoredLines, StoredText, live_transcript
     from scribe.storage import Storage
 
     with tempfile.TemporaryDirectory(prefix="scribe-redraw-") as tmp:
@@ -89,13 +90,13 @@ def read_cost(lines: int, repeat: int = 200) -> None:
         session = seed_session(store, Path(tmp), [(None, f"line {k} of a meeting that goes on for a while")
                                                   for k in range(lines)], title="reads", created_at=1.0)
         stored = StoredLines()
-        for name, view in (("read directly", lambda: store.list_segments(session.id)),
-                           ("through StoredLines", lambda: stored.segments(store, session.id, (1, 0)))):
+        for name, view in (("read directly", lambda: StoredText.of(store.list_segments(session.id))),
+                           ("through StoredLines", lambda: stored.transcript(store, session.id, (1, 0, 0)))):
             live_transcript(view(), [])
             began = time.process_time()
             for _ in range(repeat):
                 live_transcript(view(), [])
-            print(f"{lines} stored lines, {name}: {(time.process_time() - began) / repeat * 1000:.2f} ms CPU "
+            print(f"{lines} stored lines, {name}: {(time.process_time() - began) / repeat * 1000:.3f} ms CPU "
                   f"per redraw (load average {os.getloadavg()[0]:.1f})")
         store.close()
 
@@ -182,7 +183,7 @@ def live_reads_cost(chunks: int, minutes: float = 1.0) -> None:
             for tick in range(int(minutes * 60 * 4)):
                 now[0] = tick / 4
                 mark = int(now[0] // 15)  # a chunk stored every 15 s
-                live_transcript(lines.segments(store, session.id, mark), [])
+                live_transcript(lines.transcript(store, session.id, mark), [])
                 if tick % 4 == 0:
                     chunk_rows = rows.chunks(store, session.id, mark)
                     progress_status(session, chunk_rows, lines.count(store, session.id, mark))

@@ -18,7 +18,8 @@ from scribe.storage import Storage
 PARTIAL_KEY = "live_partial_text"
 _PARTIAL_STYLE = f"<style>.st-key-{PARTIAL_KEY} div {{ color: #8a8f98; font-style: italic; }}</style>"
 STORED = StoredLines()
-"""Shared by every page of this process: N people watching a session cost one read per change."""
+"""Shared by every page of this process: N people watching a session cost one read and one
+build of its text per change."""
 
 
 def render_live_transcript(storage: Storage, session_id: str, partials: PartialLane | None,
@@ -28,12 +29,12 @@ def render_live_transcript(storage: Storage, session_id: str, partials: PartialL
     `empty_text()` (asked only then). `stored_mark()` changes whenever a chunk is stored
     (`StoredLines`)."""
     shown = partials.partials(session_id) if partials is not None else []  # before the mark and segments
-    view = live_transcript(STORED.segments(storage, session_id, stored_mark()), shown)
+    view = live_transcript(STORED.transcript(storage, session_id, stored_mark()), shown)
     st.html(_PARTIAL_STYLE)  # on every run, so it is in place before the first partial line is
     if not view.stored and not view.partial:
         st.text(empty_text())
     if view.stored:
-        st.text("\n".join(view.stored))
+        st.text(view.stored)
     if view.partial:
         with st.container(key=PARTIAL_KEY):
             st.text("\n".join(view.partial), help="Partial text: replaced by the stored transcript "

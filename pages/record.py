@@ -156,9 +156,9 @@ def _live_words() -> None:
                            _chunks_finished)
 
 
-def _chunks_finished() -> tuple[int, int]:
-    """Moves whenever any chunk's text is stored (or fails): the stored lines' mark."""
-    return record_view.stored_mark(rt.pipeline.stats())
+def _chunks_finished() -> tuple[int, int, int]:
+    """Moves whenever any chunk's text is stored (or fails) or labelled: the stored lines' mark."""
+    return record_view.stored_mark(rt.pipeline.stats(), rt.speakers)
 
 
 @st.fragment(run_every=1.0)

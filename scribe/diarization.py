@@ -395,6 +395,9 @@ class SpeakerLabeler(RequestThread[tuple[str, str, int]]):
         self.errors: dict[str, str] = {}
         self.cpu_seconds = 0.0
         """CPU time spent labelling (thread time), for the cost figures."""
+        self.handled = 0
+        """Requests handled, counted after their writes: the Record page's stored lines are
+        read again when it moves (`record_view.stored_mark`), so new labels show at once."""
 
     def attach(self, pipeline, final_pass=None) -> "SpeakerLabeler":
         """Listen to the pipeline; relabel a stopped session only once its queue and the
@@ -431,6 +434,7 @@ class SpeakerLabeler(RequestThread[tuple[str, str, int]]):
             self.errors[session_id] = f"{type(exc).__name__}: {exc}"
         finally:
             self.cpu_seconds += time.thread_time() - started
+            self.handled += 1
 
     def _stopped(self, session_id: str) -> bool:
         session = self.storage.find_session(session_id)

@@ -22,6 +22,7 @@ from scribe.timelabels import mmss
 
 if TYPE_CHECKING:
     from scribe.capture import LiveRegistry
+    from scribe.diarization import SpeakerLabeler
     from scribe.identity import Principal
     from scribe.pipeline import PipelineStats
     from scribe.storage import Storage
@@ -61,20 +62,37 @@ def chunk_table(chunks: list[ChunkRow]) -> list[dict[str, Any]]:
 
 
 @dataclass(frozen=True)
-class LiveTranscript:
-    """What the Record page shows: stored lines, then partial lines (to be styled apart)."""
+class StoredText:
+    """A session's stored transcript as the Record page shows it, built once per read of its
+    segments (`StoredText.of`) and shared like the read: pages redraw the transcript four
+    times a second, and building an hour's lines on each redraw would cost every viewer about
+    12 ms of CPU a second."""
 
-    stored: list[str]
+    segments: list[SegmentRow]
+    text: str
+    """The `transcript_lines`, one a line ('' when there are none)."""
+    seqs: frozenset[int]
+    """The chunks with stored segments (their partial text is no longer shown)."""
+
+    @classmethod
+    def of(cls, segments: list[SegmentRow]) -> StoredText:
+        return cls(segments, "\n".join(transcript_lines(segments)), frozenset(s.seq for s in segments))
+
+
+@dataclass(frozen=True)
+class LiveTranscript:
+    """What the Record page shows: the stored text, then partial lines (to be styled apart)."""
+
+    stored: str
     partial: list[str]
 
 
-def live_transcript(segments: list[SegmentRow], partials: list[PartialText]) -> LiveTranscript:
-    """Stored `[m:ss] text` lines, then the partial text of chunks whose stored text has
+def live_transcript(stored: StoredText, partials: list[PartialText]) -> LiveTranscript:
+    """The stored `[m:ss] text` lines, then the partial text of chunks whose stored text has
     not arrived. Read the partials *before* the segments: a chunk stored in between
     then shows once (stored) rather than not at all."""
-    stored_seqs = {s.seq for s in segments}
-    partial = [f"[{mmss(p.start_ms)}] {p.text}" for p in partials if p.seq not in stored_seqs and p.text]
-    return LiveTranscript(transcript_lines(segments), partial)
+    partial = [f"[{mmss(p.start_ms)}] {p.text}" for p in partials if p.seq not in stored.seqs and p.text]
+    return LiveTranscript(stored.text, partial)
 
 
 class _RecentReads:
@@ -116,33 +134,36 @@ three reads a second per watched session cost more than a viewer's own redraws).
 
 
 class StoredLines(_RecentReads):
-    """The stored transcript of live sessions, read from the database once per change for
-    every page showing it: each open Record page redraws its transcript four times a second
-    while a session records, and the stored lines change only when one of its chunks is
-    stored.
+    """The stored transcript of live sessions, read from the database and built into the
+    page's text (`StoredText`) once per change for every page showing it: each open Record
+    page redraws its transcript four times a second while a session records, and the stored
+    lines change only when one of its chunks is stored. Callers check that their viewer may
+    read the session first (`ReadableSessions`): the text is keyed by session alone.
 
-    `segments(storage, session_id, mark)` reads again when `mark` differs from the last
-    read's (the pipeline's count of finished chunks: it moves before a chunk's partial text
-    is dropped, so a stored chunk never goes missing between the two) or the last read is
-    older than `max_age_s` (an edit of a stored line also shows)."""
+    `transcript(storage, session_id, mark)` reads and builds again when `mark` differs from
+    the last read's (`stored_mark`: the pipeline's count of finished chunks, which moves
+    before a chunk's partial text is dropped, so a stored chunk never goes missing between the
+    two, and the speaker labeler's) or the last read is older than `max_age_s` (an edit of a
+    stored line also shows)."""
 
     def __init__(self, max_age_s: float = UNMARKED_CHANGE_S, sessions: int = 64,
                  clock: Callable[[], float] = time.monotonic) -> None:
         super().__init__(max_age_s, sessions, clock)
 
-    def segments(self, storage: Storage, session_id: str, mark: object) -> list[SegmentRow]:
+    def transcript(self, storage: Storage, session_id: str, mark: object) -> StoredText:
         return self._read_through((id(storage), session_id), mark,
-                                  lambda: storage.list_segments(session_id))
+                                  lambda: StoredText.of(storage.list_segments(session_id)))
 
     def count(self, storage: Storage, session_id: str, mark: object) -> int:
         """How many segments the session has stored (the status line's), from the same read
         as its lines: the transcript fragment beside it has usually made that read already."""
-        return len(self.segments(storage, session_id, mark))
+        return len(self.transcript(storage, session_id, mark).segments)
 
 
-def stored_mark(stats: PipelineStats) -> tuple[int, int]:
-    """`StoredLines`' mark: the chunks whose text was stored or failed, counted after the write."""
-    return stats.processed, stats.failed
+def stored_mark(stats: PipelineStats, speakers: SpeakerLabeler | None = None) -> tuple[int, int, int]:
+    """`StoredLines`' mark: the chunks whose text was stored or failed, counted after the write,
+    and the speaker labeler's requests handled (it names a chunk's speakers after its text)."""
+    return stats.processed, stats.failed, speakers.handled if speakers is not None else 0
 
 
 class ChunkRows(_RecentReads):

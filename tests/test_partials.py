@@ -24,7 +24,7 @@ from scribe.capture import LiveCapture, LiveRegistry
 from scribe.chunking import FixedPolicy, PausePolicy
 from scribe.core import DecodeOptions, SegmentRow
 from scribe.partials import ChunkText, LocalAgreement, PartialLane, common_prefix
-from scribe.record_view import live_transcript
+from scribe.record_view import StoredText, live_transcript
 from scribe.runtime import Runtime
 from scribe.transcribers.partial_whisper import Speech, TimedWord, WhisperPartialDecoder, ends_in_pause
 from scribe.wer import word_error_rate
@@ -473,12 +473,12 @@ def test_stored_text_replaces_the_partial_text_of_its_chunk(decoder, turns, sett
             capture.take(frames[start:start + 50])
             time.sleep(0.3)
         assert eventually(lambda: bool(capture.partial_text()), 30)
-        view = live_transcript(rt.storage.list_segments(capture.session_id), capture.partial_text())
-        assert view.stored == [] and view.partial and view.partial[0].startswith("[00:00] ")
+        view = live_transcript(StoredText.of(rt.storage.list_segments(capture.session_id)), capture.partial_text())
+        assert view.stored == "" and view.partial and view.partial[0].startswith("[00:00] ")
         capture.take(frames[first:])  # the chunk closes; the chunk lane transcribes it
         assert rt.pipeline.wait_idle(60)
         assert eventually(lambda: all(p.seq != 0 for p in capture.partial_text()), 10)
-        view = live_transcript(rt.storage.list_segments(capture.session_id), capture.partial_text())
+        view = live_transcript(StoredText.of(rt.storage.list_segments(capture.session_id)), capture.partial_text())
         assert view.stored and all(not line.startswith("[00:00]") for line in view.partial)
         assert word_error_rate(reference, rt.storage.session_text(capture.session_id)) < 0.3
         capture.end("test over")
@@ -497,8 +497,8 @@ def test_a_stale_partial_never_shows_beside_the_stored_text_of_its_chunk():
 
     stored = [SegmentRow("s", 0, 0, 0, 3000, "stored words")]
     partials = [PartialText("s", 0, 0, 3000, "stale", "words"), PartialText("s", 1, 3000, 4000, "new", "tail")]
-    view = live_transcript(stored, partials)
-    assert view.stored == ["[00:00] stored words"] and view.partial == ["[00:03] new tail"]
+    view = live_transcript(StoredText.of(stored), partials)
+    assert view.stored == "[00:00] stored words" and view.partial == ["[00:03] new tail"]
 
 
 # -- Gemini ----------------------------------------------------------------------

@@ -234,12 +234,14 @@ def _storage(env) -> Storage:
 
 
 def test_redraws_with_nothing_new_read_no_rows_and_a_stored_chunk_shows_at_the_next_redraw(env, monkeypatch):
-    """While a session records, its stored lines and chunk rows are read again only when the
-    pipeline's marks move: redraws seconds apart with nothing new make no database read, and a
-    chunk the pipeline stores shows at the very next redraw."""
+    """While a session records, its stored lines and chunk rows are read (and the transcript's
+    text built) again only when the pipeline's marks move: redraws seconds apart with nothing
+    new make no database read and build no text, and a chunk the pipeline stores shows at the
+    very next redraw."""
     import time
 
     import pages._shared
+    import scribe.record_view
     from test_capture import frames
 
     monkeypatch.setenv("SCRIBE_SKIP_SILENCE", "false")  # the test's tone is transcribed, not checked for speech
@@ -258,6 +260,8 @@ def test_redraws_with_nothing_new_read_no_rows_and_a_stored_chunk_shows_at_the_n
             reads.append(_name)
             return _real(*args, **kwargs)
         monkeypatch.setattr(storage, name, counted)
+    monkeypatch.setattr(scribe.record_view, "transcript_lines", lambda segments, _real=scribe.record_view.transcript_lines:
+                        reads.append("text built") or _real(segments))
     at.run()
     reads.clear()
     for _ in range(3):  # redraws 1.5 s apart for 4.5 s: nothing changed, nothing read
@@ -271,7 +275,7 @@ def test_redraws_with_nothing_new_read_no_rows_and_a_stored_chunk_shows_at_the_n
         time.sleep(0.05)
     at.run()  # the clock did not move: the pipeline's mark alone brings the new line
     assert any("stub audio of" in t.value for t in at.text), [t.value for t in at.text]
-    assert "list_segments" in reads and "list_chunks" in reads
+    assert "list_segments" in reads and "list_chunks" in reads and "text built" in reads
     capture.request_stop()
     capture.on_ended()
 

@@ -1,12 +1,13 @@
 """The Record page's views as plain values: chunk table, live transcript, level meter."""
 
-from scribe.core import ChunkRow, SegmentRow
+from scribe.core import ChunkRow, SegmentRow, SpeakerRow
 from scribe.partials import PartialText
 from scribe.identity import LOCAL, Principal
 from scribe.record_view import (
     ChunkRows,
     ReadableSessions,
     StoredLines,
+    StoredText,
     chunk_mark,
     chunk_table,
     level_fraction,
@@ -32,8 +33,8 @@ def test_level_meter_maps_dbfs_to_a_fraction():
 def test_live_transcript_hides_partial_text_once_its_chunk_is_stored():
     stored = [SegmentRow("s", 0, 0, 0, 1_000, "stored words")]
     partials = [PartialText("s", 0, 0, 1_000, "old guess", ""), PartialText("s", 1, 15_000, 16_000, "open", "chunk")]
-    view = live_transcript(stored, partials)
-    assert view.stored == ["[00:00] stored words"]
+    view = live_transcript(StoredText.of(stored), partials)
+    assert view.stored == "[00:00] stored words"
     assert view.partial == ["[00:15] open chunk"]
 
 
@@ -47,17 +48,53 @@ def test_every_page_watching_a_session_shares_one_read_of_its_stored_lines_per_c
     lines = StoredLines(max_age_s=1.0, clock=lambda: now[0])
     session_id = seed_session(storage, tmp_path, [(None, "first words")], title="live", created_at=1.0).id
     for _viewer_redraw in range(12):
-        assert [s.text for s in lines.segments(storage, session_id, (1, 0))] == ["first words"]
+        assert [s.text for s in lines.transcript(storage, session_id, (1, 0)).segments] == ["first words"]
     assert lines.reads == 1
     add_chunk(storage, tmp_path, session_id, 1, None, "second chunk")
-    assert len(lines.segments(storage, session_id, (2, 0))) == 2 and lines.reads == 2  # a new chunk: read at once
+    assert len(lines.transcript(storage, session_id, (2, 0)).segments) == 2 and lines.reads == 2  # read at once
     storage.edit_segment(session_id, "live", 0, 0, "first words, edited")
-    assert lines.segments(storage, session_id, (2, 0))[0].text == "first words"  # within max_age_s
+    assert lines.transcript(storage, session_id, (2, 0)).segments[0].text == "first words"  # within max_age_s
     now[0] = 1.0
-    assert lines.segments(storage, session_id, (2, 0))[0].text == "first words, edited"
+    assert lines.transcript(storage, session_id, (2, 0)).segments[0].text == "first words, edited"
     assert lines.reads == 3
 
 
+def test_redraws_with_nothing_new_build_the_transcript_text_once_for_every_viewer(storage, tmp_path, monkeypatch):
+    """Building an hour's transcript on each of four redraws a second would cost every viewer
+    about 12 ms a second: the text is built with the shared read, once per change, and every
+    redraw of every viewer shows that one text."""
+    from seed_sessions import seed_session
+
+    import scribe.record_view
+
+    built = []
+    monkeypatch.setattr(scribe.record_view, "transcript_lines",
+                        lambda segments, _real=scribe.record_view.transcript_lines: built.append(1) or _real(segments))
+    lines = StoredLines(clock=lambda: 0.0)
+    session_id = seed_session(storage, tmp_path, [(None, "first words"), ("Ana", "second words")],
+                              title="live", created_at=1.0).id
+    for _viewer_redraw in range(3 * 4 * 10):  # three viewers, ten seconds
+        view = live_transcript(lines.transcript(storage, session_id, (2, 0)), [])
+        assert view.stored == "[00:00] first words\n[00:05] Ana: second words"
+    assert len(built) == 1
+
+
+def test_a_new_chunk_and_a_new_speaker_name_show_in_the_text_at_the_next_redraw_after_the_mark_moves(
+        storage, tmp_path):
+    """The text is never older than the read it was built from: when the mark moves (a chunk
+    stored, a chunk's speakers labelled) the next redraw reads and shows the new text."""
+    from seed_sessions import add_chunk, seed_session
+
+    lines = StoredLines(clock=lambda: 0.0)
+    session_id = seed_session(storage, tmp_path, [(None, "first words")], title="live", created_at=1.0).id
+    assert lines.transcript(storage, session_id, (1, 0)).text == "[00:00] first words"
+    add_chunk(storage, tmp_path, session_id, 1, "Ben", "second chunk")
+    shown = live_transcript(lines.transcript(storage, session_id, (2, 0)), [])
+    assert shown.stored == "[00:00] first words\n[00:05] Ben: second chunk"
+    storage.save_speakers(session_id, [SpeakerRow(session_id, 1, "Speaker 1")], [("live", 0, 0, 1)], stage="live")
+    assert lines.transcript(storage, session_id, (2, 0)).text.startswith("[00:00] first words")  # mark unmoved
+    shown = live_transcript(lines.transcript(storage, session_id, (2, 0, 1)), [])  # the labeler's count moved
+    assert shown.stored == "[00:00] Speaker 1: first words\n[00:05] Ben: second chunk"
 def test_pages_asking_for_the_shown_session_share_one_read_a_second_and_keep_the_access_rule(storage, tmp_path):
     """A Record page's fragments ask for the shown session up to six times a second: one
     database read a second serves every page with the same principal; another person is
@@ -87,7 +124,7 @@ def test_the_status_lines_segment_count_comes_from_the_transcripts_read_and_matc
     lines = StoredLines(max_age_s=1.0, clock=lambda: 0.0)
     session_id = seed_session(storage, tmp_path, [(None, "one"), (None, "lost"), (None, "three")],
                               title="count", created_at=1.0, failed_seqs=[1]).id
-    assert len(lines.segments(storage, session_id, (2, 1))) == 2
+    assert len(lines.transcript(storage, session_id, (2, 1)).segments) == 2
     assert lines.count(storage, session_id, (2, 1)) == len(storage.list_segments(session_id)) == 2
     assert lines.reads == 1
     add_chunk(storage, tmp_path, session_id, 3, None, "four")

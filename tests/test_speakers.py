@@ -174,6 +174,7 @@ def labelled(storage, settings, turns):
         labeler.stop()
         pipeline.stop()
     assert not labeler.errors
+    assert labeler.handled >= 9 + 1  # each chunk, then the session: the Record page's mark moved each time
     return session_id
 
 

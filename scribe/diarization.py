@@ -130,7 +130,7 @@ def label_chunk(storage: Storage, session_id: str, seq: int, *, max_speakers: in
                 encoder: sp.VoiceEncoder | None = None) -> list[Assignment]:
     """Label one settled chunk's live segments against the session's speakers."""
     chunk = storage.get_chunk(session_id, seq)
-    segments = [s for s in storage.list_segments(session_id, LIVE) if s.seq == seq]
+    segments = storage.list_segments(session_id, LIVE, seq=seq)
     if not segments:
         return []
     windows = chunk_windows(storage, chunk, encoder)

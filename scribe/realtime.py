@@ -460,8 +460,8 @@ class RealtimeSocket:
             await self.send({"type": "conversation.item.input_audio_transcription.failed", "event_id": event_id(),
                              "item_id": item, "content_index": 0, "error": error.body()["error"]})
             return
-        segments = await asyncio.to_thread(rt.storage.list_segments, capture.session_id)
-        mine = [s for s in segments if s.seq == seq and s.text.strip()]
+        segments = await asyncio.to_thread(rt.storage.list_segments, capture.session_id, seq=seq)
+        mine = [s for s in segments if s.text.strip()]
         chunk = await asyncio.to_thread(rt.storage.get_chunk, capture.session_id, seq)
         seconds = (chunk.end_ms - chunk.start_ms) / 1000
         await self.send({"type": "conversation.item.input_audio_transcription.completed", "event_id": event_id(),

@@ -56,3 +56,17 @@ def test_resume_point_continues_after_the_last_chunk(storage):
     storage.insert_chunk(ChunkRow(sid, 0, 0, 1000, 0, 16000, "/a", "pending"))
     storage.insert_chunk(ChunkRow(sid, 1, 1000, 1500, 16000, 24007, "/b", "pending"))
     assert storage.resume_point(sid) == (2, 24007)
+
+
+def test_one_chunks_lines_read_alone_as_readers_see_them(storage):
+    sid = _session(storage, "t", 1.0)
+    for seq in range(3):
+        storage.insert_chunk(ChunkRow(sid, seq, seq * 1000, seq * 1000 + 900, 0, 16000, f"/x/{seq}", "pending"))
+        storage.save_segments(sid, seq, [SegmentRow(sid, seq, i, seq * 1000 + i * 400, seq * 1000 + i * 400 + 300,
+                                                    f"chunk {seq} line {i}") for i in range(2)], finished_at=3.0)
+    storage.edit_segment(sid, "live", 1, 1, "corrected")
+    one = storage.list_segments(sid, seq=1)
+    assert [(s.seq, s.idx, s.text) for s in one] == [(1, 0, "chunk 1 line 0"), (1, 1, "corrected")]
+    assert one[1].machine_text == "chunk 1 line 1"  # the same row as in the whole transcript
+    assert one == [s for s in storage.list_segments(sid) if s.seq == 1]
+    assert storage.list_segments(sid, seq=7) == []

@@ -26,15 +26,18 @@ apply everywhere at once), else the label its backend gave (Gemini), else NULL."
 class SegmentQueries(Database):
     """Transcripts as readers see them, their search, and a person's corrections."""
 
-    def list_segments(self, session_id: str, transcript: str = LIVE) -> list[SegmentRow]:
+    def list_segments(self, session_id: str, transcript: str = LIVE, *, seq: int | None = None) -> list[SegmentRow]:
         """One transcript in order, as readers see it: a person's edit replaces the machine
         text (kept in `machine_text`), so search, summaries and exports agree; `speaker` is
-        the speaker's current name (see SPEAKER_NAME)."""
+        the speaker's current name (see SPEAKER_NAME). With `seq`, that chunk's lines only:
+        what is done once per chunk must not read the whole meeting, or its cost grows with
+        the meeting's length."""
         rows = self._rows(f"""SELECT g.* EXCLUDE (text, speaker),
                 CASE WHEN e.text IS NOT NULL THEN g.text END AS machine_text,
                 coalesce(e.text, g.text) AS text, {SPEAKER_NAME} AS speaker
             FROM segments g LEFT JOIN segment_edits e USING (session_id, transcript, seq, idx) {SPEAKER_JOIN}
-            WHERE g.session_id = ? AND g.transcript = ? ORDER BY g.seq, g.idx""", [session_id, transcript])
+            WHERE g.session_id = ? AND g.transcript = ? AND (g.seq = ? OR ? IS NULL) ORDER BY g.seq, g.idx""",
+                          [session_id, transcript, seq, seq])
         return [_segment_row(r) for r in rows]
 
     def transcript_counts(self, session_id: str) -> dict[str, int]:

@@ -70,3 +70,50 @@ def test_one_chunks_lines_read_alone_as_readers_see_them(storage):
     assert one[1].machine_text == "chunk 1 line 1"  # the same row as in the whole transcript
     assert one == [s for s in storage.list_segments(sid) if s.seq == 1]
     assert storage.list_segments(sid, seq=7) == []
+
+
+@pytest.mark.parametrize("bound_mb", [16, 0])
+def test_the_database_buffers_stay_within_their_bound(tmp_path, bound_mb):
+    """DuckDB keeps every block it wrote or read until its bound needs the room: a database
+    bigger than the bound is still read whole, and only the bound's worth stays in memory."""
+    store = Storage(tmp_path / "s.duckdb", memory_limit_mb=bound_mb)
+    cur = store.cursor()
+    cur.execute("CREATE TABLE filler AS SELECT random() AS x, random() AS y FROM range(3000000)")  # ~40 MB
+    cur.execute("CHECKPOINT")
+    count, mean = cur.execute("SELECT count(*), avg(x) FROM filler").fetchone()
+    assert count == 3_000_000 and 0.49 < mean < 0.51
+    if bound_mb:
+        assert store.memory_mb() <= bound_mb
+    else:  # DuckDB's own bound (80 % of RAM) keeps it all
+        assert store.memory_mb() > 30
+    store.close()
+
+
+def test_an_in_memory_database_keeps_duckdbs_own_bound():
+    store = Storage(":memory:", memory_limit_mb=16)  # nowhere to evict to: a bound would fail big writes
+    assert store.cursor().execute("SELECT current_setting('memory_limit')").fetchone()[0] != "15.2 MiB"
+
+
+def test_the_app_and_the_cli_open_the_database_with_the_configured_bound(settings, monkeypatch):
+    import argparse
+
+    from scribe.cli.common import open_storage
+    from scribe.runtime import Runtime
+
+    def bound(store: Storage) -> str:
+        return store.cursor().execute("SELECT current_setting('memory_limit')").fetchone()[0]
+
+    from scribe.storage.database import MEMORY_LIMIT_MB
+
+    assert settings.db_memory_mb == MEMORY_LIMIT_MB  # a database opened without settings has the same bound
+    rt = Runtime.build(settings.with_changes(backend="stub", db_memory_mb=32), start=False)
+    try:
+        assert bound(rt.storage) == "30.5 MiB"  # 32 MB
+    finally:
+        rt.close()
+    monkeypatch.setenv("SCRIBE_DB_MEMORY_MB", "48")
+    _, store = open_storage(argparse.Namespace(db=str(settings.db)))
+    try:
+        assert bound(store) == "45.7 MiB"  # 48 MB
+    finally:
+        store.close()

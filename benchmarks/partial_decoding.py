@@ -35,6 +35,7 @@ import os
 import re
 import sys
 import time
+from dataclasses import replace
 from pathlib import Path
 from typing import Callable
 
@@ -166,6 +167,8 @@ def simulate_tail(decoder, sessions: list[tuple[np.ndarray, list[int]]], interva
             open_audio = audio[start:until]
             tail, offset = chunk.tail_audio(open_audio)
             speech = decoder.prepare(tail, offset, chunk.prompt(), chunk.wants_times(open_audio.size / SAMPLE_RATE))
+            if speech is not None and speech.times and hasattr(chunk.gate(), "may_commit"):  # as `hear` does
+                speech = replace(speech, may_commit=chunk.gate().may_commit)
             end_s = open_audio.size / SAMPLE_RATE
             if not chunk.unchanged(speech, end_s) and not chunk.waits(speech, end_s):
                 due.append((i, chunk, open_audio.size / SAMPLE_RATE))

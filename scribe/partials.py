@@ -171,12 +171,27 @@ class LocalAgreement:
 
     def update(self, words: list[str]) -> tuple[list[str], list[str]]:
         """Add the newest hypothesis; returns (stable words, unstable tail)."""
+        self.stable = self.peek(words)
         self._history.append(words)
-        if len(self._history) == self.n:
-            agreed = min(common_prefix(self._history[0], h) for h in list(self._history)[1:])
-            if agreed > len(self.stable):
-                self.stable = list(words[:agreed])
         return list(self.stable), tail_after(self.stable, words)
+
+    def peek(self, words: list[str]) -> list[str]:
+        """The stable words once `words` is added, without adding it."""
+        return stable_after(self.stable, list(self._history)[1 - self.n:], words, self.n)
+
+    @property
+    def previous(self) -> tuple[tuple[str, ...], ...]:
+        """The hypotheses a new one must agree with (the last n - 1)."""
+        return tuple(tuple(h) for h in list(self._history)[1 - self.n:])
+
+
+def stable_after(stable: Sequence[str], previous: Sequence[Sequence[str]], words: list[str], n: int) -> list[str]:
+    """LocalAgreement's stable words after hypothesis `words`, given the stable words so far
+    and the last n - 1 hypotheses before it."""
+    if len(previous) < n - 1:
+        return list(stable)
+    agreed = min(common_prefix(list(h), words) for h in previous)
+    return list(words[:agreed]) if agreed > len(stable) else list(stable)
 
 
 def tail_after(stable: list[str], words: list[str]) -> list[str]:
@@ -267,7 +282,8 @@ class ChunkText:
     def gate(self, wait_s: float | None = None) -> "Gate":
         """What a decode of this tail waits for now (`wait_s`: see `waits`)."""
         return Gate(self.speech_end_s, self.decoded_end_s, self.cut_s,
-                    self.wait_s if wait_s is None else wait_s)
+                    self.wait_s if wait_s is None else wait_s, tuple(self.committed[-REPEAT_WORDS:]),
+                    tuple(self.agreement.stable), self.agreement.previous, self._n)
 
     def unchanged(self, speech: "Speech | None", audio_end_s: float) -> bool:
         """True when a decode of this tail could tell nothing new: no speech in it (the
@@ -329,6 +345,24 @@ class Gate:
     decoded_end_s: float
     cut_s: float
     wait_s: float
+    committed: Sequence[str] = ()
+    """The last committed words (a decode's repeat of them is dropped)."""
+    stable: Sequence[str] = ()
+    """The tail's stable words so far (LocalAgreement)."""
+    previous: Sequence[Sequence[str]] | None = None
+    """The tail's last hypotheses, which a new one must agree with (None: unknown)."""
+    agreement: int = 2
+
+    def may_commit(self, words: list[str]) -> bool:
+        """Whether a decode that heard `words` can commit any (`ChunkText.accept`): only
+        then does it need word times. A commit needs stable words the hypothesis still
+        starts with; which words are stable does not depend on times."""
+        if self.previous is None:
+            return True
+        heard = _without_repeat(list(self.committed), without_loops([TimedWord(w, math.nan, math.nan) for w in words]))
+        texts = [w.text for w in heard]
+        stable = stable_after(self.stable, self.previous, texts, self.agreement)
+        return bool(stable) and common_prefix(stable, texts) == len(stable)
 
     def heard_before(self, speech: "Speech") -> bool:
         """No speech since a decode that heard enough silence after it."""
@@ -395,6 +429,8 @@ def hear(decoder: Any, tails: list[Tail]) -> list[Heard | None]:
             continue
         if speech is not None and (tail.language is not None or tail.initial_prompt):
             speech = replace(speech, language=tail.language, initial_prompt=tail.initial_prompt)
+        if speech is not None and speech.times and tail.gate is not None:
+            speech = replace(speech, may_commit=tail.gate.may_commit)
         quiet = tail.gate.quiet(speech, tail.end_s) if tail.gate else None if speech else SILENCE
         if quiet is not None:
             heard[i] = Heard([], speech.speech_end_s if speech else None, quiet)

@@ -23,7 +23,7 @@ from scribe.audio import SAMPLE_RATE, decode_file
 from scribe.capture import LiveCapture, LiveRegistry
 from scribe.chunking import FixedPolicy, PausePolicy
 from scribe.core import DecodeOptions, SegmentRow
-from scribe.partials import ChunkText, LocalAgreement, PartialLane, common_prefix
+from scribe.partials import ChunkText, LocalAgreement, PartialLane, Tail, common_prefix, hear
 from scribe.record_view import StoredText, live_transcript
 from scribe.runtime import Runtime
 from scribe.transcribers.partial_whisper import Speech, TimedWord, WhisperPartialDecoder, ends_in_pause
@@ -352,18 +352,25 @@ def test_a_pause_is_heard_at_the_audios_end_only_after_the_speech_stopped(turns)
     assert ends_in_pause(np.zeros(SAMPLE_RATE, np.float32))
 
 
-def read_live(decoder: WhisperPartialDecoder, audio: np.ndarray, wait_s: float) -> tuple[list[list[str]], int]:
-    """The lane's path over one open chunk offered every second (ChunkText, VAD, the
-    decoder): the words shown after each offer, and how many decodes it took."""
+def read_live(decoder: WhisperPartialDecoder, audio: np.ndarray, wait_s: float,
+              gate: bool = True) -> tuple[list[list[str]], int]:
+    """The lane's path over one open chunk offered every second (ChunkText, then `hear`:
+    VAD, the gate, the decoder): the words shown after each offer (committed ones marked
+    "|"), and how many decodes it took. `gate=False`: every tail long enough to commit
+    reads its word times."""
     chunk, shown, decodes = ChunkText(wait_s=wait_s), [], 0
     for until in [*range(SAMPLE_RATE, audio.size, SAMPLE_RATE), audio.size]:
         end_s = until / SAMPLE_RATE
         tail, offset = chunk.tail_audio(audio[:until])
-        piece = decoder.prepare(tail, offset, chunk.prompt(), chunk.wants_times(end_s))
-        if not chunk.unchanged(piece, end_s) and not chunk.waits(piece, end_s):
-            chunk.accept(decoder.decode([piece])[0], end_s, piece.speech_end_s)
+        state = chunk.gate()
+        [heard] = hear(decoder, [Tail(tail, offset, chunk.prompt(), chunk.wants_times(end_s),
+                                      gate=state if gate else replace(state, previous=None))])
+        if heard.quiet is None:
+            chunk.accept(heard.words, end_s, heard.speech_end_s)
             decodes += 1
-        shown.append(chunk.words())
+        else:
+            chunk.passed(heard.quiet, end_s)
+        shown.append([*chunk.committed, "|", *chunk.words()[len(chunk.committed):]])
     return shown, decodes
 
 
@@ -371,18 +378,23 @@ READER = Path("/usr/share/pocketsphinx/test/data/librivox")
 """Debian's pocketsphinx-testdata (scripts/setup.sh --system): one real person reading."""
 
 
+def reader_sentences(count: int = 3) -> tuple[np.ndarray, str]:
+    """The real reader's first sentences, 0.6 s apart (one open chunk), and their text."""
+    import re
+
+    said = {name: text for text, name in re.findall(r"<s> (.*) </s> \((.*)\)", (READER / "transcription").read_text())}
+    names = sorted(said)[:count]
+    gap = np.zeros(int(0.6 * SAMPLE_RATE), np.float32)
+    audio = np.concatenate([p for n in names for p in (decode_file(READER / f"{n}.wav"), gap)] + [gap])
+    return audio, " ".join(said[n] for n in names)
+
+
 @pytest.mark.skipif(not READER.is_dir(), reason="pocketsphinx-testdata is not installed")
 def test_waiting_for_pauses_shows_the_same_words_of_a_real_voice_with_far_fewer_decodes(decoder):
     """A real reader's three sentences (one open chunk): decoding at pauses and every 2 s of
     running speech ends on text as right as decoding every second, shows each sentence's
     words, and decodes far less often."""
-    import re
-
-    said = {name: text for text, name in re.findall(r"<s> (.*) </s> \((.*)\)", (READER / "transcription").read_text())}
-    names = sorted(said)[:3]
-    gap = np.zeros(int(0.6 * SAMPLE_RATE), np.float32)
-    audio = np.concatenate([p for n in names for p in (decode_file(READER / f"{n}.wav"), gap)] + [gap])
-    reference = " ".join(said[n] for n in names)
+    audio, reference = reader_sentences()
     every, every_decodes = read_live(decoder, audio, wait_s=0.0)
     waited, waited_decodes = read_live(decoder, audio, wait_s=2.0)
     every_wer, waited_wer = word_error_rate(reference, " ".join(every[-1])), word_error_rate(reference, " ".join(waited[-1]))
@@ -390,6 +402,46 @@ def test_waiting_for_pauses_shows_the_same_words_of_a_real_voice_with_far_fewer_
     assert waited_decodes <= 0.7 * every_decodes
     assert waited_wer <= every_wer + 0.05 and waited_wer < 0.3
     assert len(waited[-1]) >= len(every[-1]) - 2
+
+
+def test_a_hypothesis_may_commit_only_when_it_starts_with_words_two_hypotheses_agree_on():
+    """Word times (an `align` pass) matter only to a commit, and a commit needs stable words
+    the newest hypothesis still starts with: that is known from the words alone."""
+    def timed(text: str, start: float = 0.0) -> list[TimedWord]:
+        return [TimedWord(w, start + 0.4 * i, start + 0.4 * i + 0.3) for i, w in enumerate(text.split())]
+
+    chunk = ChunkText(commit_after_s=2.0)
+    assert not chunk.gate().may_commit("good morning".split())  # one hypothesis agrees with nothing
+    chunk.accept(timed("good morning every"), 1.5, 1.5)
+    assert chunk.gate().may_commit("Good morning, everyone".split())
+    assert not chunk.gate().may_commit("could morning everyone".split())
+    chunk.accept(timed("good morning everyone"), 2.5, 2.5)  # stable: "good morning"
+    assert chunk.agreement.stable == ["good", "morning"]
+    assert not chunk.gate().may_commit("good mourning everyone".split())  # rewrites a stable word
+    assert chunk.gate().may_commit("good morning everyone thanks".split())
+
+
+@pytest.mark.skipif(not READER.is_dir(), reason="pocketsphinx-testdata is not installed")
+def test_only_decodes_that_can_commit_read_word_times_and_the_words_stay_the_same(decoder, monkeypatch):
+    """A real reader through the lane's path: skipping `align` for decodes that cannot
+    commit shows the same words, stable, committed and tail, after every offer, with fewer
+    `align` passes."""
+    audio, _ = reader_sentences()
+    real, calls = decoder._whisper.find_alignment, []
+
+    def counting(*args, **kwargs):
+        calls.append(len(args[1]))
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(decoder._whisper, "find_alignment", counting)
+    always, _ = read_live(decoder, audio, wait_s=2.0, gate=False)
+    aligned_always = len(calls)
+    calls.clear()
+    gated, _ = read_live(decoder, audio, wait_s=2.0)
+    print(f"align passes {aligned_always} -> {len(calls)}")
+    assert gated == always
+    assert len(calls) < aligned_always
+    assert sum(1 for words in gated if words.index("|") > 0) >= len(gated) // 2  # words were committed
 
 
 def test_partials_pause_while_final_chunks_wait_and_resume_after():

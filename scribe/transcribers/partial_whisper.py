@@ -13,7 +13,7 @@ import math
 import re
 import time
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Callable
 
 import numpy as np
 
@@ -80,7 +80,7 @@ class Speech:
     """Where the last speech VAD found ends (chunk seconds): no decode when it has not moved."""
     prompt: str = ""
     times: bool = True
-    """Word times wanted (an `align` pass): only when the words may be committed."""
+    """Word times wanted (an `align` pass): only when the tail is long enough to commit."""
     vocabulary: str = ""
     """The team's words (`scribe.vocabulary.whisper_prompt`), read before the prompt."""
     paused: bool = True
@@ -92,6 +92,9 @@ class Speech:
     initial_prompt: str = ""
     """The session's own prompt (`DecodeOptions.prompt`), read after the vocabulary and
     before the words already shown, as the chunk lane's `initial_prompt` is."""
+    may_commit: Callable[[list[str]], bool] | None = field(default=None, repr=False, compare=False)
+    """Given the decoded words: whether the lane can commit any of them (then, and only
+    then, `align` reads their times). None: whenever `times`."""
 
 
 class WhisperPartialDecoder:
@@ -207,10 +210,17 @@ class WhisperPartialDecoder:
                                                        int(TOKENS_PER_SECOND * seconds)),
             return_no_speech_prob=True, suppress_blank=True, suppress_tokens=self._suppress)
         tokens = [[t for t in r.sequences_ids[0] if t < tokenizer.eot] for r in results]
+        texts = [tokenizer.decode(t).strip() for t in tokens]
         aligned = (self._whisper.find_alignment(tokenizer, tokens, encoded, features.shape[-1])
-                   if any(s.times for s in batch) else [[] for _ in batch])
-        return [self._guarded(s, tokenizer.decode(t).strip(), float(r.no_speech_prob), a)
-                for s, t, r, a in zip(batch, tokens, results, aligned)]
+                   if any(map(self._wants_times, batch, texts)) else [[] for _ in batch])
+        return [self._guarded(s, text, float(r.no_speech_prob), a)
+                for s, text, r, a in zip(batch, texts, results, aligned)]
+
+    @staticmethod
+    def _wants_times(speech: Speech, text: str) -> bool:
+        """Word times cost an `align` pass (about a sixth of a decode): read them only for
+        words the lane can commit."""
+        return speech.times and (speech.may_commit is None or speech.may_commit(words_of(text)))
 
     def _full_prompt(self, speech: Speech) -> list[int]:
         """[previous-text marker, the team's words (as faster-whisper places hotwords), the

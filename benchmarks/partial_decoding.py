@@ -35,7 +35,6 @@ import os
 import re
 import sys
 import time
-from dataclasses import replace
 from pathlib import Path
 from typing import Callable
 
@@ -141,7 +140,7 @@ def simulate_tail(decoder, sessions: list[tuple[np.ndarray, list[int]]], interva
                   commit_after_s: float, wait_s: float) -> tuple[list[Shown], list[float], list[list[str]]]:
     """The lane's way, N sessions in lockstep (one batched decode per step): per session its
     shown words over time and each chunk's last text; and the seconds of each step."""
-    from scribe.partials import ChunkText
+    from scribe.partials import ChunkText, Tail, hear
 
     step = int(interval_s * SAMPLE_RATE)
     n = len(sessions)
@@ -152,7 +151,7 @@ def simulate_tail(decoder, sessions: list[tuple[np.ndarray, list[int]]], interva
     seconds = []
     for k in range(max(map(len, plans))):
         began = time.perf_counter()
-        due, speeches = [], []
+        due, tails = [], []
         for i, (audio, _cuts) in enumerate(sessions):
             if k >= len(plans[i]):
                 continue
@@ -166,17 +165,16 @@ def simulate_tail(decoder, sessions: list[tuple[np.ndarray, list[int]]], interva
             chunk: ChunkText = st["text"]
             open_audio = audio[start:until]
             tail, offset = chunk.tail_audio(open_audio)
-            speech = decoder.prepare(tail, offset, chunk.prompt(), chunk.wants_times(open_audio.size / SAMPLE_RATE))
-            if speech is not None and speech.times and hasattr(chunk.gate(), "may_commit"):  # as `hear` does
-                speech = replace(speech, may_commit=chunk.gate().may_commit)
             end_s = open_audio.size / SAMPLE_RATE
-            if not chunk.unchanged(speech, end_s) and not chunk.waits(speech, end_s):
-                due.append((i, chunk, open_audio.size / SAMPLE_RATE))
-                speeches.append(speech)
-        heard = decoder.decode(speeches) if speeches else []
+            due.append((chunk, end_s))
+            tails.append(Tail(tail, offset, chunk.prompt(), chunk.wants_times(end_s), gate=chunk.gate()))
+        heard = hear(decoder, tails)  # the lane's path: VAD, the gate, one batched decode
         seconds.append(time.perf_counter() - began)
-        for (i, chunk, end_s), words, speech in zip(due, heard, speeches):
-            chunk.accept(words, end_s, speech.speech_end_s)
+        for (chunk, end_s), found in zip(due, heard):
+            if found is not None and found.quiet is None:
+                chunk.accept(found.words, end_s, found.speech_end_s)
+            elif found is not None:
+                chunk.passed(found.quiet, end_s)
         for i in range(n):
             if k < len(plans[i]):
                 until = plans[i][k][2]

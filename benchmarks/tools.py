@@ -21,8 +21,6 @@ import av
 import duckdb
 import numpy as np
 
-from scribe import backends
-
 ROOT = Path(__file__).resolve().parent.parent
 MODEL_VARIABLES = ("SCRIBE_WHISPER_MODEL", "SCRIBE_FINAL_MODEL", "SCRIBE_PARTIAL_MODEL")
 """Passed on from the caller by default: under pytest, the tests' models (conftest)."""
@@ -48,6 +46,10 @@ class ScribeApp:
                if k in inherit or not k.startswith(("SCRIBE_", "GEMINI_"))}
         env.update({"SCRIBE_DATA_DIR": str(data_dir), "HF_HUB_OFFLINE": "1", "SCRIBE_LOG_LEVEL": "INFO"})
         if stub:
+            # Imported here: benchmarks that import an older checkout's scribe (--root) use
+            # this module's other parts, and that checkout may have no registry.
+            from scribe import backends
+
             env.update({"SCRIBE_BACKEND": backends.STAND_IN, "SCRIBE_SKIP_SILENCE": "false"})
         env.update(extra_env)
         self._log = open(log_path, "w")

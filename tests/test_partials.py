@@ -343,6 +343,41 @@ def test_a_decode_waits_while_speech_runs_on_but_not_at_a_pause():
     assert not ChunkText(wait_s=0.0).waits(heard(1.0), 1.0)  # 0: every interval
 
 
+class CountingVad:
+    """The real decoder, counting its VAD passes over whole tails (`prepare`)."""
+
+    def __init__(self, decoder: WhisperPartialDecoder) -> None:
+        self.decoder, self.prepared = decoder, 0
+
+    def prepare(self, *args, **kwargs):
+        self.prepared += 1
+        return self.decoder.prepare(*args, **kwargs)
+
+    def ends_in_pause(self, audio: np.ndarray) -> bool:
+        return self.decoder.ends_in_pause(audio)
+
+    def decode(self, batch):
+        return self.decoder.decode(batch)
+
+
+def test_within_the_wait_running_speech_is_told_by_the_pause_look_alone(decoder, turns):
+    """A tail whose speech runs on to its end, offered before the wait is over, waits; the
+    short VAD look at its end tells that, so the VAD pass over the whole tail is spared.
+    At a pause within the wait the tail is read at once, as before."""
+    audio, _ = turns
+    seconds = [t / 10 for t in range(25, 60)]
+    running = next(t for t in seconds if not ends_in_pause(audio[: int(t * SAMPLE_RATE)]))
+    paused = next(t for t in seconds if ends_in_pause(audio[: int(t * SAMPLE_RATE)]))
+    counting = CountingVad(decoder)
+    for at, decoded in [(running, False), (paused, True)]:
+        chunk = ChunkText(wait_s=2.0)
+        chunk.accept([TimedWord("good", 0.2, 0.5)], at - 1.0, at - 1.0)  # a decode 1 s before
+        counting.prepared = 0
+        [heard] = hear(counting, [Tail(audio[: int(at * SAMPLE_RATE)], 0.0, gate=chunk.gate())])
+        assert (heard.quiet is None) is decoded and (heard.words != []) is decoded, (at, heard)
+        assert counting.prepared == int(decoded)
+
+
 def test_a_pause_is_heard_at_the_audios_end_only_after_the_speech_stopped(turns):
     audio, _ = turns
     speaking = audio[: 2 * SAMPLE_RATE]

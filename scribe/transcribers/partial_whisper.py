@@ -150,6 +150,11 @@ class WhisperPartialDecoder:
         """The speech in `audio` (a tail of the open chunk starting at `offset_s`), or None."""
         return prepare_speech(audio, offset_s, prompt, times, vocabulary)
 
+    @staticmethod
+    def ends_in_pause(audio: np.ndarray) -> bool:
+        """`ends_in_pause`: the VAD look at the audio's end alone (the lane's cheap first check)."""
+        return ends_in_pause(audio)
+
     def decode(self, batch: list[Speech]) -> list[list[TimedWord]]:
         """The words of each piece of speech, timed in chunk seconds (one model pass for all
         of one language whose prompt has the same length; a piece past one window is read on

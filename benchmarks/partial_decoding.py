@@ -10,10 +10,11 @@ Without the app or a browser: espeak-ng speech is cut into chunks at the pauses 
   LocalAgreement-2: the lane before tails. With `--root` pointing at an older checkout
   (e.g. a worktree of the commit before), its `WhisperPartialDecoder` is the one measured:
   the before figures.
-- `tail`: the lane's own state (`ChunkText`): only the tail after the committed words is
-  decoded, with them as the prompt, no decode when VAD finds no new speech, and with
-  `--sessions N` the N sessions' tails of each step in one batched model call (the
-  sessions play the set's turns rotated, so each says something different).
+- `tail`: the lane's own state (`ChunkText`) and its `hear` (VAD, the gate, one batched
+  decode): only the tail after the committed words is decoded, with them as the prompt, no
+  decode when VAD finds no new speech, and with `--sessions N` the N sessions' tails of each
+  step in one batched model call (the sessions play the set's turns rotated, so each says
+  something different). `--root` works here too, for a checkout whose lane has `hear`.
 For every spoken word (the reference text, times as in live_latency.py), its latency is the
 first step whose shown text has it (aligned, runs of 2+ words), counted from the word's end:
 audio still to come before that step plus the step's own decode time. No page, network or

@@ -223,7 +223,7 @@ class WhisperPartialDecoder:
 
     @staticmethod
     def _wants_times(speech: Speech, text: str) -> bool:
-        """Word times cost an `align` pass (about a sixth of a decode): read them only for
+        """Word times cost an `align` pass (13-15 % of a decode): read them only for
         words the lane can commit."""
         return speech.times and (speech.may_commit is None or speech.may_commit(words_of(text)))
 

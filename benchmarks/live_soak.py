@@ -14,13 +14,14 @@ seconds of silence between passes, as between turns of a meeting.
 Every `--sample` seconds it reads the app's RSS and CPU time, where its memory is by the
 app's own account (`/api/health`'s `memory`: glibc malloc's bytes in use, free space kept in
 its heaps, large blocks mapped on their own, Python's blocks in use, DuckDB's buffers), and its
-resident memory by kind of mapping (/proc/PID/smaps). At the end it stops the senders, waits until every chunk
-is stored, and prints one JSON line: RSS at start, after warm-up and at the end, the growth
-slope in MB/h fitted (least squares) over the samples after `--growth-from` of the run (and the
-same fit over each 5 minutes' lowest sample: the memory the app keeps, apart from the buffers
-of chunks in flight), chunks stored and not stored, audio received against wall time per
-session, partial decodes, the app's CPU per session, and the same growth fit of each memory
-figure (what grows: live data, kept free space, or memory outside malloc).
+resident memory by kind of mapping (/proc/PID/smaps: glibc's main heap, its other arenas, other
+anonymous memory, files). At the end it stops the senders, waits until every chunk is stored,
+and prints one JSON line: RSS at start, after warm-up and at the end, the growth slope in MB/h
+fitted (least squares) over the samples after `--growth-from` of the run (and the same fit over
+each 5 minutes' lowest sample: the memory the app keeps, apart from the buffers of chunks in
+flight), chunks stored and not stored, audio received against wall time per session, partial
+decodes, the app's CPU per session, and the same growth fit of each memory figure (what grows:
+live data, kept free space, or memory outside malloc).
 """
 
 from __future__ import annotations
@@ -170,26 +171,31 @@ def _memory(url: str) -> dict:
     return body.get("memory", {}) if status == 200 else {}
 
 
-MAPPING = re.compile(r"^([0-9a-f]+)-([0-9a-f]+) \S+ \S+ \S+ \S+\s*(.*)$")
-BIG_MAPPING_MB = 32
-"""glibc reserves each arena after the first as a 64 MB mapping; the main arena is `[heap]`."""
+MAPPING = re.compile(r"^([0-9a-f]+)-([0-9a-f]+) (\S+) \S+ \S+ \S+\s*(.*)$")
+ARENA_HEAP = 64 * 2**20
+"""glibc maps each heap of an arena after the first as a 64 MB reservation aligned on 64 MB:
+the part in use, then the rest without access; the first arena is `[heap]`."""
 
 
 def mappings_mb(pid: int) -> dict[str, float]:
     """The process's resident memory by kind of mapping (/proc/PID/smaps): glibc's main heap,
-    large anonymous mappings (its other arenas), small anonymous ones (blocks malloc mapped on
-    their own, Python's arenas, thread stacks, libraries' own pools), and files (code, models)."""
-    found = {"heap": 0.0, "anon_large": 0.0, "anon_small": 0.0, "file": 0.0}
-    kind = None
+    its other arenas' heaps, other anonymous mappings (blocks malloc mapped on their own,
+    Python's arenas, thread stacks, libraries' own pools), and files (code, models)."""
+    maps = []  # [start, end, perms, name, rss_kb]
     with open(f"/proc/{pid}/smaps") as smaps:
         for line in smaps:
             if match := MAPPING.match(line):
-                size_mb = (int(match[2], 16) - int(match[1], 16)) / 2**20
-                name = match[3]
-                kind = ("heap" if name == "[heap]" else "file" if name.startswith("/") else
-                        None if name.startswith("[") else "anon_large" if size_mb >= BIG_MAPPING_MB else "anon_small")
-            elif line.startswith("Rss:") and kind is not None:
-                found[kind] += int(line.split()[1]) / 1024
+                maps.append([int(match[1], 16), int(match[2], 16), match[3], match[4], 0])
+            elif line.startswith("Rss:") and maps:
+                maps[-1][4] = int(line.split()[1])
+    found = {"heap": 0.0, "arenas": 0.0, "anon_other": 0.0, "file": 0.0}
+    for i, (start, end, _, name, rss_kb) in enumerate(maps):
+        nxt = maps[i + 1] if i + 1 < len(maps) else None
+        reserved = nxt[1] if nxt and nxt[0] == end and nxt[2] == "---p" and not nxt[3] else end
+        kind = ("heap" if name == "[heap]" else "file" if name.startswith("/") else None if name else
+                "arenas" if start % ARENA_HEAP == 0 and reserved - start == ARENA_HEAP else "anon_other")
+        if kind is not None:
+            found[kind] += rss_kb / 1024
     return {k: round(v, 1) for k, v in found.items()}
 
 
@@ -197,7 +203,7 @@ def _allocator_report(allocator: list[tuple[float, dict]], growth_from: float) -
     """The growth fit (per hour) of each `/api/health` memory figure, and every sample."""
     growth = {}
     for key in ("malloc_in_use_mb", "malloc_free_mb", "malloc_mapped_mb", "python_blocks", "database_mb",
-                "heap", "anon_large", "anon_small", "file"):
+                "heap", "arenas", "anon_other", "file"):
         series = [(t, m[key], 0.0) for t, m in allocator if m.get(key) is not None]
         growth[f"{key}_per_h"] = slope_mb_per_h(series, growth_from)
     return {"allocator_growth": growth, "allocator_samples": [(round(t), m) for t, m in allocator]}

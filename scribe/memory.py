@@ -100,12 +100,12 @@ class _MallInfo2(ctypes.Structure):
 
 
 def usage() -> dict[str, float | int | None]:
-    """Where the process's memory is, for `/api/health`: resident set, and in glibc's
+    """Where the process's memory is, for `/api/health`: the resident set; in glibc's
     allocator the bytes in use, the free space in its heaps (resident until `malloc_trim`
-    returns its pages) and the large blocks it mapped on their own; Python's own allocator's blocks in use.
-    Telling live data from kept free space from memory outside malloc (model weights, oneDNN's
-    kernels) is what a long run's RSS growth needs. The allocator's figures are None where the
-    C library is not glibc."""
+    returns its pages) and the large blocks it mapped on their own; the blocks in use of
+    Python's own allocator. A long run's RSS growth needs them to tell live data from kept free
+    space from memory outside malloc (Python's arenas, libraries' own pools). The allocator's
+    figures are None where the C library is not glibc."""
     mib = 2**20
     found: dict[str, float | int | None] = {"rss_mb": _rss_mb(), "malloc_in_use_mb": None,
                                             "malloc_free_mb": None, "malloc_mapped_mb": None,

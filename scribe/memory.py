@@ -119,14 +119,10 @@ def usage() -> dict[str, float | int | None]:
     return found
 
 
-def _rss_mb() -> float | None:
-    """Resident set size from /proc (Linux); None elsewhere."""
-    try:
-        with open("/proc/self/statm") as statm:
-            pages = int(statm.read().split()[1])
-    except (OSError, IndexError, ValueError):
-        return None
-    return round(pages * os.sysconf("SC_PAGE_SIZE") / 2**20, 1)
+def _rss_mb() -> float:
+    import psutil  # only when asked: the CLI's start does not pay for it
+
+    return round(psutil.Process().memory_info().rss / 2**20, 1)
 
 
 def tune_memory() -> None:

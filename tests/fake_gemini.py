@@ -256,7 +256,7 @@ def _handler_for(fake: FakeGemini) -> type[BaseHTTPRequestHandler]:
         protocol_version = "HTTP/1.1"
         disable_nagle_algorithm = True  # headers and body go out as separate writes
 
-        def do_POST(self) -> None:  # noqa: N802 (http.server naming)
+        def do_POST(self) -> None:
             match = PATH_RE.match(self.path.split("?", 1)[0])
             length = int(self.headers.get("content-length") or 0)
             raw = self.rfile.read(length) if length else b""

@@ -5,12 +5,12 @@ from __future__ import annotations
 import time
 from pathlib import Path
 
+from seed_sessions import seed_session
 from streamlit.testing.v1 import AppTest
 
 from scribe.config import Settings
 from scribe.core import SegmentRow
 from scribe.storage import Storage
-from seed_sessions import seed_session
 
 ROOT = Path(__file__).parent.parent
 TRICKY = "Literal <script>alert(1)</script> and **x** must stay text."

@@ -15,6 +15,7 @@ import wave
 
 import numpy as np
 import pytest
+from seed_sessions import seed_session
 from starlette.testclient import TestClient
 
 from scribe import accounts
@@ -23,7 +24,6 @@ from scribe.config import Settings
 from scribe.identity import Principal
 from scribe.runtime import Runtime
 from scribe.summaries import summarizers_open_to
-from seed_sessions import seed_session
 
 SERVICE_TOKEN = "service-token-for-the-matrix-0123"
 ISSUER = "http://127.0.0.1:1/"

@@ -10,7 +10,8 @@ import plotly.io
 import pytest
 from streamlit.testing.v1 import AppTest
 
-from scribe import analytics, analytics_charts as charts
+from scribe import analytics
+from scribe import analytics_charts as charts
 from scribe.core import ChunkRow
 from scribe.storage import Storage
 

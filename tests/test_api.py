@@ -9,19 +9,19 @@ from pathlib import Path
 import httpx2
 import numpy as np
 import pytest
-
 from audio_files import encode
 from pagekit import seed_demo
+from scribe_app import ScribeApp
+from waiting import wait_until
+
 from scribe.api_access import access_error
-from scribe.guard import is_loopback
 from scribe.config import Settings
 from scribe.core import database_id
 from scribe.export import FORMATS, render
+from scribe.guard import is_loopback
 from scribe.history import choose_transcript
 from scribe.search import search
 from scribe.storage import Storage
-from scribe_app import ScribeApp
-from waiting import wait_until
 
 TOKEN = "t0ken-for-tests-0123456789"
 QUERIES = ["budget", '"launch date"', "migration", "thank"]
@@ -435,9 +435,8 @@ def test_start_up_recovers_pending_chunks_without_any_request(tmp_path):
 
 def test_pages_and_the_api_share_one_runtime(tmp_path, monkeypatch):
     """`runtime()` in a page returns the object start-up built (the API's), not a second one."""
-    from streamlit.testing.v1 import AppTest
-
     from pagekit import close_runtime
+    from streamlit.testing.v1 import AppTest
 
     data = tmp_path / "data"
     monkeypatch.setenv("SCRIBE_DATA_DIR", str(data))

@@ -3,8 +3,8 @@ from pathlib import Path
 import av
 import numpy as np
 import pytest
-
 from audio_files import FORMATS, encode
+
 from scribe.audio import SAMPLE_RATE, FrameResampler, decode_file, read_flac, write_flac_atomic
 from scribe.errors import AudioDecodeError
 

@@ -11,13 +11,13 @@ import json
 from pathlib import Path
 from typing import Iterator
 
+import fake_gemini as fg
 import numpy as np
 import pytest
-
-import fake_gemini as fg
 from audio_files import encode
 from fake_gemini import fake_gemini, fake_gemini_factory  # noqa: F401 (fixtures)
 from redis_server import redis_server
+
 from scribe import backends
 from scribe.backends import BackendSpec
 from scribe.config import Settings

@@ -6,8 +6,8 @@ import time
 
 import numpy as np
 import pytest
-
 import speech
+
 from scribe import retranscribe
 from scribe.backpressure import assess_backlog
 from scribe.chunking import Chunk

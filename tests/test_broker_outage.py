@@ -5,9 +5,10 @@ from __future__ import annotations
 import time
 
 from redis_server import free_port, start_redis
+from test_distributed import _start_worker_process, _wait_ready, chunk, new_session
+
 from scribe.distributed import RemoteTranscriber
 from scribe.pipeline import Pipeline, PipelineOptions
-from test_distributed import _start_worker_process, _wait_ready, chunk, new_session
 
 
 def test_a_broker_restart_fails_no_chunk_and_duplicates_none(storage, tmp_path):

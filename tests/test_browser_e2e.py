@@ -15,10 +15,10 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-
 import speech
 from fake_mic import CHROMIUM, chromium_args, write_wav_48k
 from scribe_app import ScribeApp
+
 from scribe.wer import word_error_rate
 
 pytestmark = [pytest.mark.browser, pytest.mark.slow]

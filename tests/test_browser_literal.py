@@ -7,13 +7,13 @@ import time
 from pathlib import Path
 
 import pytest
+from fake_mic import CHROMIUM
+from scribe_app import ScribeApp
+from seed_sessions import seed_session
 
 from scribe.config import Settings
 from scribe.storage import Storage
 from scribe.summaries import summarize_session
-from seed_sessions import seed_session
-from fake_mic import CHROMIUM
-from scribe_app import ScribeApp
 
 pytestmark = [pytest.mark.browser, pytest.mark.slow]
 
@@ -25,7 +25,8 @@ MARKUP = """() => {
   for (const a of document.querySelectorAll('a')) if ((a.href || '').includes('evil')) hits.push('link ' + a.href);
   for (const e of document.querySelectorAll('strong, b')) if (['bold', 'tag'].includes(text(e))) hits.push('bold ' + text(e));
   for (const e of document.querySelectorAll('em, i')) if (text(e) === 'ital') hits.push('italic');
-  for (const e of document.querySelectorAll('img[src="x"], .katex, [data-testid=stMain] script, [data-testid=stSidebar] script')) hits.push(e.tagName);
+  const active = 'img[src="x"], .katex, [data-testid=stMain] script, [data-testid=stSidebar] script';
+  for (const e of document.querySelectorAll(active)) hits.push(e.tagName);
   for (const e of document.querySelectorAll('h1, h2, h3, h4, h5, h6')) if (text(e) === 'not a heading') hits.push('heading');
   for (const e of document.querySelectorAll('span[style*="color"]')) if (text(e) === 'red') hits.push('colour');
   return hits;

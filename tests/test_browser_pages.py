@@ -9,15 +9,15 @@ import time
 from pathlib import Path
 
 import pytest
+from fake_mic import CHROMIUM
 from playwright.sync_api import TimeoutError as PlaywrightTimeout
+from scribe_app import ScribeApp
+from seed_sessions import seed_session
+from test_analytics_page import _seed as seed_timings
 
 from scribe.config import Settings
 from scribe.storage import Storage
 from scribe.summaries import summarize_session
-from seed_sessions import seed_session
-from test_analytics_page import _seed as seed_timings
-from fake_mic import CHROMIUM
-from scribe_app import ScribeApp
 
 pytestmark = [pytest.mark.browser, pytest.mark.slow]
 

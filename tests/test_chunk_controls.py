@@ -4,12 +4,12 @@ from __future__ import annotations
 
 import time
 
+import fake_gemini as fg
 import numpy as np
 import pytest
+from fake_gemini import fake_gemini, fake_gemini_factory  # noqa: F401 (fixtures)
 from streamlit.testing.v1 import AppTest
 
-import fake_gemini as fg
-from fake_gemini import fake_gemini, fake_gemini_factory  # noqa: F401 (fixtures)
 from scribe import retranscribe
 from scribe.chunking import Chunk
 from scribe.costs import session_cost

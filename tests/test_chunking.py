@@ -1,11 +1,23 @@
 import numpy as np
 import pytest
-from hypothesis import given, settings, strategies as st
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from scribe.audio import SAMPLE_RATE
-from scribe.chunking import (DEFAULT_POLICY, FILE_POLICY_NAMES, LIVE_POLICY_NAMES, POLICY_HELP, POLICY_NAMES,
-                             Chunker, FixedPolicy, PausePolicy, QuietestPolicy, WholePolicy, parse_policy,
-                             policy_label)
+from scribe.chunking import (
+    DEFAULT_POLICY,
+    FILE_POLICY_NAMES,
+    LIVE_POLICY_NAMES,
+    POLICY_HELP,
+    POLICY_NAMES,
+    Chunker,
+    FixedPolicy,
+    PausePolicy,
+    QuietestPolicy,
+    WholePolicy,
+    parse_policy,
+    policy_label,
+)
 from scribe.errors import SettingsError
 
 

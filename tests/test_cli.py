@@ -7,8 +7,8 @@ import sys
 from pathlib import Path
 
 import pytest
-
 from audio_files import encode
+
 from scribe.storage import Storage
 from scribe.wer import word_error_rate
 

@@ -14,11 +14,11 @@ from pathlib import Path
 import duckdb
 import numpy as np
 import pytest
-
 from audio_files import encode
 from pagekit import seed_demo
-from scribe import cli
 from scribe_app import ScribeApp, free_port
+
+from scribe import cli
 
 TOKEN = "cli-token-0123456789abcdef"
 

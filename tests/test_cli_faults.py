@@ -14,10 +14,10 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-
 from audio_files import encode
-from scribe.storage import Storage
 from test_cli import ROOT, run
+
+from scribe.storage import Storage
 
 STUB = {"SCRIBE_SKIP_SILENCE": "false"}
 

@@ -7,9 +7,8 @@ import subprocess
 import sys
 from pathlib import Path
 
-import pytest
-
 import fake_gemini as fg
+import pytest
 import speech
 from fake_gemini import fake_gemini, fake_gemini_factory  # noqa: F401 (fixtures)
 

@@ -8,9 +8,9 @@ import sys
 
 import pytest
 import srt
-
 from fake_gemini import DEFAULT_KEY, fake_gemini, fake_gemini_factory, forbidden, json_reply  # noqa: F401
 from pagekit import ROOT, TRICKY, seed_demo
+
 from scribe.cli import main
 
 

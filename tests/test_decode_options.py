@@ -8,12 +8,12 @@ from __future__ import annotations
 
 import threading
 
+import fake_gemini as fg
 import pytest
 import speech
+from fake_gemini import fake_gemini, fake_gemini_factory  # noqa: F401 (fixtures)
 from starlette.testclient import TestClient
 
-import fake_gemini as fg
-from fake_gemini import fake_gemini, fake_gemini_factory  # noqa: F401 (fixtures)
 from scribe.api import ApiContext, create_api
 from scribe.chunking import parse_policy
 from scribe.core import DecodeOptions

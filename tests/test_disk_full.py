@@ -10,10 +10,10 @@ import uuid
 from pathlib import Path
 
 import pytest
-
 from audio_files import encode
-from scribe.storage import Storage
 from test_cli import ROOT
+
+from scribe.storage import Storage
 
 
 @pytest.fixture

@@ -11,8 +11,8 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-
 from redis_server import redis_server
+
 from scribe.chunking import Chunk
 from scribe.core import Segment, Transcription, Usage
 from scribe.distributed import RemoteTranscriber, TranscriptionWorker, safe_url
@@ -331,6 +331,7 @@ def test_partials_on_a_worker_use_the_session_language_and_prompt_like_local_one
     worker's partial of German speech reads German for a `de` session, as the local lane's
     (not word for word: the tick carries the audio as 16-bit samples)."""
     import speech
+
     from scribe.core import DecodeOptions
     from scribe.transcribers.partial_whisper import WhisperPartialDecoder
     from scribe.wer import word_error_rate

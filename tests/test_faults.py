@@ -8,13 +8,13 @@ from contextlib import contextmanager
 
 import duckdb
 import numpy as np
+from test_pipeline import EchoTranscriber, chunk, make_pipeline, new_session
+from waiting import eventually
 
 from scribe.core import FINAL
 from scribe.final_pass import run_final_pass
 from scribe.health import StorageHealth, is_storage_fault
 from scribe.storage import Storage
-from test_pipeline import EchoTranscriber, chunk, make_pipeline, new_session
-from waiting import eventually
 
 
 class FullDisk(Storage):

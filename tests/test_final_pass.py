@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import numpy as np
+from seed_sessions import record_through
+from waiting import eventually
 
 from scribe.chunking import FixedPolicy
 from scribe.config import Settings
@@ -10,8 +12,6 @@ from scribe.core import FINAL, LIVE, Transcription
 from scribe.final_pass import FinalPass, final_pass_enabled, run_final_pass, session_audio
 from scribe.pipeline import Pipeline
 from scribe.transcribers.stub import StubTranscriber
-from seed_sessions import record_through
-from waiting import eventually
 
 RATE = 16_000
 
@@ -118,6 +118,7 @@ def test_final_pass_on_the_local_model_keeps_the_words(storage, settings, meetin
 
 def test_an_ingested_file_gets_its_final_pass_even_when_chunks_finish_first(storage, settings, tone, tmp_path):
     import speech
+
     from scribe.ingest import ingest_file
 
     wav = speech.write_wav(tone(5.0), tmp_path / "tone.wav")
@@ -225,8 +226,8 @@ def test_final_pass_decodes_a_long_session_in_bounded_windows(storage, settings,
 
 
 def test_windows_for_ten_hours_stay_bounded_and_cover_everything():
-    from scribe.final_pass import plan_windows
     from scribe.core import ChunkRow
+    from scribe.final_pass import plan_windows
 
     def chunk(seq, start_s, end_s):
         return ChunkRow(session_id="s", seq=seq, start_ms=int(start_s * 1000), end_ms=int(end_s * 1000),

@@ -6,12 +6,11 @@ import hashlib
 import logging
 import time
 
-import numpy as np
-import pytest
-import soundfile as sf
-
 import fake_gemini as fg
+import numpy as np
+import soundfile as sf
 from fake_gemini import fake_gemini, fake_gemini_factory  # noqa: F401 (fixtures)
+
 from scribe import gemini_client as gc
 from scribe.chunking import Chunk
 from scribe.export import FORMATS, render

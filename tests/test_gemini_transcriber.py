@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import threading
 
-import pytest
-
 import fake_gemini as fg
+import pytest
 from fake_gemini import fake_gemini, fake_gemini_factory  # noqa: F401 (fixtures)
+
 from scribe.errors import BackendUnavailableError, TranscriptionError
 from scribe.transcribers import make_transcriber
 from scribe.transcribers.gemini import GeminiTranscriber, parse_segments

@@ -3,11 +3,11 @@
 from __future__ import annotations
 
 import pytest
+from seed_sessions import add_chunk, seed_session
 
 from scribe import history
 from scribe.core import SegmentRow
 from scribe.errors import NotFoundError, ScribeError
-from seed_sessions import add_chunk, seed_session
 
 
 def test_delete_removes_that_sessions_rows_and_files_only(storage, settings):
@@ -111,9 +111,9 @@ def test_segment_at_finds_the_segment_playing_at_a_time(storage, settings):
 
 
 def test_live_text_kept_by_the_final_pass_is_said_but_not_a_doubt():
+    from scribe.core import SegmentRow
     from scribe.final_pass import KEPT_LIVE
     from scribe.history import doubts, final_note
-    from scribe.core import SegmentRow
 
     kept = SegmentRow("s", 0, 0, 0, 1000, "kept words", confidence=0.9, flags=[KEPT_LIVE], transcript="final")
     fresh = SegmentRow("s", 0, 1, 1000, 2000, "new words", confidence=0.9, transcript="final")
@@ -125,8 +125,9 @@ def test_live_text_kept_by_the_final_pass_is_said_but_not_a_doubt():
 def test_a_finished_session_without_words_is_no_speech_and_can_be_hidden(storage, settings):
     import time as _time
 
-    from scribe import history as _history
     from seed_sessions import seed_session as _seed
+
+    from scribe import history as _history
 
     spoken = _seed(storage, settings.audio_dir, [(None, "We met.")], title="Spoken", created_at=_time.time() - 10)
     silent = storage.create_session(title="Silent", source="mic", backend="stub", model="m",

@@ -1,7 +1,8 @@
 """The import graph of `scribe` has no circle, and no module reaches into another's privates.
 
 Every `import` that runs counts, also those inside functions (a lazy import still ties two
-modules together); imports under `if TYPE_CHECKING:` are for annotations and never run. `from scribe.x import y` is an edge to `scribe.x.y` when that is a module.
+modules together); imports under `if TYPE_CHECKING:` are for annotations and never run.
+`from scribe.x import y` is an edge to `scribe.x.y` when that is a module.
 """
 
 from __future__ import annotations

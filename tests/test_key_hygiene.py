@@ -6,14 +6,14 @@ import logging
 import subprocess
 import sys
 
-import pytest
-
 import fake_gemini as fg
+import pytest
 from fake_gemini import fake_gemini, fake_gemini_factory  # noqa: F401 (fixtures)
+from test_cli import ROOT
+
 from scribe import gemini_client as gc
 from scribe.errors import TranscriptionError
 from scribe.redact import redact_secrets
-from test_cli import ROOT
 
 KEY = fg.DEFAULT_KEY
 

@@ -6,11 +6,11 @@ import pytest
 from scribe.chunking import parse_policy
 from scribe.core import DecodeOptions
 from scribe.errors import ModelNotFoundError
+from scribe.export import plain_text
 from scribe.ingest import ingest_file, wait_for_session
 from scribe.runtime import Runtime
 from scribe.transcribers.local import LocalWhisperTranscriber, resolve_model, short_window_features
 from scribe.wer import word_error_rate
-from scribe.export import plain_text
 
 pytestmark = pytest.mark.slow
 

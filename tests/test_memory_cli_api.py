@@ -6,21 +6,20 @@ from __future__ import annotations
 import importlib.util
 import json
 import re
-import time
 from pathlib import Path
 
 import httpx2
 import numpy as np
 import pytest
-
 import speech
+from scribe_app import ScribeApp
+from test_speakers import VOICES
+
 from scribe import voices
 from scribe.cli import main as cli_main
 from scribe.config import Settings
 from scribe.core import LIVE, SpeakerRow
 from scribe.storage import Storage
-from scribe_app import ScribeApp
-from test_speakers import VOICES
 
 pytestmark = pytest.mark.skipif(importlib.util.find_spec("resemblyzer") is None or not speech.have_espeak(),
                                 reason="needs resemblyzer and espeak-ng (scripts/setup.sh installs both)")

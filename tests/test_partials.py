@@ -13,12 +13,13 @@ from dataclasses import replace
 from pathlib import Path
 
 import av
+import fake_gemini as fg
 import numpy as np
 import pytest
-
-import fake_gemini as fg
 import speech
 from fake_gemini import fake_gemini, fake_gemini_factory  # noqa: F401 (fixtures)
+from waiting import eventually
+
 from scribe.audio import SAMPLE_RATE, decode_file
 from scribe.capture import LiveCapture, LiveRegistry
 from scribe.chunking import FixedPolicy, PausePolicy
@@ -28,7 +29,6 @@ from scribe.record_view import StoredText, live_transcript
 from scribe.runtime import Runtime
 from scribe.transcribers.partial_whisper import Speech, TimedWord, WhisperPartialDecoder, ends_in_pause
 from scribe.wer import word_error_rate
-from waiting import eventually
 
 if not speech.have_espeak():
     pytest.skip("espeak-ng is not installed", allow_module_level=True)
@@ -216,7 +216,7 @@ def test_under_load_the_interval_between_decodes_grows_to_the_lanes_pace():
     try:
         for n in range(1, 4):
             lane.offer("a", 0, 0, np.zeros(n * 3200, np.float32))
-            assert eventually(lambda: lane.stats("a").decodes == n, 10)
+            assert eventually(lambda n=n: lane.stats("a").decodes == n, 10)
         assert lane.load().pace_s > 0.5
         assert not lane.due("a", 0, 3 * 3200 + 4000)  # 0.25 s of new audio: past interval, within the pace
         assert lane.due("a", 0, 3 * 3200 + 16_000)  # 1 s: past both
@@ -248,7 +248,7 @@ def test_a_running_phrase_waits_half_as_long_while_the_lane_has_spare_time(decod
     try:
         for n in range(1, 61):
             lane.offer("s", 0, 0, np.zeros(n * SAMPLE_RATE, np.float32))
-            assert eventually(lambda: lane.stats("s").served == n, 10)
+            assert eventually(lambda n=n: lane.stats("s").served == n, 10)
             clock[0] += idle_s
         assert lane.load().wait_s == pytest.approx(wait_s, abs=0.05)
         assert lane.stats("s").decodes == pytest.approx(60 / wait_s, abs=3)  # a decode per wait of audio
@@ -319,7 +319,7 @@ def test_no_decode_while_no_new_speech_arrives(decoder, turns):
         decodes = lane.stats("s").decodes
         for extra in range(2, 6):
             lane.offer("s", 0, 0, chunk[:end + extra * SAMPLE_RATE])
-            assert eventually(lambda: lane.stats("s").served == extra + 1, 30)
+            assert eventually(lambda extra=extra: lane.stats("s").served == extra + 1, 30)
         stats = lane.stats("s")
         assert stats.decodes == decodes and stats.quiet >= 4
         assert lane.partials("s")[0].text  # the words heard stay shown
@@ -661,7 +661,7 @@ def test_prometheus_counts_partial_decodes_and_their_lag(storage, settings):
     try:
         for n in (1, 2):
             lane.offer("s", 0, 0, np.zeros(n * 8000, np.float32))
-            assert eventually(lambda: lane.stats("s").decodes == n)
+            assert eventually(lambda n=n: lane.stats("s").decodes == n)
         assert eventually(lambda: metrics.registry.get_sample_value("scribe_partial_decodes_total") == 2)
         assert metrics.registry.get_sample_value("scribe_partial_lag_seconds_count") == 2
         lags = lane.stats("s").lags

@@ -3,19 +3,18 @@
 from __future__ import annotations
 
 import json
-
 import time
 from pathlib import Path
 
 import numpy as np
 import pytest
 from streamlit.testing.v1 import AppTest
+from test_analytics_page import PAGE, _metric, _seed, page  # noqa: F401 (fixture)
 
 from scribe import analytics
 from scribe.core import percentile
 from scribe.partials import PartialDecode
 from scribe.storage import Storage
-from test_analytics_page import PAGE, _metric, _seed, page  # noqa: F401 (fixture)
 
 LAGS = [0.4, 0.6, 0.8, 1.1, 1.3, 2.9, 0.7, 0.5]
 

@@ -15,7 +15,6 @@ from pathlib import Path
 import jiwer
 import numpy as np
 import pytest
-
 import speech
 from fake_mic import CHROMIUM, chromium_args, write_wav_48k
 from scribe_app import ScribeApp

@@ -8,6 +8,7 @@ from types import SimpleNamespace
 import pytest
 import streamlit as st
 import streamlit_webrtc
+from pagekit import markup_values as pagekit_values
 from streamlit.testing.v1 import AppTest
 
 from pages._live_text import STORED
@@ -15,8 +16,6 @@ from pages._text import literal
 from scribe.core import ChunkRow, SegmentRow
 from scribe.pipeline import Pipeline, PipelineStats
 from scribe.storage import Storage
-
-from pagekit import markup_values as pagekit_values
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -59,7 +58,6 @@ def env(tmp_path, monkeypatch):
 
 
 def streamer(monkeypatch, **kwargs) -> FakeStreamer:
-    import streamlit_webrtc
 
     fake = FakeStreamer(**kwargs)
     monkeypatch.setattr(streamlit_webrtc, "webrtc_streamer", fake)  # mic_streamer imports it when called
@@ -240,9 +238,10 @@ def test_redraws_with_nothing_new_read_no_rows_and_a_stored_chunk_shows_at_the_n
     very next redraw."""
     import time
 
+    from test_capture import frames
+
     import pages._shared
     import scribe.record_view
-    from test_capture import frames
 
     monkeypatch.setenv("SCRIBE_SKIP_SILENCE", "false")  # the test's tone is transcribed, not checked for speech
     fake = streamer(monkeypatch)
@@ -505,9 +504,10 @@ def test_the_sidebar_says_listening_only_once_audio_arrives(env, monkeypatch):
 def _stream_from_a_tool(owner, text: str):
     """A session a tool streams into the realtime socket: a capture of source `realtime` in the
     process's live registry (what `scribe.realtime` opens), with one chunk's text stored."""
+    from test_capture import frames
+
     from pages._shared import live_registry, runtime
     from scribe.chunking import make_policy
-    from test_capture import frames
 
     rt = runtime()
     registry = live_registry(rt.settings.max_live_sessions)

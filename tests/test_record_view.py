@@ -1,8 +1,8 @@
 """The Record page's views as plain values: chunk table, live transcript, level meter."""
 
 from scribe.core import ChunkRow, SegmentRow, SpeakerRow
-from scribe.partials import PartialText
 from scribe.identity import LOCAL, Principal
+from scribe.partials import PartialText
 from scribe.record_view import (
     ChunkRows,
     ReadableSessions,

@@ -3,10 +3,10 @@
 from __future__ import annotations
 
 import pytest
+from seed_sessions import seed_session
 
 from scribe.core import SegmentRow
 from scribe.search import SearchQueryError, Term, like_pattern, parse_query, regex_pattern, search
-from seed_sessions import seed_session
 
 
 @pytest.fixture

@@ -14,7 +14,6 @@ import time
 import httpx2
 import psutil
 import pytest
-
 from hostile import Refused, StreamlitSocket, raw_request, read_response
 from pagekit import seed_demo
 from scribe_app import ScribeApp
@@ -189,7 +188,6 @@ def test_clear_cache_from_a_client_does_not_build_a_second_runtime(tmp_path):
     """Streamlit's `clear_cache` message (any page may send it) must not split the process: the
     session being transcribed keeps its one queue, nothing is marked interrupted or queued twice."""
     import numpy as np
-
     from audio_files import encode
 
     server = ScribeApp(tmp_path / "data", tmp_path / "app.log", SCRIBE_STUB_LATENCY="0.3-0.3")

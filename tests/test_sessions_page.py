@@ -5,8 +5,8 @@ from __future__ import annotations
 import time
 
 import pytest
-
 from pagekit import TRICKY, app, close_runtime, frames, markup_values, seed_demo
+
 from pages._text import literal
 
 
@@ -180,9 +180,10 @@ def _hit_buttons(at) -> list:
 
 
 def test_paging_resets_when_filters_or_query_shrink_the_results(tmp_path, monkeypatch):
+    from seed_sessions import seed_session
+
     from scribe.config import Settings
     from scribe.storage import Storage
-    from seed_sessions import seed_session
 
     settings = Settings.from_env({}, data_dir=tmp_path / "data")
     storage = Storage(settings.db)

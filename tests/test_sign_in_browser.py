@@ -20,11 +20,11 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-
 import speech
 from fake_mic import CHROMIUM, chromium_args, write_wav_48k
 from oidc_provider import OidcProvider
 from scribe_app import ScribeApp, free_port, get_json
+
 from scribe.wer import word_error_rate
 
 pytestmark = [pytest.mark.browser, pytest.mark.slow]

@@ -11,12 +11,12 @@ import subprocess
 import sys
 
 import pytest
+from scribe_app import ROOT, free_port
 
 from scribe.config import Settings
 from scribe.errors import SettingsError
 from scribe.identity import EntryRules, parse_list
 from scribe.server import startup_refusal
-from scribe_app import ROOT, free_port
 
 
 def test_admin_list_ignores_case_and_odd_spacing():

@@ -9,8 +9,8 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-
 import speech
+
 from scribe.audio import SAMPLE_RATE, decode_file
 from scribe.chunking import Chunker, FixedPolicy
 from scribe.core import FINAL, LIVE, ChunkRow, Segment, SegmentRow, Word, words_text

@@ -6,12 +6,12 @@ import re
 import time
 
 import pytest
-
 from pagekit import app, close_runtime
+from seed_sessions import seed_session
+
 from scribe.config import Settings
 from scribe.core import LIVE, SpeakerRow
 from scribe.storage import Storage
-from seed_sessions import seed_session
 
 
 def line_speakers(at) -> list[str]:

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-
 import speech
+
 from scribe.audio import SAMPLE_RATE
 
 if not speech.have_espeak():

@@ -7,9 +7,10 @@ import signal
 import subprocess
 import sys
 
+from test_cli import ROOT
+
 from scribe.runtime import Runtime
 from scribe.storage import Storage
-from test_cli import ROOT
 
 CRASHING_APP = """
 import os, signal, sys, time

@@ -1,8 +1,8 @@
+import pytest
+
 from scribe.core import ChunkRow, SegmentRow
 from scribe.errors import NotFoundError
 from scribe.storage import MIGRATIONS, Storage
-
-import pytest
 
 
 def _session(store: Storage, title: str, now: float) -> str:

@@ -5,16 +5,24 @@ from __future__ import annotations
 import json
 
 import pytest
+from fake_gemini import DEFAULT_KEY, fake_gemini, fake_gemini_factory, forbidden, json_reply, malformed, server_error  # noqa: F401 (fixtures)
+from seed_sessions import seed_session
+from transcript_gen import ACTIONS, DECISIONS, meeting_segments
 
-from fake_gemini import DEFAULT_KEY, fake_gemini, fake_gemini_factory  # noqa: F401 (fixtures)
-from fake_gemini import forbidden, json_reply, malformed, server_error
 from scribe.core import SegmentRow
 from scribe.errors import ScribeError
 from scribe.export import cited_transcript
-from scribe.summaries import (Summary, find_action_items, find_decisions, from_row, save_summary,
-                              sentences, summarize_local, summarize_session, summary_from_reply)
-from seed_sessions import seed_session
-from transcript_gen import ACTIONS, DECISIONS, meeting_segments
+from scribe.summaries import (
+    Summary,
+    find_action_items,
+    find_decisions,
+    from_row,
+    save_summary,
+    sentences,
+    summarize_local,
+    summarize_session,
+    summary_from_reply,
+)
 
 
 @pytest.fixture(scope="module")

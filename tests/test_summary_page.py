@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 import pytest
-
 from fake_gemini import DEFAULT_KEY, fake_gemini, fake_gemini_factory, json_reply  # noqa: F401 (fixtures)
 from pagekit import app, close_runtime, frames, markup_values, seed_demo
+
 from scribe.config import Settings
 from scribe.identity import Principal
 from scribe.storage import Storage

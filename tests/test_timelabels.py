@@ -6,8 +6,18 @@ import time
 import pytest
 
 from scribe.config import Settings
-from scribe.timelabels import (day_bounds, iso_utc, local_date, local_datetime, mmss, parse_mmss, picked_days,
-                               subtitle_time, time_zone_note, wait_words)
+from scribe.timelabels import (
+    day_bounds,
+    iso_utc,
+    local_date,
+    local_datetime,
+    mmss,
+    parse_mmss,
+    picked_days,
+    subtitle_time,
+    time_zone_note,
+    wait_words,
+)
 
 
 @pytest.fixture

@@ -7,7 +7,6 @@ import time
 from pathlib import Path
 
 import pytest
-
 import speech
 from fake_mic import CHROMIUM
 from scribe_app import ScribeApp

@@ -6,11 +6,11 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
+from scribe.core import Segment, Word
 from scribe.errors import NotFoundError, ScribeError
 from scribe.storage.vocabulary import MAX_TERMS, split_terms
 from scribe.transcribers.base import call_transcriber
 from scribe.transcribers.stub import StubTranscriber
-from scribe.core import Segment, Word
 from scribe.vocabulary import gemini_instruction, keep_term_changes, keep_term_segments, suggestions, whisper_prompt
 
 
@@ -189,6 +189,7 @@ def test_the_chunk_lane_gives_each_session_its_words(storage, settings):
 
 def test_local_whisper_spells_a_rare_name_only_with_the_vocabulary():
     import speech
+
     from scribe.transcribers.local import LocalWhisperTranscriber
 
     if not speech.have_espeak():
@@ -206,6 +207,7 @@ def test_the_vocabulary_leaves_speech_without_its_terms_as_it_was():
     support, Digith, Snubble, ..." for this sentence with the terms as hotwords): only the
     changes that write a term are kept, so speech without the terms comes out as without them."""
     import speech
+
     from scribe.transcribers.local import LocalWhisperTranscriber
 
     if not speech.have_espeak():

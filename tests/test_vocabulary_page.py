@@ -4,8 +4,8 @@ name offered and added in one click (with where it came from)."""
 from __future__ import annotations
 
 import pytest
-
 from pagekit import app, close_runtime, frames, markup_values, seed_demo
+
 from scribe.config import Settings
 from scribe.core import LIVE
 from scribe.storage import Storage

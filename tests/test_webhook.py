@@ -12,8 +12,10 @@ from pathlib import Path
 import httpx2
 import numpy as np
 import pytest
-
 from audio_files import encode
+from scribe_app import ScribeApp, free_port
+from waiting import wait_until
+
 from scribe.chunking import parse_policy
 from scribe.config import Settings
 from scribe.final_pass import FinalPass
@@ -21,8 +23,6 @@ from scribe.ingest import ingest_file, wait_for_session
 from scribe.runtime import Runtime
 from scribe.storage import Storage
 from scribe.webhook import FINAL_PASS_STORED, SESSION_DONE, Webhook, backoff_seconds
-from scribe_app import ScribeApp, free_port
-from waiting import wait_until
 
 SECRET_PATH = "/hooks/s3cr3t-path-token"
 
@@ -39,7 +39,7 @@ class Receiver:
         receiver = self
 
         class Handler(BaseHTTPRequestHandler):
-            def do_POST(self) -> None:  # noqa: N802 (http.server's name)
+            def do_POST(self) -> None:
                 body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
                 receiver.release.wait(60)
                 receiver.calls.append({"path": self.path, "body": body})

@@ -328,6 +328,12 @@ class LabRun(BaseModel):
     hypothesis: str
 
 
+def _memory(rt: Runtime) -> dict[str, Any]:
+    """Where the process's memory is: the operator's figure, so health gives it to administrators
+    only (in solo mode the local user is one)."""
+    return {**memory_usage(), "database_mb": rt.storage.memory_mb()}
+
+
 # -- routes ---------------------------------------------------------------------
 Caller = Depends(current_principal)
 """Every route's caller (`scribe.api_auth.current_principal`)."""
@@ -348,7 +354,7 @@ def _add_routes(router: APIRouter, context: ApiContext) -> None:
                           "in_flight": stats.in_flight,
                           "audio_seconds_waiting": round(stats.audio_seconds_waiting, 3)},
                 "live_sessions": context.live_sessions(), "live_words": _live_words(rt),
-                "memory": {**memory_usage(), "database_mb": rt.storage.memory_mb()},
+                "memory": _memory(rt) if who.is_admin else None,
                 "token_required": bool(context.token()), "sign_in": context.team_mode()}
 
     @router.get("/me", summary="who the API takes the caller for")

@@ -158,6 +158,12 @@ def _request(world, method: str, path: str, caller: str, session_id: str) -> tup
         return response.status_code, response.content
 
 
+def test_health_gives_the_memory_figures_to_administrators_only(world):
+    client, headers = world["client"], world["headers"]
+    assert client.get("/health", headers=headers["member"]).json()["memory"] is None
+    assert client.get("/health", headers=headers["admin"]).json()["memory"]["rss_mb"] > 0
+
+
 def _own_token(world, caller: str) -> str:
     role = "member" if caller == "member-private" else caller
     person = world["people"].get(role)

@@ -312,12 +312,11 @@ class ChunkText:
     def accept(self, heard: list[TimedWord], audio_end_s: float, speech_end_s: float) -> None:
         """A decode of the tail up to `audio_end_s`: update the stable words and the tail, and
         once the tail is long commit its stable words up to a pause (words with times only)."""
-        heard = _without_repeat(self.committed, without_loops(heard))
+        heard = _new_words(self.committed, heard)
         texts = [w.text for w in heard]
         stable, self.tail = self.agreement.update(texts)
         self.decoded_end_s, self.speech_end_s = audio_end_s, speech_end_s
-        if audio_end_s - self.cut_s < self.commit_after_s or not stable \
-                or common_prefix(stable, texts) < len(stable):
+        if audio_end_s - self.cut_s < self.commit_after_s or not _commits_from(stable, texts):
             return
         pause = _last_pause(heard[: len(stable) + 1], len(stable), audio_end_s - SETTLE_SECONDS,
                             forced=audio_end_s - self.cut_s >= 2 * self.commit_after_s)
@@ -359,10 +358,9 @@ class Gate:
         starts with; which words are stable does not depend on times."""
         if self.previous is None:
             return True
-        heard = _without_repeat(list(self.committed), without_loops([TimedWord(w, math.nan, math.nan) for w in words]))
+        heard = _new_words(self.committed, [TimedWord(w, math.nan, math.nan) for w in words])
         texts = [w.text for w in heard]
-        stable = stable_after(self.stable, self.previous, texts, self.agreement)
-        return bool(stable) and common_prefix(stable, texts) == len(stable)
+        return _commits_from(stable_after(self.stable, self.previous, texts, self.agreement), texts)
 
     def heard_before(self, speech: "Speech") -> bool:
         """No speech since a decode that heard enough silence after it."""
@@ -468,6 +466,19 @@ REPEAT_WORDS = 16
 overlap heard again, or a whole phrase read again when its commit cut the audio too early
 (a loop: "Maria will prepare a hiring plan" committed four times). A speaker's own repeat
 of a long phrase right after it is rare, and the stored text keeps it anyway."""
+
+
+def _new_words(committed: Sequence[str], heard: list[TimedWord]) -> list[TimedWord]:
+    """A decode's words as the chunk's text takes them: without loops, and without a repeat of
+    the last committed words."""
+    return _without_repeat(list(committed), without_loops(heard))
+
+
+def _commits_from(stable: list[str], texts: list[str]) -> bool:
+    """Whether a decode that heard `texts` may commit some of the `stable` words: only while
+    it still starts with all of them (the commit rule `ChunkText.accept` and `Gate.may_commit`
+    share)."""
+    return bool(stable) and common_prefix(stable, texts) == len(stable)
 
 
 def _without_repeat(committed: list[str], heard: list[TimedWord]) -> list[TimedWord]:

@@ -118,10 +118,6 @@ class Settings:
     catch up; past it chunks are written to disk by the feeding thread (~38 MB per 600 s)."""
     intake_session_seconds: float = 120.0
     """The same bound for one session."""
-    db_memory_mb: int = 128
-    """DuckDB's buffer pool for the database file (0: DuckDB's own bound, 80 % of RAM). DuckDB
-    keeps every block it read or wrote until the bound needs the room, so without one a
-    server's memory grows with its database."""
     broker_wait_seconds: float = 600.0
     """How long a chunk waits out a Redis outage before its attempt
     counts as failed (transport errors are not transcription failures)."""
@@ -262,7 +258,6 @@ class Settings:
              "must be between 0 and 86400"),
             (self.intake_memory_seconds >= 1, "intake_memory_seconds", "must be at least 1"),
             (self.intake_session_seconds >= 1, "intake_session_seconds", "must be at least 1"),
-            (self.db_memory_mb == 0 or self.db_memory_mb >= 16, "db_memory_mb", "must be 0 or at least 16"),
             (self.broker_wait_seconds >= 0, "broker_wait_seconds", "must not be negative"),
             (0.2 <= self.partial_interval_seconds <= 30.0, "partial_interval_seconds",
              "must be between 0.2 and 30"),
@@ -367,7 +362,6 @@ _ENV_VARS: dict[str, tuple[str, Any]] = {
     "max_audio_hours": ("SCRIBE_MAX_AUDIO_HOURS", float),
     "intake_memory_seconds": ("SCRIBE_INTAKE_MEMORY_SECONDS", float),
     "intake_session_seconds": ("SCRIBE_INTAKE_SESSION_SECONDS", float),
-    "db_memory_mb": ("SCRIBE_DB_MEMORY_MB", int),
     "broker_wait_seconds": ("SCRIBE_BROKER_WAIT_SECONDS", float),
     "partials": ("SCRIBE_PARTIALS", _bool),
     "partial_interval_seconds": ("SCRIBE_PARTIAL_INTERVAL_SECONDS", float),

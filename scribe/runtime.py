@@ -108,7 +108,7 @@ class Runtime:
         `partials=True` (the app) also builds the partial lane when SCRIBE_PARTIALS is on;
         `warm=True` (the app) runs the local model and the speech check once now (each only if
         it runs in this process), so the first chunk of the first session pays no start-up cost."""
-        storage = storage or Storage(settings.db, memory_limit_mb=settings.db_memory_mb)
+        storage = storage or Storage(settings.db)
         backend = _with_limit(settings, transcriber or _backend_for(settings))
         speech_check = _speech_check() if settings.skip_silence else None
         pipeline = Pipeline(

@@ -58,7 +58,7 @@ def open_storage(args: argparse.Namespace) -> tuple[Settings, Storage]:
     if not settings.db.exists():  # reading commands never create an empty database by accident
         raise ScribeError(f"no Scribe database at {settings.db.resolve()}: point --db, SCRIBE_DB or "
                           "SCRIBE_DATA_DIR at the app's data, or SCRIBE_API_URL at the running app")
-    storage = Storage(settings.db, memory_limit_mb=settings.db_memory_mb)
+    storage = Storage(settings.db)
     try:
         interrupted = storage.interrupt_orphans_once()
     except Exception:

@@ -1,23 +1,24 @@
 """DuckDB's memory while a long history of voice windows is written, with and without a bound.
 
-    python3 benchmarks/database_memory.py [--chunks 2000] [--window-kb 120] [--bound 0 --bound 64]
-        [--layout blob --layout pieces] [--piece-bytes 2000] [--json out.json]
+    python3 benchmarks/database_memory.py [--chunks 2000] [--window-kb 120] [--bound 0 --bound 128]
+        [--layout app --layout blob] [--json out.json]
 
-Each chunk of a recording leaves its voice windows in the database (`voice_windows`: one row
-per chunk, the windows as one BLOB of about 20 KB). This writes `--chunks` chunks' windows of
-`--window-kb` each (120 KB reaches in minutes what a team's months of meetings reach) into a
-fresh database file, with a CHECKPOINT every 200 chunks, once for every `--layout` and
-`--bound` (DuckDB's `memory_limit` in MB; 0: DuckDB's own, 80 % of RAM):
+Each chunk of a recording leaves its voice windows in the database (about 20 KB for 15 s of
+speech). This writes `--chunks` chunks' windows of `--window-kb` each (120 KB reaches in
+minutes what a team's months of meetings reach) into a fresh database file, with a CHECKPOINT
+every 200 chunks, once for every `--layout` and `--bound` (DuckDB's `memory_limit` in MB; 0:
+DuckDB's own, 80 % of RAM; the app's is `database.MEMORY_LIMIT_MB`):
 
-- `blob`: the app's own table and code (`Storage.save_voice_windows`);
-- `pieces`: a scratch table holding each chunk's windows in rows of at most `--piece-bytes`
-  (a layout the app could move to: values that small stay inside DuckDB's column blocks).
+- `app`: the app's own tables and code (`Storage.save_voice_windows`: rows of at most
+  `WINDOW_PIECE_BYTES`, values small enough to stay inside DuckDB's column blocks);
+- `blob`: a scratch table holding each chunk's windows as one BLOB, as the app once did.
 
 Each case runs in its own process and prints one line: chunks stored before DuckDB failed (and
 its message), the process's highest RSS seen at a checkpoint, DuckDB's own figure for its
 memory at the end, the file's size, and the median and longest checkpoint. Why the app leaves
 DuckDB's memory unbounded: a checkpoint holds every large value of a table's row group at once,
-so under a bound the `blob` layout fails once its windows outgrow the bound.
+so under a bound the `blob` layout fails once its windows outgrow the bound, and without one
+DuckDB keeps what it wrote.
 """
 
 from __future__ import annotations
@@ -43,7 +44,7 @@ from scribe.storage import Storage
 CHECKPOINT_EVERY = 200
 
 
-def _blob_writer(store: Storage):
+def _app_writer(store: Storage):
     session = store.create_session(title="history", source="upload", backend="local", model="base",
                                    chunk_seconds=15, chunk_policy="pause:15", now=time.time())
 
@@ -54,25 +55,22 @@ def _blob_writer(store: Storage):
     return write
 
 
-def _pieces_writer(store: Storage, piece: int):
+def _blob_writer(store: Storage):
     cur = store.cursor()
-    cur.execute("CREATE TABLE window_pieces (seq INTEGER, part INTEGER, data BLOB)")
+    cur.execute("CREATE TABLE window_blobs (seq INTEGER PRIMARY KEY, data BLOB NOT NULL)")
 
     def write(seq: int, windows: bytes) -> None:
-        parts = [windows[k:k + piece] for k in range(0, len(windows), piece)]
-        cur.execute("INSERT INTO window_pieces SELECT ?, generate_subscripts(?::BLOB[], 1) - 1, unnest(?::BLOB[])",
-                    [seq, parts, parts])
+        cur.execute("INSERT INTO window_blobs VALUES (?, ?)", [seq, windows])
     return write
 
 
-def run_case(layout: str, bound_mb: int, chunks: int, window_kb: int, piece: int) -> dict:
+def run_case(layout: str, bound_mb: int, chunks: int, window_kb: int) -> dict:
     """One layout under one bound, in a fresh database (call in its own process)."""
     folder = Path(tempfile.mkdtemp(prefix="scribe-db-memory-"))
     store = Storage(folder / "scribe.duckdb")
     cur = store.cursor()
-    if bound_mb:
-        cur.execute(f"SET memory_limit = '{bound_mb}MB'")
-    write = _blob_writer(store) if layout == "blob" else _pieces_writer(store, piece)
+    cur.execute(f"SET memory_limit = '{bound_mb}MB'" if bound_mb else "RESET memory_limit")
+    write = _app_writer(store) if layout == "app" else _blob_writer(store)
     rng = np.random.default_rng(0)
     checkpoints: list[float] = []
     peak_rss = psutil.Process().memory_info().rss
@@ -106,17 +104,15 @@ def main() -> None:
     parser.add_argument("--chunks", type=int, default=2000)
     parser.add_argument("--window-kb", type=int, default=120)
     parser.add_argument("--bound", type=int, action="append", help="memory_limit in MB (0: DuckDB's own)")
-    parser.add_argument("--layout", choices=["blob", "pieces"], action="append")
-    parser.add_argument("--piece-bytes", type=int, default=2000)
+    parser.add_argument("--layout", choices=["app", "blob"], action="append")
     parser.add_argument("--json", type=Path)
     args = parser.parse_args()
     results = []
     context = multiprocessing.get_context("spawn")  # a fresh process per case: its own RSS, no broken DuckDB
-    for layout in args.layout or ["blob", "pieces"]:
-        for bound in args.bound or [0, 64]:
+    for layout in args.layout or ["app", "blob"]:
+        for bound in args.bound or [0, 128]:
             queue = context.Queue()
-            worker = context.Process(target=_in_process, args=(queue, layout, bound, args.chunks, args.window_kb,
-                                                               args.piece_bytes))
+            worker = context.Process(target=_in_process, args=(queue, layout, bound, args.chunks, args.window_kb))
             worker.start()
             result = queue.get()
             worker.join()

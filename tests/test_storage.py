@@ -5,6 +5,7 @@ import pytest
 from scribe.core import ChunkRow, PackedWindows, SegmentRow
 from scribe.errors import NotFoundError
 from scribe.storage import MIGRATIONS, Storage
+from scribe.storage.migrations import WINDOW_PIECE_BYTES
 
 
 def _session(store: Storage, title: str, now: float) -> str:
@@ -84,28 +85,72 @@ def _save_windows(store: Storage, sid: str, chunks: int, rng: np.random.Generato
     return blobs
 
 
-def test_the_database_keeps_duckdbs_own_memory_bound(tmp_path):
+def test_a_database_file_is_bounded_and_an_in_memory_one_keeps_duckdbs_own_bound(tmp_path):
     ask = "SELECT current_setting('memory_limit')"
     store = Storage(tmp_path / "s.duckdb")
-    assert store.cursor().execute(ask).fetchone()[0] == duckdb.connect(":memory:").execute(ask).fetchone()[0]
+    assert store.cursor().execute(ask).fetchone()[0] == "122.0 MiB"  # MEMORY_LIMIT_MB, 128 MB
     store.close()
+    in_memory = Storage(":memory:")  # nowhere to evict to: a bound would fail big writes
+    assert in_memory.cursor().execute(ask).fetchone()[0] == duckdb.connect(":memory:").execute(ask).fetchone()[0]
 
 
-def test_a_checkpoint_holds_a_tables_large_values_at_once(tmp_path):
-    """Why DuckDB's memory is not bounded tighter: a checkpoint holds every large value of a
-    table's row group (here 40 MB of voice windows) in memory at once. Under a 16 MB bound it
-    fails, and DuckDB must be reopened before it serves anything again; with DuckDB's own bound
-    the same windows are stored, checkpointed and read back."""
+def test_voice_windows_far_past_the_memory_bound_are_stored_checkpointed_and_read_back(tmp_path):
+    """A checkpoint holds every value over 4 KB of a table's row group in memory at once, so
+    with each chunk's windows in one value about 50 MB of them killed DuckDB under a 32 MB
+    bound (it had to be reopened). In pieces, ten sessions' 70 MB are written, checkpointed
+    after each session and read back session by session, and DuckDB's buffers stay within the
+    bound."""
+    store = Storage(tmp_path / "s.duckdb")
+    store.cursor().execute("SET memory_limit = '32MB'")
     rng = np.random.default_rng(7)
-    store = Storage(tmp_path / "own.duckdb")
-    sid = _session(store, "long", 1.0)
-    blobs = _save_windows(store, sid, 330, rng)
-    store.cursor().execute("CHECKPOINT")
-    assert [w.embeddings for w in store.voice_windows(sid).values()] == blobs
+    sessions = {}
+    for n in range(10):
+        sid = _session(store, f"meeting {n}", float(n))
+        sessions[sid] = _save_windows(store, sid, 58, rng)
+        store.cursor().execute("CHECKPOINT")
+    for sid, blobs in sessions.items():
+        assert [w.embeddings for w in store.voice_windows(sid).values()] == blobs
+    assert store.memory_mb() <= 32
     store.close()
-    bounded = Storage(tmp_path / "bounded.duckdb")
-    bounded.cursor().execute("SET memory_limit = '16MB'")
-    sid = _session(bounded, "long", 1.0)
-    with pytest.raises(duckdb.FatalException):
-        _save_windows(bounded, sid, 330, rng)
-        bounded.cursor().execute("CHECKPOINT")
+
+
+def test_the_migration_moves_each_chunks_windows_into_pieces(tmp_path):
+    """A database from before the pieces keeps every chunk's windows, byte for byte: an empty
+    one, one shorter than a piece, one of exactly two pieces, one with a short last piece."""
+    path = tmp_path / "old.duckdb"
+    con = duckdb.connect(str(path))
+    con.execute("CREATE TABLE schema_version (version INTEGER PRIMARY KEY, name VARCHAR, applied_at DOUBLE)")
+    before = [name for name, _ in MIGRATIONS].index("voice windows in pieces")
+    for version, (name, migration) in enumerate(MIGRATIONS[:before], start=1):
+        migration(con)
+        con.execute("INSERT INTO schema_version VALUES (?, ?, 0)", [version, name])
+    rng = np.random.default_rng(3)
+    old = {("a", 0): b"", ("a", 1): rng.bytes(500), ("a", 2): rng.bytes(2 * WINDOW_PIECE_BYTES),
+           ("b", 0): rng.bytes(5 * WINDOW_PIECE_BYTES + 7)}
+    for (sid, seq), blob in old.items():
+        con.execute("INSERT INTO voice_windows VALUES (?, ?, ?, 1500, [0, 1500], [0, 160, 160, 320], ?)",
+                    [sid, seq, seq * 15_000, blob])
+    con.close()
+    store = Storage(path)
+    assert store.schema_version() == len(MIGRATIONS)
+    for sid in ("a", "b"):
+        windows = store.voice_windows(sid)
+        assert {seq: w.embeddings for seq, w in windows.items()} == {q: b for (s, q), b in old.items() if s == sid}
+        assert all(w.spans == [0, 160, 160, 320] and w.offset_ms == seq * 15_000 for seq, w in windows.items())
+    pieces = store.cursor().execute("SELECT max(octet_length(data)) FROM voice_window_pieces").fetchone()[0]
+    assert pieces == WINDOW_PIECE_BYTES
+    store.close()
+
+
+def test_replacing_a_chunks_windows_leaves_no_old_piece(storage):
+    sid = _session(storage, "t", 1.0)
+    storage.insert_chunk(ChunkRow(sid, 0, 0, 15_000, 0, 240_000, "/x/0", "done"))
+    storage.insert_chunk(ChunkRow(sid, 1, 15_000, 30_000, 240_000, 480_000, "/x/1", "done"))
+    long, short, other = b"L" * (3 * WINDOW_PIECE_BYTES), b"S" * 10, b"O" * 4100
+    storage.save_voice_windows(sid, 0, PackedWindows(0, 1500, [0, 1500], [0, 160], long))
+    storage.save_voice_windows(sid, 1, PackedWindows(15_000, 1500, [0, 1500], [0, 160], other))
+    storage.save_voice_windows(sid, 0, PackedWindows(0, 1500, [0, 1500], [0, 160], short))
+    assert storage.voice_windows(sid, 0)[0].embeddings == short
+    assert {seq: w.embeddings for seq, w in storage.voice_windows(sid).items()} == {0: short, 1: other}
+    storage.delete_session(sid)
+    assert storage.cursor().execute("SELECT count(*) FROM voice_window_pieces").fetchone()[0] == 0

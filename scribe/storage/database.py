@@ -14,13 +14,21 @@ import duckdb
 from scribe.errors import ScribeError
 from scribe.storage.migrations import MIGRATIONS
 
+MEMORY_LIMIT_MB = 128
+"""DuckDB's memory for a database file. DuckDB keeps the blocks it read or wrote until its
+bound needs the room, so with its own bound (80 % of RAM) a server's memory grows with its
+database. A checkpoint must also hold every value over 4 KB of a table's row group at once;
+no table keeps many such values (voice windows are stored in small pieces), so this bound
+leaves it the room (BENCHMARKS.md, "DuckDB's memory with a long history")."""
+
 
 class Database:
     """One DuckDB file: the base every table's queries build on."""
 
     def __init__(self, path: str | Path = ":memory:") -> None:
-        """DuckDB's memory keeps its own bound (80 % of RAM): a checkpoint holds all of a table's
-        large values at once (`tests/test_storage.py` shows a tighter bound failing it)."""
+        """A file's DuckDB memory is bounded at `MEMORY_LIMIT_MB` once its migrations ran (a
+        migration may rewrite a whole table); an in-memory database keeps DuckDB's own bound,
+        as it has nowhere to evict its blocks to."""
         self.path = str(path)
         if self.path != ":memory:":
             Path(self.path).parent.mkdir(parents=True, exist_ok=True)
@@ -31,6 +39,8 @@ class Database:
         self._write_lock = threading.RLock()
         self._local = threading.local()
         self.migrate()
+        if self.path != ":memory:":
+            self._con.execute(f"SET memory_limit = '{MEMORY_LIMIT_MB}MB'")
 
     def close(self) -> None:
         self._con.close()

@@ -189,6 +189,28 @@ def _m_voice_windows(cur: duckdb.DuckDBPyConnection) -> None:
             embeddings BLOB NOT NULL, PRIMARY KEY (session_id, seq))""")
 
 
+WINDOW_PIECE_BYTES = 2000
+"""The most bytes of a chunk's voice windows one `voice_window_pieces` row holds. Values this
+small stay inside DuckDB's column blocks (past 4 KB a value is kept apart, and a checkpoint
+then holds every such value of the table's row group in memory at once), so a checkpoint
+writes new blocks only and DuckDB's memory can be bounded (`database.MEMORY_LIMIT_MB`)."""
+
+
+def _m_voice_window_pieces(cur: duckdb.DuckDBPyConnection) -> None:
+    """Each chunk's windows move from one BLOB to rows of at most `WINDOW_PIECE_BYTES`."""
+    n = WINDOW_PIECE_BYTES
+    cur.execute("""
+        CREATE TABLE voice_window_pieces (
+            session_id VARCHAR NOT NULL, seq INTEGER NOT NULL, part INTEGER NOT NULL, data BLOB NOT NULL)""")
+    cur.execute(f"""
+        INSERT INTO voice_window_pieces
+        SELECT session_id, seq, part, embeddings[part * {n} + 1 : (part + 1) * {n}]
+        FROM (SELECT session_id, seq, embeddings,
+                     unnest(range(CAST(ceil(octet_length(embeddings) / {n}) AS BIGINT))) AS part
+              FROM voice_windows)""")
+    cur.execute("ALTER TABLE voice_windows DROP COLUMN embeddings")
+
+
 MIGRATIONS: list[tuple[str, Callable[[duckdb.DuckDBPyConnection], None]]] = [
     ("initial schema", _m1_initial),
     ("chunks.skip_reason", _m_chunk_skip_reason),
@@ -202,5 +224,6 @@ MIGRATIONS: list[tuple[str, Callable[[duckdb.DuckDBPyConnection], None]]] = [
     ("segments.words", _m_segment_words),
     ("session decoding options", _m_session_decoding),
     ("voice windows", _m_voice_windows),
+    ("voice windows in pieces", _m_voice_window_pieces),
 ]
 """Ordered; the position (1-based) is the version recorded in `schema_version`."""

@@ -153,6 +153,7 @@ class SessionQueries(Database):
                                ("chunks", "session_id"), ("summaries", "session_id"),
                                ("partial_decodes", "session_id"), ("speakers", "session_id"),
                                ("diarization", "session_id"), ("voice_windows", "session_id"),
+                               ("voice_window_pieces", "session_id"),
                                ("session_vocabulary", "session_id"),
                                ("session_decoding", "session_id"),
                                ("session_shares", "session_id"),

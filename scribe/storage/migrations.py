@@ -193,7 +193,8 @@ WINDOW_PIECE_BYTES = 2000
 """The most bytes of a chunk's voice windows one `voice_window_pieces` row holds. Values this
 small stay inside DuckDB's column blocks (past 4 KB a value is kept apart, and a checkpoint
 then holds every such value of the table's row group in memory at once), so a checkpoint
-writes new blocks only and DuckDB's memory can be bounded (`database.MEMORY_LIMIT_MB`)."""
+needs no room for all of a long history's windows and DuckDB's memory can be bounded
+(`database.MEMORY_LIMIT_MB`)."""
 
 
 def _m_voice_window_pieces(cur: duckdb.DuckDBPyConnection) -> None:

@@ -38,6 +38,7 @@ import psutil
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
+from scribe.backends import STAND_IN
 from scribe.core import ChunkRow, PackedWindows
 from scribe.storage import Storage
 
@@ -45,7 +46,7 @@ CHECKPOINT_EVERY = 200
 
 
 def _app_writer(store: Storage):
-    session = store.create_session(title="history", source="upload", backend="local", model="base",
+    session = store.create_session(title="history", source="upload", backend=STAND_IN, model=STAND_IN,
                                    chunk_seconds=15, chunk_policy="pause:15", now=time.time())
 
     def write(seq: int, windows: bytes) -> None:

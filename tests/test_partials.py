@@ -728,8 +728,14 @@ def test_a_multilingual_partial_model_is_told_the_language_instead_of_detecting_
 
 
 GERMAN = "Guten Morgen zusammen, wir besprechen heute das Budget für das dritte Quartal."
-"""Left to the server's language (en), base writes English words for it (WER > 1)."""
+"""Left to the server's language (en), base writes English words for it (WER about 1)."""
 RARE_NAME = "Please send the report to Quenby Zarkowitz before Thursday."
+
+
+def _read_as_english(text: str) -> bool:
+    """German speech decoded in the server's language: English words for German sounds, so
+    hardly a word of the German (WER about 1: every word replaced, dropped or added to)."""
+    return "Guten Morgen" not in text and word_error_rate(GERMAN, text) >= 0.9
 
 
 @pytest.fixture(scope="module")
@@ -757,7 +763,7 @@ def test_a_piece_is_read_in_its_sessions_language_and_prompt_alone_and_batched_w
     print(f"de: {in_german!r}; default: {default!r}; plain: {plain!r}; prompted: {prompted!r}")
     assert word_error_rate(GERMAN, in_german) <= 0.7, in_german  # base on espeak German: ~0.6
     assert "Guten Morgen" in in_german
-    assert word_error_rate(GERMAN, default) > 1.0, default  # as before: the server's language
+    assert _read_as_english(default), default  # as before: the server's language
     assert "Quenby Zarkowitz" in prompted and "Quenby Zarkowitz" not in plain
     together = [_text(ws) for ws in multilingual.decode(pieces)]
     assert together == alone
@@ -783,7 +789,7 @@ def test_the_lane_decodes_each_session_with_its_own_language(multilingual):
     finally:
         lane.stop()
     assert word_error_rate(GERMAN, shown["de"]) <= 0.7, shown
-    assert word_error_rate(GERMAN, shown["plain"]) > 1.0, shown
+    assert _read_as_english(shown["plain"]), shown
 
 
 def test_the_short_window_reads_speech_as_well_as_whispers_30_s_window(decoder, turns):

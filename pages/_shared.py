@@ -48,11 +48,23 @@ RECORDED_USER = "scribe_recorded_user"
 
 
 # -- who is using this browser session -----------------------------------------------------
+_UNREADABLE_SECRETS: dict[str, object] = {}
+"""The `st.secrets` found to have no file (AppTest puts its own in place, so it is kept by identity)."""
+
+
 def sign_in_configured() -> bool:
-    """Team mode: `[auth]` in .streamlit/secrets.toml (Streamlit's OpenID Connect sign-in)."""
+    """Team mode: `[auth]` in .streamlit/secrets.toml (Streamlit's OpenID Connect sign-in).
+    Without a secrets file Streamlit looks for one again on every question (its config, the
+    working folder, each path), and every fragment run of every page asks, so that answer is
+    kept; the server reads `[auth]` once at start as Streamlit does, so a file added later
+    needs a restart either way."""
+    secrets = st.secrets
+    if _UNREADABLE_SECRETS.get("secrets") is secrets:
+        return False
     try:
-        return "auth" in st.secrets
-    except Exception:  # no secrets file at all
+        return "auth" in secrets
+    except Exception:  # no secrets file at all (or one Streamlit cannot read)
+        _UNREADABLE_SECRETS["secrets"] = secrets
         return False
 
 

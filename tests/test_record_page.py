@@ -566,3 +566,28 @@ def test_in_team_mode_only_the_owner_sees_their_tools_live_session(env, monkeypa
     finally:
         capture.request_stop()
         capture.on_ended()
+
+
+def test_sign_in_is_looked_up_once_when_there_is_no_secrets_file(monkeypatch):
+    """Every fragment run asks whether sign-in is on; without a secrets file Streamlit would
+    search for one on each question. A secrets object that has `[auth]` is asked as before."""
+    from streamlit.runtime.secrets import Secrets
+
+    from pages._shared import sign_in_configured
+
+    class NoFile(Secrets):
+        asked = 0
+
+        def _parse(self):
+            NoFile.asked += 1
+            raise FileNotFoundError("no secrets.toml")
+
+    class WithAuth(Secrets):
+        def _parse(self):
+            return {"auth": {"redirect_uri": "http://127.0.0.1/oauth2callback"}}
+
+    monkeypatch.setattr(st, "secrets", NoFile())
+    assert [sign_in_configured() for _ in range(3)] == [False, False, False]
+    assert NoFile.asked == 1
+    monkeypatch.setattr(st, "secrets", WithAuth())  # another secrets object (AppTest puts its own in place)
+    assert sign_in_configured()

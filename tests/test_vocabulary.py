@@ -65,6 +65,46 @@ def test_session_words_come_first_then_the_newest_team_words(storage):
     assert storage.vocabulary_for(session.id) == ["Newer", "Older"]
 
 
+def test_a_sessions_words_and_options_are_read_once_until_a_write_changes_them(storage):
+    """The partial lane asks before every decode of every live session; the answer is kept,
+    and each kind of write shows at once."""
+    from scribe.core import DecodeOptions
+
+    session = storage.create_session(title="t", source="cli", backend="stub", model="stub",
+                                     chunk_seconds=4, chunk_policy="fixed")
+    storage.add_terms(["Quorvia"])
+    kept = storage._decode_inputs
+    for _ in range(50):
+        assert storage.vocabulary_for(session.id) == ["Quorvia"]
+        assert storage.options_for(session.id) == DecodeOptions()
+    assert kept.reads == 2
+    storage.vocabulary_for(session.id).append("changed by a caller")  # a copy: the kept list is not touched
+    assert storage.vocabulary_for(session.id) == ["Quorvia"]
+
+    storage.add_terms(["Zelkar"])
+    assert storage.vocabulary_for(session.id) == ["Zelkar", "Quorvia"]
+    storage.remove_term("quorvia")
+    assert storage.vocabulary_for(session.id) == ["Zelkar"]
+    storage.set_session_terms(session.id, ["Okonkwo"])
+    assert storage.vocabulary_for(session.id) == ["Okonkwo", "Zelkar"]
+    storage.set_session_options(session.id, DecodeOptions(language="de"))
+    assert storage.options_for(session.id) == DecodeOptions(language="de")
+    storage.delete_session(session.id)
+    assert storage.vocabulary_for(session.id) == ["Zelkar"]
+    assert storage.options_for(session.id) == DecodeOptions()
+
+
+def test_a_read_that_began_before_a_write_is_not_kept():
+    """A read racing a write may return the old rows, but is not kept past the write."""
+    from scribe.storage.database import KeptReads
+
+    kept = KeptReads()
+    assert kept.get("k", lambda: (kept.changed(), "old")[1]) == "old"  # a write lands mid-read
+    assert kept.get("k", lambda: "new") == "new"
+    assert kept.get("k", lambda: "newer") == "new"
+    assert kept.reads == 2
+
+
 def test_the_prompt_keeps_the_first_terms_that_fit():
     assert whisper_prompt([]) == "" and gemini_instruction([]) == ""
     assert whisper_prompt(["Siobhan", "DuckDB"]) == "Siobhan, DuckDB."

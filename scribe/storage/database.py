@@ -5,9 +5,10 @@ from __future__ import annotations
 
 import threading
 import time
+from collections import OrderedDict
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any, Iterator, Sequence
+from typing import Any, Callable, Hashable, Iterator, Sequence
 
 import duckdb
 
@@ -20,6 +21,42 @@ bound needs the room, so with its own bound (80 % of RAM) a server's memory grow
 database. A checkpoint must also hold every value over 4 KB of a table's row group at once;
 no table keeps many such values (voice windows are stored in small pieces), so this bound
 leaves it the room (BENCHMARKS.md, "DuckDB's memory with a long history")."""
+
+
+class KeptReads:
+    """Small reads asked for far more often than their rows change, kept until a write that
+    may change them calls `changed()`: the process is its database file's only writer (every
+    other program reaches the data through its API), so a kept read is never stale. The
+    newest `entries` keys are kept."""
+
+    def __init__(self, entries: int = 512) -> None:
+        self._entries = entries
+        self._lock = threading.Lock()
+        self._kept: OrderedDict[Hashable, Any] = OrderedDict()
+        self._writes = 0
+        self.reads = 0
+        """Database reads so far (for tests)."""
+
+    def get(self, key: Hashable, read: Callable[[], Any]) -> Any:
+        with self._lock:
+            if key in self._kept:
+                self._kept.move_to_end(key)
+                return self._kept[key]
+            writes = self._writes
+        value = read()
+        with self._lock:
+            self.reads += 1
+            if writes == self._writes:  # no write since the read began: it is still true
+                self._kept[key] = value
+                while len(self._kept) > self._entries:
+                    self._kept.popitem(last=False)
+        return value
+
+    def changed(self) -> None:
+        """After a committed write to the rows the kept reads come from."""
+        with self._lock:
+            self._writes += 1
+            self._kept.clear()
 
 
 class Database:
@@ -38,6 +75,9 @@ class Database:
             raise ScribeError(f"cannot open database {self.path}: {exc}") from None
         self._write_lock = threading.RLock()
         self._local = threading.local()
+        self._decode_inputs = KeptReads()
+        """A session's vocabulary and decode options (`VocabularyQueries`): the partial lane
+        reads both before each decode of every live session."""
         self.migrate()
         if self.path != ":memory:":
             self._con.execute(f"SET memory_limit = '{MEMORY_LIMIT_MB}MB'")

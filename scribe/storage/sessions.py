@@ -159,6 +159,7 @@ class SessionQueries(Database):
                                ("session_shares", "session_id"),
                                ("sessions", "id")):
                 cur.execute(f"DELETE FROM {table} WHERE {key} = ?", [session_id])
+        self._decode_inputs.changed()
 
 
 def _session_filters(statuses: Sequence[str], since: float | None, until: float | None,

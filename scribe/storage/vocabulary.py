@@ -68,6 +68,7 @@ class VocabularyQueries(Database):
             if new:
                 cur.executemany("INSERT INTO vocabulary VALUES (?, ?, ?, ?, ?, ?)",
                                 [[t.lower(), t, source, detail, created_by, now] for t in new])
+        self._decode_inputs.changed()
         return new
 
     def get_term(self, term: str) -> VocabularyTerm:
@@ -81,6 +82,7 @@ class VocabularyQueries(Database):
         self.get_term(term)
         with self.transaction() as cur:
             cur.execute("DELETE FROM vocabulary WHERE key = lower(?)", [" ".join(term.split())])
+        self._decode_inputs.changed()
 
     def set_session_terms(self, session_id: str, terms: Iterable[str]) -> None:
         """Words for one session only (on top of the team's)."""
@@ -90,6 +92,7 @@ class VocabularyQueries(Database):
             if cleaned:
                 cur.executemany("INSERT INTO session_vocabulary VALUES (?, ?)",
                                 [[session_id, t] for t in cleaned.values()])
+        self._decode_inputs.changed()
 
     def set_session_options(self, session_id: str, options: DecodeOptions) -> None:
         """A session's own decode options (replacing any it had); the default removes them."""
@@ -98,9 +101,14 @@ class VocabularyQueries(Database):
             if options.asked():
                 cur.execute("INSERT INTO session_decoding VALUES (?, ?, ?, ?)",
                             [session_id, options.language, options.prompt, options.temperature])
+        self._decode_inputs.changed()
 
     def options_for(self, session_id: str | None) -> DecodeOptions:
-        """The decode options a lane gives its model for a session (read beside `vocabulary_for`)."""
+        """The decode options a lane gives its model for a session (read beside `vocabulary_for`;
+        kept between writes, as the partial lane asks before every decode)."""
+        return self._decode_inputs.get(("options", session_id), lambda: self._read_options(session_id))
+
+    def _read_options(self, session_id: str | None) -> DecodeOptions:
         rows = self._rows("SELECT language, prompt, temperature FROM session_decoding WHERE session_id = ?",
                           [session_id])
         return DecodeOptions(**rows[0]) if rows else DecodeOptions()
@@ -113,7 +121,10 @@ class VocabularyQueries(Database):
 
     def vocabulary_for(self, session_id: str | None = None) -> list[str]:
         """The words a lane gives its model for a session: the session's own, then the team's
-        (newest first), each once."""
+        (newest first), each once (kept between writes, as `options_for`)."""
+        return list(self._decode_inputs.get(("vocabulary", session_id), lambda: self._read_vocabulary(session_id)))
+
+    def _read_vocabulary(self, session_id: str | None) -> tuple[str, ...]:
         rows = self.cursor().execute("""SELECT term FROM (
                 SELECT term, 0 AS tier, 0.0 AS added FROM session_vocabulary WHERE session_id = ?
                 UNION ALL SELECT term, 1, created_at FROM vocabulary) ORDER BY tier, added DESC""",
@@ -121,4 +132,4 @@ class VocabularyQueries(Database):
         seen: dict[str, str] = {}
         for (term,) in rows:
             seen.setdefault(term.lower(), term)
-        return list(seen.values())
+        return tuple(seen.values())

@@ -15,7 +15,8 @@ tab and pick that session: each then redraws its transcript, status, chunk table
 sidebar as the page does while a session records. Once all N show the transcript, the app
 process's CPU time (user + system, all threads) is read over `--seconds`. The N values
 alternate for `--rounds` rounds, so each meets the same machine. Reported: the app's CPU in
-cores per N, and per viewer over the no-viewer run of the same round. The browsers run on
+cores per N, and per viewer over the no-viewer run of the same round, and the same for the
+kilobytes a second over the loopback interface (what the pages are sent). The browsers run on
 the same cores (their CPU is not counted, but competes).
 
 `--reads`: the data part of one transcript redraw alone, in this process (see `read_cost`).
@@ -68,10 +69,20 @@ def watch(browser, url: str):
     raise RuntimeError("the tab never showed the live session")
 
 
-def app_cores(app: ScribeApp, seconds: float) -> float:
-    before, started = _cpu_seconds(app.proc.pid), time.monotonic()
+def app_cores(app: ScribeApp, seconds: float) -> tuple[float, float]:
+    """The app process's CPU in cores over `seconds`, and the kilobytes a second that crossed
+    the loopback interface meanwhile (the pages' WebSocket messages, as sent: compressed where
+    the browser and server agreed on it; also the sender's audio and the tabs' few bytes back,
+    the same whatever the number of viewers)."""
+    import psutil
+
+    def loopback() -> int:
+        return psutil.net_io_counters(pernic=True)["lo"].bytes_sent
+
+    cpu, sent, started = _cpu_seconds(app.proc.pid), loopback(), time.monotonic()
     time.sleep(seconds)
-    return (_cpu_seconds(app.proc.pid) - before) / (time.monotonic() - started)
+    elapsed = time.monotonic() - started
+    return (_cpu_seconds(app.proc.pid) - cpu) / elapsed, (loopback() - sent) / elapsed / 1000
 
 
 def read_cost(lines: int, repeat: int = 200) -> None:
@@ -225,6 +236,7 @@ def main() -> None:
     with tempfile.TemporaryDirectory(prefix="scribe-redraw-") as tmp:
         app = ScribeApp(Path(tmp) / "data", Path(tmp) / "app.log", SCRIBE_PARTIALS="false")
         cores: dict[int, list[float]] = {n: [] for n in counts}
+        sent_kb: dict[int, list[float]] = {n: [] for n in counts}
         try:
             start_senders(app.url, [audio])
             time.sleep(5)
@@ -234,20 +246,24 @@ def main() -> None:
                     for n in counts:
                         pages = [watch(browser, app.url) for _ in range(n)]
                         time.sleep(2)
-                        cores[n].append(app_cores(app, args.seconds))
-                        print(f"{n} viewer(s): app {cores[n][-1]:.3f} cores, load average {os.getloadavg()[0]:.1f}",
-                              flush=True)
+                        used, sent = app_cores(app, args.seconds)
+                        cores[n].append(used)
+                        sent_kb[n].append(sent)
+                        print(f"{n} viewer(s): app {used:.3f} cores, {sent:.1f} KB/s over loopback, "
+                              f"load average {os.getloadavg()[0]:.1f}", flush=True)
                         for page in pages:
                             page.context.close()
                 browser.close()
         finally:
             app.stop()
     base = statistics.median(cores[0]) if 0 in cores else 0.0
-    print(f"{'viewers':>8}{'app cores (median)':>20}{'per viewer':>12}")
+    base_kb = statistics.median(sent_kb[0]) if 0 in sent_kb else 0.0
+    print(f"{'viewers':>8}{'app cores (median)':>20}{'per viewer':>12}{'loopback KB/s':>15}{'per viewer':>12}")
     for n in counts:
-        median = statistics.median(cores[n])
+        median, kb = statistics.median(cores[n]), statistics.median(sent_kb[n])
         each = f"{(median - base) / n:.3f}" if n else "-"
-        print(f"{n:>8}{median:>20.3f}{each:>12}")
+        each_kb = f"{(kb - base_kb) / n:.1f}" if n else "-"
+        print(f"{n:>8}{median:>20.3f}{each:>12}{kb:>15.1f}{each_kb:>12}")
 
 
 if __name__ == "__main__":

@@ -71,9 +71,8 @@ def watch(browser, url: str):
 
 def app_cores(app: ScribeApp, seconds: float) -> tuple[float, float]:
     """The app process's CPU in cores over `seconds`, and the kilobytes a second that crossed
-    the loopback interface meanwhile (the pages' WebSocket messages, as sent: compressed where
-    the browser and server agreed on it; also the sender's audio and the tabs' few bytes back,
-    the same whatever the number of viewers)."""
+    the loopback interface meanwhile (the pages' WebSocket messages, as sent; also the sender's
+    audio and the tabs' few bytes back, the same whatever the number of viewers)."""
     import psutil
 
     def loopback() -> int:

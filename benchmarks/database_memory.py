@@ -36,11 +36,13 @@ from pathlib import Path
 import numpy as np
 import psutil
 
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+ROOT = Path(__file__).resolve().parent.parent
+sys.path[:0] = [str(ROOT), str(ROOT / "tests")]
 
-from scribe.backends import STAND_IN
-from scribe.core import ChunkRow, PackedWindows
-from scribe.storage import Storage
+from seed_sessions import save_chunk_windows  # noqa: E402
+
+from scribe.backends import STAND_IN  # noqa: E402
+from scribe.storage import Storage  # noqa: E402
 
 CHECKPOINT_EVERY = 200
 
@@ -50,9 +52,7 @@ def _app_writer(store: Storage):
                                    chunk_seconds=15, chunk_policy="pause:15", now=time.time())
 
     def write(seq: int, windows: bytes) -> None:
-        store.insert_chunk(ChunkRow(session.id, seq, seq * 15_000, (seq + 1) * 15_000, 0, 240_000,
-                                    f"/x/{seq}", "done"))
-        store.save_voice_windows(session.id, seq, PackedWindows(seq * 15_000, 1500, [0, 1500], [0, 160], windows))
+        save_chunk_windows(store, session.id, seq, windows)
     return write
 
 

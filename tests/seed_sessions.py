@@ -9,7 +9,7 @@ import numpy as np
 
 from scribe.audio import SAMPLE_RATE, write_flac_atomic
 from scribe.chunking import Chunker, FixedPolicy, policy_label
-from scribe.core import ChunkRow, SegmentRow, SessionRow
+from scribe.core import ChunkRow, PackedWindows, SegmentRow, SessionRow
 from scribe.storage import Storage
 
 CHUNK_MS = 5_000
@@ -67,3 +67,11 @@ def record_through(storage: Storage, pipeline, audio: np.ndarray, *, stop: bool 
     if stop:
         pipeline.finish_session(session.id)
     return session.id
+
+
+def save_chunk_windows(storage: Storage, session_id: str, seq: int, windows: bytes) -> bool:
+    """A done 15 s chunk at `seq` holding `windows` as its voice windows' bytes: synthetic
+    windows, for what the database does with them (size, pieces, memory), not for voices."""
+    start_ms = seq * 15_000
+    storage.insert_chunk(ChunkRow(session_id, seq, start_ms, start_ms + 15_000, 0, 240_000, f"/x/{seq}", "done"))
+    return storage.save_voice_windows(session_id, seq, PackedWindows(start_ms, 1500, [0, 1500], [0, 160], windows))

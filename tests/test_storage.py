@@ -1,6 +1,7 @@
 import duckdb
 import numpy as np
 import pytest
+from seed_sessions import save_chunk_windows
 
 from scribe.core import ChunkRow, PackedWindows, SegmentRow
 from scribe.errors import NotFoundError
@@ -79,9 +80,8 @@ def _save_windows(store: Storage, sid: str, chunks: int, rng: np.random.Generato
     """`chunks` chunks' voice windows of 120 KB each (about a minute of speech's windows)."""
     blobs = []
     for seq in range(chunks):
-        store.insert_chunk(ChunkRow(sid, seq, seq * 15_000, (seq + 1) * 15_000, 0, 240_000, f"/x/{seq}", "done"))
         blobs.append(rng.bytes(120_000))
-        assert store.save_voice_windows(sid, seq, PackedWindows(seq * 15_000, 1500, [0, 1500], [0, 160], blobs[-1]))
+        assert save_chunk_windows(store, sid, seq, blobs[-1])
     return blobs
 
 

@@ -490,8 +490,10 @@ def _without_repeat(committed: list[str], heard: list[TimedWord]) -> list[TimedW
     return heard
 
 
-LOOP_WORDS = 8
-"""The longest phrase whose back-to-back repeats are taken for a decoding loop."""
+LOOP_WORDS = 20
+"""The longest phrase whose back-to-back repeats are taken for a decoding loop (a long tail
+decoded with its committed words as the prompt looped a whole sentence: "you will navigate
+this demonstration by dialing digits if you are using a console chain" three times)."""
 
 
 def without_loops(heard: list[TimedWord]) -> list[TimedWord]:

@@ -67,6 +67,8 @@ def test_loop_is_cut_to_its_first_pass() -> None:
     assert cut("morning everyone. Morning everyone. Morning everyone. Thanks for") == "morning everyone. Thanks for"
     assert cut("move our tundra and we should move our tundra and we should") == "move our tundra and we should"
     assert cut("very very good, the budget for the third quarter") == "very very good, the budget for the third quarter"
+    sentence = "you will navigate this demonstration by dialing digits if you are using a console chain"
+    assert cut(f"{sentence} {sentence} {sentence} you will") == sentence  # a loop of 15 words
 
 
 def test_live_words_of_the_opening_do_not_loop() -> None:

@@ -15,10 +15,10 @@ DuckDB's own, 80 % of RAM; the app's is `database.MEMORY_LIMIT_MB`):
 
 Each case runs in its own process and prints one line: chunks stored before DuckDB failed (and
 its message), the process's highest RSS seen at a checkpoint, DuckDB's own figure for its
-memory at the end, the file's size, and the median and longest checkpoint. Why the app leaves
-DuckDB's memory unbounded: a checkpoint holds every large value of a table's row group at once,
-so under a bound the `blob` layout fails once its windows outgrow the bound, and without one
-DuckDB keeps what it wrote.
+memory at the end, the file's size, and the median and longest checkpoint. Why the app stores
+the windows in pieces: a checkpoint holds every large value of a table's row group at once, so
+under a bound the `blob` layout fails once its windows outgrow the bound, and without one DuckDB
+keeps what it wrote; in pieces the app's bound holds.
 """
 
 from __future__ import annotations

@@ -6,11 +6,9 @@ are tested without Streamlit; `pages/record.py` and `pages/_live_text.py` draw t
 from __future__ import annotations
 
 import functools
-import threading
 import time
-from collections import OrderedDict
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, Callable, Hashable
+from typing import TYPE_CHECKING, Any, Callable
 
 import numpy as np
 
@@ -18,6 +16,7 @@ from scribe import backends
 from scribe.core import ChunkRow, SegmentRow, SessionRow
 from scribe.export import transcript_lines
 from scribe.partials import LaneLoad, PartialText
+from scribe.storage.database import ReadThrough
 from scribe.timelabels import mmss
 
 if TYPE_CHECKING:
@@ -95,36 +94,6 @@ def live_transcript(stored: StoredText, partials: list[PartialText]) -> LiveTran
     return LiveTranscript(stored.text, partial)
 
 
-class _RecentReads:
-    """Database reads shared by every page of the process: a key's value is read again only
-    when its `mark` moved or the last read is older than `max_age_s`; the newest `entries`
-    keys are kept."""
-
-    def __init__(self, max_age_s: float, entries: int, clock: Callable[[], float]) -> None:
-        self.max_age_s = max_age_s
-        self._entries = entries
-        self._clock = clock
-        self._lock = threading.Lock()
-        self._read: OrderedDict[Hashable, tuple[object, float, Any]] = OrderedDict()
-        self.reads = 0
-        """Database reads so far (for tests and benchmarks)."""
-
-    def _read_through(self, key: Hashable, mark: object, load: Callable[[], Any]) -> Any:
-        with self._lock:
-            hit = self._read.get(key)
-            if hit is not None and hit[0] == mark and self._clock() - hit[1] < self.max_age_s:
-                return hit[2]
-        at = self._clock()
-        value = load()
-        with self._lock:
-            self.reads += 1
-            self._read[key] = (mark, at, value)
-            self._read.move_to_end(key)
-            while len(self._read) > self._entries:
-                self._read.popitem(last=False)
-        return value
-
-
 UNMARKED_CHANGE_S = 5.0
 """How soon `StoredLines` and `ChunkRows` show a change their mark does not see (a line edited,
 a row changed by another process). Their marks move with every write this process's pipeline
@@ -133,7 +102,7 @@ sets how often an unchanged session is read again for every page watching it (on
 three reads a second per watched session cost more than a viewer's own redraws)."""
 
 
-class StoredLines(_RecentReads):
+class StoredLines(ReadThrough):
     """The stored transcript of live sessions, read from the database and built into the
     page's text (`StoredText`) once per change for every page showing it: each open Record
     page redraws its transcript four times a second while a session records, and the stored
@@ -166,7 +135,7 @@ def stored_mark(stats: PipelineStats, speakers: SpeakerLabeler | None = None) ->
     return stats.processed, stats.failed, speakers.handled if speakers is not None else 0
 
 
-class ChunkRows(_RecentReads):
+class ChunkRows(ReadThrough):
     """A session's chunk rows for the Record page's status line and chunk table, read from
     the database once per change for every page showing them: each open page asks twice a
     second, and the rows change only when a chunk is stored, claimed, retried or settled.
@@ -194,7 +163,7 @@ def chunk_mark(stats: PipelineStats) -> tuple[int, ...]:
     return stats.queued, stats.in_flight, stats.processed, stats.failed, stats.retried, stats.job_errors
 
 
-class ReadableSessions(_RecentReads):
+class ReadableSessions(ReadThrough):
     """Session rows as pages show them, each read at most once per `max_age_s` for all the
     pages asking with the same principal: a Record page's fragments ask for the shown session
     up to six times a second while it records (the transcript four times, the status and the

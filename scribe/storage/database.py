@@ -3,6 +3,7 @@ transactions, small query helpers, and the schema migrations applied on open."""
 
 from __future__ import annotations
 
+import math
 import threading
 import time
 from collections import OrderedDict
@@ -23,40 +24,54 @@ no table keeps many such values (voice windows are stored in small pieces), so t
 leaves it the room (BENCHMARKS.md, "DuckDB's memory with a long history")."""
 
 
-class KeptReads:
-    """Small reads asked for far more often than their rows change, kept until a write that
-    may change them calls `changed()`: the process is its database file's only writer (every
-    other program reaches the data through its API), so a kept read is never stale. The
-    newest `entries` keys are kept."""
+class ReadThrough:
+    """Reads shared by many callers: a key's value is read again only when its `mark` moved or
+    the last read is older than `max_age_s`; the newest `entries` keys are kept. The mark a
+    caller passes is taken before the read, so a read that raced a change is kept under the
+    old mark and read again by the next caller."""
 
-    def __init__(self, entries: int = 512) -> None:
+    def __init__(self, max_age_s: float, entries: int, clock: Callable[[], float] = time.monotonic) -> None:
+        self.max_age_s = max_age_s
         self._entries = entries
+        self._clock = clock
         self._lock = threading.Lock()
-        self._kept: OrderedDict[Hashable, Any] = OrderedDict()
-        self._writes = 0
+        self._read: OrderedDict[Hashable, tuple[object, float, Any]] = OrderedDict()
         self.reads = 0
-        """Database reads so far (for tests)."""
+        """Database reads so far (for tests and benchmarks)."""
 
-    def get(self, key: Hashable, read: Callable[[], Any]) -> Any:
+    def _read_through(self, key: Hashable, mark: object, load: Callable[[], Any]) -> Any:
         with self._lock:
-            if key in self._kept:
-                self._kept.move_to_end(key)
-                return self._kept[key]
-            writes = self._writes
-        value = read()
+            hit = self._read.get(key)
+            if hit is not None and hit[0] == mark and self._clock() - hit[1] < self.max_age_s:
+                self._read.move_to_end(key)
+                return hit[2]
+        at = self._clock()
+        value = load()
         with self._lock:
             self.reads += 1
-            if writes == self._writes:  # no write since the read began: it is still true
-                self._kept[key] = value
-                while len(self._kept) > self._entries:
-                    self._kept.popitem(last=False)
+            self._read[key] = (mark, at, value)
+            self._read.move_to_end(key)
+            while len(self._read) > self._entries:
+                self._read.popitem(last=False)
         return value
+
+
+class KeptReads(ReadThrough):
+    """Small reads asked for far more often than their rows change, kept until a write that
+    may change them calls `changed()`: the process is its database file's only writer (every
+    other program reaches the data through its API), so a kept read is never stale."""
+
+    def __init__(self, entries: int = 512) -> None:
+        super().__init__(math.inf, entries)
+        self._writes = 0
+
+    def get(self, key: Hashable, read: Callable[[], Any]) -> Any:
+        return self._read_through(key, self._writes, read)
 
     def changed(self) -> None:
         """After a committed write to the rows the kept reads come from."""
         with self._lock:
             self._writes += 1
-            self._kept.clear()
 
 
 class Database:

@@ -7,8 +7,6 @@ valid for the session's life; they are deleted with the session."""
 
 from __future__ import annotations
 
-from dataclasses import replace
-
 from scribe.core import PackedWindows
 from scribe.storage.database import Database
 from scribe.storage.migrations import WINDOW_PIECE_BYTES
@@ -43,12 +41,10 @@ class VoiceWindowQueries(Database):
             SELECT w.seq, w.offset_ms, w.frames, w.speech, w.spans, p.data FROM voice_windows w
             LEFT JOIN voice_window_pieces p ON p.session_id = w.session_id AND p.seq = w.seq
             WHERE w.session_id = ? {where} ORDER BY w.seq, p.part""", params)
-        windows: dict[int, PackedWindows] = {}
-        pieces: dict[int, list[bytes]] = {}
-        for chunk_seq, offset_ms, frames, speech, spans, data in cur.fetchall():  # one session's windows
-            if chunk_seq not in windows:
-                windows[chunk_seq] = PackedWindows(offset_ms, frames, list(speech), list(spans), b"")
-                pieces[chunk_seq] = []
+        chunks: dict[int, tuple[tuple, list[bytes]]] = {}
+        for chunk_seq, *head, data in cur.fetchall():  # one session's windows, each chunk's pieces in order
+            pieces = chunks.setdefault(chunk_seq, (tuple(head), []))[1]
             if data is not None:
-                pieces[chunk_seq].append(bytes(data))
-        return {key: replace(w, embeddings=b"".join(pieces[key])) for key, w in windows.items()}
+                pieces.append(bytes(data))
+        return {key: PackedWindows(offset_ms, frames, list(speech), list(spans), b"".join(pieces))
+                for key, ((offset_ms, frames, speech, spans), pieces) in chunks.items()}
